@@ -1,0 +1,36 @@
+# Two commands matter: `make demo` and `make test`. Each sets up .venv by itself.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: install test lint fuzz bench demo clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test,aiostream]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check rxchannel tests benchmarks examples
+	$(VENV)/bin/ruff format --check rxchannel tests benchmarks examples
+	$(VENV)/bin/mypy
+
+test: lint
+	$(PY) -m pytest -q
+
+# Longer property and fuzz runs (not part of `make test`).
+fuzz: $(STAMP)
+	RXCHANNEL_FUZZ_EXAMPLES=200000 $(PY) -m pytest -q tests/test_fuzz.py tests/test_credit_machine.py -p no:timeout
+
+bench: $(STAMP)
+	$(PY) -m benchmarks
+
+demo: $(STAMP)
+	$(VENV)/bin/rxchannel demo
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

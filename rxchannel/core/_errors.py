@@ -1,0 +1,115 @@
+"""Errors, named by who is at fault (DESIGN.md §5).
+
+* :class:`LocalProtocolError` — *you* misused the API (sent without credit,
+  ``request(0)``, used a closed stream). Fix the calling code.
+* :class:`RemoteProtocolError` — the *peer* broke the RSocket protocol. Carries the
+  wire error code that was (or will be) sent back.
+* :class:`RemoteError` and subclasses — the peer's application ended a stream with
+  an ERROR frame (APPLICATION_ERROR, REJECTED, CANCELED, INVALID, ...).
+* :class:`StreamCancelledError` — the stream was cancelled (locally or by the peer).
+* :class:`ConnectionLostError` — the transport or the peer died; every open stream
+  gets it.
+* :class:`ClosedResourceError` — the connection or stream was closed locally.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+__all__ = [
+    "ClosedResourceError",
+    "ConnectionLostError",
+    "ErrorCode",
+    "LocalProtocolError",
+    "RemoteError",
+    "RemoteProtocolError",
+    "RxChannelError",
+    "SetupRejectedError",
+    "StreamCancelledError",
+    "remote_error",
+]
+
+
+class ErrorCode(IntEnum):
+    """Error codes of the ERROR frame (Protocol.md, "Error Codes")."""
+
+    INVALID_SETUP = 0x001
+    UNSUPPORTED_SETUP = 0x002
+    REJECTED_SETUP = 0x003
+    REJECTED_RESUME = 0x004
+    CONNECTION_ERROR = 0x101
+    CONNECTION_CLOSE = 0x102
+    APPLICATION_ERROR = 0x201
+    REJECTED = 0x202
+    CANCELED = 0x203
+    INVALID = 0x204
+
+    @property
+    def is_connection_level(self) -> bool:
+        return self < 0x200
+
+
+class RxChannelError(Exception):
+    """Base class of every error rxchannel raises on purpose."""
+
+
+class LocalProtocolError(RxChannelError):
+    """The local caller misused the API; nothing was sent to the peer."""
+
+
+class RemoteProtocolError(RxChannelError):
+    """The remote peer broke the protocol.
+
+    Attributes:
+        code: the RSocket error code sent back to the peer for this violation.
+        stream_id: the stream it concerns, or 0 for the whole connection.
+    """
+
+    def __init__(self, message: str, *, code: int = ErrorCode.CONNECTION_ERROR, stream_id: int = 0):
+        super().__init__(message)
+        self.code = code
+        self.stream_id = stream_id
+
+
+class RemoteError(RxChannelError):
+    """The peer ended a stream (or the connection) with an ERROR frame.
+
+    Attributes:
+        code: the error code from the frame.
+        message: the peer's error text.
+    """
+
+    def __init__(self, code: int, message: str):
+        try:
+            name = ErrorCode(code).name
+        except ValueError:
+            name = f"0x{code:08x}"
+        super().__init__(f"{name}: {message}" if message else name)
+        self.code = code
+        self.message = message
+
+
+class SetupRejectedError(RemoteError):
+    """The server refused our SETUP (INVALID_SETUP, UNSUPPORTED_SETUP, REJECTED_SETUP)."""
+
+
+class StreamCancelledError(RxChannelError):
+    """The stream was cancelled before it terminated; no more items will arrive."""
+
+
+class ConnectionLostError(RxChannelError):
+    """The transport or the peer went away; streams still open cannot finish.
+
+    A resumable sink keeps its partial data; reconnect and retry.
+    """
+
+
+class ClosedResourceError(RxChannelError):
+    """The connection or stream was already closed locally."""
+
+
+def remote_error(code: int, message: str) -> RemoteError:
+    """The :class:`RemoteError` subclass that fits an ERROR frame's code."""
+    if code in (ErrorCode.INVALID_SETUP, ErrorCode.UNSUPPORTED_SETUP, ErrorCode.REJECTED_SETUP):
+        return SetupRejectedError(code, message)
+    return RemoteError(code, message)

@@ -1,0 +1,93 @@
+"""Fragmentation and reassembly (Protocol.md, "Fragmentation And Reassembly").
+
+A request or payload larger than the frame limit is split: metadata first, then data;
+the first frame keeps its type (REQUEST_* or PAYLOAD), the rest are PAYLOAD frames, and
+every frame but the last has the F flag. A fragmented item still counts as one credit.
+"""
+
+from __future__ import annotations
+
+from ._errors import ErrorCode, RemoteProtocolError
+
+__all__ = ["MIN_FRAME_SIZE", "Reassembly", "split"]
+
+#: Smallest frame limit we accept; the header plus fields must leave room for content.
+MIN_FRAME_SIZE = 64
+_HEADER = 6
+_METADATA_LENGTH = 3
+
+
+def split(
+    metadata: bytes | None, data: bytes, max_frame_size: int, first_extra: int = 0
+) -> list[tuple[bytes | None, bytes]]:
+    """Cut (metadata, data) into per-frame parts that each fit ``max_frame_size``.
+
+    ``first_extra`` counts fixed fields of the first frame (4 for the initial n of
+    REQUEST_STREAM/REQUEST_CHANNEL). Returns one part when no fragmentation is needed.
+    """
+    total = _HEADER + first_extra + len(data)
+    if metadata is not None:
+        total += _METADATA_LENGTH + len(metadata)
+    if total <= max_frame_size:
+        return [(metadata, data)]
+    parts: list[tuple[bytes | None, bytes]] = []
+    m_pos, d_pos = 0, 0
+    m_len = -1 if metadata is None else len(metadata)
+    extra = first_extra
+    while True:
+        room = max_frame_size - _HEADER - extra
+        extra = 0
+        part_meta: bytes | None = None
+        if metadata is not None and (m_pos < m_len or (m_len == 0 and not parts)):
+            room -= _METADATA_LENGTH
+            part_meta = metadata[m_pos : m_pos + room]
+            m_pos += len(part_meta)
+            room -= len(part_meta)
+        part_data = b""
+        if room > 0 and (metadata is None or m_pos >= m_len):
+            part_data = data[d_pos : d_pos + room]
+            d_pos += len(part_data)
+        parts.append((part_meta, part_data))
+        if (metadata is None or m_pos >= m_len) and d_pos >= len(data):
+            return parts
+
+
+class Reassembly:
+    """Collects the fragments of one item, refusing to grow past ``limit`` bytes."""
+
+    __slots__ = ("_data", "_limit", "_metadata", "_size", "next")
+
+    def __init__(self, limit: int, *, next: bool = True):
+        self._metadata: list[bytes] | None = None
+        self._data: list[bytes] = []
+        self._size = 0
+        self._limit = limit
+        self.next = next
+
+    def add(self, stream_id: int, metadata: bytes | None, data: bytes) -> None:
+        """Append one fragment.
+
+        Raises:
+            RemoteProtocolError: the item would exceed the reassembly limit (REJECTED).
+        """
+        self._size += len(data) + (len(metadata) if metadata else 0)
+        if self._size > self._limit:
+            raise RemoteProtocolError(
+                f"fragmented payload exceeds the reassembly limit of {self._limit} bytes",
+                code=ErrorCode.REJECTED,
+                stream_id=stream_id,
+            )
+        if metadata is not None:
+            if self._metadata is None:
+                self._metadata = []
+            self._metadata.append(metadata)
+        if data:
+            self._data.append(data)
+
+    @property
+    def size(self) -> int:
+        return self._size
+
+    def result(self) -> tuple[bytes | None, bytes]:
+        metadata = None if self._metadata is None else b"".join(self._metadata)
+        return metadata, b"".join(self._data)
