@@ -33,8 +33,8 @@ from ._events import (
     StreamErrored,
 )
 from ._fragments import MIN_FRAME_SIZE
-from ._framing import LengthPrefixDecoder, prefix
 from ._frames import MAX_FRAME_SIZE, MAX_REQUEST_N, FrameDecodeError, FrameType, decode_frame, encode_frame
+from ._framing import LengthPrefixDecoder, prefix
 from ._metadata import (
     MetadataError,
     decode_composite,

@@ -45,7 +45,6 @@ from ._frames import (
     FrameDecodeError,
     FrameType,
     KeepaliveFrame,
-    LeaseFrame,
     MetadataPushFrame,
     PayloadFrame,
     RequestFrame,
@@ -237,37 +236,33 @@ class Connection:
         except FrameDecodeError as exc:
             self._fail(exc)
             return
-        ftype = type(frame)
         if not self._setup_done:
             self._on_first_frame(frame)
-        elif ftype is PayloadFrame:
-            self._on_stream_frame(frame, FrameType.PAYLOAD)  # type: ignore[arg-type]
-        elif ftype is RequestNFrame:
-            self._on_stream_frame(frame, FrameType.REQUEST_N)  # type: ignore[arg-type]
-        elif ftype is RequestFrame:
-            self._on_request(frame)  # type: ignore[arg-type]
-        elif ftype is CancelFrame:
-            self._on_stream_frame(frame, FrameType.CANCEL)  # type: ignore[arg-type]
-        elif ftype is ErrorFrame:
-            self._on_error_frame(frame)  # type: ignore[arg-type]
-        elif ftype is KeepaliveFrame:
-            if frame.respond:  # type: ignore[union-attr]
-                self._queue(encode_frame(KeepaliveFrame(respond=False, data=frame.data)))  # type: ignore[union-attr]
-        elif ftype is MetadataPushFrame:
-            if frame.stream_id == 0:
-                self._events.append(MetadataPushed(metadata=frame.metadata))  # type: ignore[union-attr]
-            else:
-                self.ignored_frames += 1
-        elif ftype is UnsupportedFrame and not frame.ignorable:  # type: ignore[union-attr]
+        elif isinstance(frame, PayloadFrame):
+            self._on_stream_frame(frame, FrameType.PAYLOAD)
+        elif isinstance(frame, RequestNFrame):
+            self._on_stream_frame(frame, FrameType.REQUEST_N)
+        elif isinstance(frame, RequestFrame):
+            self._on_request(frame)
+        elif isinstance(frame, CancelFrame):
+            self._on_stream_frame(frame, FrameType.CANCEL)
+        elif isinstance(frame, ErrorFrame):
+            self._on_error_frame(frame)
+        elif isinstance(frame, KeepaliveFrame):
+            if frame.respond:
+                self._queue(encode_frame(KeepaliveFrame(respond=False, data=frame.data)))
+        elif isinstance(frame, MetadataPushFrame) and frame.stream_id == 0:
+            self._events.append(MetadataPushed(metadata=frame.metadata))
+        elif isinstance(frame, UnsupportedFrame) and not frame.ignorable:
             self._fail(
                 RemoteProtocolError(
-                    f"frame type 0x{frame.type:02x} is not supported here and its IGNORE flag is not set",  # type: ignore[union-attr]
+                    f"frame type 0x{frame.type:02x} is not supported here and its IGNORE flag is not set",
                     code=ErrorCode.CONNECTION_ERROR,
                 )
             )
         else:
-            # SETUP after setup, LEASE we never asked for, ignorable extensions (Protocol.md
-            # "Handling the Unexpected": a client ignores SETUP, a server a second SETUP)
+            # SETUP after setup, LEASE we never asked for, METADATA_PUSH off stream 0,
+            # ignorable extensions (Protocol.md "Handling the Unexpected")
             self.ignored_frames += 1
 
     def connection_lost(self, error: RxChannelError | None = None) -> None:
@@ -394,7 +389,9 @@ class Connection:
             return False
         return True
 
-    def _on_stream_frame(self, frame: PayloadFrame | RequestNFrame | CancelFrame | ErrorFrame, ftype: FrameType) -> None:
+    def _on_stream_frame(
+        self, frame: PayloadFrame | RequestNFrame | CancelFrame | ErrorFrame, ftype: FrameType
+    ) -> None:
         s = self._streams.get(frame.stream_id)
         if s is None:
             self.ignored_frames += 1  # unknown or finished stream: ignore (Handling the Unexpected)
@@ -668,7 +665,9 @@ class Connection:
             if wire:
                 self._queue(encode_frame(RequestNFrame(stream_id=s.id, n=wire)))
 
-    def send_payload(self, stream_id: int, data: bytes, metadata: bytes | None = None, *, complete: bool = False) -> None:
+    def send_payload(
+        self, stream_id: int, data: bytes, metadata: bytes | None = None, *, complete: bool = False
+    ) -> None:
         """Send one item on our outbound half (and complete it if asked). Queues PAYLOAD frame(s).
 
         Raises:

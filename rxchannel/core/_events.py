@@ -48,6 +48,7 @@ class SetupReceived:
     data_mime: str
     metadata: bytes | None
     data: bytes
+    stream_id: int = 0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True, repr=False)

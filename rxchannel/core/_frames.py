@@ -11,7 +11,6 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import Union
 
 from ._errors import ErrorCode, RemoteProtocolError
 
@@ -181,18 +180,18 @@ class UnsupportedFrame:
     ignorable: bool
 
 
-Frame = Union[
-    SetupFrame,
-    LeaseFrame,
-    KeepaliveFrame,
-    RequestFrame,
-    RequestNFrame,
-    CancelFrame,
-    PayloadFrame,
-    ErrorFrame,
-    MetadataPushFrame,
-    UnsupportedFrame,
-]
+Frame = (
+    SetupFrame
+    | LeaseFrame
+    | KeepaliveFrame
+    | RequestFrame
+    | RequestNFrame
+    | CancelFrame
+    | PayloadFrame
+    | ErrorFrame
+    | MetadataPushFrame
+    | UnsupportedFrame
+)
 
 
 # --------------------------------------------------------------------------- encode
@@ -255,7 +254,9 @@ def encode_frame(frame: Frame) -> bytes:
         return _header(0, FrameType.SETUP, flags) + b"".join(parts) + body
     if isinstance(frame, LeaseFrame):
         flags = FLAG_METADATA if frame.metadata is not None else 0
-        return _header(0, FrameType.LEASE, flags) + _LEASE_FIXED.pack(frame.ttl_ms, frame.count) + (frame.metadata or b"")
+        return (
+            _header(0, FrameType.LEASE, flags) + _LEASE_FIXED.pack(frame.ttl_ms, frame.count) + (frame.metadata or b"")
+        )
     raise TypeError(f"cannot encode {type(frame).__name__}")
 
 

@@ -1,0 +1,133 @@
+"""The message-transport interface every transport implements (and the conformance suite checks).
+
+A transport carries whole frames: one RSocket frame per message. Sending never blocks
+and never refuses for lack of room: it queues, reports how much is queued
+(:attr:`Transport.buffered_amount`), and :meth:`Transport.drain` waits until the queue
+is back under the low-water mark. The runtime writes control frames at once and holds
+back new items while the transport is above its high-water mark: that is flow-control
+level 2 of DESIGN.md §3.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+
+from rxchannel.core import ClosedResourceError, ConnectionLostError, RxChannelError
+
+__all__ = ["EndOfStream", "Transport", "TransportLimits"]
+
+
+class EndOfStream(RxChannelError):  # noqa: N818 - a clean end, not a failure (trio's EndOfChannel)
+    """The peer closed the transport in an orderly way; every message it sent was delivered."""
+
+
+class TransportLimits:
+    """High/low water marks in bytes for a transport's send queue."""
+
+    __slots__ = ("high_water", "low_water")
+
+    def __init__(self, high_water: int = 1 << 20, low_water: int | None = None):
+        if high_water <= 0:
+            raise ValueError("high_water must be positive")
+        self.high_water = high_water
+        self.low_water = high_water // 4 if low_water is None else low_water
+        if not 0 <= self.low_water <= high_water:
+            raise ValueError("low_water must be in 0..high_water")
+
+
+class Transport(abc.ABC):
+    """One bidirectional message pipe between two peers."""
+
+    #: frames longer than this are fragmented by the core before they reach :meth:`write`
+    max_message_size: int
+    limits: TransportLimits
+
+    def __init__(self, limits: TransportLimits | None = None) -> None:
+        self.limits = limits or TransportLimits()
+        self._closed = False
+        self._error: RxChannelError | None = None
+        self._drain_waiter: asyncio.Future[None] | None = None
+
+    @property
+    @abc.abstractmethod
+    def buffered_amount(self) -> int:
+        """Bytes queued locally and not yet handed to the network."""
+
+    @property
+    def writable(self) -> bool:
+        """True while the send queue is under the high-water mark."""
+        return self.buffered_amount < self.limits.high_water
+
+    @abc.abstractmethod
+    def _write(self, frames: list[bytes]) -> None: ...
+
+    def write(self, frames: list[bytes]) -> None:
+        """Queue frames for sending, in order. Never blocks.
+
+        Raises:
+            ClosedResourceError: this side closed the transport.
+            ConnectionLostError: the transport broke.
+            ValueError: a frame is larger than :attr:`max_message_size`.
+        """
+        self._check_usable()
+        for frame in frames:
+            if len(frame) > self.max_message_size:
+                raise ValueError(
+                    f"a {len(frame)}-byte message exceeds this transport's maximum of {self.max_message_size}"
+                )
+        self._write(frames)
+
+    async def drain(self) -> None:
+        """Wait until :attr:`buffered_amount` is at or under the low-water mark.
+
+        Raises:
+            ClosedResourceError / ConnectionLostError: as for :meth:`write`.
+        """
+        while True:
+            self._check_usable()
+            if self.buffered_amount <= self.limits.low_water:
+                return
+            if self._drain_waiter is None or self._drain_waiter.done():
+                self._drain_waiter = asyncio.get_running_loop().create_future()
+            await asyncio.shield(self._drain_waiter)
+
+    def _wake_drain(self) -> None:
+        waiter = self._drain_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    @abc.abstractmethod
+    async def receive(self) -> list[bytes]:
+        """The next messages (at least one), in order.
+
+        Raises:
+            EndOfStream: the peer closed; nothing more will come.
+            ConnectionLostError: the transport broke.
+            ClosedResourceError: this side closed the transport.
+        """
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Close in an orderly way: queued messages are still delivered. Idempotent."""
+
+    @abc.abstractmethod
+    def abort(self) -> None:
+        """Drop the transport at once (the peer sees it break). Idempotent."""
+
+    def _check_usable(self) -> None:
+        if self._error is not None:
+            raise self._error
+        if self._closed:
+            raise ClosedResourceError("the transport was closed by this side")
+
+    def _set_error(self, error: RxChannelError) -> None:
+        if self._error is None and not self._closed:
+            self._error = error
+        self._wake_drain()
+
+
+def lost(message: str, cause: BaseException | None = None) -> ConnectionLostError:
+    err = ConnectionLostError(message)
+    err.__cause__ = cause
+    return err

@@ -1,0 +1,167 @@
+"""TCP transport: RSocket's TCP binding, each frame behind a 24-bit length prefix.
+
+Built on an asyncio ``Protocol`` rather than streams: received bytes are cut into frames
+in ``data_received`` and handed over in batches, with no task or queue hop per frame.
+When the application stops reading, reading from the socket pauses, so the peer's TCP
+window closes and *its* :meth:`drain` blocks: backpressure crosses the wire.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import struct
+from collections import deque
+
+from rxchannel.core import MAX_FRAME_SIZE, LengthPrefixDecoder, RemoteProtocolError
+
+from ._base import EndOfStream, Transport, TransportLimits, lost
+
+__all__ = ["TcpTransport", "connect_tcp_transport", "start_tcp_server"]
+
+
+class TcpTransport(Transport, asyncio.Protocol):
+    """One TCP connection carrying length-prefixed frames."""
+
+    max_message_size = MAX_FRAME_SIZE
+
+    def __init__(self, limits: TransportLimits | None = None, *, receive_buffer: int = 4 << 20):
+        Transport.__init__(self, limits)
+        self._decoder = LengthPrefixDecoder(MAX_FRAME_SIZE)
+        self._inbox: deque[bytes] = deque()
+        self._inbox_bytes = 0
+        self._receive_buffer = receive_buffer
+        self._paused_reading = False
+        self._eof = False
+        self._waiter: asyncio.Future[None] | None = None
+        self._transport: asyncio.Transport | None = None
+        self.connected: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    # ---------------------------------------------------------------- asyncio.Protocol
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = transport
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        transport.set_write_buffer_limits(high=self.limits.high_water, low=self.limits.low_water)
+        if not self.connected.done():
+            self.connected.set_result(None)
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            frames = self._decoder.feed(data)
+        except RemoteProtocolError as exc:
+            # an absurd length prefix: the stream is unusable from here on
+            self._set_error(lost(f"the peer sent an invalid length prefix: {exc}"))
+            self.abort()
+            return
+        if frames:
+            self._inbox.extend(frames)
+            self._inbox_bytes += sum(map(len, frames))
+            if self._inbox_bytes > self._receive_buffer and not self._paused_reading and self._transport:
+                self._paused_reading = True
+                self._transport.pause_reading()
+            self._wake()
+
+    def eof_received(self) -> bool:
+        self._eof = True
+        self._wake()
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if exc is not None:
+            self._set_error(lost(f"the TCP connection broke: {exc}", exc))
+        elif self._decoder.buffered:
+            self._set_error(lost(f"the peer closed mid-frame ({self._decoder.buffered} bytes of a frame unread)"))
+        self._eof = True
+        self._wake()
+        self._wake_drain()
+
+    def pause_writing(self) -> None:
+        pass  # buffered_amount is read directly; drain() waits for resume_writing
+
+    def resume_writing(self) -> None:
+        self._wake_drain()
+
+    # ---------------------------------------------------------------- Transport
+
+    @property
+    def buffered_amount(self) -> int:
+        t = self._transport
+        return t.get_write_buffer_size() if t is not None else 0
+
+    def _write(self, frames: list[bytes]) -> None:
+        assert self._transport is not None
+        if self._transport.is_closing():
+            raise lost("the TCP connection is closing")
+        if len(frames) == 1:
+            frame = frames[0]
+            self._transport.write(len(frame).to_bytes(3, "big") + frame)
+        else:
+            self._transport.write(b"".join([part for f in frames for part in (len(f).to_bytes(3, "big"), f)]))
+
+    def _wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    async def receive(self) -> list[bytes]:
+        while not self._inbox:
+            self._check_usable()
+            if self._eof:
+                raise EndOfStream("the peer closed the TCP connection")
+            self._waiter = asyncio.get_running_loop().create_future()
+            await self._waiter
+        batch = list(self._inbox)
+        self._inbox.clear()
+        self._inbox_bytes = 0
+        if self._paused_reading and self._transport is not None and not self._transport.is_closing():
+            self._paused_reading = False
+            self._transport.resume_reading()
+        return batch
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._transport is not None and not self._transport.is_closing():
+            self._transport.close()  # flushes what is queued, then FIN
+        self._wake()
+        self._wake_drain()
+
+    def abort(self) -> None:
+        if self._transport is not None:
+            sock = self._transport.get_extra_info("socket")
+            if sock is not None and not self._transport.is_closing():
+                # linger 0: the peer sees a reset, not an orderly close
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            self._transport.abort()
+        self._closed = True
+        self._wake()
+        self._wake_drain()
+
+    @property
+    def peername(self) -> object:
+        return self._transport.get_extra_info("peername") if self._transport else None
+
+
+async def connect_tcp_transport(host: str, port: int, limits: TransportLimits | None = None) -> TcpTransport:
+    """Dial ``host:port`` and return the connected transport."""
+    loop = asyncio.get_running_loop()
+    _, proto = await loop.create_connection(lambda: TcpTransport(limits), host, port)
+    return proto
+
+
+async def start_tcp_server(
+    on_transport: object, host: str = "127.0.0.1", port: int = 0, limits: TransportLimits | None = None
+) -> asyncio.Server:
+    """Listen on ``host:port``; call ``on_transport(transport)`` (sync) for each accepted connection."""
+    loop = asyncio.get_running_loop()
+
+    def factory() -> TcpTransport:
+        proto = TcpTransport(limits)
+        proto.connected.add_done_callback(lambda _f: on_transport(proto))  # type: ignore[operator]
+        return proto
+
+    return await loop.create_server(factory, host, port)
