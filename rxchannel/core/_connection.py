@@ -514,10 +514,16 @@ class Connection:
         self._events.append(CreditGranted(stream_id=s.id, n=n))
 
     def _violation(self, s: Stream, error: RemoteProtocolError) -> None:
-        """The peer broke the protocol on one stream: end it on both sides. Queues ERROR."""
+        """The peer broke the protocol on one stream: end it on both sides. Queues ERROR.
+
+        A request still being reassembled was never announced to the application, so
+        it ends silently here (and a fire-and-forget gets no ERROR: it has no stream).
+        """
         self._streams.pop(s.id, None)
-        self._queue(encode_frame(ErrorFrame(stream_id=s.id, code=error.code, message=str(error))))
-        self._events.append(StreamErrored(stream_id=s.id, error=error))
+        if s.interaction is not Interaction.FNF:
+            self._queue(encode_frame(ErrorFrame(stream_id=s.id, code=error.code, message=str(error))))
+        if s.pending_request is None:
+            self._events.append(StreamErrored(stream_id=s.id, error=error))
 
     def _maybe_forget(self, s: Stream) -> None:
         if s.finished:

@@ -239,9 +239,9 @@ def encode_frame(frame: Frame) -> bytes:
         return _header(frame.stream_id, FrameType.ERROR, 0) + _U32.pack(frame.code) + frame.message.encode()
     if isinstance(frame, KeepaliveFrame):
         flags = FLAG_RESPOND if frame.respond else 0
-        return _header(0, FrameType.KEEPALIVE, flags) + _KEEPALIVE_FIXED.pack(frame.position) + frame.data
+        return _header(frame.stream_id, FrameType.KEEPALIVE, flags) + _KEEPALIVE_FIXED.pack(frame.position) + frame.data
     if isinstance(frame, MetadataPushFrame):
-        return _header(0, FrameType.METADATA_PUSH, FLAG_METADATA) + frame.metadata
+        return _header(frame.stream_id, FrameType.METADATA_PUSH, FLAG_METADATA) + frame.metadata
     if isinstance(frame, SetupFrame):
         flags = (FLAG_LEASE if frame.lease else 0) | (FLAG_RESUME if frame.resume_token is not None else 0)
         parts = [_SETUP_FIXED.pack(frame.version[0], frame.version[1], frame.keepalive_ms, frame.lifetime_ms)]
@@ -251,11 +251,13 @@ def encode_frame(frame: Frame) -> bytes:
             raw = mime.encode("ascii")
             parts.append(bytes([len(raw)]) + raw)
         flags, body = _metadata_and_data(flags, frame.metadata, frame.data)
-        return _header(0, FrameType.SETUP, flags) + b"".join(parts) + body
+        return _header(frame.stream_id, FrameType.SETUP, flags) + b"".join(parts) + body
     if isinstance(frame, LeaseFrame):
         flags = FLAG_METADATA if frame.metadata is not None else 0
         return (
-            _header(0, FrameType.LEASE, flags) + _LEASE_FIXED.pack(frame.ttl_ms, frame.count) + (frame.metadata or b"")
+            _header(frame.stream_id, FrameType.LEASE, flags)
+            + _LEASE_FIXED.pack(frame.ttl_ms, frame.count)
+            + (frame.metadata or b"")
         )
     raise TypeError(f"cannot encode {type(frame).__name__}")
 
@@ -339,7 +341,10 @@ def decode_frame(buf: bytes) -> Frame:
     if ftype == FrameType.KEEPALIVE:
         _need(buf, 14, "KEEPALIVE")
         return KeepaliveFrame(
-            respond=bool(flags & FLAG_RESPOND), position=_KEEPALIVE_FIXED.unpack_from(buf, 6)[0], data=buf[14:]
+            stream_id=stream_id,
+            respond=bool(flags & FLAG_RESPOND),
+            position=_KEEPALIVE_FIXED.unpack_from(buf, 6)[0],
+            data=buf[14:],
         )
     if ftype == FrameType.METADATA_PUSH:
         return MetadataPushFrame(stream_id=stream_id, metadata=buf[6:])
@@ -348,7 +353,8 @@ def decode_frame(buf: bytes) -> Frame:
     if ftype == FrameType.LEASE:
         _need(buf, 14, "LEASE")
         ttl, count = _LEASE_FIXED.unpack_from(buf, 6)
-        return LeaseFrame(ttl_ms=ttl, count=count, metadata=buf[14:] if flags & FLAG_METADATA else None)
+        metadata = buf[14:] if flags & FLAG_METADATA else None
+        return LeaseFrame(stream_id=stream_id, ttl_ms=ttl, count=count, metadata=metadata)
     return UnsupportedFrame(stream_id=stream_id, type=ftype, ignorable=bool(flags & FLAG_IGNORE))
 
 

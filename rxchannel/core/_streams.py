@@ -70,6 +70,8 @@ _HALVES: dict[tuple[Interaction, bool], tuple[Half, Half]] = {
     (_S, False): (Half.ABSENT, Half.OPEN),
     (_C, True): (Half.OPEN, Half.OPEN),
     (_C, False): (Half.OPEN, Half.OPEN),
+    (Interaction.FNF, True): (Half.ABSENT, Half.ABSENT),
+    (Interaction.FNF, False): (Half.ABSENT, Half.ABSENT),  # only while its fragments arrive
 }
 
 
