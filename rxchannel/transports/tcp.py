@@ -12,6 +12,7 @@ import asyncio
 import socket
 import struct
 from collections import deque
+from collections.abc import Callable
 
 from rxchannel.core import MAX_FRAME_SIZE, LengthPrefixDecoder, RemoteProtocolError
 
@@ -23,11 +24,17 @@ __all__ = ["TcpTransport", "connect_tcp_transport", "start_tcp_server"]
 class TcpTransport(Transport, asyncio.Protocol):
     """One TCP connection carrying length-prefixed frames."""
 
-    max_message_size = MAX_FRAME_SIZE
-
-    def __init__(self, limits: TransportLimits | None = None, *, receive_buffer: int = 4 << 20):
+    def __init__(
+        self,
+        limits: TransportLimits | None = None,
+        *,
+        receive_buffer: int = 4 << 20,
+        max_message_size: int = MAX_FRAME_SIZE,
+    ):
         Transport.__init__(self, limits)
-        self._decoder = LengthPrefixDecoder(MAX_FRAME_SIZE)
+        #: largest frame sent or accepted; a peer announcing more breaks the connection
+        self.max_message_size = max_message_size
+        self._decoder = LengthPrefixDecoder(max_message_size)
         self._inbox: deque[bytes] = deque()
         self._inbox_bytes = 0
         self._receive_buffer = receive_buffer
@@ -66,6 +73,8 @@ class TcpTransport(Transport, asyncio.Protocol):
             self._wake()
 
     def eof_received(self) -> bool:
+        if self._decoder.buffered:
+            self._set_error(lost(f"the peer closed mid-frame ({self._decoder.buffered} bytes of a frame unread)"))
         self._eof = True
         self._wake()
         return False
@@ -146,22 +155,29 @@ class TcpTransport(Transport, asyncio.Protocol):
         return self._transport.get_extra_info("peername") if self._transport else None
 
 
-async def connect_tcp_transport(host: str, port: int, limits: TransportLimits | None = None) -> TcpTransport:
+async def connect_tcp_transport(
+    host: str, port: int, limits: TransportLimits | None = None, *, max_message_size: int = MAX_FRAME_SIZE
+) -> TcpTransport:
     """Dial ``host:port`` and return the connected transport."""
     loop = asyncio.get_running_loop()
-    _, proto = await loop.create_connection(lambda: TcpTransport(limits), host, port)
+    _, proto = await loop.create_connection(lambda: TcpTransport(limits, max_message_size=max_message_size), host, port)
     return proto
 
 
 async def start_tcp_server(
-    on_transport: object, host: str = "127.0.0.1", port: int = 0, limits: TransportLimits | None = None
+    on_transport: Callable[[TcpTransport], object],
+    host: str = "127.0.0.1",
+    port: int = 0,
+    limits: TransportLimits | None = None,
+    *,
+    max_message_size: int = MAX_FRAME_SIZE,
 ) -> asyncio.Server:
     """Listen on ``host:port``; call ``on_transport(transport)`` (sync) for each accepted connection."""
     loop = asyncio.get_running_loop()
 
     def factory() -> TcpTransport:
-        proto = TcpTransport(limits)
-        proto.connected.add_done_callback(lambda _f: on_transport(proto))  # type: ignore[operator]
+        proto = TcpTransport(limits, max_message_size=max_message_size)
+        proto.connected.add_done_callback(lambda _f: on_transport(proto))
         return proto
 
     return await loop.create_server(factory, host, port)

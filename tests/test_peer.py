@@ -1,0 +1,298 @@
+"""The asyncio runtime over real transports (in-memory pairs and TCP loopback)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import pytest
+
+import rxchannel as rx
+from rxchannel.core import ConnectionConfig, Role
+from rxchannel.peer import Peer
+from rxchannel.transports import memory_pair
+
+Connect = Callable[..., Awaitable[tuple[Peer, Peer]]]
+
+
+async def _memory(router: rx.Router, config: ConnectionConfig | None = None, **kw: object) -> tuple[Peer, Peer]:
+    a, b = memory_pair(**kw)  # type: ignore[arg-type]
+    server = Peer(b, Role.SERVER, router=router, config=config)
+    client = Peer(a, Role.CLIENT, config=config)
+    return client, server
+
+
+async def _tcp(router: rx.Router, config: ConnectionConfig | None = None, **kw: object) -> tuple[Peer, Peer]:
+    srv = await rx.serve_tcp(router, config=config)
+    client = await rx.connect_tcp("127.0.0.1", srv.port, config=config)
+    for _ in range(200):
+        if srv.peers:
+            break
+        await asyncio.sleep(0.005)
+    (server,) = srv.peers
+    srv._server.close()  # type: ignore[union-attr]  # stop listening; the accepted peer lives on
+    return client, server
+
+
+@pytest.fixture(params=["memory", "tcp"])
+def connect(request: pytest.FixtureRequest) -> Connect:
+    return {"memory": _memory, "tcp": _tcp}[request.param]  # type: ignore[return-value]
+
+
+class Source:
+    """A demand-aware source that records how far it was pulled and whether it was closed."""
+
+    def __init__(self, count: int, size: int = 8):
+        self.count, self.size = count, size
+        self.pulled = 0
+        self.closed = asyncio.Event()
+
+    async def __call__(self, request: rx.Request) -> AsyncIterator[bytes]:
+        try:
+            for i in range(self.count):
+                self.pulled += 1
+                yield i.to_bytes(4, "big") * (self.size // 4)
+        finally:
+            self.closed.set()
+
+
+async def test_request_response_fire_and_forget_and_metadata_push(connect: Connect, no_leaked_tasks: None) -> None:
+    router = rx.Router()
+    fired: asyncio.Queue[bytes] = asyncio.Queue()
+    pushed: asyncio.Queue[bytes] = asyncio.Queue()
+    router.on_metadata_push = pushed.put_nowait
+
+    @router.response("echo")
+    async def echo(req: rx.Request) -> rx.Payload:
+        return rx.Payload(req.data[::-1], metadata=b"m:" + (req.route or "").encode())
+
+    @router.fire_and_forget("log")
+    def log(req: rx.Request) -> None:
+        fired.put_nowait(req.data)
+
+    client, server = await connect(router)
+    reply = await client.request_response("echo", b"abc")
+    assert reply == rx.Payload(b"cba", b"m:echo")
+    await client.fire_and_forget("log", b"event")
+    await client.metadata_push(b"hello")
+    async with asyncio.timeout(5):
+        assert await fired.get() == b"event"
+        assert await pushed.get() == b"hello"
+    await client.close()
+    await server.close()
+
+
+async def test_request_stream_with_window_never_pulls_ahead_of_demand(connect: Connect, no_leaked_tasks: None) -> None:
+    router = rx.Router()
+    source = Source(200)
+    router.stream("numbers")(source)
+    client, server = await connect(router)
+    window = 4
+    got = []
+    async for item in client.request_stream("numbers", window=window):
+        got.append(int.from_bytes(item.data[:4], "big"))
+        # the item just pulled is not consumed yet; everything before it is
+        assert source.pulled <= (len(got) - 1) + window + 1, (source.pulled, len(got))
+        await asyncio.sleep(0.001)  # a slow consumer
+    assert got == list(range(200))
+    async with asyncio.timeout(5):
+        await source.closed.wait()
+    assert client.connection.open_streams == 0
+    await client.close()
+    await server.close()
+
+
+async def test_leaving_the_loop_cancels_and_closes_the_remote_source(connect: Connect, no_leaked_tasks: None) -> None:
+    router = rx.Router()
+    source = Source(10**9)
+    router.stream("endless")(source)
+    client, server = await connect(router)
+    async for item in client.request_stream("endless", window=8):
+        if item.data[:4] == (20).to_bytes(4, "big"):
+            break
+    async with asyncio.timeout(5):
+        await source.closed.wait()
+    assert source.pulled <= 21 + 8 + 1
+    for _ in range(100):
+        if server.connection.open_streams == 0:
+            break
+        await asyncio.sleep(0.01)
+    assert server.connection.open_streams == 0 and client.connection.open_streams == 0
+    await client.close()
+    await server.close()
+
+
+async def test_request_channel_both_ways(connect: Connect, no_leaked_tasks: None) -> None:
+    router = rx.Router()
+
+    @router.channel("upper")
+    async def upper(req: rx.Request) -> AsyncIterator[bytes]:
+        assert req.inbound is not None
+        yield b"hello " + req.data
+        async for item in req.inbound:
+            yield item.data.upper()
+
+    client, server = await connect(router)
+
+    async def words() -> AsyncIterator[bytes]:
+        for w in (b"a", b"bb", b"ccc"):
+            yield w
+
+    got = [p.data async for p in client.request_channel("upper", words(), b"there", window=2)]
+    assert got == [b"hello there", b"A", b"BB", b"CCC"]
+    await client.close()
+    await server.close()
+
+
+async def test_errors_cross_the_wire_without_leaking_local_detail(connect: Connect, no_leaked_tasks: None) -> None:
+    router = rx.Router()
+
+    @router.response("refuse")
+    def refuse(req: rx.Request) -> bytes:
+        raise rx.ApplicationError("quota exceeded", code=0x301)
+
+    @router.stream("crash")
+    async def crash(req: rx.Request) -> AsyncIterator[bytes]:
+        yield b"one"
+        raise RuntimeError("/home/secret/path exploded")
+
+    client, server = await connect(router)
+    with pytest.raises(rx.RemoteError) as info:
+        await client.request_response("refuse")
+    assert info.value.code == 0x301 and info.value.message == "quota exceeded"
+    items = []
+    with pytest.raises(rx.RemoteError) as info:
+        async for item in client.request_stream("crash"):
+            items.append(item.data)
+    assert items == [b"one"]
+    assert info.value.code == rx.ErrorCode.APPLICATION_ERROR
+    assert "secret" not in str(info.value) and "RuntimeError" in str(info.value)
+    with pytest.raises(rx.RemoteError) as info:
+        await client.request_response("no/such/route")
+    assert info.value.code == rx.ErrorCode.REJECTED and "no/such/route" in str(info.value)
+    await client.close()
+    await server.close()
+
+
+async def test_server_can_request_from_client(connect: Connect, no_leaked_tasks: None) -> None:
+    client_router = rx.Router()
+
+    @client_router.response("whoami")
+    def whoami(req: rx.Request) -> bytes:
+        return b"client"
+
+    client, server = await connect(rx.Router())
+    client.router = client_router
+    for _ in range(100):
+        if server.setup is not None:
+            break
+        await asyncio.sleep(0.01)
+    assert (await server.request_response("whoami")).data == b"client"
+    await client.close()
+    await server.close()
+
+
+async def test_payloads_larger_than_the_frame_limit_arrive_intact(connect: Connect, no_leaked_tasks: None) -> None:
+    router = rx.Router()
+    blob = bytes(range(256)) * 4000  # ~1 MB
+
+    @router.response("blob")
+    def give(req: rx.Request) -> bytes:
+        assert req.data == blob[::-1]
+        return blob
+
+    client, server = await connect(router, ConnectionConfig(max_frame_size=16 * 1024))
+    assert (await client.request_response("blob", blob[::-1])).data == blob
+    await client.close()
+    await server.close()
+
+
+async def test_transport_death_fails_every_open_stream_and_closes_sources(no_leaked_tasks: None) -> None:
+    router = rx.Router()
+    source = Source(10**9)
+    router.stream("endless")(source)
+    client, server = await _memory(router)
+    stream = client.request_stream("endless", window=4)
+    first = await stream.next()
+    assert first.data
+    client.transport.abort()
+    with pytest.raises(rx.ConnectionLostError):
+        async with asyncio.timeout(5):
+            while True:
+                await stream.next()
+    async with asyncio.timeout(5):
+        await source.closed.wait()
+        assert isinstance(await server.wait_closed(), rx.ConnectionLostError)
+    await client.close()
+    await server.close()
+
+
+async def test_a_silent_peer_is_detected_by_the_keepalive_deadline(no_leaked_tasks: None) -> None:
+    a, b = memory_pair()
+    config = ConnectionConfig(keepalive_interval=0.05, max_lifetime=0.3)
+    client = Peer(a, Role.CLIENT, config=config)
+    stream = client.request_stream("anything", window=2)
+    # b is a transport nobody answers on: frames go in, nothing comes back
+    with pytest.raises(rx.ConnectionLostError, match="keepalive"):
+        async with asyncio.timeout(5):
+            await stream.next()
+    assert isinstance(client.error, rx.ConnectionLostError)
+    await client.close()
+    await b.close()
+
+
+async def test_local_close_fails_open_streams_with_closed_resource_error(
+    connect: Connect, no_leaked_tasks: None
+) -> None:
+    router = rx.Router()
+    router.stream("endless")(Source(10**9))
+    client, server = await connect(router)
+    stream = client.request_stream("endless", window=2)
+    await stream.next()
+    await client.close()
+    with pytest.raises(rx.ClosedResourceError):
+        while True:
+            await stream.next()
+    with pytest.raises(rx.ClosedResourceError):
+        await client.request_response("x")
+    await server.close()
+
+
+async def test_manual_demand_with_request_n(connect: Connect, no_leaked_tasks: None) -> None:
+    router = rx.Router()
+    source = Source(100)
+    router.stream("numbers")(source)
+    client, server = await connect(router)
+    stream = client.request_stream("numbers", window=rx.Manual(3))
+    got = [await stream.next() for _ in range(3)]
+    await asyncio.sleep(0.05)
+    assert source.pulled == 3 and stream.buffered == 0  # nothing more without demand
+    stream.request(2)
+    got += [await stream.next() for _ in range(2)]
+    await asyncio.sleep(0.05)
+    assert source.pulled == 5
+    assert [int.from_bytes(p.data[:4], "big") for p in got] == [0, 1, 2, 3, 4]
+    await stream.aclose()
+    with pytest.raises(rx.LocalProtocolError):
+        stream.request(0)
+    await client.close()
+    await server.close()
+
+
+async def test_explicit_ack_lets_an_async_sink_drive_demand(connect: Connect, no_leaked_tasks: None) -> None:
+    router = rx.Router()
+    source = Source(50)
+    router.stream("numbers")(source)
+    client, server = await connect(router)
+    stream = client.request_stream("numbers", window=4, auto_ack=False)
+    held = [await stream.next() for _ in range(4)]
+    await asyncio.sleep(0.05)
+    assert source.pulled == 4, "pulling without acknowledging must not refill the window"
+    stream.ack(4)
+    rest = []
+    async for item in stream:
+        rest.append(item)
+        stream.ack()  # the sink wrote it
+    assert len(held) + len(rest) == 50
+    await client.close()
+    await server.close()
