@@ -1,0 +1,329 @@
+"""Interop with rsocket-py (an independent RSocket implementation) over real TCP, both directions.
+
+rsocket-py is the oracle: if our frames, metadata, credits or fragments were off, its
+parser or its state machine would fail these exchanges.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from reactivestreams.subscriber import Subscriber
+from reactivestreams.subscription import Subscription
+from rsocket.extensions.helpers import composite, route
+from rsocket.extensions.mimetypes import WellKnownMimeTypes
+from rsocket.helpers import create_future, single_transport_provider
+from rsocket.payload import Payload as PyPayload
+from rsocket.routing.request_router import RequestRouter
+from rsocket.routing.routing_request_handler import RoutingRequestHandler
+from rsocket.rsocket_client import RSocketClient
+from rsocket.rsocket_server import RSocketServer
+from rsocket.streams.stream_from_async_generator import StreamFromAsyncGenerator
+from rsocket.transports.tcp import TransportTCP
+
+import rxchannel as rx
+from rxchannel.core import ConnectionConfig
+
+BLOB = bytes(range(256)) * 1200  # 300 KiB: fragmented by both sides below
+COMPOSITE = WellKnownMimeTypes.MESSAGE_RSOCKET_COMPOSITE_METADATA
+
+
+def meta(path: str) -> bytes:
+    return composite(route(path))
+
+
+class CountingSubscriber(Subscriber):  # type: ignore[misc]
+    """An rsocket-py subscriber with a fixed window that checks credit on every item."""
+
+    def __init__(self, window: int, stop_after: int | None = None):
+        self.window, self.stop_after = window, stop_after
+        self.requested = 0
+        self.items: list[bytes] = []
+        self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.violations = 0
+
+    def on_subscribe(self, subscription: Subscription) -> None:
+        self.subscription = subscription
+        self.requested += self.window
+        subscription.request(self.window)
+
+    def on_next(self, value: PyPayload, is_complete: bool = False) -> None:
+        self.items.append(value.data)
+        if len(self.items) > self.requested:
+            self.violations += 1
+        if self.stop_after is not None and len(self.items) == self.stop_after:
+            self.subscription.cancel()
+            self.done.set_result(None)
+            return
+        if len(self.items) == self.requested:  # window used up: grant another
+            self.requested += self.window
+            self.subscription.request(self.window)
+        if is_complete and not self.done.done():
+            self.done.set_result(None)
+
+    def on_error(self, exception: Exception) -> None:
+        if not self.done.done():
+            self.done.set_exception(exception)
+
+    def on_complete(self) -> None:
+        if not self.done.done():
+            self.done.set_result(None)
+
+
+# ------------------------------------------------------------------ rsocket-py client -> rxchannel server
+
+
+def our_router() -> tuple[rx.Router, dict[str, Any]]:
+    router = rx.Router()
+    state: dict[str, Any] = {"pulled": 0, "closed": asyncio.Event(), "fnf": asyncio.Queue()}
+
+    @router.response("echo")
+    def echo(req: rx.Request) -> bytes:
+        return req.data[::-1]
+
+    @router.response("blob")
+    def blob(req: rx.Request) -> bytes:
+        assert req.data == BLOB
+        return BLOB
+
+    @router.response("fail")
+    def fail(req: rx.Request) -> bytes:
+        raise rx.ApplicationError("nope, on purpose")
+
+    @router.fire_and_forget("fnf")
+    def fnf(req: rx.Request) -> None:
+        state["fnf"].put_nowait(req.data)
+
+    @router.stream("count")
+    async def count(req: rx.Request) -> AsyncIterator[bytes]:
+        try:
+            for i in range(int(req.data)):
+                state["pulled"] += 1
+                yield str(i).encode()
+        finally:
+            state["closed"].set()
+
+    @router.channel("upper")
+    async def upper(req: rx.Request) -> AsyncIterator[bytes]:
+        assert req.inbound is not None
+        async for item in req.inbound:
+            yield item.data.upper()
+
+    return router, state
+
+
+@pytest.fixture
+async def rsocket_py_client() -> AsyncIterator[tuple[RSocketClient, dict[str, Any]]]:
+    router, state = our_router()
+    server = await rx.serve_tcp(router, config=ConnectionConfig(max_frame_size=4096))
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    client = RSocketClient(
+        single_transport_provider(TransportTCP(reader, writer)),
+        metadata_encoding=COMPOSITE,
+        fragment_size_bytes=1024,
+    )
+    async with client:
+        yield client, state
+    await server.close()
+
+
+async def test_py_client_request_response_and_fragmented_payloads(rsocket_py_client: Any) -> None:
+    client, _ = rsocket_py_client
+    reply = await client.request_response(PyPayload(b"hello", meta("echo")))
+    assert reply.data == b"olleh"
+    reply = await client.request_response(PyPayload(BLOB, meta("blob")))
+    assert reply.data == BLOB
+
+
+async def test_py_client_fire_and_forget(rsocket_py_client: Any) -> None:
+    client, state = rsocket_py_client
+    await client.fire_and_forget(PyPayload(b"note", meta("fnf")))
+    async with asyncio.timeout(5):
+        assert await state["fnf"].get() == b"note"
+
+
+async def test_py_client_request_stream_with_limited_demand(rsocket_py_client: Any) -> None:
+    client, state = rsocket_py_client
+    sub = CountingSubscriber(window=3)
+    client.request_stream(PyPayload(b"50", meta("count"))).initial_request_n(3).subscribe(sub)
+    async with asyncio.timeout(10):
+        await sub.done
+    assert sub.items == [str(i).encode() for i in range(50)]
+    assert sub.violations == 0, "our server sent more than rsocket-py requested"
+
+
+async def test_py_client_cancel_stops_our_source(rsocket_py_client: Any) -> None:
+    client, state = rsocket_py_client
+    sub = CountingSubscriber(window=4, stop_after=10)
+    client.request_stream(PyPayload(b"1000000", meta("count"))).initial_request_n(4).subscribe(sub)
+    async with asyncio.timeout(10):
+        await sub.done
+        await state["closed"].wait()
+    assert state["pulled"] <= 12 + 1, f"source pulled {state['pulled']} items for a window of 4"
+    assert sub.violations == 0
+
+
+async def test_py_client_request_channel(rsocket_py_client: Any) -> None:
+    client, _ = rsocket_py_client
+
+    async def words() -> AsyncIterator[tuple[PyPayload, bool]]:
+        for i, w in enumerate([b"a", b"bb", b"ccc"]):
+            yield PyPayload(w), i == 2
+
+    sub = CountingSubscriber(window=2)
+    publisher = StreamFromAsyncGenerator(words)
+    client.request_channel(PyPayload(b"", meta("upper")), publisher).initial_request_n(2).subscribe(sub)
+    async with asyncio.timeout(10):
+        await sub.done
+    assert sub.items == [b"A", b"BB", b"CCC"]
+
+
+async def test_py_client_sees_our_application_error(rsocket_py_client: Any) -> None:
+    client, _ = rsocket_py_client
+    # rsocket-py surfaces APPLICATION_ERROR as RuntimeError(message)
+    with pytest.raises(RuntimeError, match="nope, on purpose"):
+        await client.request_response(PyPayload(b"", meta("fail")))
+
+
+# ------------------------------------------------------------------ rxchannel client -> rsocket-py server
+
+
+class PyServer:
+    def __init__(self) -> None:
+        self.router = RequestRouter()
+        self.pulled = 0
+        self.fnf: asyncio.Queue[bytes] = asyncio.Queue()
+        self.cancelled = asyncio.Event()
+        r = self.router
+
+        @r.response("echo")
+        async def echo(payload: PyPayload) -> Any:
+            return create_future(PyPayload(payload.data[::-1]))
+
+        @r.response("blob")
+        async def blob(payload: PyPayload) -> Any:
+            assert payload.data == BLOB
+            return create_future(PyPayload(BLOB))
+
+        @r.response("fail")
+        async def fail(payload: PyPayload) -> Any:
+            raise RuntimeError("python server refused")
+
+        @r.fire_and_forget("fnf")
+        async def fnf(payload: PyPayload) -> None:
+            self.fnf.put_nowait(payload.data)
+
+        @r.stream("count")
+        async def count(payload: PyPayload) -> Any:
+            total = int(payload.data)
+
+            async def gen() -> AsyncIterator[tuple[PyPayload, bool]]:
+                for i in range(total):
+                    self.pulled += 1
+                    yield PyPayload(str(i).encode()), i == total - 1
+
+            return StreamFromAsyncGenerator(gen, on_cancel=lambda: self.cancelled.set())
+
+        @r.channel("upper")
+        async def upper(payload: PyPayload) -> Any:
+            queue: asyncio.Queue[tuple[PyPayload, bool]] = asyncio.Queue()
+
+            class Collect(Subscriber):  # type: ignore[misc]
+                def on_subscribe(self, subscription: Subscription) -> None:
+                    self.subscription = subscription
+                    subscription.request(10)
+
+                def on_next(self, value: PyPayload, is_complete: bool = False) -> None:
+                    queue.put_nowait((PyPayload(value.data.upper()), is_complete))
+
+                def on_error(self, exception: Exception) -> None:
+                    pass
+
+                def on_complete(self) -> None:
+                    queue.put_nowait((PyPayload(b"END"), True))
+
+            async def gen() -> AsyncIterator[tuple[PyPayload, bool]]:
+                while True:
+                    item, last = await queue.get()
+                    yield item, last
+                    if last:
+                        return
+
+            return StreamFromAsyncGenerator(gen), Collect()
+
+    async def start(self) -> int:
+        def handler_factory() -> RoutingRequestHandler:
+            return RoutingRequestHandler(self.router)
+
+        async def on_connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            RSocketServer(TransportTCP(reader, writer), handler_factory=handler_factory, fragment_size_bytes=1024)
+
+        self.server = await asyncio.start_server(on_connection, "127.0.0.1", 0)
+        return int(self.server.sockets[0].getsockname()[1])
+
+    async def close(self) -> None:
+        self.server.close()
+
+
+@pytest.fixture
+async def py_server() -> AsyncIterator[tuple[rx.Peer, PyServer]]:
+    server = PyServer()
+    port = await server.start()
+    client = await rx.connect_tcp("127.0.0.1", port, config=ConnectionConfig(max_frame_size=4096))
+    yield client, server
+    await client.close()
+    await server.close()
+
+
+async def test_our_client_request_response_and_fragments_against_rsocket_py(py_server: Any) -> None:
+    client, _ = py_server
+    assert (await client.request_response("echo", b"abc")).data == b"cba"
+    assert (await client.request_response("blob", BLOB)).data == BLOB
+
+
+async def test_our_client_fire_and_forget_against_rsocket_py(py_server: Any) -> None:
+    client, server = py_server
+    await client.fire_and_forget("fnf", b"note")
+    async with asyncio.timeout(5):
+        assert await server.fnf.get() == b"note"
+
+
+async def test_rsocket_py_server_never_sends_past_our_window(py_server: Any) -> None:
+    client, server = py_server
+    stream = client.request_stream("count", b"60", window=rx.Window(5, refill=2))
+    got = []
+    async for item in stream:
+        got.append(item.data)
+        credit = client.connection.stream(stream.stream_id)
+        if credit is not None:
+            rc = credit.receive_credit
+            assert rc.received_total <= rc.granted_total
+            assert server.pulled <= rc.granted_total + 1
+        await asyncio.sleep(0.002)
+    assert got == [str(i).encode() for i in range(60)]
+
+
+async def test_our_cancel_reaches_the_rsocket_py_stream(py_server: Any) -> None:
+    client, server = py_server
+    async for item in client.request_stream("count", b"1000000", window=4):
+        if item.data == b"5":
+            break
+    async with asyncio.timeout(5):
+        await server.cancelled.wait()
+    assert server.pulled < 100
+
+
+async def test_our_client_request_channel_against_rsocket_py(py_server: Any) -> None:
+    client, _ = py_server
+    got = [p.data async for p in client.request_channel("upper", [b"x", b"yy"], b"", window=4)]
+    assert got == [b"X", b"YY", b"END"]
+
+
+async def test_rsocket_py_error_reaches_us_as_a_remote_error(py_server: Any) -> None:
+    client, _ = py_server
+    with pytest.raises(rx.RemoteError) as info:
+        await client.request_response("fail")
+    assert info.value.code == rx.ErrorCode.APPLICATION_ERROR and "python server refused" in info.value.message
