@@ -269,14 +269,31 @@ def test_rule_demand_adds_up_and_saturates_at_2_31_minus_1() -> None:
     c.request_n(sid, 3)
     c.request_n(sid, MAX_REQUEST_N)
     c.request_n(sid, 10)  # already unbounded: nothing more on the wire
-    frames = sent(c)
-    assert frames == [RequestNFrame(stream_id=sid, n=3), RequestNFrame(stream_id=sid, n=MAX_REQUEST_N - 8)]
+    frames = sent(c)  # consecutive grants for one stream go out as one REQUEST_N
+    assert frames == [RequestNFrame(stream_id=sid, n=3 + MAX_REQUEST_N - 8)]
     for frame in frames:
         s.receive(encode_frame(frame), 0)
     assert s.send_window(sid) == MAX_REQUEST_N
     for _ in range(100):
         s.send_payload(sid, b"x")
     assert s.send_window(sid) == MAX_REQUEST_N  # unbounded demand is not decremented
+
+
+def test_request_n_is_coalesced_per_flush_but_not_across_other_frames() -> None:
+    c, s = pair()
+    a = open_stream(c, s, n=1)
+    b = open_stream(c, s, n=1)
+    c.request_n(a, 1)
+    c.request_n(a, 2)
+    c.request_n(b, 4)
+    c.request_n(a, 8)
+    assert sent(c) == [
+        RequestNFrame(stream_id=a, n=3),
+        RequestNFrame(stream_id=b, n=4),
+        RequestNFrame(stream_id=a, n=8),
+    ]
+    c.request_n(a, 1)
+    assert sent(c) == [RequestNFrame(stream_id=a, n=1)]  # a new flush starts afresh
 
 
 def test_rule_cancel_is_idempotent_and_stops_the_remote_source() -> None:

@@ -38,6 +38,10 @@ from ._events import (
 )
 from ._fragments import MIN_FRAME_SIZE, Reassembly, split
 from ._frames import (
+    FLAG_COMPLETE,
+    FLAG_FOLLOWS,
+    FLAG_METADATA,
+    FLAG_NEXT,
     MAX_FRAME_SIZE,
     MAX_REQUEST_N,
     CancelFrame,
@@ -54,6 +58,7 @@ from ._frames import (
     decode_frame,
     encode_frame,
     encode_payload,
+    split_metadata,
 )
 from ._metadata import COMPOSITE_METADATA, OCTET_STREAM
 from ._streams import Action, Half, Stream
@@ -126,6 +131,8 @@ class Connection:
         self._keepalive_due: float | None = None
         #: frames dropped because the spec says to ignore them (unknown stream, late frame ...)
         self.ignored_frames = 0
+        #: (stream id, n) of a REQUEST_N that is the last queued frame, so the next one merges into it
+        self._last_request_n: tuple[int, int] | None = None
         if role is Role.CLIENT:
             self._keepalive_due = now + self.config.keepalive_interval
             self._queue(
@@ -146,6 +153,7 @@ class Connection:
     def frames_to_send(self) -> list[bytes]:
         """Drain the frames queued for the transport, oldest first (one frame per item)."""
         out, self._out = self._out, []
+        self._last_request_n = None
         return out
 
     def events(self) -> list[Event]:
@@ -160,6 +168,7 @@ class Connection:
 
     def _queue(self, frame: bytes) -> None:
         self._out.append(frame)
+        self._last_request_n = None
 
     # ------------------------------------------------------------------ introspection
 
@@ -231,6 +240,9 @@ class Connection:
         if self._closed:
             return
         self._last_received = now
+        if len(data) >= 6 and data[4] >> 2 == FrameType.PAYLOAD and self._setup_done:
+            self._receive_payload(data)
+            return
         try:
             frame = decode_frame(data)
         except FrameDecodeError as exc:
@@ -264,6 +276,35 @@ class Connection:
             # SETUP after setup, LEASE we never asked for, METADATA_PUSH off stream 0,
             # ignorable extensions (Protocol.md "Handling the Unexpected")
             self.ignored_frames += 1
+
+    def _receive_payload(self, data: bytes) -> None:
+        """The hot path: a PAYLOAD frame, decoded in place (no frame object)."""
+        sid = int.from_bytes(data[:4], "big") & 0x7FFFFFFF
+        flags = ((data[4] & 3) << 8) | data[5]
+        s = self._streams.get(sid)
+        if s is None:
+            self.ignored_frames += 1
+            return
+        if s.pending_request is not None or s.rule(FrameType.PAYLOAD) is not Action.PAYLOAD:
+            try:
+                frame = decode_frame(data)
+            except FrameDecodeError as exc:
+                self._fail(exc)
+                return
+            self._on_stream_frame(frame, FrameType.PAYLOAD)  # type: ignore[arg-type]
+            return
+        metadata: bytes | None = None
+        if flags & FLAG_METADATA:
+            try:
+                metadata, payload = split_metadata(data, 6, flags)
+            except FrameDecodeError as exc:
+                self._fail(exc)
+                return
+        else:
+            payload = data[6:]
+        self._on_payload(
+            s, metadata, payload, bool(flags & FLAG_FOLLOWS), bool(flags & FLAG_COMPLETE), bool(flags & FLAG_NEXT)
+        )
 
     def connection_lost(self, error: RxChannelError | None = None) -> None:
         """The transport ended (EOF or failure). Emits :class:`ConnectionClosed`."""
@@ -401,7 +442,8 @@ class Connection:
             return
         action = s.rule(ftype)
         if action is Action.PAYLOAD:
-            self._on_payload(s, frame)  # type: ignore[arg-type]
+            assert isinstance(frame, PayloadFrame)
+            self._on_payload(s, frame.metadata, frame.data, frame.follows, frame.complete, frame.next)
         elif action is Action.CREDIT:
             self._on_credit(s, frame.n)  # type: ignore[union-attr]
         elif action is Action.CANCEL:
@@ -444,7 +486,9 @@ class Connection:
                 ),
             )
 
-    def _on_payload(self, s: Stream, frame: PayloadFrame) -> None:
+    def _on_payload(
+        self, s: Stream, metadata: bytes | None, data: bytes, follows: bool, complete: bool, next: bool
+    ) -> None:
         if s.inbound is not Half.OPEN:
             if s.inbound is Half.CANCELLED:
                 self.ignored_frames += 1  # in flight when we cancelled
@@ -456,9 +500,9 @@ class Connection:
                 ),
             )
             return
-        more = frame.follows and not frame.complete  # C with F: F is ignored (Handling the Unexpected)
+        more = follows and not complete  # C with F: F is ignored (Handling the Unexpected)
         if s.partial is None:
-            is_item = frame.next or more
+            is_item = next or more
             if is_item and not s.receive_credit.received():
                 granted = s.receive_credit.granted_total
                 self._violation(
@@ -473,16 +517,15 @@ class Connection:
                 return
             if more:
                 s.partial = Reassembly(self.config.max_payload_size)
-                self._add_fragment(s, frame.metadata, frame.data)
+                self._add_fragment(s, metadata, data)
                 return
-            metadata, data = frame.metadata, frame.data
         else:
             is_item = True
-            if not self._add_fragment(s, frame.metadata, frame.data) or more:
+            if not self._add_fragment(s, metadata, data) or more:
                 return
             metadata, data = s.partial.result()
             s.partial = None
-        complete = frame.complete or s.interaction is Interaction.RESPONSE
+        complete = complete or s.interaction is Interaction.RESPONSE
         if not is_item and not complete:
             self._violation(
                 s,
@@ -598,6 +641,7 @@ class Connection:
         next: bool = True,
     ) -> None:
         """Encode one request or payload, fragmenting to the frame limit. Queues frames."""
+        self._last_request_n = None
         limit = self.config.max_frame_size
         is_request = first_type is not FrameType.PAYLOAD
         extra = 4 if first_type in (FrameType.REQUEST_STREAM, FrameType.REQUEST_CHANNEL) else 0
@@ -651,7 +695,7 @@ class Connection:
             return
         wire = s.receive_credit.granted(n)
         if wire:
-            self._queue(encode_frame(RequestNFrame(stream_id=stream_id, n=wire)))
+            self._queue_request_n(stream_id, wire)
 
     def consumed(self, stream_id: int, count: int, now: float) -> None:
         """The application processed ``count`` delivered items; the policy may grant more.
@@ -669,7 +713,18 @@ class Connection:
         if n > 0:
             wire = s.receive_credit.granted(n)
             if wire:
-                self._queue(encode_frame(RequestNFrame(stream_id=s.id, n=wire)))
+                self._queue_request_n(s.id, wire)
+
+    def _queue_request_n(self, stream_id: int, n: int) -> None:
+        """Queue REQUEST_N, merged into the previous frame when that is a REQUEST_N for the
+        same stream: credit goes out once per flush, however many items were consumed."""
+        last = self._last_request_n
+        if last is not None and last[0] == stream_id:
+            n += last[1]
+            self._out[-1] = encode_frame(RequestNFrame(stream_id=stream_id, n=n))
+        else:
+            self._out.append(encode_frame(RequestNFrame(stream_id=stream_id, n=n)))
+        self._last_request_n = (stream_id, n)
 
     def send_payload(
         self, stream_id: int, data: bytes, metadata: bytes | None = None, *, complete: bool = False

@@ -269,7 +269,7 @@ def _fail(message: str) -> FrameDecodeError:
     return FrameDecodeError(message, code=ErrorCode.CONNECTION_ERROR)
 
 
-def _split_metadata(buf: bytes, offset: int, flags: int) -> tuple[bytes | None, bytes]:
+def split_metadata(buf: bytes, offset: int, flags: int) -> tuple[bytes | None, bytes]:
     """Split ``buf[offset:]`` into (metadata, data) using the 24-bit metadata length."""
     if not flags & FLAG_METADATA:
         return None, buf[offset:]
@@ -304,7 +304,7 @@ def decode_frame(buf: bytes) -> Frame:
     ftype = type_and_flags >> 10
     flags = type_and_flags & 0x3FF
     if ftype == FrameType.PAYLOAD:
-        metadata, data = _split_metadata(buf, 6, flags)
+        metadata, data = split_metadata(buf, 6, flags)
         return PayloadFrame(
             stream_id=stream_id,
             metadata=metadata,
@@ -322,7 +322,7 @@ def decode_frame(buf: bytes) -> Frame:
         if rtype in _WITH_INITIAL_N:
             _need(buf, 10, rtype.name)
             initial_n, offset = _U32.unpack_from(buf, 6)[0], 10
-        metadata, data = _split_metadata(buf, offset, flags)
+        metadata, data = split_metadata(buf, offset, flags)
         return RequestFrame(
             stream_id=stream_id,
             type=rtype,
@@ -381,7 +381,7 @@ def _decode_setup(buf: bytes, stream_id: int, flags: int) -> SetupFrame:
         except UnicodeDecodeError:
             raise _fail("SETUP MIME type is not US-ASCII") from None
         offset += mime_len
-    metadata, data = _split_metadata(buf, offset, flags)
+    metadata, data = split_metadata(buf, offset, flags)
     return SetupFrame(
         stream_id=stream_id,
         version=(major, minor),
