@@ -38,6 +38,10 @@ async def serve_rxchannel() -> None:
 
 
 async def serve_rsocket_py() -> None:
+    import logging
+
+    logging.getLogger("rsocket").setLevel(logging.ERROR)  # it logs every late REQUEST_N
+
     from rsocket.payload import Payload
     from rsocket.routing.request_router import RequestRouter
     from rsocket.routing.routing_request_handler import RoutingRequestHandler

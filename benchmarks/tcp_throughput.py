@@ -132,7 +132,9 @@ def run(rounds: int, quick: bool, as_json: bool) -> list[dict[str, Any]]:
                 for impl in IMPLS:  # alternate A, B in every round
                     items, total, seconds = asyncio.run(CLIENTS[impl](servers[impl].port, count, size, window))
                     if items != count or total != count * size:
-                        raise RuntimeError(f"{impl}: got {items} items / {total} bytes, expected {count} / {count * size}")
+                        raise RuntimeError(
+                            f"{impl}: got {items} items / {total} bytes, expected {count} / {count * size}"
+                        )
                     samples[impl].append((total / seconds / 1e6, items / seconds))
             row: dict[str, Any] = {"bench": "tcp_stream", "payload": size, "window": window, "items": count}
             for impl in IMPLS:
@@ -148,7 +150,15 @@ def run(rounds: int, quick: bool, as_json: bool) -> list[dict[str, Any]]:
     if not as_json:
         print_table(
             f"Request-stream over TCP loopback, two processes, median of {rounds} alternating rounds",
-            ["payload", "window", "rxchannel MB/s", "rxchannel items/s", "rsocket-py MB/s", "rsocket-py items/s", "ratio"],
+            [
+                "payload",
+                "window",
+                "rxchannel MB/s",
+                "rxchannel items/s",
+                "rsocket-py MB/s",
+                "rsocket-py items/s",
+                "ratio",
+            ],
             [
                 [
                     r["payload"],

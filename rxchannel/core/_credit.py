@@ -153,15 +153,17 @@ class Window:
     """Keep at most ``size`` items in flight (granted but not yet consumed).
 
     More is requested once ``refill`` slots are free, so that a window of 64 sends one
-    REQUEST_N per ``refill`` items rather than one per item (h2's "half the window"
-    rule, with the threshold adjustable). ``Window(1)`` is stop-and-wait.
+    REQUEST_N per ``refill`` items rather than one per item. The default refill is a
+    quarter of the window (h2 waits for half): topping up earlier keeps the pipe full
+    across the round trip, which measured 1.5-2x more items/s for small items over TCP
+    loopback (``benchmarks/tcp_throughput.py``). ``Window(1)`` is stop-and-wait.
     """
 
     def __init__(self, size: int, refill: int | None = None):
         if size <= 0:
             raise ValueError(f"window size must be positive, got {size}")
         if refill is None:
-            refill = max(1, size // 2)
+            refill = max(1, size // 4)
         if not 1 <= refill <= size:
             raise ValueError(f"refill must be in 1..{size}, got {refill}")
         self.size = size
