@@ -31,11 +31,30 @@ async def _tcp(limits: TransportLimits | None) -> tuple[Transport, Transport]:
     return client, other
 
 
-TRANSPORTS: dict[str, PairFactory] = {"memory": _memory, "memory-shaped": _memory_shaped, "tcp": _tcp}
+async def _datachannel(limits: TransportLimits | None) -> tuple[Transport, Transport]:
+    from rxchannel.signaling import datachannel_pair
+
+    return await datachannel_pair(limits=limits)
+
+
+TRANSPORTS: dict[str, PairFactory] = {
+    "memory": _memory,
+    "memory-shaped": _memory_shaped,
+    "tcp": _tcp,
+    "datachannel": _datachannel,
+}
+#: Transports whose sender feels a reader that stops reading. A DataChannel does not:
+#: aiortc delivers every message it receives, so there only RSocket credit bounds memory.
+READER_BACKPRESSURE = ["memory", "memory-shaped", "tcp"]
 
 
 @pytest.fixture(params=sorted(TRANSPORTS))
 def make_pair(request: pytest.FixtureRequest) -> PairFactory:
+    return TRANSPORTS[request.param]
+
+
+@pytest.fixture(params=READER_BACKPRESSURE)
+def make_stallable_pair(request: pytest.FixtureRequest) -> PairFactory:
     return TRANSPORTS[request.param]
 
 

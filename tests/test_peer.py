@@ -34,9 +34,18 @@ async def _tcp(router: rx.Router, config: ConnectionConfig | None = None, **kw: 
     return client, server
 
 
-@pytest.fixture(params=["memory", "tcp"])
+async def _datachannel(router: rx.Router, config: ConnectionConfig | None = None, **kw: object) -> tuple[Peer, Peer]:
+    from rxchannel.signaling import datachannel_pair
+
+    a, b = await datachannel_pair()
+    server = Peer(b, Role.SERVER, router=router, config=config)
+    client = Peer(a, Role.CLIENT, config=config)
+    return client, server
+
+
+@pytest.fixture(params=["memory", "tcp", "datachannel"])
 def connect(request: pytest.FixtureRequest) -> Connect:
-    return {"memory": _memory, "tcp": _tcp}[request.param]  # type: ignore[return-value]
+    return {"memory": _memory, "tcp": _tcp, "datachannel": _datachannel}[request.param]  # type: ignore[return-value]
 
 
 class Source:

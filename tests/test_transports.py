@@ -111,9 +111,9 @@ async def test_oversize_message_is_refused_before_sending(make_pair: PairFactory
     await b.close()
 
 
-async def test_backpressure_when_the_reader_stalls(make_pair: PairFactory) -> None:
+async def test_backpressure_when_the_reader_stalls(make_stallable_pair: PairFactory) -> None:
     limits = TransportLimits(high_water=256 * 1024)
-    a, b = await make_pair(limits)
+    a, b = await make_stallable_pair(limits)
     chunk = b"z" * 65536
     written = await fill_until_stalled(a, chunk)
     assert a.buffered_amount >= limits.high_water
@@ -128,8 +128,8 @@ async def test_backpressure_when_the_reader_stalls(make_pair: PairFactory) -> No
     await b.close()
 
 
-async def test_drain_fails_when_the_peer_breaks_while_clogged(make_pair: PairFactory) -> None:
-    a, b = await make_pair(TransportLimits(high_water=128 * 1024))
+async def test_drain_fails_when_the_peer_breaks_while_clogged(make_stallable_pair: PairFactory) -> None:
+    a, b = await make_stallable_pair(TransportLimits(high_water=128 * 1024))
     await fill_until_stalled(a, b"q" * 65536)
     drain = asyncio.ensure_future(a.drain())
     await asyncio.sleep(0.05)
@@ -138,6 +138,35 @@ async def test_drain_fails_when_the_peer_breaks_while_clogged(make_pair: PairFac
         async with asyncio.timeout(5):
             await drain
     await a.close()
+
+
+async def test_sender_queue_stays_under_high_water_when_writes_respect_drain(make_pair: PairFactory) -> None:
+    """The contract the runtime relies on: write only while writable, else drain; the local
+    queue then never exceeds high-water plus one message (for a DataChannel: aiortc's
+    ``bufferedAmount`` stays bounded however fast the sender is)."""
+    limits = TransportLimits(high_water=256 * 1024)
+    a, b = await make_pair(limits)
+    chunk = b"w" * 16384
+    total = 400  # 6.25 MiB
+    peak = 0
+
+    async def reader() -> int:
+        count = 0
+        while count < total:
+            count += len(await b.receive())
+        return count
+
+    reading = asyncio.ensure_future(reader())
+    async with asyncio.timeout(30):
+        for _ in range(total):
+            if not a.writable:
+                await a.drain()
+            a.write([chunk])
+            peak = max(peak, a.buffered_amount)
+        assert await reading == total
+    assert peak <= limits.high_water + len(chunk)
+    await a.close()
+    await b.close()
 
 
 async def test_tcp_absurd_length_prefix_breaks_the_connection_with_a_clear_error() -> None:

@@ -1,0 +1,144 @@
+"""WebRTC DataChannel transport (aiortc): one RSocket frame per binary message.
+
+Sending waits on ``bufferedamountlow`` (``bufferedAmountLowThreshold`` = the low-water
+mark), so aiortc's SCTP queue never holds more than the high-water mark: a fast sender
+cannot queue a whole file inside the peer connection. Only ordered, reliable channels are
+accepted (RSocket needs in-order, lossless frames), and frames are limited to the
+``a=max-message-size`` the remote side advertised (the core fragments larger items).
+
+A DataChannel has no receive-side flow control that an application can apply (aiortc
+delivers every message it receives): what bounds the receiver's memory is RSocket's
+credit, which limits how many items the peer may send.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections import deque
+from typing import Any
+
+from aiortc import RTCDataChannel, RTCPeerConnection
+
+from rxchannel.core import RemoteProtocolError
+
+from ._base import EndOfStream, Transport, TransportLimits, lost
+
+__all__ = ["DEFAULT_MAX_MESSAGE_SIZE", "DataChannelTransport", "remote_max_message_size"]
+
+#: What RFC 8841 says to assume when the remote SDP has no ``a=max-message-size``.
+DEFAULT_MAX_MESSAGE_SIZE = 65536
+_MAX_MESSAGE_SIZE = re.compile(r"^a=max-message-size:(\d+)", re.MULTILINE)
+
+
+def remote_max_message_size(pc: RTCPeerConnection) -> int:
+    """The largest message the remote side accepts, read from its SDP (0 there means no limit)."""
+    description = pc.remoteDescription
+    match = _MAX_MESSAGE_SIZE.search(description.sdp) if description is not None else None
+    if match is None:
+        return DEFAULT_MAX_MESSAGE_SIZE
+    value = int(match.group(1))
+    return value if value > 0 else 16 * 1024 * 1024
+
+
+class DataChannelTransport(Transport):
+    """An open aiortc ``RTCDataChannel`` carrying RSocket frames.
+
+    Args:
+        channel: an *open*, ordered, reliable channel.
+        pc: the peer connection it belongs to; this transport owns it and closes it.
+    """
+
+    def __init__(self, channel: RTCDataChannel, pc: RTCPeerConnection, limits: TransportLimits | None = None):
+        super().__init__(limits)
+        if not channel.ordered or channel.maxRetransmits is not None or channel.maxPacketLifeTime is not None:
+            raise ValueError("RSocket needs an ordered, reliable DataChannel (no maxRetransmits/maxPacketLifeTime)")
+        self.channel = channel
+        self.pc = pc
+        self.max_message_size = remote_max_message_size(pc)
+        self._inbox: deque[bytes] = deque()
+        self._eof = False
+        self._waiter: asyncio.Future[None] | None = None
+        channel.bufferedAmountLowThreshold = self.limits.low_water
+        channel.on("message", self._on_message)
+        channel.on("bufferedamountlow", self._wake_drain)
+        channel.on("close", self._on_close)
+        pc.on("connectionstatechange", self._on_state)
+
+    @property
+    def buffered_amount(self) -> int:
+        return int(self.channel.bufferedAmount)
+
+    def _on_message(self, message: Any) -> None:
+        if isinstance(message, str):
+            self._set_error(
+                RemoteProtocolError("the peer sent a text message; RSocket over a DataChannel is binary only")
+            )
+            self._wake()
+            self._close_pc()
+            return
+        self._inbox.append(message)
+        self._wake()
+
+    def _on_close(self) -> None:
+        # the channel closed: orderly if SCTP is still up (the peer reset just this stream),
+        # broken if the association went down under it (the peer aborted or vanished)
+        sctp = self.pc.sctp
+        if (sctp is None or sctp.state == "closed" or self.pc.connectionState == "failed") and not self._closed:
+            self._set_error(lost("the WebRTC peer connection closed under the DataChannel"))
+        self._eof = True
+        self._wake()
+        self._wake_drain()
+
+    def _on_state(self) -> None:
+        if self.pc.connectionState == "failed" and not self._closed:
+            self._set_error(lost("the WebRTC connection failed (ICE or DTLS): the peer is unreachable"))
+            self._wake()
+
+    def _wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    def _write(self, frames: list[bytes]) -> None:
+        if self.channel.readyState != "open":
+            raise lost(f"the DataChannel is {self.channel.readyState}")
+        for frame in frames:
+            self.channel.send(frame)
+
+    async def receive(self) -> list[bytes]:
+        while not self._inbox:
+            self._check_usable()
+            if self._eof:
+                raise EndOfStream("the peer closed the DataChannel")
+            self._waiter = asyncio.get_running_loop().create_future()
+            await self._waiter
+        batch = list(self._inbox)
+        self._inbox.clear()
+        return batch
+
+    def _close_pc(self) -> None:
+        asyncio.ensure_future(self.pc.close())
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._wake()
+        self._wake_drain()
+        if self.channel.readyState == "open":
+            # let queued messages leave before closing (bounded: the queue is at most high-water)
+            for _ in range(200):
+                if self.channel.bufferedAmount == 0:
+                    break
+                await asyncio.sleep(0.01)
+            self.channel.close()
+            await asyncio.sleep(0.05)  # the stream reset reaches the peer before SCTP shuts down
+        await self.pc.close()
+
+    def abort(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._wake()
+        self._wake_drain()
+        self._close_pc()
