@@ -26,6 +26,7 @@ from typing import Any
 import aioice.ice
 from aiortc import RTCConfiguration, RTCDataChannel, RTCIceServer, RTCPeerConnection, RTCSessionDescription
 
+from ._background import background
 from .transports import TransportLimits
 from .transports.datachannel import DataChannelTransport
 
@@ -98,9 +99,18 @@ async def _set_local(pc: RTCPeerConnection, description: RTCSessionDescription, 
 async def _wait_open(channel: RTCDataChannel, timeout: float) -> None:
     if channel.readyState == "open":
         return
-    opened = asyncio.get_running_loop().create_future()
-    channel.once("open", lambda: opened.done() or opened.set_result(None))
-    channel.once("close", lambda: opened.done() or opened.set_exception(ConnectionError("the DataChannel closed")))
+    opened: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def on_open() -> None:
+        if not opened.done():
+            opened.set_result(None)
+
+    def on_close() -> None:
+        if not opened.done():
+            opened.set_exception(ConnectionError("the DataChannel closed before it opened"))
+
+    channel.once("open", on_open)
+    channel.once("close", on_close)
     async with asyncio.timeout(timeout):
         await opened
 
@@ -147,7 +157,7 @@ async def accept_offer(
     pc = new_peer_connection(ice_servers)
     loop = asyncio.get_running_loop()
     # a peer that posts an offer and never connects must not leave a connection behind
-    reaper = loop.call_later(timeout, lambda: asyncio.ensure_future(pc.close()))
+    reaper = loop.call_later(timeout, lambda: background(pc.close()))
 
     @pc.on("datachannel")
     def on_datachannel(channel: RTCDataChannel) -> None:
@@ -161,7 +171,7 @@ async def accept_offer(
             reaper.cancel()
             on_transport(transport)
 
-        asyncio.ensure_future(ready())
+        background(ready())
 
     try:
         await pc.setRemoteDescription(RTCSessionDescription(sdp=offer["sdp"], type="offer"))

@@ -20,6 +20,7 @@ from typing import Any
 
 from aiortc import RTCDataChannel, RTCPeerConnection
 
+from rxchannel._background import background
 from rxchannel.core import RemoteProtocolError
 
 from ._base import EndOfStream, Transport, TransportLimits, lost
@@ -117,7 +118,7 @@ class DataChannelTransport(Transport):
         return batch
 
     def _close_pc(self) -> None:
-        asyncio.ensure_future(self.pc.close())
+        background(self.pc.close())
 
     async def close(self) -> None:
         if self._closed:
