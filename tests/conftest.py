@@ -37,7 +37,52 @@ async def _datachannel(limits: TransportLimits | None) -> tuple[Transport, Trans
     return await datachannel_pair(limits=limits)
 
 
+_CLEANUPS: list[Callable[[], Awaitable[None]]] = []
+
+
+@pytest.fixture(autouse=True)
+async def _run_cleanups() -> AsyncIterator[None]:
+    yield
+    while _CLEANUPS:
+        await _CLEANUPS.pop()()
+
+
+async def serve_websocket(on_transport: Callable[..., object], limits: TransportLimits | None = None) -> str:
+    """An aiohttp server on 127.0.0.1 handing each WebSocket at /rsocket to ``on_transport``; returns its URL."""
+    from aiohttp import web
+
+    from rxchannel.transports.websocket import CLOSE_TIMEOUT, WebSocketTransport
+
+    async def handler(request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse(max_msg_size=0, timeout=CLOSE_TIMEOUT)
+        await ws.prepare(request)
+        transport = WebSocketTransport(ws, limits)
+        on_transport(transport)
+        await transport.done.wait()
+        return ws
+
+    app = web.Application()
+    app.router.add_get("/rsocket", handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    _CLEANUPS.append(runner.cleanup)
+    port = runner.addresses[0][1]
+    return f"ws://127.0.0.1:{port}/rsocket"
+
+
+async def _websocket(limits: TransportLimits | None) -> tuple[Transport, Transport]:
+    from rxchannel.transports.websocket import connect_websocket_transport
+
+    accepted: asyncio.Future[Transport] = asyncio.get_running_loop().create_future()
+    url = await serve_websocket(accepted.set_result, limits)
+    client = await connect_websocket_transport(url, limits)
+    return client, await accepted
+
+
 TRANSPORTS: dict[str, PairFactory] = {
+    "websocket": _websocket,
     "memory": _memory,
     "memory-shaped": _memory_shaped,
     "tcp": _tcp,
@@ -45,7 +90,7 @@ TRANSPORTS: dict[str, PairFactory] = {
 }
 #: Transports whose sender feels a reader that stops reading. A DataChannel does not:
 #: aiortc delivers every message it receives, so there only RSocket credit bounds memory.
-READER_BACKPRESSURE = ["memory", "memory-shaped", "tcp"]
+READER_BACKPRESSURE = ["memory", "memory-shaped", "tcp", "websocket"]
 
 
 @pytest.fixture(params=sorted(TRANSPORTS))

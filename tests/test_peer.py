@@ -43,9 +43,23 @@ async def _datachannel(router: rx.Router, config: ConnectionConfig | None = None
     return client, server
 
 
-@pytest.fixture(params=["memory", "tcp", "datachannel"])
+async def _websocket(router: rx.Router, config: ConnectionConfig | None = None, **kw: object) -> tuple[Peer, Peer]:
+    from rxchannel.transports.websocket import connect_websocket_transport
+
+    from .conftest import serve_websocket
+
+    accepted: asyncio.Future[Peer] = asyncio.get_running_loop().create_future()
+    url = await serve_websocket(lambda t: accepted.set_result(Peer(t, Role.SERVER, router=router, config=config)))
+    client = Peer(await connect_websocket_transport(url), Role.CLIENT, config=config)
+    return client, await accepted
+
+
+CONNECT = {"memory": _memory, "tcp": _tcp, "datachannel": _datachannel, "websocket": _websocket}
+
+
+@pytest.fixture(params=sorted(CONNECT))
 def connect(request: pytest.FixtureRequest) -> Connect:
-    return {"memory": _memory, "tcp": _tcp, "datachannel": _datachannel}[request.param]  # type: ignore[return-value]
+    return CONNECT[request.param]  # type: ignore[return-value]
 
 
 class Source:

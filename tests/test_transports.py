@@ -26,6 +26,10 @@ async def receive_n(t: Transport, n: int, timeout: float = 10.0) -> list[bytes]:
     return out
 
 
+async def close_both(a: Transport, b: Transport) -> None:
+    await asyncio.gather(a.close(), b.close())
+
+
 async def fill_until_stalled(t: Transport, chunk: bytes) -> int:
     """Write until the send queue stays over the high-water mark: the peer's buffers are full."""
     written = 0
@@ -48,8 +52,7 @@ async def test_messages_arrive_in_order_including_empty_ones(make_pair: PairFact
     for m in messages[100:]:
         a.write([m])
     assert await receive_n(b, len(messages)) == messages
-    await a.close()
-    await b.close()
+    await close_both(a, b)
 
 
 async def test_both_directions_at_once(make_pair: PairFactory) -> None:
@@ -58,8 +61,7 @@ async def test_both_directions_at_once(make_pair: PairFactory) -> None:
     b.write([b"b%d" % i for i in range(100)])
     got_b, got_a = await asyncio.gather(receive_n(b, 100), receive_n(a, 100))
     assert got_b == [b"a%d" % i for i in range(100)] and got_a == [b"b%d" % i for i in range(100)]
-    await a.close()
-    await b.close()
+    await close_both(a, b)
 
 
 async def test_orderly_close_delivers_everything_then_end_of_stream(make_pair: PairFactory) -> None:
@@ -107,8 +109,7 @@ async def test_oversize_message_is_refused_before_sending(make_pair: PairFactory
         a.write([b"x" * (a.max_message_size + 1)])
     a.write([b"still fine"])
     assert await receive_n(b, 1) == [b"still fine"]
-    await a.close()
-    await b.close()
+    await close_both(a, b)
 
 
 async def test_backpressure_when_the_reader_stalls(make_stallable_pair: PairFactory) -> None:
@@ -124,8 +125,7 @@ async def test_backpressure_when_the_reader_stalls(make_stallable_pair: PairFact
     async with asyncio.timeout(5):
         await drain
     assert received == [chunk] * written
-    await a.close()
-    await b.close()
+    await close_both(a, b)
 
 
 async def test_drain_fails_when_the_peer_breaks_while_clogged(make_stallable_pair: PairFactory) -> None:
@@ -165,8 +165,7 @@ async def test_sender_queue_stays_under_high_water_when_writes_respect_drain(mak
             peak = max(peak, a.buffered_amount)
         assert await reading == total
     assert peak <= limits.high_water + len(chunk)
-    await a.close()
-    await b.close()
+    await close_both(a, b)
 
 
 async def test_tcp_absurd_length_prefix_breaks_the_connection_with_a_clear_error() -> None:
