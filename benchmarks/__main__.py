@@ -1,10 +1,28 @@
-"""Run every benchmark: ``python -m benchmarks [--json] [--quick]``."""
+"""Run every benchmark: ``python -m benchmarks [--json] [--quick] [--only NAME]``."""
 
 from __future__ import annotations
 
+import argparse
 import sys
 
 from . import tcp_throughput
 
+BENCHMARKS = {"tcp": tcp_throughput.main}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="rxchannel bench", description="all benchmarks, side by side")
+    parser.add_argument("--only", choices=sorted(BENCHMARKS), action="append")
+    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args(argv)
+    passthrough = (["--json"] if args.json else []) + (["--quick"] if args.quick else [])
+    for name in args.only or sorted(BENCHMARKS):
+        code = BENCHMARKS[name](passthrough)
+        if code:
+            return code
+    return 0
+
+
 if __name__ == "__main__":
-    sys.exit(tcp_throughput.main(sys.argv[1:]))
+    sys.exit(main())

@@ -1,0 +1,176 @@
+"""The file-sharing hub: DESIGN.md §2's routes over any transport, sandboxed to one root.
+
+| route                | interaction      | what                                                     |
+|----------------------|------------------|----------------------------------------------------------|
+| ``files/<path>``     | request-stream   | the file's chunks, read on demand; JSON ``{"offset"}`` resumes |
+| ``files``            | request-response | JSON list of ``{"path", "size"}`` (optional ``{"prefix"}``) |
+| ``buffers/<path>``   | request-response | the whole file as one payload, up to ``max_buffer`` bytes |
+| ``push/<path>``      | request-channel  | the requester streams a file into the inbox; receipt back |
+
+Any path that is absolute, contains ``..``, or resolves (symlinks included) outside the
+root is refused with ERROR[REJECTED] saying why; error texts name only the requested
+relative path, never a local one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from collections.abc import AsyncIterator, Iterable
+from pathlib import Path, PurePosixPath, PureWindowsPath
+from typing import Any
+
+from ._types import ApplicationError, Request
+from .core import ErrorCode
+from .files import CHUNK_SIZE, FileSink, FileSource, IntegrityError
+from .router import Router
+
+__all__ = ["Hub", "PathRefusedError", "resolve_inside"]
+
+
+class PathRefusedError(ApplicationError):
+    """A requested path is not inside the served root (sent to the peer as REJECTED)."""
+
+    def __init__(self, message: str):
+        super().__init__(message, code=ErrorCode.REJECTED)
+
+
+def resolve_inside(root: Path, relative: str) -> Path:
+    """The real path of ``relative`` under ``root``, or :class:`PathRefusedError` saying why.
+
+    Refused: empty names, NUL bytes, absolute paths (POSIX or Windows style), any ``..``
+    component, and anything that resolves outside ``root`` once symlinks are followed.
+    """
+    shown = relative[:200]
+    if not relative:
+        raise PathRefusedError("empty path: name a file under the hub's root")
+    if "\x00" in relative:
+        raise PathRefusedError(f"path {shown!r} contains a NUL byte")
+    if relative.startswith(("/", "\\")) or PureWindowsPath(relative).is_absolute() or PureWindowsPath(relative).drive:
+        raise PathRefusedError(f"path {shown!r} is absolute: paths are relative to the hub's root")
+    parts = PurePosixPath(relative.replace("\\", "/")).parts
+    if ".." in parts or ".." in relative.replace("\\", "/").split("/"):
+        raise PathRefusedError(f"path {shown!r} contains '..': paths may not leave the hub's root")
+    real_root = root.resolve()
+    candidate = (real_root / relative).resolve()
+    if candidate != real_root and not candidate.is_relative_to(real_root):
+        raise PathRefusedError(f"path {shown!r} resolves outside the hub's root (a symlink?)")
+    return candidate
+
+
+class Hub:
+    """Serves the files under ``root`` (and receives pushes into ``inbox``).
+
+    Attributes:
+        sources: file sources currently open (tests and benchmarks read their offsets).
+    """
+
+    def __init__(
+        self,
+        root: str | os.PathLike[str],
+        *,
+        inbox: str | os.PathLike[str] | None = None,
+        chunk_size: int = CHUNK_SIZE,
+        max_buffer: int = 16 * 1024 * 1024,
+        max_list: int = 10_000,
+    ):
+        self.root = Path(root).resolve()
+        if not self.root.is_dir():
+            raise NotADirectoryError(f"{root} is not a directory")
+        self.inbox = Path(inbox).resolve() if inbox is not None else self.root / "inbox"
+        self.chunk_size = chunk_size
+        self.max_buffer = max_buffer
+        self.max_list = max_list
+        self.sources: set[FileSource] = set()
+        self.router = Router()
+        self.router.stream("files/")(self.stream_file)
+        self.router.response("files")(self.list_files)
+        self.router.response("buffers/")(self.buffer)
+        self.router.channel("push/")(self.receive_push)
+
+    def _file(self, request: Request, prefix: str) -> Path:
+        relative = (request.route or "")[len(prefix) :]
+        path = resolve_inside(self.root, relative)
+        if not path.is_file():
+            raise ApplicationError(f"no such file: {relative[:200]!r}", code=ErrorCode.REJECTED)
+        return path
+
+    async def stream_file(self, request: Request) -> AsyncIterator[Any]:
+        path = self._file(request, "files/")
+        offset = 0
+        if request.data:
+            try:
+                offset = int(json.loads(request.data).get("offset", 0))
+            except (ValueError, AttributeError, TypeError):
+                raise ApplicationError('request data must be JSON {"offset": N}', code=ErrorCode.INVALID) from None
+        try:
+            source = FileSource(path, chunk_size=self.chunk_size, offset=offset)
+        except ValueError as exc:
+            raise ApplicationError(str(exc), code=ErrorCode.INVALID) from None
+        self.sources.add(source)
+        try:
+            async for item in source:
+                yield item
+        finally:
+            self.sources.discard(source)
+
+    async def list_files(self, request: Request) -> bytes:
+        prefix = ""
+        if request.data:
+            try:
+                prefix = str(json.loads(request.data).get("prefix", ""))
+            except (ValueError, AttributeError):
+                raise ApplicationError('request data must be JSON {"prefix": "..."}', code=ErrorCode.INVALID) from None
+        entries = await asyncio.to_thread(lambda: list(self._walk(prefix)))
+        return json.dumps(entries).encode()
+
+    def _walk(self, prefix: str) -> Iterable[dict[str, Any]]:
+        count = 0
+        for directory, dirs, files in os.walk(self.root):
+            dirs.sort()
+            for name in sorted(files):
+                path = Path(directory, name)
+                relative = path.relative_to(self.root).as_posix()
+                if not relative.startswith(prefix) or name.endswith((".part", ".corrupt")):
+                    continue
+                try:
+                    real = resolve_inside(self.root, relative)
+                except PathRefusedError:
+                    continue  # a symlink pointing out: not served, not listed
+                if real.is_file():
+                    yield {"path": relative, "size": real.stat().st_size}
+                    count += 1
+                    if count >= self.max_list:
+                        return
+
+    async def buffer(self, request: Request) -> bytes:
+        path = self._file(request, "buffers/")
+        size = path.stat().st_size
+        if size > self.max_buffer:
+            raise ApplicationError(
+                f"{path.name} is {size} bytes; buffers are limited to {self.max_buffer}: stream it from files/",
+                code=ErrorCode.REJECTED,
+            )
+        return await asyncio.to_thread(path.read_bytes)
+
+    async def receive_push(self, request: Request) -> AsyncIterator[bytes]:
+        relative = (request.route or "")[len("push/") :]
+        target = resolve_inside(self.inbox, relative) if self.inbox.exists() else None
+        if target is None:
+            self.inbox.mkdir(parents=True, exist_ok=True)
+            target = resolve_inside(self.inbox, relative)
+        assert request.inbound is not None
+        sink = FileSink(target, resume=False)
+        await sink.open()
+        try:
+            async for item in request.inbound:  # pulling the next one acknowledges the last: writes set the pace
+                await sink.write(item)
+            digest = await sink.finish()
+        except IntegrityError as exc:
+            await sink.abort()
+            raise ApplicationError(str(exc), code=ErrorCode.INVALID) from None
+        except BaseException:
+            await sink.abort()
+            raise
+        yield json.dumps({"path": relative, "size": sink.written, "sha256": digest}).encode()
