@@ -1,0 +1,230 @@
+"""The file-sharing hub over real aiortc DataChannels on loopback (and memory where noted)."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+import rxchannel as rx
+from rxchannel.core import Role
+from rxchannel.files import FileSink, IntegrityError, fetch_file, push_file, sha256_file
+from rxchannel.hub import Hub
+from rxchannel.peer import Peer
+from rxchannel.signaling import datachannel_pair
+
+CHUNK = 16 * 1024
+
+
+def make_file(path: Path, size: int, seed: int = 0) -> bytes:
+    data = hashlib.shake_256(f"{seed}".encode()).digest(size) if size else b""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return data
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    r = tmp_path / "root"
+    make_file(r / "small.bin", 300_000, seed=1)
+    make_file(r / "sub" / "nested.txt", 5_000, seed=2)
+    make_file(r / "empty.bin", 0)
+    make_file(tmp_path / "secret.txt", 100, seed=3)
+    (r / "link_out").symlink_to(tmp_path / "secret.txt")
+    (r / "link_in").symlink_to(r / "sub" / "nested.txt")
+    return r
+
+
+@pytest.fixture
+async def hub_and_client(root: Path, tmp_path: Path) -> AsyncIterator[tuple[Hub, Peer, Peer]]:
+    hub = Hub(root, chunk_size=CHUNK, inbox=tmp_path / "inbox", max_buffer=100_000)
+    a, b = await datachannel_pair()
+    server = Peer(b, Role.SERVER, router=hub.router)
+    client = Peer(a, Role.CLIENT)
+    yield hub, client, server
+    await client.close()
+    await server.close()
+
+
+async def test_fetch_over_a_datachannel_is_verified_and_atomic(
+    hub_and_client: tuple[Hub, Peer, Peer], root: Path, tmp_path: Path
+) -> None:
+    hub, client, server = hub_and_client
+    out = tmp_path / "got" / "small.bin"
+    result = await fetch_file(client, "small.bin", out, window=4)
+    assert out.read_bytes() == (root / "small.bin").read_bytes()
+    assert result.sha256 == sha256_file(root / "small.bin") and result.received == 300_000
+    assert not out.with_name("small.bin.part").exists()
+    # empty files and symlinks that stay inside the root work too
+    assert (await fetch_file(client, "empty.bin", tmp_path / "e.bin")).size == 0
+    assert (await fetch_file(client, "link_in", tmp_path / "l.txt")).size == 5_000
+
+
+async def test_list_and_buffers(hub_and_client: tuple[Hub, Peer, Peer], root: Path) -> None:
+    hub, client, server = hub_and_client
+    listing = json.loads((await client.request_response("files")).data)
+    assert {e["path"]: e["size"] for e in listing} == {
+        "empty.bin": 0,
+        "link_in": 5_000,
+        "small.bin": 300_000,
+        "sub/nested.txt": 5_000,
+    }, "link_out points outside the root and must not be listed"
+    only_sub = json.loads((await client.request_response("files", json.dumps({"prefix": "sub/"}).encode())).data)
+    assert [e["path"] for e in only_sub] == ["sub/nested.txt"]
+    blob = await client.request_response("buffers/sub/nested.txt")
+    assert blob.data == (root / "sub" / "nested.txt").read_bytes()
+    with pytest.raises(rx.RemoteError, match="buffers are limited to 100000") as info:
+        await client.request_response("buffers/small.bin")
+    assert info.value.code == rx.ErrorCode.REJECTED
+
+
+async def test_push_into_the_inbox(hub_and_client: tuple[Hub, Peer, Peer], tmp_path: Path) -> None:
+    hub, client, server = hub_and_client
+    local = tmp_path / "upload.bin"
+    data = make_file(local, 200_000, seed=9)
+    receipt = await push_file(client, local, "reports/upload.bin", chunk_size=CHUNK)
+    stored = tmp_path / "inbox" / "reports" / "upload.bin"
+    assert stored.read_bytes() == data
+    assert receipt == {"path": "reports/upload.bin", "size": 200_000, "sha256": sha256_file(local)}
+    with pytest.raises(rx.RemoteError, match=r"contains '\.\.'"):
+        await push_file(client, local, "../escape.bin")
+    assert not (tmp_path / "escape.bin").exists()
+
+
+TRAVERSALS = [
+    ("../secret.txt", "contains '..'"),
+    ("sub/../../secret.txt", "contains '..'"),
+    ("..\\secret.txt", "contains '..'"),
+    ("/etc/passwd", "is absolute"),
+    ("\\\\server\\share\\x", "is absolute"),
+    ("C:\\Windows\\win.ini", "is absolute"),
+    ("C:relative", "is absolute"),
+    ("link_out", "resolves outside the hub's root"),
+    ("nul\x00byte", "NUL byte"),
+    ("", "empty path"),
+    ("does/not/exist", "no such file"),
+    ("sub", "no such file"),
+]
+
+
+@pytest.mark.parametrize("path, reason", TRAVERSALS, ids=[repr(p) for p, _ in TRAVERSALS])
+async def test_paths_outside_the_root_are_refused_with_a_reason(
+    hub_and_client: tuple[Hub, Peer, Peer], tmp_path: Path, path: str, reason: str
+) -> None:
+    hub, client, server = hub_and_client
+    for route in (f"files/{path}", f"buffers/{path}"):
+        with pytest.raises(rx.RemoteError) as info:
+            if route.startswith("files/"):
+                await client.request_stream(route).collect()
+            else:
+                await client.request_response(route)
+        assert info.value.code == rx.ErrorCode.REJECTED
+        assert reason in info.value.message
+        assert str(tmp_path) not in info.value.message, "a local path leaked to the peer"
+    assert not hub.sources
+
+
+async def test_cancel_mid_transfer_closes_the_hub_file_and_frees_the_stream(
+    hub_and_client: tuple[Hub, Peer, Peer],
+) -> None:
+    hub, client, server = hub_and_client
+    stream = client.request_stream("files/small.bin", window=2)
+    await stream.next()
+    (source,) = hub.sources
+    await stream.aclose()
+    async with asyncio.timeout(5):
+        await source.closed.wait()
+        while server.connection.open_streams or hub.sources:
+            await asyncio.sleep(0.01)
+    assert source.read_offset < 300_000
+    assert client.connection.open_streams == 0
+
+
+async def test_interrupted_fetch_leaves_a_part_and_the_next_fetch_resumes(
+    hub_and_client: tuple[Hub, Peer, Peer], root: Path, tmp_path: Path
+) -> None:
+    hub, client, server = hub_and_client
+    out = tmp_path / "resume.bin"
+    written = 0
+
+    def progress(done: int, total: int | None, credits: int) -> None:
+        nonlocal written
+        written = done
+        if done >= 5 * CHUNK:
+            raise KeyboardInterrupt  # the user pressed Ctrl-C mid-transfer
+
+    with pytest.raises(KeyboardInterrupt):
+        await fetch_file(client, "small.bin", out, window=2, progress=progress)
+    part = out.with_name("resume.bin.part")
+    assert part.stat().st_size == written == 5 * CHUNK and not out.exists()
+    result = await fetch_file(client, "small.bin", out, window=8)
+    assert result.resumed_from == 5 * CHUNK and result.received == 300_000 - 5 * CHUNK
+    assert out.read_bytes() == (root / "small.bin").read_bytes() and not part.exists()
+
+
+async def test_a_corrupt_part_is_caught_by_the_end_to_end_digest(
+    hub_and_client: tuple[Hub, Peer, Peer], root: Path, tmp_path: Path
+) -> None:
+    hub, client, server = hub_and_client
+    out = tmp_path / "bad.bin"
+    out.with_name("bad.bin.part").write_bytes(b"\xff" * 1000)  # not a prefix of the real file
+    with pytest.raises(IntegrityError, match="SHA-256 mismatch"):
+        await fetch_file(client, "small.bin", out)
+    assert not out.exists() and out.with_name("bad.bin.corrupt").exists()
+
+
+async def test_demand_reaches_the_disk_with_a_slow_worker(hub_and_client: tuple[Hub, Peer, Peer]) -> None:
+    """DESIGN.md §3: the hub's read offset never exceeds (consumed + outstanding + 1) chunks."""
+    hub, client, server = hub_and_client
+    window = 3
+    stream = client.request_stream("files/small.bin", window=window, auto_ack=False)
+    checks = 0
+    async for _item in stream:
+        await asyncio.sleep(0.005)  # a slow disk on the worker
+        stream.ack()
+        (source,) = hub.sources or (None,)
+        state = client.connection.stream(stream.stream_id)
+        if source is None or state is None:
+            continue
+        credit = state.receive_credit
+        read_chunks = -(-source.read_offset // CHUNK)
+        assert read_chunks <= credit.consumed_total + credit.outstanding + credit.buffered + 1
+        assert read_chunks <= credit.consumed_total + window + 1
+        checks += 1
+    assert checks >= 10
+
+
+async def test_fetch_refused_and_missing_files_leave_nothing_behind(
+    hub_and_client: tuple[Hub, Peer, Peer], tmp_path: Path
+) -> None:
+    hub, client, server = hub_and_client
+    out = tmp_path / "nothing.bin"
+    with pytest.raises(rx.RemoteError, match="no such file"):
+        await fetch_file(client, "missing.bin", out)
+    assert not out.exists()
+
+
+async def test_file_sink_refuses_more_bytes_than_announced(tmp_path: Path) -> None:
+    sink = FileSink(tmp_path / "x.bin")
+    await sink.open()
+    from rxchannel.core import request_metadata
+
+    await sink.write(rx.Payload(b"abc", request_metadata(None, {"size": 3, "offset": 0})))
+    with pytest.raises(IntegrityError, match="received 4 bytes for a file announced as 3"):
+        await sink.write(rx.Payload(b"d"))
+    await sink.abort()
+    assert (tmp_path / "x.bin.part").exists() and not (tmp_path / "x.bin").exists()
+
+
+def test_symlinked_root_and_inbox_are_resolved(tmp_path: Path) -> None:
+    real = tmp_path / "real"
+    make_file(real / "f.bin", 10)
+    (tmp_path / "alias").symlink_to(real)
+    hub = Hub(tmp_path / "alias")
+    assert hub.root == real.resolve()
+    assert os.path.exists(hub.root / "f.bin")

@@ -1,0 +1,120 @@
+"""Real processes: a hub process and worker processes talking WebRTC over loopback.
+
+These run the ``rxchannel`` command itself (``python -m rxchannel``), as users do.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from rxchannel.cli import main
+from rxchannel.files import sha256_file
+
+from .test_hub import make_file
+
+RX = [sys.executable, "-m", "rxchannel"]
+
+
+@pytest.fixture
+def hub(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    root = tmp_path / "root"
+    for i in range(3):
+        make_file(root / f"file{i}.bin", 1_000_000 + i * 333_333, seed=i)
+    make_file(root / "big.bin", 24 * 1024 * 1024, seed=42)
+    proc = subprocess.Popen([*RX, "serve", str(root), "--port", "0"], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    url = proc.stdout.readline().strip()
+    assert url.startswith("http://127.0.0.1:"), url
+    yield url, root
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=15) == 0, "the hub did not shut down cleanly"
+
+
+def fetch_cmd(url: str, name: str, out: Path, *extra: str) -> list[str]:
+    return [*RX, "fetch", url, name, "-o", str(out), "--json", *extra]
+
+
+def test_three_worker_processes_fetch_different_files_at_once(hub: tuple[str, Path], tmp_path: Path) -> None:
+    url, root = hub
+    workers = [
+        subprocess.Popen(fetch_cmd(url, f"file{i}.bin", tmp_path / f"out{i}.bin"), stdout=subprocess.PIPE, text=True)
+        for i in range(3)
+    ]
+    for i, proc in enumerate(workers):
+        out, _ = proc.communicate(timeout=60)
+        assert proc.returncode == 0
+        summary = json.loads(out)
+        assert summary["sha256"] == sha256_file(root / f"file{i}.bin") == sha256_file(tmp_path / f"out{i}.bin")
+        assert summary["bytes"] == (root / f"file{i}.bin").stat().st_size
+        assert {"bytes", "seconds", "mb_per_s", "sha256", "peak_rss_mb"} <= summary.keys()
+
+
+def test_a_killed_worker_leaves_a_part_and_a_rerun_resumes(hub: tuple[str, Path], tmp_path: Path) -> None:
+    url, root = hub
+    out = tmp_path / "big.bin"
+    part = tmp_path / "big.bin.part"
+    worker = subprocess.Popen(fetch_cmd(url, "big.bin", out, "--window", "2"), stdout=subprocess.PIPE)
+    deadline = time.monotonic() + 30
+    while (not part.exists() or part.stat().st_size < 1_000_000) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    worker.kill()
+    worker.wait(timeout=10)
+    assert part.exists() and not out.exists(), "a killed transfer must leave only the .part"
+    kept = part.stat().st_size
+    assert 0 < kept < 24 * 1024 * 1024
+
+    # the hub keeps serving others meanwhile
+    other = subprocess.run(fetch_cmd(url, "file1.bin", tmp_path / "o.bin"), capture_output=True, timeout=60)
+    assert other.returncode == 0, other.stderr
+
+    rerun = subprocess.run(fetch_cmd(url, "big.bin", out), capture_output=True, text=True, timeout=120)
+    assert rerun.returncode == 0, rerun.stderr
+    summary = json.loads(rerun.stdout)
+    assert summary["resumed_from"] >= kept - 2 * 64 * 1024  # the sink may not have flushed its last writes
+    assert summary["resumed_from"] > 0
+    assert sha256_file(out) == sha256_file(root / "big.bin") and not part.exists()
+
+
+def test_cli_exit_codes_and_messages(hub: tuple[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    url, root = hub
+    assert main(["fetch", url, "nope.bin", "-o", str(tmp_path / "n.bin")]) == 2
+    assert "the hub refused 'nope.bin'" in capsys.readouterr().err
+    assert main(["fetch", url, "../etc/passwd", "-o", str(tmp_path / "p")]) == 2
+    assert "contains '..'" in capsys.readouterr().err
+    assert main(["fetch", "gopher://x", "a"]) == 1
+    assert "unsupported URL" in capsys.readouterr().err
+    upload = tmp_path / "up.bin"
+    make_file(upload, 70_000, seed=5)
+    assert main(["send", url, str(upload), "--json"]) == 0
+    receipt = json.loads(capsys.readouterr().out)
+    assert receipt["sha256"] == sha256_file(upload)
+    assert sha256_file(root / "inbox" / "up.bin") == receipt["sha256"]
+    assert main(["fetch", url, "file0.bin", "-o", str(tmp_path / "f0.bin")]) == 0
+    assert "sha256 verified" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("transport", ["tcp", "ws"])
+def test_serve_and_fetch_over_tcp_and_websocket(transport: str, tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    make_file(root / "f.bin", 500_000, seed=7)
+    proc = subprocess.Popen(
+        [*RX, "serve", str(root), "--port", "0", "--transport", transport], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert proc.stdout is not None
+        url = proc.stdout.readline().strip()
+        assert url.startswith({"tcp": "tcp://", "ws": "ws://"}[transport])
+        done = subprocess.run(fetch_cmd(url, "f.bin", tmp_path / "f.bin"), capture_output=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        assert sha256_file(tmp_path / "f.bin") == sha256_file(root / "f.bin")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=15)
