@@ -156,7 +156,7 @@ async def _cmd_serve(args: argparse.Namespace) -> int:
     from .endpoints import serve
     from .hub import Hub
 
-    hub = Hub(args.root, inbox=args.inbox)
+    hub = Hub(args.root, inbox=args.inbox, chunk_size=args.chunk_size)
     service = await serve(
         hub.router, transport=args.transport, host=args.host, port=args.port, ice_servers=args.ice_server
     )
@@ -262,6 +262,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8765)
     serve.add_argument("--transport", choices=["webrtc", "tcp", "ws"], default="webrtc")
     serve.add_argument("--inbox", default=None, help="where pushed files go (default ROOT/inbox)")
+    serve.add_argument("--chunk-size", type=int, default=64 * 1024, help="bytes per item of a file stream")
     common(serve)
 
     fetch = sub.add_parser("fetch", help="fetch a file from a hub")

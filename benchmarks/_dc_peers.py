@@ -1,0 +1,205 @@
+"""Benchmark processes for DataChannel transfers (one role per process, so RSS is per side).
+
+    python -m benchmarks._dc_peers raw-send FILE CHUNK          # prints its URL, serves one transfer
+    python -m benchmarks._dc_peers raw-recv URL OUT [--rate B]  # prints a JSON summary
+    python -m benchmarks._dc_peers rx-recv URL NAME OUT CHUNK [--rate B] [--window W]
+
+The raw pair is aiortc's DataChannel file-transfer pattern: the sender sends while
+``bufferedAmount`` is under ``bufferedAmountLowThreshold`` and resumes on
+``bufferedamountlow``; the receiver writes whatever arrives. The receiver has no way to
+slow the sender down, so a slow sink (``--rate``) makes it buffer. The rxchannel side is
+the hub (``rxchannel serve``) and a worker using the same sink, pacing with credits.
+
+Every peer connection uses no ICE servers and loopback-only host candidates.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import json
+import sys
+import time
+from collections import deque
+from typing import Any
+
+from aiohttp import web
+
+from rxchannel.cli import peak_rss_mb
+from rxchannel.signaling import ice_host_addresses, new_peer_connection
+
+LOW_WATER = 256 * 1024  # the same threshold rxchannel's transport uses (high-water 1 MiB / 4)
+
+
+class Sink:
+    """Writes to a file, optionally no faster than ``rate`` bytes/s (a slow disk or consumer)."""
+
+    def __init__(self, path: str, rate: float | None):
+        self.handle = open(path, "wb")  # noqa: SIM115 - closed in close()
+        self.rate = rate
+        self.written = 0
+        self.start = time.perf_counter()
+        self.digest = hashlib.sha256()
+
+    async def write(self, data: bytes) -> None:
+        await asyncio.to_thread(self.handle.write, data)
+        self.digest.update(data)
+        self.written += len(data)
+        if self.rate:
+            ahead = self.written / self.rate - (time.perf_counter() - self.start)
+            if ahead > 0:
+                await asyncio.sleep(ahead)
+
+    def close(self) -> None:
+        self.handle.close()
+
+
+async def raw_send(path: str, chunk: int) -> None:
+    done = asyncio.Event()
+
+    async def offer(request: web.Request) -> web.Response:
+        pc = new_peer_connection()
+        pcs.append(pc)
+
+        @pc.on("datachannel")
+        def on_channel(channel: Any) -> None:
+            fp = open(path, "rb")  # noqa: SIM115 - closed when the last chunk is read
+
+            def send_data() -> None:
+                while channel.bufferedAmount <= channel.bufferedAmountLowThreshold:
+                    data = fp.read(chunk)
+                    channel.send(data)  # an empty message marks the end
+                    if not data:
+                        fp.close()
+                        channel.remove_listener("bufferedamountlow", send_data)
+                        break
+
+            channel.bufferedAmountLowThreshold = LOW_WATER
+            channel.on("bufferedamountlow", send_data)
+            channel.on("message", lambda _m: done.set())  # the receiver says "done"
+            send_data()
+
+        body = await request.json()
+        await pc.setRemoteDescription(_description(body))
+        with ice_host_addresses(["127.0.0.1"]):
+            await pc.setLocalDescription(await pc.createAnswer())
+        return web.json_response({"sdp": pc.localDescription.sdp, "type": pc.localDescription.type})
+
+    pcs: list[Any] = []
+    app = web.Application()
+    app.router.add_post("/offer", offer)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    print(f"http://127.0.0.1:{runner.addresses[0][1]}", flush=True)
+    await done.wait()
+    print(json.dumps({"peak_rss_mb": peak_rss_mb()}), flush=True)
+    for pc in pcs:
+        await pc.close()
+    await runner.cleanup()
+
+
+def _description(body: dict[str, str]) -> Any:
+    from aiortc import RTCSessionDescription
+
+    return RTCSessionDescription(sdp=body["sdp"], type=body["type"])
+
+
+async def raw_recv(url: str, out: str, rate: float | None) -> None:
+    import aiohttp
+
+    pc = new_peer_connection()
+    channel = pc.createDataChannel("filexfer")
+    sink = Sink(out, rate)
+    queue: deque[bytes] = deque()
+    arrived = asyncio.Event()
+    peak_queued = queued = 0
+
+    @channel.on("message")
+    def on_message(message: bytes) -> None:
+        nonlocal queued, peak_queued
+        queue.append(message)
+        queued += len(message)
+        peak_queued = max(peak_queued, queued)
+        arrived.set()
+
+    with ice_host_addresses(["127.0.0.1"]):
+        await pc.setLocalDescription(await pc.createOffer())
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(
+            url + "/offer", json={"sdp": pc.localDescription.sdp, "type": pc.localDescription.type}
+        ) as response,
+    ):
+        await pc.setRemoteDescription(_description(await response.json()))
+    start = time.perf_counter()
+    while True:
+        while not queue:
+            arrived.clear()
+            await arrived.wait()
+        data = queue.popleft()
+        queued -= len(data)
+        if not data:
+            break
+        await sink.write(data)
+    seconds = time.perf_counter() - start
+    channel.send("done")
+    await asyncio.sleep(0.1)
+    sink.close()
+    await pc.close()
+    print(
+        json.dumps(
+            {
+                "bytes": sink.written,
+                "seconds": seconds,
+                "sha256": sink.digest.hexdigest(),
+                "peak_rss_mb": peak_rss_mb(),
+                "peak_queued_mb": peak_queued / 1e6,
+            }
+        ),
+        flush=True,
+    )
+
+
+async def rx_recv(url: str, name: str, out: str, rate: float | None, window: int) -> None:
+    from rxchannel.endpoints import connect
+    from rxchannel.files import FileSink
+
+    peer = await connect(url)
+    sink = FileSink(out, resume=False)
+    await sink.open()
+    pacer = Sink("/dev/null", rate)
+    start = time.perf_counter()
+    stream = peer.request_stream(f"files/{name}", window=window, auto_ack=False)
+    async for item in stream:
+        await sink.write(item)
+        await pacer.write(item.data)  # the same pacing as the raw receiver's sink
+        stream.ack()
+    digest = await sink.finish()
+    seconds = time.perf_counter() - start
+    await peer.close()
+    print(
+        json.dumps({"bytes": sink.written, "seconds": seconds, "sha256": digest, "peak_rss_mb": peak_rss_mb()}),
+        flush=True,
+    )
+
+
+def main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("role", choices=["raw-send", "raw-recv", "rx-recv"])
+    parser.add_argument("args", nargs="+")
+    parser.add_argument("--rate", type=float, default=None)
+    parser.add_argument("--window", type=int, default=32)
+    ns = parser.parse_args(argv)
+    if ns.role == "raw-send":
+        asyncio.run(raw_send(ns.args[0], int(ns.args[1])))
+    elif ns.role == "raw-recv":
+        asyncio.run(raw_recv(ns.args[0], ns.args[1], ns.rate))
+    else:
+        asyncio.run(rx_recv(ns.args[0], ns.args[1], ns.args[2], ns.rate, ns.window))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,190 @@
+"""WebRTC DataChannel file transfer: rxchannel (hub + fetch) vs raw aiortc, same run.
+
+Throughput (``--mode throughput``): the same file and chunk size, rounds alternating
+rxchannel and raw aiortc, each side in its own process, loopback ICE.
+
+Memory (``--mode memory``): peak RSS of sender and receiver for files of several sizes
+while the receiver's sink is throttled (default 2 MB/s). rxchannel's credits slow the
+hub's disk reads down to the sink's pace; the raw pattern has no way to, so its receiver
+buffers what the sink has not written yet.
+
+    python -m benchmarks.datachannel [--mode throughput|memory|both] [--quick] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import signal
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from ._report import emit_json, median, print_table
+
+PEERS = [sys.executable, "-m", "benchmarks._dc_peers"]
+
+
+def make_file(path: Path, size: int) -> str:
+    digest = hashlib.sha256()
+    with open(path, "wb") as handle:
+        block = hashlib.shake_256(b"rxchannel").digest(1 << 20)
+        left = size
+        while left:
+            part = block[: min(left, len(block))]
+            handle.write(part)
+            digest.update(part)
+            left -= len(part)
+    return digest.hexdigest()
+
+
+def _json_line(proc: subprocess.Popen[str]) -> dict[str, Any]:
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if line.startswith("{"):
+            return dict(json.loads(line))
+    raise RuntimeError(f"{proc.args} printed no result (exit {proc.wait()})")
+
+
+def run_rxchannel(directory: Path, name: str, chunk: int, rate: float | None, window: int) -> dict[str, Any]:
+    hub = subprocess.Popen(
+        [sys.executable, "-m", "rxchannel", "serve", str(directory), "--port", "0", "--chunk-size", str(chunk)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert hub.stdout is not None
+        url = hub.stdout.readline().strip()
+        cmd = [*PEERS, "rx-recv", url, name, str(directory / f"{name}.rx-out"), "--window", str(window)]
+        worker = subprocess.Popen([*cmd, *(["--rate", str(rate)] if rate else [])], stdout=subprocess.PIPE, text=True)
+        result = _json_line(worker)
+        worker.wait(timeout=30)
+        with open(f"/proc/{hub.pid}/status") as status:
+            hub_rss = next(int(line.split()[1]) / 1024 for line in status if line.startswith("VmHWM:"))
+        result["sender_rss_mb"] = hub_rss
+        return result
+    finally:
+        hub.send_signal(signal.SIGTERM)
+        hub.wait(timeout=15)
+        (directory / f"{name}.rx-out").unlink(missing_ok=True)
+
+
+def run_raw(directory: Path, name: str, chunk: int, rate: float | None) -> dict[str, Any]:
+    sender = subprocess.Popen(
+        [*PEERS, "raw-send", str(directory / name), str(chunk)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert sender.stdout is not None
+        url = sender.stdout.readline().strip()
+        out = directory / f"{name}.raw-out"
+        receiver = subprocess.Popen(
+            [*PEERS, "raw-recv", url, str(out), *(["--rate", str(rate)] if rate else [])],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        result = _json_line(receiver)
+        receiver.wait(timeout=30)
+        result["sender_rss_mb"] = _json_line(sender)["peak_rss_mb"]
+        out.unlink(missing_ok=True)
+        return result
+    finally:
+        sender.wait(timeout=30)
+
+
+def throughput(rounds: int, size: int, chunks: list[int], window: int, as_json: bool) -> None:
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="rxbench-") as tmp:
+        directory = Path(tmp)
+        digest = make_file(directory / "payload.bin", size)
+        for chunk in chunks:
+            samples: dict[str, list[float]] = {"rxchannel": [], "raw": []}
+            for _ in range(rounds):
+                for impl in ("rxchannel", "raw"):
+                    if impl == "rxchannel":
+                        r = run_rxchannel(directory, "payload.bin", chunk, None, window)
+                    else:
+                        r = run_raw(directory, "payload.bin", chunk, None)
+                    if r["bytes"] != size or r["sha256"] != digest:
+                        raise RuntimeError(f"{impl} delivered {r['bytes']} bytes with a wrong digest")
+                    samples[impl].append(size / r["seconds"] / 1e6)
+            row = {
+                "bench": "datachannel_throughput",
+                "size": size,
+                "chunk": chunk,
+                "window": window,
+                "rxchannel_mb_s": median(samples["rxchannel"]),
+                "raw_aiortc_mb_s": median(samples["raw"]),
+            }
+            row["ratio"] = row["rxchannel_mb_s"] / row["raw_aiortc_mb_s"]
+            rows.append(row)
+            if as_json:
+                emit_json(row)
+    if not as_json:
+        print_table(
+            f"DataChannel file transfer, {size >> 20} MiB, loopback, median of {rounds} alternating rounds",
+            ["chunk", "rxchannel MB/s", "raw aiortc MB/s", "ratio"],
+            [[r["chunk"], r["rxchannel_mb_s"], r["raw_aiortc_mb_s"], f"{r['ratio']:.2f}x"] for r in rows],
+        )
+
+
+def memory(sizes: list[int], rate: float, chunk: int, window: int, as_json: bool) -> None:
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="rxbench-") as tmp:
+        directory = Path(tmp)
+        for size in sizes:
+            name = f"m{size}.bin"
+            make_file(directory / name, size)
+            for impl in ("rxchannel", "raw"):
+                if impl == "rxchannel":
+                    r = run_rxchannel(directory, name, chunk, rate, window)
+                else:
+                    r = run_raw(directory, name, chunk, rate)
+                row = {
+                    "bench": "datachannel_memory",
+                    "impl": impl,
+                    "size_mib": size >> 20,
+                    "sink_mb_s": rate / 1e6,
+                    "seconds": r["seconds"],
+                    "sender_rss_mb": r["sender_rss_mb"],
+                    "receiver_rss_mb": r["peak_rss_mb"],
+                }
+                rows.append(row)
+                if as_json:
+                    emit_json(row)
+            (directory / name).unlink()
+    if not as_json:
+        print_table(
+            f"Peak RSS with the receiver's sink throttled to {rate / 1e6:g} MB/s (chunk {chunk}, window {window})",
+            ["impl", "file MiB", "seconds", "sender RSS MB", "receiver RSS MB"],
+            [[r["impl"], r["size_mib"], r["seconds"], r["sender_rss_mb"], r["receiver_rss_mb"]] for r in rows],
+        )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--mode", choices=["throughput", "memory", "both"], default="both")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--size", default="32MiB", help="file size for throughput")
+    parser.add_argument("--sizes", default="64MiB,512MiB", help="file sizes for memory")
+    parser.add_argument("--rate", type=float, default=2e6, help="sink bytes/s for memory")
+    parser.add_argument("--window", type=int, default=32)
+    parser.add_argument("--quick", action="store_true", help="8 MiB throughput, 16/64 MiB at 8 MB/s for memory")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+    from rxchannel.cli import parse_size
+
+    if args.quick:
+        args.size, args.sizes, args.rate, args.rounds = "8MiB", "16MiB,64MiB", 8e6, 1
+    if args.mode in ("throughput", "both"):
+        throughput(args.rounds, parse_size(args.size), [16384, 65536], args.window, args.json)
+    if args.mode in ("memory", "both"):
+        sizes = [parse_size(s) for s in args.sizes.split(",")]
+        memory(sizes, args.rate, 65536, args.window, args.json)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
