@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from ._types import ApplicationError, Payload, Request
     from .core import (
+        Adaptive,
         ClosedResourceError,
         ConnectionConfig,
         ConnectionLostError,
@@ -49,6 +50,7 @@ _WHERE = {
     "serve_tcp": ".server",
 }
 _CORE = [
+    "Adaptive",
     "ClosedResourceError",
     "ConnectionConfig",
     "ConnectionLostError",
@@ -67,6 +69,7 @@ _CORE = [
 _WHERE.update(dict.fromkeys(_CORE, ".core"))
 
 __all__ = [
+    "Adaptive",
     "ApplicationError",
     "ClosedResourceError",
     "ConnectionConfig",

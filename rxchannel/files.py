@@ -26,8 +26,9 @@ from ._types import Payload
 from .core import RxChannelError, parse_request_metadata, request_metadata
 from .core._metadata import MetadataError
 
-__all__ = [
+__all__ = [  # noqa: F822 - RxFileSink resolves lazily through __getattr__
     "CHUNK_SIZE",
+    "RxFileSink",
     "FileSink",
     "FileSource",
     "IntegrityError",
@@ -145,7 +146,10 @@ class FileSink:
     :meth:`abort` on failure keeps the ``.part``.
     """
 
-    def __init__(self, path: str | os.PathLike[str], *, resume: bool = True):
+    def __init__(self, path: str | os.PathLike[str], *, resume: bool = True, require_digest: bool = True):
+        """``require_digest=False`` accepts a stream that announces no SHA-256 (a transformed
+        stream); size and digest are still checked when the sender announced them."""
+        self.require_digest = require_digest
         self.path = Path(path)
         self.part = self.path.with_name(self.path.name + ".part")
         self.resume = resume
@@ -170,8 +174,10 @@ class FileSink:
             self.offset = 0
         return self.offset
 
-    async def write(self, item: Payload) -> None:
+    async def write(self, item: Payload | bytes) -> None:
         """Append one item. Raises :class:`IntegrityError` if the sender's framing is inconsistent."""
+        if not isinstance(item, Payload):
+            item = Payload(bytes(item))
         if self._handle is None:
             raise RuntimeError("FileSink.open() first")
         try:
@@ -208,7 +214,8 @@ class FileSink:
             await self.abort()
             raise IntegrityError(f"the stream ended at {total} of {self.expected_size} bytes; {self.part.name} kept")
         digest = self._digest.hexdigest()
-        if self.expected_sha256 is None or digest != self.expected_sha256:
+        missing = self.expected_sha256 is None and self.require_digest
+        if missing or (self.expected_sha256 is not None and digest != self.expected_sha256):
             await self.abort()
             corrupt = self.part.with_name(self.path.name + ".corrupt")
             await asyncio.to_thread(os.replace, self.part, corrupt)
@@ -338,3 +345,12 @@ def sha256_file(path: str | os.PathLike[str]) -> str:
         while block := handle.read(_HASH_BLOCK):
             digest.update(block)
     return digest.hexdigest()
+
+
+def __getattr__(name: str) -> Any:
+    # the ReactiveX sink lives with the Rx facade, so importing files does not import reactivex
+    if name == "RxFileSink":
+        from .rx import RxFileSink
+
+        return RxFileSink
+    raise AttributeError(f"module 'rxchannel.files' has no attribute {name!r}")

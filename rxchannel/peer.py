@@ -141,8 +141,20 @@ class Peer:
     ) -> Any:
         md = metadata if metadata is not None else request_metadata(route, info)
 
-        def open_stream(stream: RemoteStream) -> int:
-            sid = self._conn.request(interaction, metadata=md, data=data, policy=policy, complete=source is None)
+        def open_stream(stream: RemoteStream, first_n: int | None = None) -> int:
+            # a manual stream opens with the first request(n) as its initial demand
+            sid = self._conn.request(
+                interaction,
+                metadata=md,
+                data=data,
+                policy=policy if first_n is None else None,
+                initial_n=first_n or 0,
+                complete=source is None,
+            )
+            if first_n is not None and policy is not None:
+                stream_state = self._conn.stream(sid)
+                if stream_state is not None:
+                    stream_state.policy = policy
             self._inbound[sid] = stream
             if source is not None:
                 self._start_producer(sid, source)
@@ -174,7 +186,10 @@ class Peer:
         """
         policy = policy_for(window)
         return RemoteStream(
-            self, self._opener(Interaction.STREAM, route, data, info, metadata, policy), auto_ack=auto_ack
+            self,
+            self._opener(Interaction.STREAM, route, data, info, metadata, policy),
+            auto_ack=auto_ack,
+            lazy=policy.initial() == 0,
         )
 
     def request_channel(
@@ -192,7 +207,10 @@ class Peer:
         the returned stream yields the responder's items. ``data`` rides in the request."""
         policy = policy_for(window)
         return RemoteStream(
-            self, self._opener(Interaction.CHANNEL, route, data, info, metadata, policy, source), auto_ack=auto_ack
+            self,
+            self._opener(Interaction.CHANNEL, route, data, info, metadata, policy, source),
+            auto_ack=auto_ack,
+            lazy=policy.initial() == 0,
         )
 
     async def request_response(

@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Callable
 from types import TracebackType
 from typing import TYPE_CHECKING
 
-from rxchannel.core import RxChannelError, StreamCancelledError
+from rxchannel.core import RxChannelError, StreamCancelledError, check_request_n
 
 from ._types import Payload
 
@@ -32,7 +32,13 @@ class RemoteStream:
     """
 
     def __init__(
-        self, peer: Peer, opener: Callable[[RemoteStream], int] | None, *, auto_ack: bool = True, stream_id: int = 0
+        self,
+        peer: Peer,
+        opener: Callable[[RemoteStream, int | None], int] | None,
+        *,
+        auto_ack: bool = True,
+        stream_id: int = 0,
+        lazy: bool = False,
     ):
         self._peer = peer
         self._opener = opener
@@ -46,6 +52,8 @@ class RemoteStream:
         self._closed = False
         #: items delivered to the consumer so far
         self.delivered = 0
+        #: opened by the first request(n) rather than the first pull (manual demand from 0)
+        self._lazy = lazy
 
     # ------------------------------------------------------------ fed by the peer
 
@@ -65,10 +73,10 @@ class RemoteStream:
 
     # ------------------------------------------------------------ consumer side
 
-    def _open(self) -> None:
+    def _open(self, first_n: int | None = None) -> None:
         if self._opener is not None:
             opener, self._opener = self._opener, None
-            self.stream_id = opener(self)
+            self.stream_id = opener(self, first_n)
 
     @property
     def buffered(self) -> int:
@@ -80,14 +88,24 @@ class RemoteStream:
 
         With ``auto_ack=True`` (the default) pulling the next item does this.
         """
+        if self._closed or (self._done and not self._items and not self._unacked):
+            return  # late acknowledgements after the end are harmless
         if count > self._unacked:
             raise ValueError(f"ack({count}) but only {self._unacked} pulled items are unacknowledged")
         self._unacked -= count
         self._peer._consumed(self.stream_id, count)
 
     def request(self, n: int) -> None:
-        """Grant ``n`` more items by hand (for a manual policy)."""
-        self._open()
+        """Grant ``n`` more items by hand (for a manual policy).
+
+        On a stream not yet opened, the first request opens it with ``n`` as the initial
+        demand (RSocket requests carry at least 1).
+        """
+        if self._opener is not None:
+            check_request_n(n)
+            self._open(first_n=n)
+            self._wake()
+            return
         self._peer._request_n(self.stream_id, n)
 
     async def next(self) -> Payload:
@@ -99,6 +117,9 @@ class RemoteStream:
         """
         if self._closed:
             raise StopAsyncIteration
+        while self._lazy and self._opener is not None and not self._closed:
+            self._waiter = asyncio.get_running_loop().create_future()
+            await self._waiter  # the first request(n) opens the stream
         self._open()
         if self.auto_ack and self._unacked:
             self.ack(self._unacked)
@@ -132,6 +153,7 @@ class RemoteStream:
         if self._closed:
             return
         self._closed = True
+        self._wake()
         if self._opener is None and not self._done:
             self._peer._cancel_inbound(self.stream_id)
             self._finish(StreamCancelledError(f"stream {self.stream_id} was cancelled by this side"))

@@ -31,6 +31,7 @@ def test_core_never_reads_the_clock() -> None:
 def test_exported_names_are_pinned() -> None:
     assert sorted(rxchannel.__all__) == sorted(
         [
+            "Adaptive",
             "DEFAULT_WINDOW",
             "ApplicationError",
             "ClosedResourceError",

@@ -7,7 +7,7 @@ Standard library only; no I/O, no clock (time is always an argument). The runtim
 from __future__ import annotations
 
 from ._connection import Connection, ConnectionConfig, Role
-from ._credit import LimitRate, Manual, ReceiveCredit, ReplenishPolicy, SendCredit, Window, check_request_n
+from ._credit import Adaptive, LimitRate, Manual, ReceiveCredit, ReplenishPolicy, SendCredit, Window, check_request_n
 from ._errors import (
     ClosedResourceError,
     ConnectionLostError,
@@ -46,6 +46,7 @@ from ._metadata import (
 )
 
 __all__ = [
+    "Adaptive",
     "MAX_FRAME_SIZE",
     "MAX_REQUEST_N",
     "MIN_FRAME_SIZE",

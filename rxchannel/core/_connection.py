@@ -127,6 +127,8 @@ class Connection:
         self._setup_done = role is Role.CLIENT
         self._closed = False
         self._last_received = now
+        #: the latest time any method was given (for credit RTT samples)
+        self._now = now
         self._lifetime = self.config.max_lifetime
         self._keepalive_due: float | None = None
         #: frames dropped because the spec says to ignore them (unknown stream, late frame ...)
@@ -213,6 +215,7 @@ class Connection:
         """Send a due KEEPALIVE or declare a silent peer dead. Queues frames."""
         if self._closed:
             return
+        self._now = now
         if now >= self._last_received + self._lifetime:
             silent = now - self._last_received
             self._queue(
@@ -239,7 +242,7 @@ class Connection:
         """
         if self._closed:
             return
-        self._last_received = now
+        self._last_received = self._now = now
         if len(data) >= 6 and data[4] >> 2 == FrameType.PAYLOAD and self._setup_done:
             self._receive_payload(data)
             return
@@ -503,7 +506,8 @@ class Connection:
         more = follows and not complete  # C with F: F is ignored (Handling the Unexpected)
         if s.partial is None:
             is_item = next or more
-            if is_item and not s.receive_credit.received():
+            size = len(data) + (len(metadata) if metadata else 0)  # the first fragment's, if fragmented
+            if is_item and not s.receive_credit.received(size, self._now):
                 granted = s.receive_credit.granted_total
                 self._violation(
                     s,
@@ -622,7 +626,7 @@ class Connection:
         if interaction is not Interaction.FNF:
             s = Stream(sid, interaction, requester=True, policy=policy)
             if interaction is not Interaction.RESPONSE:
-                s.receive_credit.granted(initial_n)
+                s.receive_credit.granted(initial_n, self._now)
             if complete:
                 s.outbound = Half.DONE
             self._streams[sid] = s
@@ -693,7 +697,7 @@ class Connection:
         s = self._streams.get(stream_id)
         if s is None or s.inbound is not Half.OPEN:
             return
-        wire = s.receive_credit.granted(n)
+        wire = s.receive_credit.granted(n, self._now)
         if wire:
             self._queue_request_n(stream_id, wire)
 
@@ -702,6 +706,7 @@ class Connection:
 
         May queue REQUEST_N. A no-op once the stream is over.
         """
+        self._now = now
         s = self._streams.get(stream_id)
         if s is None or s.inbound is not Half.OPEN:
             return
@@ -711,7 +716,7 @@ class Connection:
     def _replenish(self, s: Stream, now: float) -> None:
         n = s.policy.demand(s.receive_credit, now)
         if n > 0:
-            wire = s.receive_credit.granted(n)
+            wire = s.receive_credit.granted(n, now)
             if wire:
                 self._queue_request_n(s.id, wire)
 

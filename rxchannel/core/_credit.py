@@ -16,7 +16,16 @@ from typing import Protocol
 from ._errors import LocalProtocolError
 from ._frames import MAX_REQUEST_N
 
-__all__ = ["LimitRate", "Manual", "ReceiveCredit", "ReplenishPolicy", "SendCredit", "Window", "check_request_n"]
+__all__ = [
+    "Adaptive",
+    "LimitRate",
+    "Manual",
+    "ReceiveCredit",
+    "ReplenishPolicy",
+    "SendCredit",
+    "Window",
+    "check_request_n",
+]
 
 
 def check_request_n(n: int) -> int:
@@ -76,27 +85,45 @@ class ReceiveCredit:
 
     ``outstanding`` items may still arrive; ``buffered`` items arrived but the
     application has not consumed them yet. ``in_flight`` is their sum: the number the
-    replenish policy bounds.
+    replenish policy bounds. ``rtt`` is the shortest observed time from a grant made
+    while nothing was in flight to the arrival of the first item it allowed: a round
+    trip through the peer, measured without any clock of the core's own (callers pass
+    ``now``).
     """
 
-    __slots__ = ("buffered", "consumed_total", "granted_total", "outstanding", "received_total", "unbounded")
+    __slots__ = (
+        "_probe",
+        "buffered",
+        "consumed_total",
+        "granted_total",
+        "outstanding",
+        "received_bytes",
+        "received_total",
+        "rtt",
+        "unbounded",
+    )
 
     def __init__(self) -> None:
         self.outstanding = 0
         self.buffered = 0
         self.granted_total = 0
         self.received_total = 0
+        self.received_bytes = 0
         self.consumed_total = 0
         self.unbounded = False
+        self.rtt: float | None = None
+        self._probe: tuple[float, int] | None = None
 
     @property
     def in_flight(self) -> int:
         return self.outstanding + self.buffered
 
-    def granted(self, n: int) -> int:
+    def granted(self, n: int, now: float | None = None) -> int:
         """We grant ``n`` more; returns the value to put on the wire (0 when already unbounded)."""
         if self.unbounded:
             return 0
+        if now is not None and self.outstanding == 0 and self._probe is None:
+            self._probe = (now, self.received_total + 1)
         n = min(n, MAX_REQUEST_N - self.outstanding)
         self.outstanding += n
         self.granted_total += n
@@ -104,7 +131,7 @@ class ReceiveCredit:
             self.unbounded = True
         return n
 
-    def received(self) -> bool:
+    def received(self, size: int = 0, now: float | None = None) -> bool:
         """An item arrived. Returns False when the peer had no credit for it (the item must be dropped)."""
         if not self.unbounded:
             if self.outstanding <= 0:
@@ -112,6 +139,12 @@ class ReceiveCredit:
             self.outstanding -= 1
         self.buffered += 1
         self.received_total += 1
+        self.received_bytes += size
+        probe = self._probe
+        if probe is not None and now is not None and self.received_total >= probe[1]:
+            sample = now - probe[0]
+            self.rtt = sample if self.rtt is None else min(self.rtt, sample)
+            self._probe = None
         return True
 
     def consumed(self, count: int = 1) -> None:
@@ -185,3 +218,64 @@ def LimitRate(high: int, low: int) -> Window:  # noqa: N802 - reads as a policy 
     if not 0 <= low < high:
         raise ValueError(f"limit_rate needs 0 <= low < high, got high={high}, low={low}")
     return Window(high, refill=high - low)
+
+
+class Adaptive:
+    """A window tuned from the measured round-trip time and consumption rate.
+
+    The window aims at twice the bandwidth-delay product as the consumer sees it:
+    ``2 x rate x rtt``, where ``rate`` is items consumed per second over the last round
+    trip and ``rtt`` the connection's measured minimum (see :class:`ReceiveCredit`).
+    While the window is what limits throughput, the measured rate is ``window / rtt``,
+    so the target doubles the window each round trip until the rate stops growing
+    (the path or the consumer is now the bottleneck); when the consumer slows down,
+    the rate falls and the window follows it down. No latency needs to be configured.
+
+    Args:
+        initial: the window before anything is measured.
+        min_window, max_window: bounds in items.
+        max_bytes: memory cap: the window never exceeds ``max_bytes`` divided by the
+            average item size seen so far.
+    """
+
+    def __init__(self, initial: int = 4, *, min_window: int = 1, max_window: int = 1 << 16, max_bytes: int = 64 << 20):
+        if not 1 <= min_window <= initial <= max_window or max_bytes <= 0:
+            raise ValueError("need 1 <= min_window <= initial <= max_window and max_bytes > 0")
+        self.window = initial
+        self.min_window = min_window
+        self.max_window = max_window
+        self.max_bytes = max_bytes
+        self.rate: float | None = None
+        self._mark: tuple[float, int] | None = None
+
+    def initial(self) -> int:
+        return self.window
+
+    def demand(self, credit: ReceiveCredit, now: float) -> int:
+        self._measure(credit, now)
+        free = self.window - credit.in_flight
+        return free if free >= max(1, self.window // 4) else 0
+
+    def _measure(self, credit: ReceiveCredit, now: float) -> None:
+        if self._mark is None:
+            self._mark = (now, credit.consumed_total)
+            return
+        since, consumed_then = self._mark
+        rtt = credit.rtt if credit.rtt else 0.01
+        elapsed = now - since
+        consumed = credit.consumed_total - consumed_then
+        if elapsed < max(rtt, 0.001) or consumed < 2:
+            return
+        self._mark = (now, credit.consumed_total)
+        sample = consumed / elapsed
+        # grow at once, shrink gently: one slow interval must not collapse the window
+        self.rate = sample if self.rate is None or sample > self.rate else 0.5 * self.rate + 0.5 * sample
+        target = int(2 * self.rate * rtt) + 1
+        cap = self.max_window
+        if credit.received_total:
+            average = max(1, credit.received_bytes // credit.received_total)
+            cap = min(cap, max(self.min_window, self.max_bytes // average))
+        self.window = max(self.min_window, min(cap, target))
+
+    def __repr__(self) -> str:
+        return f"Adaptive(window={self.window}, rate={self.rate})"

@@ -1,0 +1,144 @@
+"""Backpressure operators: demand for remote streams and hot sources, reactivex style.
+
+Each returns a function ``Observable -> Observable`` for ``.pipe(...)`` and checks its
+arguments when built. The demand operators (``windowed``, ``stop_and_wait``,
+``limit_rate``, ``adaptive``, ``request_n``) go right after a demand source: a remote
+stream from :mod:`rxchannel.rx`, or an ``on_backpressure_*`` operator on a hot Observable.
+Their policies are the core's (:mod:`rxchannel.core`), so they behave exactly like the
+``window=`` of the async-iteration API.
+
+Marble diagrams show items (letters), REQUEST_N sent upstream (``r(n)``) and the moment
+an item is consumed (``^``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TypeVar
+
+from reactivex import Observable
+
+from ._adaptive import adaptive_
+from ._limit_rate import limit_rate_
+from ._on_backpressure import on_backpressure_buffer_, on_backpressure_drop_, on_backpressure_latest_
+from ._request_n import request_n_
+from ._windowed import windowed_
+
+__all__ = [
+    "adaptive",
+    "limit_rate",
+    "on_backpressure_buffer",
+    "on_backpressure_drop",
+    "on_backpressure_latest",
+    "request_n",
+    "stop_and_wait",
+    "windowed",
+]
+
+T = TypeVar("T")
+Operator = Callable[[Observable[T]], Observable[T]]
+
+
+def windowed(size: int, *, refill: int | None = None, acks: Observable[int] | None = None) -> Operator[T]:
+    """Keep at most ``size`` items in flight (granted, not yet consumed).
+
+    ::
+
+        upstream:  r(4) a b c d ---------- r(2) e f ----
+                           ^ ^            (consumed)
+        windowed(4, refill=2)
+
+    Args:
+        size: the window, in items.
+        refill: grant more once this many slots are free (default a quarter of ``size``).
+        acks: an Observable of counts from an asynchronous sink; items then count as
+            consumed when acknowledged, not when ``on_next`` returns.
+
+    Raises:
+        ValueError: ``size`` < 1 or ``refill`` outside 1..size.
+    """
+    return windowed_(size, refill=refill, acks=acks)
+
+
+def stop_and_wait(*, acks: Observable[int] | None = None) -> Operator[T]:
+    """One item at a time: the next is requested when the previous is consumed (``windowed(1)``).
+
+    ::
+
+        upstream:  r(1) a ---- r(1) b ---- r(1) c |
+                          ^          ^          ^
+    """
+    return windowed_(1, acks=acks)
+
+
+def limit_rate(high: int, low: int | None = None, *, acks: Observable[int] | None = None) -> Operator[T]:
+    """Request ``high`` items, then top up to ``high`` whenever ``low`` remain in flight.
+
+    Fewer, larger REQUEST_N frames than ``windowed``::
+
+        upstream:  r(8) a b c d e f ------ r(6) g h ...
+        limit_rate(8, 2)   (6 consumed, 2 left in flight: top up by 6)
+
+    Raises:
+        ValueError: not ``0 <= low < high``.
+    """
+    return limit_rate_(high, low, acks=acks)
+
+
+def adaptive(
+    initial: int = 4, *, max_window: int = 1 << 16, max_bytes: int = 64 << 20, acks: Observable[int] | None = None
+) -> Operator[T]:
+    """A window tuned from the measured round-trip time and consumption rate.
+
+    Aims at twice the bandwidth-delay product seen by the consumer, doubling while the
+    window limits throughput and following the consumer down when it slows; bounded by
+    ``max_window`` items and ``max_bytes`` of average-sized items. No latency needs to be
+    known in advance (see :class:`rxchannel.core.Adaptive`).
+    """
+    return adaptive_(initial, max_window=max_window, max_bytes=max_bytes, acks=acks)
+
+
+def request_n(demand: Observable[int], *, acks: Observable[int] | None = None) -> Operator[T]:
+    """Grant exactly what ``demand`` emits (manual ``request(n)``); nothing is requested before.
+
+    ::
+
+        demand:    --3---------2------
+        upstream:  --r(3) a b c r(2) d e
+
+    A count ``n <= 0`` is delivered to the subscriber as an error (Reactive Streams 3.9).
+    """
+    return request_n_(demand, acks=acks)
+
+
+def on_backpressure_buffer(capacity: int, overflow: str = "error") -> Operator[T]:
+    """Make a hot Observable a demand source by buffering at most ``capacity`` items.
+
+    ``overflow``: ``"error"`` (fail with BufferOverflowError), ``"drop_oldest"`` or
+    ``"drop_latest"`` when the buffer is full and nobody is asking::
+
+        hot:       a b c d e f
+        buffer(2, "drop_oldest") with demand 1 after f:  emits e then f
+
+    Raises:
+        ValueError: a negative capacity or an unknown overflow policy.
+    """
+    return on_backpressure_buffer_(capacity, overflow)
+
+
+def on_backpressure_drop() -> Operator[T]:
+    """Pass hot items only while demand is waiting for one; drop the rest::
+
+    hot:      a b c d e
+    demand:   ^     ^          -> emits a, d
+    """
+    return on_backpressure_drop_()
+
+
+def on_backpressure_latest() -> Operator[T]:
+    """Keep only the most recent undelivered hot item::
+
+    hot:      a b c d e
+    demand:   ^       ^        -> emits a, d... then the latest when asked
+    """
+    return on_backpressure_latest_()

@@ -1,0 +1,31 @@
+"""on_backpressure_buffer / _drop / _latest: a hot Observable becomes a demand source."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TypeVar
+
+from reactivex import Observable
+
+from rxchannel.rx import DemandObservable, check_overflow, from_hot
+
+T = TypeVar("T")
+
+
+def on_backpressure_buffer_(capacity: int, overflow: str = "error") -> Callable[[Observable[T]], Observable[T]]:
+    check_overflow(capacity, overflow)
+
+    def apply(source: Observable[T]) -> Observable[T]:
+        if isinstance(source, DemandObservable):
+            raise TypeError("on_backpressure_buffer() is for hot Observables; this one already honours demand")
+        return from_hot(source, capacity, overflow)
+
+    return apply
+
+
+def on_backpressure_drop_() -> Callable[[Observable[T]], Observable[T]]:
+    return on_backpressure_buffer_(0, "drop_latest")
+
+
+def on_backpressure_latest_() -> Callable[[Observable[T]], Observable[T]]:
+    return on_backpressure_buffer_(1, "drop_oldest")

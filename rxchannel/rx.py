@@ -1,0 +1,484 @@
+"""ReactiveX facade: remote streams as Observables whose demand is set by operators.
+
+reactivex has no backpressure, so demand is explicit here. A :class:`DemandObservable`
+is a cold Observable that emits only what its demand allows; the operators in
+:mod:`rxchannel.operators` (``windowed``, ``request_n``, ``limit_rate``, ``adaptive``,
+``stop_and_wait``) set that demand, and for a remote stream it crosses the wire as
+RSocket credit. With no operator the demand is a bounded default window.
+
+When is an item consumed (freeing its credit)?
+
+* by default, when the downstream ``on_next`` returns: with synchronous operators (map,
+  filter, scan, buffer_with_count, ...) that is when the whole chain has processed it, so
+  a ``filter`` that drops an item does not leak its credit;
+* with ``acks=`` (an Observable of counts), when the sink says so: an asynchronous sink
+  (a file writer) emits how many upstream items it has finished with. The sink's acks
+  must count *upstream* items (1 per item through a ``map``).
+
+Hot Observables have no demand to honour: :func:`~rxchannel.operators.on_backpressure_buffer`,
+``..._drop`` and ``..._latest`` turn them into demand sources with an explicit, bounded
+overflow policy. A :class:`DemandObservable` is also an async iterable, so it can be the
+source of a remote stream or channel, pulled only as the peer grants credit.
+
+Everything runs on the asyncio event loop (use reactivex's ``AsyncIOScheduler`` for
+time-based operators); nothing blocks the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
+from dataclasses import dataclass, replace
+from typing import Any, Generic, Protocol, TypeVar
+
+import reactivex
+from reactivex import Observable, abc
+from reactivex.disposable import CompositeDisposable, Disposable
+
+from ._types import Payload
+from .core import LocalProtocolError, ReceiveCredit, ReplenishPolicy, RxChannelError, Window, check_request_n
+from .peer import DEFAULT_WINDOW, Peer
+
+__all__ = [
+    "BufferOverflowError",
+    "RxFileSink",
+    "file_source",
+    "Demand",
+    "DemandObservable",
+    "from_async_iterable",
+    "from_iterable",
+    "request_channel",
+    "request_response",
+    "request_stream",
+    "to_async_iterable",
+]
+
+T = TypeVar("T")
+
+
+class BufferOverflowError(RxChannelError):
+    """A hot source outran its demand and its ``on_backpressure_buffer`` was full (overflow="error")."""
+
+
+class PullStream(Protocol[T]):  # type: ignore[misc]
+    """What a demand source hands its subscriber: the shape of :class:`~rxchannel.RemoteStream`."""
+
+    async def next(self) -> T: ...
+    def ack(self, count: int = 1) -> None: ...
+    def request(self, n: int) -> None: ...
+    async def aclose(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Demand:
+    """How a demand source is driven: a replenish policy (one per subscription), or manual
+    request counts, and optionally acknowledgements from an asynchronous sink."""
+
+    policy: Callable[[], ReplenishPolicy] = lambda: Window(DEFAULT_WINDOW)
+    manual: Observable[int] | None = None
+    acks: Observable[int] | None = None
+
+
+Opener = Callable[[ReplenishPolicy | None, bool], PullStream[Any]]
+
+
+class DemandObservable(Observable[T], Generic[T]):
+    """A cold Observable that emits only as demanded. Each subscription opens its own stream."""
+
+    def __init__(self, opener: Opener, demand: Demand | None = None, *, description: str = "demand source"):
+        super().__init__()
+        self._opener = opener
+        self.demand = demand or Demand()
+        self.description = description
+
+    def with_demand(self, **changes: Any) -> DemandObservable[T]:
+        """A copy driven by a different :class:`Demand` (what the operators use)."""
+        return DemandObservable(self._opener, replace(self.demand, **changes), description=self.description)
+
+    def _open(self) -> PullStream[T]:
+        policy = None if self.demand.manual is not None else self.demand.policy()
+        return self._opener(policy, self.demand.acks is None)
+
+    def _subscribe_core(
+        self, observer: abc.ObserverBase[T], scheduler: abc.SchedulerBase | None = None
+    ) -> abc.DisposableBase:
+        loop = asyncio.get_running_loop()
+        stream = self._open()
+        state = {"disposed": False}
+        subscriptions = CompositeDisposable()
+        if self.demand.manual is not None:
+            subscriptions.add(self.demand.manual.subscribe(on_next=_guard(stream.request, observer)))
+        if self.demand.acks is not None:
+            subscriptions.add(self.demand.acks.subscribe(on_next=_guard(stream.ack, observer)))
+
+        async def pump() -> None:
+            try:
+                while True:
+                    try:
+                        item = await stream.next()
+                    except StopAsyncIteration:
+                        if not state["disposed"]:
+                            observer.on_completed()
+                        return
+                    if state["disposed"]:
+                        return
+                    observer.on_next(item)  # consumed when this returns (auto-ack on the next pull)
+            except asyncio.CancelledError:
+                pass
+            except Exception as exc:  # delivered to the subscriber, never raised into the loop
+                if not state["disposed"]:
+                    observer.on_error(exc)
+            finally:
+                subscriptions.dispose()
+                await stream.aclose()
+
+        task = loop.create_task(pump())
+
+        def dispose() -> None:
+            state["disposed"] = True  # nothing is delivered after dispose returns
+            task.cancel()
+
+        return Disposable(dispose)
+
+    def __aiter__(self) -> AsyncIterator[T]:
+        return _iterate(self._open())
+
+
+def _guard(call: Callable[[int], None], observer: abc.ObserverBase[Any]) -> Callable[[int], None]:
+    def checked(n: int) -> None:
+        try:
+            call(n)
+        except (LocalProtocolError, ValueError) as exc:
+            observer.on_error(exc)  # request(n <= 0) is an error for the subscriber, not a crash
+
+    return checked
+
+
+async def _iterate(stream: PullStream[T]) -> AsyncIterator[T]:
+    try:
+        while True:
+            try:
+                yield await stream.next()
+            except StopAsyncIteration:
+                return
+    finally:
+        await stream.aclose()
+
+
+# --------------------------------------------------------------------------- local sources
+
+
+class LocalPull(Generic[T]):
+    """Pulls from a local async iterator only within the credit its policy grants.
+
+    The same ledger and policies as a remote stream (rxchannel.core), without a wire.
+    """
+
+    def __init__(self, items: AsyncIterator[T], policy: ReplenishPolicy | None, auto_ack: bool):
+        self._items = items
+        self._policy = policy
+        self.auto_ack = auto_ack
+        self.credit = ReceiveCredit()
+        self._unacked = 0
+        self._wake: asyncio.Event = asyncio.Event()
+        self._closed = False
+        if policy is not None:
+            self.credit.granted(policy.initial())
+
+    async def next(self) -> T:
+        if self.auto_ack and self._unacked:
+            self.ack(self._unacked)
+        while not self.credit.outstanding and not self.credit.unbounded:
+            if self._closed:
+                raise StopAsyncIteration
+            self._wake.clear()
+            await self._wake.wait()
+        item = await self._items.__anext__()
+        self.credit.received()
+        self._unacked += 1
+        return item
+
+    def ack(self, count: int = 1) -> None:
+        if self._closed:
+            return  # late acknowledgements after the end are harmless
+        if count > self._unacked:
+            raise ValueError(f"ack({count}) but only {self._unacked} items are unacknowledged")
+        self._unacked -= count
+        self.credit.consumed(count)
+        if self._policy is not None:
+            more = self._policy.demand(self.credit, asyncio.get_running_loop().time())
+            if more:
+                self.credit.granted(more)
+                self._wake.set()
+
+    def request(self, n: int) -> None:
+        self.credit.granted(check_request_n(n))
+        self._wake.set()
+
+    async def aclose(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._wake.set()
+            aclose = getattr(self._items, "aclose", None)
+            if aclose is not None:
+                await aclose()
+
+
+async def _aiter_sync(items: Iterable[T]) -> AsyncIterator[T]:
+    for item in items:
+        yield item
+
+
+def from_async_iterable(factory: Callable[[], AsyncIterable[T]] | AsyncIterable[T]) -> DemandObservable[T]:
+    """A demand source over an async iterable (pass a factory for a re-subscribable source)."""
+
+    def opener(policy: ReplenishPolicy | None, auto_ack: bool) -> PullStream[T]:
+        items = factory() if callable(factory) else factory
+        return LocalPull(items.__aiter__(), policy, auto_ack)
+
+    return DemandObservable(opener, description="async iterable")
+
+
+def from_iterable(items: Iterable[T]) -> DemandObservable[T]:
+    """A demand source over an iterable: each item is taken only when demanded."""
+    return from_async_iterable(lambda: _aiter_sync(items))
+
+
+class HotBuffer(Generic[T]):
+    """An async iterator over a hot Observable with a bounded buffer and an overflow policy.
+
+    An item arriving while a consumer waits is handed over directly; otherwise it is
+    buffered up to ``capacity``, and past that the overflow policy decides: ``"error"``
+    fails the stream, ``"drop_oldest"`` evicts the oldest, ``"drop_latest"`` drops the
+    newcomer. ``dropped`` counts what was lost.
+    """
+
+    OVERFLOWS = ("error", "drop_oldest", "drop_latest")
+
+    def __init__(self, source: Observable[T], capacity: int, overflow: str):
+        check_overflow(capacity, overflow)
+        self.capacity = capacity
+        self.overflow = overflow
+        self.dropped = 0
+        self._buffer: deque[T] = deque()
+        self._waiter: asyncio.Future[T] | None = None
+        self._error: BaseException | None = None
+        self._done = False
+        self._subscription = source.subscribe(on_next=self._on_next, on_error=self._on_error, on_completed=self._end)
+
+    def _on_next(self, item: T) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(item)
+            return
+        if len(self._buffer) < self.capacity:
+            self._buffer.append(item)
+        elif self.overflow == "drop_oldest" and self.capacity:
+            self._buffer.popleft()
+            self._buffer.append(item)
+            self.dropped += 1
+        elif self.overflow == "error":
+            self._on_error(BufferOverflowError(f"a hot source overflowed its buffer of {self.capacity} items"))
+            self._subscription.dispose()
+        else:
+            self.dropped += 1
+
+    def _on_error(self, error: BaseException) -> None:
+        self._error = error
+        self._end()
+
+    def _end(self) -> None:
+        self._done = True
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_exception(StopAsyncIteration() if self._error is None else self._error)
+
+    def __aiter__(self) -> AsyncIterator[T]:
+        return self
+
+    async def __anext__(self) -> T:
+        if self._buffer:
+            return self._buffer.popleft()
+        if self._done:
+            if self._error is not None:
+                raise self._error
+            raise StopAsyncIteration
+        self._waiter = asyncio.get_running_loop().create_future()
+        try:
+            return await self._waiter
+        finally:
+            self._waiter = None
+
+    async def aclose(self) -> None:
+        self._subscription.dispose()
+        self._done = True
+
+
+def check_overflow(capacity: int, overflow: str) -> None:
+    if capacity < 0 or overflow not in HotBuffer.OVERFLOWS:
+        raise ValueError(
+            f"capacity must be >= 0 and overflow one of {HotBuffer.OVERFLOWS}, got {capacity}, {overflow!r}"
+        )
+
+
+def from_hot(source: Observable[T], capacity: int, overflow: str) -> DemandObservable[T]:
+    """A demand source over a hot Observable (see :class:`HotBuffer`); used by on_backpressure_*."""
+
+    def opener(policy: ReplenishPolicy | None, auto_ack: bool) -> PullStream[T]:
+        return LocalPull(HotBuffer(source, capacity, overflow), policy, auto_ack)
+
+    check_overflow(capacity, overflow)  # arguments are checked when the operator is built
+    return DemandObservable(opener, description=f"hot source ({overflow}, {capacity})")
+
+
+# --------------------------------------------------------------------------- remote streams
+
+
+def request_stream(
+    peer: Peer, route: str | None, data: bytes = b"", *, info: dict[str, Any] | None = None
+) -> DemandObservable[Payload]:
+    """A remote request-stream as a cold Observable: each subscription opens one stream."""
+
+    def opener(policy: ReplenishPolicy | None, auto_ack: bool) -> PullStream[Payload]:
+        window: Any = policy if policy is not None else _manual()
+        return peer.request_stream(route, data, info=info, window=window, auto_ack=auto_ack)
+
+    return DemandObservable(opener, description=f"request_stream({route!r})")
+
+
+def request_channel(
+    peer: Peer,
+    route: str | None,
+    source: AsyncIterable[Any] | Iterable[Any],
+    data: bytes = b"",
+    *,
+    info: dict[str, Any] | None = None,
+) -> DemandObservable[Payload]:
+    """A remote request-channel: ``source`` (a DemandObservable, iterable or async iterable)
+    goes out as the responder grants credit; the Observable emits the responder's items."""
+
+    def opener(policy: ReplenishPolicy | None, auto_ack: bool) -> PullStream[Payload]:
+        window: Any = policy if policy is not None else _manual()
+        return peer.request_channel(route, source, data, info=info, window=window, auto_ack=auto_ack)
+
+    return DemandObservable(opener, description=f"request_channel({route!r})")
+
+
+def request_response(
+    peer: Peer, route: str | None, data: bytes = b"", *, info: dict[str, Any] | None = None
+) -> Observable[Payload]:
+    """A remote request-response as a cold Observable of one item."""
+
+    def subscribe(observer: abc.ObserverBase[Payload], scheduler: abc.SchedulerBase | None = None) -> Disposable:
+        task = asyncio.get_running_loop().create_task(peer.request_response(route, data, info=info))
+
+        def done(t: asyncio.Task[Payload]) -> None:
+            if t.cancelled():
+                return
+            if t.exception() is not None:
+                observer.on_error(t.exception())  # type: ignore[arg-type]
+            else:
+                observer.on_next(t.result())
+                observer.on_completed()
+
+        task.add_done_callback(done)
+
+        def dispose() -> None:
+            task.cancel()
+
+        return Disposable(dispose)
+
+    return reactivex.create(subscribe)
+
+
+def _manual() -> ReplenishPolicy:
+    from .core import Manual
+
+    return Manual(0)
+
+
+def to_async_iterable(source: Observable[T]) -> AsyncIterator[T]:
+    """An async iterator over a demand source, keeping its demand.
+
+    Raises:
+        TypeError: ``source`` has no demand (a plain, possibly hot Observable); put an
+            ``on_backpressure_*`` operator first to choose what happens on overflow.
+    """
+    if not isinstance(source, DemandObservable):
+        raise TypeError(
+            "this Observable has no demand to honour: add on_backpressure_buffer(n), "
+            "on_backpressure_drop() or on_backpressure_latest() to choose an overflow policy"
+        )
+    return source.__aiter__()
+
+
+# --------------------------------------------------------------------------- files
+
+
+def file_source(path: Any, *, chunk_size: int | None = None, offset: int = 0) -> DemandObservable[Payload]:
+    """A file's chunks as a demand source: each chunk is read (in a thread) only when demanded."""
+    from .files import CHUNK_SIZE, FileSource
+
+    def factory() -> AsyncIterable[Payload]:
+        return FileSource(path, chunk_size=chunk_size or CHUNK_SIZE, offset=offset)
+
+    return from_async_iterable(factory)
+
+
+class RxFileSink(abc.ObserverBase[Any]):
+    """An Observer that writes items (``Payload`` or bytes) to a file, acknowledging each once written.
+
+    Pair it with a demand operator so that writes, not arrivals, drive demand::
+
+        sink = RxFileSink("out.bin")
+        source.pipe(windowed(8, acks=sink.acks), ops.map(transform)).subscribe(sink)
+        digest = await sink.done
+
+    It writes ``<path>.part`` and renames it when the stream completes; size and SHA-256
+    are verified when the items announce them (raw hub chunks), and a transformed stream,
+    which announces none, is accepted as written. On error the ``.part`` is kept.
+
+    Attributes:
+        acks: emits 1 per item written (an upstream item, when the transforms are 1:1).
+        done: resolves to the SHA-256 of what was written, or fails with the stream's error.
+    """
+
+    def __init__(self, path: Any, *, resume: bool = False):
+        from reactivex.subject import Subject
+
+        from .files import FileSink
+
+        self.sink = FileSink(path, resume=resume, require_digest=False)
+        self.acks: Subject[int] = Subject()
+        loop = asyncio.get_running_loop()
+        self.done: asyncio.Future[str] = loop.create_future()
+        self._queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()  # bounded by the upstream window
+        self._task = loop.create_task(self._run())
+
+    def on_next(self, value: Any) -> None:
+        self._queue.put_nowait(("item", value))
+
+    def on_error(self, error: Exception) -> None:
+        self._queue.put_nowait(("error", error))
+
+    def on_completed(self) -> None:
+        self._queue.put_nowait(("end", None))
+
+    async def _run(self) -> None:
+        try:
+            await self.sink.open()
+            while True:
+                kind, value = await self._queue.get()
+                if kind == "item":
+                    await self.sink.write(value)
+                    self.acks.on_next(1)
+                elif kind == "end":
+                    self.done.set_result(await self.sink.finish())
+                    return
+                else:
+                    raise value
+        except BaseException as exc:
+            await self.sink.abort()
+            if not self.done.done():
+                self.done.set_exception(exc)
+            if not isinstance(exc, Exception):
+                raise
