@@ -157,7 +157,7 @@ class Peer:
                     stream_state.policy = policy
             self._inbound[sid] = stream
             if source is not None:
-                self._start_producer(sid, source)
+                self._start_producer(sid, source, route)
             self._flush()
             return sid
 
@@ -264,10 +264,27 @@ class Peer:
 
     # ------------------------------------------------------------ sending
 
-    def _start_producer(self, stream_id: int, source: AsyncIterable[Any] | Iterable[Any]) -> None:
+    def _start_producer(self, stream_id: int, source: AsyncIterable[Any] | Iterable[Any], route: str | None) -> None:
         out = _Outbound()
         self._outbound[stream_id] = out
-        out.task = self._spawn(self._produce(stream_id, source, out))
+        out.task = self._spawn(self._run_source(stream_id, source, out, route))
+
+    async def _run_source(
+        self, sid: int, source: AsyncIterable[Any] | Iterable[Any], out: _Outbound, route: str | None
+    ) -> None:
+        """Our side of a channel we requested: a failing source ends the channel with ERROR."""
+        try:
+            await self._produce(sid, source, out)
+        except asyncio.CancelledError:
+            pass
+        except Exception as exc:
+            self._fail_stream(sid, exc, route)
+            stream = self._inbound.pop(sid, None)
+            if stream is not None:
+                error = (
+                    exc if isinstance(exc, RxChannelError) else RxChannelError(f"the channel's source failed: {exc!r}")
+                )
+                stream._finish(error)
 
     def _spawn(self, coro: Any) -> asyncio.Task[Any]:
         task = self._loop.create_task(coro)
@@ -419,7 +436,11 @@ class Peer:
                 stream = self._inbound.pop(ev.stream_id, None)
                 if stream is not None:
                     stream._finish(ev.error)
-                self._stop_outbound(ev.stream_id)
+                    # a channel handler reading its inbound sees the error first; then its
+                    # producer stops (the stream is over: nothing more can be sent)
+                    self._loop.call_soon(self._stop_outbound, ev.stream_id)
+                else:
+                    self._stop_outbound(ev.stream_id)
             elif isinstance(ev, MetadataPushed):
                 if self.router.on_metadata_push is not None:
                     self.router.on_metadata_push(ev.metadata)

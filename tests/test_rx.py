@@ -1,0 +1,436 @@
+"""ReactiveX facade and backpressure operators, over real peers (TCP, memory) where the wire is the point.
+
+Tests named ``test_rule_*`` check DESIGN.md §3 through the Rx API.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import zlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import reactivex
+from reactivex import operators as ops
+from reactivex.subject import Subject
+
+import rxchannel as rx
+from rxchannel import rx as rxc
+from rxchannel.core import Role
+from rxchannel.hub import Hub
+from rxchannel.operators import (
+    adaptive,
+    limit_rate,
+    on_backpressure_buffer,
+    on_backpressure_drop,
+    on_backpressure_latest,
+    request_n,
+    stop_and_wait,
+    windowed,
+)
+from rxchannel.peer import Peer
+from rxchannel.transports import memory_pair
+
+from .test_hub import make_file
+
+
+class Counter:
+    """A remote source that records how many items were pulled and whether it was closed."""
+
+    def __init__(self) -> None:
+        self.pulled = 0
+        self.closed = asyncio.Event()
+
+    async def __call__(self, request: rx.Request) -> AsyncIterator[bytes]:
+        try:
+            for i in range(int(request.data)):
+                self.pulled += 1
+                yield str(i).encode()
+        finally:
+            self.closed.set()
+
+
+@pytest.fixture
+async def peers() -> AsyncIterator[tuple[Peer, Peer, rx.Router]]:
+    router = rx.Router()
+    server = await rx.serve_tcp(router)
+    client = await rx.connect_tcp("127.0.0.1", server.port)
+    yield client, server, router
+    await client.close()
+    await server.close()
+
+
+class Collect:
+    """An observer that records everything and resolves ``done`` at the terminal signal."""
+
+    def __init__(self) -> None:
+        self.items: list[Any] = []
+        self.terminals: list[str] = []
+        self.error: BaseException | None = None
+        self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.on_item: Any = None
+
+    def on_next(self, item: Any) -> None:
+        assert not self.terminals, "an item after the terminal signal"
+        self.items.append(item)
+        if self.on_item is not None:
+            self.on_item(item)
+
+    def on_error(self, error: BaseException) -> None:
+        self.terminals.append("error")
+        self.error = error
+        if not self.done.done():
+            self.done.set_result(None)
+
+    def on_completed(self) -> None:
+        self.terminals.append("completed")
+        if not self.done.done():
+            self.done.set_result(None)
+
+    async def wait(self, timeout: float = 10) -> None:
+        async with asyncio.timeout(timeout):
+            await self.done
+        assert len(self.terminals) == 1
+
+
+def ints(items: list[Any]) -> list[int]:
+    return [int(p.data) for p in items]
+
+
+# ---------------------------------------------------------------- operators
+
+
+async def test_windowed_keeps_the_remote_source_within_the_window(peers: Any, no_leaked_tasks: None) -> None:
+    client, server, router = peers
+    source = Counter()
+    router.stream("n")(source)
+    obs = Collect()
+    bounds: list[int] = []
+    obs.on_item = lambda _item: bounds.append(source.pulled - len(obs.items))
+    rxc.request_stream(client, "n", b"200").pipe(windowed(5)).subscribe(obs)
+    await obs.wait()
+    assert ints(obs.items) == list(range(200))
+    assert max(bounds) <= 5, f"the source ran {max(bounds)} items ahead of a window of 5"
+
+
+async def test_stop_and_wait_has_one_item_in_flight(peers: Any) -> None:
+    client, server, router = peers
+    source = Counter()
+    router.stream("n")(source)
+    obs = Collect()
+    ahead: list[int] = []
+    obs.on_item = lambda _item: ahead.append(source.pulled - len(obs.items))
+    rxc.request_stream(client, "n", b"30").pipe(stop_and_wait()).subscribe(obs)
+    await obs.wait()
+    assert len(obs.items) == 30 and max(ahead) <= 1
+
+
+async def test_limit_rate_sends_fewer_request_n_frames_than_windowed(peers: Any) -> None:
+    client, server, router = peers
+    router.stream("n")(Counter())
+    frames: dict[str, int] = {}
+    for name, op in (("windowed", windowed(8, refill=1)), ("limit_rate", limit_rate(8, 2))):
+        sent = 0
+        original = client._conn._queue_request_n
+
+        def counting(stream_id: int, n: int, _orig: Any = original) -> None:
+            nonlocal sent
+            sent += 1
+            _orig(stream_id, n)
+
+        client._conn._queue_request_n = counting  # type: ignore[method-assign]
+        obs = Collect()
+        rxc.request_stream(client, "n", b"200").pipe(op).subscribe(obs)
+        await obs.wait()
+        client._conn._queue_request_n = original  # type: ignore[method-assign]
+        assert len(obs.items) == 200
+        frames[name] = sent
+    assert frames["limit_rate"] * 3 <= frames["windowed"], frames
+
+
+async def test_request_n_grants_exactly_what_demand_emits(peers: Any, no_leaked_tasks: None) -> None:
+    client, server, router = peers
+    source = Counter()
+    router.stream("n")(source)
+    demand: Subject[int] = Subject()
+    obs = Collect()
+    subscription = rxc.request_stream(client, "n", b"100").pipe(request_n(demand)).subscribe(obs)
+    await asyncio.sleep(0.05)
+    assert source.pulled == 0 and obs.items == [], "nothing may be requested before demand"
+    demand.on_next(3)
+    await asyncio.sleep(0.05)
+    assert source.pulled == 3 and ints(obs.items) == [0, 1, 2]
+    demand.on_next(2)
+    await asyncio.sleep(0.05)
+    assert source.pulled == 5 and len(obs.items) == 5
+    subscription.dispose()
+    async with asyncio.timeout(5):
+        await source.closed.wait()
+
+
+async def test_rule_request_n_not_positive_is_an_error_for_the_subscriber(peers: Any) -> None:
+    client, server, router = peers
+    router.stream("n")(Counter())
+    demand: Subject[int] = Subject()
+    obs = Collect()
+    rxc.request_stream(client, "n", b"10").pipe(request_n(demand)).subscribe(obs)
+    demand.on_next(2)
+    await asyncio.sleep(0.05)
+    demand.on_next(0)
+    await obs.wait()
+    assert isinstance(obs.error, rx.LocalProtocolError) and "positive" in str(obs.error)
+
+
+async def test_adaptive_completes_and_grows_its_window_over_latency(no_leaked_tasks: None) -> None:
+    router = rx.Router()
+    router.stream("n")(Counter())
+    a, b = memory_pair(latency=0.01)
+    server = Peer(b, Role.SERVER, router=router)
+    client = Peer(a, Role.CLIENT)
+    policy = rx.Adaptive(2)
+    obs = Collect()
+    rxc.request_stream(client, "n", b"600").pipe(_with_policy(policy)).subscribe(obs)
+    await obs.wait(30)
+    assert len(obs.items) == 600
+    assert policy.window > 8, f"the window stayed at {policy.window} across a 20 ms round trip"
+    await client.close()
+    await server.close()
+
+
+def _with_policy(policy: Any) -> Any:
+    """Like adaptive(), but hands back the one policy instance so the test can read it."""
+
+    def apply(source: Any) -> Any:
+        return source.with_demand(policy=lambda: policy)
+
+    return apply
+
+
+def test_operators_check_their_arguments_when_built() -> None:
+    with pytest.raises(ValueError):
+        windowed(0)
+    with pytest.raises(ValueError):
+        windowed(4, refill=5)
+    with pytest.raises(ValueError):
+        limit_rate(4, 4)
+    with pytest.raises(ValueError):
+        adaptive(0)
+    with pytest.raises(ValueError):
+        on_backpressure_buffer(-1)
+    with pytest.raises(ValueError):
+        on_backpressure_buffer(4, overflow="explode")
+    with pytest.raises(TypeError):
+        request_n(3)  # type: ignore[arg-type]
+
+
+def test_demand_operators_refuse_sources_without_demand() -> None:
+    with pytest.raises(TypeError, match="right after"):
+        reactivex.of(1, 2).pipe(windowed(4))
+    with pytest.raises(TypeError, match="overflow policy"):
+        rxc.to_async_iterable(reactivex.of(1))
+
+
+# ---------------------------------------------------------------- rules and standard operators
+
+
+async def test_filter_between_stream_and_sink_does_not_leak_credit(peers: Any) -> None:
+    client, server, router = peers
+    router.stream("n")(Counter())
+    obs = Collect()
+    rxc.request_stream(client, "n", b"300").pipe(windowed(4), ops.filter(lambda p: int(p.data) % 100 == 99)).subscribe(
+        obs
+    )
+    await obs.wait()  # with leaked credit the stream would stall after 4 items
+    assert ints(obs.items) == [99, 199, 299]
+
+
+async def test_take_cancels_upstream_across_the_wire_and_closes_the_file(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    make_file(root / "f.bin", 2_000_000, seed=1)
+    hub = Hub(root, chunk_size=16 * 1024)
+    a, b = memory_pair()
+    server = Peer(b, Role.SERVER, router=hub.router)
+    client = Peer(a, Role.CLIENT)
+    obs = Collect()
+    rxc.request_stream(client, "files/f.bin").pipe(windowed(4), ops.take(3)).subscribe(obs)
+    await obs.wait()
+    assert len(obs.items) == 3
+    async with asyncio.timeout(5):
+        while hub.sources or server.connection.open_streams:
+            await asyncio.sleep(0.01)
+    await client.close()
+    await server.close()
+
+
+async def test_rule_cancel_is_idempotent_and_nothing_arrives_after_dispose(peers: Any) -> None:
+    client, server, router = peers
+    source = Counter()
+    router.stream("n")(source)
+    obs = Collect()
+    subscription = rxc.request_stream(client, "n", b"1000000").pipe(windowed(8)).subscribe(obs)
+    while len(obs.items) < 5:
+        await asyncio.sleep(0.001)
+    subscription.dispose()
+    count = len(obs.items)
+    subscription.dispose()
+    async with asyncio.timeout(5):
+        await source.closed.wait()
+    await asyncio.sleep(0.05)
+    assert len(obs.items) == count and obs.terminals == []
+
+
+async def test_errors_cross_the_wire_both_ways(peers: Any) -> None:
+    client, server, router = peers
+
+    @router.stream("boom")
+    async def boom(request: rx.Request) -> AsyncIterator[bytes]:
+        yield b"1"
+        raise rx.ApplicationError("sensor unplugged")
+
+    received_error: asyncio.Future[BaseException] = asyncio.get_running_loop().create_future()
+
+    @router.channel("sink")
+    async def sink(request: rx.Request) -> AsyncIterator[bytes]:
+        assert request.inbound is not None
+        try:
+            async for _ in request.inbound:
+                pass
+        except rx.RemoteError as exc:
+            received_error.set_result(exc)
+        yield b"never"
+
+    obs = Collect()
+    rxc.request_stream(client, "boom").subscribe(obs)
+    await obs.wait()
+    assert [p.data for p in obs.items] == [b"1"]
+    assert isinstance(obs.error, rx.RemoteError) and obs.error.message == "sensor unplugged"
+
+    failing = reactivex.concat(reactivex.of(b"a"), reactivex.throw(rx.ApplicationError("local source failed")))
+    source = failing.pipe(on_backpressure_buffer(4))
+    obs2 = Collect()
+    rxc.request_channel(client, "sink", source).subscribe(obs2)
+    async with asyncio.timeout(5):
+        error = await received_error
+    assert isinstance(error, rx.RemoteError) and "local source failed" in str(error)
+
+
+async def test_request_response_observable(peers: Any) -> None:
+    client, server, router = peers
+    router.response("echo")(lambda request: request.data.upper())
+    obs = Collect()
+    rxc.request_response(client, "echo", b"hi").subscribe(obs)
+    await obs.wait()
+    assert [p.data for p in obs.items] == [b"HI"]
+
+
+async def test_end_to_end_demand_with_standard_operators_in_the_middle(tmp_path: Path) -> None:
+    """A slow sink three transforms away from a remote file: the hub reads within the window."""
+    chunk, window = 8 * 1024, 4
+    root = tmp_path / "root"
+    make_file(root / "f.bin", 120 * chunk, seed=3)
+    hub = Hub(root, chunk_size=chunk)
+    router_server = await rx.serve_tcp(hub.router)
+    client = await rx.connect_tcp("127.0.0.1", router_server.port)
+    consumed = 0
+    violations: list[tuple[int, int]] = []
+
+    def slow_sink(batch: list[int]) -> None:
+        import time
+
+        time.sleep(0.002)  # a CPU-heavy sink: on_next returns late
+
+    def count(item: rx.Payload) -> rx.Payload:
+        nonlocal consumed
+        consumed += 1
+        for source in hub.sources:
+            read_chunks = -(-source.read_offset // chunk)
+            if read_chunks > consumed + window + 1:
+                violations.append((read_chunks, consumed))
+        return item
+
+    obs = Collect()
+    rxc.request_stream(client, "files/f.bin").pipe(
+        windowed(window),
+        ops.map(count),
+        ops.map(lambda p: len(p.data)),
+        ops.filter(lambda n: n > 0),
+        ops.scan(lambda acc, n: acc + n, 0),
+        ops.buffer_with_count(5),
+        ops.do_action(slow_sink),
+    ).subscribe(obs)
+    await obs.wait(30)
+    assert obs.items[-1][-1] == 120 * chunk
+    assert not violations, f"the hub read ahead of demand: {violations[:3]}"
+    await client.close()
+    await router_server.close()
+
+
+# ---------------------------------------------------------------- hot sources
+
+
+async def test_on_backpressure_buffer_error_fails_loudly_when_full() -> None:
+    hot: Subject[int] = Subject()
+    demand: Subject[int] = Subject()
+    obs = Collect()
+    hot.pipe(on_backpressure_buffer(3), request_n(demand)).subscribe(obs)
+    for i in range(3):
+        hot.on_next(i)
+    await asyncio.sleep(0.01)
+    assert obs.items == []
+    hot.on_next(3)  # the fourth with nobody asking
+    demand.on_next(10)
+    await obs.wait()
+    assert obs.items == [0, 1, 2]
+    assert isinstance(obs.error, rxc.BufferOverflowError)
+
+
+@pytest.mark.parametrize(
+    "operator, expected",
+    [
+        (on_backpressure_buffer(2, "drop_oldest"), [0, 4, 5]),
+        (on_backpressure_buffer(2, "drop_latest"), [0, 1, 2]),
+        (on_backpressure_drop(), [0]),
+        (on_backpressure_latest(), [0, 5]),
+    ],
+    ids=["drop_oldest", "drop_latest", "drop", "latest"],
+)
+async def test_overflow_policies(operator: Any, expected: list[int]) -> None:
+    hot: Subject[int] = Subject()
+    demand: Subject[int] = Subject()
+    obs = Collect()
+    hot.pipe(operator, request_n(demand)).subscribe(obs)
+    await asyncio.sleep(0)
+    demand.on_next(1)
+    await asyncio.sleep(0.01)  # the pump is now waiting for an item
+    for i in range(6):
+        hot.on_next(i)
+    await asyncio.sleep(0.01)
+    demand.on_next(5)
+    await asyncio.sleep(0.01)
+    hot.on_completed()
+    await obs.wait()
+    assert obs.items == expected
+
+
+async def test_rx_file_sink_acks_drive_demand(peers: Any, tmp_path: Path) -> None:
+    client, server, router = peers
+    data = make_file(tmp_path / "src.bin", 300_000, seed=4)
+    source = rxc.file_source(tmp_path / "src.bin", chunk_size=10_000)
+
+    @router.channel("compress")
+    async def compress(request: rx.Request) -> AsyncIterator[bytes]:
+        assert request.inbound is not None
+        compressor = zlib.compressobj()
+        async for item in request.inbound:
+            yield compressor.compress(item.data)
+        yield compressor.flush()
+
+    sink = rxc.RxFileSink(tmp_path / "out.z")
+    replies = rxc.request_channel(client, "compress", source)
+    replies.pipe(windowed(2, acks=sink.acks), ops.map(lambda p: p.data)).subscribe(sink)
+    async with asyncio.timeout(20):
+        await sink.done
+    assert zlib.decompress((tmp_path / "out.z").read_bytes()) == data
+    assert not (tmp_path / "out.z.part").exists()
