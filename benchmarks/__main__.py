@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import datachannel, tcp_throughput
+from . import adaptive, datachannel, tcp_throughput
 
-BENCHMARKS = {"tcp": tcp_throughput.main, "datachannel": datachannel.main}
+BENCHMARKS = {"tcp": tcp_throughput.main, "datachannel": datachannel.main, "adaptive": adaptive.main}
 
 
 def main(argv: list[str] | None = None) -> int:

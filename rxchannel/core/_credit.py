@@ -223,11 +223,11 @@ def LimitRate(high: int, low: int) -> Window:  # noqa: N802 - reads as a policy 
 class Adaptive:
     """A window tuned from the measured round-trip time and consumption rate.
 
-    The window aims at twice the bandwidth-delay product as the consumer sees it:
-    ``2 x rate x rtt``, where ``rate`` is items consumed per second over the last round
-    trip and ``rtt`` the connection's measured minimum (see :class:`ReceiveCredit`).
-    While the window is what limits throughput, the measured rate is ``window / rtt``,
-    so the target doubles the window each round trip until the rate stops growing
+    The window aims at one and a half bandwidth-delay products as the consumer sees
+    them: ``1.5 x rate x rtt``, where ``rate`` is items consumed per second over the last
+    round trip and ``rtt`` the measured minimum (see :class:`ReceiveCredit`). While the
+    window is what limits throughput, the measured rate is ``window / rtt``, so the
+    target grows the window by half each round trip until the rate stops growing
     (the path or the consumer is now the bottleneck); when the consumer slows down,
     the rate falls and the window follows it down. No latency needs to be configured.
 
@@ -270,7 +270,7 @@ class Adaptive:
         sample = consumed / elapsed
         # grow at once, shrink gently: one slow interval must not collapse the window
         self.rate = sample if self.rate is None or sample > self.rate else 0.5 * self.rate + 0.5 * sample
-        target = int(2 * self.rate * rtt) + 1
+        target = int(1.5 * self.rate * rtt) + 1
         cap = self.max_window
         if credit.received_total:
             average = max(1, credit.received_bytes // credit.received_total)

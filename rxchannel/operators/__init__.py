@@ -90,7 +90,7 @@ def adaptive(
 ) -> Operator[T]:
     """A window tuned from the measured round-trip time and consumption rate.
 
-    Aims at twice the bandwidth-delay product seen by the consumer, doubling while the
+    Aims at 1.5x the bandwidth-delay product seen by the consumer, growing while the
     window limits throughput and following the consumer down when it slows; bounded by
     ``max_window`` items and ``max_bytes`` of average-sized items. No latency needs to be
     known in advance (see :class:`rxchannel.core.Adaptive`).
