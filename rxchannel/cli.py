@@ -24,7 +24,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from .core import ConnectionLostError, RemoteError, RxChannelError, Window
+from .core import ConnectionLostError, RemoteError, RxChannelError
 from .files import IntegrityError, TransferResult, fetch_file, push_file, sha256_file
 
 __all__ = ["main", "run"]
@@ -109,7 +109,7 @@ async def _cmd_fetch(args: argparse.Namespace) -> int:
     try:
         with progress_bar(sys.stderr.isatty() and not args.json, out.name) as update:
             result = await fetch_file(
-                peer, args.remote_path, out, window=Window(args.window), resume=not args.no_resume, progress=update
+                peer, args.remote_path, out, window=args.window, resume=not args.no_resume, progress=update
             )
     except RemoteError as exc:
         return _fail(f"the hub refused {args.remote_path!r}: {exc.message or exc}", 2)
@@ -249,6 +249,15 @@ def _cmd_bench(argv: list[str]) -> int:
     return int(bench.main(argv))
 
 
+def _window(text: str) -> int | str:
+    if text == "auto":
+        return text
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError("--window must be a positive number of chunks or 'auto'")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rxchannel", description="Reactive streams with end-to-end demand.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -269,7 +278,7 @@ def build_parser() -> argparse.ArgumentParser:
     fetch.add_argument("url")
     fetch.add_argument("remote_path")
     fetch.add_argument("-o", "--output")
-    fetch.add_argument("--window", type=int, default=32, help="chunks in flight (default 32)")
+    fetch.add_argument("--window", type=_window, default=32, help="chunks in flight, or 'auto' (default 32)")
     fetch.add_argument("--no-resume", action="store_true")
     fetch.add_argument("--json", action="store_true")
     common(fetch)
@@ -283,7 +292,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="hub and worker in two processes over WebRTC on loopback")
     demo.add_argument("--size", default="32MiB")
-    demo.add_argument("--window", type=int, default=32)
+    demo.add_argument("--window", type=_window, default=32)
     demo.add_argument("--transport", choices=["webrtc", "tcp", "ws"], default="webrtc")
 
     sub.add_parser("bench", help="run the benchmarks side by side (from a source checkout)", add_help=False)
@@ -298,8 +307,6 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "demo":
             return _cmd_demo(args)
-        if args.command == "fetch" and args.window <= 0:
-            return _fail("--window must be positive", 1)
         command = {"serve": _cmd_serve, "fetch": _cmd_fetch, "send": _cmd_send}[args.command]
         return int(asyncio.run(command(args)))
     except (RxChannelError, OSError, ValueError) as exc:

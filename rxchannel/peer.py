@@ -19,6 +19,7 @@ from collections.abc import AsyncIterable, AsyncIterator, Iterable
 from typing import Any
 
 from rxchannel.core import (
+    Adaptive,
     ClosedResourceError,
     Connection,
     ConnectionClosed,
@@ -58,12 +59,16 @@ _FLUSH_BYTES = 64 * 1024  # flush a producer's frames once this much is queued
 _YIELD_EVERY = 64  # let other tasks run after this many items sent without suspending
 
 
-def policy_for(window: int | ReplenishPolicy | None) -> ReplenishPolicy:
-    """A replenish policy from a window size, a policy, or None (the default window)."""
+def policy_for(window: int | str | ReplenishPolicy | None) -> ReplenishPolicy:
+    """A replenish policy from a window size, ``"auto"`` (adaptive), a policy, or None (the default window)."""
     if window is None:
         return Window(DEFAULT_WINDOW)
+    if window == "auto":
+        return Adaptive()
     if isinstance(window, int):
         return Window(window)
+    if isinstance(window, str):
+        raise ValueError(f"window must be a positive int, 'auto' or a policy, got {window!r}")
     return window
 
 
@@ -170,7 +175,7 @@ class Peer:
         *,
         info: dict[str, Any] | None = None,
         metadata: bytes | None = None,
-        window: int | ReplenishPolicy | None = None,
+        window: int | str | ReplenishPolicy | None = None,
         auto_ack: bool = True,
     ) -> RemoteStream:
         """A request-stream, opened when first iterated; at most ``window`` items in flight.
@@ -200,7 +205,7 @@ class Peer:
         *,
         info: dict[str, Any] | None = None,
         metadata: bytes | None = None,
-        window: int | ReplenishPolicy | None = None,
+        window: int | str | ReplenishPolicy | None = None,
         auto_ack: bool = True,
     ) -> RemoteStream:
         """A request-channel: ``source`` items go out as the responder grants credit;

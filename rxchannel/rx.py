@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -112,11 +112,21 @@ class DemandObservable(Observable[T], Generic[T]):
         if self.demand.acks is not None:
             subscriptions.add(self.demand.acks.subscribe(on_next=_guard(stream.ack, observer)))
 
+        try_next = getattr(stream, "try_next", None)
+
         async def pump() -> None:
+            since_yield = 0
             try:
                 while True:
                     try:
-                        item = await stream.next()
+                        item = try_next() if try_next is not None else _PENDING
+                        if item is _PENDING:
+                            item = await stream.next()
+                            since_yield = 0
+                        elif since_yield >= 1024:  # a synchronous source: let the loop breathe
+                            since_yield = 0
+                            await asyncio.sleep(0)
+                        since_yield += 1
                     except StopAsyncIteration:
                         if not state["disposed"]:
                             observer.on_completed()
@@ -169,24 +179,68 @@ async def _iterate(stream: PullStream[T]) -> AsyncIterator[T]:
 # --------------------------------------------------------------------------- local sources
 
 
+_PENDING: Any = object()  # try_next(): nothing can be taken without waiting
+
+
 class LocalPull(Generic[T]):
-    """Pulls from a local async iterator only within the credit its policy grants.
+    """Pulls from a local source only within the credit its policy grants.
 
     The same ledger and policies as a remote stream (rxchannel.core), without a wire.
+    A synchronous iterable is pulled synchronously (:meth:`try_next`), so an in-process
+    pipeline pays no await per item.
     """
 
-    def __init__(self, items: AsyncIterator[T], policy: ReplenishPolicy | None, auto_ack: bool):
+    def __init__(
+        self,
+        items: AsyncIterator[T] | None,
+        policy: ReplenishPolicy | None,
+        auto_ack: bool,
+        *,
+        sync: Iterator[T] | None = None,
+    ):
         self._items = items
+        self._sync = sync
         self._policy = policy
         self.auto_ack = auto_ack
         self.credit = ReceiveCredit()
         self._unacked = 0
         self._wake: asyncio.Event = asyncio.Event()
         self._closed = False
+        self._loop = asyncio.get_running_loop()
         if policy is not None:
             self.credit.granted(policy.initial())
 
+    def try_next(self) -> T:
+        """The next item of a synchronous source if credit allows now, else ``_PENDING``."""
+        credit = self.credit
+        if self._unacked and self.auto_ack:
+            # the previous item was consumed: the same bookkeeping as ack(), inlined (hot path)
+            credit.buffered -= self._unacked
+            credit.consumed_total += self._unacked
+            self._unacked = 0
+            if self._policy is not None:
+                more = self._policy.demand(credit, self._loop.time())
+                if more:
+                    credit.granted(more)
+        if self._closed or self._sync is None or not (credit.outstanding or credit.unbounded):
+            return _PENDING  # type: ignore[no-any-return]
+        try:
+            item = next(self._sync)
+        except StopIteration:
+            raise StopAsyncIteration from None
+        credit.received()
+        self._unacked += 1
+        return item
+
     async def next(self) -> T:
+        while self._sync is not None:
+            item = self.try_next()
+            if item is not _PENDING:
+                return item
+            if self._closed:
+                raise StopAsyncIteration
+            self._wake.clear()
+            await self._wake.wait()
         if self.auto_ack and self._unacked:
             self.ack(self._unacked)
         while not self.credit.outstanding and not self.credit.unbounded:
@@ -194,6 +248,7 @@ class LocalPull(Generic[T]):
                 raise StopAsyncIteration
             self._wake.clear()
             await self._wake.wait()
+        assert self._items is not None
         item = await self._items.__anext__()
         self.credit.received()
         self._unacked += 1
@@ -207,7 +262,7 @@ class LocalPull(Generic[T]):
         self._unacked -= count
         self.credit.consumed(count)
         if self._policy is not None:
-            more = self._policy.demand(self.credit, asyncio.get_running_loop().time())
+            more = self._policy.demand(self.credit, self._loop.time())
             if more:
                 self.credit.granted(more)
                 self._wake.set()
@@ -225,24 +280,41 @@ class LocalPull(Generic[T]):
                 await aclose()
 
 
-async def _aiter_sync(items: Iterable[T]) -> AsyncIterator[T]:
-    for item in items:
-        yield item
-
-
 def from_async_iterable(factory: Callable[[], AsyncIterable[T]] | AsyncIterable[T]) -> DemandObservable[T]:
     """A demand source over an async iterable (pass a factory for a re-subscribable source)."""
 
     def opener(policy: ReplenishPolicy | None, auto_ack: bool) -> PullStream[T]:
         items = factory() if callable(factory) else factory
-        return LocalPull(items.__aiter__(), policy, auto_ack)
+        return LocalPull(_managed(items), policy, auto_ack)
 
     return DemandObservable(opener, description="async iterable")
 
 
+async def _managed(items: AsyncIterable[T]) -> AsyncIterator[T]:
+    """Iterate ``items``, entering its iterator's context if it has one (aiostream's
+    streamers must be iterated inside ``async with``), and close it when done."""
+    iterator: Any = items.__aiter__()
+    if hasattr(iterator, "__aenter__"):
+        async with iterator as entered:
+            async for item in entered:
+                yield item
+        return
+    try:
+        async for item in iterator:
+            yield item
+    finally:
+        aclose = getattr(iterator, "aclose", None)
+        if aclose is not None:
+            await aclose()
+
+
 def from_iterable(items: Iterable[T]) -> DemandObservable[T]:
     """A demand source over an iterable: each item is taken only when demanded."""
-    return from_async_iterable(lambda: _aiter_sync(items))
+
+    def opener(policy: ReplenishPolicy | None, auto_ack: bool) -> PullStream[T]:
+        return LocalPull(None, policy, auto_ack, sync=iter(items))
+
+    return DemandObservable(opener, description="iterable")
 
 
 class HotBuffer(Generic[T]):

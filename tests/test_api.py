@@ -60,3 +60,18 @@ def test_exported_names_are_pinned() -> None:
     )
     for name in rxchannel.__all__ + rxchannel.core.__all__:
         assert hasattr(rxchannel, name) or hasattr(rxchannel.core, name), name
+
+
+def test_only_the_aiostream_facade_imports_aiostream() -> None:
+    code = (
+        "import sys, rxchannel, rxchannel.rx, rxchannel.operators, rxchannel.aio, rxchannel.hub, "
+        "rxchannel.cli, rxchannel.endpoints, rxchannel.files; print('aiostream' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False", "aiostream (GPL-3.0) must stay behind rxchannel.aiostream"
+
+
+def test_the_runtime_does_not_import_reactivex() -> None:
+    code = "import sys, rxchannel.peer, rxchannel.hub, rxchannel.files; print('reactivex' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False", "only the Rx facade may import reactivex"

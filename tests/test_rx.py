@@ -434,3 +434,27 @@ async def test_rx_file_sink_acks_drive_demand(peers: Any, tmp_path: Path) -> Non
         await sink.done
     assert zlib.decompress((tmp_path / "out.z").read_bytes()) == data
     assert not (tmp_path / "out.z.part").exists()
+
+
+async def test_local_iterable_source_honours_acks_from_an_async_sink() -> None:
+    acks: Subject[int] = Subject()
+    pulled = 0
+
+    def numbers() -> Any:
+        nonlocal pulled
+        for i in range(20):
+            pulled += 1
+            yield i
+
+    obs = Collect()
+    rxc.from_iterable(numbers()).pipe(windowed(3, acks=acks)).subscribe(obs)
+    await asyncio.sleep(0.02)
+    assert obs.items == [0, 1, 2] and pulled == 3, "no acknowledgement yet: the window is full"
+    acks.on_next(2)
+    await asyncio.sleep(0.02)
+    assert obs.items == [0, 1, 2, 3, 4] and pulled == 5
+    for _ in range(15):
+        acks.on_next(1)
+        await asyncio.sleep(0)
+    await obs.wait()
+    assert obs.items == list(range(20))

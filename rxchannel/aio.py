@@ -1,0 +1,68 @@
+"""Async iteration facade: remote streams as async iterables with a bounded window.
+
+The runtime's own API already is this facade; these helpers name it and add the
+conversions to and from ReactiveX that keep demand::
+
+    from rxchannel import aio
+
+    async for chunk in aio.stream(peer, "files/big.bin", window="auto"):
+        ...                               # leaving the loop (or cancelling) sends CANCEL
+
+    replies = aio.channel(peer, "push/x", my_async_generator())   # pulled on credit only
+
+``window`` is an item count, ``"auto"`` (adaptive: RTT and consumption rate) or a
+:mod:`rxchannel.core` policy. An item counts as consumed when the loop pulls the next
+one; pass ``auto_ack=False`` and call ``ack()`` when an asynchronous sink decides.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterable, AsyncIterator, Iterable
+from typing import Any
+
+from ._types import Payload
+from .core import ReplenishPolicy
+from .peer import Peer
+from .remote import RemoteStream
+
+__all__ = ["channel", "from_observable", "stream", "to_observable"]
+
+
+def stream(
+    peer: Peer,
+    route: str,
+    data: bytes = b"",
+    *,
+    info: dict[str, Any] | None = None,
+    window: int | str | ReplenishPolicy | None = None,
+    auto_ack: bool = True,
+) -> RemoteStream:
+    """A remote request-stream as an async iterable (see :meth:`rxchannel.Peer.request_stream`)."""
+    return peer.request_stream(route, data, info=info, window=window, auto_ack=auto_ack)
+
+
+def channel(
+    peer: Peer,
+    route: str,
+    source: AsyncIterable[Any] | Iterable[Any],
+    data: bytes = b"",
+    *,
+    info: dict[str, Any] | None = None,
+    window: int | str | ReplenishPolicy | None = None,
+) -> RemoteStream:
+    """A remote request-channel: ``source`` is pulled only as the responder grants credit."""
+    return peer.request_channel(route, source, data, info=info, window=window)
+
+
+def from_observable(observable: Any) -> AsyncIterator[Any]:
+    """A demand Observable (:mod:`rxchannel.rx`) as an async iterator, keeping its demand."""
+    from .rx import to_async_iterable
+
+    return to_async_iterable(observable)
+
+
+def to_observable(source: AsyncIterable[Payload] | AsyncIterable[Any]) -> Any:
+    """An async iterable as a demand Observable: items are pulled only as demanded."""
+    from .rx import from_async_iterable
+
+    return from_async_iterable(source)

@@ -1,0 +1,166 @@
+"""aiostream facade: remote streams as aiostream sources and pipe operators.
+
+aiostream is GPL-3.0, so it is an optional extra (``pip install 'rxchannel[aiostream]'``)
+and this is the only module that imports it. Everything here composes with aiostream's
+own operators (``pipe.map``, ``pipe.chunks``, ``pipe.take`` ...)::
+
+    from aiostream import pipe
+    from rxchannel import aiostream as rxpipe
+
+    size = await (
+        rxpipe.fetch(peer, "files/big.bin", window=16)
+        | pipe.map(lambda chunk: chunk.data)
+        | rxpipe.to_file("big.bin")
+    )
+
+Demand: ``fetch`` keeps at most ``window`` items granted-but-unconsumed (or ``"auto"``);
+an item counts as consumed when the pipeline pulls the next one, so a slow operator or
+sink downstream paces the remote source. Leaving early (``pipe.take``, ``break``, an
+error, task cancellation) closes the stream and sends CANCEL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterable, AsyncIterator, Callable
+from typing import Any, TypeVar
+
+from aiostream import operator, pipable_operator, streamcontext
+
+from ._types import Payload
+from .core import ReplenishPolicy
+from .files import FileSink
+from .peer import Peer
+
+__all__ = ["channel", "fetch", "from_observable", "push", "to_file", "window"]
+
+T = TypeVar("T")
+
+
+@operator
+async def fetch(
+    peer: Peer,
+    route: str,
+    data: bytes = b"",
+    *,
+    info: dict[str, Any] | None = None,
+    window: int | str | ReplenishPolicy | None = None,
+) -> AsyncIterator[Payload]:
+    """A remote request-stream as an aiostream source (opened when the stream is iterated)."""
+    async with peer.request_stream(route, data, info=info, window=window) as remote:
+        async for item in remote:
+            yield item
+
+
+@operator
+async def channel(
+    peer: Peer,
+    route: str,
+    source: AsyncIterable[Any],
+    data: bytes = b"",
+    *,
+    info: dict[str, Any] | None = None,
+    window: int | str | ReplenishPolicy | None = None,
+) -> AsyncIterator[Payload]:
+    """A remote request-channel: ``source`` goes out on the responder's credit; yields its replies."""
+    async with peer.request_channel(route, source, data, info=info, window=window) as remote:
+        async for item in remote:
+            yield item
+
+
+@pipable_operator
+async def _push(
+    source: AsyncIterable[Any],
+    peer: Peer,
+    route: str,
+    data: bytes = b"",
+    *,
+    info: dict[str, Any] | None = None,
+    window: int | str | ReplenishPolicy | None = None,
+) -> AsyncIterator[Payload]:
+    """``items | rxpipe.push(peer, "push/x")``: send the items as a request-channel, yield the replies."""
+    async with (
+        streamcontext(source) as items,
+        peer.request_channel(route, items, data, info=info, window=window) as remote,
+    ):
+        async for item in remote:
+            yield item
+
+
+@pipable_operator
+async def _window(source: AsyncIterable[T], size: int) -> AsyncIterator[T]:
+    """Read ahead at most ``size`` items from upstream while downstream is busy.
+
+    A bounded decoupling buffer: upstream runs at most ``size`` items ahead of the
+    consumer, never more (with a remote upstream, on top of its own credit window).
+    """
+    if size <= 0:
+        raise ValueError(f"window size must be positive, got {size}")
+    queue: asyncio.Queue[tuple[bool, Any]] = asyncio.Queue(maxsize=size)
+
+    async def reader(items: AsyncIterator[T]) -> None:
+        try:
+            async for item in items:
+                await queue.put((True, item))
+            await queue.put((False, None))
+        except Exception as exc:
+            await queue.put((False, exc))
+
+    async with streamcontext(source) as items:
+        task = asyncio.ensure_future(reader(items))
+        try:
+            while True:
+                more, value = await queue.get()
+                if not more:
+                    if value is not None:
+                        raise value
+                    return
+                yield value
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+
+@pipable_operator
+async def _to_file(
+    source: AsyncIterable[Any], path: str | os.PathLike[str], *, require_digest: bool = False
+) -> AsyncIterator[int]:
+    """Write items (``Payload`` or bytes) to ``path`` via ``path.part``, renamed when complete.
+
+    Yields the bytes written so far after each item, so awaiting the pipeline gives the
+    total. Size and SHA-256 are verified when the items announce them (raw hub chunks);
+    on error or cancellation the ``.part`` is kept.
+    """
+    sink = FileSink(path, resume=False, require_digest=require_digest)
+    await sink.open()
+    try:
+        async with streamcontext(source) as items:
+            async for item in items:
+                await sink.write(item)
+                yield sink.written
+        await sink.finish()
+    except BaseException:
+        await sink.abort()
+        raise
+
+
+@operator
+async def from_observable(observable: Any) -> AsyncIterator[Any]:
+    """A demand-keeping Observable (:mod:`rxchannel.rx`) as an aiostream source."""
+    from .rx import to_async_iterable
+
+    iterator = to_async_iterable(observable)
+    try:
+        async for item in iterator:
+            yield item
+    finally:
+        aclose = getattr(iterator, "aclose", None)
+        if aclose is not None:
+            await aclose()
+
+
+# The pipe forms, as aiostream's ``pipe`` module exposes its own: ``source | rxpipe.window(16)``.
+push: Callable[..., Any] = _push.pipe
+window: Callable[..., Any] = _window.pipe
+to_file: Callable[..., Any] = _to_file.pipe
