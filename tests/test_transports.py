@@ -198,3 +198,46 @@ async def test_tcp_peer_closing_mid_frame_is_a_connection_lost_error() -> None:
             await t.receive()
     server.close()
     await server.wait_closed()
+
+
+async def test_datachannel_text_message_is_a_protocol_error() -> None:
+    from rxchannel.core import RemoteProtocolError
+    from rxchannel.signaling import datachannel_pair
+
+    a, b = await datachannel_pair()
+    a.channel.send("not binary")
+    with pytest.raises(RemoteProtocolError, match="binary only"):
+        async with asyncio.timeout(5):
+            await b.receive()
+    await close_both(a, b)
+
+
+async def test_datachannel_refuses_unordered_or_unreliable_channels() -> None:
+    from rxchannel.signaling import new_peer_connection
+    from rxchannel.transports.datachannel import DataChannelTransport
+
+    pc = new_peer_connection()
+    try:
+        for options in ({"ordered": False}, {"maxRetransmits": 0}, {"maxPacketLifeTime": 100}):
+            channel = pc.createDataChannel("x", **options)
+            with pytest.raises(ValueError, match="ordered, reliable"):
+                DataChannelTransport(channel, pc)
+    finally:
+        await pc.close()
+
+
+async def test_websocket_text_message_is_a_protocol_error() -> None:
+    import aiohttp
+
+    from rxchannel.core import RemoteProtocolError
+
+    from .conftest import serve_websocket
+
+    accepted: asyncio.Future[Transport] = asyncio.get_running_loop().create_future()
+    url = await serve_websocket(accepted.set_result)
+    async with aiohttp.ClientSession() as session, session.ws_connect(url) as ws:
+        server_side = await accepted
+        await ws.send_str("not binary")
+        with pytest.raises(RemoteProtocolError, match="binary only"):
+            async with asyncio.timeout(5):
+                await server_side.receive()
