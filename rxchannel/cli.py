@@ -101,6 +101,15 @@ def _fail(message: str, code: int) -> int:
     return code
 
 
+def _transfer_failed(exc: BaseException, refused: str, lost_hint: str) -> int:
+    """Print why a transfer failed and return its exit code (see the module docstring)."""
+    if isinstance(exc, RemoteError):
+        return _fail(f"{refused}: {exc.message or exc}", 2)
+    if isinstance(exc, IntegrityError):
+        return _fail(str(exc), 3)
+    return _fail(f"connection lost: {exc}{lost_hint}", 4)
+
+
 async def _cmd_fetch(args: argparse.Namespace) -> int:
     from .endpoints import connect
 
@@ -111,12 +120,10 @@ async def _cmd_fetch(args: argparse.Namespace) -> int:
             result = await fetch_file(
                 peer, args.remote_path, out, window=args.window, resume=not args.no_resume, progress=update
             )
-    except RemoteError as exc:
-        return _fail(f"the hub refused {args.remote_path!r}: {exc.message or exc}", 2)
-    except IntegrityError as exc:
-        return _fail(str(exc), 3)
-    except (ConnectionLostError, ConnectionError) as exc:
-        return _fail(f"connection lost: {exc}; the partial file is kept, run the same command to resume", 4)
+    except (RemoteError, IntegrityError, ConnectionLostError, ConnectionError) as exc:
+        return _transfer_failed(
+            exc, f"the hub refused {args.remote_path!r}", "; the partial file is kept, run again to resume"
+        )
     finally:
         await peer.close()
     summary = _summary(result)
@@ -138,12 +145,8 @@ async def _cmd_send(args: argparse.Namespace) -> int:
     try:
         with progress_bar(sys.stderr.isatty() and not args.json, path.name) as update:
             receipt = await push_file(peer, path, args.name, progress=update)
-    except RemoteError as exc:
-        return _fail(f"the hub refused the upload: {exc.message or exc}", 2)
-    except IntegrityError as exc:
-        return _fail(str(exc), 3)
-    except (ConnectionLostError, ConnectionError) as exc:
-        return _fail(f"connection lost: {exc}", 4)
+    except (RemoteError, IntegrityError, ConnectionLostError, ConnectionError) as exc:
+        return _transfer_failed(exc, "the hub refused the upload", "")
     finally:
         await peer.close()
     seconds = time.perf_counter() - start

@@ -24,21 +24,8 @@ from rxchannel.hub import Hub
 from rxchannel.operators import windowed
 from rxchannel.peer import Peer
 
+from .helpers import Counter
 from .test_hub import make_file
-
-
-class Counter:
-    def __init__(self) -> None:
-        self.pulled = 0
-        self.closed = asyncio.Event()
-
-    async def __call__(self, request: rx.Request) -> AsyncIterator[bytes]:
-        try:
-            for i in range(int(request.data)):
-                self.pulled += 1
-                yield str(i).encode()
-        finally:
-            self.closed.set()
 
 
 @pytest.fixture

@@ -33,23 +33,8 @@ from rxchannel.operators import (
 from rxchannel.peer import Peer
 from rxchannel.transports import memory_pair
 
+from .helpers import Counter
 from .test_hub import make_file
-
-
-class Counter:
-    """A remote source that records how many items were pulled and whether it was closed."""
-
-    def __init__(self) -> None:
-        self.pulled = 0
-        self.closed = asyncio.Event()
-
-    async def __call__(self, request: rx.Request) -> AsyncIterator[bytes]:
-        try:
-            for i in range(int(request.data)):
-                self.pulled += 1
-                yield str(i).encode()
-        finally:
-            self.closed.set()
 
 
 @pytest.fixture

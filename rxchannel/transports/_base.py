@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import abc
 import asyncio
+from collections import deque
+from collections.abc import Iterable
 
 from rxchannel.core import ClosedResourceError, ConnectionLostError, RxChannelError
 
-__all__ = ["EndOfStream", "Transport", "TransportLimits"]
+__all__ = ["EndOfStream", "InboxTransport", "Transport", "TransportLimits"]
 
 
 class EndOfStream(RxChannelError):  # noqa: N818 - a clean end, not a failure (trio's EndOfChannel)
@@ -125,6 +127,50 @@ class Transport(abc.ABC):
         if self._error is None and not self._closed:
             self._error = error
         self._wake_drain()
+
+
+class InboxTransport(Transport):
+    """A transport whose messages arrive by callback: they wait in an inbox for :meth:`receive`."""
+
+    #: what :class:`EndOfStream` says once the peer has closed and the inbox is empty
+    eof_message = "the peer closed the transport"
+
+    def __init__(self, limits: TransportLimits | None = None) -> None:
+        super().__init__(limits)
+        self._inbox: deque[bytes] = deque()
+        self._inbox_bytes = 0
+        self._eof = False
+        self._waiter: asyncio.Future[None] | None = None
+
+    def _deliver(self, messages: Iterable[bytes]) -> None:
+        for message in messages:
+            self._inbox.append(message)
+            self._inbox_bytes += len(message)
+        self._wake()
+
+    def _deliver_eof(self) -> None:
+        self._eof = True
+        self._wake()
+
+    def _wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    def _after_receive(self) -> None:
+        """Called when the inbox was emptied (room freed): resume reading, pump a link ..."""
+
+    async def receive(self) -> list[bytes]:
+        while not self._inbox:
+            self._check_usable()
+            if self._eof:
+                raise EndOfStream(self.eof_message)
+            self._waiter = asyncio.get_running_loop().create_future()
+            await self._waiter
+        batch = list(self._inbox)
+        self._inbox.clear()
+        self._inbox_bytes = 0
+        self._after_receive()
+        return batch
 
 
 def lost(message: str, cause: BaseException | None = None) -> ConnectionLostError:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections import deque
 from typing import Any
 
 from aiortc import RTCDataChannel, RTCPeerConnection
@@ -23,7 +22,7 @@ from aiortc import RTCDataChannel, RTCPeerConnection
 from rxchannel._background import background
 from rxchannel.core import RemoteProtocolError
 
-from ._base import EndOfStream, Transport, TransportLimits, lost
+from ._base import InboxTransport, TransportLimits, lost
 
 __all__ = ["DEFAULT_MAX_MESSAGE_SIZE", "DataChannelTransport", "remote_max_message_size"]
 
@@ -42,13 +41,15 @@ def remote_max_message_size(pc: RTCPeerConnection) -> int:
     return value if value > 0 else 16 * 1024 * 1024
 
 
-class DataChannelTransport(Transport):
+class DataChannelTransport(InboxTransport):
     """An open aiortc ``RTCDataChannel`` carrying RSocket frames.
 
     Args:
         channel: an *open*, ordered, reliable channel.
         pc: the peer connection it belongs to; this transport owns it and closes it.
     """
+
+    eof_message = "the peer closed the DataChannel"
 
     def __init__(self, channel: RTCDataChannel, pc: RTCPeerConnection, limits: TransportLimits | None = None):
         super().__init__(limits)
@@ -57,9 +58,6 @@ class DataChannelTransport(Transport):
         self.channel = channel
         self.pc = pc
         self.max_message_size = remote_max_message_size(pc)
-        self._inbox: deque[bytes] = deque()
-        self._eof = False
-        self._waiter: asyncio.Future[None] | None = None
         channel.bufferedAmountLowThreshold = self.limits.low_water
         channel.on("message", self._on_message)
         channel.on("bufferedamountlow", self._wake_drain)
@@ -78,8 +76,7 @@ class DataChannelTransport(Transport):
             self._wake()
             self._close_pc()
             return
-        self._inbox.append(message)
-        self._wake()
+        self._deliver((message,))
 
     def _on_close(self) -> None:
         # the channel closed: orderly if SCTP is still up (the peer reset just this stream),
@@ -96,26 +93,11 @@ class DataChannelTransport(Transport):
             self._set_error(lost("the WebRTC connection failed (ICE or DTLS): the peer is unreachable"))
             self._wake()
 
-    def _wake(self) -> None:
-        if self._waiter is not None and not self._waiter.done():
-            self._waiter.set_result(None)
-
     def _write(self, frames: list[bytes]) -> None:
         if self.channel.readyState != "open":
             raise lost(f"the DataChannel is {self.channel.readyState}")
         for frame in frames:
             self.channel.send(frame)
-
-    async def receive(self) -> list[bytes]:
-        while not self._inbox:
-            self._check_usable()
-            if self._eof:
-                raise EndOfStream("the peer closed the DataChannel")
-            self._waiter = asyncio.get_running_loop().create_future()
-            await self._waiter
-        batch = list(self._inbox)
-        self._inbox.clear()
-        return batch
 
     def _close_pc(self) -> None:
         background(self.pc.close())

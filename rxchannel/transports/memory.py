@@ -14,7 +14,7 @@ from collections import deque
 
 from rxchannel.core import MAX_FRAME_SIZE
 
-from ._base import EndOfStream, Transport, TransportLimits, lost
+from ._base import InboxTransport, TransportLimits, lost
 
 __all__ = ["MemoryTransport", "memory_pair"]
 
@@ -38,7 +38,7 @@ class _Link:
         self.dst: MemoryTransport
 
     def _room(self) -> bool:
-        used = self.inflight_bytes + self.dst.inbox_bytes
+        used = self.inflight_bytes + self.dst._inbox_bytes
         return used == 0 or used + len(self.pending[0]) <= self.receive_buffer
 
     def pump(self) -> None:
@@ -54,13 +54,13 @@ class _Link:
             while self.pending and self._room():
                 msg = self.pending.popleft()
                 self.pending_bytes -= len(msg)
-                dst._deliver(msg)
+                dst._deliver((msg,))
                 moved = True
         else:
             while self.inflight and self.inflight[0][0] <= now:
                 _, msg = self.inflight.popleft()
                 self.inflight_bytes -= len(msg)
-                dst._deliver(msg)
+                dst._deliver((msg,))
             # serialise onto the wire while the link is free (1 ms of slack batches timers)
             while self.pending and self.link_free <= now + 0.001 and self._room():
                 msg = self.pending.popleft()
@@ -97,16 +97,14 @@ class _Link:
         self.pending_bytes = self.inflight_bytes = 0
 
 
-class MemoryTransport(Transport):
+class MemoryTransport(InboxTransport):
     """One end of an in-process pair; make pairs with :func:`memory_pair`."""
+
+    eof_message = "the peer closed the in-memory transport"
 
     def __init__(self, limits: TransportLimits | None, max_message_size: int):
         super().__init__(limits)
         self.max_message_size = max_message_size
-        self.inbox: deque[bytes] = deque()
-        self.inbox_bytes = 0
-        self._eof = False
-        self._waiter: asyncio.Future[None] | None = None
         self._out: _Link
         self._in: _Link
 
@@ -121,32 +119,8 @@ class MemoryTransport(Transport):
             link.pending_bytes += len(frame)
         link.pump()
 
-    def _deliver(self, msg: bytes) -> None:
-        self.inbox.append(msg)
-        self.inbox_bytes += len(msg)
-        self._wake()
-
-    def _deliver_eof(self) -> None:
-        self._eof = True
-        self._wake()
-
-    def _wake(self) -> None:
-        if self._waiter is not None and not self._waiter.done():
-            self._waiter.set_result(None)
-
-    async def receive(self) -> list[bytes]:
-        while not self.inbox:
-            self._check_usable()
-            if self._eof:
-                raise EndOfStream("the peer closed the in-memory transport")
-            self._waiter = asyncio.get_running_loop().create_future()
-            await self._waiter
-        self._check_usable()
-        batch = list(self.inbox)
-        self.inbox.clear()
-        self.inbox_bytes = 0
+    def _after_receive(self) -> None:
         self._in.pump()  # room freed: the peer may send more
-        return batch
 
     async def close(self) -> None:
         if self._closed:

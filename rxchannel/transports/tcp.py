@@ -11,18 +11,19 @@ from __future__ import annotations
 import asyncio
 import socket
 import struct
-from collections import deque
 from collections.abc import Callable
 
 from rxchannel.core import MAX_FRAME_SIZE, LengthPrefixDecoder, RemoteProtocolError
 
-from ._base import EndOfStream, Transport, TransportLimits, lost
+from ._base import InboxTransport, TransportLimits, lost
 
 __all__ = ["TcpTransport", "connect_tcp_transport", "start_tcp_server"]
 
 
-class TcpTransport(Transport, asyncio.Protocol):
+class TcpTransport(InboxTransport, asyncio.Protocol):
     """One TCP connection carrying length-prefixed frames."""
+
+    eof_message = "the peer closed the TCP connection"
 
     def __init__(
         self,
@@ -31,16 +32,12 @@ class TcpTransport(Transport, asyncio.Protocol):
         receive_buffer: int = 4 << 20,
         max_message_size: int = MAX_FRAME_SIZE,
     ):
-        Transport.__init__(self, limits)
+        InboxTransport.__init__(self, limits)
         #: largest frame sent or accepted; a peer announcing more breaks the connection
         self.max_message_size = max_message_size
         self._decoder = LengthPrefixDecoder(max_message_size)
-        self._inbox: deque[bytes] = deque()
-        self._inbox_bytes = 0
         self._receive_buffer = receive_buffer
         self._paused_reading = False
-        self._eof = False
-        self._waiter: asyncio.Future[None] | None = None
         self._transport: asyncio.Transport | None = None
         self.connected: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
@@ -65,12 +62,10 @@ class TcpTransport(Transport, asyncio.Protocol):
             self.abort()
             return
         if frames:
-            self._inbox.extend(frames)
-            self._inbox_bytes += sum(map(len, frames))
+            self._deliver(frames)
             if self._inbox_bytes > self._receive_buffer and not self._paused_reading and self._transport:
                 self._paused_reading = True
                 self._transport.pause_reading()
-            self._wake()
 
     def eof_received(self) -> bool:
         if self._decoder.buffered:
@@ -111,24 +106,10 @@ class TcpTransport(Transport, asyncio.Protocol):
         else:
             self._transport.write(b"".join([part for f in frames for part in (len(f).to_bytes(3, "big"), f)]))
 
-    def _wake(self) -> None:
-        if self._waiter is not None and not self._waiter.done():
-            self._waiter.set_result(None)
-
-    async def receive(self) -> list[bytes]:
-        while not self._inbox:
-            self._check_usable()
-            if self._eof:
-                raise EndOfStream("the peer closed the TCP connection")
-            self._waiter = asyncio.get_running_loop().create_future()
-            await self._waiter
-        batch = list(self._inbox)
-        self._inbox.clear()
-        self._inbox_bytes = 0
+    def _after_receive(self) -> None:
         if self._paused_reading and self._transport is not None and not self._transport.is_closing():
             self._paused_reading = False
             self._transport.resume_reading()
-        return batch
 
     async def close(self) -> None:
         if self._closed:
