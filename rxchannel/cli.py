@@ -24,7 +24,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from .core import ConnectionLostError, RemoteError, RxChannelError
+from .auth import with_secret
+from .core import ConnectionConfig, ConnectionLostError, RemoteError, RxChannelError
 from .files import IntegrityError, TransferResult, fetch_file, push_file, sha256_file
 
 __all__ = ["main", "run"]
@@ -101,6 +102,13 @@ def _fail(message: str, code: int) -> int:
     return code
 
 
+def _config(args: argparse.Namespace, *, server: bool) -> ConnectionConfig | None:
+    config = ConnectionConfig(
+        keepalive_interval=args.keepalive, max_lifetime=args.max_lifetime, max_streams=args.max_streams
+    )
+    return with_secret(config, args.secret, server=server)
+
+
 def _transfer_failed(exc: BaseException, refused: str, lost_hint: str) -> int:
     """Print why a transfer failed and return its exit code (see the module docstring)."""
     if isinstance(exc, RemoteError):
@@ -114,7 +122,7 @@ async def _cmd_fetch(args: argparse.Namespace) -> int:
     from .endpoints import connect
 
     out = Path(args.output or Path(args.remote_path).name)
-    peer = await connect(args.url, ice_servers=args.ice_server)
+    peer = await connect(args.url, ice_servers=args.ice_server, config=_config(args, server=False))
     try:
         with progress_bar(sys.stderr.isatty() and not args.json, out.name) as update:
             result = await fetch_file(
@@ -140,7 +148,7 @@ async def _cmd_send(args: argparse.Namespace) -> int:
     path = Path(args.file)
     if not path.is_file():
         return _fail(f"{path} is not a file", 1)
-    peer = await connect(args.url, ice_servers=args.ice_server)
+    peer = await connect(args.url, ice_servers=args.ice_server, config=_config(args, server=False))
     start = time.perf_counter()
     try:
         with progress_bar(sys.stderr.isatty() and not args.json, path.name) as update:
@@ -161,7 +169,12 @@ async def _cmd_serve(args: argparse.Namespace) -> int:
 
     hub = Hub(args.root, inbox=args.inbox, chunk_size=args.chunk_size)
     service = await serve(
-        hub.router, transport=args.transport, host=args.host, port=args.port, ice_servers=args.ice_server
+        hub.router,
+        transport=args.transport,
+        host=args.host,
+        port=args.port,
+        ice_servers=args.ice_server,
+        config=_config(args, server=True),
     )
     print(service.url, flush=True)
     print(f"serving {hub.root} over {args.transport}; Ctrl-C to stop", file=sys.stderr, flush=True)
@@ -198,14 +211,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
             if not url:
                 return _fail("the hub process did not start", 1)
             print(f"demo: hub at {url}; this process is the worker")
-            fetch_args = argparse.Namespace(
-                url=url,
-                remote_path="demo.bin",
-                output=str(out),
-                window=args.window,
-                no_resume=True,
-                json=True,
-                ice_server=[],
+            fetch_args = build_parser().parse_args(
+                ["fetch", url, "demo.bin", "-o", str(out), "--window", str(args.window), "--no-resume", "--json"]
             )
             with contextlib.redirect_stdout(_Capture()) as captured:
                 code = asyncio.run(_cmd_fetch(fetch_args))
@@ -267,6 +274,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     def common(p: argparse.ArgumentParser) -> None:
         p.add_argument("--ice-server", action="append", default=[], help="STUN/TURN URL (none by default)")
+        p.add_argument(
+            "--secret",
+            default=os.environ.get("RXCHANNEL_SECRET"),
+            help="shared secret peers present in SETUP (default: $RXCHANNEL_SECRET; none: no authentication)",
+        )
+        p.add_argument("--keepalive", type=float, default=10.0, help="seconds between keepalives (client side)")
+        p.add_argument(
+            "--max-lifetime", type=float, default=30.0, help="seconds of silence before a peer is declared dead"
+        )
+        p.add_argument("--max-streams", type=int, default=256, help="streams a peer may have open at once")
 
     serve = sub.add_parser("serve", help="share ROOT as a hub")
     serve.add_argument("root")

@@ -53,7 +53,10 @@ def resolve_inside(root: Path, relative: str) -> Path:
     if ".." in parts or ".." in relative.replace("\\", "/").split("/"):
         raise PathRefusedError(f"path {shown!r} contains '..': paths may not leave the hub's root")
     real_root = root.resolve()
-    candidate = (real_root / relative).resolve()
+    try:
+        candidate = (real_root / relative).resolve()
+    except (OSError, ValueError, RuntimeError):  # too long, a symlink loop, ...
+        raise PathRefusedError(f"path {shown!r} is not a usable file name") from None
     if candidate != real_root and not candidate.is_relative_to(real_root):
         raise PathRefusedError(f"path {shown!r} resolves outside the hub's root (a symlink?)")
     return candidate
@@ -92,7 +95,11 @@ class Hub:
     def _file(self, request: Request, prefix: str) -> Path:
         relative = (request.route or "")[len(prefix) :]
         path = resolve_inside(self.root, relative)
-        if not path.is_file():
+        try:
+            is_file = path.is_file()
+        except OSError:
+            is_file = False
+        if not is_file:
             raise ApplicationError(f"no such file: {relative[:200]!r}", code=ErrorCode.REJECTED)
         return path
 
