@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install test lint fuzz bench demo clean
+.PHONY: install test lint fuzz soak bench demo clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,7 +24,11 @@ test: lint
 
 # Longer property and fuzz runs (not part of `make test`).
 fuzz: $(STAMP)
-	RXCHANNEL_FUZZ_EXAMPLES=200000 $(PY) -m pytest -q tests/test_fuzz.py tests/test_credit_machine.py -p no:timeout
+	RXCHANNEL_FUZZ_EXAMPLES=200000 $(PY) -m pytest -q tests/test_fuzz.py tests/test_credit_machine.py tests/test_fuzz_live.py -p no:timeout
+
+# Long hostile-input and load runs (not part of `make test`).
+soak: $(STAMP)
+	RXCHANNEL_FUZZ_EXAMPLES=20000 RXCHANNEL_SOAK_STREAMS=10000 $(PY) -m pytest -q tests/test_fuzz_live.py tests/test_load.py -p no:timeout
 
 bench: $(STAMP)
 	$(PY) -m benchmarks

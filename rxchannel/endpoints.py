@@ -18,7 +18,7 @@ from aiohttp import web
 from .core import ConnectionConfig, Role
 from .peer import Peer
 from .router import Router
-from .server import Server, connect_tcp, serve_tcp
+from .server import Server, connect_tcp, largest_frame, serve_tcp
 from .signaling import accept_offer, ice_hosts_for, offer_json, open_datachannel
 from .transports import TransportLimits
 from .transports.websocket import CLOSE_TIMEOUT, WebSocketTransport, connect_websocket_transport
@@ -64,7 +64,7 @@ class HttpService(Server):
         return web.json_response(answer)
 
     async def _websocket(self, request: web.Request) -> web.WebSocketResponse:
-        ws = web.WebSocketResponse(max_msg_size=0, timeout=CLOSE_TIMEOUT)
+        ws = web.WebSocketResponse(max_msg_size=largest_frame(self.config or ConnectionConfig()), timeout=CLOSE_TIMEOUT)
         await ws.prepare(request)
         transport = WebSocketTransport(ws, self.limits)
         peer = self.accept(transport)

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import asyncio
 
-from rxchannel.core import ConnectionConfig, Role
+from rxchannel.core import MAX_FRAME_SIZE, ConnectionConfig, Role
 
 from .peer import Peer
 from .router import Router
 from .transports import TransportLimits, connect_tcp_transport, start_tcp_server
 from .transports._base import Transport
 
-__all__ = ["Server", "connect_tcp", "serve_tcp"]
+__all__ = ["Server", "connect_tcp", "largest_frame", "serve_tcp"]
 
 
 class Server:
@@ -51,6 +51,15 @@ class Server:
         await self.close()
 
 
+def largest_frame(config: ConnectionConfig) -> int:
+    """The largest frame worth accepting under ``config``: one whole item plus its metadata.
+
+    A length prefix announcing more is refused before anything is buffered, so a peer
+    cannot make us hold 16 MiB per connection when our items are small.
+    """
+    return min(MAX_FRAME_SIZE, config.max_payload_size + config.max_metadata_size + 64)
+
+
 async def serve_tcp(
     router: Router,
     host: str = "127.0.0.1",
@@ -61,7 +70,9 @@ async def serve_tcp(
 ) -> Server:
     """Listen on ``host:port`` (port 0 picks a free one; read ``server.port``)."""
     server = Server(router, config)
-    server._server = await start_tcp_server(server.accept, host, port, limits)
+    server._server = await start_tcp_server(
+        server.accept, host, port, limits, max_message_size=largest_frame(config or ConnectionConfig())
+    )
     sockname = server._server.sockets[0].getsockname()
     server.host, server.port = sockname[0], sockname[1]
     return server
@@ -76,5 +87,7 @@ async def connect_tcp(
     limits: TransportLimits | None = None,
 ) -> Peer:
     """Dial ``host:port`` and return a client-role :class:`Peer` (SETUP already sent)."""
-    transport = await connect_tcp_transport(host, port, limits)
+    transport = await connect_tcp_transport(
+        host, port, limits, max_message_size=largest_frame(config or ConnectionConfig())
+    )
     return Peer(transport, Role.CLIENT, router=router, config=config)

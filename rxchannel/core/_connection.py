@@ -182,6 +182,12 @@ class Connection:
     def open_streams(self) -> int:
         return len(self._streams)
 
+    @property
+    def reassembly_bytes(self) -> int:
+        """Bytes held for items whose fragments are still arriving (bounded by
+        ``max_payload_size`` per stream and ``max_streams`` streams)."""
+        return sum(s.partial.size for s in self._streams.values() if s.partial is not None)
+
     def stream_ids(self) -> list[int]:
         return list(self._streams)
 
