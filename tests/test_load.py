@@ -1,0 +1,131 @@
+"""Load: many streams on one connection, many connections on one hub, and a soak of short
+streams with no growth in tasks, file descriptors or memory. ``make soak`` runs 10,000."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import hashlib
+import os
+import statistics
+import tracemalloc
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import rxchannel as rx
+from rxchannel.core import ConnectionConfig, Role
+from rxchannel.files import fetch_file, sha256_file
+from rxchannel.hub import Hub
+from rxchannel.peer import Peer
+from rxchannel.transports import memory_pair
+
+from .test_hub import make_file
+
+SOAK_STREAMS = int(os.environ.get("RXCHANNEL_SOAK_STREAMS", "1000"))
+
+
+def numbered_router() -> rx.Router:
+    router = rx.Router()
+
+    @router.stream("items")
+    async def items(request: rx.Request) -> AsyncIterator[bytes]:
+        count, seed = map(int, request.data.split(b","))
+        for i in range(count):
+            yield hashlib.sha256(b"%d-%d" % (seed, i)).digest() * 8  # 256 bytes
+
+    router.response("ping")(lambda request: request.data)
+    return router
+
+
+async def connected(kind: str, config: ConnectionConfig | None = None) -> tuple[Peer, Any]:
+    router = numbered_router()
+    if kind == "memory":
+        a, b = memory_pair()
+        server = Peer(b, Role.SERVER, router=router, config=config)
+        return Peer(a, Role.CLIENT, config=config), server
+    srv = await rx.serve_tcp(router, config=config)
+    return await rx.connect_tcp("127.0.0.1", srv.port, config=config), srv
+
+
+@pytest.mark.parametrize("kind", ["memory", "tcp"])
+async def test_200_concurrent_streams_on_one_connection_all_complete_fairly(kind: str) -> None:
+    client, server = await connected(kind, ConnectionConfig(max_streams=256))
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    count = 100
+
+    async def one(seed: int) -> float:
+        got = [p.data async for p in client.request_stream("items", b"%d,%d" % (count, seed), window=8)]
+        expected = [hashlib.sha256(b"%d-%d" % (seed, i)).digest() * 8 for i in range(count)]
+        assert got == expected, f"stream {seed} lost or reordered items"
+        return loop.time() - start
+
+    times = await asyncio.gather(*(one(seed) for seed in range(200)))
+    median, worst = statistics.median(times), max(times)
+    print(f"\n{kind}: 200 streams x {count} items: median {median:.3f}s, max {worst:.3f}s, min {min(times):.3f}s")
+    assert worst <= 4 * median + 0.05, f"a stream was starved: max {worst:.3f}s vs median {median:.3f}s"
+    assert client.connection.open_streams == 0
+    await client.close()
+    await server.close()
+
+
+async def test_20_connections_at_once_on_one_hub(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    for i in range(20):
+        make_file(root / f"f{i}.bin", 200_000 + i * 1000, seed=i)
+    hub = Hub(root, chunk_size=16 * 1024)
+    server = await rx.serve_tcp(hub.router)
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+
+    async def worker(i: int) -> float:
+        async with await rx.connect_tcp("127.0.0.1", server.port) as peer:
+            result = await fetch_file(peer, f"f{i}.bin", tmp_path / f"out{i}.bin", window=8)
+            assert result.sha256 == sha256_file(root / f"f{i}.bin")
+        return loop.time() - start
+
+    times = await asyncio.gather(*(worker(i) for i in range(20)))
+    print(f"\n20 connections: median {statistics.median(times):.3f}s, max {max(times):.3f}s")
+    assert max(times) <= 4 * statistics.median(times) + 0.05
+    async with asyncio.timeout(5):
+        while server.peers or hub.sources:
+            await asyncio.sleep(0.01)
+    await server.close()
+
+
+def open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+@pytest.mark.parametrize("kind", ["memory", "tcp"])
+async def test_soak_of_short_streams_grows_nothing(kind: str) -> None:
+    client, server = await connected(kind)
+    for _ in range(50):  # warm up caches and lazily created objects
+        await client.request_response("ping", b"x")
+    gc.collect()
+    tasks_before, fds_before = len(asyncio.all_tasks()), open_fds()
+    tracemalloc.start()
+    snapshot_before = tracemalloc.take_snapshot()
+    for i in range(SOAK_STREAMS):
+        if i % 2:
+            assert (await client.request_response("ping", b"%d" % i)).data == b"%d" % i
+        else:
+            assert len([p async for p in client.request_stream("items", b"3,%d" % i, window=2)]) == 3
+    gc.collect()
+    await asyncio.sleep(0.05)
+    snapshot_after = tracemalloc.take_snapshot()
+    tracemalloc.stop()
+    grown = sum(stat.size_diff for stat in snapshot_after.compare_to(snapshot_before, "filename"))
+    tasks_after, fds_after = len(asyncio.all_tasks()), open_fds()
+    print(
+        f"\n{kind}: {SOAK_STREAMS} streams: tasks {tasks_before}->{tasks_after}, fds {fds_before}->{fds_after}, "
+        f"python heap {grown / 1024:+.0f} KiB"
+    )
+    assert tasks_after <= tasks_before and fds_after <= fds_before
+    assert grown < 512 * 1024, f"memory grew by {grown} bytes over {SOAK_STREAMS} streams"
+    assert client.connection.open_streams == 0
+    await client.close()
+    await server.close()
