@@ -492,6 +492,7 @@ class Peer:
                     conn.receive(frame, now)
                 self._process_events()
                 self._flush()
+                self._arm_timer()
         except EndOfStream:
             conn.connection_lost(ConnectionLostError("the peer closed the connection"))
         except RxChannelError as exc:
@@ -520,10 +521,16 @@ class Peer:
         self._flush()
 
     def _arm_timer(self) -> None:
-        if self._timer is None:
-            deadline = self._conn.get_timer()
-            if deadline is not None:
-                self._timer = self._loop.call_at(deadline, self._on_timer)
+        """One timer for the connection's next deadline; moved earlier when the deadline
+        moves earlier (a SETUP that asks for a shorter lifetime), never re-armed needlessly."""
+        deadline = self._conn.get_timer()
+        if deadline is None:
+            return
+        if self._timer is not None:
+            if self._timer.when() <= deadline:
+                return
+            self._timer.cancel()
+        self._timer = self._loop.call_at(deadline, self._on_timer)
 
     def _on_timer(self) -> None:
         self._timer = None

@@ -1,0 +1,167 @@
+"""Faults mid-transfer: a transport that dies, a worker or a hub process killed.
+
+Every open stream ends with an error naming the cause within the keepalive deadline,
+sinks keep their ``.part``, a re-run resumes to a verified file, and the hub keeps
+serving others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import rxchannel as rx
+from rxchannel.core import Role
+from rxchannel.endpoints import serve
+from rxchannel.files import fetch_file, sha256_file
+from rxchannel.hub import Hub
+from rxchannel.peer import Peer
+
+from .test_hub import make_file
+
+RX = [sys.executable, "-m", "rxchannel"]
+FAST = ["--keepalive", "0.2", "--max-lifetime", "1.5"]
+
+
+async def pair_over(kind: str, hub: Hub) -> tuple[Peer, Peer]:
+    if kind == "tcp":
+        srv = await rx.serve_tcp(hub.router)
+        client = await rx.connect_tcp("127.0.0.1", srv.port)
+        async with asyncio.timeout(5):
+            while not srv.peers:
+                await asyncio.sleep(0.005)
+        (server,) = srv.peers
+        return client, server
+    from rxchannel.signaling import datachannel_pair
+
+    a, b = await datachannel_pair()
+    return Peer(a, Role.CLIENT), Peer(b, Role.SERVER, router=hub.router)
+
+
+@pytest.mark.parametrize("kind", ["tcp", "datachannel"])
+async def test_transport_death_mid_transfer_fails_both_sides_keeps_the_part_and_resumes(
+    kind: str, tmp_path: Path
+) -> None:
+    root = tmp_path / "root"
+    make_file(root / "f.bin", 2_000_000, seed=5)
+    hub = Hub(root, chunk_size=16 * 1024)
+    client, server = await pair_over(kind, hub)
+    out = tmp_path / "f.bin"
+
+    def cut(done: int, total: int | None, credits: int) -> None:
+        if done >= 300_000:
+            client.transport.abort()  # a TCP reset / the peer connection torn down
+
+    with pytest.raises(rx.ConnectionLostError):
+        await fetch_file(client, "f.bin", out, window=4, progress=cut)
+    async with asyncio.timeout(5):
+        error = await server.wait_closed()
+        while hub.sources:
+            await asyncio.sleep(0.01)
+    assert isinstance(error, rx.ConnectionLostError), error
+    part = tmp_path / "f.bin.part"
+    kept = part.stat().st_size
+    assert kept >= 300_000 and not out.exists()
+    await client.close()
+    await server.close()
+
+    client, server = await pair_over(kind, hub)
+    result = await fetch_file(client, "f.bin", out, window=8)
+    assert result.resumed_from == kept and sha256_file(out) == sha256_file(root / "f.bin")
+    await client.close()
+    await server.close()
+
+
+async def test_a_killed_worker_process_frees_the_hub_within_the_keepalive_deadline(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    make_file(root / "big.bin", 16 * 1024 * 1024, seed=6)
+    make_file(root / "small.bin", 100_000, seed=7)
+    hub = Hub(root)
+    service = await serve(hub.router, transport="webrtc")
+    out = tmp_path / "big.bin"
+    worker = subprocess.Popen([*RX, "fetch", service.url, "big.bin", "-o", str(out), "--window", "2", *FAST])
+    async with asyncio.timeout(30):
+        while not (tmp_path / "big.bin.part").exists() or (tmp_path / "big.bin.part").stat().st_size < 500_000:
+            await asyncio.sleep(0.01)
+    assert hub.sources, "the transfer should be under way"
+    worker.kill()  # no goodbye: no CANCEL, no SCTP shutdown
+    killed_at = time.monotonic()
+    await asyncio.to_thread(worker.wait)
+    async with asyncio.timeout(10):
+        while hub.sources or service.peers:
+            await asyncio.sleep(0.02)
+    freed_after = time.monotonic() - killed_at
+    assert freed_after <= 1.5 + 1.0, f"the hub held the stream {freed_after:.1f}s after the worker died"
+    # the hub still serves others
+    other = await asyncio.to_thread(
+        subprocess.run,
+        [*RX, "fetch", service.url, "small.bin", "-o", str(tmp_path / "s.bin"), "--json"],
+        capture_output=True,
+        timeout=60,
+    )
+    assert other.returncode == 0, other.stderr
+    await service.close()
+
+
+def test_a_hub_restarted_mid_transfer_lets_the_worker_resume(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    make_file(root / "big.bin", 16 * 1024 * 1024, seed=8)
+
+    def start_hub() -> tuple[subprocess.Popen[str], str]:
+        proc = subprocess.Popen([*RX, "serve", str(root), "--port", "0", *FAST], stdout=subprocess.PIPE, text=True)
+        assert proc.stdout is not None
+        return proc, proc.stdout.readline().strip()
+
+    hub, url = start_hub()
+    out = tmp_path / "big.bin"
+    part = tmp_path / "big.bin.part"
+    worker = subprocess.Popen(
+        [*RX, "fetch", url, "big.bin", "-o", str(out), "--window", "2", *FAST],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 30
+    while (not part.exists() or part.stat().st_size < 500_000) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    hub.kill()
+    hub.wait()
+    _, err = worker.communicate(timeout=30)
+    assert worker.returncode == 4, err
+    assert "connection lost" in err and "run again to resume" in err
+    assert part.exists() and not out.exists()
+
+    hub, url = start_hub()
+    try:
+        rerun = subprocess.run(
+            [*RX, "fetch", url, "big.bin", "-o", str(out), "--json", *FAST], capture_output=True, text=True, timeout=120
+        )
+        assert rerun.returncode == 0, rerun.stderr
+        assert json.loads(rerun.stdout)["resumed_from"] > 0
+        assert sha256_file(out) == sha256_file(root / "big.bin")
+    finally:
+        hub.send_signal(signal.SIGTERM)
+        hub.wait(timeout=15)
+
+
+async def test_a_silent_client_is_dropped_at_the_lifetime_its_setup_asked_for(tmp_path: Path) -> None:
+    from rxchannel.core import encode_frame
+    from rxchannel.core._frames import SetupFrame
+    from rxchannel.transports import memory_pair
+
+    a, b = memory_pair()
+    server = Peer(b, Role.SERVER, router=Hub(tmp_path).router)  # its own default would be 90 s
+    a.write([encode_frame(SetupFrame(keepalive_ms=100, lifetime_ms=400, metadata_mime="m", data_mime="d"))])
+    start = time.monotonic()
+    async with asyncio.timeout(5):
+        error = await server.wait_closed()  # then silence: no keepalive ever comes
+    assert isinstance(error, rx.ConnectionLostError) and "keepalive" in str(error)
+    assert 0.3 <= time.monotonic() - start <= 2.0
+    await server.close()
+    a.abort()
