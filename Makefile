@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install test lint fuzz soak bench demo clean
+.PHONY: install browser test lint fuzz soak bench demo clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,7 +19,14 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check rxchannel tests benchmarks examples
 	$(VENV)/bin/mypy
 
-test: lint
+# The browser tests drive Debian's Chromium (installed here if missing; needs root or sudo).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  echo "installing Debian's chromium for the browser tests"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
+
+test: lint browser
 	$(PY) -m pytest -q
 
 # Longer property and fuzz runs (not part of `make test`).

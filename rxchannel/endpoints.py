@@ -8,7 +8,10 @@ signaling at ``POST /offer``), ``ws://host:port/rsocket`` (WebSocket) and
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+import json
+from collections import deque
+from collections.abc import Awaitable, Callable, Sequence
+from importlib import resources
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -47,7 +50,34 @@ class HttpService(Server):
         self.app = web.Application(client_max_size=1 << 20)
         self.app.router.add_post("/offer", self._offer)
         self.app.router.add_get("/rsocket", self._websocket)
+        self.app.router.add_get("/", self._static("index.html", "text/html"))
+        self.app.router.add_get("/rxchannel.js", self._static("rxchannel.js", "text/javascript"))
+        self.app.router.add_post("/report", self._report)
+        #: the latest reports browser workers posted (a worker page's results, bounded)
+        self.reports: deque[dict[str, Any]] = deque(maxlen=100)
+        self.on_report: Callable[[dict[str, Any]], object] | None = None
         self._runner: web.AppRunner | None = None
+
+    @staticmethod
+    def _static(name: str, content_type: str) -> Callable[[web.Request], Awaitable[web.Response]]:
+        body = (resources.files("rxchannel") / "web" / name).read_bytes()
+
+        async def handler(request: web.Request) -> web.Response:
+            return web.Response(body=body, content_type=content_type, headers={"Cache-Control": "no-store"})
+
+        return handler
+
+    async def _report(self, request: web.Request) -> web.Response:
+        try:
+            report = json.loads(await request.content.read(64 * 1024))
+        except ValueError:
+            return web.json_response({"error": "expected a JSON object"}, status=400)
+        if not isinstance(report, dict):
+            return web.json_response({"error": "expected a JSON object"}, status=400)
+        self.reports.append(report)
+        if self.on_report is not None:
+            self.on_report(report)
+        return web.json_response({"ok": True})
 
     async def _offer(self, request: web.Request) -> web.Response:
         try:
