@@ -22,6 +22,7 @@ error, task cancellation) closes the stream and sends CANCEL.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 from collections.abc import AsyncIterable, AsyncIterator, Callable
 from typing import Any, TypeVar
@@ -150,14 +151,9 @@ async def from_observable(observable: Any) -> AsyncIterator[Any]:
     """A demand-keeping Observable (:mod:`rxchannel.rx`) as an aiostream source."""
     from .rx import to_async_iterable
 
-    iterator = to_async_iterable(observable)
-    try:
-        async for item in iterator:
+    async with contextlib.aclosing(to_async_iterable(observable)) as items:
+        async for item in items:
             yield item
-    finally:
-        aclose = getattr(iterator, "aclose", None)
-        if aclose is not None:
-            await aclose()
 
 
 # The pipe forms, as aiostream's ``pipe`` module exposes its own: ``source | rxpipe.window(16)``.

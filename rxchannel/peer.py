@@ -134,7 +134,7 @@ class Peer:
 
     # ------------------------------------------------------------ requester API
 
-    def _opener(
+    def _remote_stream(
         self,
         interaction: Interaction,
         route: str | None,
@@ -143,7 +143,9 @@ class Peer:
         metadata: bytes | None,
         policy: ReplenishPolicy | None,
         source: AsyncIterable[Any] | Iterable[Any] | None = None,
-    ) -> Any:
+        auto_ack: bool = True,
+    ) -> RemoteStream:
+        """The stream object for a request we make; the request goes out when it is first used."""
         md = metadata if metadata is not None else request_metadata(route, info)
 
         def open_stream(stream: RemoteStream, first_n: int | None = None) -> int:
@@ -166,7 +168,8 @@ class Peer:
             self._flush()
             return sid
 
-        return open_stream
+        lazy = policy is not None and policy.initial() == 0
+        return RemoteStream(self, open_stream, auto_ack=auto_ack, lazy=lazy)
 
     def request_stream(
         self,
@@ -189,12 +192,8 @@ class Peer:
             auto_ack: count an item consumed when the next one is pulled; if False,
                 call :meth:`RemoteStream.ack` yourself.
         """
-        policy = policy_for(window)
-        return RemoteStream(
-            self,
-            self._opener(Interaction.STREAM, route, data, info, metadata, policy),
-            auto_ack=auto_ack,
-            lazy=policy.initial() == 0,
+        return self._remote_stream(
+            Interaction.STREAM, route, data, info, metadata, policy_for(window), auto_ack=auto_ack
         )
 
     def request_channel(
@@ -210,12 +209,8 @@ class Peer:
     ) -> RemoteStream:
         """A request-channel: ``source`` items go out as the responder grants credit;
         the returned stream yields the responder's items. ``data`` rides in the request."""
-        policy = policy_for(window)
-        return RemoteStream(
-            self,
-            self._opener(Interaction.CHANNEL, route, data, info, metadata, policy, source),
-            auto_ack=auto_ack,
-            lazy=policy.initial() == 0,
+        return self._remote_stream(
+            Interaction.CHANNEL, route, data, info, metadata, policy_for(window), source, auto_ack=auto_ack
         )
 
     async def request_response(
@@ -227,7 +222,7 @@ class Peer:
         metadata: bytes | None = None,
     ) -> Payload:
         """Send a request and wait for its one response (an empty payload if the responder sent none)."""
-        stream = RemoteStream(self, self._opener(Interaction.RESPONSE, route, data, info, metadata, None))
+        stream = self._remote_stream(Interaction.RESPONSE, route, data, info, metadata, None)
         try:
             return await stream.next()
         except StopAsyncIteration:

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -151,7 +151,7 @@ class DemandObservable(Observable[T], Generic[T]):
 
         return Disposable(dispose)
 
-    def __aiter__(self) -> AsyncIterator[T]:
+    def __aiter__(self) -> AsyncGenerator[T, None]:
         return _iterate(self._open())
 
 
@@ -165,7 +165,7 @@ def _guard(call: Callable[[int], None], observer: abc.ObserverBase[Any]) -> Call
     return checked
 
 
-async def _iterate(stream: PullStream[T]) -> AsyncIterator[T]:
+async def _iterate(stream: PullStream[T]) -> AsyncGenerator[T, None]:
     try:
         while True:
             try:
@@ -468,7 +468,7 @@ def _manual() -> ReplenishPolicy:
     return Manual(0)
 
 
-def to_async_iterable(source: Observable[T]) -> AsyncIterator[T]:
+def to_async_iterable(source: Observable[T]) -> AsyncGenerator[T, None]:
     """An async iterator over a demand source, keeping its demand.
 
     Raises:
