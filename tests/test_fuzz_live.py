@@ -33,7 +33,7 @@ from rxchannel.transports import memory_pair
 
 from .test_fuzz import frames as random_frames
 
-EXAMPLES = int(os.environ.get("RXCHANNEL_FUZZ_EXAMPLES", "150")) // 10 or 1
+EXAMPLES = int(os.environ.get("RXCHANNEL_FUZZ_EXAMPLES", "3000")) // 10 or 1
 SETUP = encode_frame(SetupFrame(keepalive_ms=60_000, lifetime_ms=60_000, metadata_mime="x", data_mime="y"))
 ROUTE = request_metadata("echo")
 CONFIG = ConnectionConfig(max_frame_size=4096, max_payload_size=64 * 1024, max_streams=8)
@@ -225,6 +225,8 @@ def test_random_frame_sequences_never_crash_a_serving_peer(batch: list[bytes]) -
         await asyncio.sleep(0.01)
         await server.close()
         a.abort()
+        reader = server._reader
+        assert reader.done() and (reader.cancelled() or reader.exception() is None), "the read loop crashed"
         assert not problems, problems
 
     asyncio.run(run())
