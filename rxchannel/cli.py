@@ -75,7 +75,9 @@ def progress_bar(enabled: bool, label: str) -> Iterator[Any]:
         TimeRemainingColumn(),
         TextColumn("credits in flight: {task.fields[credits]}"),
     )
-    with Progress(*columns, transient=False) as bar:
+    from rich.console import Console
+
+    with Progress(*columns, console=Console(stderr=True), transient=False) as bar:
         task = bar.add_task(label, total=None, credits=0)
 
         def update(done: int, total: int | None, credits: int) -> None:
@@ -124,7 +126,7 @@ async def _cmd_fetch(args: argparse.Namespace) -> int:
     out = Path(args.output or Path(args.remote_path).name)
     peer = await connect(args.url, ice_servers=args.ice_server, config=_config(args, server=False))
     try:
-        with progress_bar(sys.stderr.isatty() and not args.json, out.name) as update:
+        with progress_bar(sys.stderr.isatty() and (args.progress or not args.json), out.name) as update:
             result = await fetch_file(
                 peer, args.remote_path, out, window=args.window, resume=not args.no_resume, progress=update
             )
@@ -212,7 +214,18 @@ def _cmd_demo(args: argparse.Namespace) -> int:
                 return _fail("the hub process did not start", 1)
             print(f"demo: hub at {url}; this process is the worker")
             fetch_args = build_parser().parse_args(
-                ["fetch", url, "demo.bin", "-o", str(out), "--window", str(args.window), "--no-resume", "--json"]
+                [
+                    "fetch",
+                    url,
+                    "demo.bin",
+                    "-o",
+                    str(out),
+                    "--window",
+                    str(args.window),
+                    "--no-resume",
+                    "--json",
+                    "--progress",
+                ]
             )
             with contextlib.redirect_stdout(_Capture()) as captured:
                 code = asyncio.run(_cmd_fetch(fetch_args))
@@ -301,6 +314,7 @@ def build_parser() -> argparse.ArgumentParser:
     fetch.add_argument("--window", type=_window, default=32, help="chunks in flight, or 'auto' (default 32)")
     fetch.add_argument("--no-resume", action="store_true")
     fetch.add_argument("--json", action="store_true")
+    fetch.add_argument("--progress", action="store_true", help="show the progress bar on a terminal even with --json")
     common(fetch)
 
     send = sub.add_parser("send", help="push a file into a hub's inbox")
