@@ -389,7 +389,13 @@ class Peer:
         sid, kind = request.stream_id, request.interaction
         try:
             result = handler(request)
-            if inspect.isawaitable(result):
+            # await a coroutine's result, but not an Observable's (reactivex Observables are
+            # awaitable: that would drain them) nor anything that is itself a stream of items
+            if (
+                inspect.isawaitable(result)
+                and not isinstance(result, AsyncIterable)
+                and not hasattr(result, "subscribe")
+            ):
                 result = await result
             if kind is Interaction.RESPONSE:
                 payload = as_payload(result)
@@ -397,8 +403,13 @@ class Peer:
                     self._conn.send_payload(sid, payload.data, payload.metadata)
                     self._flush()
             elif kind is not Interaction.FNF:
-                if result is None:
-                    raise TypeError("a stream or channel handler must return an iterable or async iterable")
+                if result is None or isinstance(result, (bytes, str, bytearray)):
+                    raise TypeError("a stream or channel handler must return an iterable or async iterable of items")
+                if hasattr(result, "subscribe") and not isinstance(result, AsyncIterable):
+                    raise TypeError(
+                        "the handler returned an Observable with no demand: build it from rxchannel.rx "
+                        "(from_iterable, file_source ...) or add on_backpressure_buffer/drop/latest"
+                    )
                 await self._produce(sid, result, out)
         except asyncio.CancelledError:
             pass  # the peer cancelled, or the connection is closing

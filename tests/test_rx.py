@@ -448,3 +448,13 @@ async def test_local_iterable_source_honours_acks_from_an_async_sink() -> None:
         await asyncio.sleep(0.001)
     await obs.wait()
     assert obs.items == list(range(20))
+
+
+async def test_handlers_may_return_demand_observables_but_not_hot_ones(peers: Any, caplog: Any) -> None:
+    client, server, router = peers
+    router.stream("demand")(lambda request: rxc.from_iterable([b"a", b"b", b"c"]))
+    router.stream("hot")(lambda request: reactivex.of(b"a", b"b"))
+    assert [p.data async for p in client.request_stream("demand", window=1)] == [b"a", b"b", b"c"]
+    with pytest.raises(rx.RemoteError, match="TypeError"):
+        await client.request_stream("hot").collect()
+    assert "Observable with no demand" in caplog.text
