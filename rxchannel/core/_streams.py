@@ -109,7 +109,7 @@ class Stream:
 
     @property
     def finished(self) -> bool:
-        return self.inbound not in (Half.OPEN,) and self.outbound not in (Half.OPEN,)
+        return self.inbound is not Half.OPEN and self.outbound is not Half.OPEN
 
     def rule(self, frame_type: FrameType) -> Action | None:
         return RECEIVE_RULES.get((self.interaction, self.requester, frame_type))
