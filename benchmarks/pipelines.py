@@ -30,7 +30,8 @@ from rxchannel.transports import memory_pair
 from ._report import emit_json, median, print_table
 
 
-async def rx_plain(n: int) -> float:
+async def _rx_rate(source: Any, n: int) -> float:
+    """Items/s through ``source | map(+1)`` into a counting observer."""
     done = asyncio.get_running_loop().create_future()
     count = 0
 
@@ -39,29 +40,18 @@ async def rx_plain(n: int) -> float:
         count += 1
 
     start = time.perf_counter()
-    reactivex.from_iterable(range(n)).pipe(ops.map(lambda x: x + 1)).subscribe(
-        on_next=on_next, on_completed=lambda: done.set_result(None)
-    )
+    source.pipe(ops.map(lambda x: x + 1)).subscribe(on_next=on_next, on_completed=lambda: done.set_result(None))
     await done
     assert count == n
     return n / (time.perf_counter() - start)
+
+
+async def rx_plain(n: int) -> float:
+    return await _rx_rate(reactivex.from_iterable(range(n)), n)
 
 
 async def rx_windowed(n: int) -> float:
-    done = asyncio.get_running_loop().create_future()
-    count = 0
-
-    def on_next(_x: Any) -> None:
-        nonlocal count
-        count += 1
-
-    start = time.perf_counter()
-    rxc.from_iterable(range(n)).pipe(windowed(64), ops.map(lambda x: x + 1)).subscribe(
-        on_next=on_next, on_completed=lambda: done.set_result(None)
-    )
-    await done
-    assert count == n
-    return n / (time.perf_counter() - start)
+    return await _rx_rate(rxc.from_iterable(range(n)).pipe(windowed(64)), n)
 
 
 async def aio_plain(n: int) -> float:
