@@ -214,11 +214,10 @@ class LocalPull(Generic[T]):
         """The next item of a synchronous source if credit allows now, else ``_PENDING``."""
         credit = self.credit
         if self._unacked and self.auto_ack:
-            # the previous item was consumed: the same bookkeeping as ack(), inlined (hot path).
-            # A synchronous pull has at most one item out at a time, so asking the policy
-            # only once the credit is used up grants the same as asking after every item.
-            credit.buffered -= self._unacked
-            credit.consumed_total += self._unacked
+            # pulling again consumes the previous item. A synchronous pull has at most one
+            # item out at a time, so asking the policy only once the credit is used up
+            # grants the same as asking after every item.
+            credit.consumed(self._unacked)
             self._unacked = 0
             if self._policy is not None and not credit.outstanding:
                 more = self._policy.demand(credit, self._loop.time())
@@ -230,11 +229,7 @@ class LocalPull(Generic[T]):
             item = next(self._sync)
         except StopIteration:
             raise StopAsyncIteration from None
-        # credit.received(), inlined: a local source has no bytes or round trips to record
-        if not credit.unbounded:
-            credit.outstanding -= 1
-        credit.buffered += 1
-        credit.received_total += 1
+        credit.received()
         self._unacked += 1
         return item
 
