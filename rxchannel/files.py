@@ -68,12 +68,26 @@ def _hash_prefix(handle: BinaryIO, length: int, digest: Any) -> None:
 class FileSource:
     """Chunks of a file as an async iterable of :class:`Payload`, read only as pulled.
 
+    The last chunk is marked (``Payload.last``), so a sender completes the stream with it
+    and never reads ahead of demand to find the end (``marks_last``).
+
     Attributes:
         read_offset: how far into the file has been read (for demand bounds in tests).
         closed: set once the file handle is closed (completion, error or cancel).
     """
 
-    def __init__(self, path: str | os.PathLike[str], *, chunk_size: int = CHUNK_SIZE, offset: int = 0):
+    #: the last chunk says it is the last: the runtime never pulls ahead of credit
+    marks_last = True
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        chunk_size: int = CHUNK_SIZE,
+        offset: int = 0,
+        tracker: set[FileSource] | None = None,
+    ):
+        """``tracker``: a set this source is in while it reads (from the first pull until closed)."""
         if chunk_size <= 0 or offset < 0:
             raise ValueError("chunk_size must be positive and offset non-negative")
         self.path = Path(path)
@@ -82,6 +96,7 @@ class FileSource:
         self.read_offset = offset
         self.chunks_read = 0
         self.closed = asyncio.Event()
+        self._tracker = tracker
         self.size = self.path.stat().st_size
         if offset > self.size:
             raise ValueError(f"offset {offset} is past the end of the file ({self.size} bytes)")
@@ -91,6 +106,8 @@ class FileSource:
 
     async def _chunks(self) -> AsyncIterator[Payload]:
         handle: BinaryIO | None = None
+        if self._tracker is not None:
+            self._tracker.add(self)
         try:
             handle = await asyncio.to_thread(open, self.path, "rb")
             digest = hashlib.sha256()
@@ -113,7 +130,7 @@ class FileSource:
                 last = position >= self.size
                 if last:
                     info["sha256"] = digest.hexdigest()
-                yield Payload(data, request_metadata(None, info) if info else None)
+                yield Payload(data, request_metadata(None, info) if info else None, last=last)
                 first = False
                 if last:
                     return
@@ -121,6 +138,8 @@ class FileSource:
             if handle is not None:
                 await asyncio.to_thread(handle.close)
             self.closed.set()
+            if self._tracker is not None:
+                self._tracker.discard(self)
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,7 +21,7 @@ from collections.abc import AsyncIterator, Iterable
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
 
-from ._types import ApplicationError, Request
+from ._types import ApplicationError, Payload, Request
 from .core import ErrorCode
 from .files import CHUNK_SIZE, FileSink, FileSource, IntegrityError
 from .router import Router
@@ -103,7 +103,7 @@ class Hub:
             raise ApplicationError(f"no such file: {relative[:200]!r}", code=ErrorCode.REJECTED)
         return path
 
-    async def stream_file(self, request: Request) -> AsyncIterator[Any]:
+    async def stream_file(self, request: Request) -> FileSource:
         path = self._file(request, "files/")
         offset = 0
         if request.data:
@@ -112,15 +112,9 @@ class Hub:
             except (ValueError, AttributeError, TypeError):
                 raise ApplicationError('request data must be JSON {"offset": N}', code=ErrorCode.INVALID) from None
         try:
-            source = FileSource(path, chunk_size=self.chunk_size, offset=offset)
+            return FileSource(path, chunk_size=self.chunk_size, offset=offset, tracker=self.sources)
         except ValueError as exc:
             raise ApplicationError(str(exc), code=ErrorCode.INVALID) from None
-        self.sources.add(source)
-        try:
-            async for item in source:
-                yield item
-        finally:
-            self.sources.discard(source)
 
     async def list_files(self, request: Request) -> bytes:
         prefix = ""
@@ -161,7 +155,7 @@ class Hub:
             )
         return await asyncio.to_thread(path.read_bytes)
 
-    async def receive_push(self, request: Request) -> AsyncIterator[bytes]:
+    async def receive_push(self, request: Request) -> AsyncIterator[Payload]:
         relative = (request.route or "")[len("push/") :]
         target = resolve_inside(self.inbox, relative) if self.inbox.exists() else None
         if target is None:
@@ -180,4 +174,4 @@ class Hub:
         except BaseException:
             await sink.abort()
             raise
-        yield json.dumps({"path": relative, "size": sink.written, "sha256": digest}).encode()
+        yield Payload(json.dumps({"path": relative, "size": sink.written, "sha256": digest}).encode(), last=True)

@@ -293,34 +293,48 @@ class Peer:
         return task
 
     async def _produce(self, sid: int, source: AsyncIterable[Any] | Iterable[Any], out: _Outbound) -> None:
-        """Send ``source``'s items on ``sid``, each pulled only once credit and transport room allow."""
+        """Send ``source``'s items on ``sid`` within the peer's credit and the transport's room.
+
+        COMPLETE needs no credit (Protocol.md "Reactive Streams Semantics"; Reactive Streams
+        §1.5 and §2.9), so the end of the source must be found without any: when credit runs
+        out, the next item is pulled anyway and held (at most one item ahead of demand); if
+        the source has ended instead, COMPLETE goes out at once. A source that marks its
+        last item (``Payload.last``; such a source sets ``marks_last``) is never pulled
+        ahead: its last item goes out as one PAYLOAD with NEXT|COMPLETE.
+        """
         conn, transport = self._conn, self.transport
+        pull_ahead = not getattr(source, "marks_last", False)
         items: AsyncIterator[Any] = source.__aiter__() if isinstance(source, AsyncIterable) else _aiter_sync(source)
+        held: Payload | None = None
         since_yield = 0
         try:
             while True:
+                if held is None and (pull_ahead or conn.send_window(sid)):
+                    if not transport.writable:
+                        self._flush()
+                        await transport.drain()
+                        since_yield = 0
+                    try:
+                        held = as_payload(await items.__anext__())
+                    except StopAsyncIteration:
+                        if conn.can_send(sid):
+                            conn.send_complete(sid)
+                            self._flush()
+                        return
                 while not conn.send_window(sid):
                     if not conn.can_send(sid):
-                        return
+                        return  # cancelled, or ended by an error, while we waited
                     out.waiter = self._loop.create_future()
                     self._flush()
                     await out.waiter
                     since_yield = 0
-                if not transport.writable:
+                if held is None:
+                    continue  # credit arrived for a source that is never pulled ahead
+                payload, held = held, None
+                conn.send_payload(sid, payload.data, payload.metadata, complete=payload.last)
+                if payload.last:
                     self._flush()
-                    await transport.drain()
-                    since_yield = 0
-                try:
-                    item = await items.__anext__()
-                except StopAsyncIteration:
-                    if conn.can_send(sid):
-                        conn.send_complete(sid)
-                        self._flush()
                     return
-                payload = as_payload(item)
-                if not conn.can_send(sid):
-                    return  # cancelled while the source was producing
-                conn.send_payload(sid, payload.data, payload.metadata)
                 self._unflushed += len(payload.data)
                 if self._unflushed >= _FLUSH_BYTES:
                     self._flush()
@@ -357,11 +371,12 @@ class Peer:
             if kind is not Interaction.FNF:
                 self._conn.send_error(sid, ErrorCode.INVALID, str(exc))
             return
-        handler = self.router.find(kind, route)
-        if handler is None:
+        found = self.router.resolve(kind, route)
+        if found is None:
             if kind is not Interaction.FNF:
                 self._conn.send_error(sid, ErrorCode.REJECTED, f"no {kind.name.lower()} handler for route {route!r}")
             return
+        handler, window = found
         request = Request(
             stream_id=sid,
             interaction=kind,
@@ -379,7 +394,7 @@ class Peer:
                 inbound._finish()
             else:
                 self._inbound[sid] = inbound
-                self._conn.set_policy(sid, policy_for(None), self._loop.time())
+                self._conn.set_policy(sid, policy_for(window), self._loop.time())
         out = _Outbound()
         if kind is not Interaction.FNF:
             self._outbound[sid] = out

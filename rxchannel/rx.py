@@ -188,6 +188,11 @@ class LocalPull(Generic[T]):
     The same ledger and policies as a remote stream (rxchannel.core), without a wire.
     A synchronous iterable is pulled synchronously (:meth:`try_next`), so an in-process
     pipeline pays no await per item.
+
+    Completion needs no demand (Reactive Streams §2.9): when credit runs out, the next
+    item is pulled and held (at most one ahead of demand) so that the end of a cold
+    source is found at once. A hot source is never pulled ahead (a held item would go
+    stale under ``latest``); its end is signalled by the :class:`HotBuffer` itself.
     """
 
     def __init__(
@@ -204,14 +209,25 @@ class LocalPull(Generic[T]):
         self.auto_ack = auto_ack
         self.credit = ReceiveCredit()
         self._unacked = 0
+        self._held: Any = _PENDING
         self._wake: asyncio.Event = asyncio.Event()
         self._closed = False
         self._loop = asyncio.get_running_loop()
+        self._hot = items if isinstance(items, HotBuffer) else None
+        if self._hot is not None:
+            self._hot.on_end = self._wake.set
         if policy is not None:
             self.credit.granted(policy.initial())
 
+    def _has_credit(self) -> bool:
+        return bool(self.credit.outstanding or self.credit.unbounded)
+
     def try_next(self) -> T:
-        """The next item of a synchronous source if credit allows now, else ``_PENDING``."""
+        """The next item of a synchronous source if credit allows now, else ``_PENDING``.
+
+        Raises:
+            StopAsyncIteration: the source has ended (whatever the credit).
+        """
         credit = self.credit
         if self._unacked and self.auto_ack:
             # pulling again consumes the previous item. A synchronous pull has at most one
@@ -223,15 +239,19 @@ class LocalPull(Generic[T]):
                 more = self._policy.demand(credit, self._loop.time())
                 if more:
                     credit.granted(more)
-        if self._closed or self._sync is None or not (credit.outstanding or credit.unbounded):
+        if self._closed or self._sync is None:
             return _PENDING  # type: ignore[no-any-return]
-        try:
-            item = next(self._sync)
-        except StopIteration:
-            raise StopAsyncIteration from None
+        if self._held is _PENDING:
+            try:
+                self._held = next(self._sync)
+            except StopIteration:
+                raise StopAsyncIteration from None
+        if not (credit.outstanding or credit.unbounded):
+            return _PENDING  # type: ignore[no-any-return]
+        item, self._held = self._held, _PENDING
         credit.received()
         self._unacked += 1
-        return item
+        return item  # type: ignore[no-any-return]
 
     async def next(self) -> T:
         while self._sync is not None:
@@ -244,16 +264,23 @@ class LocalPull(Generic[T]):
             await self._wake.wait()
         if self.auto_ack and self._unacked:
             self.ack(self._unacked)
-        while not self.credit.outstanding and not self.credit.unbounded:
+        assert self._items is not None
+        if self._held is _PENDING and self._hot is None:
+            self._held = await self._items.__anext__()  # one ahead: finds the end without credit
+        while not self._has_credit():
             if self._closed:
                 raise StopAsyncIteration
+            if self._hot is not None and self._hot.drained:
+                break  # the hot source ended: its completion (or error) needs no credit
             self._wake.clear()
             await self._wake.wait()
-        assert self._items is not None
-        item = await self._items.__anext__()
+        if self._held is _PENDING:
+            item = await self._items.__anext__()
+        else:
+            item, self._held = self._held, _PENDING
         self.credit.received()
         self._unacked += 1
-        return item
+        return item  # type: ignore[no-any-return]
 
     def ack(self, count: int = 1) -> None:
         if self._closed:
@@ -275,6 +302,7 @@ class LocalPull(Generic[T]):
     async def aclose(self) -> None:
         if not self._closed:
             self._closed = True
+            self._held = _PENDING
             self._wake.set()
             aclose = getattr(self._items, "aclose", None)
             if aclose is not None:
@@ -338,6 +366,8 @@ class HotBuffer(Generic[T]):
         self._waiter: asyncio.Future[T] | None = None
         self._error: BaseException | None = None
         self._done = False
+        #: called once the source has ended (a puller waiting for credit learns it needs none)
+        self.on_end: Callable[[], object] | None = None
         self._subscription = source.subscribe(on_next=self._on_next, on_error=self._on_error, on_completed=self._end)
 
     def _on_next(self, item: T) -> None:
@@ -364,6 +394,13 @@ class HotBuffer(Generic[T]):
         self._done = True
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_exception(StopAsyncIteration() if self._error is None else self._error)
+        if self.on_end is not None:
+            self.on_end()
+
+    @property
+    def drained(self) -> bool:
+        """The source has ended and every buffered item was taken: only its end remains."""
+        return self._done and not self._buffer
 
     def __aiter__(self) -> AsyncIterator[T]:
         return self

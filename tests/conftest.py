@@ -1,9 +1,11 @@
-"""Shared fixtures: transport pairs for the conformance suite, and leak checks."""
+"""Shared fixtures: transport pairs for the conformance suite, peer pairs over every
+transport (the one way tests connect two peers), and leak checks."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import pytest
 
@@ -101,6 +103,43 @@ def make_pair(request: pytest.FixtureRequest) -> PairFactory:
 @pytest.fixture(params=READER_BACKPRESSURE)
 def make_stallable_pair(request: pytest.FixtureRequest) -> PairFactory:
     return TRANSPORTS[request.param]
+
+
+ConnectPeers = Callable[..., Awaitable[tuple[Any, Any]]]
+#: Transports a pair of peers can be joined over (real sockets and real aiortc, or in memory).
+PEER_TRANSPORTS = ["memory", "tcp", "websocket", "datachannel"]
+
+
+async def open_peers(kind: str, router: Any = None, config: Any = None, **pair_options: Any) -> tuple[Any, Any]:
+    """A client-role and a server-role peer joined over ``kind``; the server serves ``router``."""
+    from rxchannel import Router
+    from rxchannel.core import Role
+    from rxchannel.peer import Peer
+
+    if kind == "memory":
+        a, b = memory_pair(**pair_options)
+    else:
+        a, b = await TRANSPORTS[kind](pair_options.get("limits"))
+    server = Peer(b, Role.SERVER, router=router or Router(), config=config)
+    client = Peer(a, Role.CLIENT, config=config)
+    return client, server
+
+
+@pytest.fixture(params=PEER_TRANSPORTS)
+async def connect_peers(request: pytest.FixtureRequest) -> AsyncIterator[ConnectPeers]:
+    """``await connect_peers(router, config=None)`` -> (client, server), over each transport;
+    both peers are closed when the test ends, whatever happened in it."""
+    opened: list[Any] = []
+
+    async def connect(router: Any = None, config: Any = None, **pair_options: Any) -> tuple[Any, Any]:
+        client, server = await open_peers(request.param, router, config, **pair_options)
+        opened.extend((client, server))
+        return client, server
+
+    try:
+        yield connect
+    finally:
+        await asyncio.gather(*(peer.close() for peer in opened), return_exceptions=True)
 
 
 @pytest.fixture

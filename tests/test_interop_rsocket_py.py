@@ -112,7 +112,43 @@ def our_router() -> tuple[rx.Router, dict[str, Any]]:
         async for item in req.inbound:
             yield item.data.upper()
 
+    @router.channel("exact", window=rx.Manual(EXACT))
+    async def exact(req: rx.Request) -> AsyncIterator[bytes]:
+        """Grants exactly EXACT items (the requester must complete without more), then sends EXACT."""
+        assert req.inbound is not None
+        state["inbound"] = [item.data async for item in req.inbound]
+        for i in range(EXACT):
+            yield f"r{i}".encode()
+
     return router, state
+
+
+EXACT = 17
+
+
+class ExactSubscriber(Subscriber):  # type: ignore[misc]
+    """Requests ``n`` once and never again; resolves ``done`` on the stream's end."""
+
+    def __init__(self, n: int):
+        self.n = n
+        self.items: list[bytes] = []
+        self.done: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+
+    def on_subscribe(self, subscription: Subscription) -> None:
+        subscription.request(self.n)
+
+    def on_next(self, value: PyPayload, is_complete: bool = False) -> None:
+        self.items.append(value.data)
+        if is_complete and not self.done.done():
+            self.done.set_result("next+complete")
+
+    def on_error(self, exception: Exception) -> None:
+        if not self.done.done():
+            self.done.set_exception(exception)
+
+    def on_complete(self) -> None:
+        if not self.done.done():
+            self.done.set_result("complete")
 
 
 @pytest.fixture
@@ -153,6 +189,52 @@ async def test_py_client_request_stream_with_limited_demand(rsocket_py_client: A
         await sub.done
     assert sub.items == [str(i).encode() for i in range(50)]
     assert sub.violations == 0, "our server sent more than rsocket-py requested"
+
+
+@pytest.mark.parametrize("count", [EXACT, 1, 0])
+async def test_py_client_granting_exactly_n_gets_n_items_and_complete(rsocket_py_client: Any, count: int) -> None:
+    client, _ = rsocket_py_client
+    sub = ExactSubscriber(max(count, 1))
+    client.request_stream(PyPayload(str(count).encode(), meta("count"))).initial_request_n(sub.n).subscribe(sub)
+    async with asyncio.timeout(10):
+        await sub.done
+    assert sub.items == [str(i).encode() for i in range(count)]
+
+
+async def test_py_client_exact_demand_on_a_file_gets_complete_with_the_last_chunk(tmp_path: Any) -> None:
+    from rxchannel.hub import Hub
+
+    (tmp_path / "root").mkdir()
+    data = bytes(range(256)) * 64 * EXACT  # 17 chunks of 16 KiB
+    (tmp_path / "root" / "f.bin").write_bytes(data)
+    hub = Hub(tmp_path / "root", chunk_size=16 * 1024, inbox=tmp_path / "inbox")
+    server = await rx.serve_tcp(hub.router)
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    client = RSocketClient(single_transport_provider(TransportTCP(reader, writer)), metadata_encoding=COMPOSITE)
+    async with client:
+        sub = ExactSubscriber(EXACT)
+        client.request_stream(PyPayload(b"", meta("files/f.bin"))).initial_request_n(EXACT).subscribe(sub)
+        async with asyncio.timeout(10):
+            how = await sub.done
+    await server.close()
+    assert b"".join(sub.items) == data and len(sub.items) == EXACT
+    assert how == "next+complete", "a file's last chunk carries COMPLETE (one PAYLOAD with NEXT|COMPLETE)"
+
+
+async def test_py_client_exact_demand_on_both_halves_of_a_channel(rsocket_py_client: Any) -> None:
+    client, state = rsocket_py_client
+
+    async def items() -> AsyncIterator[tuple[PyPayload, bool]]:
+        for i in range(EXACT):
+            yield PyPayload(f"q{i}".encode()), i == EXACT - 1
+
+    sub = ExactSubscriber(EXACT)
+    publisher = StreamFromAsyncGenerator(items)
+    client.request_channel(PyPayload(b"", meta("exact")), publisher).initial_request_n(EXACT).subscribe(sub)
+    async with asyncio.timeout(10):
+        await sub.done
+    assert sub.items == [f"r{i}".encode() for i in range(EXACT)]
+    assert state["inbound"] == [f"q{i}".encode() for i in range(EXACT)]
 
 
 async def test_py_client_cancel_stops_our_source(rsocket_py_client: Any) -> None:
@@ -254,6 +336,35 @@ class PyServer:
 
             return StreamFromAsyncGenerator(gen), Collect()
 
+        @r.channel("exact")
+        async def exact(payload: PyPayload) -> Any:
+            """Requests exactly int(data) items once; after the requester's COMPLETE, replies their count."""
+            n = int(payload.data)
+            received: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+            items: list[bytes] = []
+
+            class Exact(Subscriber):  # type: ignore[misc]
+                def on_subscribe(self, subscription: Subscription) -> None:
+                    subscription.request(n)
+
+                def on_next(self, value: PyPayload, is_complete: bool = False) -> None:
+                    items.append(value.data)
+                    if is_complete and not received.done():
+                        received.set_result(len(items))
+
+                def on_error(self, exception: Exception) -> None:
+                    if not received.done():
+                        received.set_exception(exception)
+
+                def on_complete(self) -> None:
+                    if not received.done():
+                        received.set_result(len(items))
+
+            async def reply() -> AsyncIterator[tuple[PyPayload, bool]]:
+                yield PyPayload(str(await received).encode()), True
+
+            return StreamFromAsyncGenerator(reply), Exact()
+
     async def start(self) -> int:
         def handler_factory() -> RoutingRequestHandler:
             return RoutingRequestHandler(self.router)
@@ -304,6 +415,25 @@ async def test_rsocket_py_server_never_sends_past_our_window(py_server: Any) -> 
             assert server.pulled <= rc.granted_total + 1
         await asyncio.sleep(0.002)
     assert got == [str(i).encode() for i in range(60)]
+
+
+@pytest.mark.parametrize("count", [EXACT, 1])
+async def test_our_exact_demand_against_an_rsocket_py_stream(py_server: Any, count: int) -> None:
+    client, _ = py_server
+    stream = client.request_stream("count", str(count).encode(), window=rx.Manual(count))
+    async with asyncio.timeout(10):
+        got = [p.data async for p in stream]
+    assert got == [str(i).encode() for i in range(count)]
+
+
+async def test_our_channel_completes_to_an_rsocket_py_responder_that_grants_exactly_n(py_server: Any) -> None:
+    """rsocket-py grants exactly EXACT for our EXACT items: our COMPLETE must follow without more credit."""
+    client, _ = py_server
+    outbound = [f"q{i}".encode() for i in range(EXACT)]
+    stream = client.request_channel("exact", outbound, str(EXACT).encode(), window=rx.Manual(1))
+    async with asyncio.timeout(10):
+        (reply,) = [p.data async for p in stream]
+    assert reply == str(EXACT).encode()
 
 
 async def test_our_cancel_reaches_the_rsocket_py_stream(py_server: Any) -> None:

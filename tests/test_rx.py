@@ -146,10 +146,11 @@ async def test_request_n_grants_exactly_what_demand_emits(peers: Any, no_leaked_
     assert source.pulled == 0 and obs.items == [], "nothing may be requested before demand"
     demand.on_next(3)
     await asyncio.sleep(0.05)
-    assert source.pulled == 3 and ints(obs.items) == [0, 1, 2]
+    # the remote producer may hold one item beyond the grant, to find the end without credit
+    assert source.pulled <= 3 + 1 and ints(obs.items) == [0, 1, 2]
     demand.on_next(2)
     await asyncio.sleep(0.05)
-    assert source.pulled == 5 and len(obs.items) == 5
+    assert source.pulled <= 5 + 1 and len(obs.items) == 5
     subscription.dispose()
     async with asyncio.timeout(5):
         await source.closed.wait()
@@ -434,10 +435,11 @@ async def test_local_iterable_source_honours_acks_from_an_async_sink() -> None:
     obs = Collect()
     rxc.from_iterable(numbers()).pipe(windowed(3, acks=acks)).subscribe(obs)
     await asyncio.sleep(0.02)
-    assert obs.items == [0, 1, 2] and pulled == 3, "no acknowledgement yet: the window is full"
+    # one item may be held beyond the grant, so the end is found without demand
+    assert obs.items == [0, 1, 2] and pulled <= 3 + 1, "no acknowledgement yet: the window is full"
     acks.on_next(2)
     await asyncio.sleep(0.02)
-    assert obs.items == [0, 1, 2, 3, 4] and pulled == 5
+    assert obs.items == [0, 1, 2, 3, 4] and pulled <= 5 + 1
     acked = 2
     for _ in range(500):  # now the sink acknowledges every item it has "written"
         if obs.done.done():
@@ -458,3 +460,32 @@ async def test_handlers_may_return_demand_observables_but_not_hot_ones(peers: An
     with pytest.raises(rx.RemoteError, match="TypeError"):
         await client.request_stream("hot").collect()
     assert "Observable with no demand" in caplog.text
+
+
+@pytest.mark.parametrize("kind", ["iterable", "async iterable", "hot"])
+async def test_exact_demand_on_a_local_source_completes_without_more(kind: str) -> None:
+    """request_n(N) on an N-item local source: N items and on_completed, no extra request (RS §2.9)."""
+    count = 17
+    hot: Subject[int] = Subject()
+    if kind == "iterable":
+        source: Any = rxc.from_iterable(range(count))
+    elif kind == "async iterable":
+
+        async def numbers() -> AsyncIterator[int]:
+            for i in range(count):
+                yield i
+
+        source = rxc.from_async_iterable(numbers)
+    else:
+        source = hot.pipe(on_backpressure_buffer(count))
+    demand: Subject[int] = Subject()
+    obs = Collect()
+    source.pipe(request_n(demand)).subscribe(obs)
+    await asyncio.sleep(0)
+    demand.on_next(count)
+    if kind == "hot":
+        for i in range(count):
+            hot.on_next(i)
+        hot.on_completed()
+    await obs.wait()
+    assert obs.items == list(range(count)) and obs.terminals == ["completed"]

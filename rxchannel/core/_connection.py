@@ -681,15 +681,22 @@ class Connection:
             self._out.append(frame)
 
     def set_policy(self, stream_id: int, policy: ReplenishPolicy, now: float) -> None:
-        """Attach a replenish policy to our inbound half and grant what it asks for now.
+        """Attach a replenish policy to our inbound half and grant its initial demand now.
 
-        Use it for the inbound half of a channel we respond to. May queue REQUEST_N.
+        Use it for the inbound half of a channel we respond to (a responder answers
+        REQUEST_CHANNEL with REQUEST_N: Protocol.md "Request Channel"). May queue REQUEST_N.
         """
         s = self._streams.get(stream_id)
         if s is None or s.inbound is not Half.OPEN:
             return
         s.policy = policy
-        self._replenish(s, now)
+        first = policy.initial()
+        if first > 0 and not s.receive_credit.granted_total:
+            wire = s.receive_credit.granted(first, now)
+            if wire:
+                self._queue_request_n(s.id, wire)
+        else:
+            self._replenish(s, now)
 
     def request_n(self, stream_id: int, n: int) -> None:
         """Grant the peer ``n`` more items on our inbound half. Queues REQUEST_N.
