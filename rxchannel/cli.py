@@ -26,7 +26,16 @@ from typing import Any
 
 from .auth import with_secret
 from .core import ConnectionConfig, ConnectionLostError, RemoteError, RxChannelError
-from .files import IntegrityError, TransferResult, fetch_file, push_file, sha256_file
+from .files import (
+    FILE_CHANGED,
+    FileBusyError,
+    IntegrityError,
+    TargetExistsError,
+    TransferResult,
+    fetch_file,
+    push_file,
+    sha256_file,
+)
 
 __all__ = ["main", "run"]
 
@@ -113,8 +122,12 @@ def _config(args: argparse.Namespace, *, server: bool) -> ConnectionConfig | Non
 
 def _transfer_failed(exc: BaseException, refused: str, lost_hint: str) -> int:
     """Print why a transfer failed and return its exit code (see the module docstring)."""
+    if isinstance(exc, RemoteError) and exc.code == FILE_CHANGED:
+        return _fail(f"{exc.message} (run the same command again)", 4)
     if isinstance(exc, RemoteError):
         return _fail(f"{refused}: {exc.message or exc}", 2)
+    if isinstance(exc, (FileBusyError, TargetExistsError)):
+        return _fail(str(exc), 1)
     if isinstance(exc, IntegrityError):
         return _fail(str(exc), 3)
     return _fail(f"connection lost: {exc}{lost_hint}", 4)
@@ -130,7 +143,7 @@ async def _cmd_fetch(args: argparse.Namespace) -> int:
             result = await fetch_file(
                 peer, args.remote_path, out, window=args.window, resume=not args.no_resume, progress=update
             )
-    except (RemoteError, IntegrityError, ConnectionLostError, ConnectionError) as exc:
+    except (RemoteError, IntegrityError, ConnectionLostError, ConnectionError, FileBusyError) as exc:
         return _transfer_failed(
             exc, f"the hub refused {args.remote_path!r}", "; the partial file is kept, run again to resume"
         )

@@ -23,7 +23,7 @@ from typing import Any
 
 from ._types import ApplicationError, Payload, Request
 from .core import ErrorCode
-from .files import CHUNK_SIZE, FileSink, FileSource, IntegrityError
+from .files import CHUNK_SIZE, FileSink, FileSource, IntegrityError, TargetExistsError
 from .router import Router
 
 __all__ = ["Hub", "PathRefusedError", "resolve_inside"]
@@ -105,14 +105,28 @@ class Hub:
 
     async def stream_file(self, request: Request) -> FileSource:
         path = self._file(request, "files/")
-        offset = 0
+        offset, prefix = 0, None
         if request.data:
             try:
-                offset = int(json.loads(request.data).get("offset", 0))
-            except (ValueError, AttributeError, TypeError):
-                raise ApplicationError('request data must be JSON {"offset": N}', code=ErrorCode.INVALID) from None
+                spec = json.loads(request.data)
+                offset, prefix = spec.get("offset", 0), spec.get("sha256")
+            except (ValueError, AttributeError):
+                raise ApplicationError(
+                    'request data must be JSON {"offset": N, "sha256": "<hex of those N bytes>"}',
+                    code=ErrorCode.INVALID,
+                ) from None
+            if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
+                raise ApplicationError(
+                    f"offset must be a non-negative integer, got {str(offset)[:40]}", ErrorCode.INVALID
+                )
+            if prefix is not None and not (isinstance(prefix, str) and len(prefix) == 64):
+                raise ApplicationError(
+                    "sha256 must be the 64-character hex digest of the first offset bytes", ErrorCode.INVALID
+                )
         try:
-            return FileSource(path, chunk_size=self.chunk_size, offset=offset, tracker=self.sources)
+            return FileSource(
+                path, chunk_size=self.chunk_size, offset=offset, expect_prefix=prefix, tracker=self.sources
+            )
         except ValueError as exc:
             raise ApplicationError(str(exc), code=ErrorCode.INVALID) from None
 
@@ -156,13 +170,22 @@ class Hub:
         return await asyncio.to_thread(path.read_bytes)
 
     async def receive_push(self, request: Request) -> AsyncIterator[Payload]:
+        """Write the requester's items to the inbox, then send one receipt.
+
+        Each upload writes its own private temporary file; the finished file is moved into
+        place only if the name is free (decided atomically), so concurrent uploads of one
+        name never mix, and the receipt describes exactly the bytes on disk.
+        """
         relative = (request.route or "")[len("push/") :]
-        target = resolve_inside(self.inbox, relative) if self.inbox.exists() else None
-        if target is None:
+        if not self.inbox.exists():
             self.inbox.mkdir(parents=True, exist_ok=True)
-            target = resolve_inside(self.inbox, relative)
+        target = resolve_inside(self.inbox, relative)
+        if target.exists():
+            raise ApplicationError(
+                f"inbox/{relative[:200]} already exists: send it under another name", ErrorCode.REJECTED
+            )
         assert request.inbound is not None
-        sink = FileSink(target, resume=False)
+        sink = FileSink(target, private_part=True, overwrite=False)
         await sink.open()
         try:
             async for item in request.inbound:  # pulling the next one acknowledges the last: writes set the pace
@@ -171,6 +194,11 @@ class Hub:
         except IntegrityError as exc:
             await sink.abort()
             raise ApplicationError(str(exc), code=ErrorCode.INVALID) from None
+        except TargetExistsError:
+            raise ApplicationError(
+                f"inbox/{relative[:200]} already exists (another upload finished first): send it under another name",
+                ErrorCode.REJECTED,
+            ) from None
         except BaseException:
             await sink.abort()
             raise

@@ -167,15 +167,47 @@ async def test_interrupted_fetch_leaves_a_part_and_the_next_fetch_resumes(
     assert out.read_bytes() == (root / "small.bin").read_bytes() and not part.exists()
 
 
-async def test_a_corrupt_part_is_caught_by_the_end_to_end_digest(
+async def test_a_part_that_is_not_a_prefix_of_the_hubs_file_restarts_from_zero(
     hub_and_client: tuple[Hub, Peer, Peer], root: Path, tmp_path: Path
 ) -> None:
+    """The resume request carries the part's SHA-256; the hub starts over when it no longer matches."""
     hub, client, server = hub_and_client
-    out = tmp_path / "bad.bin"
-    out.with_name("bad.bin.part").write_bytes(b"\xff" * 1000)  # not a prefix of the real file
-    with pytest.raises(IntegrityError, match="SHA-256 mismatch"):
-        await fetch_file(client, "small.bin", out)
-    assert not out.exists() and out.with_name("bad.bin.corrupt").exists()
+    for name, part in [("bad.bin", b"\xff" * 1000), ("long.bin", b"\x00" * 400_000)]:  # changed; longer than the file
+        out = tmp_path / name
+        out.with_name(name + ".part").write_bytes(part)
+        result = await fetch_file(client, "small.bin", out)
+        assert result.restarted and result.resumed_from == 0 and result.received == 300_000
+        assert out.read_bytes() == (root / "small.bin").read_bytes()
+        assert not out.with_name(name + ".part").exists() and not out.with_name(name + ".corrupt").exists()
+
+
+async def test_corruption_in_transit_is_caught_by_the_end_to_end_digest(root: Path, tmp_path: Path) -> None:
+    """A hub that alters a chunk (but announces the real digest) never yields a verified file."""
+    hub = Hub(root, chunk_size=CHUNK)
+
+    async def lying(request: rx.Request) -> AsyncIterator[rx.Payload]:
+        async for i, item in _enumerate(await hub.stream_file(request)):
+            yield rx.Payload(item.data[::-1] if i == 2 else item.data, item.metadata)
+
+    router = rx.Router()
+    router.stream("files/")(lying)
+    a, b = await datachannel_pair()
+    server, client = Peer(b, Role.SERVER, router=router), Peer(a, Role.CLIENT)
+    try:
+        out = tmp_path / "bad.bin"
+        with pytest.raises(IntegrityError, match="SHA-256 mismatch"):
+            await fetch_file(client, "small.bin", out)
+        assert not out.exists() and out.with_name("bad.bin.corrupt").exists()
+    finally:
+        await client.close()
+        await server.close()
+
+
+async def _enumerate(items: AsyncIterator[rx.Payload]) -> AsyncIterator[tuple[int, rx.Payload]]:
+    i = 0
+    async for item in items:
+        yield i, item
+        i += 1
 
 
 async def test_demand_reaches_the_disk_with_a_slow_worker(hub_and_client: tuple[Hub, Peer, Peer]) -> None:
@@ -218,7 +250,9 @@ async def test_file_sink_refuses_more_bytes_than_announced(tmp_path: Path) -> No
     with pytest.raises(IntegrityError, match="received 4 bytes for a file announced as 3"):
         await sink.write(rx.Payload(b"d"))
     await sink.abort()
-    assert (tmp_path / "x.bin.part").exists() and not (tmp_path / "x.bin").exists()
+    # a lying sender's bytes are set aside, never left as a part that blocks later honest fetches
+    assert (tmp_path / "x.bin.corrupt").exists()
+    assert not (tmp_path / "x.bin.part").exists() and not (tmp_path / "x.bin").exists()
 
 
 def test_symlinked_root_and_inbox_are_resolved(tmp_path: Path) -> None:
