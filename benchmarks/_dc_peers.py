@@ -26,8 +26,8 @@ from typing import Any
 
 from aiohttp import web
 
-from rxchannel.cli import peak_rss_mb
-from rxchannel.signaling import ice_host_addresses, new_peer_connection
+from rxchannel.cli.units import peak_rss_mb
+from rxchannel.transports.signaling import ice_host_addresses, new_peer_connection
 
 LOW_WATER = 256 * 1024  # the same threshold rxchannel's transport uses (high-water 1 MiB / 4)
 
@@ -164,8 +164,8 @@ async def raw_recv(url: str, out: str, rate: float | None) -> None:
 
 
 async def rx_recv(url: str, name: str, out: str, rate: float | None, window: int) -> None:
-    from rxchannel.endpoints import connect
     from rxchannel.files import FileSink
+    from rxchannel.runtime import connect
 
     peer = await connect(url)
     sink = FileSink(out, resume=False)

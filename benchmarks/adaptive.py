@@ -19,7 +19,7 @@ from typing import Any
 
 import rxchannel as rx
 from rxchannel.core import Role
-from rxchannel.peer import Peer
+from rxchannel.runtime import Peer
 from rxchannel.transports import memory_pair
 
 from ._report import emit_json, print_table
@@ -48,9 +48,9 @@ async def one_run(latency: float, bandwidth: float, total: int, policy: Any) -> 
         received += len(item.data)
         if half_at is None and received >= total // 2:
             half_at = time.perf_counter()
-        state = client.connection.stream(stream.stream_id)
-        if state is not None:
-            max_window_bytes = max(max_window_bytes, state.receive_credit.in_flight * ITEM)
+        demand = client.connection.demand(stream.stream_id)
+        if demand is not None:
+            max_window_bytes = max(max_window_bytes, demand.in_flight * ITEM)
     end = time.perf_counter()
     await client.close()
     await server.close()

@@ -174,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="8 MiB throughput, 16/64 MiB at 8 MB/s for memory")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
-    from rxchannel.cli import parse_size
+    from rxchannel.cli.units import parse_size
 
     if args.quick:
         args.size, args.sizes, args.rate, args.rounds = "8MiB", "16MiB,64MiB", 8e6, 1

@@ -21,10 +21,10 @@ import reactivex
 from reactivex import operators as ops
 
 import rxchannel as rx
-from rxchannel import rx as rxc
+from rxchannel import reactive as rxc
 from rxchannel.core import Role
 from rxchannel.operators import windowed
-from rxchannel.peer import Peer
+from rxchannel.runtime import Peer
 from rxchannel.transports import memory_pair
 
 from ._report import emit_json, median, print_table

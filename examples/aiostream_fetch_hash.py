@@ -17,8 +17,8 @@ from pathlib import Path
 from aiostream import pipe
 
 from rxchannel import aiostream as rxpipe
-from rxchannel.endpoints import connect, serve
-from rxchannel.hub import Hub
+from rxchannel.files import Hub
+from rxchannel.runtime import connect, serve
 
 
 async def main() -> None:

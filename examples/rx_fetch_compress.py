@@ -17,10 +17,10 @@ from pathlib import Path
 import reactivex
 from reactivex import operators as ops
 
-from rxchannel import rx as rxc
-from rxchannel.endpoints import connect, serve
-from rxchannel.hub import Hub
+from rxchannel import reactive as rxc
+from rxchannel.files import Hub
 from rxchannel.operators import windowed
+from rxchannel.runtime import connect, serve
 
 
 async def main() -> None:

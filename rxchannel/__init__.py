@@ -1,7 +1,10 @@
 """rxchannel: reactive streams over the wire, with demand that travels from sink to source.
 
-The wire protocol is RSocket 1.0. See :mod:`rxchannel.core` for the sans-IO protocol,
-:class:`Peer` for the asyncio runtime and :mod:`rxchannel.transports` for transports.
+The wire protocol is RSocket 1.0. Layers, bottom up (``docs/architecture.md``):
+:mod:`rxchannel.core` (sans-IO protocol), :mod:`rxchannel.transports`,
+:mod:`rxchannel.runtime` (:class:`Peer`), :mod:`rxchannel.files` (sources, sinks, the hub),
+and the facades :mod:`rxchannel.reactive` + :mod:`rxchannel.operators` (ReactiveX),
+:mod:`rxchannel.aio` and :mod:`rxchannel.aiostream`.
 
 Names are imported lazily, so ``import rxchannel.core`` stays free of asyncio.
 """
@@ -12,13 +15,15 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ._types import ApplicationError, Payload, Request
     from .core import (
+        DEFAULT_WINDOW,
         Adaptive,
+        ApplicationError,
         ClosedResourceError,
         ConnectionConfig,
         ConnectionLostError,
         ErrorCode,
+        InboundDemand,
         LimitRate,
         LocalProtocolError,
         Manual,
@@ -30,31 +35,30 @@ if TYPE_CHECKING:
         StreamCancelledError,
         Window,
     )
-    from .peer import DEFAULT_WINDOW, Peer
-    from .remote import RemoteStream
-    from .router import Router
-    from .server import Server, connect_tcp, serve_tcp
+    from .runtime import (
+        Payload,
+        Peer,
+        RemoteStream,
+        Request,
+        Router,
+        Server,
+        connect,
+        connect_tcp,
+        serve,
+        serve_tcp,
+    )
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
-_WHERE = {
-    "ApplicationError": "._types",
-    "Payload": "._types",
-    "Request": "._types",
-    "DEFAULT_WINDOW": ".peer",
-    "Peer": ".peer",
-    "RemoteStream": ".remote",
-    "Router": ".router",
-    "Server": ".server",
-    "connect_tcp": ".server",
-    "serve_tcp": ".server",
-}
 _CORE = [
+    "DEFAULT_WINDOW",
     "Adaptive",
+    "ApplicationError",
     "ClosedResourceError",
     "ConnectionConfig",
     "ConnectionLostError",
     "ErrorCode",
+    "InboundDemand",
     "LimitRate",
     "LocalProtocolError",
     "Manual",
@@ -66,16 +70,29 @@ _CORE = [
     "StreamCancelledError",
     "Window",
 ]
-_WHERE.update(dict.fromkeys(_CORE, ".core"))
+_RUNTIME = [
+    "Payload",
+    "Peer",
+    "RemoteStream",
+    "Request",
+    "Router",
+    "Server",
+    "connect",
+    "connect_tcp",
+    "serve",
+    "serve_tcp",
+]
+_WHERE = dict.fromkeys(_CORE, ".core") | dict.fromkeys(_RUNTIME, ".runtime")
 
 __all__ = [
+    "DEFAULT_WINDOW",
     "Adaptive",
     "ApplicationError",
     "ClosedResourceError",
     "ConnectionConfig",
     "ConnectionLostError",
-    "DEFAULT_WINDOW",
     "ErrorCode",
+    "InboundDemand",
     "LimitRate",
     "LocalProtocolError",
     "Manual",
@@ -92,7 +109,9 @@ __all__ = [
     "SetupRejectedError",
     "StreamCancelledError",
     "Window",
+    "connect",
     "connect_tcp",
+    "serve",
     "serve_tcp",
 ]
 

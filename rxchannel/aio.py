@@ -20,10 +20,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterable, AsyncIterator, Iterable
 from typing import Any
 
-from ._types import Payload
 from .core import ReplenishPolicy
-from .peer import Peer
-from .remote import RemoteStream
+from .runtime import Payload, Peer, RemoteStream
 
 __all__ = ["channel", "from_observable", "stream", "to_observable"]
 
@@ -55,14 +53,14 @@ def channel(
 
 
 def from_observable(observable: Any) -> AsyncIterator[Any]:
-    """A demand Observable (:mod:`rxchannel.rx`) as an async iterator, keeping its demand."""
-    from .rx import to_async_iterable
+    """A demand Observable (:mod:`rxchannel.reactive`) as an async iterator, keeping its demand."""
+    from .reactive import to_async_iterable
 
     return to_async_iterable(observable)
 
 
 def to_observable(source: AsyncIterable[Payload] | AsyncIterable[Any]) -> Any:
     """An async iterable as a demand Observable: items are pulled only as demanded."""
-    from .rx import from_async_iterable
+    from .reactive import from_async_iterable
 
     return from_async_iterable(source)

@@ -29,10 +29,9 @@ from typing import Any, TypeVar
 
 from aiostream import operator, pipable_operator, streamcontext
 
-from ._types import Payload
 from .core import ReplenishPolicy
 from .files import FileSink
-from .peer import Peer
+from .runtime import Payload, Peer
 
 __all__ = ["channel", "fetch", "from_observable", "push", "to_file", "window"]
 
@@ -148,8 +147,8 @@ async def _to_file(
 
 @operator
 async def from_observable(observable: Any) -> AsyncIterator[Any]:
-    """A demand-keeping Observable (:mod:`rxchannel.rx`) as an aiostream source."""
-    from .rx import to_async_iterable
+    """A demand-keeping Observable (:mod:`rxchannel.reactive`) as an aiostream source."""
+    from .reactive import to_async_iterable
 
     async with contextlib.aclosing(to_async_iterable(observable)) as items:
         async for item in items:

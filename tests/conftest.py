@@ -34,7 +34,7 @@ async def _tcp(limits: TransportLimits | None) -> tuple[Transport, Transport]:
 
 
 async def _datachannel(limits: TransportLimits | None) -> tuple[Transport, Transport]:
-    from rxchannel.signaling import datachannel_pair
+    from rxchannel.transports.signaling import datachannel_pair
 
     return await datachannel_pair(limits=limits)
 
@@ -114,7 +114,7 @@ async def open_peers(kind: str, router: Any = None, config: Any = None, **pair_o
     """A client-role and a server-role peer joined over ``kind``; the server serves ``router``."""
     from rxchannel import Router
     from rxchannel.core import Role
-    from rxchannel.peer import Peer
+    from rxchannel.runtime import Peer
 
     if kind == "memory":
         a, b = memory_pair(**pair_options)

@@ -19,10 +19,10 @@ from reactivex import operators as ops
 import rxchannel as rx
 from rxchannel import aio
 from rxchannel import aiostream as rxpipe
-from rxchannel import rx as rxc
-from rxchannel.hub import Hub
+from rxchannel import reactive as rxc
+from rxchannel.files import Hub
 from rxchannel.operators import windowed
-from rxchannel.peer import Peer
+from rxchannel.runtime import Peer
 
 from .helpers import Counter
 from .test_hub import make_file

@@ -38,6 +38,7 @@ def test_exported_names_are_pinned() -> None:
             "ConnectionConfig",
             "ConnectionLostError",
             "ErrorCode",
+            "InboundDemand",
             "LimitRate",
             "LocalProtocolError",
             "Manual",
@@ -54,7 +55,9 @@ def test_exported_names_are_pinned() -> None:
             "SetupRejectedError",
             "StreamCancelledError",
             "Window",
+            "connect",
             "connect_tcp",
+            "serve",
             "serve_tcp",
         ]
     )
@@ -64,14 +67,15 @@ def test_exported_names_are_pinned() -> None:
 
 def test_only_the_aiostream_facade_imports_aiostream() -> None:
     code = (
-        "import sys, rxchannel, rxchannel.rx, rxchannel.operators, rxchannel.aio, rxchannel.hub, "
-        "rxchannel.cli, rxchannel.endpoints, rxchannel.files; print('aiostream' in sys.modules)"
+        "import sys, rxchannel, rxchannel.reactive, rxchannel.operators, rxchannel.aio, rxchannel.files, "
+        "rxchannel.cli, rxchannel.runtime, rxchannel.transports.signaling, rxchannel.web; "
+        "print('aiostream' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False", "aiostream (GPL-3.0) must stay behind rxchannel.aiostream"
 
 
 def test_the_runtime_does_not_import_reactivex() -> None:
-    code = "import sys, rxchannel.peer, rxchannel.hub, rxchannel.files; print('reactivex' in sys.modules)"
+    code = "import sys, rxchannel.runtime, rxchannel.files, rxchannel.cli; print('reactivex' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False", "only the Rx facade may import reactivex"

@@ -22,9 +22,10 @@ from typing import Any
 import aiohttp
 import pytest
 
-from rxchannel.endpoints import HttpService, serve
-from rxchannel.files import sha256_file
-from rxchannel.hub import Hub
+from rxchannel.files import Hub, sha256_file
+from rxchannel.runtime import Server, serve
+from rxchannel.transports import TransportOptions
+from rxchannel.web import WorkerPage
 
 from .test_hub import make_file
 
@@ -112,21 +113,31 @@ class Browser:
         shutil.rmtree(self.profile, ignore_errors=True)
 
 
+class Served:
+    """A hub serving over WebRTC with its worker page."""
+
+    def __init__(self, server: Server, page: WorkerPage):
+        self.server, self.page = server, page
+        self.url, self.peers = server.url, server.peers
+
+
 @pytest.fixture
-async def hub_service(tmp_path: Path) -> AsyncIterator[tuple[Hub, HttpService]]:
+async def hub_service(tmp_path: Path) -> AsyncIterator[tuple[Hub, Served]]:
     root = tmp_path / "root"
     make_file(root / "big.bin", 4 * 1024 * 1024, seed=11)
     make_file(root / "paced.bin", 2 * 1024 * 1024, seed=12)
     hub = Hub(root, chunk_size=32 * 1024)
-    service = await serve(hub.router, transport="webrtc")
-    assert isinstance(service, HttpService)
-    yield hub, service
-    await service.close()
+    page = WorkerPage()
+    server = await serve(hub.router, transport="webrtc", options=TransportOptions(http_setup=page.setup))
+    try:
+        yield hub, Served(server, page)
+    finally:
+        await server.close()
 
 
-async def report_of(service: HttpService, timeout: float = 60) -> dict[str, Any]:
+async def report_of(service: Served, timeout: float = 60) -> dict[str, Any]:
     got: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-    service.on_report = lambda report: got.done() or got.set_result(report)
+    service.page.on_report = lambda report: got.done() or got.set_result(report)
     async with asyncio.timeout(timeout):
         return await got
 

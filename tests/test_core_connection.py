@@ -66,7 +66,7 @@ def inject(conn: Connection, *frames: object) -> list[object]:
 
 
 def open_stream(c: Connection, s: Connection, n: int = 2) -> int:
-    sid = c.request(Interaction.STREAM, metadata=b"", data=b"q", policy=Manual(n))
+    sid = c.request(Interaction.STREAM, now=0, metadata=b"", data=b"q", policy=Manual(n))
     _, ev = transfer(c, s)
     assert isinstance(ev[0], RequestReceived) and ev[0].initial_n == n
     return sid
@@ -125,7 +125,7 @@ def test_second_setup_and_setup_to_a_client_are_ignored() -> None:
 def test_server_cannot_request_before_setup() -> None:
     s = Connection(Role.SERVER, now=0)
     with pytest.raises(LocalProtocolError, match="before the client's SETUP"):
-        s.request(Interaction.RESPONSE)
+        s.request(Interaction.RESPONSE, now=0)
 
 
 # ---------------------------------------------------------------- interactions
@@ -133,7 +133,7 @@ def test_server_cannot_request_before_setup() -> None:
 
 def test_request_response_round_trip_and_stream_is_forgotten() -> None:
     c, s = pair()
-    sid = c.request(Interaction.RESPONSE, metadata=b"m", data=b"ping")
+    sid = c.request(Interaction.RESPONSE, now=0, metadata=b"m", data=b"ping")
     _, (req,) = transfer(c, s)
     assert req == RequestReceived(stream_id=sid, interaction=Interaction.RESPONSE, metadata=b"m", data=b"ping")
     s.send_payload(sid, b"pong")
@@ -144,7 +144,7 @@ def test_request_response_round_trip_and_stream_is_forgotten() -> None:
 
 def test_request_response_payload_without_complete_is_taken_as_complete() -> None:
     c, s = pair()
-    sid = c.request(Interaction.RESPONSE)
+    sid = c.request(Interaction.RESPONSE, now=0)
     transfer(c, s)
     events = inject(c, PayloadFrame(stream_id=sid, data=b"x"))
     assert [type(e) for e in events] == [PayloadReceived, InboundCompleted]
@@ -152,7 +152,7 @@ def test_request_response_payload_without_complete_is_taken_as_complete() -> Non
 
 def test_fire_and_forget_keeps_no_state() -> None:
     c, s = pair()
-    c.request(Interaction.FNF, data=b"x")
+    c.request(Interaction.FNF, now=0, data=b"x")
     _, (req,) = transfer(c, s)
     assert req.interaction is Interaction.FNF
     assert c.open_streams == s.open_streams == 0
@@ -170,7 +170,7 @@ def test_request_stream_completes_and_both_sides_forget_it() -> None:
 
 def test_channel_needs_the_responders_request_n_before_the_requester_sends() -> None:
     c, s = pair()
-    sid = c.request(Interaction.CHANNEL, data=b"first", policy=Window(2))
+    sid = c.request(Interaction.CHANNEL, now=0, data=b"first", policy=Window(2))
     _, (req,) = transfer(c, s)
     assert req.data == b"first" and req.initial_n == 2
     with pytest.raises(LocalProtocolError, match="no credit"):
@@ -189,7 +189,7 @@ def test_channel_needs_the_responders_request_n_before_the_requester_sends() -> 
 
 def test_channel_with_complete_flag_has_no_requester_items() -> None:
     c, s = pair()
-    sid = c.request(Interaction.CHANNEL, data=b"only", policy=Window(1), complete=True)
+    sid = c.request(Interaction.CHANNEL, now=0, data=b"only", policy=Window(1), complete=True)
     _, (req,) = transfer(c, s)
     assert req.complete
     s.send_payload(sid, b"r", complete=True)
@@ -247,9 +247,9 @@ def test_rule_request_n_not_positive_is_a_local_error(n: object) -> None:
     c, s = pair()
     sid = open_stream(c, s)
     with pytest.raises(LocalProtocolError, match="positive integer"):
-        c.request_n(sid, n)
+        c.request_n(sid, n, 0)
     with pytest.raises(LocalProtocolError):
-        c.request(Interaction.STREAM, initial_n=0)
+        c.request(Interaction.STREAM, now=0, initial_n=0)
     assert sent(c) == []
 
 
@@ -266,9 +266,9 @@ def test_rule_request_n_from_peer_outside_range_is_error_invalid(n: int) -> None
 def test_rule_demand_adds_up_and_saturates_at_2_31_minus_1() -> None:
     c, s = pair()
     sid = open_stream(c, s, n=5)
-    c.request_n(sid, 3)
-    c.request_n(sid, MAX_REQUEST_N)
-    c.request_n(sid, 10)  # already unbounded: nothing more on the wire
+    c.request_n(sid, 3, 0)
+    c.request_n(sid, MAX_REQUEST_N, 0)
+    c.request_n(sid, 10, 0)  # already unbounded: nothing more on the wire
     frames = sent(c)  # consecutive grants for one stream go out as one REQUEST_N
     assert frames == [RequestNFrame(stream_id=sid, n=3 + MAX_REQUEST_N - 8)]
     for frame in frames:
@@ -283,16 +283,16 @@ def test_request_n_is_coalesced_per_flush_but_not_across_other_frames() -> None:
     c, s = pair()
     a = open_stream(c, s, n=1)
     b = open_stream(c, s, n=1)
-    c.request_n(a, 1)
-    c.request_n(a, 2)
-    c.request_n(b, 4)
-    c.request_n(a, 8)
+    c.request_n(a, 1, 0)
+    c.request_n(a, 2, 0)
+    c.request_n(b, 4, 0)
+    c.request_n(a, 8, 0)
     assert sent(c) == [
         RequestNFrame(stream_id=a, n=3),
         RequestNFrame(stream_id=b, n=4),
         RequestNFrame(stream_id=a, n=8),
     ]
-    c.request_n(a, 1)
+    c.request_n(a, 1, 0)
     assert sent(c) == [RequestNFrame(stream_id=a, n=1)]  # a new flush starts afresh
 
 
@@ -336,7 +336,7 @@ def test_rule_at_most_one_terminal_signal_per_stream() -> None:
 
 def test_payload_after_complete_on_a_live_channel_is_error_invalid() -> None:
     c, s = pair()
-    sid = c.request(Interaction.CHANNEL, data=b"", policy=Window(2))
+    sid = c.request(Interaction.CHANNEL, now=0, data=b"", policy=Window(2))
     transfer(c, s)
     events = inject(
         c,
@@ -379,7 +379,7 @@ def test_request_on_a_stream_id_in_use_is_ignored_and_wrong_parity_closes() -> N
 def test_max_streams_rejects_extra_requests_with_rejected() -> None:
     c, s = pair(server_config=ConnectionConfig(max_streams=2))
     for _ in range(3):
-        c.request(Interaction.STREAM, initial_n=1)
+        c.request(Interaction.STREAM, now=0, initial_n=1)
     c_events, s_events = transfer(c, s)
     assert len(s_events) == 2
     (err,) = c_events
@@ -395,7 +395,7 @@ def test_fragmented_requests_and_payloads_arrive_whole(kind: Interaction) -> Non
     cfg = ConnectionConfig(max_frame_size=64)
     c, s = pair(cfg, cfg)
     metadata, data = bytes(range(200)), bytes(range(256)) * 3
-    sid = c.request(kind, metadata=metadata, data=data, initial_n=1)
+    sid = c.request(kind, metadata=metadata, data=data, initial_n=1, now=0)
     frames = c.frames_to_send()
     assert len(frames) > 10 and all(len(f) <= 64 for f in frames)
     for f in frames:
@@ -417,12 +417,12 @@ def test_fragmented_item_counts_as_one_credit() -> None:
     s.send_payload(sid, b"y" * 1000)
     events, _ = transfer(c, s)
     assert [len(e.data) for e in events] == [1000, 1000]  # type: ignore[union-attr]
-    assert c.stream(sid).receive_credit.outstanding == 0  # type: ignore[union-attr]
+    assert c.demand(sid).outstanding == 0  # type: ignore[union-attr]
 
 
 def test_reassembly_past_the_payload_limit_is_rejected_and_dropped() -> None:
     c, s = pair(ConnectionConfig(max_frame_size=64), ConnectionConfig(max_payload_size=500))
-    sid = c.request(Interaction.RESPONSE, data=b"z" * 1000)
+    sid = c.request(Interaction.RESPONSE, now=0, data=b"z" * 1000)
     c_events, s_events = transfer(c, s)
     assert s_events == [] and s.open_streams == 0
     assert isinstance(c_events[0], StreamErrored) and c_events[0].error.code == ErrorCode.REJECTED  # type: ignore[union-attr]
@@ -475,7 +475,7 @@ def test_connection_error_from_peer_closes_and_later_use_is_a_closed_resource_er
     events = inject(c, ErrorFrame(stream_id=0, code=ErrorCode.CONNECTION_ERROR, message="bye"))
     assert isinstance(events[0], ConnectionClosed) and isinstance(events[0].error, RemoteError)
     with pytest.raises(ClosedResourceError):
-        c.request(Interaction.RESPONSE)
+        c.request(Interaction.RESPONSE, now=0)
     c.receive(b"garbage", 0)  # ignored once closed
     assert c.events() == []
 

@@ -40,7 +40,7 @@ class CreditMachine(RuleBasedStateMachine):
         self.client = Connection(Role.CLIENT, now=0)
         self.server = Connection(Role.SERVER, now=0)
         transfer(self.client, self.server)
-        self.sid = self.client.request(Interaction.STREAM, initial_n=3, policy=Manual(3))
+        self.sid = self.client.request(Interaction.STREAM, now=0, initial_n=3, policy=Manual(3))
         transfer(self.client, self.server)
         self.server.events()
         self.to_server: list[bytes] = []
@@ -79,13 +79,13 @@ class CreditMachine(RuleBasedStateMachine):
 
     @rule(n=st.one_of(st.integers(1, 50), st.just(MAX_REQUEST_N)))
     def request(self, n: int) -> None:
-        self.client.request_n(self.sid, n)
+        self.client.request_n(self.sid, n, 0)
         self._pump_client()
 
     @rule(n=st.integers(-5, 0))
     def request_non_positive_is_refused(self, n: int) -> None:
         try:
-            self.client.request_n(self.sid, n)
+            self.client.request_n(self.sid, n, 0)
         except LocalProtocolError:
             pass
         else:
@@ -122,7 +122,8 @@ class CreditMachine(RuleBasedStateMachine):
     @precondition(lambda self: self.received > self.consumed)
     @rule()
     def consume(self) -> None:
-        self.client.consumed(self.sid, 1, 0)
+        self.client.pulled(self.sid)
+        self.client.ack(self.sid, 1, 0)
         self.consumed += 1
         self._pump_client()
 
@@ -137,9 +138,9 @@ class CreditMachine(RuleBasedStateMachine):
     @precondition(lambda self: not self.cancelled and self.terminals == 0)
     @rule()
     def peer_cheats_past_credit(self) -> None:
-        stream = self.client.stream(self.sid)
-        assert stream is not None
-        if stream.receive_credit.outstanding > 0 or stream.receive_credit.unbounded:
+        demand = self.client.demand(self.sid)
+        assert demand is not None
+        if demand.can_receive:
             return
         before = self.received
         self.client.receive(encode_frame(PayloadFrame(stream_id=self.sid, data=b"cheat")), 0)
@@ -171,7 +172,7 @@ def test_window_policy_keeps_in_flight_within_the_window() -> None:
     client = Connection(Role.CLIENT, now=0)
     server = Connection(Role.SERVER, now=0)
     transfer(client, server)
-    sid = client.request(Interaction.STREAM, policy=Window(8, refill=3))
+    sid = client.request(Interaction.STREAM, now=0, policy=Window(8, refill=3))
     transfer(client, server)
     pending = 0
     for step in range(500):
@@ -179,8 +180,9 @@ def test_window_policy_keeps_in_flight_within_the_window() -> None:
             server.send_payload(sid, b"i")
         c_events, _ = transfer(client, server)
         pending += sum(isinstance(e, PayloadReceived) for e in c_events)
-        credit = client.stream(sid).receive_credit  # type: ignore[union-attr]
-        assert credit.in_flight <= 8
+        demand = client.demand(sid)
+        assert demand is not None and demand.in_flight <= 8
         if step % 3 and pending:
-            client.consumed(sid, 1, 0)
+            client.pulled(sid)
+            client.ack(sid, 1, 0)
             pending -= 1

@@ -19,11 +19,10 @@ import pytest
 
 import rxchannel as rx
 from rxchannel.core import Role
-from rxchannel.endpoints import serve
-from rxchannel.files import fetch_file, sha256_file
-from rxchannel.hub import Hub
-from rxchannel.peer import Peer
+from rxchannel.files import Hub, fetch_file, sha256_file
+from rxchannel.runtime import Peer, serve
 
+from .conftest import open_peers
 from .test_hub import make_file
 
 RX = [sys.executable, "-m", "rxchannel"]
@@ -31,18 +30,8 @@ FAST = ["--keepalive", "0.2", "--max-lifetime", "1.5"]
 
 
 async def pair_over(kind: str, hub: Hub) -> tuple[Peer, Peer]:
-    if kind == "tcp":
-        srv = await rx.serve_tcp(hub.router)
-        client = await rx.connect_tcp("127.0.0.1", srv.port)
-        async with asyncio.timeout(5):
-            while not srv.peers:
-                await asyncio.sleep(0.005)
-        (server,) = srv.peers
-        return client, server
-    from rxchannel.signaling import datachannel_pair
-
-    a, b = await datachannel_pair()
-    return Peer(a, Role.CLIENT), Peer(b, Role.SERVER, router=hub.router)
+    client, server = await open_peers(kind, hub.router)
+    return client, server
 
 
 @pytest.mark.parametrize("kind", ["tcp", "datachannel"])

@@ -97,7 +97,7 @@ def _live_pair() -> tuple[Connection, Connection, int]:
     client = Connection(Role.CLIENT, cfg, now=0)
     server = Connection(Role.SERVER, cfg, now=0)
     transfer(client, server)
-    sid = client.request(Interaction.CHANNEL, metadata=b"", data=b"go", policy=Window(4))
+    sid = client.request(Interaction.CHANNEL, now=0, metadata=b"", data=b"go", policy=Window(4))
     transfer(client, server)
     server.set_policy(sid, Window(4), now=0)
     transfer(client, server)
@@ -116,7 +116,7 @@ def test_a_live_connection_survives_any_frame_sequence(batch: list[bytes], to_se
             decode_frame(out)  # what we answer is always well-formed
     if not target.closed:
         # still usable: a fresh request flows end to end
-        sid = client.request(Interaction.RESPONSE, data=b"ping") if not client.closed else None
+        sid = client.request(Interaction.RESPONSE, now=0, data=b"ping") if not client.closed else None
         if sid is not None and not server.closed:
             transfer(client, server)
 

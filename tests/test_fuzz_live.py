@@ -28,7 +28,7 @@ from rxchannel.core._frames import (
     RequestNFrame,
     SetupFrame,
 )
-from rxchannel.peer import Peer
+from rxchannel.runtime import Peer
 from rxchannel.transports import memory_pair
 
 from .test_fuzz import frames as random_frames

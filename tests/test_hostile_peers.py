@@ -13,8 +13,7 @@ from pathlib import Path
 import pytest
 
 import rxchannel as rx
-from rxchannel.files import FILE_CHANGED, fetch_file, push_file, sha256_file
-from rxchannel.hub import Hub
+from rxchannel.files import FILE_CHANGED, Hub, fetch_file, push_file, sha256_file
 
 from .conftest import ConnectPeers
 from .test_hub import make_file

@@ -17,9 +17,8 @@ import pytest
 
 import rxchannel as rx
 from rxchannel.core import ConnectionConfig, Role
-from rxchannel.files import fetch_file, sha256_file
-from rxchannel.hub import Hub
-from rxchannel.peer import Peer
+from rxchannel.files import Hub, fetch_file, sha256_file
+from rxchannel.runtime import Peer
 from rxchannel.transports import memory_pair
 
 from .test_hub import make_file

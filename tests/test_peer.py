@@ -3,63 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 
 import pytest
 
 import rxchannel as rx
 from rxchannel.core import ConnectionConfig, Role
-from rxchannel.peer import Peer
+from rxchannel.runtime import Peer
 from rxchannel.transports import memory_pair
 
-Connect = Callable[..., Awaitable[tuple[Peer, Peer]]]
-
-
-async def _memory(router: rx.Router, config: ConnectionConfig | None = None, **kw: object) -> tuple[Peer, Peer]:
-    a, b = memory_pair(**kw)  # type: ignore[arg-type]
-    server = Peer(b, Role.SERVER, router=router, config=config)
-    client = Peer(a, Role.CLIENT, config=config)
-    return client, server
-
-
-async def _tcp(router: rx.Router, config: ConnectionConfig | None = None, **kw: object) -> tuple[Peer, Peer]:
-    srv = await rx.serve_tcp(router, config=config)
-    client = await rx.connect_tcp("127.0.0.1", srv.port, config=config)
-    for _ in range(200):
-        if srv.peers:
-            break
-        await asyncio.sleep(0.005)
-    (server,) = srv.peers
-    srv._server.close()  # type: ignore[union-attr]  # stop listening; the accepted peer lives on
-    return client, server
-
-
-async def _datachannel(router: rx.Router, config: ConnectionConfig | None = None, **kw: object) -> tuple[Peer, Peer]:
-    from rxchannel.signaling import datachannel_pair
-
-    a, b = await datachannel_pair()
-    server = Peer(b, Role.SERVER, router=router, config=config)
-    client = Peer(a, Role.CLIENT, config=config)
-    return client, server
-
-
-async def _websocket(router: rx.Router, config: ConnectionConfig | None = None, **kw: object) -> tuple[Peer, Peer]:
-    from rxchannel.transports.websocket import connect_websocket_transport
-
-    from .conftest import serve_websocket
-
-    accepted: asyncio.Future[Peer] = asyncio.get_running_loop().create_future()
-    url = await serve_websocket(lambda t: accepted.set_result(Peer(t, Role.SERVER, router=router, config=config)))
-    client = Peer(await connect_websocket_transport(url), Role.CLIENT, config=config)
-    return client, await accepted
-
-
-CONNECT = {"memory": _memory, "tcp": _tcp, "datachannel": _datachannel, "websocket": _websocket}
-
-
-@pytest.fixture(params=sorted(CONNECT))
-def connect(request: pytest.FixtureRequest) -> Connect:
-    return CONNECT[request.param]  # type: ignore[return-value]
+from .conftest import ConnectPeers, open_peers
 
 
 class Source:
@@ -79,7 +32,9 @@ class Source:
             self.closed.set()
 
 
-async def test_request_response_fire_and_forget_and_metadata_push(connect: Connect, no_leaked_tasks: None) -> None:
+async def test_request_response_fire_and_forget_and_metadata_push(
+    no_leaked_tasks: None, connect_peers: ConnectPeers
+) -> None:
     router = rx.Router()
     fired: asyncio.Queue[bytes] = asyncio.Queue()
     pushed: asyncio.Queue[bytes] = asyncio.Queue()
@@ -93,7 +48,7 @@ async def test_request_response_fire_and_forget_and_metadata_push(connect: Conne
     def log(req: rx.Request) -> None:
         fired.put_nowait(req.data)
 
-    client, server = await connect(router)
+    client, server = await connect_peers(router)
     reply = await client.request_response("echo", b"abc")
     assert reply == rx.Payload(b"cba", b"m:echo")
     await client.fire_and_forget("log", b"event")
@@ -105,11 +60,13 @@ async def test_request_response_fire_and_forget_and_metadata_push(connect: Conne
     await server.close()
 
 
-async def test_request_stream_with_window_never_pulls_ahead_of_demand(connect: Connect, no_leaked_tasks: None) -> None:
+async def test_request_stream_with_window_never_pulls_ahead_of_demand(
+    no_leaked_tasks: None, connect_peers: ConnectPeers
+) -> None:
     router = rx.Router()
     source = Source(200)
     router.stream("numbers")(source)
-    client, server = await connect(router)
+    client, server = await connect_peers(router)
     window = 4
     got = []
     async for item in client.request_stream("numbers", window=window):
@@ -125,11 +82,13 @@ async def test_request_stream_with_window_never_pulls_ahead_of_demand(connect: C
     await server.close()
 
 
-async def test_leaving_the_loop_cancels_and_closes_the_remote_source(connect: Connect, no_leaked_tasks: None) -> None:
+async def test_leaving_the_loop_cancels_and_closes_the_remote_source(
+    no_leaked_tasks: None, connect_peers: ConnectPeers
+) -> None:
     router = rx.Router()
     source = Source(10**9)
     router.stream("endless")(source)
-    client, server = await connect(router)
+    client, server = await connect_peers(router)
     async for item in client.request_stream("endless", window=8):
         if item.data[:4] == (20).to_bytes(4, "big"):
             break
@@ -145,7 +104,7 @@ async def test_leaving_the_loop_cancels_and_closes_the_remote_source(connect: Co
     await server.close()
 
 
-async def test_request_channel_both_ways(connect: Connect, no_leaked_tasks: None) -> None:
+async def test_request_channel_both_ways(no_leaked_tasks: None, connect_peers: ConnectPeers) -> None:
     router = rx.Router()
 
     @router.channel("upper")
@@ -155,7 +114,7 @@ async def test_request_channel_both_ways(connect: Connect, no_leaked_tasks: None
         async for item in req.inbound:
             yield item.data.upper()
 
-    client, server = await connect(router)
+    client, server = await connect_peers(router)
 
     async def words() -> AsyncIterator[bytes]:
         for w in (b"a", b"bb", b"ccc"):
@@ -167,7 +126,9 @@ async def test_request_channel_both_ways(connect: Connect, no_leaked_tasks: None
     await server.close()
 
 
-async def test_errors_cross_the_wire_without_leaking_local_detail(connect: Connect, no_leaked_tasks: None) -> None:
+async def test_errors_cross_the_wire_without_leaking_local_detail(
+    no_leaked_tasks: None, connect_peers: ConnectPeers
+) -> None:
     router = rx.Router()
 
     @router.response("refuse")
@@ -179,7 +140,7 @@ async def test_errors_cross_the_wire_without_leaking_local_detail(connect: Conne
         yield b"one"
         raise RuntimeError("/home/secret/path exploded")
 
-    client, server = await connect(router)
+    client, server = await connect_peers(router)
     with pytest.raises(rx.RemoteError) as info:
         await client.request_response("refuse")
     assert info.value.code == 0x301 and info.value.message == "quota exceeded"
@@ -197,14 +158,14 @@ async def test_errors_cross_the_wire_without_leaking_local_detail(connect: Conne
     await server.close()
 
 
-async def test_server_can_request_from_client(connect: Connect, no_leaked_tasks: None) -> None:
+async def test_server_can_request_from_client(no_leaked_tasks: None, connect_peers: ConnectPeers) -> None:
     client_router = rx.Router()
 
     @client_router.response("whoami")
     def whoami(req: rx.Request) -> bytes:
         return b"client"
 
-    client, server = await connect(rx.Router())
+    client, server = await connect_peers(rx.Router())
     client.router = client_router
     for _ in range(100):
         if server.setup is not None:
@@ -215,7 +176,9 @@ async def test_server_can_request_from_client(connect: Connect, no_leaked_tasks:
     await server.close()
 
 
-async def test_payloads_larger_than_the_frame_limit_arrive_intact(connect: Connect, no_leaked_tasks: None) -> None:
+async def test_payloads_larger_than_the_frame_limit_arrive_intact(
+    no_leaked_tasks: None, connect_peers: ConnectPeers
+) -> None:
     router = rx.Router()
     blob = bytes(range(256)) * 4000  # ~1 MB
 
@@ -224,7 +187,7 @@ async def test_payloads_larger_than_the_frame_limit_arrive_intact(connect: Conne
         assert req.data == blob[::-1]
         return blob
 
-    client, server = await connect(router, ConnectionConfig(max_frame_size=16 * 1024))
+    client, server = await connect_peers(router, ConnectionConfig(max_frame_size=16 * 1024))
     assert (await client.request_response("blob", blob[::-1])).data == blob
     await client.close()
     await server.close()
@@ -234,7 +197,7 @@ async def test_transport_death_fails_every_open_stream_and_closes_sources(no_lea
     router = rx.Router()
     source = Source(10**9)
     router.stream("endless")(source)
-    client, server = await _memory(router)
+    client, server = await open_peers("memory", router)
     stream = client.request_stream("endless", window=4)
     first = await stream.next()
     assert first.data
@@ -265,11 +228,11 @@ async def test_a_silent_peer_is_detected_by_the_keepalive_deadline(no_leaked_tas
 
 
 async def test_local_close_fails_open_streams_with_closed_resource_error(
-    connect: Connect, no_leaked_tasks: None
+    no_leaked_tasks: None, connect_peers: ConnectPeers
 ) -> None:
     router = rx.Router()
     router.stream("endless")(Source(10**9))
-    client, server = await connect(router)
+    client, server = await connect_peers(router)
     stream = client.request_stream("endless", window=2)
     await stream.next()
     await client.close()
@@ -281,11 +244,11 @@ async def test_local_close_fails_open_streams_with_closed_resource_error(
     await server.close()
 
 
-async def test_manual_demand_with_request_n(connect: Connect, no_leaked_tasks: None) -> None:
+async def test_manual_demand_with_request_n(no_leaked_tasks: None, connect_peers: ConnectPeers) -> None:
     router = rx.Router()
     source = Source(100)
     router.stream("numbers")(source)
-    client, server = await connect(router)
+    client, server = await connect_peers(router)
     stream = client.request_stream("numbers", window=rx.Manual(3))
     got = [await stream.next() for _ in range(3)]
     await asyncio.sleep(0.05)
@@ -303,11 +266,11 @@ async def test_manual_demand_with_request_n(connect: Connect, no_leaked_tasks: N
     await server.close()
 
 
-async def test_explicit_ack_lets_an_async_sink_drive_demand(connect: Connect, no_leaked_tasks: None) -> None:
+async def test_explicit_ack_lets_an_async_sink_drive_demand(no_leaked_tasks: None, connect_peers: ConnectPeers) -> None:
     router = rx.Router()
     source = Source(50)
     router.stream("numbers")(source)
-    client, server = await connect(router)
+    client, server = await connect_peers(router)
     stream = client.request_stream("numbers", window=4, auto_ack=False)
     held = [await stream.next() for _ in range(4)]
     await asyncio.sleep(0.05)

@@ -17,9 +17,9 @@ from reactivex import operators as ops
 from reactivex.subject import Subject
 
 import rxchannel as rx
-from rxchannel import rx as rxc
-from rxchannel.core import Role
-from rxchannel.hub import Hub
+from rxchannel import reactive as rxc
+from rxchannel.core import RequestNFrame, Role
+from rxchannel.files import Hub
 from rxchannel.operators import (
     adaptive,
     limit_rate,
@@ -30,10 +30,10 @@ from rxchannel.operators import (
     stop_and_wait,
     windowed,
 )
-from rxchannel.peer import Peer
+from rxchannel.runtime import Peer
 from rxchannel.transports import memory_pair
 
-from .helpers import Counter
+from .helpers import Counter, FrameTap
 from .test_hub import make_file
 
 
@@ -116,22 +116,14 @@ async def test_limit_rate_sends_fewer_request_n_frames_than_windowed(peers: Any)
     client, server, router = peers
     router.stream("n")(Counter())
     frames: dict[str, int] = {}
+    tap = FrameTap(client)
     for name, op in (("windowed", windowed(8, refill=1)), ("limit_rate", limit_rate(8, 2))):
-        sent = 0
-        original = client._conn._queue_request_n
-
-        def counting(stream_id: int, n: int, _orig: Any = original) -> None:
-            nonlocal sent
-            sent += 1
-            _orig(stream_id, n)
-
-        client._conn._queue_request_n = counting  # type: ignore[method-assign]
+        tap.frames.clear()
         obs = Collect()
         rxc.request_stream(client, "n", b"200").pipe(op).subscribe(obs)
         await obs.wait()
-        client._conn._queue_request_n = original  # type: ignore[method-assign]
         assert len(obs.items) == 200
-        frames[name] = sent
+        frames[name] = sum(isinstance(f, RequestNFrame) for f in tap.decoded())
     assert frames["limit_rate"] * 3 <= frames["windowed"], frames
 
 

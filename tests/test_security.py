@@ -8,9 +8,8 @@ from pathlib import Path
 import pytest
 
 import rxchannel as rx
-from rxchannel.auth import with_secret
-from rxchannel.core import ConnectionConfig
-from rxchannel.hub import Hub, PathRefusedError, resolve_inside
+from rxchannel.core import ConnectionConfig, with_secret
+from rxchannel.files import Hub, PathRefusedError, resolve_inside
 
 from .test_hub import make_file
 

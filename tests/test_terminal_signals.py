@@ -19,8 +19,7 @@ import pytest
 
 import rxchannel as rx
 from rxchannel.core._frames import PayloadFrame, RequestFrame
-from rxchannel.files import FileSource, fetch_file
-from rxchannel.hub import Hub
+from rxchannel.files import FileSource, Hub, fetch_file
 
 from .conftest import ConnectPeers
 from .helpers import Counter, FrameTap

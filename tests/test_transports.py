@@ -202,7 +202,7 @@ async def test_tcp_peer_closing_mid_frame_is_a_connection_lost_error() -> None:
 
 async def test_datachannel_text_message_is_a_protocol_error() -> None:
     from rxchannel.core import RemoteProtocolError
-    from rxchannel.signaling import datachannel_pair
+    from rxchannel.transports.signaling import datachannel_pair
 
     a, b = await datachannel_pair()
     a.channel.send("not binary")
@@ -213,8 +213,8 @@ async def test_datachannel_text_message_is_a_protocol_error() -> None:
 
 
 async def test_datachannel_refuses_unordered_or_unreliable_channels() -> None:
-    from rxchannel.signaling import new_peer_connection
     from rxchannel.transports.datachannel import DataChannelTransport
+    from rxchannel.transports.signaling import new_peer_connection
 
     pc = new_peer_connection()
     try:

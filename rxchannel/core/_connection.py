@@ -3,16 +3,18 @@
 Nothing here does I/O or reads a clock: every method that depends on time takes ``now``
 (seconds, any monotonic origin). Methods that queue frames say so; drain them with
 :meth:`Connection.frames_to_send` and the events with :meth:`Connection.events`.
+
+What a frame means for a stream is decided by the stream's transition tables
+(:mod:`._streams`); SETUP by :mod:`._setup`; fragmentation by :mod:`._fragments`; demand
+by each stream's :class:`~._credit.InboundDemand`.
 """
 
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable
-from dataclasses import dataclass
-from enum import Enum
 
-from ._credit import ReplenishPolicy, check_request_n
+from ._config import ConnectionConfig, Role
+from ._credit import InboundDemand, ReplenishPolicy, check_request_n
 from ._errors import (
     ClosedResourceError,
     ConnectionLostError,
@@ -36,13 +38,12 @@ from ._events import (
     StreamCancelled,
     StreamErrored,
 )
-from ._fragments import MIN_FRAME_SIZE, Reassembly, split
+from ._fragments import Reassembly, encode_item
 from ._frames import (
     FLAG_COMPLETE,
     FLAG_FOLLOWS,
     FLAG_METADATA,
     FLAG_NEXT,
-    MAX_FRAME_SIZE,
     MAX_REQUEST_N,
     CancelFrame,
     ErrorFrame,
@@ -60,55 +61,15 @@ from ._frames import (
     encode_payload,
     split_metadata,
 )
-from ._metadata import COMPOSITE_METADATA, OCTET_STREAM
-from ._streams import Action, Half, Stream
+from ._policies import Manual
+from ._setup import check_first_frame, client_setup
+from ._streams import INBOUND, OUTBOUND, Half, Outcome, Signal, Stream, transition
 
-__all__ = ["Connection", "ConnectionConfig", "Role"]
+__all__ = ["Connection"]
 
 _SETUP_ERRORS = frozenset(
     {ErrorCode.INVALID_SETUP, ErrorCode.UNSUPPORTED_SETUP, ErrorCode.REJECTED_SETUP, ErrorCode.REJECTED_RESUME}
 )
-
-
-class Role(Enum):
-    CLIENT = "client"
-    SERVER = "server"
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ConnectionConfig:
-    """Limits and parameters of one connection (safe defaults; see DESIGN.md §3 and §5).
-
-    Attributes:
-        keepalive_interval: seconds between the client's KEEPALIVE frames.
-        max_lifetime: seconds without any frame from the peer before the connection is
-            declared dead (client: its own setting; server: what the client's SETUP says).
-        max_frame_size: frames larger than this are fragmented (a transport's maximum
-            message size; at least 64).
-        max_payload_size: largest reassembled item accepted from the peer, in bytes.
-        max_metadata_size: largest request metadata accepted from the peer, in bytes.
-        max_streams: streams the peer may have open on us at once; more are REJECTED.
-        setup_check: server only: called with the client's SETUP; returns None to
-            accept or a reason to refuse it with ERROR[REJECTED_SETUP].
-    """
-
-    keepalive_interval: float = 20.0
-    max_lifetime: float = 90.0
-    max_frame_size: int = MAX_FRAME_SIZE
-    max_payload_size: int = 64 * 1024 * 1024
-    max_metadata_size: int = 1024 * 1024
-    max_streams: int = 1024
-    metadata_mime: str = COMPOSITE_METADATA
-    data_mime: str = OCTET_STREAM
-    setup_metadata: bytes | None = None
-    setup_data: bytes = b""
-    setup_check: Callable[[SetupFrame], str | None] | None = None
-
-    def __post_init__(self) -> None:
-        if not MIN_FRAME_SIZE <= self.max_frame_size <= MAX_FRAME_SIZE:
-            raise ValueError(f"max_frame_size must be in {MIN_FRAME_SIZE}..{MAX_FRAME_SIZE}, got {self.max_frame_size}")
-        if self.keepalive_interval <= 0 or self.max_lifetime <= 0:
-            raise ValueError("keepalive_interval and max_lifetime must be positive")
 
 
 class Connection:
@@ -127,8 +88,6 @@ class Connection:
         self._setup_done = role is Role.CLIENT
         self._closed = False
         self._last_received = now
-        #: the latest time any method was given (for credit RTT samples)
-        self._now = now
         self._lifetime = self.config.max_lifetime
         self._keepalive_due: float | None = None
         #: frames dropped because the spec says to ignore them (unknown stream, late frame ...)
@@ -137,18 +96,7 @@ class Connection:
         self._last_request_n: tuple[int, int] | None = None
         if role is Role.CLIENT:
             self._keepalive_due = now + self.config.keepalive_interval
-            self._queue(
-                encode_frame(
-                    SetupFrame(
-                        keepalive_ms=int(self.config.keepalive_interval * 1000),
-                        lifetime_ms=int(self.config.max_lifetime * 1000),
-                        metadata_mime=self.config.metadata_mime,
-                        data_mime=self.config.data_mime,
-                        metadata=self.config.setup_metadata,
-                        data=self.config.setup_data,
-                    )
-                )
-            )
+            self._queue(encode_frame(client_setup(self.config)))
 
     # ------------------------------------------------------------------ output
 
@@ -172,7 +120,7 @@ class Connection:
         self._out.append(frame)
         self._last_request_n = None
 
-    # ------------------------------------------------------------------ introspection
+    # ------------------------------------------------------------------ queries
 
     @property
     def closed(self) -> bool:
@@ -184,16 +132,20 @@ class Connection:
 
     @property
     def reassembly_bytes(self) -> int:
-        """Bytes held for items whose fragments are still arriving (bounded by
-        ``max_payload_size`` per stream and ``max_streams`` streams)."""
+        """Bytes held for items whose fragments are still arriving."""
         return sum(s.partial.size for s in self._streams.values() if s.partial is not None)
 
     def stream_ids(self) -> list[int]:
         return list(self._streams)
 
     def stream(self, stream_id: int) -> Stream | None:
-        """The state of one stream (read-only by convention), or None once it is over."""
+        """One stream's state for inspection (read it; drive it through the methods), or None once over."""
         return self._streams.get(stream_id)
+
+    def demand(self, stream_id: int) -> InboundDemand | None:
+        """The demand of our inbound half of ``stream_id`` (read it), or None once it is over."""
+        s = self._streams.get(stream_id)
+        return s.demand if s is not None and s.inbound is Half.OPEN else None
 
     def send_window(self, stream_id: int) -> int:
         """Items we may still send on ``stream_id`` now (0 if none or the stream is over)."""
@@ -221,7 +173,6 @@ class Connection:
         """Send a due KEEPALIVE or declare a silent peer dead. Queues frames."""
         if self._closed:
             return
-        self._now = now
         if now >= self._last_received + self._lifetime:
             silent = now - self._last_received
             self._queue(
@@ -248,9 +199,9 @@ class Connection:
         """
         if self._closed:
             return
-        self._last_received = self._now = now
+        self._last_received = now
         if len(data) >= 6 and data[4] >> 2 == FrameType.PAYLOAD and self._setup_done:
-            self._receive_payload(data)
+            self._receive_payload(data, now)
             return
         try:
             frame = decode_frame(data)
@@ -259,14 +210,10 @@ class Connection:
             return
         if not self._setup_done:
             self._on_first_frame(frame)
-        elif isinstance(frame, PayloadFrame):
-            self._on_stream_frame(frame, FrameType.PAYLOAD)
-        elif isinstance(frame, RequestNFrame):
-            self._on_stream_frame(frame, FrameType.REQUEST_N)
+        elif isinstance(frame, (PayloadFrame, RequestNFrame, CancelFrame)):
+            self._on_stream_frame(frame, now)
         elif isinstance(frame, RequestFrame):
             self._on_request(frame)
-        elif isinstance(frame, CancelFrame):
-            self._on_stream_frame(frame, FrameType.CANCEL)
         elif isinstance(frame, ErrorFrame):
             self._on_error_frame(frame)
         elif isinstance(frame, KeepaliveFrame):
@@ -286,22 +233,22 @@ class Connection:
             # ignorable extensions (Protocol.md "Handling the Unexpected")
             self.ignored_frames += 1
 
-    def _receive_payload(self, data: bytes) -> None:
-        """The hot path: a PAYLOAD frame, decoded in place (no frame object)."""
+    def _receive_payload(self, data: bytes, now: float) -> None:
+        """The hot path: a PAYLOAD frame on an open inbound half, decoded in place (no frame object)."""
         sid = int.from_bytes(data[:4], "big") & 0x7FFFFFFF
-        flags = ((data[4] & 3) << 8) | data[5]
         s = self._streams.get(sid)
         if s is None:
             self.ignored_frames += 1
             return
-        if s.pending_request is not None or s.rule(FrameType.PAYLOAD) is not Action.PAYLOAD:
+        if s.pending_request is not None or s.inbound is not Half.OPEN:
             try:
                 frame = decode_frame(data)
             except FrameDecodeError as exc:
                 self._fail(exc)
                 return
-            self._on_stream_frame(frame, FrameType.PAYLOAD)  # type: ignore[arg-type]
+            self._on_stream_frame(frame, now)  # type: ignore[arg-type]
             return
+        flags = ((data[4] & 3) << 8) | data[5]
         metadata: bytes | None = None
         if flags & FLAG_METADATA:
             try:
@@ -312,7 +259,7 @@ class Connection:
         else:
             payload = data[6:]
         self._on_payload(
-            s, metadata, payload, bool(flags & FLAG_FOLLOWS), bool(flags & FLAG_COMPLETE), bool(flags & FLAG_NEXT)
+            s, metadata, payload, bool(flags & FLAG_FOLLOWS), bool(flags & FLAG_COMPLETE), bool(flags & FLAG_NEXT), now
         )
 
     def connection_lost(self, error: RxChannelError | None = None) -> None:
@@ -321,29 +268,11 @@ class Connection:
             self._close(error or ConnectionLostError("the peer closed the connection"))
 
     def _on_first_frame(self, frame: object) -> None:
-        if not isinstance(frame, SetupFrame) or frame.stream_id != 0:
-            name = type(frame).__name__.removesuffix("Frame").upper()
-            self._fail(
-                RemoteProtocolError(
-                    f"expected SETUP on stream 0 as the first frame, got {name}", code=ErrorCode.INVALID_SETUP
-                )
-            )
+        refusal = check_first_frame(frame, self.config)
+        if refusal is not None:
+            self._fail(refusal)
             return
-        reason, code = None, ErrorCode.UNSUPPORTED_SETUP
-        if frame.version[0] != 1:
-            reason = f"protocol version {frame.version[0]}.{frame.version[1]} is not supported (this peer speaks 1.0)"
-        elif frame.resume_token is not None:
-            reason, code = "resumption is not supported; connect without the resume flag", ErrorCode.REJECTED_SETUP
-        elif frame.lease:
-            reason = "LEASE is not supported; connect without the lease flag"
-        elif frame.keepalive_ms <= 0 or frame.lifetime_ms <= 0:
-            reason, code = "keepalive interval and max lifetime must be positive", ErrorCode.INVALID_SETUP
-        elif self.config.setup_check is not None:
-            reason = self.config.setup_check(frame)
-            code = ErrorCode.REJECTED_SETUP
-        if reason is not None:
-            self._fail(RemoteProtocolError(reason, code=code))
-            return
+        assert isinstance(frame, SetupFrame)
         self._setup_done = True
         self._lifetime = frame.lifetime_ms / 1000.0
         self._events.append(
@@ -367,7 +296,14 @@ class Connection:
                 error = SetupRejectedError(frame.code, f"the server refused our SETUP: {frame.message}")
             self._close(error)
             return
-        self._on_stream_frame(frame, FrameType.ERROR)
+        s = self._streams.get(frame.stream_id)
+        if s is None:
+            self.ignored_frames += 1  # unknown or finished stream: ignore (Handling the Unexpected)
+        elif s.pending_request is not None:
+            del self._streams[s.id]  # the requester gave up before its request was whole
+        else:
+            self._forget(s)  # ERROR ends both halves
+            self._events.append(StreamErrored(stream_id=s.id, error=remote_error(frame.code, frame.message)))
 
     def _on_request(self, frame: RequestFrame) -> None:
         sid = frame.stream_id
@@ -386,20 +322,14 @@ class Connection:
             self.ignored_frames += 1  # a request on a stream id in use MUST be ignored
             return
         interaction = Interaction(frame.type)
-        fnf = interaction is Interaction.FNF
-        refusal: tuple[int, str] | None = None
-        if len(self._streams) >= self.config.max_streams:
-            refusal = (ErrorCode.REJECTED, f"too many concurrent streams (limit {self.config.max_streams})")
-        elif interaction in (Interaction.STREAM, Interaction.CHANNEL) and not 1 <= frame.initial_n <= MAX_REQUEST_N:
-            refusal = (ErrorCode.INVALID, f"initial request n of {frame.initial_n} is outside 1..{MAX_REQUEST_N}")
-        elif frame.metadata is not None and len(frame.metadata) > self.config.max_metadata_size:
-            refusal = (ErrorCode.REJECTED, f"request metadata exceeds {self.config.max_metadata_size} bytes")
+        refusal = self._refusal(interaction, frame)
         if refusal is not None:
-            if not fnf:  # fire-and-forget has no stream to answer on
+            if interaction is Interaction.FNF:  # fire-and-forget has no stream to answer on
+                self.ignored_frames += 1
+            else:
                 self._queue(encode_frame(ErrorFrame(stream_id=sid, code=refusal[0], message=refusal[1])))
-            self.ignored_frames += fnf
             return
-        s = Stream(sid, interaction, requester=False, policy=None)
+        s = Stream(sid, interaction, requester=False)
         if frame.follows and not frame.complete:
             s.pending_request = frame
             s.partial = Reassembly(self.config.max_payload_size)
@@ -407,6 +337,15 @@ class Connection:
             self._add_fragment(s, frame.metadata, frame.data)
             return
         self._open_request(s, frame, frame.metadata, frame.data)
+
+    def _refusal(self, interaction: Interaction, frame: RequestFrame) -> tuple[int, str] | None:
+        if len(self._streams) >= self.config.max_streams:
+            return ErrorCode.REJECTED, f"too many concurrent streams (limit {self.config.max_streams})"
+        if interaction in (Interaction.STREAM, Interaction.CHANNEL) and not 1 <= frame.initial_n <= MAX_REQUEST_N:
+            return ErrorCode.INVALID, f"initial request n of {frame.initial_n} is outside 1..{MAX_REQUEST_N}"
+        if frame.metadata is not None and len(frame.metadata) > self.config.max_metadata_size:
+            return ErrorCode.REJECTED, f"request metadata exceeds {self.config.max_metadata_size} bytes"
+        return None
 
     def _open_request(self, s: Stream, frame: RequestFrame, metadata: bytes | None, data: bytes) -> None:
         s.pending_request = None
@@ -416,8 +355,12 @@ class Connection:
         else:
             if s.interaction is not Interaction.RESPONSE:
                 s.send_credit.granted(frame.initial_n)
-            if frame.complete:
-                s.inbound = Half.DONE
+            if s.inbound is Half.OPEN:
+                # a responder's inbound half (a channel) gets demand when the application sets
+                # its policy (set_policy); until then nothing is granted
+                s.demand = InboundDemand()
+                if frame.complete:
+                    s.inbound = Half.DONE
             self._streams[s.id] = s
         self._events.append(
             RequestReceived(
@@ -439,121 +382,112 @@ class Connection:
             return False
         return True
 
-    def _on_stream_frame(
-        self, frame: PayloadFrame | RequestNFrame | CancelFrame | ErrorFrame, ftype: FrameType
-    ) -> None:
+    def _on_stream_frame(self, frame: PayloadFrame | RequestNFrame | CancelFrame, now: float) -> None:
         s = self._streams.get(frame.stream_id)
         if s is None:
             self.ignored_frames += 1  # unknown or finished stream: ignore (Handling the Unexpected)
-            return
-        if s.pending_request is not None:
-            self._on_request_fragment(s, frame, ftype)
-            return
-        action = s.rule(ftype)
-        if action is Action.PAYLOAD:
-            assert isinstance(frame, PayloadFrame)
-            self._on_payload(s, frame.metadata, frame.data, frame.follows, frame.complete, frame.next)
-        elif action is Action.CREDIT:
-            self._on_credit(s, frame.n)  # type: ignore[union-attr]
-        elif action is Action.CANCEL:
-            if s.outbound is Half.OPEN:
-                s.outbound = Half.CANCELLED
-                self._events.append(StreamCancelled(stream_id=s.id))
-            self._maybe_forget(s)
-        elif action is Action.ERROR:
-            del self._streams[s.id]
-            self._events.append(StreamErrored(stream_id=s.id, error=remote_error(frame.code, frame.message)))  # type: ignore[union-attr]
+        elif s.pending_request is not None:
+            self._on_request_fragment(s, frame)
+        elif isinstance(frame, PayloadFrame):
+            self._on_payload(s, frame.metadata, frame.data, frame.follows, frame.complete, frame.next, now)
+        elif isinstance(frame, RequestNFrame):
+            self._on_credit(s, frame.n)
         else:
-            role = "responder" if s.requester else "requester"
-            self._violation(
-                s,
-                RemoteProtocolError(
-                    f"{ftype.name} is not allowed from the {role} of a {s.interaction.name} stream",
-                    code=ErrorCode.INVALID,
-                    stream_id=s.id,
-                ),
-            )
+            self._on_cancel(s)
 
-    def _on_request_fragment(
-        self, s: Stream, frame: PayloadFrame | RequestNFrame | CancelFrame | ErrorFrame, ftype: FrameType
-    ) -> None:
-        if ftype is FrameType.PAYLOAD:
-            assert isinstance(frame, PayloadFrame) and s.pending_request is not None
+    def _on_request_fragment(self, s: Stream, frame: PayloadFrame | RequestNFrame | CancelFrame) -> None:
+        """A stream whose request is still arriving accepts only its fragments (or a CANCEL)."""
+        if isinstance(frame, PayloadFrame):
+            assert s.pending_request is not None
             if self._add_fragment(s, frame.metadata, frame.data) and not (frame.follows and not frame.complete):
                 assert s.partial is not None
                 metadata, data = s.partial.result()
                 self._open_request(s, s.pending_request, metadata, data)
-        elif ftype in (FrameType.CANCEL, FrameType.ERROR):
+        elif isinstance(frame, CancelFrame):
             del self._streams[s.id]  # the requester gave up before the request was whole
         else:
             self._violation(
                 s,
                 RemoteProtocolError(
-                    f"{ftype.name} arrived while the request's fragments were incomplete",
+                    "REQUEST_N arrived while the request's fragments were incomplete",
                     code=ErrorCode.INVALID,
                     stream_id=s.id,
                 ),
             )
 
+    def _signal(self, s: Stream, outbound: bool, signal: Signal, what: str) -> Outcome:
+        """Apply ``signal`` to one half through its table; a violation ends the stream."""
+        state = s.outbound if outbound else s.inbound
+        new, outcome = transition(OUTBOUND if outbound else INBOUND, state, signal)
+        if outcome is Outcome.VIOLATION:
+            self._violation(s, RemoteProtocolError(self._why(s, state, what), code=ErrorCode.INVALID, stream_id=s.id))
+        elif outcome is Outcome.IGNORE:
+            self.ignored_frames += 1
+        elif outbound:
+            s.outbound = new
+        else:
+            s.inbound = new
+        return outcome
+
+    @staticmethod
+    def _why(s: Stream, state: Half, what: str) -> str:
+        if state is Half.DONE:
+            return f"{what} after the sender completed this direction"
+        role = "responder" if s.requester else "requester"
+        return f"{what} is not allowed from the {role} of a {s.interaction.name} stream"
+
     def _on_payload(
-        self, s: Stream, metadata: bytes | None, data: bytes, follows: bool, complete: bool, next: bool
+        self, s: Stream, metadata: bytes | None, data: bytes, follows: bool, complete: bool, next: bool, now: float
     ) -> None:
-        if s.inbound is not Half.OPEN:
-            if s.inbound is Half.CANCELLED:
-                self.ignored_frames += 1  # in flight when we cancelled
-                return
-            self._violation(
-                s,
-                RemoteProtocolError(
-                    "PAYLOAD after the sender completed this direction", code=ErrorCode.INVALID, stream_id=s.id
-                ),
-            )
-            return
         more = follows and not complete  # C with F: F is ignored (Handling the Unexpected)
         if s.partial is None:
             is_item = next or more
-            size = len(data) + (len(metadata) if metadata else 0)  # the first fragment's, if fragmented
-            if is_item and not s.receive_credit.received(size, self._now):
-                granted = s.receive_credit.granted_total
-                self._violation(
-                    s,
-                    RemoteProtocolError(
-                        f"PAYLOAD past credit: {granted} item(s) were granted and all were used "
-                        "(Reactive Streams rule 1.1)",
-                        code=ErrorCode.INVALID,
-                        stream_id=s.id,
-                    ),
-                )
+            if not is_item and not complete:
+                if self._signal(s, False, Signal.NEXT, "PAYLOAD") is Outcome.ACT:
+                    self._violation(
+                        s,
+                        RemoteProtocolError(
+                            "PAYLOAD with neither NEXT nor COMPLETE set", code=ErrorCode.INVALID, stream_id=s.id
+                        ),
+                    )
                 return
-            if more:
-                s.partial = Reassembly(self.config.max_payload_size)
-                self._add_fragment(s, metadata, data)
+            if self._signal(s, False, Signal.NEXT if is_item else Signal.COMPLETE, "PAYLOAD") is not Outcome.ACT:
                 return
+            if is_item:
+                size = len(data) + (len(metadata) if metadata else 0)  # the first fragment's, if fragmented
+                assert s.demand is not None
+                if not s.demand.received(size, now):
+                    self._violation(
+                        s,
+                        RemoteProtocolError(
+                            f"PAYLOAD past credit: {s.demand.granted_total} item(s) were granted and all were used "
+                            "(Reactive Streams rule 1.1)",
+                            code=ErrorCode.INVALID,
+                            stream_id=s.id,
+                        ),
+                    )
+                    return
+                if more:
+                    s.partial = Reassembly(self.config.max_payload_size)
+                    self._add_fragment(s, metadata, data)
+                    return
         else:
             is_item = True
             if not self._add_fragment(s, metadata, data) or more:
                 return
             metadata, data = s.partial.result()
             s.partial = None
-        complete = complete or s.interaction is Interaction.RESPONSE
-        if not is_item and not complete:
-            self._violation(
-                s,
-                RemoteProtocolError(
-                    "PAYLOAD with neither NEXT nor COMPLETE set", code=ErrorCode.INVALID, stream_id=s.id
-                ),
-            )
-            return
         if is_item:
             self._events.append(PayloadReceived(stream_id=s.id, data=data, metadata=metadata))
-        if complete:
-            s.inbound = Half.DONE
+        if complete or s.interaction is Interaction.RESPONSE:
+            if is_item:
+                self._signal(s, False, Signal.COMPLETE, "PAYLOAD")
+            self._inbound_over(s)
             self._events.append(InboundCompleted(stream_id=s.id))
             self._maybe_forget(s)
 
     def _on_credit(self, s: Stream, n: int) -> None:
-        if s.outbound is not Half.OPEN:
-            self.ignored_frames += 1  # REQUEST_N racing our COMPLETE or their CANCEL
+        if self._signal(s, True, Signal.CREDIT, "REQUEST_N") is not Outcome.ACT:
             return
         if not 1 <= n <= MAX_REQUEST_N:
             self._violation(
@@ -566,21 +500,35 @@ class Connection:
         s.send_credit.granted(n)
         self._events.append(CreditGranted(stream_id=s.id, n=n))
 
+    def _on_cancel(self, s: Stream) -> None:
+        if self._signal(s, True, Signal.CANCEL, "CANCEL") is Outcome.ACT:
+            self._events.append(StreamCancelled(stream_id=s.id))
+        self._maybe_forget(s)
+
     def _violation(self, s: Stream, error: RemoteProtocolError) -> None:
         """The peer broke the protocol on one stream: end it on both sides. Queues ERROR.
 
         A request still being reassembled was never announced to the application, so
         it ends silently here (and a fire-and-forget gets no ERROR: it has no stream).
         """
-        self._streams.pop(s.id, None)
+        self._forget(s)
         if s.interaction is not Interaction.FNF:
             self._queue(encode_frame(ErrorFrame(stream_id=s.id, code=error.code, message=str(error))))
         if s.pending_request is None:
             self._events.append(StreamErrored(stream_id=s.id, error=error))
 
+    def _inbound_over(self, s: Stream) -> None:
+        s.partial = None
+        if s.demand is not None:
+            s.demand.end()
+
     def _maybe_forget(self, s: Stream) -> None:
         if s.finished:
-            self._streams.pop(s.id, None)
+            self._forget(s)
+
+    def _forget(self, s: Stream) -> None:
+        self._inbound_over(s)
+        self._streams.pop(s.id, None)
 
     def _fail(self, error: RemoteProtocolError) -> None:
         """The peer broke the protocol on the connection: send ERROR on stream 0 and close."""
@@ -589,10 +537,12 @@ class Connection:
 
     def _close(self, error: RxChannelError | None) -> None:
         self._closed = True
+        for s in self._streams.values():
+            self._inbound_over(s)
         self._streams.clear()
         self._events.append(ConnectionClosed(error=error))
 
-    # ------------------------------------------------------------------ local API
+    # ------------------------------------------------------------------ local API: requests
 
     def _check_open(self) -> None:
         if self._closed:
@@ -606,199 +556,54 @@ class Connection:
         *,
         metadata: bytes | None = None,
         data: bytes = b"",
-        initial_n: int = 0,
-        complete: bool = False,
         policy: ReplenishPolicy | None = None,
+        initial_n: int = 0,
+        auto_ack: bool = True,
+        complete: bool = False,
+        now: float,
     ) -> int:
         """Open a stream as requester and return its id. Queues the request frame(s).
 
-        For STREAM and CHANNEL the initial demand is ``policy.initial()`` when a policy
-        is given, else ``initial_n``; it must be at least 1. ``data`` of a CHANNEL is the
-        first item we send; ``complete=True`` says it is also the last.
+        For STREAM and CHANNEL the demand of our inbound half follows ``policy`` (default:
+        manual); the initial demand is ``initial_n`` if given, else the policy's, and must
+        be at least 1. ``data`` of a CHANNEL is the first item we send; ``complete=True``
+        says it is also the last.
 
         Raises:
             LocalProtocolError: bad demand, or stream ids exhausted.
             ClosedResourceError: the connection is closed.
         """
         self._check_open()
+        demand: InboundDemand | None = None
         if interaction in (Interaction.STREAM, Interaction.CHANNEL):
-            initial_n = check_request_n(policy.initial() if policy is not None else initial_n)
+            demand = InboundDemand(policy if policy is not None else Manual(), auto_ack=auto_ack)
+            initial_n = check_request_n(demand.request(initial_n, now) if initial_n else demand.start(now))
         else:
             initial_n, complete = 0, False
+            if interaction is Interaction.RESPONSE:
+                demand = InboundDemand(Manual(1), auto_ack=auto_ack)
+                demand.start(now)
         sid = self._next_stream_id
         if sid > MAX_REQUEST_N:
             raise LocalProtocolError("stream ids are exhausted on this connection; open a new one")
         self._next_stream_id += 2
         if interaction is not Interaction.FNF:
-            s = Stream(sid, interaction, requester=True, policy=policy)
-            if interaction is not Interaction.RESPONSE:
-                s.receive_credit.granted(initial_n, self._now)
+            s = Stream(sid, interaction, requester=True)
+            s.demand = demand
             if complete:
                 s.outbound = Half.DONE
             self._streams[sid] = s
-        self._queue_item(sid, FrameType(interaction), metadata, data, initial_n=initial_n, complete=complete)
-        return sid
-
-    def _queue_item(
-        self,
-        stream_id: int,
-        first_type: FrameType,
-        metadata: bytes | None,
-        data: bytes,
-        *,
-        initial_n: int = 0,
-        complete: bool = False,
-        next: bool = True,
-    ) -> None:
-        """Encode one request or payload, fragmenting to the frame limit. Queues frames."""
         self._last_request_n = None
-        limit = self.config.max_frame_size
-        is_request = first_type is not FrameType.PAYLOAD
-        extra = 4 if first_type in (FrameType.REQUEST_STREAM, FrameType.REQUEST_CHANNEL) else 0
-        if not is_request and len(data) + 64 < limit and (metadata is None or len(metadata) + len(data) + 64 < limit):
-            self._out.append(encode_payload(stream_id, data, metadata, next=next, complete=complete))
-            return
-        parts = split(metadata, data, limit, extra)
-        last = len(parts) - 1
-        for i, (part_meta, part_data) in enumerate(parts):
-            follows = i < last
-            if i == 0 and is_request:
-                frame = encode_frame(
-                    RequestFrame(
-                        stream_id=stream_id,
-                        type=first_type,
-                        metadata=part_meta,
-                        data=part_data,
-                        initial_n=initial_n,
-                        follows=follows,
-                        complete=complete and not follows,
-                    )
-                )
-            else:
-                frame = encode_payload(
-                    stream_id, part_data, part_meta, next=next, complete=complete and not follows, follows=follows
-                )
-            self._out.append(frame)
-
-    def set_policy(self, stream_id: int, policy: ReplenishPolicy, now: float) -> None:
-        """Attach a replenish policy to our inbound half and grant its initial demand now.
-
-        Use it for the inbound half of a channel we respond to (a responder answers
-        REQUEST_CHANNEL with REQUEST_N: Protocol.md "Request Channel"). May queue REQUEST_N.
-        """
-        s = self._streams.get(stream_id)
-        if s is None or s.inbound is not Half.OPEN:
-            return
-        s.policy = policy
-        first = policy.initial()
-        if first > 0 and not s.receive_credit.granted_total:
-            wire = s.receive_credit.granted(first, now)
-            if wire:
-                self._queue_request_n(s.id, wire)
-        else:
-            self._replenish(s, now)
-
-    def request_n(self, stream_id: int, n: int) -> None:
-        """Grant the peer ``n`` more items on our inbound half. Queues REQUEST_N.
-
-        A no-op once the inbound half is over (Reactive Streams rule 3.6).
-
-        Raises:
-            LocalProtocolError: ``n`` is not positive (rule 3.9).
-        """
-        n = check_request_n(n)
-        s = self._streams.get(stream_id)
-        if s is None or s.inbound is not Half.OPEN:
-            return
-        wire = s.receive_credit.granted(n, self._now)
-        if wire:
-            self._queue_request_n(stream_id, wire)
-
-    def consumed(self, stream_id: int, count: int, now: float) -> None:
-        """The application processed ``count`` delivered items; the policy may grant more.
-
-        May queue REQUEST_N. A no-op once the stream is over.
-        """
-        self._now = now
-        s = self._streams.get(stream_id)
-        if s is None or s.inbound is not Half.OPEN:
-            return
-        s.receive_credit.consumed(count)
-        self._replenish(s, now)
-
-    def _replenish(self, s: Stream, now: float) -> None:
-        n = s.policy.demand(s.receive_credit, now)
-        if n > 0:
-            wire = s.receive_credit.granted(n, now)
-            if wire:
-                self._queue_request_n(s.id, wire)
-
-    def _queue_request_n(self, stream_id: int, n: int) -> None:
-        """Queue REQUEST_N, merged into the previous frame when that is a REQUEST_N for the
-        same stream: credit goes out once per flush, however many items were consumed."""
-        last = self._last_request_n
-        if last is not None and last[0] == stream_id:
-            n += last[1]
-            self._out[-1] = encode_frame(RequestNFrame(stream_id=stream_id, n=n))
-        else:
-            self._out.append(encode_frame(RequestNFrame(stream_id=stream_id, n=n)))
-        self._last_request_n = (stream_id, n)
-
-    def send_payload(
-        self, stream_id: int, data: bytes, metadata: bytes | None = None, *, complete: bool = False
-    ) -> None:
-        """Send one item on our outbound half (and complete it if asked). Queues PAYLOAD frame(s).
-
-        Raises:
-            LocalProtocolError: the outbound half is not open, or there is no credit
-                (wait for :class:`CreditGranted`).
-        """
-        s = self._streams.get(stream_id)
-        if s is None or s.outbound is not Half.OPEN:
-            raise LocalProtocolError(f"stream {stream_id} is not open for sending ({self._why_not(s)})")
-        s.send_credit.used()
-        if s.interaction is Interaction.RESPONSE:
-            complete = True
-        self._queue_item(stream_id, FrameType.PAYLOAD, metadata, data, complete=complete)
-        if complete:
-            s.outbound = Half.DONE
-            self._maybe_forget(s)
-
-    def send_complete(self, stream_id: int) -> None:
-        """Complete our outbound half. Queues PAYLOAD(COMPLETE).
-
-        Raises:
-            LocalProtocolError: the outbound half is not open.
-        """
-        s = self._streams.get(stream_id)
-        if s is None or s.outbound is not Half.OPEN:
-            raise LocalProtocolError(f"stream {stream_id} is not open for sending ({self._why_not(s)})")
-        self._queue(encode_payload(stream_id, b"", None, next=False, complete=True))
-        s.outbound = Half.DONE
-        self._maybe_forget(s)
-
-    def send_error(self, stream_id: int, code: int, message: str) -> bool:
-        """End the stream in both directions with ERROR. Queues it.
-
-        Returns False (and sends nothing) when the stream is already over.
-        """
-        if not 0x201 <= code <= 0xFFFFFFFE:
-            raise LocalProtocolError(f"error code 0x{code:x} is not a stream-level code (0x201..0xFFFFFFFE)")
-        s = self._streams.pop(stream_id, None)
-        if s is None:
-            return False
-        self._queue(encode_frame(ErrorFrame(stream_id=stream_id, code=code, message=message)))
-        return True
-
-    def cancel(self, stream_id: int) -> None:
-        """Cancel our inbound half: the peer stops sending. Idempotent. Queues CANCEL."""
-        s = self._streams.get(stream_id)
-        if s is None or s.inbound is not Half.OPEN:
-            return
-        s.inbound = Half.CANCELLED
-        s.partial = None
-        self._queue(encode_frame(CancelFrame(stream_id=stream_id)))
-        self._maybe_forget(s)
+        self._out += encode_item(
+            sid,
+            FrameType(interaction),
+            metadata,
+            data,
+            self.config.max_frame_size,
+            initial_n=initial_n,
+            complete=complete,
+        )
+        return sid
 
     def metadata_push(self, metadata: bytes) -> None:
         """Send METADATA_PUSH. Queues it."""
@@ -810,8 +615,150 @@ class Connection:
         if not self._closed:
             self._close(None)
 
-    @staticmethod
-    def _why_not(s: Stream | None) -> str:
+    # ------------------------------------------------------------------ local API: our inbound halves
+
+    def set_policy(self, stream_id: int, policy: ReplenishPolicy, now: float, *, auto_ack: bool = True) -> None:
+        """Give a channel we respond to its inbound demand and grant its initial demand now.
+
+        A responder answers REQUEST_CHANNEL with REQUEST_N (Protocol.md "Request Channel").
+        May queue REQUEST_N.
+        """
+        s = self._streams.get(stream_id)
+        if s is None or s.inbound is not Half.OPEN:
+            return
+        s.demand = InboundDemand(policy, auto_ack=auto_ack)
+        self._grant(s, s.demand.start(now))
+
+    def request_n(self, stream_id: int, n: int, now: float) -> None:
+        """Grant the peer ``n`` more items on our inbound half. Queues REQUEST_N.
+
+        A no-op once the inbound half is over (Reactive Streams §3.6).
+
+        Raises:
+            LocalProtocolError: ``n`` is not positive (§3.9).
+        """
+        check_request_n(n)
+        demand, s = self._inbound(stream_id)
+        if demand is not None:
+            self._grant(s, demand.request(n, now))
+
+    def wants_next(self, stream_id: int, now: float) -> None:
+        """The application asks for the next item (with auto-ack: it is done with the ones it took).
+
+        May queue REQUEST_N. A no-op once the inbound half is over.
+        """
+        demand, s = self._inbound(stream_id)
+        if demand is not None:
+            self._grant(s, demand.wants_next(now))
+
+    def pulled(self, stream_id: int) -> None:
+        """The application took one delivered item."""
+        demand, _ = self._inbound(stream_id)
+        if demand is not None:
+            demand.pulled()
+
+    def ack(self, stream_id: int, count: int, now: float) -> None:
+        """The application is done with ``count`` items it took; the policy may grant more.
+
+        May queue REQUEST_N. A no-op once the inbound half is over.
+
+        Raises:
+            LocalProtocolError: more than were taken and not yet acknowledged.
+        """
+        demand, s = self._inbound(stream_id)
+        if demand is not None:
+            self._grant(s, demand.ack(count, now))
+
+    def cancel(self, stream_id: int) -> None:
+        """Cancel our inbound half: the peer stops sending. Idempotent. Queues CANCEL."""
+        s = self._streams.get(stream_id)
         if s is None:
-            return "no such stream, or it is over"
-        return f"outbound is {s.outbound.value}"
+            return
+        _, outcome = transition(INBOUND, s.inbound, Signal.STOP)
+        if outcome is Outcome.ACT:
+            s.inbound = Half.CANCELLED
+            self._inbound_over(s)
+            self._queue(encode_frame(CancelFrame(stream_id=stream_id)))
+            self._maybe_forget(s)
+
+    def _inbound(self, stream_id: int) -> tuple[InboundDemand | None, Stream]:
+        s = self._streams.get(stream_id)
+        if s is None or s.inbound is not Half.OPEN:
+            return None, s  # type: ignore[return-value]
+        return s.demand, s
+
+    def _grant(self, s: Stream, n: int) -> None:
+        """Queue REQUEST_N for ``n`` (if any), merged into the previous frame when that is a
+        REQUEST_N for the same stream: credit goes out once per flush, however many items were
+        acknowledged."""
+        if n <= 0:
+            return
+        last = self._last_request_n
+        if last is not None and last[0] == s.id:
+            n = min(MAX_REQUEST_N, n + last[1])
+            self._out[-1] = encode_frame(RequestNFrame(stream_id=s.id, n=n))
+        else:
+            self._out.append(encode_frame(RequestNFrame(stream_id=s.id, n=n)))
+        self._last_request_n = (s.id, n)
+
+    # ------------------------------------------------------------------ local API: our outbound halves
+
+    def send_payload(
+        self, stream_id: int, data: bytes, metadata: bytes | None = None, *, complete: bool = False
+    ) -> None:
+        """Send one item on our outbound half (and complete it if asked). Queues PAYLOAD frame(s).
+
+        Raises:
+            LocalProtocolError: the outbound half is not open, or there is no credit
+                (wait for :class:`CreditGranted`).
+        """
+        s = self._outbound(stream_id, Signal.SEND)
+        s.send_credit.used()
+        if s.interaction is Interaction.RESPONSE:
+            complete = True
+        self._last_request_n = None
+        limit = self.config.max_frame_size
+        if len(data) + 64 < limit and (metadata is None or len(metadata) + len(data) + 64 < limit):
+            self._out.append(encode_payload(stream_id, data, metadata, complete=complete))
+        else:
+            self._out += encode_item(stream_id, FrameType.PAYLOAD, metadata, data, limit, complete=complete)
+        if complete:
+            s.outbound = Half.DONE
+            self._maybe_forget(s)
+
+    def send_complete(self, stream_id: int) -> None:
+        """Complete our outbound half. Queues PAYLOAD(COMPLETE).
+
+        Raises:
+            LocalProtocolError: the outbound half is not open.
+        """
+        s = self._outbound(stream_id, Signal.FINISH)
+        self._queue(encode_payload(stream_id, b"", None, next=False, complete=True))
+        s.outbound = Half.DONE
+        self._maybe_forget(s)
+
+    def _outbound(self, stream_id: int, signal: Signal) -> Stream:
+        s = self._streams.get(stream_id)
+        if s is None:
+            raise LocalProtocolError(f"stream {stream_id} is not open for sending (no such stream, or it is over)")
+        _, outcome = transition(OUTBOUND, s.outbound, signal)
+        if outcome is not Outcome.ACT:
+            raise LocalProtocolError(f"stream {stream_id} is not open for sending (outbound is {s.outbound.value})")
+        return s
+
+    def send_error(self, stream_id: int, code: int, message: str) -> bool:
+        """End the stream in both directions with ERROR. Queues it.
+
+        Returns False (and sends nothing) when the stream is already over.
+
+        Raises:
+            LocalProtocolError: ``code`` is not a stream-level code.
+        """
+        if not 0x201 <= code <= 0xFFFFFFFE:
+            raise LocalProtocolError(f"error code 0x{code:x} is not a stream-level code (0x201..0xFFFFFFFE)")
+        s = self._streams.get(stream_id)
+        if s is None:
+            return False
+        self._forget(s)
+        self._queue(encode_frame(ErrorFrame(stream_id=stream_id, code=code, message=message)))
+        return True

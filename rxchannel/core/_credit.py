@@ -1,12 +1,15 @@
-"""Credit ledgers (one per direction of a stream) and replenish policies.
+"""Credit, one small object per direction of a stream (Protocol.md "Flow Control").
 
-Credits count items, as Reactive Streams does (Protocol.md "Flow Control"). Demand adds
-up and saturates at 2^31-1, which then means "unbounded" for the rest of the stream.
+Credits count items, as Reactive Streams does. Demand adds up and saturates at 2^31-1,
+which then means "unbounded" for the rest of the stream.
 
-The ledger only counts; *when* to grant more is the job of a :class:`ReplenishPolicy`,
-a small object the connection asks after every consumed item. The same policies back
-the ReactiveX and async-iteration facades, so every facade shares one implementation of
-windows and batching.
+* :class:`SendCredit` — what the peer granted us for the direction we send on; sending
+  without it is refused (STYLE: refuse, don't buffer; waiting belongs to the runtime).
+* :class:`InboundDemand` — the one demand engine for a direction we receive on: what we
+  granted, what arrived, what the application took and finished with, and when to grant
+  more (its :class:`~._policies.ReplenishPolicy`). The connection uses it for remote
+  streams, the ReactiveX facade for local sources, and the browser client is checked
+  against vectors generated from it, so every facade behaves the same.
 """
 
 from __future__ import annotations
@@ -16,20 +19,11 @@ from typing import Protocol
 from ._errors import LocalProtocolError
 from ._frames import MAX_REQUEST_N
 
-__all__ = [
-    "Adaptive",
-    "LimitRate",
-    "Manual",
-    "ReceiveCredit",
-    "ReplenishPolicy",
-    "SendCredit",
-    "Window",
-    "check_request_n",
-]
+__all__ = ["InboundDemand", "ReplenishPolicy", "SendCredit", "check_request_n"]
 
 
 def check_request_n(n: int) -> int:
-    """Validate a local ``request(n)``.
+    """Validate a local ``request(n)``; returns it capped at 2^31-1.
 
     Raises:
         LocalProtocolError: ``n`` is not a positive integer (Reactive Streams §3.9).
@@ -42,8 +36,7 @@ def check_request_n(n: int) -> int:
 class SendCredit:
     """Credit the peer granted us for one outbound direction.
 
-    ``available`` never goes below zero: :meth:`used` refuses instead (STYLE: refuse,
-    don't buffer; waiting for credit belongs to the runtime).
+    ``available`` never goes below zero: :meth:`used` refuses instead.
     """
 
     __slots__ = ("available", "sent", "unbounded")
@@ -80,49 +73,149 @@ class SendCredit:
         return f"SendCredit(available={avail}, sent={self.sent})"
 
 
-class ReceiveCredit:
-    """What we granted the peer for one inbound direction, and what became of it.
+class ReplenishPolicy(Protocol):
+    """Decides how much demand to signal for one inbound direction (see ``_policies``)."""
 
-    ``outstanding`` items may still arrive; ``buffered`` items arrived but the
-    application has not consumed them yet. ``in_flight`` is their sum: the number the
-    replenish policy bounds. ``rtt`` is the shortest observed time from a grant made
-    while nothing was in flight to the arrival of the first item it allowed: a round
-    trip through the peer, measured without any clock of the core's own (callers pass
-    ``now``).
+    def initial(self) -> int:
+        """The demand sent with the request (REQUEST_STREAM/REQUEST_CHANNEL initial n); may be 0."""
+
+    def demand(self, state: InboundDemand, now: float) -> int:
+        """Called after items are acknowledged; returns how many more to grant now (0 for none)."""
+
+
+class InboundDemand:
+    """Demand for one direction we receive on.
+
+    An item is *outstanding* from the grant until it arrives, *waiting* until the
+    application pulls it, and *unacked* until the application is done with it. The policy
+    bounds ``in_flight`` (their sum). With ``auto_ack`` (the default) an item is done when
+    the application asks for the next one (:meth:`wants_next`); otherwise the
+    application acknowledges with :meth:`ack` (an asynchronous sink, once it has written).
+
+    Every verb that may grant more returns how many to grant *now* (0 for none): the
+    connection sends it as REQUEST_N, a local source simply allows that many more pulls.
+    Once the direction has ended (:meth:`end`), every verb is a no-op returning 0: late
+    acknowledgements are harmless (Reactive Streams §3.6).
+
+    ``rtt`` is the shortest observed time from a grant made while nothing was in flight to
+    the arrival of the first item it allowed: a round trip through the peer, measured
+    with the ``now`` the caller passes (the core reads no clock).
     """
 
     __slots__ = (
         "_probe",
-        "buffered",
-        "consumed_total",
+        "acked_total",
+        "auto_ack",
+        "ended",
         "granted_total",
         "outstanding",
+        "policy",
         "received_bytes",
         "received_total",
         "rtt",
+        "unacked",
         "unbounded",
+        "waiting",
     )
 
-    def __init__(self) -> None:
+    def __init__(self, policy: ReplenishPolicy | None = None, *, auto_ack: bool = True):
+        self.policy = policy
+        self.auto_ack = auto_ack
         self.outstanding = 0
-        self.buffered = 0
+        self.waiting = 0
+        self.unacked = 0
         self.granted_total = 0
         self.received_total = 0
         self.received_bytes = 0
-        self.consumed_total = 0
+        self.acked_total = 0
         self.unbounded = False
+        self.ended = False
         self.rtt: float | None = None
         self._probe: tuple[float, int] | None = None
 
     @property
     def in_flight(self) -> int:
-        return self.outstanding + self.buffered
+        """Granted items the application has not finished with (what a window bounds)."""
+        return self.outstanding + self.waiting + self.unacked
 
-    def granted(self, n: int, now: float | None = None) -> int:
-        """We grant ``n`` more; returns the value to put on the wire (0 when already unbounded)."""
-        if self.unbounded:
+    @property
+    def can_receive(self) -> bool:
+        """An item may arrive (be taken from a local source) now."""
+        return self.unbounded or self.outstanding > 0
+
+    # ------------------------------------------------------------ verbs
+
+    def start(self, now: float) -> int:
+        """The initial grant: the policy's ``initial()`` (0 without a policy)."""
+        return self._grant(self.policy.initial(), now) if self.policy is not None else 0
+
+    def request(self, n: int, now: float) -> int:
+        """The application grants ``n`` more by hand.
+
+        Raises:
+            LocalProtocolError: ``n`` is not positive (Reactive Streams §3.9), checked
+                even after the end.
+        """
+        n = check_request_n(n)
+        return 0 if self.ended else self._grant(n, now)
+
+    def received(self, size: int, now: float) -> bool:
+        """An item of ``size`` bytes arrived. False (and nothing counted) when it had no credit."""
+        if self.ended:
+            return True
+        if not self.unbounded:
+            if self.outstanding <= 0:
+                return False
+            self.outstanding -= 1
+        self.waiting += 1
+        self.received_total += 1
+        self.received_bytes += size
+        probe = self._probe
+        if probe is not None and self.received_total >= probe[1]:
+            sample = now - probe[0]
+            self.rtt = sample if self.rtt is None else min(self.rtt, sample)
+            self._probe = None
+        return True
+
+    def wants_next(self, now: float) -> int:
+        """The application asks for the next item; with ``auto_ack`` it is done with those it took."""
+        if self.auto_ack and self.unacked and not self.ended:
+            return self.ack(self.unacked, now)
+        return 0
+
+    def pulled(self) -> None:
+        """The application took a waiting item."""
+        if not self.ended and self.waiting:
+            self.waiting -= 1
+            self.unacked += 1
+
+    def ack(self, n: int, now: float) -> int:
+        """The application is done with ``n`` items it took.
+
+        Raises:
+            LocalProtocolError: more than were taken and not yet acknowledged.
+        """
+        if self.ended:
             return 0
-        if now is not None and self.outstanding == 0 and self._probe is None:
+        if not 0 < n <= self.unacked:
+            raise LocalProtocolError(f"ack({n}) but {self.unacked} taken item(s) are unacknowledged")
+        self.unacked -= n
+        self.acked_total += n
+        if self.policy is None:
+            return 0
+        more = self.policy.demand(self, now)
+        return self._grant(more, now) if more > 0 else 0
+
+    def end(self) -> None:
+        """The direction is over (completed, failed or cancelled): nothing more is granted."""
+        self.ended = True
+
+    # ------------------------------------------------------------ ledger
+
+    def _grant(self, n: int, now: float) -> int:
+        if self.unbounded or n <= 0:
+            return 0
+        if self.outstanding == 0 and self._probe is None:
             self._probe = (now, self.received_total + 1)
         n = min(n, MAX_REQUEST_N - self.outstanding)
         self.outstanding += n
@@ -131,151 +224,6 @@ class ReceiveCredit:
             self.unbounded = True
         return n
 
-    def received(self, size: int = 0, now: float | None = None) -> bool:
-        """An item arrived. Returns False when the peer had no credit for it (the item must be dropped)."""
-        if not self.unbounded:
-            if self.outstanding <= 0:
-                return False
-            self.outstanding -= 1
-        self.buffered += 1
-        self.received_total += 1
-        self.received_bytes += size
-        probe = self._probe
-        if probe is not None and now is not None and self.received_total >= probe[1]:
-            sample = now - probe[0]
-            self.rtt = sample if self.rtt is None else min(self.rtt, sample)
-            self._probe = None
-        return True
-
-    def consumed(self, count: int = 1) -> None:
-        """The application processed ``count`` buffered items."""
-        if count > self.buffered:
-            raise LocalProtocolError(f"consumed {count} items but only {self.buffered} were delivered and unconsumed")
-        self.buffered -= count
-        self.consumed_total += count
-
     def __repr__(self) -> str:
         out = "unbounded" if self.unbounded else self.outstanding
-        return f"ReceiveCredit(outstanding={out}, buffered={self.buffered})"
-
-
-class ReplenishPolicy(Protocol):
-    """Decides how much demand to signal for one inbound direction."""
-
-    def initial(self) -> int:
-        """The demand sent with the request (REQUEST_STREAM/REQUEST_CHANNEL initial n); may be 0."""
-
-    def demand(self, credit: ReceiveCredit, now: float) -> int:
-        """Called after items are consumed; returns how many more to request now (0 for none)."""
-
-
-class Manual:
-    """No automatic replenishment: the application calls ``request(n)`` itself."""
-
-    def __init__(self, initial: int = 0):
-        self._initial = initial
-
-    def initial(self) -> int:
-        return self._initial
-
-    def demand(self, credit: ReceiveCredit, now: float) -> int:
-        return 0
-
-
-class Window:
-    """Keep at most ``size`` items in flight (granted but not yet consumed).
-
-    More is requested once ``refill`` slots are free, so that a window of 64 sends one
-    REQUEST_N per ``refill`` items rather than one per item. The default refill is a
-    quarter of the window (h2 waits for half): topping up earlier keeps the pipe full
-    across the round trip, which measured 1.5-2x more items/s for small items over TCP
-    loopback (``benchmarks/tcp_throughput.py``). ``Window(1)`` is stop-and-wait.
-    """
-
-    def __init__(self, size: int, refill: int | None = None):
-        if size <= 0:
-            raise ValueError(f"window size must be positive, got {size}")
-        if refill is None:
-            refill = max(1, size // 4)
-        if not 1 <= refill <= size:
-            raise ValueError(f"refill must be in 1..{size}, got {refill}")
-        self.size = size
-        self.refill = refill
-
-    def initial(self) -> int:
-        return self.size
-
-    def demand(self, credit: ReceiveCredit, now: float) -> int:
-        free = self.size - credit.in_flight
-        return free if free >= self.refill else 0
-
-    def __repr__(self) -> str:
-        return f"Window(size={self.size}, refill={self.refill})"
-
-
-def LimitRate(high: int, low: int) -> Window:  # noqa: N802 - reads as a policy constructor
-    """Request ``high`` items, then top up to ``high`` whenever only ``low`` remain in flight."""
-    if not 0 <= low < high:
-        raise ValueError(f"limit_rate needs 0 <= low < high, got high={high}, low={low}")
-    return Window(high, refill=high - low)
-
-
-class Adaptive:
-    """A window tuned from the measured round-trip time and consumption rate.
-
-    The window aims at one and a half bandwidth-delay products as the consumer sees
-    them: ``1.5 x rate x rtt``, where ``rate`` is items consumed per second over the last
-    round trip and ``rtt`` the measured minimum (see :class:`ReceiveCredit`). While the
-    window is what limits throughput, the measured rate is ``window / rtt``, so the
-    target grows the window by half each round trip until the rate stops growing
-    (the path or the consumer is now the bottleneck); when the consumer slows down,
-    the rate falls and the window follows it down. No latency needs to be configured.
-
-    Args:
-        initial: the window before anything is measured.
-        min_window, max_window: bounds in items.
-        max_bytes: memory cap: the window never exceeds ``max_bytes`` divided by the
-            average item size seen so far.
-    """
-
-    def __init__(self, initial: int = 4, *, min_window: int = 1, max_window: int = 1 << 16, max_bytes: int = 64 << 20):
-        if not 1 <= min_window <= initial <= max_window or max_bytes <= 0:
-            raise ValueError("need 1 <= min_window <= initial <= max_window and max_bytes > 0")
-        self.window = initial
-        self.min_window = min_window
-        self.max_window = max_window
-        self.max_bytes = max_bytes
-        self.rate: float | None = None
-        self._mark: tuple[float, int] | None = None
-
-    def initial(self) -> int:
-        return self.window
-
-    def demand(self, credit: ReceiveCredit, now: float) -> int:
-        self._measure(credit, now)
-        free = self.window - credit.in_flight
-        return free if free >= max(1, self.window // 4) else 0
-
-    def _measure(self, credit: ReceiveCredit, now: float) -> None:
-        if self._mark is None:
-            self._mark = (now, credit.consumed_total)
-            return
-        since, consumed_then = self._mark
-        rtt = credit.rtt if credit.rtt else 0.01
-        elapsed = now - since
-        consumed = credit.consumed_total - consumed_then
-        if elapsed < max(rtt, 0.001) or consumed < 2:
-            return
-        self._mark = (now, credit.consumed_total)
-        sample = consumed / elapsed
-        # grow at once, shrink gently: one slow interval must not collapse the window
-        self.rate = sample if self.rate is None or sample > self.rate else 0.5 * self.rate + 0.5 * sample
-        target = int(1.5 * self.rate * rtt) + 1
-        cap = self.max_window
-        if credit.received_total:
-            average = max(1, credit.received_bytes // credit.received_total)
-            cap = min(cap, max(self.min_window, self.max_bytes // average))
-        self.window = max(self.min_window, min(cap, target))
-
-    def __repr__(self) -> str:
-        return f"Adaptive(window={self.window}, rate={self.rate})"
+        return f"InboundDemand(outstanding={out}, waiting={self.waiting}, unacked={self.unacked})"

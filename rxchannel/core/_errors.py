@@ -10,6 +10,8 @@
 * :class:`ConnectionLostError` — the transport or the peer died; every open stream
   gets it.
 * :class:`ClosedResourceError` — the connection or stream was closed locally.
+* :class:`ApplicationError` — raised *by a handler* on purpose: its code and message are
+  what the peer sees (any other exception reaches the peer only as a generic message).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 from enum import IntEnum
 
 __all__ = [
+    "ApplicationError",
     "ClosedResourceError",
     "ConnectionLostError",
     "ErrorCode",
@@ -106,6 +109,23 @@ class ConnectionLostError(RxChannelError):
 
 class ClosedResourceError(RxChannelError):
     """The connection or stream was already closed locally."""
+
+
+class ApplicationError(RxChannelError):
+    """Raise in a handler to end the stream with ERROR(code, message) sent to the peer.
+
+    Other exceptions from handlers reach the peer only as a generic message, so no local
+    detail (paths, stack traces) leaks. ``code`` is a stream-level code: APPLICATION_ERROR
+    (the default), REJECTED, CANCELED, INVALID, or an application's own in
+    0x301..0xFFFFFFFE.
+    """
+
+    def __init__(self, message: str, code: int = ErrorCode.APPLICATION_ERROR):
+        if not 0x201 <= code <= 0xFFFFFFFE:
+            raise ValueError(f"error code 0x{code:x} is not a stream-level code (0x201..0xFFFFFFFE)")
+        super().__init__(message)
+        self.code = code
+        self.message = message
 
 
 def remote_error(code: int, message: str) -> RemoteError:

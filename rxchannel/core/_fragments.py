@@ -8,8 +8,9 @@ every frame but the last has the F flag. A fragmented item still counts as one c
 from __future__ import annotations
 
 from ._errors import ErrorCode, RemoteProtocolError
+from ._frames import FrameType, RequestFrame, encode_frame, encode_payload
 
-__all__ = ["MIN_FRAME_SIZE", "Reassembly", "split"]
+__all__ = ["MIN_FRAME_SIZE", "Reassembly", "encode_item", "split"]
 
 #: Smallest frame limit we accept; the header plus fields must leave room for content.
 MIN_FRAME_SIZE = 64
@@ -50,6 +51,54 @@ def split(
         parts.append((part_meta, part_data))
         if (metadata is None or m_pos >= m_len) and d_pos >= len(data):
             return parts
+
+
+def encode_item(
+    stream_id: int,
+    first_type: FrameType,
+    metadata: bytes | None,
+    data: bytes,
+    limit: int,
+    *,
+    initial_n: int = 0,
+    complete: bool = False,
+    next: bool = True,
+) -> list[bytes]:
+    """The frames of one request or payload, fragmented to ``limit`` bytes per frame.
+
+    The first frame is the request (or PAYLOAD) itself; later fragments are PAYLOAD
+    frames; every frame but the last has F, and only the last may carry C.
+    """
+    is_request = first_type is not FrameType.PAYLOAD
+    if not is_request and len(data) + (len(metadata) if metadata is not None else 0) + 64 < limit:
+        return [encode_payload(stream_id, data, metadata, next=next, complete=complete)]
+    extra = 4 if first_type in (FrameType.REQUEST_STREAM, FrameType.REQUEST_CHANNEL) else 0
+    parts = split(metadata, data, limit, extra)
+    last = len(parts) - 1
+    frames = []
+    for i, (part_meta, part_data) in enumerate(parts):
+        follows = i < last
+        if i == 0 and is_request:
+            frames.append(
+                encode_frame(
+                    RequestFrame(
+                        stream_id=stream_id,
+                        type=first_type,
+                        metadata=part_meta,
+                        data=part_data,
+                        initial_n=initial_n,
+                        follows=follows,
+                        complete=complete and not follows,
+                    )
+                )
+            )
+        else:
+            frames.append(
+                encode_payload(
+                    stream_id, part_data, part_meta, next=next, complete=complete and not follows, follows=follows
+                )
+            )
+    return frames
 
 
 class Reassembly:

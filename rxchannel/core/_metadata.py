@@ -13,6 +13,7 @@ from typing import Any
 from ._errors import ErrorCode, RemoteProtocolError
 
 __all__ = [
+    "AUTHENTICATION",
     "COMPOSITE_METADATA",
     "JSON",
     "OCTET_STREAM",
@@ -28,6 +29,7 @@ __all__ = [
 
 COMPOSITE_METADATA = "message/x.rsocket.composite-metadata.v0"
 ROUTING = "message/x.rsocket.routing.v0"
+AUTHENTICATION = "message/x.rsocket.authentication.v0"
 JSON = "application/json"
 OCTET_STREAM = "application/octet-stream"
 
@@ -40,7 +42,7 @@ _WELL_KNOWN: dict[int, str] = {
     0x21: "text/plain",
     0x7A: "message/x.rsocket.mime-type.v0",
     0x7B: "message/x.rsocket.accept-mime-types.v0",
-    0x7C: "message/x.rsocket.authentication.v0",
+    0x7C: AUTHENTICATION,
     0x7D: "message/x.rsocket.tracing-zipkin.v0",
     0x7E: ROUTING,
     0x7F: COMPOSITE_METADATA,

@@ -1,77 +1,115 @@
-"""Per-stream state: two half-directions and one transition table for received frames.
+"""Per-stream state: two half-directions, each driven by one transition table.
 
-Each stream has an *inbound* half (items we receive) and an *outbound* half (items we
-send). Which halves exist, and which frames the peer may send on a stream, depend on the
-interaction model and on our role in it; :data:`RECEIVE_RULES` is that whole contract
-(Protocol.md, "Stream Sequences and Lifetimes"). A frame with no entry is a protocol
-violation on that stream.
+A stream has an *inbound* half (items we receive) and an *outbound* half (items we send).
+Which halves an interaction has depends on the interaction model and on our role in it
+(:data:`HALVES`, Protocol.md "Stream Sequences and Lifetimes"). Every frame the peer sends
+on a stream, and every local action, is a :class:`Signal` for one half; the half's table
+says what it becomes and what the connection must do (:class:`Outcome`). A pair missing
+from a table is a protocol violation by the peer (or, for a local signal, a misuse of the
+API), as in h2's state machine. ERROR ends both halves at once and is handled by the
+connection.
 """
 
 from __future__ import annotations
 
 from enum import Enum
 
-from ._credit import Manual, ReceiveCredit, ReplenishPolicy, SendCredit
+from ._credit import InboundDemand, SendCredit
 from ._events import Interaction
 from ._fragments import Reassembly
-from ._frames import FrameType, RequestFrame
+from ._frames import RequestFrame
 
-__all__ = ["RECEIVE_RULES", "Action", "Half", "Stream"]
+__all__ = ["HALVES", "INBOUND", "OUTBOUND", "Half", "Outcome", "Signal", "Stream", "transition"]
 
 
 class Half(Enum):
     """State of one direction of a stream."""
 
-    ABSENT = "absent"  # the interaction has no such direction (request-stream requester's outbound)
+    ABSENT = "absent"  # the interaction has no such direction (a request-stream requester's outbound)
     OPEN = "open"
-    DONE = "done"  # completed or errored: anything more from the peer is a violation
-    CANCELLED = "cancelled"  # cancelled: late frames from the peer are expected and dropped
+    DONE = "done"  # completed: anything more from the peer is a violation
+    CANCELLED = "cancelled"  # cancelled: late frames are expected and dropped
 
 
-class Action(Enum):
-    PAYLOAD = "payload"  # an item (or fragment) for our inbound half
-    CREDIT = "credit"  # REQUEST_N for our outbound half
-    CANCEL = "cancel"  # the peer cancels our outbound half
-    ERROR = "error"  # the peer ends the whole stream
+class Signal(Enum):
+    """What happens to a half: frames from the peer, and our own actions."""
+
+    NEXT = "next"  # peer: a PAYLOAD item on our inbound half
+    COMPLETE = "complete"  # peer: the C flag on our inbound half
+    CREDIT = "credit"  # peer: REQUEST_N for our outbound half
+    CANCEL = "cancel"  # peer: CANCEL of our outbound half
+    STOP = "stop"  # local: we cancel our inbound half
+    SEND = "send"  # local: we send an item on our outbound half
+    FINISH = "finish"  # local: we complete our outbound half
 
 
-_R, _S, _C = Interaction.RESPONSE, Interaction.STREAM, Interaction.CHANNEL
-_P, _N, _X, _E = FrameType.PAYLOAD, FrameType.REQUEST_N, FrameType.CANCEL, FrameType.ERROR
+class Outcome(Enum):
+    ACT = "act"  # do what the signal says
+    IGNORE = "ignore"  # a frame that raced a cancel or a completion: drop it (Handling the Unexpected)
+    NOOP = "noop"  # a repeated local action (cancel is idempotent, Reactive Streams §3.5, §3.7)
+    VIOLATION = "violation"  # the peer broke the protocol: ERROR[INVALID] on this stream
+    REFUSE = "refuse"  # a local action the half cannot take: LocalProtocolError
 
-#: (interaction, we are the requester, received frame type) -> what it means.
-RECEIVE_RULES: dict[tuple[Interaction, bool, FrameType], Action] = {
-    # request-response: one PAYLOAD or ERROR back; the requester may CANCEL
-    (_R, True, _P): Action.PAYLOAD,
-    (_R, True, _E): Action.ERROR,
-    (_R, False, _X): Action.CANCEL,
-    (_R, False, _E): Action.ERROR,
-    # request-stream: PAYLOAD* then COMPLETE or ERROR; the requester sends REQUEST_N, CANCEL
-    (_S, True, _P): Action.PAYLOAD,
-    (_S, True, _E): Action.ERROR,
-    (_S, False, _N): Action.CREDIT,
-    (_S, False, _X): Action.CANCEL,
-    (_S, False, _E): Action.ERROR,
-    # request-channel: symmetric once opened
-    (_C, True, _P): Action.PAYLOAD,
-    (_C, True, _N): Action.CREDIT,
-    (_C, True, _X): Action.CANCEL,
-    (_C, True, _E): Action.ERROR,
-    (_C, False, _P): Action.PAYLOAD,
-    (_C, False, _N): Action.CREDIT,
-    (_C, False, _X): Action.CANCEL,
-    (_C, False, _E): Action.ERROR,
+
+_A, _O, _D, _X = Half.ABSENT, Half.OPEN, Half.DONE, Half.CANCELLED
+_ACT, _IGN, _NOOP, _BAD, _REF = Outcome.ACT, Outcome.IGNORE, Outcome.NOOP, Outcome.VIOLATION, Outcome.REFUSE
+
+#: The half we receive on: (state, signal) -> (next state, outcome).
+INBOUND: dict[tuple[Half, Signal], tuple[Half, Outcome]] = {
+    (_O, Signal.NEXT): (_O, _ACT),
+    (_O, Signal.COMPLETE): (_D, _ACT),
+    (_O, Signal.STOP): (_X, _ACT),
+    (_X, Signal.NEXT): (_X, _IGN),  # in flight when we cancelled
+    (_X, Signal.COMPLETE): (_X, _IGN),
+    (_X, Signal.STOP): (_X, _NOOP),
+    (_D, Signal.STOP): (_D, _NOOP),  # cancel after completion does nothing (§3.7)
+    (_A, Signal.STOP): (_A, _NOOP),
+    # (_D, NEXT|COMPLETE): PAYLOAD after the sender completed; (_A, NEXT|COMPLETE): a PAYLOAD
+    # this role may not receive: violations, by absence
 }
 
-#: Which halves an interaction opens, by role: (inbound, outbound).
-_HALVES: dict[tuple[Interaction, bool], tuple[Half, Half]] = {
-    (_R, True): (Half.OPEN, Half.ABSENT),
-    (_R, False): (Half.ABSENT, Half.OPEN),
-    (_S, True): (Half.OPEN, Half.ABSENT),
-    (_S, False): (Half.ABSENT, Half.OPEN),
-    (_C, True): (Half.OPEN, Half.OPEN),
-    (_C, False): (Half.OPEN, Half.OPEN),
-    (Interaction.FNF, True): (Half.ABSENT, Half.ABSENT),
-    (Interaction.FNF, False): (Half.ABSENT, Half.ABSENT),  # only while its fragments arrive
+#: The half we send on: (state, signal) -> (next state, outcome).
+OUTBOUND: dict[tuple[Half, Signal], tuple[Half, Outcome]] = {
+    (_O, Signal.CREDIT): (_O, _ACT),
+    (_O, Signal.CANCEL): (_X, _ACT),
+    (_O, Signal.SEND): (_O, _ACT),
+    (_O, Signal.FINISH): (_D, _ACT),
+    (_D, Signal.CREDIT): (_D, _IGN),  # REQUEST_N racing our COMPLETE
+    (_D, Signal.CANCEL): (_D, _IGN),
+    (_X, Signal.CREDIT): (_X, _IGN),
+    (_X, Signal.CANCEL): (_X, _IGN),
+    (_D, Signal.SEND): (_D, _REF),
+    (_D, Signal.FINISH): (_D, _REF),
+    (_X, Signal.SEND): (_X, _REF),
+    (_X, Signal.FINISH): (_X, _REF),
+    (_A, Signal.SEND): (_A, _REF),
+    (_A, Signal.FINISH): (_A, _REF),
+    # (_A, CREDIT|CANCEL): REQUEST_N or CANCEL this role may not receive: a violation, by absence
+}
+
+
+def transition(
+    table: dict[tuple[Half, Signal], tuple[Half, Outcome]], state: Half, signal: Signal
+) -> tuple[Half, Outcome]:
+    """Look up one transition; a missing pair is a violation (peer) or a refusal (local)."""
+    found = table.get((state, signal))
+    if found is not None:
+        return found
+    return state, Outcome.REFUSE if signal in (Signal.STOP, Signal.SEND, Signal.FINISH) else Outcome.VIOLATION
+
+
+_R, _S, _C, _F = Interaction.RESPONSE, Interaction.STREAM, Interaction.CHANNEL, Interaction.FNF
+
+#: Which halves an interaction opens, by role (we are the requester?): (inbound, outbound).
+HALVES: dict[tuple[Interaction, bool], tuple[Half, Half]] = {
+    (_R, True): (_O, _A),
+    (_R, False): (_A, _O),
+    (_S, True): (_O, _A),
+    (_S, False): (_A, _O),
+    (_C, True): (_O, _O),
+    (_C, False): (_O, _O),
+    (_F, True): (_A, _A),
+    (_F, False): (_A, _A),  # kept only while its fragments arrive
 }
 
 
@@ -79,44 +117,39 @@ class Stream:
     """One stream's state. Owned by the connection; read it through the connection's methods."""
 
     __slots__ = (
+        "demand",
         "id",
         "inbound",
         "interaction",
         "outbound",
         "partial",
         "pending_request",
-        "policy",
-        "receive_credit",
         "requester",
         "send_credit",
     )
 
-    def __init__(self, stream_id: int, interaction: Interaction, requester: bool, policy: ReplenishPolicy | None):
+    def __init__(self, stream_id: int, interaction: Interaction, requester: bool):
         self.id = stream_id
         self.interaction = interaction
         self.requester = requester
-        self.inbound, self.outbound = _HALVES[(interaction, requester)]
+        self.inbound, self.outbound = HALVES[(interaction, requester)]
         self.send_credit = SendCredit()
-        self.receive_credit = ReceiveCredit()
-        self.policy: ReplenishPolicy = policy if policy is not None else Manual()
+        #: demand for the inbound half (None when there is none)
+        self.demand: InboundDemand | None = None
         self.partial: Reassembly | None = None
         #: the first frame of a request whose fragments are still arriving
         self.pending_request: RequestFrame | None = None
-        if interaction == Interaction.RESPONSE:
+        if interaction is Interaction.RESPONSE:
             # a request-response carries exactly one item each way: credit is implicit
             self.send_credit.granted(1)
-            self.receive_credit.granted(1)
 
     @property
     def finished(self) -> bool:
         return self.inbound is not Half.OPEN and self.outbound is not Half.OPEN
 
-    def rule(self, frame_type: FrameType) -> Action | None:
-        return RECEIVE_RULES.get((self.interaction, self.requester, frame_type))
-
     def __repr__(self) -> str:
         role = "requester" if self.requester else "responder"
         return (
             f"Stream({self.id}, {self.interaction.name}, {role}, in={self.inbound.value}, "
-            f"out={self.outbound.value}, {self.send_credit!r}, {self.receive_credit!r})"
+            f"out={self.outbound.value}, {self.send_credit!r}, {self.demand!r})"
         )

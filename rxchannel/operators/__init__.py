@@ -3,7 +3,7 @@
 Each returns a function ``Observable -> Observable`` for ``.pipe(...)`` and checks its
 arguments when built. The demand operators (``windowed``, ``stop_and_wait``,
 ``limit_rate``, ``adaptive``, ``request_n``) go right after a demand source: a remote
-stream from :mod:`rxchannel.rx`, or an ``on_backpressure_*`` operator on a hot Observable.
+stream from :mod:`rxchannel.reactive`, or an ``on_backpressure_*`` operator on a hot Observable.
 Their policies are the core's (:mod:`rxchannel.core`), so they behave exactly like the
 ``window=`` of the async-iteration API.
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from reactivex import Observable
 
-from rxchannel.rx import DemandObservable
+from rxchannel.reactive.observable import DemandObservable
 
 
 def demand_source(source: Observable[Any], operator: str) -> DemandObservable[Any]:

@@ -7,7 +7,8 @@ from typing import TypeVar
 
 from reactivex import Observable
 
-from rxchannel.rx import DemandObservable, check_overflow, from_hot
+from rxchannel.reactive.local import check_overflow, from_hot
+from rxchannel.reactive.observable import DemandObservable
 
 T = TypeVar("T")
 

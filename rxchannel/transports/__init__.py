@@ -1,18 +1,31 @@
-"""Message transports: one RSocket frame per message, with send-side backpressure."""
+"""Message transports: one RSocket frame per message, with send-side backpressure.
+
+``memory`` (in-process pairs, optionally shaped) and ``tcp`` are imported here; the
+WebSocket (aiohttp) and WebRTC DataChannel (aiortc) transports load when used, through
+the registry (:func:`dial`, :func:`listen`) or their modules.
+"""
 
 from __future__ import annotations
 
-from ._base import EndOfStream, Transport, TransportLimits
+from ._base import EndOfStream, InboxTransport, Listener, Transport, TransportLimits, TransportOptions
 from .memory import MemoryTransport, memory_pair
+from .registry import KINDS, dial, kind_of, listen
 from .tcp import TcpTransport, connect_tcp_transport, start_tcp_server
 
 __all__ = [
+    "KINDS",
     "EndOfStream",
+    "InboxTransport",
+    "Listener",
     "MemoryTransport",
     "TcpTransport",
     "Transport",
     "TransportLimits",
+    "TransportOptions",
     "connect_tcp_transport",
+    "dial",
+    "kind_of",
+    "listen",
     "memory_pair",
     "start_tcp_server",
 ]

@@ -13,11 +13,13 @@ from __future__ import annotations
 import abc
 import asyncio
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
-from rxchannel.core import ClosedResourceError, ConnectionLostError, RxChannelError
+from rxchannel.core import MAX_FRAME_SIZE, ClosedResourceError, ConnectionLostError, RxChannelError
 
-__all__ = ["EndOfStream", "InboxTransport", "Transport", "TransportLimits"]
+__all__ = ["EndOfStream", "InboxTransport", "Listener", "Transport", "TransportLimits", "TransportOptions"]
 
 
 class EndOfStream(RxChannelError):  # noqa: N818 - a clean end, not a failure (trio's EndOfChannel)
@@ -36,6 +38,35 @@ class TransportLimits:
         self.low_water = high_water // 4 if low_water is None else low_water
         if not 0 <= self.low_water <= high_water:
             raise ValueError("low_water must be in 0..high_water")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TransportOptions:
+    """How to dial or listen, for every kind of transport (each uses what applies to it).
+
+    Attributes:
+        limits: high/low water marks of the send queue.
+        max_message_size: the largest message (frame) accepted from the peer; more breaks
+            the connection before anything is buffered.
+        ice_servers: STUN/TURN URLs for WebRTC (none by default: no STUN).
+        timeout: seconds to wait for a connection to open.
+        http_setup: called with the aiohttp application of an HTTP-based listener before it
+            starts, to add routes of its own (the hub's worker page).
+    """
+
+    limits: TransportLimits | None = None
+    max_message_size: int = MAX_FRAME_SIZE
+    ice_servers: Sequence[str] = ()
+    timeout: float = 20.0
+    http_setup: Callable[[Any], object] | None = field(default=None, compare=False)
+
+
+class Listener(Protocol):
+    """An open listening endpoint: where to dial it, and how to stop it."""
+
+    @property
+    def url(self) -> str: ...
+    async def close(self) -> None: ...
 
 
 class Transport(abc.ABC):

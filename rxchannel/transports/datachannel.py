@@ -14,12 +14,13 @@ credit, which limits how many items the peer may send.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
+from collections.abc import Callable
 from typing import Any
 
 from aiortc import RTCDataChannel, RTCPeerConnection
 
-from rxchannel._background import background
 from rxchannel.core import RemoteProtocolError
 
 from ._base import InboxTransport, TransportLimits, lost
@@ -28,6 +29,8 @@ __all__ = ["DEFAULT_MAX_MESSAGE_SIZE", "DataChannelTransport", "remote_max_messa
 
 #: What RFC 8841 says to assume when the remote SDP has no ``a=max-message-size``.
 DEFAULT_MAX_MESSAGE_SIZE = 65536
+#: seconds an orderly close waits for queued messages to leave and the stream reset to finish
+CLOSE_TIMEOUT = 2.0
 _MAX_MESSAGE_SIZE = re.compile(r"^a=max-message-size:(\d+)", re.MULTILINE)
 
 
@@ -57,6 +60,7 @@ class DataChannelTransport(InboxTransport):
             raise ValueError("RSocket needs an ordered, reliable DataChannel (no maxRetransmits/maxPacketLifeTime)")
         self.channel = channel
         self.pc = pc
+        self._closing: asyncio.Future[None] | None = None
         self.max_message_size = remote_max_message_size(pc)
         channel.bufferedAmountLowThreshold = self.limits.low_water
         channel.on("message", self._on_message)
@@ -100,7 +104,26 @@ class DataChannelTransport(InboxTransport):
             self.channel.send(frame)
 
     def _close_pc(self) -> None:
-        background(self.pc.close())
+        if self._closing is None:
+            self._closing = asyncio.ensure_future(self.pc.close())  # kept referenced until done
+
+    async def _until(self, event: str, done: Callable[[], bool]) -> None:
+        """Wait (at most CLOSE_TIMEOUT) until ``done()``, re-checking whenever the channel emits ``event``."""
+        if done():
+            return
+        reached = asyncio.get_running_loop().create_future()
+
+        def check(*_: object) -> None:
+            if done() and not reached.done():
+                reached.set_result(None)
+
+        self.channel.on(event, check)
+        try:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(CLOSE_TIMEOUT):
+                    await reached
+        finally:
+            self.channel.remove_listener(event, check)
 
     async def close(self) -> None:
         if self._closed:
@@ -109,14 +132,16 @@ class DataChannelTransport(InboxTransport):
         self._wake()
         self._wake_drain()
         if self.channel.readyState == "open":
-            # let queued messages leave before closing (bounded: the queue is at most high-water)
-            for _ in range(200):
-                if self.channel.bufferedAmount == 0:
-                    break
-                await asyncio.sleep(0.01)
+            # let queued messages leave (bounded: the queue is at most high-water), then reset the
+            # stream and let the reset reach the peer before SCTP shuts down: it sees an orderly end
+            self.channel.bufferedAmountLowThreshold = 0
+            await self._until("bufferedamountlow", lambda: self.channel.bufferedAmount == 0)
             self.channel.close()
-            await asyncio.sleep(0.05)  # the stream reset reaches the peer before SCTP shuts down
-        await self.pc.close()
+            await self._until("close", lambda: self.channel.readyState == "closed")
+        if self._closing is None:
+            await self.pc.close()
+        else:
+            await self._closing
 
     def abort(self) -> None:
         if self._closed:

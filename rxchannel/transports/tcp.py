@@ -12,12 +12,13 @@ import asyncio
 import socket
 import struct
 from collections.abc import Callable
+from urllib.parse import urlsplit
 
 from rxchannel.core import MAX_FRAME_SIZE, LengthPrefixDecoder, RemoteProtocolError
 
-from ._base import InboxTransport, TransportLimits, lost
+from ._base import InboxTransport, TransportLimits, TransportOptions, lost
 
-__all__ = ["TcpTransport", "connect_tcp_transport", "start_tcp_server"]
+__all__ = ["TcpListener", "TcpTransport", "connect_tcp_transport", "dial", "listen", "start_tcp_server"]
 
 
 class TcpTransport(InboxTransport, asyncio.Protocol):
@@ -162,3 +163,43 @@ async def start_tcp_server(
         return proto
 
     return await loop.create_server(factory, host, port)
+
+
+class TcpListener:
+    """A listening TCP socket; each accepted connection becomes a :class:`TcpTransport`."""
+
+    def __init__(self, server: asyncio.Server):
+        self.server = server
+        self.host, self.port = server.sockets[0].getsockname()[:2]
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"tcp://{host}:{self.port}"
+
+    async def close(self) -> None:
+        self.server.close()
+        await self.server.wait_closed()
+
+
+async def dial(url: str, options: TransportOptions) -> TcpTransport:
+    """Dial ``tcp://host:port``.
+
+    Raises:
+        ValueError: the URL has no port.
+        ConnectionError: nothing accepts connections there.
+    """
+    parts = urlsplit(url)
+    if parts.port is None:
+        raise ValueError(f"{url}: tcp:// URLs need a port, e.g. tcp://127.0.0.1:8765")
+    return await connect_tcp_transport(
+        parts.hostname or "127.0.0.1", parts.port, options.limits, max_message_size=options.max_message_size
+    )
+
+
+async def listen(
+    host: str, port: int, on_transport: Callable[[TcpTransport], object], options: TransportOptions
+) -> TcpListener:
+    """Listen on ``host:port`` (port 0 picks a free one)."""
+    server = await start_tcp_server(on_transport, host, port, options.limits, max_message_size=options.max_message_size)
+    return TcpListener(server)

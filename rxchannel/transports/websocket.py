@@ -4,6 +4,9 @@ Writes go through one writer task so :meth:`write` never blocks; ``buffered_amou
 what that task has not yet handed to aiohttp, and aiohttp itself waits for the socket to
 drain, so a stalled reader on the far side fills TCP windows, then our queue, then
 blocks :meth:`drain`. A text message from the peer is a protocol error.
+
+URLs: ``ws://host:port/rsocket`` (a bare ``ws://host:port`` or a trailing ``/`` means
+``/rsocket``); :func:`listen_ws` serves that path and nothing else.
 """
 
 from __future__ import annotations
@@ -11,17 +14,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import deque
+from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 from aiohttp import WSMsgType, web
 
-from rxchannel._background import background
 from rxchannel.core import MAX_FRAME_SIZE, RemoteProtocolError
 
-from ._base import EndOfStream, Transport, TransportLimits, lost
+from ._base import EndOfStream, Transport, TransportLimits, TransportOptions, lost
+from .http import HttpListener
 
-__all__ = ["CLOSE_TIMEOUT", "WebSocketTransport", "connect_websocket_transport"]
+__all__ = ["CLOSE_TIMEOUT", "PATH", "WebSocketTransport", "connect_websocket_transport", "dial", "listen", "listen_ws"]
+
+#: Where a WebSocket hub accepts RSocket connections.
+PATH = "/rsocket"
 
 _WS = web.WebSocketResponse | aiohttp.ClientWebSocketResponse
 #: seconds to wait for the peer to answer our CLOSE before dropping the connection
@@ -46,6 +54,9 @@ class WebSocketTransport(Transport):
         self._queue: deque[bytes] = deque()
         self._queued = 0
         self._has_work = asyncio.Event()
+        self._idle = asyncio.Event()  # set while nothing is queued
+        self._idle.set()
+        self._closing: asyncio.Task[None] | None = None
         self._eof = False
         #: set once the transport is over (closed, broken or ended by the peer)
         self.done = asyncio.Event()
@@ -59,6 +70,7 @@ class WebSocketTransport(Transport):
         for frame in frames:
             self._queue.append(frame)
             self._queued += len(frame)
+        self._idle.clear()
         self._has_work.set()
 
     async def _write_loop(self) -> None:
@@ -73,6 +85,7 @@ class WebSocketTransport(Transport):
                     if self._queued <= self.limits.low_water:
                         self._wake_drain()
                 self._has_work.clear()
+                self._idle.set()
                 self._wake_drain()
         except asyncio.CancelledError:
             raise
@@ -107,10 +120,10 @@ class WebSocketTransport(Transport):
             return
         self._closed = True
         self._wake_drain()
-        for _ in range(200):  # let queued frames leave (bounded: at most high-water bytes)
-            if not self._queue or self._writer.done():
-                break
-            await asyncio.sleep(0.01)
+        if not self._writer.done():  # let queued frames leave (bounded: at most high-water bytes)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(CLOSE_TIMEOUT):
+                    await self._idle.wait()
         self._writer.cancel()
         with contextlib.suppress(ConnectionError, RuntimeError, aiohttp.ClientError):
             await self._ws.close()
@@ -128,19 +141,78 @@ class WebSocketTransport(Transport):
         if transport is not None:
             transport.abort()
         if self._session is not None:
-            background(self._session.close())
+            self._closing = asyncio.ensure_future(self._session.close())  # kept referenced until done
         self._wake_drain()
         self.done.set()
 
 
-async def connect_websocket_transport(url: str, limits: TransportLimits | None = None) -> WebSocketTransport:
-    """Dial a ``ws://`` URL and return the open transport (it owns its HTTP session)."""
+def websocket_url(url: str) -> str:
+    """``url`` with the default path filled in (``ws://h:p`` and ``ws://h:p/`` mean ``/rsocket``)."""
+    parts = urlsplit(url)
+    path = parts.path if parts.path not in ("", "/") else PATH
+    return urlunsplit((parts.scheme, parts.netloc, path, parts.query, ""))
+
+
+async def connect_websocket_transport(
+    url: str, limits: TransportLimits | None = None, *, max_message_size: int = MAX_FRAME_SIZE
+) -> WebSocketTransport:
+    """Dial a ``ws://`` URL and return the open transport (it owns its HTTP session).
+
+    Raises:
+        ConnectionError: nothing answers, or the server does not speak WebSocket there.
+    """
     session = aiohttp.ClientSession()
     try:
         ws = await session.ws_connect(
-            url, max_msg_size=MAX_FRAME_SIZE + 1024, timeout=aiohttp.ClientWSTimeout(ws_close=CLOSE_TIMEOUT)
+            websocket_url(url),
+            max_msg_size=max_message_size + 1024,
+            timeout=aiohttp.ClientWSTimeout(ws_close=CLOSE_TIMEOUT),
         )
+    except aiohttp.WSServerHandshakeError as exc:
+        await session.close()
+        raise ConnectionError(
+            f"{url} did not accept a WebSocket ({exc.status} {exc.message}): is it a ws:// hub?"
+        ) from None
+    except (aiohttp.ClientError, OSError) as exc:
+        await session.close()
+        raise ConnectionError(f"cannot reach {url}: {exc}") from None
     except BaseException:
         await session.close()
         raise
-    return WebSocketTransport(ws, limits, session=session)
+    return WebSocketTransport(ws, limits, session=session, max_message_size=max_message_size)
+
+
+async def listen_ws(
+    host: str,
+    port: int,
+    on_transport: Callable[[WebSocketTransport], object],
+    limits: TransportLimits | None = None,
+    *,
+    max_message_size: int = MAX_FRAME_SIZE,
+) -> HttpListener:
+    """Serve WebSockets at ``ws://host:port/rsocket``; each one is handed to ``on_transport``."""
+    listener = HttpListener("ws", PATH)
+
+    async def handler(request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse(max_msg_size=max_message_size, timeout=CLOSE_TIMEOUT)
+        await ws.prepare(request)
+        transport = WebSocketTransport(ws, limits, max_message_size=max_message_size)
+        on_transport(transport)
+        await transport.done.wait()  # the response lives as long as the connection
+        return ws
+
+    listener.app.router.add_get(PATH, handler)
+    await listener.start(host, port)
+    return listener
+
+
+async def dial(url: str, options: TransportOptions) -> WebSocketTransport:
+    """Dial ``ws://host:port[/rsocket]``."""
+    return await connect_websocket_transport(url, options.limits, max_message_size=options.max_message_size)
+
+
+async def listen(
+    host: str, port: int, on_transport: Callable[[WebSocketTransport], object], options: TransportOptions
+) -> HttpListener:
+    """Serve ``ws://host:port/rsocket``."""
+    return await listen_ws(host, port, on_transport, options.limits, max_message_size=options.max_message_size)

@@ -1,25 +1,19 @@
 """The asyncio runtime: one sans-IO :class:`~rxchannel.core.Connection` bound to one transport.
 
 Thin on purpose (STYLE.md habit 10): a read loop feeds frames to the core, events are
-dispatched to stream objects and handler tasks, queued frames are flushed to the
-transport, and one timer drives keepalive. Protocol decisions live in the core.
-
-Sending obeys both levels of flow control (DESIGN.md §3): a producer pulls the next item
-from its source only when the peer has granted credit *and* the transport is under its
-high-water mark.
+dispatched to stream objects (:class:`RemoteStream`), producers (:class:`Producer`) and
+handler tasks, queued frames are flushed to the transport, and one timer drives
+keepalive. Protocol decisions live in the core.
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
-import inspect
-import logging
-from collections.abc import AsyncIterable, AsyncIterator, Iterable
+from collections.abc import AsyncIterable, Callable, Coroutine, Iterable
 from typing import Any
 
 from rxchannel.core import (
-    Adaptive,
     ClosedResourceError,
     Connection,
     ConnectionClosed,
@@ -32,6 +26,7 @@ from rxchannel.core import (
     MetadataError,
     MetadataPushed,
     PayloadReceived,
+    RemoteProtocolError,
     ReplenishPolicy,
     RequestReceived,
     Role,
@@ -39,73 +34,100 @@ from rxchannel.core import (
     SetupReceived,
     StreamCancelled,
     StreamErrored,
-    Window,
     parse_request_metadata,
+    policy_for,
     request_metadata,
 )
+from rxchannel.transports import EndOfStream, Transport
 
-from ._types import ApplicationError, Payload, Request, as_payload
-from .remote import RemoteStream
-from .router import Router
-from .transports import EndOfStream, Transport
+from .producer import Producer
+from .router import Handler, Request, Router, error_for, handler_result
+from .stream import RemoteStream
+from .values import Payload, as_payload
 
-__all__ = ["DEFAULT_WINDOW", "Peer", "policy_for"]
+__all__ = ["Peer"]
 
-log = logging.getLogger("rxchannel.peer")
-
-#: Items in flight on a stream when no window is given.
-DEFAULT_WINDOW = 16
-_FLUSH_BYTES = 64 * 1024  # flush a producer's frames once this much is queued
-_YIELD_EVERY = 64  # let other tasks run after this many items sent without suspending
+Window = int | str | ReplenishPolicy | None
 
 
-def policy_for(window: int | str | ReplenishPolicy | None) -> ReplenishPolicy:
-    """A replenish policy from a window size, ``"auto"`` (adaptive), a policy, or None (the default window)."""
-    if window is None:
-        return Window(DEFAULT_WINDOW)
-    if window == "auto":
-        return Adaptive()
-    if isinstance(window, int):
-        return Window(window)
-    if isinstance(window, str):
-        raise ValueError(f"window must be a positive int, 'auto' or a policy, got {window!r}")
-    return window
+def _transport_failure(exc: RxChannelError) -> RxChannelError:
+    """What the connection's streams see when its transport fails under it.
+
+    The peer breaking the transport's framing stays a :class:`RemoteProtocolError` (its
+    blame); anything else (a reset, a transport closed beneath the connection) is a lost
+    connection.
+    """
+    if isinstance(exc, (ConnectionLostError, RemoteProtocolError)):
+        return exc
+    error = ConnectionLostError(f"the transport failed: {exc}")
+    error.__cause__ = exc
+    return error
 
 
-async def _aiter_sync(items: Iterable[Any]) -> AsyncIterator[Any]:
-    for item in items:
-        yield item
+class _Link:
+    """The peer as its streams and producers see it (:class:`InboundLink`, :class:`Outlet`)."""
 
+    __slots__ = ("peer",)
 
-class _Outbound:
-    """A running producer for our outbound half of one stream."""
+    def __init__(self, peer: Peer):
+        self.peer = peer
 
-    __slots__ = ("task", "waiter")
+    @property
+    def connection(self) -> Connection:
+        return self.peer._conn
 
-    def __init__(self) -> None:
-        self.task: asyncio.Task[None] | None = None
-        self.waiter: asyncio.Future[None] | None = None
+    @property
+    def writable(self) -> bool:
+        return self.peer.transport.writable
 
-    def wake(self) -> None:
-        if self.waiter is not None and not self.waiter.done():
-            self.waiter.set_result(None)
+    async def drain(self) -> None:
+        await self.peer.transport.drain()
+
+    def flush(self) -> None:
+        self.peer._flush()
+
+    def flush_soon(self) -> None:
+        self.peer._flush_soon()
+
+    def wants_next(self, stream_id: int) -> None:
+        peer = self.peer
+        peer._conn.wants_next(stream_id, peer._loop.time())
+        peer._flush()  # credit goes out now: waiting a loop turn halves small-item throughput
+
+    def pulled(self, stream_id: int) -> None:
+        self.peer._conn.pulled(stream_id)
+
+    def ack(self, stream_id: int, count: int) -> None:
+        peer = self.peer
+        peer._conn.ack(stream_id, count, peer._loop.time())
+        peer._flush()
+
+    def request(self, stream_id: int, n: int) -> None:
+        peer = self.peer
+        peer._conn.request_n(stream_id, n, peer._loop.time())
+        peer._flush_soon()
+
+    def cancel(self, stream_id: int) -> None:
+        peer = self.peer
+        peer._inbound.pop(stream_id, None)
+        peer._conn.cancel(stream_id)
+        peer._flush_soon()
+
+    def in_flight(self, stream_id: int) -> int:
+        demand = self.peer._conn.demand(stream_id)
+        return demand.in_flight if demand is not None else 0
 
 
 class Peer:
     """Both requester and responder on one connection.
 
-    Create with :func:`rxchannel.connect_tcp`, :func:`rxchannel.serve_tcp`, or directly
-    from a transport: ``Peer(transport, Role.CLIENT, router=...)`` (the client sends
-    SETUP at once). Use as an async context manager or call :meth:`close`.
+    Create with :func:`rxchannel.connect`, :func:`rxchannel.serve`, or directly from a
+    transport: ``Peer(transport, Role.CLIENT, router=...)`` (the client sends SETUP at
+    once). Use as an async context manager or call :meth:`close`.
     """
 
     def __init__(
-        self,
-        transport: Transport,
-        role: Role,
-        *,
-        router: Router | None = None,
-        config: ConnectionConfig | None = None,
+        self, transport: Transport, role: Role, *, router: Router | None = None, config: ConnectionConfig | None = None
     ):
         config = config or ConnectionConfig()
         if transport.max_message_size < config.max_frame_size:
@@ -114,12 +136,12 @@ class Peer:
         self.transport = transport
         self.router = router or Router()
         self._conn = Connection(role, config, now=self._loop.time())
+        self._link = _Link(self)
         self._inbound: dict[int, RemoteStream] = {}
-        self._outbound: dict[int, _Outbound] = {}
+        self._outbound: dict[int, Producer] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._timer: asyncio.TimerHandle | None = None
         self._flush_handle: asyncio.Handle | None = None
-        self._unflushed = 0
         self.setup: SetupReceived | None = None
         self.error: RxChannelError | None = None
         self.closed: asyncio.Future[RxChannelError | None] = self._loop.create_future()
@@ -148,28 +170,25 @@ class Peer:
         """The stream object for a request we make; the request goes out when it is first used."""
         md = metadata if metadata is not None else request_metadata(route, info)
 
-        def open_stream(stream: RemoteStream, first_n: int | None = None) -> int:
-            # a manual stream opens with the first request(n) as its initial demand
+        def open_stream(stream: RemoteStream, first_n: int | None) -> int:
             sid = self._conn.request(
                 interaction,
                 metadata=md,
                 data=data,
-                policy=policy if first_n is None else None,
+                policy=policy,
                 initial_n=first_n or 0,
+                auto_ack=auto_ack,
                 complete=source is None,
+                now=self._loop.time(),
             )
-            if first_n is not None and policy is not None:
-                stream_state = self._conn.stream(sid)
-                if stream_state is not None:
-                    stream_state.policy = policy
             self._inbound[sid] = stream
             if source is not None:
-                self._start_producer(sid, source, route)
+                self._start(sid, lambda producer: self._run_source(producer, source, route))
             self._flush()
             return sid
 
         lazy = policy is not None and policy.initial() == 0
-        return RemoteStream(self, open_stream, auto_ack=auto_ack, lazy=lazy)
+        return RemoteStream(self._link, opener=open_stream, lazy=lazy)
 
     def request_stream(
         self,
@@ -178,7 +197,7 @@ class Peer:
         *,
         info: dict[str, Any] | None = None,
         metadata: bytes | None = None,
-        window: int | str | ReplenishPolicy | None = None,
+        window: Window = None,
         auto_ack: bool = True,
     ) -> RemoteStream:
         """A request-stream, opened when first iterated; at most ``window`` items in flight.
@@ -188,13 +207,12 @@ class Peer:
             data: the request's data.
             info: JSON-able dict sent as the ``application/json`` metadata entry.
             metadata: raw metadata instead of ``route``/``info``.
-            window: items in flight, or a replenish policy (see :mod:`rxchannel.core`).
-            auto_ack: count an item consumed when the next one is pulled; if False,
-                call :meth:`RemoteStream.ack` yourself.
+            window: items in flight, ``"auto"``, or a replenish policy (see :mod:`rxchannel.core`).
+            auto_ack: an item is done when the next one is pulled; if False, call
+                :meth:`RemoteStream.ack` yourself.
         """
-        return self._remote_stream(
-            Interaction.STREAM, route, data, info, metadata, policy_for(window), auto_ack=auto_ack
-        )
+        policy = policy_for(window)
+        return self._remote_stream(Interaction.STREAM, route, data, info, metadata, policy, auto_ack=auto_ack)
 
     def request_channel(
         self,
@@ -204,22 +222,16 @@ class Peer:
         *,
         info: dict[str, Any] | None = None,
         metadata: bytes | None = None,
-        window: int | str | ReplenishPolicy | None = None,
+        window: Window = None,
         auto_ack: bool = True,
     ) -> RemoteStream:
         """A request-channel: ``source`` items go out as the responder grants credit;
         the returned stream yields the responder's items. ``data`` rides in the request."""
-        return self._remote_stream(
-            Interaction.CHANNEL, route, data, info, metadata, policy_for(window), source, auto_ack=auto_ack
-        )
+        policy = policy_for(window)
+        return self._remote_stream(Interaction.CHANNEL, route, data, info, metadata, policy, source, auto_ack)
 
     async def request_response(
-        self,
-        route: str | None,
-        data: bytes = b"",
-        *,
-        info: dict[str, Any] | None = None,
-        metadata: bytes | None = None,
+        self, route: str | None, data: bytes = b"", *, info: dict[str, Any] | None = None, metadata: bytes | None = None
     ) -> Payload:
         """Send a request and wait for its one response (an empty payload if the responder sent none)."""
         stream = self._remote_stream(Interaction.RESPONSE, route, data, info, metadata, None)
@@ -235,46 +247,39 @@ class Peer:
     ) -> None:
         """Send a request that gets no response; returns once it is queued under the transport's high-water mark."""
         md = metadata if metadata is not None else request_metadata(route, info)
-        self._conn.request(Interaction.FNF, metadata=md, data=data)
-        self._flush()
-        if not self.transport.writable:
-            await self.transport.drain()
+        self._conn.request(Interaction.FNF, metadata=md, data=data, now=self._loop.time())
+        await self._flush_and_drain()
 
     async def metadata_push(self, metadata: bytes) -> None:
         """Send METADATA_PUSH to the peer."""
         self._conn.metadata_push(metadata)
+        await self._flush_and_drain()
+
+    async def _flush_and_drain(self) -> None:
         self._flush()
         if not self.transport.writable:
             await self.transport.drain()
 
-    # ------------------------------------------------------------ called by RemoteStream
+    # ------------------------------------------------------------ producing and responding
 
-    def _consumed(self, stream_id: int, count: int) -> None:
-        self._conn.consumed(stream_id, count, self._loop.time())
-        self._flush()  # credit goes out now: waiting a loop turn halves small-item throughput
+    def _start(self, sid: int, work: Callable[[Producer], Coroutine[Any, Any, None]]) -> None:
+        """Run ``work`` as the task that produces our outbound half of ``sid``."""
+        producer = self._outbound[sid] = Producer(self._link, sid)
+        producer.task = self._spawn(work(producer))
 
-    def _request_n(self, stream_id: int, n: int) -> None:
-        self._conn.request_n(stream_id, n)
-        self._flush_soon()
-
-    def _cancel_inbound(self, stream_id: int) -> None:
-        self._inbound.pop(stream_id, None)
-        self._conn.cancel(stream_id)
-        self._flush_soon()
-
-    # ------------------------------------------------------------ sending
-
-    def _start_producer(self, stream_id: int, source: AsyncIterable[Any] | Iterable[Any], route: str | None) -> None:
-        out = _Outbound()
-        self._outbound[stream_id] = out
-        out.task = self._spawn(self._run_source(stream_id, source, out, route))
+    def _spawn(self, coro: Any) -> asyncio.Task[Any]:
+        task = self._loop.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
 
     async def _run_source(
-        self, sid: int, source: AsyncIterable[Any] | Iterable[Any], out: _Outbound, route: str | None
+        self, producer: Producer, source: AsyncIterable[Any] | Iterable[Any], route: str | None
     ) -> None:
         """Our side of a channel we requested: a failing source ends the channel with ERROR."""
+        sid = producer.stream_id
         try:
-            await self._produce(sid, source, out)
+            await producer.run(source)
         except asyncio.CancelledError:
             pass
         except Exception as exc:
@@ -284,84 +289,14 @@ class Peer:
                 error = (
                     exc if isinstance(exc, RxChannelError) else RxChannelError(f"the channel's source failed: {exc!r}")
                 )
-                stream._finish(error)
-
-    def _spawn(self, coro: Any) -> asyncio.Task[Any]:
-        task = self._loop.create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return task
-
-    async def _produce(self, sid: int, source: AsyncIterable[Any] | Iterable[Any], out: _Outbound) -> None:
-        """Send ``source``'s items on ``sid`` within the peer's credit and the transport's room.
-
-        COMPLETE needs no credit (Protocol.md "Reactive Streams Semantics"; Reactive Streams
-        §1.5 and §2.9), so the end of the source must be found without any: when credit runs
-        out, the next item is pulled anyway and held (at most one item ahead of demand); if
-        the source has ended instead, COMPLETE goes out at once. A source that marks its
-        last item (``Payload.last``; such a source sets ``marks_last``) is never pulled
-        ahead: its last item goes out as one PAYLOAD with NEXT|COMPLETE.
-        """
-        conn, transport = self._conn, self.transport
-        pull_ahead = not getattr(source, "marks_last", False)
-        items: AsyncIterator[Any] = source.__aiter__() if isinstance(source, AsyncIterable) else _aiter_sync(source)
-        held: Payload | None = None
-        since_yield = 0
-        try:
-            while True:
-                if held is None and (pull_ahead or conn.send_window(sid)):
-                    if not transport.writable:
-                        self._flush()
-                        await transport.drain()
-                        since_yield = 0
-                    try:
-                        held = as_payload(await items.__anext__())
-                    except StopAsyncIteration:
-                        if conn.can_send(sid):
-                            conn.send_complete(sid)
-                            self._flush()
-                        return
-                while not conn.send_window(sid):
-                    if not conn.can_send(sid):
-                        return  # cancelled, or ended by an error, while we waited
-                    out.waiter = self._loop.create_future()
-                    self._flush()
-                    await out.waiter
-                    since_yield = 0
-                if held is None:
-                    continue  # credit arrived for a source that is never pulled ahead
-                payload, held = held, None
-                conn.send_payload(sid, payload.data, payload.metadata, complete=payload.last)
-                if payload.last:
-                    self._flush()
-                    return
-                self._unflushed += len(payload.data)
-                if self._unflushed >= _FLUSH_BYTES:
-                    self._flush()
-                else:
-                    self._flush_soon()
-                since_yield += 1
-                if since_yield >= _YIELD_EVERY:
-                    since_yield = 0
-                    await asyncio.sleep(0)
+                stream.finish(error)
         finally:
             self._outbound.pop(sid, None)
-            aclose = getattr(items, "aclose", None)
-            if aclose is not None:
-                await aclose()
 
     def _fail_stream(self, sid: int, exc: BaseException, route: str | None) -> None:
-        if isinstance(exc, ApplicationError):
-            code, message = exc.code, exc.message
-        elif isinstance(exc, RxChannelError):
-            code, message = ErrorCode.APPLICATION_ERROR, str(exc)
-        else:
-            log.warning("handler for route %r failed", route, exc_info=exc)
-            code, message = ErrorCode.APPLICATION_ERROR, f"the handler for {route!r} failed ({type(exc).__name__})"
+        code, message = error_for(exc, route)
         if not self._conn.closed and self._conn.send_error(sid, code, message):
             self._flush()
-
-    # ------------------------------------------------------------ responding
 
     def _on_request(self, ev: RequestReceived) -> None:
         sid, kind = ev.stream_id, ev.interaction
@@ -388,51 +323,35 @@ class Peer:
             initial_n=ev.initial_n,
         )
         if kind is Interaction.CHANNEL:
-            inbound = RemoteStream(self, None, stream_id=sid)
-            request.inbound = inbound
+            request.inbound = inbound = RemoteStream(self._link, stream_id=sid)
             if ev.complete:
-                inbound._finish()
+                inbound.finish()
             else:
                 self._inbound[sid] = inbound
                 self._conn.set_policy(sid, policy_for(window), self._loop.time())
-        out = _Outbound()
-        if kind is not Interaction.FNF:
-            self._outbound[sid] = out
-        out.task = self._spawn(self._respond(request, handler, out))
+        if kind is Interaction.FNF:
+            self._spawn(self._respond(request, handler, None))
+        else:
+            self._start(sid, lambda producer: self._respond(request, handler, producer))
 
-    async def _respond(self, request: Request, handler: Any, out: _Outbound) -> None:
+    async def _respond(self, request: Request, handler: Handler, producer: Producer | None) -> None:
         sid, kind = request.stream_id, request.interaction
         try:
-            result = handler(request)
-            # await a coroutine's result, but not an Observable's (reactivex Observables are
-            # awaitable: that would drain them) nor anything that is itself a stream of items
-            if (
-                inspect.isawaitable(result)
-                and not isinstance(result, AsyncIterable)
-                and not hasattr(result, "subscribe")
-            ):
-                result = await result
+            result = await handler_result(handler, request)
             if kind is Interaction.RESPONSE:
                 payload = as_payload(result)
                 if self._conn.can_send(sid):
                     self._conn.send_payload(sid, payload.data, payload.metadata)
                     self._flush()
-            elif kind is not Interaction.FNF:
-                if result is None or isinstance(result, (bytes, str, bytearray)):
-                    raise TypeError("a stream or channel handler must return an iterable or async iterable of items")
-                if hasattr(result, "subscribe") and not isinstance(result, AsyncIterable):
-                    raise TypeError(
-                        "the handler returned an Observable with no demand: build it from rxchannel.rx "
-                        "(from_iterable, file_source ...) or add on_backpressure_buffer/drop/latest"
-                    )
-                await self._produce(sid, result, out)
+            elif producer is not None:
+                await producer.run(result)
         except asyncio.CancelledError:
             pass  # the peer cancelled, or the connection is closing
         except Exception as exc:
-            if kind is not Interaction.FNF:
-                self._fail_stream(sid, exc, request.route)
+            if kind is Interaction.FNF:
+                error_for(exc, request.route)  # logged; a fire-and-forget has no one to tell
             else:
-                log.warning("fire-and-forget handler for %r failed", request.route, exc_info=exc)
+                self._fail_stream(sid, exc, request.route)
         finally:
             self._outbound.pop(sid, None)
             if request.inbound is not None:
@@ -445,15 +364,15 @@ class Peer:
             if isinstance(ev, PayloadReceived):
                 stream = self._inbound.get(ev.stream_id)
                 if stream is not None:
-                    stream._push(Payload(ev.data, ev.metadata))
+                    stream.feed(Payload(ev.data, ev.metadata))
             elif isinstance(ev, CreditGranted):
-                out = self._outbound.get(ev.stream_id)
-                if out is not None:
-                    out.wake()
+                producer = self._outbound.get(ev.stream_id)
+                if producer is not None:
+                    producer.wake()
             elif isinstance(ev, InboundCompleted):
                 stream = self._inbound.pop(ev.stream_id, None)
                 if stream is not None:
-                    stream._finish()
+                    stream.finish()
             elif isinstance(ev, RequestReceived):
                 self._on_request(ev)
             elif isinstance(ev, StreamCancelled):
@@ -461,7 +380,7 @@ class Peer:
             elif isinstance(ev, StreamErrored):
                 stream = self._inbound.pop(ev.stream_id, None)
                 if stream is not None:
-                    stream._finish(ev.error)
+                    stream.finish(ev.error)
                     # a channel handler reading its inbound sees the error first; then its
                     # producer stops (the stream is over: nothing more can be sent)
                     self._loop.call_soon(self._stop_outbound, ev.stream_id)
@@ -476,15 +395,15 @@ class Peer:
                 self._on_closed(ev.error)
 
     def _stop_outbound(self, sid: int) -> None:
-        out = self._outbound.pop(sid, None)
-        if out is not None and out.task is not None:
-            out.task.cancel()
+        producer = self._outbound.pop(sid, None)
+        if producer is not None and producer.task is not None:
+            producer.task.cancel()
 
     def _on_closed(self, error: RxChannelError | None) -> None:
         self.error = error
         stream_error = error or ClosedResourceError("the connection was closed by this side")
         for stream in self._inbound.values():
-            stream._finish(stream_error)
+            stream.finish(stream_error)
         self._inbound.clear()
         for sid in list(self._outbound):
             self._stop_outbound(sid)
@@ -517,20 +436,19 @@ class Peer:
         except EndOfStream:
             conn.connection_lost(ConnectionLostError("the peer closed the connection"))
         except RxChannelError as exc:
-            conn.connection_lost(exc if isinstance(exc, ConnectionLostError) else ConnectionLostError(str(exc)))
+            conn.connection_lost(_transport_failure(exc))
         except asyncio.CancelledError:
             conn.connection_lost(ClosedResourceError("the connection was closed by this side"))
         self._process_events()
 
     def _flush(self) -> None:
-        self._unflushed = 0
         frames = self._conn.frames_to_send()
         if not frames:
             return
         try:
             self.transport.write(frames)
         except RxChannelError as exc:
-            self._conn.connection_lost(exc if isinstance(exc, ConnectionLostError) else ConnectionLostError(str(exc)))
+            self._conn.connection_lost(_transport_failure(exc))
             self._loop.call_soon(self._process_events)
 
     def _flush_soon(self) -> None:

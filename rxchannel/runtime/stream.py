@@ -1,9 +1,10 @@
-"""The inbound half of a stream as an async iterator with a bounded window.
+"""The inbound half of a stream as an async iterator.
 
-Items are buffered only as far as credit allows (the window), so the buffer is bounded
-by construction. By default an item counts as consumed when the consumer pulls the next
-one (or leaves the loop); with ``auto_ack=False`` the consumer acknowledges explicitly
-with :meth:`RemoteStream.ack` (an asynchronous sink acknowledging what it has written).
+Demand is the core's (:class:`rxchannel.core.InboundDemand`, one per stream, driven
+through the connection): items are buffered only as far as credit allows, so the buffer
+is bounded by construction. By default an item counts as done when the consumer asks for
+the next one (or leaves the loop); with ``auto_ack=False`` the consumer acknowledges with
+:meth:`RemoteStream.ack` (an asynchronous sink, once it has written).
 """
 
 from __future__ import annotations
@@ -12,16 +13,28 @@ import asyncio
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from types import TracebackType
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from rxchannel.core import RxChannelError, StreamCancelledError, check_request_n
 
-from ._types import Payload
+from .values import Payload
 
-if TYPE_CHECKING:
-    from .peer import Peer
+__all__ = ["InboundLink", "RemoteStream"]
 
-__all__ = ["RemoteStream"]
+
+class InboundLink(Protocol):
+    """What a :class:`RemoteStream` asks of the connection it belongs to (the peer implements it)."""
+
+    def wants_next(self, stream_id: int) -> None: ...
+    def pulled(self, stream_id: int) -> None: ...
+    def ack(self, stream_id: int, count: int) -> None: ...
+    def request(self, stream_id: int, n: int) -> None: ...
+    def cancel(self, stream_id: int) -> None: ...
+    def in_flight(self, stream_id: int) -> int: ...
+
+
+#: Opens the stream on first use: called with the stream and the initial demand (None: the policy's).
+Opener = Callable[["RemoteStream", int | None], int]
 
 
 class RemoteStream:
@@ -29,39 +42,34 @@ class RemoteStream:
 
     Leaving the loop (``break``, an exception, task cancellation) or :meth:`aclose`
     cancels the stream on the peer. Iterate once.
+
+    Attributes:
+        stream_id: 0 until the request went out (a stream opens when first used).
+        delivered: items handed to the consumer so far.
     """
 
-    def __init__(
-        self,
-        peer: Peer,
-        opener: Callable[[RemoteStream, int | None], int] | None,
-        *,
-        auto_ack: bool = True,
-        stream_id: int = 0,
-        lazy: bool = False,
-    ):
-        self._peer = peer
+    def __init__(self, link: InboundLink, *, stream_id: int = 0, opener: Opener | None = None, lazy: bool = False):
+        self._link = link
         self._opener = opener
         self.stream_id = stream_id
-        self.auto_ack = auto_ack
         self._items: deque[Payload] = deque()
         self._done = False
         self._error: RxChannelError | None = None
         self._waiter: asyncio.Future[None] | None = None
-        self._unacked = 0
         self._closed = False
-        #: items delivered to the consumer so far
         self.delivered = 0
         #: opened by the first request(n) rather than the first pull (manual demand from 0)
         self._lazy = lazy
 
-    # ------------------------------------------------------------ fed by the peer
+    # ------------------------------------------------------------ fed by the runtime
 
-    def _push(self, payload: Payload) -> None:
+    def feed(self, payload: Payload) -> None:
+        """An item arrived (called by the runtime)."""
         self._items.append(payload)
         self._wake()
 
-    def _finish(self, error: RxChannelError | None = None) -> None:
+    def finish(self, error: RxChannelError | None = None) -> None:
+        """The peer ended the stream, with ``error`` or completed (called by the runtime)."""
         if not self._done:
             self._done = True
             self._error = error
@@ -83,30 +91,35 @@ class RemoteStream:
         """Items received and not yet pulled."""
         return len(self._items)
 
-    def ack(self, count: int = 1) -> None:
-        """Mark ``count`` pulled items as consumed, letting the window refill.
+    @property
+    def in_flight(self) -> int:
+        """Items granted that the consumer has not finished with (0 once the stream is over)."""
+        return self._link.in_flight(self.stream_id) if self.stream_id else 0
 
-        With ``auto_ack=True`` (the default) pulling the next item does this.
+    def ack(self, count: int = 1) -> None:
+        """Mark ``count`` pulled items as done, letting the window refill (``auto_ack=False``).
+
+        Raises:
+            LocalProtocolError: more than were pulled and not yet acknowledged (while the
+                stream is live; after its end acknowledgements are harmless no-ops).
         """
-        if self._closed or (self._done and not self._items and not self._unacked):
-            return  # late acknowledgements after the end are harmless
-        if count > self._unacked:
-            raise ValueError(f"ack({count}) but only {self._unacked} pulled items are unacknowledged")
-        self._unacked -= count
-        self._peer._consumed(self.stream_id, count)
+        if self.stream_id and not self._closed:
+            self._link.ack(self.stream_id, count)
 
     def request(self, n: int) -> None:
         """Grant ``n`` more items by hand (for a manual policy).
 
         On a stream not yet opened, the first request opens it with ``n`` as the initial
         demand (RSocket requests carry at least 1).
+
+        Raises:
+            LocalProtocolError: ``n`` is not positive (Reactive Streams §3.9).
         """
         if self._opener is not None:
-            check_request_n(n)
-            self._open(first_n=n)
+            self._open(first_n=check_request_n(n))
             self._wake()
-            return
-        self._peer._request_n(self.stream_id, n)
+        else:
+            self._link.request(self.stream_id, n)
 
     async def next(self) -> Payload:
         """The next item.
@@ -118,21 +131,22 @@ class RemoteStream:
         if self._closed:
             raise StopAsyncIteration
         while self._lazy and self._opener is not None and not self._closed:
-            self._waiter = asyncio.get_running_loop().create_future()
-            await self._waiter  # the first request(n) opens the stream
+            await self._wait()  # the first request(n) opens the stream
         self._open()
-        if self.auto_ack and self._unacked:
-            self.ack(self._unacked)
+        self._link.wants_next(self.stream_id)
         while not self._items:
-            if self._done:
+            if self._done or self._closed:
                 if self._error is not None:
                     raise self._error
                 raise StopAsyncIteration
-            self._waiter = asyncio.get_running_loop().create_future()
-            await self._waiter
-        self._unacked += 1
+            await self._wait()
+        self._link.pulled(self.stream_id)
         self.delivered += 1
         return self._items.popleft()
+
+    async def _wait(self) -> None:
+        self._waiter = asyncio.get_running_loop().create_future()
+        await self._waiter
 
     def __aiter__(self) -> AsyncIterator[Payload]:
         return self._iterate()
@@ -155,8 +169,8 @@ class RemoteStream:
         self._closed = True
         self._wake()
         if self._opener is None and not self._done:
-            self._peer._cancel_inbound(self.stream_id)
-            self._finish(StreamCancelledError(f"stream {self.stream_id} was cancelled by this side"))
+            self._link.cancel(self.stream_id)
+            self.finish(StreamCancelledError(f"stream {self.stream_id} was cancelled by this side"))
         self._items.clear()
 
     async def collect(self) -> list[Payload]:

@@ -13,12 +13,12 @@ import dataclasses
 import hmac
 from collections.abc import Callable
 
-from .core import ConnectionConfig, MetadataError, decode_composite, encode_composite
-from .core._frames import SetupFrame
+from ._config import ConnectionConfig
+from ._frames import SetupFrame
+from ._metadata import AUTHENTICATION, MetadataError, decode_composite, encode_composite
 
-__all__ = ["AUTHENTICATION", "bearer_metadata", "require_secret", "with_secret"]
+__all__ = ["bearer_metadata", "require_secret", "with_secret"]
 
-AUTHENTICATION = "message/x.rsocket.authentication.v0"
 _BEARER = 0x81  # well-known auth type "bearer", with the well-known bit set
 
 

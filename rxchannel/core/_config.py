@@ -1,0 +1,56 @@
+"""The parameters and limits of one connection, and its role."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import Enum
+
+from ._fragments import MIN_FRAME_SIZE
+from ._frames import MAX_FRAME_SIZE, SetupFrame
+from ._metadata import COMPOSITE_METADATA, OCTET_STREAM
+
+__all__ = ["ConnectionConfig", "Role"]
+
+
+class Role(Enum):
+    """The client dials and sends SETUP (over WebRTC: the side that makes the offer)."""
+
+    CLIENT = "client"
+    SERVER = "server"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConnectionConfig:
+    """Limits and parameters of one connection (safe defaults; see DESIGN.md §3 and §5).
+
+    Attributes:
+        keepalive_interval: seconds between the client's KEEPALIVE frames.
+        max_lifetime: seconds without any frame from the peer before the connection is
+            declared dead (client: its own setting; server: what the client's SETUP says).
+        max_frame_size: frames larger than this are fragmented (a transport's maximum
+            message size; at least 64).
+        max_payload_size: largest reassembled item accepted from the peer, in bytes.
+        max_metadata_size: largest request metadata accepted from the peer, in bytes.
+        max_streams: streams the peer may have open on us at once; more are REJECTED.
+        setup_check: server only: called with the client's SETUP; returns None to
+            accept or a reason to refuse it with ERROR[REJECTED_SETUP].
+    """
+
+    keepalive_interval: float = 20.0
+    max_lifetime: float = 90.0
+    max_frame_size: int = MAX_FRAME_SIZE
+    max_payload_size: int = 64 * 1024 * 1024
+    max_metadata_size: int = 1024 * 1024
+    max_streams: int = 1024
+    metadata_mime: str = COMPOSITE_METADATA
+    data_mime: str = OCTET_STREAM
+    setup_metadata: bytes | None = None
+    setup_data: bytes = b""
+    setup_check: Callable[[SetupFrame], str | None] | None = None
+
+    def __post_init__(self) -> None:
+        if not MIN_FRAME_SIZE <= self.max_frame_size <= MAX_FRAME_SIZE:
+            raise ValueError(f"max_frame_size must be in {MIN_FRAME_SIZE}..{MAX_FRAME_SIZE}, got {self.max_frame_size}")
+        if self.keepalive_interval <= 0 or self.max_lifetime <= 0:
+            raise ValueError("keepalive_interval and max_lifetime must be positive")

@@ -1,0 +1,57 @@
+"""Connection establishment (Protocol.md "Connection Establishment", "SETUP Frame").
+
+The client's SETUP says how it wants to operate; the server accepts it or refuses it with
+the error code the spec assigns to the reason.
+"""
+
+from __future__ import annotations
+
+from ._config import ConnectionConfig
+from ._errors import ErrorCode, RemoteProtocolError
+from ._frames import SetupFrame
+
+__all__ = ["check_first_frame", "client_setup"]
+
+
+def client_setup(config: ConnectionConfig) -> SetupFrame:
+    """The SETUP frame a client with ``config`` sends first."""
+    return SetupFrame(
+        keepalive_ms=int(config.keepalive_interval * 1000),
+        lifetime_ms=int(config.max_lifetime * 1000),
+        metadata_mime=config.metadata_mime,
+        data_mime=config.data_mime,
+        metadata=config.setup_metadata,
+        data=config.setup_data,
+    )
+
+
+def check_first_frame(frame: object, config: ConnectionConfig) -> RemoteProtocolError | None:
+    """Why a server refuses the first frame it received, or None to accept it as SETUP.
+
+    A frame that is not a SETUP on stream 0 is INVALID_SETUP; an unsupported version,
+    LEASE or resumption is UNSUPPORTED_SETUP / REJECTED_SETUP (a server that does not
+    resume MUST reject the R flag with REJECTED_SETUP); the application's own
+    ``setup_check`` refuses with REJECTED_SETUP. A check that raises refuses too, so a
+    failing check can never leave the connection half set up.
+    """
+    if not isinstance(frame, SetupFrame) or frame.stream_id != 0:
+        name = type(frame).__name__.removesuffix("Frame").upper()
+        return RemoteProtocolError(
+            f"expected SETUP on stream 0 as the first frame, got {name}", code=ErrorCode.INVALID_SETUP
+        )
+    reason, code = None, ErrorCode.UNSUPPORTED_SETUP
+    if frame.version[0] != 1:
+        reason = f"protocol version {frame.version[0]}.{frame.version[1]} is not supported (this peer speaks 1.0)"
+    elif frame.resume_token is not None:
+        reason, code = "resumption is not supported; connect without the resume flag", ErrorCode.REJECTED_SETUP
+    elif frame.lease:
+        reason = "LEASE is not supported; connect without the lease flag"
+    elif frame.keepalive_ms <= 0 or frame.lifetime_ms <= 0:
+        reason, code = "keepalive interval and max lifetime must be positive", ErrorCode.INVALID_SETUP
+    elif config.setup_check is not None:
+        code = ErrorCode.REJECTED_SETUP
+        try:
+            reason = config.setup_check(frame)
+        except Exception as exc:  # the check is application code: refuse, never half set up
+            reason = f"the server could not check this SETUP ({type(exc).__name__})"
+    return None if reason is None else RemoteProtocolError(reason, code=code)

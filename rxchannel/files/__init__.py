@@ -1,0 +1,36 @@
+"""Files over the wire: demand-driven sources, verifying sinks, whole-file transfers, the hub.
+
+* :mod:`.source` — :class:`FileSource`, read one chunk per item pulled (never ahead of demand);
+* :mod:`.sink` — :class:`FileSink`, a partial file verified then moved into place atomically;
+* :mod:`.transfer` — :func:`fetch_file`, :func:`push_file`;
+* :mod:`.sandbox` — names kept inside a root;
+* :mod:`.hub` — :class:`Hub`, the file-sharing routes of DESIGN.md §2.
+"""
+
+from __future__ import annotations
+
+from ._common import CHUNK_SIZE, IntegrityError, sha256_file
+from .hub import Hub
+from .sandbox import PathRefusedError, resolve_inside
+from .sink import FileBusyError, FileSink, TargetExistsError
+from .source import FILE_CHANGED, FileChangedError, FileSource
+from .transfer import Progress, TransferResult, fetch_file, push_file
+
+__all__ = [
+    "CHUNK_SIZE",
+    "FILE_CHANGED",
+    "FileBusyError",
+    "FileChangedError",
+    "FileSink",
+    "FileSource",
+    "Hub",
+    "IntegrityError",
+    "PathRefusedError",
+    "Progress",
+    "TargetExistsError",
+    "TransferResult",
+    "fetch_file",
+    "push_file",
+    "resolve_inside",
+    "sha256_file",
+]

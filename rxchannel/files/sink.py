@@ -1,0 +1,263 @@
+"""A verifying file sink: a partial file, checked, then moved into place atomically."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from rxchannel.core import LocalProtocolError, MetadataError, RxChannelError
+from rxchannel.runtime import Payload
+
+from ._common import IntegrityError, hash_prefix, item_info
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - not POSIX
+    fcntl = None  # type: ignore[assignment]
+
+__all__ = ["FileBusyError", "FileSink", "TargetExistsError"]
+
+
+class TargetExistsError(RxChannelError):
+    """The destination already exists and the sink may not replace it (no-clobber)."""
+
+
+class FileBusyError(RxChannelError):
+    """Another writer holds the partial file of this destination (two transfers to one file)."""
+
+
+class FileSink:
+    """Writes items to a partial file, verifies them, then moves it into place atomically.
+
+    Use :meth:`open`, then :meth:`write` each item (in order), then :meth:`finish`;
+    :meth:`abort` on failure. A resumable sink keeps ``<path>.part`` for the next attempt
+    (and locks it while writing, so two transfers to one destination cannot interleave);
+    a sink whose data cannot be trusted (the sender sent more than it announced, or the
+    digest does not match) sets it aside as ``<path>.corrupt``. Nothing that looks
+    complete is ever left unless it was verified.
+
+    Args:
+        resume: continue an existing ``<path>.part`` (the fetcher).
+        require_digest: refuse a stream that announces no SHA-256 (False for a transformed
+            stream; size and digest are still checked when announced).
+        private_part: write to a new, exclusively created ``<path>.<random>.part`` that
+            no other writer can share (uploads into an inbox); removed on abort.
+        overwrite: replace an existing ``path``. If False, :meth:`finish` refuses when
+            ``path`` exists, decided atomically when the file is moved into place (of
+            two writers finishing together, exactly one wins).
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        resume: bool = True,
+        require_digest: bool = True,
+        private_part: bool = False,
+        overwrite: bool = True,
+    ):
+        self.require_digest = require_digest
+        self.path = Path(path)
+        self.part = self.path.with_name(self.path.name + ".part")
+        self.resume = resume and not private_part
+        self.private_part = private_part
+        self.overwrite = overwrite
+        self.offset = 0  # bytes already in the part when opened
+        self.written = 0  # bytes written by this sink
+        self.expected_size: int | None = None
+        self.expected_sha256: str | None = None
+        #: SHA-256 of the bytes already in the part (sent when resuming, so the sender can
+        #: tell whether they still match its file), or None when starting from 0
+        self.prefix_sha256: str | None = None
+        #: why the sender started over instead of resuming (the file changed), or None
+        self.restarted: str | None = None
+        self._digest = hashlib.sha256()
+        self._handle: BinaryIO | None = None
+        self._first = True
+        self._corrupt = False
+
+    async def open(self) -> int:
+        """Open the partial file (continuing it if resuming); returns the offset to request from.
+
+        Raises:
+            FileBusyError: another transfer is writing the same destination.
+        """
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        handle, self.part, self.offset = await asyncio.to_thread(self._open_part)
+        self._handle = handle
+        if self.offset:
+            await asyncio.to_thread(hash_prefix, handle, self.offset, self._digest)
+            await asyncio.to_thread(handle.seek, self.offset)
+            self.prefix_sha256 = self._digest.copy().hexdigest()
+        return self.offset
+
+    def _open_part(self) -> tuple[BinaryIO, Path, int]:
+        if self.private_part:
+            fd, name = tempfile.mkstemp(prefix=self.path.name + ".", suffix=".part", dir=self.path.parent)
+            return os.fdopen(fd, "r+b"), Path(name), 0
+        fd = os.open(self.part, os.O_RDWR | os.O_CREAT, 0o644)
+        handle = os.fdopen(fd, "r+b")
+        try:
+            _lock(handle, self.part)
+            if not self.resume:
+                handle.truncate(0)
+            return handle, self.part, os.fstat(fd).st_size
+        except BaseException:
+            handle.close()
+            raise
+
+    def _refuse(self, message: str) -> IntegrityError:
+        self._corrupt = True
+        return IntegrityError(message)
+
+    async def write(self, item: Payload | bytes) -> None:
+        """Append one item.
+
+        Raises:
+            IntegrityError: the sender's framing is inconsistent (the part will be set
+                aside as ``.corrupt`` by :meth:`abort`).
+        """
+        if not isinstance(item, Payload):
+            item = Payload(bytes(item))
+        if self._handle is None:
+            raise LocalProtocolError("FileSink.open() first")
+        try:
+            info = item_info(item)
+        except MetadataError as exc:
+            raise self._refuse(f"unreadable item metadata: {exc}") from None
+        if self._first:
+            self._first = False
+            await self._start(info)
+        if "sha256" in info:
+            self.expected_sha256 = str(info["sha256"])
+        await asyncio.to_thread(self._handle.write, item.data)
+        self._digest.update(item.data)
+        self.written += len(item.data)
+        total = self.offset + self.written
+        if self.expected_size is not None and total > self.expected_size:
+            raise self._refuse(f"received {total} bytes for a file announced as {self.expected_size}")
+
+    async def _start(self, info: dict[str, Any]) -> None:
+        size, offset = info.get("size"), info.get("offset", 0)
+        if size is not None:
+            if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+                raise self._refuse(f"the sender announced an impossible size: {str(size)[:40]}")
+            self.expected_size = size
+        if isinstance(offset, bool) or not isinstance(offset, int):
+            raise self._refuse(f"the sender announced an impossible offset: {str(offset)[:40]}")
+        if offset == 0 and self.offset and info.get("restart"):
+            # the sender's file is not the one our part came from: start over (If-Range)
+            assert self._handle is not None
+            await asyncio.to_thread(self._handle.seek, 0)
+            await asyncio.to_thread(self._handle.truncate, 0)
+            self._digest = hashlib.sha256()
+            self.restarted = str(info["restart"])[:200]
+            self.offset = 0
+        elif offset != self.offset:
+            raise self._refuse(f"the sender started at offset {offset}, but {self.offset} bytes are already here")
+
+    async def finish(self) -> str:
+        """Verify size and digest, fsync, and move into place. Returns the SHA-256.
+
+        Raises:
+            IntegrityError: incomplete (the part is kept to resume) or corrupt (set
+                aside as ``.corrupt``; fetch again).
+            TargetExistsError: ``overwrite=False`` and ``path`` exists.
+        """
+        if self._handle is None:
+            raise LocalProtocolError("FileSink.open() first")
+        total = self.offset + self.written
+        if self.expected_size is not None and total != self.expected_size:
+            await self.abort()
+            raise IntegrityError(f"the stream ended at {total} of {self.expected_size} bytes; {self.part.name} kept")
+        digest = self._digest.hexdigest()
+        missing = self.expected_sha256 is None and self.require_digest
+        if missing or (self.expected_sha256 is not None and digest != self.expected_sha256):
+            self._corrupt = True
+            where = await self.abort()
+            why = "no digest was sent" if self.expected_sha256 is None else "SHA-256 mismatch"
+            kept = f"kept as {where.name}; " if where is not None else ""
+            raise IntegrityError(f"{why} for {self.path.name}: {kept}fetch it again")
+        handle, self._handle = self._handle, None
+        await asyncio.to_thread(_fsync_close, handle)
+        try:
+            await asyncio.to_thread(_move_into_place, self.part, self.path, self.overwrite)
+        except FileExistsError:
+            if self.private_part:
+                await asyncio.to_thread(_unlink, self.part)
+            raise TargetExistsError(f"{self.path.name} already exists; it was not replaced") from None
+        await asyncio.to_thread(_fsync_dir, self.path.parent)
+        return digest
+
+    async def abort(self) -> Path | None:
+        """Close after a failure. Idempotent. Returns where the partial data now is, if kept.
+
+        A resumable part stays for the next attempt; a corrupt one becomes ``.corrupt``
+        (it must not be resumed); a private part is removed (an upload cannot resume).
+        """
+        handle, self._handle = self._handle, None
+        if handle is None:
+            return None
+        await asyncio.to_thread(_fsync_close, handle)
+        if self.private_part:
+            await asyncio.to_thread(_unlink, self.part)
+            return None
+        if self._corrupt:
+            corrupt = self.path.with_name(self.path.name + ".corrupt")
+            await asyncio.to_thread(os.replace, self.part, corrupt)
+            return corrupt
+        return self.part
+
+
+def _lock(handle: BinaryIO, part: Path) -> None:
+    """Hold an exclusive lock on the part for as long as it is open (released on close)."""
+    if fcntl is None:  # pragma: no cover - not POSIX: no lock, as before
+        return
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise FileBusyError(
+            f"{part.name} is being written by another transfer to the same file; wait for it or choose another output"
+        ) from None
+
+
+def _move_into_place(part: Path, path: Path, overwrite: bool) -> None:
+    if overwrite:
+        os.replace(part, path)
+        return
+    try:
+        os.link(part, path)  # fails if path exists: the no-clobber decision is atomic
+    except FileExistsError:
+        raise
+    except OSError:  # a file system without hard links: check, then rename
+        if path.exists():
+            raise FileExistsError(path) from None
+        os.replace(part, path)
+        return
+    os.unlink(part)
+
+
+def _unlink(path: Path) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+
+
+def _fsync_close(handle: BinaryIO) -> None:
+    try:
+        handle.flush()
+        os.fsync(handle.fileno())
+    finally:
+        handle.close()
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,169 @@
+"""A demand-driven file source: one chunk read per item pulled, never ahead of demand.
+
+Wire format of a file stream (route ``files/<path>``): each PAYLOAD's data is a chunk; the
+first PAYLOAD's metadata (composite, ``application/json``) has ``{"size", "offset"}`` (and
+``"restart"`` when a resume had to start over), the last one's has ``{"sha256"}`` of the
+*whole* file, which the receiver checks end to end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from rxchannel.core import ApplicationError, request_metadata
+from rxchannel.runtime import Payload
+
+from ._common import CHUNK_SIZE, hash_prefix
+
+__all__ = ["FILE_CHANGED", "FileChangedError", "FileSource"]
+
+
+class FileChangedError(ApplicationError):
+    """The file changed on the hub while it was being sent: what was sent is not one version of it.
+
+    Sent to the peer as an application error with code :data:`FILE_CHANGED`; fetching
+    again gets the new version (a resume notices that its partial copy no longer
+    matches and starts over).
+    """
+
+    def __init__(self, message: str):
+        super().__init__(message, code=FILE_CHANGED)
+
+
+#: Application error code (Protocol.md reserves 0x301..0xFFFFFFFE for applications): the
+#: file changed while it was served. Transient: fetching again gets the new version.
+FILE_CHANGED = 0x00000301
+
+
+def _identity(st: os.stat_result) -> tuple[int, int, int, int]:
+    """What must not change while a file is served (as rsync and HTTP validators use)."""
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+class FileSource:
+    """Chunks of a file as an async iterable of :class:`Payload`, read only as pulled.
+
+    The last chunk is marked (``Payload.last``), so a sender completes the stream with it
+    and never reads ahead of demand to find the end (``marks_last``).
+
+    The file must stay as it was when it was opened: its identity, size and modification
+    time are checked after every read (and so after the last one), and a change fails
+    the stream with :class:`FileChangedError` rather than sending a mix of two versions.
+
+    Resuming: ``offset`` skips what the receiver has; ``expect_prefix`` is the SHA-256 the
+    receiver computed over those bytes. If the file's first ``offset`` bytes differ (it
+    changed since the partial copy was made) or the file is now shorter, the source
+    starts over at 0 and says so in the first item's metadata (``"restart"``), as an
+    HTTP ``If-Range`` that no longer matches returns the whole entity.
+
+    Attributes:
+        read_offset: how far into the file has been read (for demand bounds in tests).
+        closed: set once the file handle is closed (completion, error or cancel).
+    """
+
+    #: the last chunk says it is the last: the runtime never pulls ahead of credit
+    marks_last = True
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        chunk_size: int = CHUNK_SIZE,
+        offset: int = 0,
+        expect_prefix: str | None = None,
+        tracker: set[FileSource] | None = None,
+    ):
+        """``tracker``: a set this source is in while it reads (from the first pull until closed).
+
+        Raises:
+            ValueError: a bad chunk size or offset, or (without ``expect_prefix``) an
+                offset past the end of the file.
+        """
+        if chunk_size <= 0 or offset < 0:
+            raise ValueError("chunk_size must be positive and offset non-negative")
+        self.path = Path(path)
+        self.chunk_size = chunk_size
+        self.offset = offset
+        self.expect_prefix = expect_prefix
+        self.read_offset = offset
+        self.chunks_read = 0
+        self.closed = asyncio.Event()
+        self._tracker = tracker
+        self.size = self.path.stat().st_size
+        if offset > self.size and expect_prefix is None:
+            raise ValueError(
+                f"offset {offset} is past the end of the file ({self.size} bytes): the partial copy is not "
+                "of this file; fetch it again without resuming"
+            )
+
+    def __aiter__(self) -> AsyncIterator[Payload]:
+        return self._chunks()
+
+    def _open(self) -> tuple[BinaryIO, tuple[int, int, int, int], Any, int, str | None]:
+        """Open, snapshot the identity, and hash the resumed prefix (in a worker thread)."""
+        handle = open(self.path, "rb")  # noqa: SIM115 - closed by _chunks
+        try:
+            snapshot = _identity(os.fstat(handle.fileno()))
+            self.size = snapshot[2]
+            digest = hashlib.sha256()
+            offset, restart = self.offset, None
+            if offset > self.size:
+                restart = "the file on the hub is shorter than your partial copy"
+            elif offset:
+                hash_prefix(handle, offset, digest)
+                if self.expect_prefix is not None and digest.hexdigest() != self.expect_prefix:
+                    restart = "the file on the hub differs from your partial copy"
+            if restart is not None:
+                digest, offset = hashlib.sha256(), 0
+                handle.seek(0)
+            return handle, snapshot, digest, offset, restart
+        except BaseException:
+            handle.close()
+            raise
+
+    def _read(self, handle: BinaryIO, size: int, snapshot: tuple[int, int, int, int]) -> bytes:
+        data = handle.read(size) if size else b""
+        if len(data) < size or _identity(os.fstat(handle.fileno())) != snapshot:
+            raise FileChangedError(
+                f"{self.path.name} changed on the hub while it was being sent; fetch it again for its new version"
+            )
+        return data
+
+    async def _chunks(self) -> AsyncIterator[Payload]:
+        opened: BinaryIO | None = None
+        if self._tracker is not None:
+            self._tracker.add(self)
+        try:
+            handle, snapshot, digest, position, restart = await asyncio.to_thread(self._open)
+            opened = handle
+            self.offset = self.read_offset = position
+            first = True
+            while True:
+                data = await asyncio.to_thread(self._read, handle, min(self.chunk_size, self.size - position), snapshot)
+                position += len(data)
+                self.read_offset = position
+                self.chunks_read += 1
+                digest.update(data)
+                info: dict[str, Any] = {}
+                if first:
+                    info.update(size=self.size, offset=self.offset)
+                    if restart is not None:
+                        info["restart"] = restart
+                last = position >= self.size
+                if last:
+                    info["sha256"] = digest.hexdigest()
+                yield Payload(data, request_metadata(None, info) if info else None, last=last)
+                first = False
+                if last:
+                    return
+        finally:
+            if opened is not None:
+                await asyncio.to_thread(opened.close)
+            self.closed.set()
+            if self._tracker is not None:
+                self._tracker.discard(self)

@@ -1,0 +1,156 @@
+"""Demand Observables: cold Observables that emit only as their demand allows.
+
+reactivex has no backpressure, so demand is explicit here. A :class:`DemandObservable`
+opens one pull stream per subscription (a remote stream, or a local source) and emits
+what that stream's demand lets through; the operators in :mod:`rxchannel.operators` set
+the demand (a replenish policy, manual counts, acknowledgements from an async sink).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncGenerator, Callable
+from dataclasses import dataclass, replace
+from typing import Any, Generic, Protocol, TypeVar
+
+from reactivex import Observable, abc
+from reactivex.disposable import CompositeDisposable, Disposable
+
+from rxchannel.core import DEFAULT_WINDOW, LocalProtocolError, ReplenishPolicy, Window
+
+__all__ = ["PENDING", "Demand", "DemandObservable", "PullStream", "to_async_iterable"]
+
+T = TypeVar("T")
+
+#: what ``try_next()`` returns when nothing can be taken without waiting
+PENDING: Any = object()
+
+
+class PullStream(Protocol[T]):  # type: ignore[misc]
+    """What a demand source hands its subscriber: the shape of :class:`~rxchannel.RemoteStream`."""
+
+    async def next(self) -> T: ...
+    def ack(self, count: int = 1) -> None: ...
+    def request(self, n: int) -> None: ...
+    async def aclose(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Demand:
+    """How a demand source is driven: a replenish policy (one per subscription), or manual
+    request counts, and optionally acknowledgements from an asynchronous sink."""
+
+    policy: Callable[[], ReplenishPolicy] = lambda: Window(DEFAULT_WINDOW)
+    manual: Observable[int] | None = None
+    acks: Observable[int] | None = None
+
+
+Opener = Callable[[ReplenishPolicy | None, bool], PullStream[Any]]
+
+
+class DemandObservable(Observable[T], Generic[T]):
+    """A cold Observable that emits only as demanded. Each subscription opens its own stream."""
+
+    def __init__(self, opener: Opener, demand: Demand | None = None, *, description: str = "demand source"):
+        super().__init__()
+        self._opener = opener
+        self.demand = demand or Demand()
+        self.description = description
+
+    def with_demand(self, **changes: Any) -> DemandObservable[T]:
+        """A copy driven by a different :class:`Demand` (what the operators use)."""
+        return DemandObservable(self._opener, replace(self.demand, **changes), description=self.description)
+
+    def _open(self) -> PullStream[T]:
+        policy = None if self.demand.manual is not None else self.demand.policy()
+        return self._opener(policy, self.demand.acks is None)
+
+    def _subscribe_core(
+        self, observer: abc.ObserverBase[T], scheduler: abc.SchedulerBase | None = None
+    ) -> abc.DisposableBase:
+        loop = asyncio.get_running_loop()
+        stream = self._open()
+        state = {"disposed": False}
+        subscriptions = CompositeDisposable()
+        if self.demand.manual is not None:
+            subscriptions.add(self.demand.manual.subscribe(on_next=_guard(stream.request, observer)))
+        if self.demand.acks is not None:
+            subscriptions.add(self.demand.acks.subscribe(on_next=_guard(stream.ack, observer)))
+
+        try_next = getattr(stream, "try_next", None)
+
+        async def pump() -> None:
+            since_yield = 0
+            try:
+                while True:
+                    try:
+                        item = try_next() if try_next is not None else PENDING
+                        if item is PENDING:
+                            item = await stream.next()
+                            since_yield = 0
+                        elif since_yield >= 1024:  # a synchronous source: let the loop breathe
+                            since_yield = 0
+                            await asyncio.sleep(0)
+                        since_yield += 1
+                    except StopAsyncIteration:
+                        if not state["disposed"]:
+                            observer.on_completed()
+                        return
+                    if state["disposed"]:
+                        return
+                    observer.on_next(item)  # consumed when this returns (auto-ack on the next pull)
+            except asyncio.CancelledError:
+                pass
+            except Exception as exc:  # delivered to the subscriber, never raised into the loop
+                if not state["disposed"]:
+                    observer.on_error(exc)
+            finally:
+                subscriptions.dispose()
+                await stream.aclose()
+
+        task = loop.create_task(pump())
+
+        def dispose() -> None:
+            state["disposed"] = True  # nothing is delivered after dispose returns
+            task.cancel()
+
+        return Disposable(dispose)
+
+    def __aiter__(self) -> AsyncGenerator[T, None]:
+        return _iterate(self._open())
+
+
+def _guard(call: Callable[[int], None], observer: abc.ObserverBase[Any]) -> Callable[[int], None]:
+    def checked(n: int) -> None:
+        try:
+            call(n)
+        except (LocalProtocolError, ValueError) as exc:
+            observer.on_error(exc)  # request(n <= 0) is an error for the subscriber, not a crash
+
+    return checked
+
+
+async def _iterate(stream: PullStream[T]) -> AsyncGenerator[T, None]:
+    try:
+        while True:
+            try:
+                yield await stream.next()
+            except StopAsyncIteration:
+                return
+    finally:
+        await stream.aclose()
+
+
+def to_async_iterable(source: Observable[T]) -> AsyncGenerator[T, None]:
+    """An async iterator over a demand source, keeping its demand.
+
+    Raises:
+        TypeError: ``source`` has no demand (a plain, possibly hot Observable); put an
+            ``on_backpressure_*`` operator first to choose what happens on overflow.
+    """
+    if not isinstance(source, DemandObservable):
+        raise TypeError(
+            "this Observable has no demand to honour: add on_backpressure_buffer(n), "
+            "on_backpressure_drop() or on_backpressure_latest() to choose an overflow policy"
+        )
+    return source.__aiter__()

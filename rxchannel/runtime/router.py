@@ -1,0 +1,194 @@
+"""Handlers by route and interaction model, and how their results and errors reach the peer.
+
+A route is either exact (``"echo"``) or a prefix ending in ``/`` (``"files/"``), which
+matches ``files/<anything>``; the longest matching prefix wins.
+
+Handler return values:
+
+* request-response: ``bytes``, ``str`` or :class:`~rxchannel.Payload` (or an awaitable of one);
+* request-stream and request-channel: an iterable or async iterable of items (a demand
+  Observable of :mod:`rxchannel.reactive` is one), pulled only as the requester grants
+  credit, so a file source reads only what was asked for;
+* fire-and-forget: anything (ignored).
+
+Errors: an :class:`~rxchannel.ApplicationError` a handler raises reaches the peer with its
+code and message; any other exception reaches it only as "the handler for 'route' failed
+(TypeName)" and is logged here, so no local detail (paths, stack traces) leaks.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import AsyncIterable, Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from rxchannel.core import ApplicationError, ErrorCode, Interaction, ReplenishPolicy
+
+from .stream import RemoteStream
+from .values import Payload
+
+__all__ = ["Handler", "Request", "Requester", "Router", "error_for", "handler_result"]
+
+log = logging.getLogger("rxchannel.runtime")
+
+Window = int | str | ReplenishPolicy | None
+
+
+class Requester(Protocol):
+    """The requests a handler can make back to the peer that called it (a :class:`~rxchannel.Peer`)."""
+
+    def request_stream(
+        self,
+        route: str | None,
+        data: bytes = b"",
+        *,
+        info: dict[str, Any] | None = None,
+        metadata: bytes | None = None,
+        window: Window = None,
+        auto_ack: bool = True,
+    ) -> RemoteStream: ...
+
+    def request_channel(
+        self,
+        route: str | None,
+        source: AsyncIterable[Any] | Iterable[Any] | None,
+        data: bytes = b"",
+        *,
+        info: dict[str, Any] | None = None,
+        metadata: bytes | None = None,
+        window: Window = None,
+        auto_ack: bool = True,
+    ) -> RemoteStream: ...
+
+    async def request_response(
+        self, route: str | None, data: bytes = b"", *, info: dict[str, Any] | None = None, metadata: bytes | None = None
+    ) -> Payload: ...
+
+    async def fire_and_forget(
+        self, route: str | None, data: bytes = b"", *, info: dict[str, Any] | None = None, metadata: bytes | None = None
+    ) -> None: ...
+
+    async def metadata_push(self, metadata: bytes) -> None: ...
+
+
+@dataclass(slots=True, kw_only=True)
+class Request:
+    """A request as a handler sees it.
+
+    Attributes:
+        route: the routing tag of the request's composite metadata (or None).
+        info: the request's ``application/json`` metadata entry (empty if none).
+        data: the request payload's data.
+        peer: the peer that made the request (to make requests back).
+        inbound: for a channel, the requester's items (pulled with the route's window).
+    """
+
+    stream_id: int
+    interaction: Interaction
+    route: str | None
+    info: dict[str, Any]
+    data: bytes
+    metadata: bytes | None
+    peer: Requester = field(repr=False)
+    initial_n: int = 0
+    inbound: RemoteStream | None = field(default=None, repr=False)
+
+
+Handler = Callable[[Request], Any]
+
+
+class Router:
+    """Maps (interaction, route) to handlers (and, for channels, the inbound window)."""
+
+    def __init__(self) -> None:
+        self._exact: dict[tuple[Interaction, str], tuple[Handler, Window]] = {}
+        self._prefix: list[tuple[Interaction, str, Handler, Window]] = []
+        self.on_metadata_push: Callable[[bytes], Any] | None = None
+
+    def add(self, interaction: Interaction, route: str, handler: Handler, *, window: Window = None) -> None:
+        """Register ``handler``; ``window`` is the demand a channel handler grants on its inbound half."""
+        if route.endswith("/"):
+            self._prefix.append((interaction, route, handler, window))
+            self._prefix.sort(key=lambda entry: -len(entry[1]))
+        else:
+            self._exact[(interaction, route)] = (handler, window)
+
+    def _decorator(self, interaction: Interaction, route: str, window: Window = None) -> Callable[[Handler], Handler]:
+        def register(handler: Handler) -> Handler:
+            self.add(interaction, route, handler, window=window)
+            return handler
+
+        return register
+
+    def response(self, route: str) -> Callable[[Handler], Handler]:
+        """Decorator: register a request-response handler."""
+        return self._decorator(Interaction.RESPONSE, route)
+
+    def fire_and_forget(self, route: str) -> Callable[[Handler], Handler]:
+        """Decorator: register a fire-and-forget handler."""
+        return self._decorator(Interaction.FNF, route)
+
+    def stream(self, route: str) -> Callable[[Handler], Handler]:
+        """Decorator: register a request-stream handler."""
+        return self._decorator(Interaction.STREAM, route)
+
+    def channel(self, route: str, *, window: Window = None) -> Callable[[Handler], Handler]:
+        """Decorator: register a request-channel handler (``request.inbound`` has the requester's items).
+
+        ``window``: the demand granted for the requester's items — an item count, ``"auto"``,
+        or a policy (``Manual(n)`` grants exactly n and no more unless the handler calls
+        ``request.inbound.request(k)``); the default window otherwise.
+        """
+        return self._decorator(Interaction.CHANNEL, route, window)
+
+    def find(self, interaction: Interaction, route: str | None) -> Handler | None:
+        found = self.resolve(interaction, route)
+        return found[0] if found is not None else None
+
+    def resolve(self, interaction: Interaction, route: str | None) -> tuple[Handler, Window] | None:
+        """The handler for ``route`` and the window it was registered with, or None."""
+        key = "" if route is None else route
+        found = self._exact.get((interaction, key))
+        if found is not None:
+            return found
+        for kind, prefix, handler, window in self._prefix:
+            if kind is interaction and key.startswith(prefix):
+                return handler, window
+        return None
+
+
+async def handler_result(handler: Handler, request: Request) -> Any:
+    """Call ``handler`` and check that what it returned fits the interaction.
+
+    A coroutine's result is awaited, but not an Observable's (reactivex Observables are
+    awaitable: awaiting would drain them) nor anything that is itself a stream of items.
+
+    Raises:
+        TypeError: a stream or channel handler returned something that is not a stream
+            of items (the peer sees a generic error; the message is logged here).
+    """
+    result = handler(request)
+    if inspect.isawaitable(result) and not isinstance(result, AsyncIterable) and not hasattr(result, "subscribe"):
+        result = await result
+    if request.interaction in (Interaction.STREAM, Interaction.CHANNEL):
+        if result is None or isinstance(result, (bytes, str, bytearray)):
+            raise TypeError("a stream or channel handler must return an iterable or async iterable of items")
+        if hasattr(result, "subscribe") and not isinstance(result, AsyncIterable):
+            raise TypeError(
+                "the handler returned an Observable with no demand: build it from rxchannel.reactive "
+                "(from_iterable, file_source ...) or add on_backpressure_buffer/drop/latest"
+            )
+    return result
+
+
+def error_for(exc: BaseException, route: str | None) -> tuple[int, str]:
+    """The ERROR frame (code, message) the peer sees for a handler's or source's exception.
+
+    Only an :class:`ApplicationError` says more than the route and the exception's type.
+    """
+    if isinstance(exc, ApplicationError):
+        return exc.code, exc.message
+    log.warning("handler for route %r failed", route, exc_info=exc)
+    return ErrorCode.APPLICATION_ERROR, f"the handler for {route!r} failed ({type(exc).__name__})"

@@ -1,0 +1,128 @@
+"""Serving a router and dialing a peer, by URL over any transport.
+
+URL schemes (DESIGN.md §6): ``http://host:port`` (WebRTC DataChannel, HTTP offer/answer
+signaling at ``POST /offer``), ``ws://host:port/rsocket`` (WebSocket) and
+``tcp://host:port``; the transport registry (:mod:`rxchannel.transports.registry`) maps
+them to transports.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+
+from rxchannel.core import MAX_FRAME_SIZE, ConnectionConfig, Role
+from rxchannel.transports import Listener, Transport, TransportOptions, dial, listen
+
+from .peer import Peer
+from .router import Router
+
+__all__ = ["Server", "connect", "connect_tcp", "largest_frame", "serve", "serve_tcp"]
+
+
+def largest_frame(config: ConnectionConfig | None) -> int:
+    """The largest frame worth accepting under ``config``: one whole item plus its metadata.
+
+    A peer announcing more is refused before anything is buffered, so it cannot make us
+    hold 16 MiB per connection when our items are small.
+    """
+    config = config or ConnectionConfig()
+    return min(MAX_FRAME_SIZE, config.max_payload_size + config.max_metadata_size + 64)
+
+
+def _options(options: TransportOptions | None, config: ConnectionConfig | None) -> TransportOptions:
+    return dataclasses.replace(options or TransportOptions(), max_message_size=largest_frame(config))
+
+
+class Server:
+    """Accepts transports and runs one server-role :class:`Peer` per connection."""
+
+    def __init__(self, router: Router, config: ConnectionConfig | None = None):
+        self.router = router
+        self.config = config
+        self.peers: set[Peer] = set()
+        self.listener: Listener | None = None
+
+    def accept(self, transport: Transport) -> Peer:
+        """Run a server-role peer on an accepted transport (any kind)."""
+        peer = Peer(transport, Role.SERVER, router=self.router, config=self.config)
+        self.peers.add(peer)
+        peer.closed.add_done_callback(lambda _f: self.peers.discard(peer))
+        return peer
+
+    @property
+    def url(self) -> str:
+        """The URL to give to clients."""
+        if self.listener is None:
+            raise RuntimeError("the server is not listening")
+        return self.listener.url
+
+    @property
+    def port(self) -> int:
+        return int(getattr(self.listener, "port", 0))
+
+    async def close(self) -> None:
+        """Stop listening and close every connection."""
+        await asyncio.gather(*(peer.close() for peer in list(self.peers)), return_exceptions=True)
+        if self.listener is not None:
+            await self.listener.close()
+
+    async def __aenter__(self) -> Server:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+
+async def serve(
+    router: Router,
+    *,
+    transport: str = "tcp",
+    host: str = "127.0.0.1",
+    port: int = 0,
+    config: ConnectionConfig | None = None,
+    options: TransportOptions | None = None,
+) -> Server:
+    """Serve ``router`` over ``transport`` (``webrtc``, ``ws`` or ``tcp``) on ``host:port``.
+
+    Read ``server.url`` for the address to give out. Port 0 picks a free one.
+
+    Raises:
+        ValueError: an unknown transport.
+        OSError: the address cannot be bound.
+    """
+    server = Server(router, config)
+    server.listener = await listen(transport, host, port, server.accept, _options(options, config))
+    return server
+
+
+async def connect(
+    url: str,
+    *,
+    router: Router | None = None,
+    config: ConnectionConfig | None = None,
+    options: TransportOptions | None = None,
+) -> Peer:
+    """Dial ``url`` and return a client-role :class:`Peer` (its SETUP is on its way).
+
+    Raises:
+        ValueError: an unsupported URL.
+        ConnectionError / TimeoutError: the hub is unreachable.
+    """
+    transport = await dial(url, _options(options, config))
+    return Peer(transport, Role.CLIENT, router=router, config=config)
+
+
+async def serve_tcp(
+    router: Router, host: str = "127.0.0.1", port: int = 0, *, config: ConnectionConfig | None = None
+) -> Server:
+    """Listen for TCP connections on ``host:port`` (port 0 picks a free one; read ``server.port``)."""
+    return await serve(router, transport="tcp", host=host, port=port, config=config)
+
+
+async def connect_tcp(
+    host: str, port: int, *, router: Router | None = None, config: ConnectionConfig | None = None
+) -> Peer:
+    """Dial ``host:port`` over TCP and return a client-role :class:`Peer`."""
+    bracketed = f"[{host}]" if ":" in host else host
+    return await connect(f"tcp://{bracketed}:{port}", router=router, config=config)

@@ -1,0 +1,41 @@
+"""An HTTP listener (aiohttp) that transports attach their endpoints to.
+
+The WebSocket transport serves ``GET /rsocket`` on it, WebRTC signaling serves
+``POST /offer``; an application may add its own routes (the hub's worker page) through
+:attr:`HttpListener.app` before :meth:`HttpListener.start`.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+__all__ = ["HttpListener"]
+
+
+class HttpListener:
+    """One aiohttp application served on ``host:port`` (port 0 picks a free one)."""
+
+    def __init__(self, scheme: str, path: str = "", *, client_max_size: int = 1 << 20):
+        #: the URL scheme workers dial (``http`` for WebRTC signaling, ``ws`` for WebSockets)
+        self.scheme = scheme
+        self.path = path
+        self.app = web.Application(client_max_size=client_max_size)
+        self.host = ""
+        self.port = 0
+        self._runner: web.AppRunner | None = None
+
+    async def start(self, host: str, port: int) -> None:
+        self._runner = web.AppRunner(self.app, handle_signals=False, access_log=None)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, host, port).start()
+        self.host, self.port = self._runner.addresses[0][:2]
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{self.scheme}://{host}:{self.port}{self.path}"
+
+    async def close(self) -> None:
+        if self._runner is not None:
+            runner, self._runner = self._runner, None
+            await runner.cleanup()

@@ -1,0 +1,95 @@
+"""Transports by URL scheme: one table says how each kind is dialed and served.
+
+Adding a transport means writing its module (a :class:`~._base.Transport`, plus
+``dial(url, options)`` and ``listen(host, port, on_transport, options)``) and one entry
+in :data:`KINDS`. Modules are imported only when used, so ``import rxchannel`` does not
+load aiohttp or aiortc.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from ._base import Listener, Transport, TransportOptions
+
+__all__ = ["KINDS", "Kind", "dial", "kind_of", "listen"]
+
+
+@dataclass(frozen=True, slots=True)
+class Kind:
+    """One kind of transport: its name, the URL schemes that dial it, and its module."""
+
+    name: str
+    schemes: tuple[str, ...]
+    module: str
+    description: str
+
+
+#: Every transport rxchannel can dial by URL or serve, by name.
+KINDS: dict[str, Kind] = {
+    kind.name: kind
+    for kind in (
+        Kind(
+            "webrtc", ("http", "https"), "rxchannel.transports.signaling", "WebRTC DataChannel, offer/answer over HTTP"
+        ),
+        Kind("ws", ("ws", "wss"), "rxchannel.transports.websocket", "WebSocket at /rsocket"),
+        Kind("tcp", ("tcp",), "rxchannel.transports.tcp", "TCP with RSocket's length prefix"),
+    )
+}
+
+_EXAMPLES = "http://host:port (WebRTC), ws://host:port/rsocket or tcp://host:port"
+
+
+def kind_of(url: str) -> Kind:
+    """The kind of transport a URL dials.
+
+    Raises:
+        ValueError: an unsupported or malformed URL, saying which are supported.
+    """
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - validates the port
+    except ValueError as exc:
+        raise ValueError(f"{url!r} is not a valid URL ({exc}): use {_EXAMPLES}") from None
+    for kind in KINDS.values():
+        if parts.scheme in kind.schemes and parts.hostname:
+            return kind
+    raise ValueError(f"unsupported URL {url!r}: use {_EXAMPLES}")
+
+
+def _module(kind: Kind) -> Any:
+    return importlib.import_module(kind.module)
+
+
+async def dial(url: str, options: TransportOptions | None = None) -> Transport:
+    """Dial ``url`` and return the connected transport.
+
+    Raises:
+        ValueError: an unsupported URL.
+        ConnectionError / TimeoutError: nothing answers there.
+    """
+    transport: Transport = await _module(kind_of(url)).dial(url, options or TransportOptions())
+    return transport
+
+
+async def listen(
+    kind: str,
+    host: str,
+    port: int,
+    on_transport: Callable[[Any], object],
+    options: TransportOptions | None = None,
+) -> Listener:
+    """Listen for ``kind`` transports on ``host:port``; each accepted one goes to ``on_transport``.
+
+    Raises:
+        ValueError: an unknown kind, saying which exist.
+    """
+    found = KINDS.get(kind)
+    if found is None:
+        raise ValueError(f"unknown transport {kind!r}: use one of {', '.join(KINDS)}")
+    listener: Listener = await _module(found).listen(host, port, on_transport, options or TransportOptions())
+    return listener
