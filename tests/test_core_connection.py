@@ -34,6 +34,7 @@ from rxchannel.core import (
     Window,
     decode_frame,
     encode_frame,
+    request_metadata,
 )
 from rxchannel.core._frames import (
     CancelFrame,
@@ -57,6 +58,13 @@ def pair(client_config: ConnectionConfig | None = None, server_config: Connectio
 
 def sent(conn: Connection) -> list[object]:
     return [decode_frame(f) for f in conn.frames_to_send()]
+
+
+def sent_after(a: Connection, b: Connection) -> list[object]:
+    """Deliver what ``a`` queued to ``b``; return what ``b`` queued in answer."""
+    for frame in a.frames_to_send():
+        b.receive(frame, 0.0)
+    return sent(b)
 
 
 def inject(conn: Connection, *frames: object) -> list[object]:
@@ -131,8 +139,11 @@ def test_server_cannot_request_before_setup() -> None:
 # ---------------------------------------------------------------- interactions
 
 
+RAW = ConnectionConfig(metadata_mime="application/octet-stream")  # metadata the core does not interpret
+
+
 def test_request_response_round_trip_and_stream_is_forgotten() -> None:
-    c, s = pair()
+    c, s = pair(RAW)
     sid = c.request(Interaction.RESPONSE, now=0, metadata=b"m", data=b"ping")
     _, (req,) = transfer(c, s)
     assert req == RequestReceived(stream_id=sid, interaction=Interaction.RESPONSE, metadata=b"m", data=b"ping")
@@ -140,6 +151,18 @@ def test_request_response_round_trip_and_stream_is_forgotten() -> None:
     (item, done), _ = transfer(c, s)
     assert item == PayloadReceived(stream_id=sid, data=b"pong") and done == InboundCompleted(stream_id=sid)
     assert c.open_streams == s.open_streams == 0
+
+
+def test_composite_metadata_arrives_as_route_and_info_and_malformed_metadata_is_refused() -> None:
+    c, s = pair()
+    sid = c.request(Interaction.RESPONSE, now=0, metadata=request_metadata("files/x", {"offset": 3}))
+    _, (req,) = transfer(c, s)
+    assert req.route == "files/x" and req.info == {"offset": 3}
+    bad = c.request(Interaction.RESPONSE, now=0, metadata=b"\x05\xff")  # an entry that runs past its end
+    (frames, events) = (sent_after(c, s), s.events())
+    assert events == [] and len(frames) == 1
+    assert isinstance(frames[0], ErrorFrame) and frames[0].stream_id == bad and frames[0].code == ErrorCode.INVALID
+    assert "composite metadata" in frames[0].message and sid != bad
 
 
 def test_request_response_payload_without_complete_is_taken_as_complete() -> None:
@@ -392,7 +415,7 @@ def test_max_streams_rejects_extra_requests_with_rejected() -> None:
 
 @pytest.mark.parametrize("kind", [Interaction.RESPONSE, Interaction.STREAM, Interaction.CHANNEL, Interaction.FNF])
 def test_fragmented_requests_and_payloads_arrive_whole(kind: Interaction) -> None:
-    cfg = ConnectionConfig(max_frame_size=64)
+    cfg = ConnectionConfig(max_frame_size=64, metadata_mime="application/octet-stream")
     c, s = pair(cfg, cfg)
     metadata, data = bytes(range(200)), bytes(range(256)) * 3
     sid = c.request(kind, metadata=metadata, data=data, initial_n=1, now=0)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import IntEnum
+from typing import Any
 
 from ._errors import RxChannelError
 from ._frames import FrameType
@@ -53,18 +54,25 @@ class SetupReceived:
 
 @dataclass(frozen=True, slots=True, kw_only=True, repr=False)
 class RequestReceived:
-    """The peer opened a stream (or sent a fire-and-forget). ``complete`` is a channel's C flag."""
+    """The peer opened a stream (or sent a fire-and-forget). ``complete`` is a channel's C flag.
+
+    With composite metadata (the connection's metadata MIME type), ``route`` is the first
+    routing tag and ``info`` the ``application/json`` entry; a request whose composite
+    metadata cannot be parsed is refused with ERROR[INVALID] and never reported.
+    """
 
     stream_id: int
     interaction: Interaction
     metadata: bytes | None
     data: bytes
+    route: str | None = None
+    info: dict[str, Any] = field(default_factory=dict)
     initial_n: int = 0
     complete: bool = False
 
     def __repr__(self) -> str:
         return (
-            f"RequestReceived({self.stream_id}, {self.interaction.name}, n={self.initial_n}, "
+            f"RequestReceived({self.stream_id}, {self.interaction.name}, route={self.route!r}, n={self.initial_n}, "
             f"metadata={_short(self.metadata)}, data={_short(self.data)})"
         )
 

@@ -15,9 +15,10 @@ from __future__ import annotations
 from enum import Enum
 
 from ._credit import InboundDemand, SendCredit
-from ._events import Interaction
+from ._errors import ErrorCode, LocalProtocolError, RemoteProtocolError
+from ._events import CreditGranted, Event, InboundCompleted, Interaction, PayloadReceived, StreamCancelled
 from ._fragments import Reassembly
-from ._frames import RequestFrame
+from ._frames import MAX_REQUEST_N, RequestFrame
 
 __all__ = ["HALVES", "INBOUND", "OUTBOUND", "Half", "Outcome", "Signal", "Stream", "transition"]
 
@@ -146,6 +147,123 @@ class Stream:
     @property
     def finished(self) -> bool:
         return self.inbound is not Half.OPEN and self.outbound is not Half.OPEN
+
+    # ------------------------------------------------------------ frames from the peer
+
+    def on_payload(
+        self,
+        metadata: bytes | None,
+        data: bytes,
+        follows: bool,
+        complete: bool,
+        next: bool,
+        now: float,
+        max_payload: int,
+    ) -> list[Event] | None:
+        """A PAYLOAD (or a fragment of one) for our inbound half.
+
+        Returns the events it causes, or None when the frame is to be ignored (it raced
+        our CANCEL).
+
+        Raises:
+            RemoteProtocolError: a violation (ERROR[INVALID], or REJECTED past the
+                reassembly limit); the stream must end.
+        """
+        more = follows and not complete  # C with F: F is ignored (Handling the Unexpected)
+        if self.partial is None:
+            is_item = next or more
+            signal = Signal.COMPLETE if complete and not is_item else Signal.NEXT
+            if not self._apply(False, signal, "PAYLOAD"):
+                return None
+            if not is_item and not complete:
+                raise self._invalid("PAYLOAD with neither NEXT nor COMPLETE set")
+            if is_item:
+                assert self.demand is not None
+                if not self.demand.received(len(data) + (len(metadata) if metadata else 0), now):
+                    granted = self.demand.granted_total
+                    raise self._invalid(
+                        f"PAYLOAD past credit: {granted} item(s) were granted and all were used "
+                        "(Reactive Streams rule 1.1)"
+                    )
+                if more:
+                    self.partial = Reassembly(max_payload)
+                    self.partial.add(self.id, metadata, data)
+                    return []
+        else:
+            is_item = True
+            self.partial.add(self.id, metadata, data)
+            if more:
+                return []
+            metadata, data = self.partial.result()
+            self.partial = None
+        events: list[Event] = []
+        if is_item:
+            events.append(PayloadReceived(stream_id=self.id, data=data, metadata=metadata))
+        if complete or self.interaction is Interaction.RESPONSE:
+            if is_item:
+                self._apply(False, Signal.COMPLETE, "PAYLOAD")
+            self.end_inbound()
+            events.append(InboundCompleted(stream_id=self.id))
+        return events
+
+    def on_credit(self, n: int) -> list[Event] | None:
+        """REQUEST_N for our outbound half. Raises RemoteProtocolError for a violation."""
+        if not self._apply(True, Signal.CREDIT, "REQUEST_N"):
+            return None
+        if not 1 <= n <= MAX_REQUEST_N:
+            raise self._invalid(f"REQUEST_N of {n} is outside 1..{MAX_REQUEST_N}")
+        self.send_credit.granted(n)
+        return [CreditGranted(stream_id=self.id, n=n)]
+
+    def on_cancel(self) -> list[Event] | None:
+        """The peer cancels our outbound half. Raises RemoteProtocolError for a violation."""
+        return [StreamCancelled(stream_id=self.id)] if self._apply(True, Signal.CANCEL, "CANCEL") else None
+
+    def _apply(self, outbound: bool, signal: Signal, what: str) -> bool:
+        """Apply one of the peer's signals to a half: True to act on it, False to ignore it."""
+        state = self.outbound if outbound else self.inbound
+        new, outcome = transition(OUTBOUND if outbound else INBOUND, state, signal)
+        if outcome is Outcome.VIOLATION:
+            if state is Half.DONE:
+                raise self._invalid(f"{what} after the sender completed this direction")
+            role = "responder" if self.requester else "requester"
+            raise self._invalid(f"{what} is not allowed from the {role} of a {self.interaction.name} stream")
+        if outcome is Outcome.IGNORE:
+            return False
+        if outbound:
+            self.outbound = new
+        else:
+            self.inbound = new
+        return True
+
+    def _invalid(self, message: str) -> RemoteProtocolError:
+        return RemoteProtocolError(message, code=ErrorCode.INVALID, stream_id=self.id)
+
+    # ------------------------------------------------------------ our own actions
+
+    def local(self, outbound: bool, signal: Signal) -> bool:
+        """Apply one of our own signals: True to act on it, False for a no-op (a repeated cancel).
+
+        Raises:
+            LocalProtocolError: the half cannot take it (sending on a completed half, ...).
+        """
+        state = self.outbound if outbound else self.inbound
+        new, outcome = transition(OUTBOUND if outbound else INBOUND, state, signal)
+        if outcome is Outcome.REFUSE:
+            raise LocalProtocolError(f"stream {self.id} is not open for sending (outbound is {state.value})")
+        if outcome is not Outcome.ACT:
+            return False
+        if outbound:
+            self.outbound = new
+        else:
+            self.inbound = new
+        return True
+
+    def end_inbound(self) -> None:
+        """Our inbound half is over: drop a partial item; the demand grants nothing more."""
+        self.partial = None
+        if self.demand is not None:
+            self.demand.end()
 
     def __repr__(self) -> str:
         role = "requester" if self.requester else "responder"

@@ -23,7 +23,6 @@ from rxchannel.core import (
     ErrorCode,
     InboundCompleted,
     Interaction,
-    MetadataError,
     MetadataPushed,
     PayloadReceived,
     RemoteProtocolError,
@@ -34,7 +33,6 @@ from rxchannel.core import (
     SetupReceived,
     StreamCancelled,
     StreamErrored,
-    parse_request_metadata,
     policy_for,
     request_metadata,
 )
@@ -299,13 +297,7 @@ class Peer:
             self._flush()
 
     def _on_request(self, ev: RequestReceived) -> None:
-        sid, kind = ev.stream_id, ev.interaction
-        try:
-            route, info = parse_request_metadata(ev.metadata)
-        except MetadataError as exc:
-            if kind is not Interaction.FNF:
-                self._conn.send_error(sid, ErrorCode.INVALID, str(exc))
-            return
+        sid, kind, route = ev.stream_id, ev.interaction, ev.route
         found = self.router.resolve(kind, route)
         if found is None:
             if kind is not Interaction.FNF:
@@ -316,7 +308,7 @@ class Peer:
             stream_id=sid,
             interaction=kind,
             route=route,
-            info=info,
+            info=ev.info,
             data=ev.data,
             metadata=ev.metadata,
             peer=self,

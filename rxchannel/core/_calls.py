@@ -1,0 +1,227 @@
+"""What the application asks of a connection: open streams, grant demand, send, cancel.
+
+Every method here checks what the stream's state allows (refusing misuse with
+:class:`LocalProtocolError`) and queues the frames it implies.
+"""
+
+from __future__ import annotations
+
+from ._credit import InboundDemand, ReplenishPolicy, check_request_n
+from ._errors import ClosedResourceError, LocalProtocolError
+from ._events import Interaction
+from ._fragments import encode_item
+from ._frames import MAX_REQUEST_N, CancelFrame, ErrorFrame, FrameType, MetadataPushFrame, encode_frame, encode_payload
+from ._policies import Manual
+from ._state import ConnectionState
+from ._streams import Half, Signal, Stream
+
+__all__ = ["LocalCalls"]
+
+
+class LocalCalls(ConnectionState):
+    """The local API of a :class:`Connection`."""
+
+    # ------------------------------------------------------------------ local API: requests
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ClosedResourceError("the connection is closed; open a new one")
+        if not self._setup_done:
+            raise LocalProtocolError("the server cannot make requests before the client's SETUP arrived")
+
+    def request(
+        self,
+        interaction: Interaction,
+        *,
+        metadata: bytes | None = None,
+        data: bytes = b"",
+        policy: ReplenishPolicy | None = None,
+        initial_n: int = 0,
+        auto_ack: bool = True,
+        complete: bool = False,
+        now: float,
+    ) -> int:
+        """Open a stream as requester and return its id. Queues the request frame(s).
+
+        For STREAM and CHANNEL the demand of our inbound half follows ``policy`` (default:
+        manual); the initial demand is ``initial_n`` if given, else the policy's, and must
+        be at least 1. ``data`` of a CHANNEL is the first item we send; ``complete=True``
+        says it is also the last.
+
+        Raises:
+            LocalProtocolError: bad demand, or stream ids exhausted.
+            ClosedResourceError: the connection is closed.
+        """
+        self._check_open()
+        demand: InboundDemand | None = None
+        if interaction in (Interaction.STREAM, Interaction.CHANNEL):
+            demand = InboundDemand(policy if policy is not None else Manual(), auto_ack=auto_ack)
+            initial_n = check_request_n(demand.request(initial_n, now) if initial_n else demand.start(now))
+        else:
+            initial_n, complete = 0, False
+            if interaction is Interaction.RESPONSE:
+                demand = InboundDemand(Manual(1), auto_ack=auto_ack)
+                demand.start(now)
+        sid = self._next_stream_id
+        if sid > MAX_REQUEST_N:
+            raise LocalProtocolError("stream ids are exhausted on this connection; open a new one")
+        self._next_stream_id += 2
+        if interaction is not Interaction.FNF:
+            s = Stream(sid, interaction, requester=True)
+            s.demand = demand
+            if complete:
+                s.outbound = Half.DONE
+            self._streams[sid] = s
+        self._out.extend(
+            encode_item(
+                sid,
+                FrameType(interaction),
+                metadata,
+                data,
+                self.config.max_frame_size,
+                initial_n=initial_n,
+                complete=complete,
+            )
+        )
+        return sid
+
+    def metadata_push(self, metadata: bytes) -> None:
+        """Send METADATA_PUSH. Queues it."""
+        self._check_open()
+        self._queue(encode_frame(MetadataPushFrame(metadata=metadata)))
+
+    def close(self) -> None:
+        """Close locally: every stream is over. Emits :class:`ConnectionClosed` (error None)."""
+        if not self._closed:
+            self._close(None)
+
+    # ------------------------------------------------------------------ local API: our inbound halves
+
+    def set_policy(self, stream_id: int, policy: ReplenishPolicy, now: float, *, auto_ack: bool = True) -> None:
+        """Give a channel we respond to its inbound demand and grant its initial demand now.
+
+        A responder answers REQUEST_CHANNEL with REQUEST_N (Protocol.md "Request Channel").
+        May queue REQUEST_N.
+        """
+        s = self._streams.get(stream_id)
+        if s is None or s.inbound is not Half.OPEN:
+            return
+        s.demand = InboundDemand(policy, auto_ack=auto_ack)
+        self._grant(s, s.demand.start(now))
+
+    def request_n(self, stream_id: int, n: int, now: float) -> None:
+        """Grant the peer ``n`` more items on our inbound half. Queues REQUEST_N.
+
+        A no-op once the inbound half is over (Reactive Streams §3.6).
+
+        Raises:
+            LocalProtocolError: ``n`` is not positive (§3.9).
+        """
+        check_request_n(n)
+        demand, s = self._inbound(stream_id)
+        if demand is not None:
+            self._grant(s, demand.request(n, now))
+
+    def wants_next(self, stream_id: int, now: float) -> None:
+        """The application asks for the next item (with auto-ack: it is done with the ones it took).
+
+        May queue REQUEST_N. A no-op once the inbound half is over.
+        """
+        demand, s = self._inbound(stream_id)
+        if demand is not None:
+            self._grant(s, demand.wants_next(now))
+
+    def pulled(self, stream_id: int) -> None:
+        """The application took one delivered item."""
+        demand, _ = self._inbound(stream_id)
+        if demand is not None:
+            demand.pulled()
+
+    def ack(self, stream_id: int, count: int, now: float) -> None:
+        """The application is done with ``count`` items it took; the policy may grant more.
+
+        May queue REQUEST_N. A no-op once the inbound half is over.
+
+        Raises:
+            LocalProtocolError: more than were taken and not yet acknowledged.
+        """
+        demand, s = self._inbound(stream_id)
+        if demand is not None:
+            self._grant(s, demand.ack(count, now))
+
+    def cancel(self, stream_id: int) -> None:
+        """Cancel our inbound half: the peer stops sending. Idempotent. Queues CANCEL."""
+        s = self._streams.get(stream_id)
+        if s is not None and s.local(False, Signal.STOP):
+            s.end_inbound()
+            self._queue(encode_frame(CancelFrame(stream_id=stream_id)))
+            self._maybe_forget(s)
+
+    def _inbound(self, stream_id: int) -> tuple[InboundDemand | None, Stream]:
+        s = self._streams.get(stream_id)
+        if s is None or s.inbound is not Half.OPEN:
+            return None, s  # type: ignore[return-value]
+        return s.demand, s
+
+    def _grant(self, s: Stream, n: int) -> None:
+        if n > 0:
+            self._out.request_n(s.id, n)
+
+    # ------------------------------------------------------------------ local API: our outbound halves
+
+    def send_payload(
+        self, stream_id: int, data: bytes, metadata: bytes | None = None, *, complete: bool = False
+    ) -> None:
+        """Send one item on our outbound half (and complete it if asked). Queues PAYLOAD frame(s).
+
+        Raises:
+            LocalProtocolError: the outbound half is not open, or there is no credit
+                (wait for :class:`CreditGranted`).
+        """
+        s = self._outbound(stream_id, Signal.SEND)
+        s.send_credit.used()
+        if s.interaction is Interaction.RESPONSE:
+            complete = True
+        limit = self.config.max_frame_size
+        if len(data) + 64 < limit and (metadata is None or len(metadata) + len(data) + 64 < limit):
+            self._out.add(encode_payload(stream_id, data, metadata, complete=complete))
+        else:
+            self._out.extend(encode_item(stream_id, FrameType.PAYLOAD, metadata, data, limit, complete=complete))
+        if complete:
+            s.outbound = Half.DONE
+            self._maybe_forget(s)
+
+    def send_complete(self, stream_id: int) -> None:
+        """Complete our outbound half. Queues PAYLOAD(COMPLETE).
+
+        Raises:
+            LocalProtocolError: the outbound half is not open.
+        """
+        s = self._outbound(stream_id, Signal.FINISH)
+        self._queue(encode_payload(stream_id, b"", None, next=False, complete=True))
+        s.outbound = Half.DONE
+        self._maybe_forget(s)
+
+    def _outbound(self, stream_id: int, signal: Signal) -> Stream:
+        s = self._streams.get(stream_id)
+        if s is None:
+            raise LocalProtocolError(f"stream {stream_id} is not open for sending (no such stream, or it is over)")
+        s.local(True, signal)
+        return s
+
+    def send_error(self, stream_id: int, code: int, message: str) -> bool:
+        """End the stream in both directions with ERROR. Queues it.
+
+        Returns False (and sends nothing) when the stream is already over.
+
+        Raises:
+            LocalProtocolError: ``code`` is not a stream-level code.
+        """
+        if not 0x201 <= code <= 0xFFFFFFFE:
+            raise LocalProtocolError(f"error code 0x{code:x} is not a stream-level code (0x201..0xFFFFFFFE)")
+        s = self._streams.get(stream_id)
+        if s is None:
+            return False
+        self._forget(s)
+        self._queue(encode_frame(ErrorFrame(stream_id=stream_id, code=code, message=message)))
+        return True

@@ -1,0 +1,133 @@
+"""The state one connection keeps, shared by its two halves: what the peer sends
+(:mod:`._connection`) and what the application calls (:mod:`._calls`).
+
+It owns the stream table, the frames queued for the transport and the events for the
+application, and the helpers that end streams and the connection.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+from ._config import ConnectionConfig, Role
+from ._credit import InboundDemand
+from ._errors import RemoteProtocolError, RxChannelError
+from ._events import ConnectionClosed, Event, Interaction, StreamErrored
+from ._frames import MAX_REQUEST_N, ErrorFrame, encode_frame
+from ._keepalive import Keepalive
+from ._output import Output
+from ._setup import client_setup
+from ._streams import Half, Stream
+
+__all__ = ["ConnectionState"]
+
+
+class ConnectionState:
+    """Streams, queued frames and pending events of one connection (see :class:`Connection`)."""
+
+    def __init__(self, role: Role, config: ConnectionConfig | None = None, *, now: float):
+        self.role = role
+        self.config = config or ConnectionConfig()
+        #: the metadata MIME type of this connection: our own as a client, the client's SETUP's as a server
+        self.metadata_mime = self.config.metadata_mime
+        self._streams: dict[int, Stream] = {}
+        self._out = Output()
+        self._events: deque[Event] = deque()
+        self._next_stream_id = 1 if role is Role.CLIENT else 2
+        self._setup_done = role is Role.CLIENT
+        self._closed = False
+        client = role is Role.CLIENT
+        self._keepalive = Keepalive(now, self.config.max_lifetime, self.config.keepalive_interval if client else None)
+        #: frames dropped because the spec says to ignore them (unknown stream, late frame ...)
+        self.ignored_frames = 0
+        if client:
+            self._out.add(encode_frame(client_setup(self.config)))
+
+    # ------------------------------------------------------------------ output
+
+    def frames_to_send(self) -> list[bytes]:
+        """Drain the frames queued for the transport, oldest first (one frame per item)."""
+        return self._out.drain()
+
+    def events(self) -> list[Event]:
+        """Drain the pending events, oldest first."""
+        events = list(self._events)
+        self._events.clear()
+        return events
+
+    def next_event(self) -> Event | None:
+        """Pop the oldest pending event, or None."""
+        return self._events.popleft() if self._events else None
+
+    def _queue(self, frame: bytes) -> None:
+        self._out.add(frame)
+
+    # ------------------------------------------------------------------ queries
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
+    def open_streams(self) -> int:
+        return len(self._streams)
+
+    @property
+    def reassembly_bytes(self) -> int:
+        """Bytes held for items whose fragments are still arriving."""
+        return sum(s.partial.size for s in self._streams.values() if s.partial is not None)
+
+    def stream_ids(self) -> list[int]:
+        return list(self._streams)
+
+    def stream(self, stream_id: int) -> Stream | None:
+        """One stream's state for inspection (read it; drive it through the methods), or None once over."""
+        return self._streams.get(stream_id)
+
+    def demand(self, stream_id: int) -> InboundDemand | None:
+        """The demand of our inbound half of ``stream_id`` (read it), or None once it is over."""
+        s = self._streams.get(stream_id)
+        return s.demand if s is not None and s.inbound is Half.OPEN else None
+
+    def send_window(self, stream_id: int) -> int:
+        """Items we may still send on ``stream_id`` now (0 if none or the stream is over)."""
+        s = self._streams.get(stream_id)
+        if s is None or s.outbound is not Half.OPEN:
+            return 0
+        return MAX_REQUEST_N if s.send_credit.unbounded else s.send_credit.available
+
+    def can_send(self, stream_id: int) -> bool:
+        s = self._streams.get(stream_id)
+        return s is not None and s.outbound is Half.OPEN
+
+    def _violation(self, s: Stream, error: RemoteProtocolError) -> None:
+        """The peer broke the protocol on one stream: end it on both sides. Queues ERROR.
+
+        A request still being reassembled was never announced to the application, so
+        it ends silently here (and a fire-and-forget gets no ERROR: it has no stream).
+        """
+        self._forget(s)
+        if s.interaction is not Interaction.FNF:
+            self._queue(encode_frame(ErrorFrame(stream_id=s.id, code=error.code, message=str(error))))
+        if s.pending_request is None:
+            self._events.append(StreamErrored(stream_id=s.id, error=error))
+
+    def _maybe_forget(self, s: Stream) -> None:
+        if s.finished:
+            self._forget(s)
+
+    def _forget(self, s: Stream) -> None:
+        s.end_inbound()
+        self._streams.pop(s.id, None)
+
+    def _fail(self, error: RemoteProtocolError) -> None:
+        """The peer broke the protocol on the connection: send ERROR on stream 0 and close."""
+        self._queue(encode_frame(ErrorFrame(stream_id=0, code=error.code, message=str(error))))
+        self._close(error)
+
+    def _close(self, error: RxChannelError | None) -> None:
+        self._closed = True
+        for s in self._streams.values():
+            s.end_inbound()
+        self._streams.clear()
+        self._events.append(ConnectionClosed(error=error))
