@@ -21,60 +21,12 @@ from rxchannel.core import (
     Window,
     decode_frame,
     encode_frame,
-    request_metadata,
-)
-from rxchannel.core._frames import (
-    CancelFrame,
-    ErrorFrame,
-    FrameType,
-    KeepaliveFrame,
-    PayloadFrame,
-    RequestFrame,
-    RequestNFrame,
-    SetupFrame,
 )
 from rxchannel.testing import transfer
+from tests.support import frames
 
 EXAMPLES = int(os.environ.get("RXCHANNEL_FUZZ_EXAMPLES", "2000"))
 SETTINGS = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-
-VALID = [
-    encode_frame(f)  # type: ignore[arg-type]
-    for f in (
-        SetupFrame(keepalive_ms=100, lifetime_ms=1000, metadata_mime="a", data_mime="b", metadata=b"m"),
-        RequestFrame(
-            stream_id=1, type=FrameType.REQUEST_STREAM, initial_n=4, metadata=request_metadata("r"), data=b"x"
-        ),
-        RequestFrame(stream_id=3, type=FrameType.REQUEST_CHANNEL, initial_n=1, data=b"c", follows=True),
-        RequestNFrame(stream_id=2, n=3),
-        PayloadFrame(stream_id=2, data=b"d" * 40, metadata=b"mm", follows=True),
-        PayloadFrame(stream_id=2, data=b"", next=False, complete=True),
-        CancelFrame(stream_id=1),
-        ErrorFrame(stream_id=0, code=0x101, message="x"),
-        KeepaliveFrame(respond=True, data=b"k"),
-    )
-]
-
-
-@st.composite
-def mutated(draw: st.DrawFn) -> bytes:
-    raw = bytearray(draw(st.sampled_from(VALID)))
-    for _ in range(draw(st.integers(1, 4))):
-        op = draw(st.sampled_from(["flip", "truncate", "extend", "splice"]))
-        if op == "flip" and raw:
-            i = draw(st.integers(0, len(raw) - 1))
-            raw[i] ^= 1 << draw(st.integers(0, 7))
-        elif op == "truncate":
-            del raw[draw(st.integers(0, len(raw))) :]
-        elif op == "extend":
-            raw += draw(st.binary(max_size=20))
-        elif raw:
-            i = draw(st.integers(0, len(raw) - 1))
-            raw[i : i + 1] = draw(st.binary(max_size=4))
-    return bytes(raw)
-
-
-frames = st.one_of(st.binary(max_size=64), mutated(), st.sampled_from(VALID))
 
 
 @SETTINGS

@@ -23,9 +23,7 @@ from rxchannel import reactive as rxc
 from rxchannel.files import Hub
 from rxchannel.operators import windowed
 from rxchannel.runtime import Peer
-
-from .helpers import Counter
-from .test_hub import make_file
+from tests.support import Counter, make_file
 
 
 @pytest.fixture

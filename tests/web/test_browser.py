@@ -26,8 +26,7 @@ from rxchannel.files import Hub, sha256_file
 from rxchannel.runtime import Server, serve
 from rxchannel.transports import TransportOptions
 from rxchannel.web import WorkerPage
-
-from .test_hub import make_file
+from tests.support import make_file
 
 CHROMIUM = shutil.which("chromium")
 FLAGS = [

@@ -21,9 +21,7 @@ import rxchannel as rx
 from rxchannel.core import Role
 from rxchannel.files import Hub, fetch_file, sha256_file
 from rxchannel.runtime import Peer, serve
-
-from .conftest import open_peers
-from .test_hub import make_file
+from tests.support import make_file, open_peers
 
 RX = [sys.executable, "-m", "rxchannel"]
 FAST = ["--keepalive", "0.2", "--max-lifetime", "1.5"]

@@ -14,8 +14,7 @@ import pytest
 
 from rxchannel.core import ClosedResourceError, ConnectionLostError
 from rxchannel.transports import EndOfStream, Transport, TransportLimits
-
-from .conftest import PairFactory
+from tests.support import CLEANUPS, PairFactory
 
 
 async def receive_n(t: Transport, n: int, timeout: float = 10.0) -> list[bytes]:
@@ -230,12 +229,12 @@ async def test_websocket_text_message_is_a_protocol_error() -> None:
     import aiohttp
 
     from rxchannel.core import RemoteProtocolError
-
-    from .conftest import serve_websocket
+    from rxchannel.transports.websocket import listen_ws
 
     accepted: asyncio.Future[Transport] = asyncio.get_running_loop().create_future()
-    url = await serve_websocket(accepted.set_result)
-    async with aiohttp.ClientSession() as session, session.ws_connect(url) as ws:
+    listener = await listen_ws("127.0.0.1", 0, accepted.set_result)
+    CLEANUPS.append(listener.close)
+    async with aiohttp.ClientSession() as session, session.ws_connect(listener.url) as ws:
         server_side = await accepted
         await ws.send_str("not binary")
         with pytest.raises(RemoteProtocolError, match="binary only"):

@@ -10,8 +10,7 @@ import pytest
 import rxchannel as rx
 from rxchannel.core import ConnectionConfig, with_secret
 from rxchannel.files import Hub, PathRefusedError, resolve_inside
-
-from .test_hub import make_file
+from tests.support import make_file
 
 
 @pytest.fixture

@@ -14,9 +14,7 @@ import pytest
 
 import rxchannel as rx
 from rxchannel.files import FILE_CHANGED, Hub, fetch_file, push_file, sha256_file
-
-from .conftest import ConnectPeers
-from .test_hub import make_file
+from tests.support import ConnectPeers, make_file
 
 CHUNK = 16 * 1024
 

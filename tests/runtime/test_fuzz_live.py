@@ -30,8 +30,7 @@ from rxchannel.core._frames import (
 )
 from rxchannel.runtime import Peer
 from rxchannel.transports import memory_pair
-
-from .test_fuzz import frames as random_frames
+from tests.support import frames as random_frames
 
 EXAMPLES = int(os.environ.get("RXCHANNEL_FUZZ_EXAMPLES", "3000")) // 10 or 1
 SETUP = encode_frame(SetupFrame(keepalive_ms=60_000, lifetime_ms=60_000, metadata_mime="x", data_mime="y"))

@@ -11,8 +11,7 @@ import rxchannel as rx
 from rxchannel.core import ConnectionConfig, Role
 from rxchannel.runtime import Peer
 from rxchannel.transports import memory_pair
-
-from .conftest import ConnectPeers, open_peers
+from tests.support import ConnectPeers, open_peers
 
 
 class Source:

@@ -32,9 +32,7 @@ from rxchannel.operators import (
 )
 from rxchannel.runtime import Peer
 from rxchannel.transports import memory_pair
-
-from .helpers import Counter, FrameTap
-from .test_hub import make_file
+from tests.support import Counter, FrameTap, make_file
 
 
 @pytest.fixture

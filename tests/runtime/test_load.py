@@ -20,8 +20,7 @@ from rxchannel.core import ConnectionConfig, Role
 from rxchannel.files import Hub, fetch_file, sha256_file
 from rxchannel.runtime import Peer
 from rxchannel.transports import memory_pair
-
-from .test_hub import make_file
+from tests.support import make_file
 
 SOAK_STREAMS = int(os.environ.get("RXCHANNEL_SOAK_STREAMS", "1000"))
 

@@ -20,10 +20,7 @@ import pytest
 import rxchannel as rx
 from rxchannel.core._frames import PayloadFrame, RequestFrame
 from rxchannel.files import FileSource, Hub, fetch_file
-
-from .conftest import ConnectPeers
-from .helpers import Counter, FrameTap
-from .test_hub import make_file
+from tests.support import ConnectPeers, Counter, FrameTap, make_file
 
 N = 17
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import os
 from collections.abc import AsyncIterator
@@ -16,15 +15,9 @@ from rxchannel.core import Role
 from rxchannel.files import FileSink, Hub, IntegrityError, fetch_file, push_file, sha256_file
 from rxchannel.runtime import Peer
 from rxchannel.transports.signaling import datachannel_pair
+from tests.support import make_file
 
 CHUNK = 16 * 1024
-
-
-def make_file(path: Path, size: int, seed: int = 0) -> bytes:
-    data = hashlib.shake_256(f"{seed}".encode()).digest(size) if size else b""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(data)
-    return data
 
 
 @pytest.fixture

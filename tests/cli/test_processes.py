@@ -17,8 +17,7 @@ import pytest
 
 from rxchannel.cli import main
 from rxchannel.files import sha256_file
-
-from .test_hub import make_file
+from tests.support import make_file
 
 RX = [sys.executable, "-m", "rxchannel"]
 
