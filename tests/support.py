@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import selectors
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
@@ -161,6 +162,36 @@ class FrameTap:
         return [f.n for f in self.decoded(stream_id) if isinstance(f, RequestNFrame)]
 
 
+class GuardedSource:
+    """A request-stream handler yielding ``count`` items whose every pull checks DESIGN.md §3:
+    the source is never pulled more than one item beyond the credit the requester granted.
+
+    The check runs at each pull, against the serving connection's own credit ledger, so a
+    test does not have to sleep and hope to catch a violation.
+    """
+
+    def __init__(self, count: int, size: int = 8):
+        self.count, self.size = count, size
+        self.pulled = 0
+        self.max_granted = 0
+        self.violations: list[tuple[int, int]] = []
+        self.closed = asyncio.Event()
+
+    async def __call__(self, request: rx.Request) -> AsyncIterator[bytes]:
+        connection = request.peer.connection  # type: ignore[attr-defined]
+        try:
+            for i in range(self.count):
+                stream = connection.stream(request.stream_id)
+                granted = stream.send_credit.sent + stream.send_credit.available if stream is not None else 0
+                self.max_granted = max(self.max_granted, granted)
+                self.pulled += 1
+                if self.pulled > granted + 1:
+                    self.violations.append((self.pulled, granted))
+                yield i.to_bytes(4, "big") * (self.size // 4)
+        finally:
+            self.closed.set()
+
+
 # ------------------------------------------------------------------ waiting without fixed sleeps
 
 
@@ -176,6 +207,15 @@ async def eventually(condition: Callable[[], bool], *, timeout: float = 10, what
         if loop.time() > deadline:
             raise AssertionError(f"{what} did not happen within {timeout} s")
         await asyncio.sleep(0.001)
+
+
+def wait_until(condition: Callable[[], bool], *, timeout: float = 30, what: str = "the condition") -> None:
+    """:func:`eventually` for synchronous tests watching another process (a file it writes)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} did not happen within {timeout} s")
+        time.sleep(0.005)
 
 
 async def collect(stream: rx.RemoteStream, timeout: float = 10) -> list[rx.Payload]:
@@ -221,6 +261,12 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
 
     def advance(self, seconds: float) -> None:
         self._now += seconds
+
+
+async def settle() -> None:
+    """In virtual time: return once every task that can run has run (time moves only then)."""
+    assert isinstance(asyncio.get_running_loop(), VirtualTimeLoop), "settle() is for virtual time only"
+    await asyncio.sleep(0.001)
 
 
 def run_in_virtual_time(main: Callable[[], Coroutine[Any, Any, T]]) -> T:

@@ -173,6 +173,11 @@ class InboxTransport(Transport):
         self._eof = False
         self._waiter: asyncio.Future[None] | None = None
 
+    @property
+    def unread(self) -> int:
+        """Messages received and not yet taken by :meth:`receive`."""
+        return len(self._inbox)
+
     def _deliver(self, messages: Iterable[bytes]) -> None:
         for message in messages:
             self._inbox.append(message)

@@ -23,7 +23,7 @@ from rxchannel import reactive as rxc
 from rxchannel.files import Hub
 from rxchannel.operators import windowed
 from rxchannel.runtime import Peer
-from tests.support import Counter, make_file
+from tests.support import Counter, eventually, make_file
 
 
 @pytest.fixture
@@ -37,9 +37,11 @@ async def peers(no_leaked_tasks: None) -> AsyncIterator[tuple[Peer, Any, rx.Rout
 
 
 async def settle(client: Peer, server: Any) -> None:
-    async with asyncio.timeout(5):
-        while client.connection.open_streams or any(p.connection.open_streams for p in server.peers):
-            await asyncio.sleep(0.01)
+    """Both sides have forgotten every stream (cancel and completion reached them)."""
+    await eventually(
+        lambda: not client.connection.open_streams and not any(p.connection.open_streams for p in server.peers),
+        what="both sides forgetting their streams",
+    )
 
 
 @pytest.mark.parametrize("how", ["iterate", "await"])

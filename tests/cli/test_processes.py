@@ -9,7 +9,6 @@ import json
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,7 +16,7 @@ import pytest
 
 from rxchannel.cli import main
 from rxchannel.files import sha256_file
-from tests.support import make_file
+from tests.support import make_file, wait_until
 
 RX = [sys.executable, "-m", "rxchannel"]
 
@@ -61,9 +60,7 @@ def test_a_killed_worker_leaves_a_part_and_a_rerun_resumes(hub: tuple[str, Path]
     out = tmp_path / "big.bin"
     part = tmp_path / "big.bin.part"
     worker = subprocess.Popen(fetch_cmd(url, "big.bin", out, "--window", "2"), stdout=subprocess.PIPE)
-    deadline = time.monotonic() + 30
-    while (not part.exists() or part.stat().st_size < 1_000_000) and time.monotonic() < deadline:
-        time.sleep(0.01)
+    wait_until(lambda: part.exists() and part.stat().st_size >= 1_000_000, what="the transfer")
     worker.kill()
     worker.wait(timeout=10)
     assert part.exists() and not out.exists(), "a killed transfer must leave only the .part"

@@ -15,7 +15,7 @@ from rxchannel.core import Role
 from rxchannel.files import FileSink, Hub, IntegrityError, fetch_file, push_file, sha256_file
 from rxchannel.runtime import Peer
 from rxchannel.transports.signaling import datachannel_pair
-from tests.support import make_file
+from tests.support import eventually, make_file
 
 CHUNK = 16 * 1024
 
@@ -131,8 +131,9 @@ async def test_cancel_mid_transfer_closes_the_hub_file_and_frees_the_stream(
     await stream.aclose()
     async with asyncio.timeout(5):
         await source.closed.wait()
-        while server.connection.open_streams or hub.sources:
-            await asyncio.sleep(0.01)
+    await eventually(
+        lambda: not server.connection.open_streams and not hub.sources, what="the hub forgetting the stream"
+    )
     assert source.read_offset < 300_000
     assert client.connection.open_streams == 0
 

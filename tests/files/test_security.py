@@ -10,7 +10,7 @@ import pytest
 import rxchannel as rx
 from rxchannel.core import ConnectionConfig, with_secret
 from rxchannel.files import Hub, PathRefusedError, resolve_inside
-from tests.support import make_file
+from tests.support import eventually, make_file
 
 
 @pytest.fixture
@@ -37,8 +37,7 @@ async def test_peers_without_the_secret_are_rejected_in_setup(
     assert info.value.code == rx.ErrorCode.REJECTED_SETUP
     async with asyncio.timeout(5):
         assert isinstance(await client.wait_closed(), rx.SetupRejectedError)
-        while secured.peers:
-            await asyncio.sleep(0.01)
+    await eventually(lambda: not secured.peers, what="the hub dropping the refused connection")
     await client.close()
 
 

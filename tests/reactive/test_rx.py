@@ -32,7 +32,15 @@ from rxchannel.operators import (
 )
 from rxchannel.runtime import Peer
 from rxchannel.transports import memory_pair
-from tests.support import Counter, FrameTap, make_file
+from tests.support import (
+    Counter,
+    FrameTap,
+    GuardedSource,
+    eventually,
+    make_file,
+    run_in_virtual_time,
+    settle,
+)
 
 
 @pytest.fixture
@@ -54,9 +62,13 @@ class Collect:
         self.error: BaseException | None = None
         self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.on_item: Any = None
+        self.closed = False
+        self.after_close: list[Any] = []
 
     def on_next(self, item: Any) -> None:
         assert not self.terminals, "an item after the terminal signal"
+        if self.closed:
+            self.after_close.append(item)
         self.items.append(item)
         if self.on_item is not None:
             self.on_item(item)
@@ -127,23 +139,23 @@ async def test_limit_rate_sends_fewer_request_n_frames_than_windowed(peers: Any)
 
 async def test_request_n_grants_exactly_what_demand_emits(peers: Any, no_leaked_tasks: None) -> None:
     client, server, router = peers
-    source = Counter()
+    source = GuardedSource(100)
     router.stream("n")(source)
     demand: Subject[int] = Subject()
     obs = Collect()
-    subscription = rxc.request_stream(client, "n", b"100").pipe(request_n(demand)).subscribe(obs)
-    await asyncio.sleep(0.05)
-    assert source.pulled == 0 and obs.items == [], "nothing may be requested before demand"
+    subscription = rxc.request_stream(client, "n", b"").pipe(request_n(demand)).subscribe(obs)
+    await asyncio.sleep(0)  # the subscription's pump starts
+    assert client.connection.open_streams == 0, "nothing may be requested before demand"
     demand.on_next(3)
-    await asyncio.sleep(0.05)
-    # the remote producer may hold one item beyond the grant, to find the end without credit
-    assert source.pulled <= 3 + 1 and ints(obs.items) == [0, 1, 2]
+    await eventually(lambda: len(obs.items) == 3, what="3 items for a demand of 3")
     demand.on_next(2)
-    await asyncio.sleep(0.05)
-    assert source.pulled <= 5 + 1 and len(obs.items) == 5
+    await eventually(lambda: len(obs.items) == 5, what="2 more items")
     subscription.dispose()
     async with asyncio.timeout(5):
         await source.closed.wait()
+    assert [int.from_bytes(p.data[:4], "big") for p in obs.items] == [0, 1, 2, 3, 4]
+    # checked at every pull: never beyond the grant + 1 held item; and exactly 3 + 2 were granted
+    assert source.violations == [] and source.max_granted == 5
 
 
 async def test_rule_request_n_not_positive_is_an_error_for_the_subscriber(peers: Any) -> None:
@@ -153,26 +165,36 @@ async def test_rule_request_n_not_positive_is_an_error_for_the_subscriber(peers:
     obs = Collect()
     rxc.request_stream(client, "n", b"10").pipe(request_n(demand)).subscribe(obs)
     demand.on_next(2)
-    await asyncio.sleep(0.05)
     demand.on_next(0)
     await obs.wait()
     assert isinstance(obs.error, rx.LocalProtocolError) and "positive" in str(obs.error)
 
 
-async def test_adaptive_completes_and_grows_its_window_over_latency(no_leaked_tasks: None) -> None:
-    router = rx.Router()
-    router.stream("n")(Counter())
-    a, b = memory_pair(latency=0.01)
-    server = Peer(b, Role.SERVER, router=router)
-    client = Peer(a, Role.CLIENT)
-    policy = rx.Adaptive(2)
-    obs = Collect()
-    rxc.request_stream(client, "n", b"600").pipe(_with_policy(policy)).subscribe(obs)
-    await obs.wait(30)
-    assert len(obs.items) == 600
-    assert policy.window > 8, f"the window stayed at {policy.window} across a 20 ms round trip"
-    await client.close()
-    await server.close()
+def test_adaptive_completes_and_grows_its_window_over_latency() -> None:
+    """In virtual time: a 20 ms round trip and an instant consumer; the window must grow
+    from 2 until the link, not the window, limits the rate."""
+
+    async def main() -> tuple[int, int, float]:
+        router = rx.Router()
+        router.stream("n")(Counter())
+        a, b = memory_pair(latency=0.01, bandwidth=2e6)  # 20 ms RTT, 2 MB/s
+        server = Peer(b, Role.SERVER, router=router)
+        client = Peer(a, Role.CLIENT)
+        policy = rx.Adaptive(2)
+        obs = Collect()
+        start = asyncio.get_running_loop().time()
+        rxc.request_stream(client, "n", b"3000").pipe(_with_policy(policy)).subscribe(obs)
+        await obs.wait(600)
+        elapsed = asyncio.get_running_loop().time() - start
+        await client.close()
+        await server.close()
+        return len(obs.items), policy.window, elapsed
+
+    items, window, elapsed = run_in_virtual_time(main)
+    assert items == 3000
+    # a window of 2 over a 20 ms round trip moves 100 items/s: 30 s for 3000; adaptive grows
+    assert window > 8, f"the window stayed at {window} across a 20 ms round trip"
+    assert elapsed < 3000 / 100 / 4, f"{elapsed:.2f} virtual seconds: the window barely grew"
 
 
 def _with_policy(policy: Any) -> Any:
@@ -233,9 +255,7 @@ async def test_take_cancels_upstream_across_the_wire_and_closes_the_file(tmp_pat
     rxc.request_stream(client, "files/f.bin").pipe(windowed(4), ops.take(3)).subscribe(obs)
     await obs.wait()
     assert len(obs.items) == 3
-    async with asyncio.timeout(5):
-        while hub.sources or server.connection.open_streams:
-            await asyncio.sleep(0.01)
+    await eventually(lambda: not hub.sources and not server.connection.open_streams, what="the hub closing the file")
     await client.close()
     await server.close()
 
@@ -246,15 +266,15 @@ async def test_rule_cancel_is_idempotent_and_nothing_arrives_after_dispose(peers
     router.stream("n")(source)
     obs = Collect()
     subscription = rxc.request_stream(client, "n", b"1000000").pipe(windowed(8)).subscribe(obs)
-    while len(obs.items) < 5:
-        await asyncio.sleep(0.001)
+    await eventually(lambda: len(obs.items) >= 5, what="5 items")
     subscription.dispose()
-    count = len(obs.items)
+    obs.closed = True  # from here on, any item is a failure recorded by the observer
     subscription.dispose()
     async with asyncio.timeout(5):
         await source.closed.wait()
-    await asyncio.sleep(0.05)
-    assert len(obs.items) == count and obs.terminals == []
+    # the CANCEL reached the source; items that were in flight then are dropped on arrival
+    await eventually(lambda: not server.peers or not any(p.connection.open_streams for p in server.peers))
+    assert obs.after_close == [] and obs.terminals == []
 
 
 async def test_errors_cross_the_wire_both_ways(peers: Any) -> None:
@@ -346,18 +366,22 @@ async def test_end_to_end_demand_with_standard_operators_in_the_middle(tmp_path:
 # ---------------------------------------------------------------- hot sources
 
 
-async def test_on_backpressure_buffer_error_fails_loudly_when_full() -> None:
-    hot: Subject[int] = Subject()
-    demand: Subject[int] = Subject()
-    obs = Collect()
-    hot.pipe(on_backpressure_buffer(3), request_n(demand)).subscribe(obs)
-    for i in range(3):
-        hot.on_next(i)
-    await asyncio.sleep(0.01)
-    assert obs.items == []
-    hot.on_next(3)  # the fourth with nobody asking
-    demand.on_next(10)
-    await obs.wait()
+def test_on_backpressure_buffer_error_fails_loudly_when_full() -> None:
+    async def main() -> Collect:
+        hot: Subject[int] = Subject()
+        demand: Subject[int] = Subject()
+        obs = Collect()
+        hot.pipe(on_backpressure_buffer(3), request_n(demand)).subscribe(obs)
+        for i in range(3):
+            hot.on_next(i)
+        await settle()
+        assert obs.items == [], "nothing is emitted without demand"
+        hot.on_next(3)  # the fourth with nobody asking
+        demand.on_next(10)
+        await obs.wait()
+        return obs
+
+    obs = run_in_virtual_time(main)
     assert obs.items == [0, 1, 2]
     assert isinstance(obs.error, rxc.BufferOverflowError)
 
@@ -372,22 +396,25 @@ async def test_on_backpressure_buffer_error_fails_loudly_when_full() -> None:
     ],
     ids=["drop_oldest", "drop_latest", "drop", "latest"],
 )
-async def test_overflow_policies(operator: Any, expected: list[int]) -> None:
-    hot: Subject[int] = Subject()
-    demand: Subject[int] = Subject()
-    obs = Collect()
-    hot.pipe(operator, request_n(demand)).subscribe(obs)
-    await asyncio.sleep(0)
-    demand.on_next(1)
-    await asyncio.sleep(0.01)  # the pump is now waiting for an item
-    for i in range(6):
-        hot.on_next(i)
-    await asyncio.sleep(0.01)
-    demand.on_next(5)
-    await asyncio.sleep(0.01)
-    hot.on_completed()
-    await obs.wait()
-    assert obs.items == expected
+def test_overflow_policies(operator: Any, expected: list[int]) -> None:
+    async def main() -> list[int]:
+        hot: Subject[int] = Subject()
+        demand: Subject[int] = Subject()
+        obs = Collect()
+        hot.pipe(operator, request_n(demand)).subscribe(obs)
+        await settle()
+        demand.on_next(1)
+        await settle()  # the pump is now waiting for an item
+        for i in range(6):
+            hot.on_next(i)
+        await settle()
+        demand.on_next(5)
+        await settle()
+        hot.on_completed()
+        await obs.wait()
+        return obs.items
+
+    assert run_in_virtual_time(main) == expected
 
 
 async def test_rx_file_sink_acks_drive_demand(peers: Any, tmp_path: Path) -> None:
@@ -412,34 +439,35 @@ async def test_rx_file_sink_acks_drive_demand(peers: Any, tmp_path: Path) -> Non
     assert not (tmp_path / "out.z.part").exists()
 
 
-async def test_local_iterable_source_honours_acks_from_an_async_sink() -> None:
-    acks: Subject[int] = Subject()
-    pulled = 0
+def test_local_iterable_source_honours_acks_from_an_async_sink() -> None:
+    async def main() -> None:
+        acks: Subject[int] = Subject()
+        pulled = 0
 
-    def numbers() -> Any:
-        nonlocal pulled
-        for i in range(20):
-            pulled += 1
-            yield i
+        def numbers() -> Any:
+            nonlocal pulled
+            for i in range(20):
+                pulled += 1
+                yield i
 
-    obs = Collect()
-    rxc.from_iterable(numbers()).pipe(windowed(3, acks=acks)).subscribe(obs)
-    await asyncio.sleep(0.02)
-    # one item may be held beyond the grant, so the end is found without demand
-    assert obs.items == [0, 1, 2] and pulled <= 3 + 1, "no acknowledgement yet: the window is full"
-    acks.on_next(2)
-    await asyncio.sleep(0.02)
-    assert obs.items == [0, 1, 2, 3, 4] and pulled <= 5 + 1
-    acked = 2
-    for _ in range(500):  # now the sink acknowledges every item it has "written"
-        if obs.done.done():
-            break
-        if acked < len(obs.items):
-            acks.on_next(1)
-            acked += 1
-        await asyncio.sleep(0.001)
-    await obs.wait()
-    assert obs.items == list(range(20))
+        obs = Collect()
+        rxc.from_iterable(numbers()).pipe(windowed(3, acks=acks)).subscribe(obs)
+        await settle()
+        # one item is held beyond the grant, so the end is found without demand
+        assert obs.items == [0, 1, 2] and pulled == 3 + 1, "no acknowledgement yet: the window is full"
+        acks.on_next(2)
+        await settle()
+        assert obs.items == [0, 1, 2, 3, 4] and pulled == 5 + 1
+        acked = 2
+        while not obs.done.done():  # now the sink acknowledges every item it has "written"
+            if acked < len(obs.items):
+                acks.on_next(1)
+                acked += 1
+            await settle()
+        await obs.wait()
+        assert obs.items == list(range(20))
+
+    run_in_virtual_time(main)
 
 
 async def test_handlers_may_return_demand_observables_but_not_hot_ones(peers: Any, caplog: Any) -> None:

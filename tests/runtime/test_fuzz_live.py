@@ -30,6 +30,7 @@ from rxchannel.core._frames import (
 )
 from rxchannel.runtime import Peer
 from rxchannel.transports import memory_pair
+from tests.support import eventually
 from tests.support import frames as random_frames
 
 EXAMPLES = int(os.environ.get("RXCHANNEL_FUZZ_EXAMPLES", "3000")) // 10 or 1
@@ -195,9 +196,9 @@ async def test_reassembly_memory_is_bounded_and_dropped_with_the_connection() ->
         a.write([encode_frame(RequestFrame(stream_id=sid, type=FrameType.REQUEST_RESPONSE, data=b"", follows=True))])
         for _ in range(10):
             a.write([encode_frame(PayloadFrame(stream_id=sid, data=b"m" * 4000, follows=True))])
-    await asyncio.sleep(0.05)
+    await eventually(lambda: b.unread == 0, what="the server reading every frame")
     held = server.connection.reassembly_bytes
-    assert 0 < held <= CONFIG.max_streams * CONFIG.max_payload_size
+    assert held == CONFIG.max_streams * 10 * 4000 <= CONFIG.max_streams * CONFIG.max_payload_size
     a.abort()
     async with asyncio.timeout(5):
         await server.wait_closed()
@@ -220,8 +221,9 @@ def test_random_frame_sequences_never_crash_a_serving_peer(batch: list[bytes]) -
                 a.write([frame])
             except (ValueError, rx.RxChannelError):
                 break  # the server closed on us
-            await asyncio.sleep(0)
-        await asyncio.sleep(0.01)
+        # every frame read by the server (or the connection ended): the read loop saw them all
+        await eventually(lambda: b.unread == 0 or server.closed.done(), what="the server reading the batch")
+        await asyncio.sleep(0)  # handlers started by the last frames get their first step
         await server.close()
         a.abort()
         reader = server._reader

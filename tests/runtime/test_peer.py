@@ -11,7 +11,7 @@ import rxchannel as rx
 from rxchannel.core import ConnectionConfig, Role
 from rxchannel.runtime import Peer
 from rxchannel.transports import memory_pair
-from tests.support import ConnectPeers, open_peers
+from tests.support import ConnectPeers, GuardedSource, eventually, open_peers
 
 
 class Source:
@@ -94,11 +94,8 @@ async def test_leaving_the_loop_cancels_and_closes_the_remote_source(
     async with asyncio.timeout(5):
         await source.closed.wait()
     assert source.pulled <= 21 + 8 + 1
-    for _ in range(100):
-        if server.connection.open_streams == 0:
-            break
-        await asyncio.sleep(0.01)
-    assert server.connection.open_streams == 0 and client.connection.open_streams == 0
+    await eventually(lambda: server.connection.open_streams == 0, what="the server forgetting the stream")
+    assert client.connection.open_streams == 0
     await client.close()
     await server.close()
 
@@ -166,10 +163,7 @@ async def test_server_can_request_from_client(no_leaked_tasks: None, connect_pee
 
     client, server = await connect_peers(rx.Router())
     client.router = client_router
-    for _ in range(100):
-        if server.setup is not None:
-            break
-        await asyncio.sleep(0.01)
+    await eventually(lambda: server.setup is not None, what="the client's SETUP")
     assert (await server.request_response("whoami")).data == b"client"
     await client.close()
     await server.close()
@@ -245,20 +239,21 @@ async def test_local_close_fails_open_streams_with_closed_resource_error(
 
 async def test_manual_demand_with_request_n(no_leaked_tasks: None, connect_peers: ConnectPeers) -> None:
     router = rx.Router()
-    source = Source(100)
+    source = GuardedSource(100)
     router.stream("numbers")(source)
     client, server = await connect_peers(router)
     stream = client.request_stream("numbers", window=rx.Manual(3))
     got = [await stream.next() for _ in range(3)]
-    await asyncio.sleep(0.05)
-    # nothing more without demand; the producer may hold one item to find the end without credit
-    assert source.pulled <= 3 + 1 and stream.buffered == 0
+    assert client.connection.demand(stream.stream_id).granted_total == 3  # type: ignore[union-attr]
     stream.request(2)
     got += [await stream.next() for _ in range(2)]
-    await asyncio.sleep(0.05)
-    assert source.pulled <= 5 + 1
     assert [int.from_bytes(p.data[:4], "big") for p in got] == [0, 1, 2, 3, 4]
     await stream.aclose()
+    async with asyncio.timeout(5):
+        await source.closed.wait()
+    # at every pull: never more than one item beyond what was granted (the producer holds one
+    # to find the end without credit); and nothing was granted beyond the 3 + 2 asked for
+    assert source.violations == [] and source.max_granted == 5 and source.pulled <= 6
     with pytest.raises(rx.LocalProtocolError):
         stream.request(0)
     await client.close()
@@ -267,18 +262,18 @@ async def test_manual_demand_with_request_n(no_leaked_tasks: None, connect_peers
 
 async def test_explicit_ack_lets_an_async_sink_drive_demand(no_leaked_tasks: None, connect_peers: ConnectPeers) -> None:
     router = rx.Router()
-    source = Source(50)
+    source = GuardedSource(50)
     router.stream("numbers")(source)
     client, server = await connect_peers(router)
     stream = client.request_stream("numbers", window=4, auto_ack=False)
     held = [await stream.next() for _ in range(4)]
-    await asyncio.sleep(0.05)
-    assert source.pulled <= 4 + 1, "pulling without acknowledging must not refill the window"
+    demand = client.connection.demand(stream.stream_id)
+    assert demand is not None and demand.granted_total == 4, "pulling without acknowledging must not refill"
     stream.ack(4)
     rest = []
     async for item in stream:
         rest.append(item)
         stream.ack()  # the sink wrote it
-    assert len(held) + len(rest) == 50
+    assert len(held) + len(rest) == 50 and source.violations == []
     await client.close()
     await server.close()
