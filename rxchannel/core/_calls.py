@@ -131,6 +131,13 @@ class LocalCalls(ConnectionState):
         if demand is not None:
             self._grant(s, demand.wants_next(now))
 
+    def take_next(self, stream_id: int, now: float) -> None:
+        """:meth:`wants_next` then :meth:`pulled`: the application takes an item already delivered."""
+        demand, s = self._inbound(stream_id)
+        if demand is not None:
+            self._grant(s, demand.wants_next(now))
+            demand.pulled()
+
     def pulled(self, stream_id: int) -> None:
         """The application took one delivered item."""
         demand, _ = self._inbound(stream_id)
@@ -206,7 +213,8 @@ class LocalCalls(ConnectionState):
         s = self._streams.get(stream_id)
         if s is None:
             raise LocalProtocolError(f"stream {stream_id} is not open for sending (no such stream, or it is over)")
-        s.local(True, signal)
+        if s.outbound is not Half.OPEN or signal is not Signal.SEND:  # (OPEN, SEND) -> OPEN needs no lookup
+            s.local(True, signal)
         return s
 
     def send_error(self, stream_id: int, code: int, message: str) -> bool:

@@ -25,7 +25,15 @@ from ._errors import (
     SetupRejectedError,
     remote_error,
 )
-from ._events import Event, Interaction, MetadataPushed, RequestReceived, SetupReceived, StreamErrored
+from ._events import (
+    Event,
+    Interaction,
+    MetadataPushed,
+    PayloadReceived,
+    RequestReceived,
+    SetupReceived,
+    StreamErrored,
+)
 from ._fragments import Reassembly
 from ._frames import (
     FLAG_COMPLETE,
@@ -160,6 +168,17 @@ class Connection(LocalCalls):
                 return
         else:
             payload = data[6:]
+        demand = s.demand
+        if (
+            flags & (FLAG_NEXT | FLAG_FOLLOWS | FLAG_COMPLETE) == FLAG_NEXT
+            and s.partial is None
+            and s.interaction is not Interaction.RESPONSE
+            and demand is not None
+            and demand.received(len(payload) + (len(metadata) if metadata else 0), now)
+        ):
+            # the inbound table's (OPEN, NEXT) -> OPEN: one whole item within credit
+            self._events.append(PayloadReceived(stream_id=sid, data=payload, metadata=metadata))
+            return
         self._on_payload(
             s, metadata, payload, bool(flags & FLAG_FOLLOWS), bool(flags & FLAG_COMPLETE), bool(flags & FLAG_NEXT), now
         )

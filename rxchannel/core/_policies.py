@@ -29,6 +29,9 @@ class Manual:
     def demand(self, state: InboundDemand, now: float) -> int:
         return 0
 
+    def quiet(self) -> int:
+        return -1  # never grants by itself
+
     def __repr__(self) -> str:
         return f"Manual({self._initial})"
 
@@ -59,6 +62,9 @@ class Window:
     def demand(self, state: InboundDemand, now: float) -> int:
         free = self.size - state.in_flight
         return free if free >= self.refill else 0
+
+    def quiet(self) -> int:
+        return self.size - self.refill  # more in flight than this: fewer than `refill` slots are free
 
     def __repr__(self) -> str:
         return f"Window(size={self.size}, refill={self.refill})"
@@ -101,6 +107,9 @@ class Adaptive:
 
     def initial(self) -> int:
         return self.window
+
+    def quiet(self) -> int:
+        return 1 << 62  # it measures the rate on every acknowledgement: always ask
 
     def demand(self, state: InboundDemand, now: float) -> int:
         self._measure(state, now)

@@ -45,6 +45,11 @@ class ConnectionState:
 
     # ------------------------------------------------------------------ output
 
+    @property
+    def has_output(self) -> bool:
+        """Frames are queued for the transport."""
+        return bool(self._out)
+
     def frames_to_send(self) -> list[bytes]:
         """Drain the frames queued for the transport, oldest first (one frame per item)."""
         return self._out.drain()

@@ -26,6 +26,8 @@ __all__ = ["HALVES", "INBOUND", "OUTBOUND", "Half", "Outcome", "Signal", "Stream
 class Half(Enum):
     """State of one direction of a stream."""
 
+    __hash__ = object.__hash__  # members are singletons: identity hashing, in C (table lookups are hot)
+
     ABSENT = "absent"  # the interaction has no such direction (a request-stream requester's outbound)
     OPEN = "open"
     DONE = "done"  # completed: anything more from the peer is a violation
@@ -34,6 +36,8 @@ class Half(Enum):
 
 class Signal(Enum):
     """What happens to a half: frames from the peer, and our own actions."""
+
+    __hash__ = object.__hash__
 
     NEXT = "next"  # peer: a PAYLOAD item on our inbound half
     COMPLETE = "complete"  # peer: the C flag on our inbound half

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
 from typing import Any, Generic, TypeVar
@@ -34,8 +35,8 @@ class LocalPull(Generic[T]):
     """Pulls from a local source only within the demand its :class:`InboundDemand` allows.
 
     The same demand engine as a remote stream (rxchannel.core), without a wire. A
-    synchronous iterable is pulled synchronously (:meth:`try_next`), so an in-process
-    pipeline pays no await per item.
+    synchronous iterable is pulled synchronously, a batch at a time (:meth:`try_batch`), so
+    an in-process pipeline pays no await per item.
 
     Completion needs no demand (Reactive Streams §2.9): when demand runs out, the next
     item is pulled and held (at most one ahead of demand) so that the end of a cold
@@ -56,6 +57,7 @@ class LocalPull(Generic[T]):
         self._loop = asyncio.get_running_loop()
         self.demand = InboundDemand(policy, auto_ack=auto_ack)
         self._held: Any = PENDING
+        self._exhausted = False
         self._wake: asyncio.Event = asyncio.Event()
         self._closed = False
         self._hot = items if isinstance(items, HotBuffer) else None
@@ -63,55 +65,56 @@ class LocalPull(Generic[T]):
             self._hot.on_end = self._wake.set
         self.demand.start(self._loop.time())
 
-    def _take(self, item: T) -> T:
-        self.demand.received(0, self._loop.time())
-        self.demand.pulled()
-        return item
-
     def _ended(self) -> StopAsyncIteration:
         self.demand.end()
         return StopAsyncIteration()
 
-    def try_next(self) -> T:
-        """The next item of a synchronous source if demand allows now, else ``PENDING``.
+    def try_batch(self, limit: int = 1024) -> list[T]:
+        """The next items of a synchronous source, as many as demand allows now (at most
+        ``limit``), or ``PENDING`` when none may be taken.
 
         Raises:
             StopAsyncIteration: the source has ended (whatever the demand).
         """
-        demand = self.demand
-        demand.wants_next(self._loop.time())
         if self._closed or self._sync is None:
             return PENDING  # type: ignore[no-any-return]
         if self._held is PENDING:
+            if self._exhausted:
+                raise self._ended()
             try:
                 self._held = next(self._sync)
             except StopIteration:
                 raise self._ended() from None
-        if not demand.can_receive:
+        taken = self.demand.take(limit, self._loop.time())
+        if not taken:
             return PENDING  # type: ignore[no-any-return]
-        item, self._held = self._held, PENDING
-        return self._take(item)  # type: ignore[no-any-return]
+        items = [self._held]
+        self._held = PENDING
+        for item in itertools.islice(self._sync, taken - 1):
+            items.append(item)
+        if len(items) < taken:
+            self._exhausted = True  # delivered first, then completed
+        return items
 
     async def next(self) -> T:
         while self._sync is not None:
-            item = self.try_next()
-            if item is not PENDING:
-                return item
+            items = self.try_batch(1)
+            if items is not PENDING:
+                return items[0]
             if self._closed:
                 raise StopAsyncIteration
             self._wake.clear()
             await self._wake.wait()
         assert self._items is not None
         demand = self.demand
-        demand.wants_next(self._loop.time())
         try:
             if self._held is PENDING and self._hot is None:
                 self._held = await self._items.__anext__()  # one ahead: finds the end without demand
-            while not demand.can_receive:
+            while not demand.take(1, self._loop.time()):
                 if self._closed:
                     raise StopAsyncIteration
                 if self._hot is not None and self._hot.drained:
-                    break  # the hot source ended: its completion (or error) needs no demand
+                    await self._items.__anext__()  # the hot source ended: its end (or error) needs no demand
                 self._wake.clear()
                 await self._wake.wait()
             if self._held is PENDING:
@@ -120,7 +123,7 @@ class LocalPull(Generic[T]):
                 item, self._held = self._held, PENDING
         except StopAsyncIteration:
             raise self._ended() from None
-        return self._take(item)
+        return item
 
     def ack(self, count: int = 1) -> None:
         if not self._closed and self.demand.ack(count, self._loop.time()):

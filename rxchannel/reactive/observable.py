@@ -22,7 +22,7 @@ __all__ = ["PENDING", "Demand", "DemandObservable", "PullStream", "to_async_iter
 
 T = TypeVar("T")
 
-#: what ``try_next()`` returns when nothing can be taken without waiting
+#: what ``try_batch()`` returns when nothing can be taken without waiting
 PENDING: Any = object()
 
 
@@ -77,28 +77,29 @@ class DemandObservable(Observable[T], Generic[T]):
         if self.demand.acks is not None:
             subscriptions.add(self.demand.acks.subscribe(on_next=_guard(stream.ack, observer)))
 
-        try_next = getattr(stream, "try_next", None)
+        try_batch = getattr(stream, "try_batch", None)
 
         async def pump() -> None:
             since_yield = 0
             try:
                 while True:
                     try:
-                        item = try_next() if try_next is not None else PENDING
-                        if item is PENDING:
-                            item = await stream.next()
+                        batch = try_batch() if try_batch is not None else PENDING
+                        if batch is PENDING:
+                            batch = (await stream.next(),)
                             since_yield = 0
                         elif since_yield >= 1024:  # a synchronous source: let the loop breathe
                             since_yield = 0
                             await asyncio.sleep(0)
-                        since_yield += 1
+                        since_yield += len(batch)
                     except StopAsyncIteration:
                         if not state["disposed"]:
                             observer.on_completed()
                         return
-                    if state["disposed"]:
-                        return
-                    observer.on_next(item)  # consumed when this returns (auto-ack on the next pull)
+                    for item in batch:
+                        if state["disposed"]:
+                            return
+                        observer.on_next(item)  # consumed when this returns (acknowledged on the next pull)
             except asyncio.CancelledError:
                 pass
             except Exception as exc:  # delivered to the subscriber, never raised into the loop

@@ -90,7 +90,14 @@ class _Link:
     def wants_next(self, stream_id: int) -> None:
         peer = self.peer
         peer._conn.wants_next(stream_id, peer._loop.time())
-        peer._flush()  # credit goes out now: waiting a loop turn halves small-item throughput
+        if peer._conn.has_output:
+            peer._flush()  # credit goes out now: waiting a loop turn halves small-item throughput
+
+    def take_next(self, stream_id: int) -> None:
+        peer = self.peer
+        peer._conn.take_next(stream_id, peer._loop.time())
+        if peer._conn.has_output:
+            peer._flush()
 
     def pulled(self, stream_id: int) -> None:
         self.peer._conn.pulled(stream_id)
@@ -434,9 +441,9 @@ class Peer:
         self._process_events()
 
     def _flush(self) -> None:
-        frames = self._conn.frames_to_send()
-        if not frames:
+        if not self._conn.has_output:
             return
+        frames = self._conn.frames_to_send()
         try:
             self.transport.write(frames)
         except RxChannelError as exc:

@@ -26,6 +26,7 @@ class InboundLink(Protocol):
     """What a :class:`RemoteStream` asks of the connection it belongs to (the peer implements it)."""
 
     def wants_next(self, stream_id: int) -> None: ...
+    def take_next(self, stream_id: int) -> None: ...
     def pulled(self, stream_id: int) -> None: ...
     def ack(self, stream_id: int, count: int) -> None: ...
     def request(self, stream_id: int, n: int) -> None: ...
@@ -133,14 +134,17 @@ class RemoteStream:
         while self._lazy and self._opener is not None and not self._closed:
             await self._wait()  # the first request(n) opens the stream
         self._open()
-        self._link.wants_next(self.stream_id)
-        while not self._items:
-            if self._done or self._closed:
-                if self._error is not None:
-                    raise self._error
-                raise StopAsyncIteration
-            await self._wait()
-        self._link.pulled(self.stream_id)
+        if self._items:  # the common case under load: one call into the core
+            self._link.take_next(self.stream_id)
+        else:
+            self._link.wants_next(self.stream_id)
+            while not self._items:
+                if self._done or self._closed:
+                    if self._error is not None:
+                        raise self._error
+                    raise StopAsyncIteration
+                await self._wait()
+            self._link.pulled(self.stream_id)
         self.delivered += 1
         return self._items.popleft()
 
