@@ -35,7 +35,7 @@ from ._events import (
     StreamCancelled,
     StreamErrored,
 )
-from ._fragments import MIN_FRAME_SIZE
+from ._fragments import MIN_FRAME_SIZE, Budget
 from ._frames import (
     MAX_FRAME_SIZE,
     MAX_REQUEST_N,
@@ -74,6 +74,7 @@ __all__ = [
     "MIN_FRAME_SIZE",
     "Adaptive",
     "ApplicationError",
+    "Budget",
     "CancelFrame",
     "ClosedResourceError",
     "Connection",

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 
-from ._fragments import MIN_FRAME_SIZE
+from ._fragments import MIN_FRAME_SIZE, Budget
 from ._frames import MAX_FRAME_SIZE, SetupFrame
 from ._metadata import COMPOSITE_METADATA, OCTET_STREAM
 
@@ -27,11 +27,15 @@ class ConnectionConfig:
     Attributes:
         keepalive_interval: seconds between the client's KEEPALIVE frames.
         max_lifetime: seconds without any frame from the peer before the connection is
-            declared dead (client: its own setting; server: what the client's SETUP says).
+            declared dead (client: its own setting; server: what the client's SETUP says,
+            but never more than this).
         max_frame_size: frames larger than this are fragmented (a transport's maximum
             message size; at least 64).
         max_payload_size: largest reassembled item accepted from the peer, in bytes.
         max_metadata_size: largest request metadata accepted from the peer, in bytes.
+        max_reassembly_bytes: bytes all of this connection's unfinished fragmented items may
+            hold together; a fragment past it ends its stream with REJECTED.
+        shared_reassembly: a budget several connections draw from (a server's), or None.
         max_streams: streams the peer may have open on us at once; more are REJECTED.
         setup_check: server only: called with the client's SETUP; returns None to
             accept or a reason to refuse it with ERROR[REJECTED_SETUP].
@@ -42,6 +46,8 @@ class ConnectionConfig:
     max_frame_size: int = MAX_FRAME_SIZE
     max_payload_size: int = 64 * 1024 * 1024
     max_metadata_size: int = 1024 * 1024
+    max_reassembly_bytes: int = 64 * 1024 * 1024
+    shared_reassembly: Budget | None = field(default=None, compare=False)
     max_streams: int = 1024
     metadata_mime: str = COMPOSITE_METADATA
     data_mime: str = OCTET_STREAM
@@ -54,3 +60,5 @@ class ConnectionConfig:
             raise ValueError(f"max_frame_size must be in {MIN_FRAME_SIZE}..{MAX_FRAME_SIZE}, got {self.max_frame_size}")
         if self.keepalive_interval <= 0 or self.max_lifetime <= 0:
             raise ValueError("keepalive_interval and max_lifetime must be positive")
+        if self.max_streams <= 0 or self.max_payload_size <= 0 or self.max_reassembly_bytes <= 0:
+            raise ValueError("max_streams, max_payload_size and max_reassembly_bytes must be positive")

@@ -34,7 +34,6 @@ from ._events import (
     SetupReceived,
     StreamErrored,
 )
-from ._fragments import Reassembly
 from ._frames import (
     FLAG_COMPLETE,
     FLAG_FOLLOWS,
@@ -195,7 +194,9 @@ class Connection(LocalCalls):
             return
         assert isinstance(frame, SetupFrame)
         self._setup_done = True
-        self._keepalive.lifetime = frame.lifetime_ms / 1000.0
+        # the client's lifetime, but never longer than this server allows (a SETUP asking for
+        # 2^31-1 ms would otherwise keep a dead peer's resources for weeks)
+        self._keepalive.lifetime = min(frame.lifetime_ms / 1000.0, self.config.max_lifetime)
         self.metadata_mime = frame.metadata_mime
         self._events.append(
             SetupReceived(
@@ -222,6 +223,7 @@ class Connection(LocalCalls):
         if s is None:
             self.ignored_frames += 1  # unknown or finished stream: ignore (Handling the Unexpected)
         elif s.pending_request is not None:
+            s.drop_partial()
             del self._streams[s.id]  # the requester gave up before its request was whole
         else:
             self._forget(s)  # ERROR ends both halves
@@ -254,7 +256,7 @@ class Connection(LocalCalls):
         s = Stream(sid, interaction, requester=False)
         if frame.follows and not frame.complete:
             s.pending_request = frame
-            s.partial = Reassembly(self.config.max_payload_size)
+            s.partial = self._new_partial()
             self._streams[sid] = s
             first = PayloadFrame(stream_id=sid, metadata=frame.metadata, data=frame.data, follows=True)
             self._on_request_fragment(s, first)
@@ -324,8 +326,7 @@ class Connection(LocalCalls):
     def _on_payload(
         self, s: Stream, metadata: bytes | None, data: bytes, follows: bool, complete: bool, next: bool, now: float
     ) -> None:
-        limit = self.config.max_payload_size
-        self._stream_result(s, lambda: s.on_payload(metadata, data, follows, complete, next, now, limit))
+        self._stream_result(s, lambda: s.on_payload(metadata, data, follows, complete, next, now, self._new_partial))
 
     def _stream_result(self, s: Stream, step: Callable[[], list[Event] | None]) -> None:
         """Run one of the stream's transitions: emit its events, or end the stream on a violation."""
@@ -353,6 +354,7 @@ class Connection(LocalCalls):
                 metadata, data = s.partial.result()
                 self._open_request(s, s.pending_request, metadata, data)
         elif isinstance(frame, CancelFrame):
+            s.drop_partial()
             del self._streams[s.id]  # the requester gave up before the request was whole
         else:
             error = "REQUEST_N arrived while the request's fragments were incomplete"

@@ -13,6 +13,7 @@ from ._config import ConnectionConfig, Role
 from ._credit import InboundDemand
 from ._errors import RemoteProtocolError, RxChannelError
 from ._events import ConnectionClosed, Event, Interaction, StreamErrored
+from ._fragments import Budget, Reassembly
 from ._frames import MAX_REQUEST_N, ErrorFrame, encode_frame
 from ._keepalive import Keepalive
 from ._output import Output
@@ -38,12 +39,21 @@ class ConnectionState:
         self._closed = False
         client = role is Role.CLIENT
         self._keepalive = Keepalive(now, self.config.max_lifetime, self.config.keepalive_interval if client else None)
+        #: what unfinished fragmented items may hold, on this connection (and the server's shared budget)
+        self._budgets: tuple[Budget, ...] = (
+            Budget(self.config.max_reassembly_bytes, "ConnectionConfig.max_reassembly_bytes"),
+        )
+        if self.config.shared_reassembly is not None:
+            self._budgets += (self.config.shared_reassembly,)
         #: frames dropped because the spec says to ignore them (unknown stream, late frame ...)
         self.ignored_frames = 0
         if client:
             self._out.add(encode_frame(client_setup(self.config)))
 
     # ------------------------------------------------------------------ output
+
+    def _new_partial(self) -> Reassembly:
+        return Reassembly(self.config.max_payload_size, self._budgets)
 
     @property
     def has_output(self) -> bool:

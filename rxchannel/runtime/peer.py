@@ -339,6 +339,8 @@ class Peer:
             result = await handler_result(handler, request)
             if kind is Interaction.RESPONSE:
                 payload = as_payload(result)
+                if not self.transport.writable:
+                    await self.transport.drain()  # a reply waits for room like any item
                 if self._conn.can_send(sid):
                     self._conn.send_payload(sid, payload.data, payload.metadata)
                     self._flush()
@@ -425,6 +427,11 @@ class Peer:
         conn, transport = self._conn, self.transport
         try:
             while not conn.closed:
+                if not transport.writable:
+                    # everything we send unasked (KEEPALIVE echoes, replies, errors) answers what we
+                    # read: while the peer does not read us, we do not read it
+                    await self._wait_for_room()
+                    continue
                 frames = await transport.receive()
                 now = self._loop.time()
                 for frame in frames:
@@ -439,6 +446,21 @@ class Peer:
         except asyncio.CancelledError:
             conn.connection_lost(ClosedResourceError("the connection was closed by this side"))
         self._process_events()
+
+    async def _wait_for_room(self) -> None:
+        limits = self.transport.limits
+        try:
+            async with asyncio.timeout(limits.stall_timeout):
+                await self.transport.drain()
+        except TimeoutError:
+            queued = self.transport.buffered_amount
+            self._conn.connection_lost(
+                ConnectionLostError(
+                    f"the peer stopped reading: {queued >> 10} KiB waited for it over the high-water mark "
+                    f"for {limits.stall_timeout:.0f} s (TransportLimits.stall_timeout); dropped"
+                )
+            )
+            self._process_events()
 
     def _flush(self) -> None:
         if not self._conn.has_output:

@@ -8,6 +8,7 @@ the registry (:func:`dial`, :func:`listen`) or their modules.
 from __future__ import annotations
 
 from ._base import EndOfStream, InboxTransport, Listener, Transport, TransportLimits, TransportOptions
+from ._limits import ListenLimits
 from .memory import MemoryTransport, memory_pair
 from .registry import KINDS, dial, kind_of, listen
 from .tcp import TcpTransport, connect_tcp_transport, start_tcp_server
@@ -16,6 +17,7 @@ __all__ = [
     "KINDS",
     "EndOfStream",
     "InboxTransport",
+    "ListenLimits",
     "Listener",
     "MemoryTransport",
     "TcpTransport",

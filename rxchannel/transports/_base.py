@@ -19,6 +19,8 @@ from typing import Any, Protocol
 
 from rxchannel.core import MAX_FRAME_SIZE, ClosedResourceError, ConnectionLostError, RxChannelError
 
+from ._limits import ListenLimits
+
 __all__ = ["EndOfStream", "InboxTransport", "Listener", "Transport", "TransportLimits", "TransportOptions"]
 
 
@@ -27,17 +29,40 @@ class EndOfStream(RxChannelError):  # noqa: N818 - a clean end, not a failure (t
 
 
 class TransportLimits:
-    """High/low water marks in bytes for a transport's send queue."""
+    """Bounds of one transport's queues.
 
-    __slots__ = ("high_water", "low_water")
+    Attributes:
+        high_water, low_water: bytes in the send queue at which sending stops (and the
+            connection stops reading the peer, whose frames are what we answer), and at
+            which it resumes.
+        stall_timeout: seconds the send queue may stay over ``high_water`` (the peer is
+            not reading) before the connection is dropped.
+        max_unread: bytes received and not yet read that a transport which cannot pause
+            the peer (a DataChannel: aiortc delivers every message) accepts before it
+            drops the connection; transports that can pause (TCP, WebSocket, memory) stop
+            reading the socket instead.
+    """
 
-    def __init__(self, high_water: int = 1 << 20, low_water: int | None = None):
+    __slots__ = ("high_water", "low_water", "max_unread", "stall_timeout")
+
+    def __init__(
+        self,
+        high_water: int = 1 << 20,
+        low_water: int | None = None,
+        *,
+        stall_timeout: float = 60.0,
+        max_unread: int = 64 << 20,
+    ):
         if high_water <= 0:
             raise ValueError("high_water must be positive")
         self.high_water = high_water
         self.low_water = high_water // 4 if low_water is None else low_water
         if not 0 <= self.low_water <= high_water:
             raise ValueError("low_water must be in 0..high_water")
+        if stall_timeout <= 0 or max_unread <= 0:
+            raise ValueError("stall_timeout and max_unread must be positive")
+        self.stall_timeout = stall_timeout
+        self.max_unread = max_unread
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -52,6 +77,8 @@ class TransportOptions:
         timeout: seconds to wait for a connection to open.
         http_setup: called with the aiohttp application of an HTTP-based listener before it
             starts, to add routes of its own (the hub's worker page).
+        listen_limits: what a listener admits (connections in all and per address, HTTP
+            timeouts); safe defaults when None.
     """
 
     limits: TransportLimits | None = None
@@ -59,6 +86,7 @@ class TransportOptions:
     ice_servers: Sequence[str] = ()
     timeout: float = 20.0
     http_setup: Callable[[Any], object] | None = field(default=None, compare=False)
+    listen_limits: ListenLimits | None = None
 
 
 class Listener(Protocol):

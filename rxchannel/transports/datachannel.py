@@ -80,6 +80,18 @@ class DataChannelTransport(InboxTransport):
             self._wake()
             self._close_pc()
             return
+        if self._inbox_bytes + len(message) > self.limits.max_unread:
+            # aiortc cannot be told to stop reading: a peer that sends what nobody asked for is dropped
+            unread = (self._inbox_bytes + len(message)) >> 20
+            self._set_error(
+                RemoteProtocolError(
+                    f"the peer sent {unread} MiB that were not read yet (limit {self.limits.max_unread >> 20} MiB): "
+                    "it sends without waiting for credit"
+                )
+            )
+            self._wake()
+            self._close_pc()
+            return
         self._deliver((message,))
 
     def _on_close(self) -> None:

@@ -9,6 +9,7 @@ window closes and *its* :meth:`drain` blocks: backpressure crosses the wire.
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 import struct
 from collections.abc import Callable
@@ -17,6 +18,9 @@ from urllib.parse import urlsplit
 from rxchannel.core import MAX_FRAME_SIZE, LengthPrefixDecoder, RemoteProtocolError
 
 from ._base import InboxTransport, TransportLimits, TransportOptions, lost
+from ._limits import Admission, ListenLimits, ThrottledLog
+
+log = logging.getLogger("rxchannel.tcp")
 
 __all__ = ["TcpListener", "TcpTransport", "connect_tcp_transport", "dial", "listen", "start_tcp_server"]
 
@@ -41,6 +45,8 @@ class TcpTransport(InboxTransport, asyncio.Protocol):
         self._paused_reading = False
         self._transport: asyncio.Transport | None = None
         self.connected: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        #: called once when the connection is gone (a listener counts its connections with it)
+        self.on_lost: Callable[[], object] | None = None
 
     # ---------------------------------------------------------------- asyncio.Protocol
 
@@ -76,6 +82,9 @@ class TcpTransport(InboxTransport, asyncio.Protocol):
         return False
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self.on_lost is not None:
+            on_lost, self.on_lost = self.on_lost, None
+            on_lost()
         if exc is not None:
             self._set_error(lost(f"the TCP connection broke: {exc}", exc))
         elif self._decoder.buffered:
@@ -166,11 +175,25 @@ async def start_tcp_server(
 
 
 class TcpListener:
-    """A listening TCP socket; each accepted connection becomes a :class:`TcpTransport`."""
+    """A listening TCP socket; each accepted connection becomes a :class:`TcpTransport`.
 
-    def __init__(self, server: asyncio.Server):
-        self.server = server
-        self.host, self.port = server.sockets[0].getsockname()[:2]
+    Connections past ``ListenLimits`` (in all, or from one address) are closed as they
+    arrive, before anything is read from them.
+    """
+
+    def __init__(self, limits: ListenLimits | None = None):
+        self.admission = Admission(limits or ListenLimits(), "TCP connections", ThrottledLog(log))
+        self.server: asyncio.Server
+        self.host, self.port = "", 0
+
+    def accept(self, transport: TcpTransport, on_transport: Callable[[TcpTransport], object]) -> None:
+        peer = transport.peername
+        address = peer[0] if isinstance(peer, tuple) else None
+        if not self.admission.admit(address):
+            transport.abort()
+            return
+        transport.on_lost = lambda: self.admission.leave(address)
+        on_transport(transport)
 
     @property
     def url(self) -> str:
@@ -200,6 +223,14 @@ async def dial(url: str, options: TransportOptions) -> TcpTransport:
 async def listen(
     host: str, port: int, on_transport: Callable[[TcpTransport], object], options: TransportOptions
 ) -> TcpListener:
-    """Listen on ``host:port`` (port 0 picks a free one)."""
-    server = await start_tcp_server(on_transport, host, port, options.limits, max_message_size=options.max_message_size)
-    return TcpListener(server)
+    """Listen on ``host:port`` (port 0 picks a free one), admitting connections under ``options.listen_limits``."""
+    listener = TcpListener(options.listen_limits)
+    listener.server = await start_tcp_server(
+        lambda transport: listener.accept(transport, on_transport),
+        host,
+        port,
+        options.limits,
+        max_message_size=options.max_message_size,
+    )
+    listener.host, listener.port = listener.server.sockets[0].getsockname()[:2]
+    return listener

@@ -24,6 +24,7 @@ from aiohttp import WSMsgType, web
 from rxchannel.core import MAX_FRAME_SIZE, RemoteProtocolError
 
 from ._base import EndOfStream, Transport, TransportLimits, TransportOptions, lost
+from ._limits import ListenLimits
 from .http import HttpListener
 
 __all__ = ["CLOSE_TIMEOUT", "PATH", "WebSocketTransport", "connect_websocket_transport", "dial", "listen", "listen_ws"]
@@ -189,9 +190,10 @@ async def listen_ws(
     limits: TransportLimits | None = None,
     *,
     max_message_size: int = MAX_FRAME_SIZE,
+    listen_limits: ListenLimits | None = None,
 ) -> HttpListener:
     """Serve WebSockets at ``ws://host:port/rsocket``; each one is handed to ``on_transport``."""
-    listener = HttpListener("ws", PATH)
+    listener = HttpListener("ws", PATH, limits=listen_limits)
 
     async def handler(request: web.Request) -> web.WebSocketResponse:
         ws = web.WebSocketResponse(max_msg_size=max_message_size, timeout=CLOSE_TIMEOUT)
@@ -215,4 +217,11 @@ async def listen(
     host: str, port: int, on_transport: Callable[[WebSocketTransport], object], options: TransportOptions
 ) -> HttpListener:
     """Serve ``ws://host:port/rsocket``."""
-    return await listen_ws(host, port, on_transport, options.limits, max_message_size=options.max_message_size)
+    return await listen_ws(
+        host,
+        port,
+        on_transport,
+        options.limits,
+        max_message_size=options.max_message_size,
+        listen_limits=options.listen_limits,
+    )
