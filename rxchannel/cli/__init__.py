@@ -19,6 +19,7 @@ from rxchannel.core import RxChannelError
 
 from .commands import cmd_fetch, cmd_send, cmd_serve, fail
 from .demo import cmd_demo
+from .units import parse_size
 
 __all__ = ["build_parser", "main", "run"]
 
@@ -62,8 +63,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8765)
     serve.add_argument("--transport", choices=["webrtc", "tcp", "ws"], default="webrtc")
-    serve.add_argument("--inbox", default=None, help="where pushed files go (default ROOT/inbox)")
+    serve.add_argument("--inbox", default=None, help="where pushed files go (default: ROOT.inbox beside ROOT)")
     serve.add_argument("--chunk-size", type=int, default=64 * 1024, help="bytes per item of a file stream")
+    serve.add_argument(
+        "--max-connections", type=int, default=256, help="connections at once (default 256; 1/8 of it per address)"
+    )
+    serve.add_argument("--max-upload", type=parse_size, default=1 << 30, help="largest push accepted (default 1GiB)")
+    serve.add_argument("--max-open-files", type=int, default=512, help="files open for streams at once (default 512)")
     common(serve)
 
     fetch = sub.add_parser("fetch", help="fetch a file from a hub")
@@ -72,6 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
     fetch.add_argument("-o", "--output")
     fetch.add_argument("--window", type=_window, default=32, help="chunks in flight, or 'auto' (default 32)")
     fetch.add_argument("--no-resume", action="store_true")
+    fetch.add_argument(
+        "--max-size", type=parse_size, default=None, help="refuse files larger than this (default: the free disk space)"
+    )
     fetch.add_argument("--json", action="store_true")
     fetch.add_argument("--progress", action="store_true", help="show the progress bar on a terminal even with --json")
     common(fetch)

@@ -5,25 +5,27 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import shutil
 import signal
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from rxchannel.core import ConnectionConfig, ConnectionLostError, RemoteError, with_secret
+from rxchannel.core import Budget, ConnectionConfig, ConnectionLostError, RemoteError, with_secret
 from rxchannel.files import (
     FILE_CHANGED,
     FileBusyError,
     Hub,
     IntegrityError,
     TargetExistsError,
+    TooLargeError,
     TransferResult,
     fetch_file,
     push_file,
 )
 from rxchannel.runtime import connect, serve
-from rxchannel.transports import TransportOptions
+from rxchannel.transports import ListenLimits, TransportOptions
 from rxchannel.web import WorkerPage
 
 from .progress import progress_bar
@@ -51,10 +53,23 @@ def fail(message: str, code: int) -> int:
 
 
 def _config(args: argparse.Namespace, *, server: bool) -> ConnectionConfig | None:
+    # a hub's connections share one budget for unfinished fragmented items (on top of each one's own)
+    shared = Budget(256 << 20, "the hub's budget for fragmented items") if server else None
     config = ConnectionConfig(
-        keepalive_interval=args.keepalive, max_lifetime=args.max_lifetime, max_streams=args.max_streams
+        keepalive_interval=args.keepalive,
+        max_lifetime=args.max_lifetime,
+        max_streams=args.max_streams,
+        shared_reassembly=shared,
     )
     return with_secret(config, args.secret, server=server)
+
+
+def _free_space(out: Path) -> int:
+    """What a fetch may write by default: the free space where ``out`` goes, minus a reserve."""
+    directory = out.parent if str(out.parent) else Path(".")
+    while not directory.exists() and directory != directory.parent:
+        directory = directory.parent
+    return max(0, shutil.disk_usage(directory).free - (64 << 20))
 
 
 def _transfer_failed(exc: BaseException, refused: str, lost_hint: str) -> int:
@@ -65,6 +80,8 @@ def _transfer_failed(exc: BaseException, refused: str, lost_hint: str) -> int:
         return fail(f"{refused}: {exc.message or exc}", 2)
     if isinstance(exc, (FileBusyError, TargetExistsError)):
         return fail(str(exc), 1)
+    if isinstance(exc, TooLargeError):
+        return fail(f"{exc}: raise --max-size (or free disk space) to accept it; the partial file is kept", 1)
     if isinstance(exc, IntegrityError):
         return fail(str(exc), 3)
     return fail(f"connection lost: {exc}{lost_hint}", 4)
@@ -77,9 +94,15 @@ async def cmd_fetch(args: argparse.Namespace) -> int:
     try:
         with progress_bar(sys.stderr.isatty() and (args.progress or not args.json), out.name) as update:
             result = await fetch_file(
-                peer, args.remote_path, out, window=args.window, resume=not args.no_resume, progress=update
+                peer,
+                args.remote_path,
+                out,
+                window=args.window,
+                resume=not args.no_resume,
+                progress=update,
+                max_size=args.max_size if args.max_size is not None else _free_space(out),
             )
-    except (RemoteError, IntegrityError, ConnectionLostError, ConnectionError, FileBusyError) as exc:
+    except (RemoteError, IntegrityError, ConnectionLostError, ConnectionError, FileBusyError, TooLargeError) as exc:
         return _transfer_failed(
             exc, f"the hub refused {args.remote_path!r}", "; the partial file is kept, run again to resume"
         )
@@ -114,9 +137,16 @@ async def cmd_send(args: argparse.Namespace) -> int:
 
 
 async def cmd_serve(args: argparse.Namespace) -> int:
-    hub = Hub(args.root, inbox=args.inbox, chunk_size=args.chunk_size)
+    hub = Hub(
+        args.root,
+        inbox=args.inbox,
+        chunk_size=args.chunk_size,
+        max_upload=args.max_upload,
+        max_open_files=args.max_open_files,
+    )
     page = WorkerPage()
-    options = TransportOptions(ice_servers=args.ice_server, http_setup=page.setup)
+    listen = ListenLimits(max_connections=args.max_connections, max_per_address=max(1, args.max_connections // 8))
+    options = TransportOptions(ice_servers=args.ice_server, http_setup=page.setup, listen_limits=listen)
     service = await serve(
         hub.router,
         transport=args.transport,
@@ -133,4 +163,5 @@ async def cmd_serve(args: argparse.Namespace) -> int:
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     await service.close()
+    hub.close()
     return 0

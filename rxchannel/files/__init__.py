@@ -12,7 +12,7 @@ from __future__ import annotations
 from ._common import CHUNK_SIZE, IntegrityError, sha256_file
 from .hub import Hub
 from .sandbox import PathRefusedError, resolve_inside
-from .sink import FileBusyError, FileSink, TargetExistsError
+from .sink import FileBusyError, FileSink, TargetExistsError, TooLargeError
 from .source import FILE_CHANGED, FileChangedError, FileSource
 from .transfer import Progress, TransferResult, fetch_file, push_file
 
@@ -28,6 +28,7 @@ __all__ = [
     "PathRefusedError",
     "Progress",
     "TargetExistsError",
+    "TooLargeError",
     "TransferResult",
     "fetch_file",
     "push_file",

@@ -47,19 +47,22 @@ async def fetch_file(
     window: Any = None,
     resume: bool = True,
     progress: Progress | None = None,
+    max_size: int | None = None,
 ) -> TransferResult:
     """Fetch ``files/<remote_path>`` from a hub into ``out``, verified; resumes from ``out.part``.
 
     An item is acknowledged (freeing credit) only once it is written, so the writer's
-    speed, not the network's, sets the pace.
+    speed, not the network's, sets the pace. ``max_size`` caps what the hub can make us
+    write (a hub announcing 2^60 bytes, or none, is stopped there).
 
     Raises:
         RemoteError: the hub refused (missing file, path outside its root, ...).
         IntegrityError: size or digest mismatch.
+        TooLargeError: the file is larger than ``max_size`` (the ``.part`` is kept).
         ConnectionLostError: the hub went away; the ``.part`` is kept for a resume.
     """
     loop = asyncio.get_running_loop()
-    sink = FileSink(out, resume=resume)
+    sink = FileSink(out, resume=resume, max_size=max_size)
     offset = await sink.open()
     # the digest of what we have lets the hub check that it is still a prefix of its file
     data = json.dumps({"offset": offset, "sha256": sink.prefix_sha256}).encode() if offset else b""

@@ -12,7 +12,7 @@ import asyncio
 import dataclasses
 
 from rxchannel.core import MAX_FRAME_SIZE, ConnectionConfig, Role
-from rxchannel.transports import Listener, Transport, TransportOptions, dial, listen
+from rxchannel.transports import Listener, ListenLimits, Transport, TransportOptions, dial, listen
 
 from .peer import Peer
 from .router import Router
@@ -35,16 +35,29 @@ def _options(options: TransportOptions | None, config: ConnectionConfig | None) 
 
 
 class Server:
-    """Accepts transports and runs one server-role :class:`Peer` per connection."""
+    """Accepts transports and runs one server-role :class:`Peer` per connection.
 
-    def __init__(self, router: Router, config: ConnectionConfig | None = None):
+    ``max_peers`` caps open connections whatever their transport (listeners cap their own
+    sockets too; a WebRTC connection arrives through signaling, so this is its cap): one
+    more is dropped as it arrives.
+    """
+
+    def __init__(self, router: Router, config: ConnectionConfig | None = None, *, max_peers: int = 256):
+        if max_peers <= 0:
+            raise ValueError("max_peers must be positive")
         self.router = router
         self.config = config
+        self.max_peers = max_peers
         self.peers: set[Peer] = set()
+        self.refused = 0
         self.listener: Listener | None = None
 
-    def accept(self, transport: Transport) -> Peer:
-        """Run a server-role peer on an accepted transport (any kind)."""
+    def accept(self, transport: Transport) -> Peer | None:
+        """Run a server-role peer on an accepted transport (any kind); None if over ``max_peers``."""
+        if len(self.peers) >= self.max_peers:
+            self.refused += 1
+            transport.abort()
+            return None
         peer = Peer(transport, Role.SERVER, router=self.router, config=self.config)
         self.peers.add(peer)
         peer.closed.add_done_callback(lambda _f: self.peers.discard(peer))
@@ -85,13 +98,15 @@ async def serve(
 ) -> Server:
     """Serve ``router`` over ``transport`` (``webrtc``, ``ws`` or ``tcp``) on ``host:port``.
 
-    Read ``server.url`` for the address to give out. Port 0 picks a free one.
+    Read ``server.url`` for the address to give out. Port 0 picks a free one. The
+    connection cap is ``options.listen_limits.max_connections`` (256 by default).
 
     Raises:
         ValueError: an unknown transport.
         OSError: the address cannot be bound.
     """
-    server = Server(router, config)
+    limits = (options.listen_limits if options is not None else None) or ListenLimits()
+    server = Server(router, config, max_peers=limits.max_connections)
     server.listener = await listen(transport, host, port, server.accept, _options(options, config))
     return server
 

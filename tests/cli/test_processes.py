@@ -92,7 +92,9 @@ def test_cli_exit_codes_and_messages(hub: tuple[str, Path], tmp_path: Path, caps
     assert main(["send", url, str(upload), "--json"]) == 0
     receipt = json.loads(capsys.readouterr().out)
     assert receipt["sha256"] == sha256_file(upload)
-    assert sha256_file(root / "inbox" / "up.bin") == receipt["sha256"]
+    # the inbox is beside the served root, not inside it: workers cannot fetch each other's uploads
+    assert sha256_file(root.parent / "root.inbox" / "up.bin") == receipt["sha256"]
+    assert main(["fetch", url, "inbox/up.bin", "-o", str(tmp_path / "u.bin")]) == 2
     assert main(["fetch", url, "file0.bin", "-o", str(tmp_path / "f0.bin")]) == 0
     assert "sha256 verified" in capsys.readouterr().out
 
