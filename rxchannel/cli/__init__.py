@@ -69,7 +69,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-connections", type=int, default=256, help="connections at once (default 256; 1/8 of it per address)"
     )
     serve.add_argument("--max-upload", type=parse_size, default=1 << 30, help="largest push accepted (default 1GiB)")
-    serve.add_argument("--max-open-files", type=int, default=512, help="files open for streams at once (default 512)")
+    serve.add_argument(
+        "--max-open-files",
+        type=int,
+        default=1024,
+        help="files open for streams at once (default 1024; 16 per connection)",
+    )
     common(serve)
 
     fetch = sub.add_parser("fetch", help="fetch a file from a hub")

@@ -28,6 +28,7 @@ import json
 import os
 import shutil
 import time
+from collections import Counter
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -55,6 +56,11 @@ class Hub:
         inbox: where pushed files go; by default a directory beside the root
             (``<root>.inbox``), so that workers cannot download each other's uploads.
         max_open_files: files open for streams at once; more are REJECTED until one closes.
+        max_files_per_connection: of those, how many one connection may hold (so that one
+            peer, or one address with its capped connections, cannot take them all).
+        max_buffers: whole-file buffers (``buffers/``) being read or sent at once, across
+            all connections; more are REJECTED (each holds up to ``max_buffer`` bytes until
+            its reply is queued).
         max_upload: the largest push accepted, in bytes.
         min_free: bytes that must stay free on the inbox's disk after an upload.
         max_list: the largest page of a listing.
@@ -71,7 +77,9 @@ class Hub:
         chunk_size: int = CHUNK_SIZE,
         max_buffer: int = 16 * 1024 * 1024,
         max_list: int = 10_000,
-        max_open_files: int = 512,
+        max_open_files: int = 1024,
+        max_files_per_connection: int = 16,
+        max_buffers: int = 4,
         max_upload: int = 1 << 30,
         min_free: int = 256 << 20,
     ):
@@ -86,6 +94,12 @@ class Hub:
         self.max_buffer = max_buffer
         self.max_list = max_list
         self.max_open_files = max_open_files
+        self.max_files_per_connection = max_files_per_connection
+        #: file streams accepted and not over yet, in all and by connection
+        self.streams_open = 0
+        self._streams_by_peer: Counter[int] = Counter()
+        self.max_buffers = max_buffers
+        self.buffers_in_flight = 0
         self.max_upload = max_upload
         self.min_free = min_free
         self.sources: set[FileSource] = set()
@@ -133,18 +147,40 @@ class Hub:
                 raise ApplicationError(
                     "sha256 must be the 64-character hex digest of the first offset bytes", ErrorCode.INVALID
                 )
-        if len(self.sources) >= self.max_open_files:
-            raise ApplicationError(
-                f"the hub has {len(self.sources)} files open for streams (limit {self.max_open_files}, "
-                "--max-open-files): try again when a transfer finishes",
-                ErrorCode.REJECTED,
-            )
         try:
-            return FileSource(
+            source = FileSource(
                 path, chunk_size=self.chunk_size, offset=offset, expect_prefix=prefix, tracker=self.sources
             )
         except ValueError as exc:
             raise ApplicationError(str(exc), code=ErrorCode.INVALID) from None
+        self._reserve_file(request)
+        return source
+
+    def _reserve_file(self, request: Request) -> None:
+        """Count one more file stream in (released when the stream is over), or refuse it."""
+        peer = id(request.peer)
+        if self.streams_open >= self.max_open_files:
+            raise ApplicationError(
+                f"the hub has {self.streams_open} file streams open (limit {self.max_open_files}, "
+                "--max-open-files): try again when a transfer finishes",
+                ErrorCode.REJECTED,
+            )
+        if self._streams_by_peer[peer] >= self.max_files_per_connection:
+            raise ApplicationError(
+                f"this connection already has {self._streams_by_peer[peer]} file streams open "
+                f"(limit {self.max_files_per_connection} per connection): finish or cancel one first",
+                ErrorCode.REJECTED,
+            )
+        self.streams_open += 1
+        self._streams_by_peer[peer] += 1
+
+        def release() -> None:
+            self.streams_open -= 1
+            self._streams_by_peer[peer] -= 1
+            if not self._streams_by_peer[peer]:
+                del self._streams_by_peer[peer]
+
+        request.on_finish(release)
 
     async def list_files(self, request: Request) -> Payload:
         """A page of the listing; its metadata's JSON entry has ``next`` when more remain."""
@@ -173,6 +209,12 @@ class Hub:
         return Payload(json.dumps(page.entries).encode(), request_metadata(None, info) if info else None)
 
     async def buffer(self, request: Request) -> bytes:
+        """The whole file as one reply, up to ``max_buffer`` bytes, ``max_buffers`` at a time hub-wide.
+
+        A slot is held from the read until the reply is queued for the transport (and the
+        runtime queues a reply only when the connection has room), so a peer that asks
+        for buffers and never reads them holds at most its slots, not the hub's memory.
+        """
         path = self._file(request, "buffers/")
         size = path.stat().st_size
         if size > self.max_buffer:
@@ -180,7 +222,18 @@ class Hub:
                 f"{path.name} is {size} bytes; buffers are limited to {self.max_buffer}: stream it from files/",
                 code=ErrorCode.REJECTED,
             )
+        if self.buffers_in_flight >= self.max_buffers:
+            raise ApplicationError(
+                f"the hub is already sending {self.buffers_in_flight} whole-file buffers (limit {self.max_buffers}): "
+                "stream the file from files/ or try again shortly",
+                ErrorCode.REJECTED,
+            )
+        self.buffers_in_flight += 1
+        request.on_finish(self._buffer_done)
         return await asyncio.to_thread(path.read_bytes)
+
+    def _buffer_done(self) -> None:
+        self.buffers_in_flight -= 1
 
     async def receive_push(self, request: Request) -> AsyncIterator[Payload]:
         """Write the requester's items to the inbox, then send one receipt.

@@ -147,6 +147,7 @@ class Peer:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._timer: asyncio.TimerHandle | None = None
         self._flush_handle: asyncio.Handle | None = None
+        self._watchdog: asyncio.Task[None] | None = None
         self.setup: SetupReceived | None = None
         self.error: RxChannelError | None = None
         self.closed: asyncio.Future[RxChannelError | None] = self._loop.create_future()
@@ -355,6 +356,7 @@ class Peer:
                 self._fail_stream(sid, exc, request.route)
         finally:
             self._outbound.pop(sid, None)
+            request.finished()
             if request.inbound is not None:
                 await request.inbound.aclose()
 
@@ -429,8 +431,9 @@ class Peer:
             while not conn.closed:
                 if not transport.writable:
                     # everything we send unasked (KEEPALIVE echoes, replies, errors) answers what we
-                    # read: while the peer does not read us, we do not read it
-                    await self._wait_for_room()
+                    # read: while the peer does not read us, we do not read it (the stall watchdog
+                    # drops it if that lasts)
+                    await transport.drain()
                     continue
                 frames = await transport.receive()
                 now = self._loop.time()
@@ -447,7 +450,8 @@ class Peer:
             conn.connection_lost(ClosedResourceError("the connection was closed by this side"))
         self._process_events()
 
-    async def _wait_for_room(self) -> None:
+    async def _stall_watchdog(self) -> None:
+        """Runs while the send queue is over the high-water mark; drops a peer that lets it stay there."""
         limits = self.transport.limits
         try:
             async with asyncio.timeout(limits.stall_timeout):
@@ -461,6 +465,10 @@ class Peer:
                 )
             )
             self._process_events()
+        except RxChannelError:
+            pass  # the transport ended anyway
+        finally:
+            self._watchdog = None
 
     def _flush(self) -> None:
         if not self._conn.has_output:
@@ -471,6 +479,9 @@ class Peer:
         except RxChannelError as exc:
             self._conn.connection_lost(_transport_failure(exc))
             self._loop.call_soon(self._process_events)
+            return
+        if self._watchdog is None and not self.transport.writable and not self._conn.closed:
+            self._watchdog = self._spawn(self._stall_watchdog())
 
     def _flush_soon(self) -> None:
         if self._flush_handle is None:

@@ -94,6 +94,19 @@ class Request:
     peer: Requester = field(repr=False)
     initial_n: int = 0
     inbound: RemoteStream | None = field(default=None, repr=False)
+    _on_finish: list[Callable[[], object]] = field(default_factory=list, repr=False)
+
+    def on_finish(self, callback: Callable[[], object]) -> None:
+        """Call ``callback`` once our side of this request is over: its reply queued for the
+        transport, its stream completed, failed or cancelled. A handler holds resources for
+        the reply's lifetime with it (a slot, a budget), even though it returns earlier."""
+        self._on_finish.append(callback)
+
+    def finished(self) -> None:
+        """Run the ``on_finish`` callbacks (called by the runtime, once)."""
+        callbacks, self._on_finish = self._on_finish, []
+        for callback in callbacks:
+            callback()
 
 
 Handler = Callable[[Request], Any]

@@ -107,7 +107,7 @@ async def serve(
     """
     limits = (options.listen_limits if options is not None else None) or ListenLimits()
     server = Server(router, config, max_peers=limits.max_connections)
-    server.listener = await listen(transport, host, port, server.accept, _options(options, config))
+    server.listener = await listen(transport, host, port, lambda t: server.accept(t), _options(options, config))
     return server
 
 
