@@ -240,7 +240,8 @@ class Hub:
 
         Each upload writes its own private temporary file; the finished file is moved into
         place only if the name is free (decided atomically), so concurrent uploads of one
-        name never mix, and the receipt describes exactly the bytes on disk. The announced
+        name never mix, and the receipt describes exactly the bytes on disk (its SHA-256 is
+        the stored file's: the sender compares it with what it sent). The announced
         size (``info["size"]``) is checked against ``max_upload`` and the free space before
         anything is written, and the bytes actually received against ``max_upload`` as
         they arrive.
@@ -264,7 +265,9 @@ class Hub:
                 f"inbox/{relative[:200]} already exists: send it under another name", ErrorCode.REJECTED
             )
         assert request.inbound is not None
-        sink = FileSink(target, private_part=True, overwrite=False, max_size=self.max_upload)
+        # a digest the sender announces (a file it pushes as is) is checked here; one that cannot
+        # know it in advance (a transformed stream) checks the receipt's instead
+        sink = FileSink(target, private_part=True, overwrite=False, max_size=self.max_upload, require_digest=False)
         created = await asyncio.to_thread(_make_parents, target.parent, self.inbox)
         await sink.open()
         self.uploads.add(sink.part)

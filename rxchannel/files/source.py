@@ -162,8 +162,10 @@ class FileSource:
                 if last:
                     return
         finally:
+            # no await here: a cancellation must not skip any of it (closing a read-only
+            # handle is one quick syscall, nothing to flush)
             if opened is not None:
-                await asyncio.to_thread(opened.close)
+                opened.close()
             self.closed.set()
             if self._tracker is not None:
                 self._tracker.discard(self)

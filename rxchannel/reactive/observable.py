@@ -72,10 +72,6 @@ class DemandObservable(Observable[T], Generic[T]):
         stream = self._open()
         state = {"disposed": False}
         subscriptions = CompositeDisposable()
-        if self.demand.manual is not None:
-            subscriptions.add(self.demand.manual.subscribe(on_next=_guard(stream.request, observer)))
-        if self.demand.acks is not None:
-            subscriptions.add(self.demand.acks.subscribe(on_next=_guard(stream.ack, observer)))
 
         try_batch = getattr(stream, "try_batch", None)
 
@@ -109,7 +105,19 @@ class DemandObservable(Observable[T], Generic[T]):
                 subscriptions.dispose()
                 await stream.aclose()
 
-        task = loop.create_task(pump())
+        task = loop.create_task(pump())  # it first runs after the subscriptions below are in place
+        if self.demand.manual is not None:
+            # a demand that ends (a remote sink whose stream is over) stops the pipeline it drove
+            def demand_ended(_error: Exception | None = None) -> None:
+                task.cancel()
+
+            subscriptions.add(
+                self.demand.manual.subscribe(
+                    on_next=_guard(stream.request, observer), on_completed=demand_ended, on_error=demand_ended
+                )
+            )
+        if self.demand.acks is not None:
+            subscriptions.add(self.demand.acks.subscribe(on_next=_guard(stream.ack, observer)))
 
         def dispose() -> None:
             state["disposed"] = True  # nothing is delivered after dispose returns

@@ -32,6 +32,7 @@ from rxchannel.core import (
     RxChannelError,
     SetupReceived,
     StreamCancelled,
+    StreamCancelledError,
     StreamErrored,
     policy_for,
     request_metadata,
@@ -40,6 +41,7 @@ from rxchannel.transports import EndOfStream, Transport
 
 from .producer import Producer
 from .router import Handler, Request, Router, error_for, handler_result
+from .sink import RemoteSink
 from .stream import RemoteStream
 from .values import Payload, as_payload
 
@@ -143,7 +145,7 @@ class Peer:
         self._conn = Connection(role, config, now=self._loop.time())
         self._link = _Link(self)
         self._inbound: dict[int, RemoteStream] = {}
-        self._outbound: dict[int, Producer] = {}
+        self._outbound: dict[int, Producer | RemoteSink] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._timer: asyncio.TimerHandle | None = None
         self._flush_handle: asyncio.Handle | None = None
@@ -236,6 +238,30 @@ class Peer:
         policy = policy_for(window)
         return self._remote_stream(Interaction.CHANNEL, route, data, info, metadata, policy, source, auto_ack)
 
+    def request_sink(
+        self,
+        route: str | None,
+        data: bytes = b"",
+        *,
+        info: dict[str, Any] | None = None,
+        metadata: bytes | None = None,
+        window: Window = None,
+    ) -> RemoteSink:
+        """A request-channel you send to item by item: the returned sink's ``send`` waits for
+        the responder's credit (``try_send`` refuses without it, ``on_credit`` shows each
+        grant), and its ``replies`` are the responder's items (at most ``window`` in flight).
+        The request goes out at once."""
+        md = metadata if metadata is not None else request_metadata(route, info)
+        sid = self._conn.request(
+            Interaction.CHANNEL, metadata=md, data=data, policy=policy_for(window), now=self._loop.time()
+        )
+        replies = RemoteStream(self._link, stream_id=sid)
+        self._inbound[sid] = replies
+        sink = RemoteSink(self._link, sid, replies=replies, on_error=lambda exc: error_for(exc, route, "sender"))
+        self._outbound[sid] = sink
+        self._flush()
+        return sink
+
     async def request_response(
         self, route: str | None, data: bytes = b"", *, info: dict[str, Any] | None = None, metadata: bytes | None = None
     ) -> Payload:
@@ -322,6 +348,8 @@ class Peer:
             peer=self,
             initial_n=ev.initial_n,
         )
+        if kind in (Interaction.STREAM, Interaction.CHANNEL):
+            request._open_outbound = lambda: self._take_outbound(sid, route)
         if kind is Interaction.CHANNEL:
             request.inbound = inbound = RemoteStream(self._link, stream_id=sid)
             if ev.complete:
@@ -334,6 +362,12 @@ class Peer:
         else:
             self._start(sid, lambda producer: self._respond(request, handler, producer))
 
+    def _take_outbound(self, sid: int, route: str | None) -> RemoteSink:
+        """The handler sends this stream's items itself: a sink takes the producer's place."""
+        sink = RemoteSink(self._link, sid, on_error=lambda exc: error_for(exc, route))
+        self._outbound[sid] = sink
+        return sink
+
     async def _respond(self, request: Request, handler: Handler, producer: Producer | None) -> None:
         sid, kind = request.stream_id, request.interaction
         try:
@@ -345,9 +379,11 @@ class Peer:
                 if self._conn.can_send(sid):
                     self._conn.send_payload(sid, payload.data, payload.metadata)
                     self._flush()
+            elif request._outbound is not None:
+                await asyncio.shield(request._outbound.done)  # the handler sends; the stream ends with its sink
             elif producer is not None:
                 await producer.run(result)
-        except asyncio.CancelledError:
+        except (asyncio.CancelledError, StreamCancelledError):
             pass  # the peer cancelled, or the connection is closing
         except Exception as exc:
             if kind is Interaction.FNF:
@@ -369,9 +405,9 @@ class Peer:
                 if stream is not None:
                     stream.feed(Payload(ev.data, ev.metadata))
             elif isinstance(ev, CreditGranted):
-                producer = self._outbound.get(ev.stream_id)
-                if producer is not None:
-                    producer.wake()
+                outbound = self._outbound.get(ev.stream_id)
+                if outbound is not None:
+                    outbound.credit_granted(ev.n)
             elif isinstance(ev, InboundCompleted):
                 stream = self._inbound.pop(ev.stream_id, None)
                 if stream is not None:
@@ -386,9 +422,9 @@ class Peer:
                     stream.finish(ev.error)
                     # a channel handler reading its inbound sees the error first; then its
                     # producer stops (the stream is over: nothing more can be sent)
-                    self._loop.call_soon(self._stop_outbound, ev.stream_id)
+                    self._loop.call_soon(self._stop_outbound, ev.stream_id, ev.error)
                 else:
-                    self._stop_outbound(ev.stream_id)
+                    self._stop_outbound(ev.stream_id, ev.error)
             elif isinstance(ev, MetadataPushed):
                 if self.router.on_metadata_push is not None:
                     self.router.on_metadata_push(ev.metadata)
@@ -397,10 +433,10 @@ class Peer:
             elif isinstance(ev, ConnectionClosed):
                 self._on_closed(ev.error)
 
-    def _stop_outbound(self, sid: int) -> None:
-        producer = self._outbound.pop(sid, None)
-        if producer is not None and producer.task is not None:
-            producer.task.cancel()
+    def _stop_outbound(self, sid: int, error: RxChannelError | None = None) -> None:
+        outbound = self._outbound.pop(sid, None)
+        if outbound is not None:
+            outbound.stop(error)
 
     def _on_closed(self, error: RxChannelError | None) -> None:
         self.error = error
@@ -409,7 +445,7 @@ class Peer:
             stream.finish(stream_error)
         self._inbound.clear()
         for sid in list(self._outbound):
-            self._stop_outbound(sid)
+            self._stop_outbound(sid, stream_error)
         for task in list(self._tasks):
             task.cancel()
         self._flush()  # a last ERROR frame, if any

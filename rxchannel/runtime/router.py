@@ -24,8 +24,9 @@ from collections.abc import AsyncIterable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from rxchannel.core import ApplicationError, ErrorCode, Interaction, ReplenishPolicy
+from rxchannel.core import ApplicationError, ErrorCode, Interaction, LocalProtocolError, ReplenishPolicy
 
+from .sink import RemoteSink
 from .stream import RemoteStream
 from .values import Payload
 
@@ -72,6 +73,16 @@ class Requester(Protocol):
 
     async def metadata_push(self, metadata: bytes) -> None: ...
 
+    def request_sink(
+        self,
+        route: str | None,
+        data: bytes = b"",
+        *,
+        info: dict[str, Any] | None = None,
+        metadata: bytes | None = None,
+        window: Window = None,
+    ) -> RemoteSink: ...
+
 
 @dataclass(slots=True, kw_only=True)
 class Request:
@@ -95,6 +106,25 @@ class Request:
     initial_n: int = 0
     inbound: RemoteStream | None = field(default=None, repr=False)
     _on_finish: list[Callable[[], object]] = field(default_factory=list, repr=False)
+    _open_outbound: Callable[[], RemoteSink] | None = field(default=None, repr=False)
+    _outbound: RemoteSink | None = field(default=None, repr=False)
+
+    @property
+    def outbound(self) -> RemoteSink:
+        """Our side of a request-stream or request-channel, to send to item by item.
+
+        Taking it means the handler sends the items itself (``await sink.send(x)``, or an
+        Rx pipeline following ``rxchannel.reactive.outbound(request).demand``) and returns
+        None; the stream ends when the sink completes or fails.
+
+        Raises:
+            LocalProtocolError: the interaction has no stream of items to send.
+        """
+        if self._outbound is None:
+            if self._open_outbound is None:
+                raise LocalProtocolError(f"a {self.interaction.name} request has no stream of items to send")
+            self._outbound = self._open_outbound()
+        return self._outbound
 
     def on_finish(self, callback: Callable[[], object]) -> None:
         """Call ``callback`` once our side of this request is over: its reply queued for the
@@ -177,6 +207,7 @@ async def handler_result(handler: Handler, request: Request) -> Any:
 
     A coroutine's result is awaited, but not an Observable's (reactivex Observables are
     awaitable: awaiting would drain them) nor anything that is itself a stream of items.
+    A handler that took :attr:`Request.outbound` sends its items itself and returns None.
 
     Raises:
         TypeError: a stream or channel handler returned something that is not a stream
@@ -185,6 +216,10 @@ async def handler_result(handler: Handler, request: Request) -> Any:
     result = handler(request)
     if inspect.isawaitable(result) and not isinstance(result, AsyncIterable) and not hasattr(result, "subscribe"):
         result = await result
+    if request._outbound is not None:
+        if result is not None:
+            raise TypeError("a handler that takes request.outbound sends its items there and returns None")
+        return None
     if request.interaction in (Interaction.STREAM, Interaction.CHANNEL):
         if result is None or isinstance(result, (bytes, str, bytearray)):
             raise TypeError("a stream or channel handler must return an iterable or async iterable of items")
@@ -196,12 +231,12 @@ async def handler_result(handler: Handler, request: Request) -> Any:
     return result
 
 
-def error_for(exc: BaseException, route: str | None) -> tuple[int, str]:
+def error_for(exc: BaseException, route: str | None, who: str = "handler") -> tuple[int, str]:
     """The ERROR frame (code, message) the peer sees for a handler's or source's exception.
 
     Only an :class:`ApplicationError` says more than the route and the exception's type.
     """
     if isinstance(exc, ApplicationError):
         return exc.code, exc.message
-    log.warning("handler for route %r failed", route, exc_info=exc)
-    return ErrorCode.APPLICATION_ERROR, f"the handler for {route!r} failed ({type(exc).__name__})"
+    log.warning("%s for route %r failed", who, route, exc_info=exc)
+    return ErrorCode.APPLICATION_ERROR, f"the {who} for {route!r} failed ({type(exc).__name__})"
