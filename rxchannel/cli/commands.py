@@ -23,9 +23,9 @@ from rxchannel.files import (
     push_file,
 )
 from rxchannel.runtime import connect, serve
-from rxchannel.transports import TransportOptions
 from rxchannel.web import WorkerPage
 
+from .ice import options_from
 from .progress import progress_bar
 from .units import peak_rss_mb
 
@@ -72,8 +72,7 @@ def _transfer_failed(exc: BaseException, refused: str, lost_hint: str) -> int:
 
 async def cmd_fetch(args: argparse.Namespace) -> int:
     out = Path(args.output or Path(args.remote_path).name)
-    options = TransportOptions(ice_servers=args.ice_server)
-    peer = await connect(args.url, config=_config(args, server=False), options=options)
+    peer = await connect(args.url, config=_config(args, server=False), options=options_from(args))
     try:
         with progress_bar(sys.stderr.isatty() and (args.progress or not args.json), out.name) as update:
             result = await fetch_file(
@@ -97,8 +96,7 @@ async def cmd_send(args: argparse.Namespace) -> int:
     path = Path(args.file)
     if not path.is_file():
         return fail(f"{path} is not a file", 1)
-    options = TransportOptions(ice_servers=args.ice_server)
-    peer = await connect(args.url, config=_config(args, server=False), options=options)
+    peer = await connect(args.url, config=_config(args, server=False), options=options_from(args))
     start = time.perf_counter()
     try:
         with progress_bar(sys.stderr.isatty() and not args.json, path.name) as update:
@@ -116,16 +114,19 @@ async def cmd_send(args: argparse.Namespace) -> int:
 async def cmd_serve(args: argparse.Namespace) -> int:
     hub = Hub(args.root, inbox=args.inbox, chunk_size=args.chunk_size)
     page = WorkerPage()
-    options = TransportOptions(ice_servers=args.ice_server, http_setup=page.setup)
-    service = await serve(
-        hub.router,
-        transport=args.transport,
-        host=args.host,
-        port=args.port,
-        config=_config(args, server=True),
-        options=options,
-    )
-    print(service.url, flush=True)
+    try:
+        service = await serve(
+            hub.router,
+            transport=args.transport,
+            host=args.host,
+            port=args.port,
+            config=_config(args, server=True),
+            options=options_from(args, http_setup=page.setup),
+        )
+    except ConnectionError as exc:  # e.g. the TURN server refused the hub's credentials
+        return fail(f"cannot start the hub: {exc}", 1)
+    for url in service.urls:  # the first line is a usable URL; a wildcard bind prints one per address
+        print(url, flush=True)
     print(f"serving {hub.root} over {args.transport}; Ctrl-C to stop", file=sys.stderr, flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

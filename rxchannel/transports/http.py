@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from .addresses import dialable_hosts
+
 __all__ = ["HttpListener"]
 
 
@@ -30,10 +32,19 @@ class HttpListener:
         await web.TCPSite(self._runner, host, port).start()
         self.host, self.port = self._runner.addresses[0][:2]
 
+    def _url(self, host: str) -> str:
+        host = f"[{host}]" if ":" in host else host
+        return f"{self.scheme}://{host}:{self.port}{self.path}"
+
     @property
     def url(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{self.scheme}://{host}:{self.port}{self.path}"
+        """The URL of the bound address (for a wildcard bind, the first of :attr:`urls`)."""
+        return self.urls[0]
+
+    @property
+    def urls(self) -> list[str]:
+        """One dialable URL per address: several for a wildcard bind (0.0.0.0, ::), else one."""
+        return [self._url(host) for host in dialable_hosts(self.host)]
 
     async def close(self) -> None:
         if self._runner is not None:
