@@ -190,7 +190,8 @@ def check_offer(sdp: str, limits: SignalingLimits, peers: PeerAddressPolicy | No
 
     Raises:
         OfferRefusedError: 413 (too large, too many candidates) or 400 (malformed, no
-            DataChannel section, a max-message-size below :data:`MIN_MESSAGE_SIZE`).
+            DataChannel section, no ICE credentials or DTLS fingerprint, a max-message-size
+            below :data:`MIN_MESSAGE_SIZE`).
     """
     peers = peers or limits.peers
     if len(sdp) > limits.max_offer_bytes:
@@ -206,6 +207,13 @@ def check_offer(sdp: str, limits: SignalingLimits, peers: PeerAddressPolicy | No
         raise OfferRefusedError(
             400, "the offer has no DataChannel section (m=application ... UDP/DTLS/SCTP webrtc-datachannel)"
         )
+    for attribute, what in (
+        ("a=ice-ufrag:", "ICE username"),
+        ("a=ice-pwd:", "ICE password"),
+        ("a=fingerprint:", "DTLS fingerprint"),
+    ):
+        if not any(line.startswith(attribute) for line in lines):
+            raise OfferRefusedError(400, f"the offer has no {attribute[:-1]} ({what})")
     count = sum(1 for line in lines if line.startswith("a=candidate:"))
     if count > limits.max_candidates:
         raise OfferRefusedError(

@@ -279,6 +279,10 @@ class Answerer:
         self.peers = self.signaling.peers.with_allowed(*loopback) if loopback else self.signaling.peers
         #: peer connections answered whose channel has not opened yet, with the client's address
         self.pending: dict[RTCPeerConnection, str] = {}
+        #: peer connections created, by client address (what offers have cost, for operators and tests)
+        self.created: Counter[str] = Counter()
+        #: the most peer connections ever pending at once
+        self.peak_pending = 0
         self._tasks: set[asyncio.Task[Any]] = set()
 
     def hub_ice_servers(self, now: float) -> list[IceServer]:
@@ -333,6 +337,8 @@ class Answerer:
         self._admit(client)
         pc = new_peer_connection(self.hub_ice_servers(time.time()))
         self.pending[pc] = client
+        self.created[client] += 1
+        self.peak_pending = max(self.peak_pending, len(self.pending))
         reaper = asyncio.get_running_loop().call_later(self.timeout, self._drop, pc)
 
         @pc.on("datachannel")
