@@ -5,6 +5,7 @@ processes. Each test builds its own machines and removes them afterwards (``test
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 from rxchannel.files import sha256_file
@@ -117,3 +118,17 @@ def test_a_fetch_over_a_slow_lossy_link_completes_verified(lab: Lab, tmp_path: P
     _, urls = start_hub(net.hub, root, "--host", net.hub_ip, "--port", "8765")
     out = tmp_path / "out.bin"
     assert_verified(fetch(net.worker, urls[0], out), root, out)
+
+
+def test_udp_ports_let_a_firewall_admit_only_that_range(lab: Lab, shared: Path, tmp_path: Path) -> None:
+    net = lan(lab)
+    # the hub's firewall: UDP in only to 40000-40003 (the rest of UDP is dropped; TCP 8765 for signaling)
+    net.hub.exec("iptables", "-A", "INPUT", "-p", "udp", "--dport", "40000:40003", "-j", "ACCEPT")
+    net.hub.exec("iptables", "-A", "INPUT", "-p", "udp", "-j", "DROP")
+    _, urls = start_hub(net.hub, shared, "--host", net.hub_ip, "--port", "8765", "--udp-ports", "40000-40003")
+    ports = [
+        int(p) for p in re.findall(r"^a=candidate:\S+ \d+ \S+ \d+ \S+ (\d+) typ", answer_sdp(net.worker, urls[0]), re.M)
+    ]
+    assert ports and all(40000 <= p <= 40003 for p in ports), ports
+    out = tmp_path / "out.bin"
+    assert_verified(fetch(net.worker, urls[0], out), shared, out)
