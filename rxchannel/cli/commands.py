@@ -128,6 +128,13 @@ async def cmd_serve(args: argparse.Namespace) -> int:
     for url in service.urls:  # the first line is a usable URL; a wildcard bind prints one per address
         print(url, flush=True)
     print(f"serving {hub.root} over {args.transport}; Ctrl-C to stop", file=sys.stderr, flush=True)
+    if args.turn_url and not args.secret:
+        print(
+            "note: --turn-url without --secret: anyone who reaches this hub can get TURN credentials "
+            "(GET /ice-servers); give the hub a --secret on untrusted networks",
+            file=sys.stderr,
+            flush=True,
+        )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
