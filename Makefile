@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install browser test lint fuzz soak bench demo clean
+.PHONY: install browser netlab test lint fuzz soak bench demo clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,7 +26,17 @@ browser:
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
 
-test: lint browser
+# The network tests (tests/network/) build hosts from network namespaces: they need root, iproute2,
+# iptables, ethtool and Debian's coturn (installed here if missing).
+netlab:
+	@missing=""; for tool in ip:iproute2 ss:iproute2 iptables:iptables ethtool:ethtool turnserver:coturn; do \
+	  command -v $${tool%%:*} >/dev/null 2>&1 || missing="$$missing $${tool##*:}"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing$$missing for the network tests"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; fi
+
+test: lint browser netlab
 	$(PY) -m pytest -q
 
 # Longer property and fuzz runs (not part of `make test`).

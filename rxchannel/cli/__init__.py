@@ -19,6 +19,7 @@ from rxchannel.core import RxChannelError
 
 from .commands import cmd_fetch, cmd_send, cmd_serve, fail
 from .demo import cmd_demo
+from .ice import add_ice_options
 from .units import parse_size
 
 __all__ = ["build_parser", "main", "run"]
@@ -46,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     def common(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--ice-server", action="append", default=[], help="STUN/TURN URL (none by default)")
+        add_ice_options(p, hub=p is serve)
         p.add_argument(
             "--secret",
             default=os.environ.get("RXCHANNEL_SECRET"),
@@ -116,6 +117,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_demo(args, build_parser().parse_args)
         command = {"serve": cmd_serve, "fetch": cmd_fetch, "send": cmd_send}[args.command]
         return int(asyncio.run(command(args)))
+    except (ConnectionError, TimeoutError) as exc:  # the hub unreachable, ICE failed, a timeout: exit 4
+        return fail(str(exc) or f"{type(exc).__name__}: the connection could not be made or was lost", 4)
     except (RxChannelError, OSError, ValueError) as exc:
         return fail(str(exc), 1)
     except KeyboardInterrupt:

@@ -25,9 +25,10 @@ from rxchannel.files import (
     push_file,
 )
 from rxchannel.runtime import connect, serve
-from rxchannel.transports import ListenLimits, TransportOptions
+from rxchannel.transports import ListenLimits
 from rxchannel.web import WorkerPage
 
+from .ice import options_from
 from .progress import progress_bar
 from .units import peak_rss_mb
 
@@ -89,8 +90,7 @@ def _transfer_failed(exc: BaseException, refused: str, lost_hint: str) -> int:
 
 async def cmd_fetch(args: argparse.Namespace) -> int:
     out = Path(args.output or Path(args.remote_path).name)
-    options = TransportOptions(ice_servers=args.ice_server)
-    peer = await connect(args.url, config=_config(args, server=False), options=options)
+    peer = await connect(args.url, config=_config(args, server=False), options=options_from(args))
     try:
         with progress_bar(sys.stderr.isatty() and (args.progress or not args.json), out.name) as update:
             result = await fetch_file(
@@ -120,8 +120,7 @@ async def cmd_send(args: argparse.Namespace) -> int:
     path = Path(args.file)
     if not path.is_file():
         return fail(f"{path} is not a file", 1)
-    options = TransportOptions(ice_servers=args.ice_server)
-    peer = await connect(args.url, config=_config(args, server=False), options=options)
+    peer = await connect(args.url, config=_config(args, server=False), options=options_from(args))
     start = time.perf_counter()
     try:
         with progress_bar(sys.stderr.isatty() and not args.json, path.name) as update:
@@ -146,17 +145,28 @@ async def cmd_serve(args: argparse.Namespace) -> int:
     )
     page = WorkerPage()
     listen = ListenLimits(max_connections=args.max_connections, max_per_address=max(1, args.max_connections // 8))
-    options = TransportOptions(ice_servers=args.ice_server, http_setup=page.setup, listen_limits=listen)
-    service = await serve(
-        hub.router,
-        transport=args.transport,
-        host=args.host,
-        port=args.port,
-        config=_config(args, server=True),
-        options=options,
-    )
-    print(service.url, flush=True)
+    try:
+        service = await serve(
+            hub.router,
+            transport=args.transport,
+            host=args.host,
+            port=args.port,
+            config=_config(args, server=True),
+            options=options_from(args, http_setup=page.setup, listen_limits=listen),
+        )
+    except ConnectionError as exc:  # e.g. the TURN server refused the hub's credentials
+        hub.close()
+        return fail(f"cannot start the hub: {exc}", 1)
+    for url in service.urls:  # the first line is a usable URL; a wildcard bind prints one per address
+        print(url, flush=True)
     print(f"serving {hub.root} over {args.transport}; Ctrl-C to stop", file=sys.stderr, flush=True)
+    if args.turn_url and not args.secret:
+        print(
+            "note: --turn-url without --secret: anyone who reaches this hub can get TURN credentials "
+            "(GET /ice-servers); give the hub a --secret on untrusted networks",
+            file=sys.stderr,
+            flush=True,
+        )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -71,6 +71,13 @@ class Server:
         return self.listener.url
 
     @property
+    def urls(self) -> list[str]:
+        """Every URL clients can dial: one per address for a wildcard bind (0.0.0.0, ::), else one."""
+        if self.listener is None:
+            raise RuntimeError("the server is not listening")
+        return list(self.listener.urls)
+
+    @property
     def port(self) -> int:
         return int(getattr(self.listener, "port", 0))
 

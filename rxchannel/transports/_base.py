@@ -20,6 +20,7 @@ from typing import Any, Protocol
 from rxchannel.core import MAX_FRAME_SIZE, ClosedResourceError, ConnectionLostError, RxChannelError
 
 from ._limits import ListenLimits
+from .ice import IceServer, SignalingLimits, TurnRest
 
 __all__ = ["EndOfStream", "InboxTransport", "Listener", "Transport", "TransportLimits", "TransportOptions"]
 
@@ -73,7 +74,18 @@ class TransportOptions:
         limits: high/low water marks of the send queue.
         max_message_size: the largest message (frame) accepted from the peer; more breaks
             the connection before anything is buffered.
-        ice_servers: STUN/TURN URLs for WebRTC (none by default: no STUN).
+        ice_servers: WebRTC: STUN/TURN servers (:class:`~.ice.IceServer`, or bare STUN URLs);
+            none by default, so no STUN server is contacted unless asked.
+        turn: WebRTC hub: a TURN server with coturn ``use-auth-secret`` credentials; the hub
+            relays through it itself and hands time-limited credentials to workers
+            (``GET /ice-servers``, signed when ``secret`` is set).
+        secret: WebRTC: the shared secret that signs signaling requests (the hub refuses
+            unsigned offers before creating a peer connection; see :mod:`.offers`).
+        udp_ports: WebRTC: ``(lo, hi)``, the UDP ports host candidates bind (a firewall's range).
+        ice_timeout: WebRTC dialing: seconds from the hub's answer until some candidate pair
+            must work; past it the dial fails, naming the candidates tried.
+        signaling: WebRTC hub: what one offer may cost (rate, size, pending connections,
+            which peer addresses may be checked).
         timeout: seconds to wait for a connection to open.
         http_setup: called with the aiohttp application of an HTTP-based listener before it
             starts, to add routes of its own (the hub's worker page).
@@ -83,7 +95,12 @@ class TransportOptions:
 
     limits: TransportLimits | None = None
     max_message_size: int = MAX_FRAME_SIZE
-    ice_servers: Sequence[str] = ()
+    ice_servers: Sequence[IceServer | str] = ()
+    turn: TurnRest | None = None
+    secret: str | None = field(default=None, repr=False)
+    udp_ports: tuple[int, int] | None = None
+    ice_timeout: float = 4.0
+    signaling: SignalingLimits = field(default_factory=SignalingLimits)
     timeout: float = 20.0
     http_setup: Callable[[Any], object] | None = field(default=None, compare=False)
     listen_limits: ListenLimits | None = None
@@ -94,6 +111,8 @@ class Listener(Protocol):
 
     @property
     def url(self) -> str: ...
+    @property
+    def urls(self) -> list[str]: ...
     async def close(self) -> None: ...
 
 

@@ -18,10 +18,27 @@ from typing import Any
 from aiohttp import web
 
 from ._limits import Admission, ListenLimits, ThrottledLog
+from .addresses import dialable_hosts
 
-__all__ = ["HttpListener"]
+__all__ = ["HttpListener", "RequestRefusedError", "refusal"]
 
 log = logging.getLogger("rxchannel.http")
+
+
+class RequestRefusedError(ValueError):
+    """An HTTP request refused; :attr:`status` is the status to answer with, the message says why."""
+
+    def __init__(self, status: int, message: str, *, retry_after: float | None = None):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.retry_after = retry_after
+
+
+def refusal(exc: RequestRefusedError) -> web.Response:
+    """The JSON answer to a refused request: ``{"error": message, "status": N}`` (+ ``Retry-After``)."""
+    headers = {"Retry-After": str(max(1, round(exc.retry_after)))} if exc.retry_after else None
+    return web.json_response({"error": exc.message, "status": exc.status}, status=exc.status, headers=headers)
 
 
 class _GuardedRunner(web.AppRunner):
@@ -79,7 +96,8 @@ class HttpListener:
         peer = transport.get_extra_info("peername")
         address = peer[0] if isinstance(peer, tuple) else None
         if not self.admission.admit(address):
-            transport.abort()
+            # after aiohttp's handler task has started (aborting at once trips an assertion in it)
+            asyncio.get_running_loop().call_soon(transport.abort)
             return
         entry: list[Any] = [address, False, None]
         self._open[handler] = entry
@@ -103,22 +121,29 @@ class HttpListener:
                 entry[2].cancel()
             self.admission.leave(entry[0])
 
-    async def read_body(self, request: web.Request, limit: int) -> bytes:
-        """A request's body: at most ``limit`` bytes, within the body timeout.
+    async def read_body(self, request: web.Request, limit: int, *, hint: str = "") -> bytes:
+        """A request's body: at most ``limit`` bytes, arriving within the body timeout.
 
         Raises:
-            web.HTTPRequestEntityTooLarge / web.HTTPRequestTimeout: with a message for the client.
+            RequestRefusedError: 413 when the body is larger (``hint`` says how to raise the
+                limit), 408 when it does not arrive in time.
         """
+        too_large = RequestRefusedError(413, f"the request body exceeds {limit} bytes{hint}")
+        if request.content_length is not None and request.content_length > limit:
+            raise too_large
+        chunks, size = [], 0
         try:
             async with asyncio.timeout(self.limits.body_timeout):
-                body = await request.content.read(limit + 1)
+                while chunk := await request.content.read(64 * 1024):
+                    size += len(chunk)
+                    if size > limit:
+                        raise too_large
+                    chunks.append(chunk)
         except TimeoutError:
-            raise web.HTTPRequestTimeout(
-                text=f"the request body did not arrive within {self.limits.body_timeout:.0f} s"
+            raise RequestRefusedError(
+                408, f"the request body did not arrive within {self.limits.body_timeout:.0f} s"
             ) from None
-        if len(body) > limit:
-            raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=len(body))
-        return body
+        return b"".join(chunks)
 
     async def start(self, host: str, port: int) -> None:
         self._runner = _GuardedRunner(
@@ -128,10 +153,19 @@ class HttpListener:
         await web.TCPSite(self._runner, host, port).start()
         self.host, self.port = self._runner.addresses[0][:2]
 
+    def _url(self, host: str) -> str:
+        host = f"[{host}]" if ":" in host else host
+        return f"{self.scheme}://{host}:{self.port}{self.path}"
+
     @property
     def url(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{self.scheme}://{host}:{self.port}{self.path}"
+        """The URL of the bound address (for a wildcard bind, the first of :attr:`urls`)."""
+        return self.urls[0]
+
+    @property
+    def urls(self) -> list[str]:
+        """One dialable URL per address: several for a wildcard bind (0.0.0.0, ::), else one."""
+        return [self._url(host) for host in dialable_hosts(self.host)]
 
     async def close(self) -> None:
         if self._runner is not None:

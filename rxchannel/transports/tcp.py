@@ -19,6 +19,7 @@ from rxchannel.core import MAX_FRAME_SIZE, LengthPrefixDecoder, RemoteProtocolEr
 
 from ._base import InboxTransport, TransportLimits, TransportOptions, lost
 from ._limits import Admission, ListenLimits, ThrottledLog
+from .addresses import dialable_hosts
 
 log = logging.getLogger("rxchannel.tcp")
 
@@ -197,8 +198,13 @@ class TcpListener:
 
     @property
     def url(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"tcp://{host}:{self.port}"
+        """The URL of the bound address (for a wildcard bind, the first of :attr:`urls`)."""
+        return self.urls[0]
+
+    @property
+    def urls(self) -> list[str]:
+        """One dialable URL per address: several for a wildcard bind (0.0.0.0, ::), else one."""
+        return [f"tcp://[{h}]:{self.port}" if ":" in h else f"tcp://{h}:{self.port}" for h in dialable_hosts(self.host)]
 
     async def close(self) -> None:
         self.server.close()
