@@ -20,6 +20,24 @@ from tests.support import (
 )
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--loop",
+        choices=("asyncio", "uvloop"),
+        default="asyncio",
+        help="the event loop async tests run on (the library must work on both)",
+    )
+
+
+def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> dict[str, Any]:
+    """``pytest --loop uvloop`` runs every async test on uvloop."""
+    if config.getoption("--loop") == "uvloop":
+        import uvloop
+
+        return {"uvloop": uvloop.new_event_loop}
+    return {"asyncio": asyncio.new_event_loop}
+
+
 @pytest.fixture(autouse=True)
 async def _run_cleanups() -> AsyncIterator[None]:
     try:

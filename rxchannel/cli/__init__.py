@@ -9,7 +9,6 @@ run the same command again to resume).
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import subprocess
 import sys
@@ -20,6 +19,8 @@ from rxchannel.core import RxChannelError
 from .commands import cmd_fetch, cmd_send, cmd_serve, fail
 from .demo import cmd_demo
 from .ice import add_ice_options
+from .loops import add_loop_option
+from .loops import run as run_on_loop
 from .units import parse_size
 
 __all__ = ["build_parser", "main", "run"]
@@ -58,6 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
             "--max-lifetime", type=float, default=30.0, help="seconds of silence before a peer is declared dead"
         )
         p.add_argument("--max-streams", type=int, default=256, help="streams a peer may have open at once")
+        add_loop_option(p)
 
     serve = sub.add_parser("serve", help="share ROOT as a hub")
     serve.add_argument("root")
@@ -102,6 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--size", default="32MiB")
     demo.add_argument("--window", type=_window, default=32)
     demo.add_argument("--transport", choices=["webrtc", "tcp", "ws"], default="webrtc")
+    add_loop_option(demo)
 
     sub.add_parser("bench", help="run the benchmarks side by side (from a source checkout)", add_help=False)
     return parser
@@ -116,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "demo":
             return cmd_demo(args, build_parser().parse_args)
         command = {"serve": cmd_serve, "fetch": cmd_fetch, "send": cmd_send}[args.command]
-        return int(asyncio.run(command(args)))
+        return int(run_on_loop(command(args), args.loop))
     except (ConnectionError, TimeoutError) as exc:  # the hub unreachable, ICE failed, a timeout: exit 4
         return fail(str(exc) or f"{type(exc).__name__}: the connection could not be made or was lost", 4)
     except (RxChannelError, OSError, ValueError) as exc:

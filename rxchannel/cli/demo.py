@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import json
 import os
@@ -17,6 +16,7 @@ from pathlib import Path
 from rxchannel.files import sha256_file
 
 from .commands import cmd_fetch, fail
+from .loops import run as run_on_loop
 from .units import parse_size, peak_rss_mb
 
 __all__ = ["cmd_demo"]
@@ -36,7 +36,19 @@ def cmd_demo(args: argparse.Namespace, parse: Callable[[list[str]], argparse.Nam
                 left -= len(block)
         print(f"demo: generated {size} bytes; starting a hub process on 127.0.0.1 (WebRTC, loopback ICE)")
         hub = subprocess.Popen(
-            [sys.executable, "-m", "rxchannel", "serve", str(root), "--port", "0", "--transport", args.transport],
+            [
+                sys.executable,
+                "-m",
+                "rxchannel",
+                "serve",
+                str(root),
+                "--port",
+                "0",
+                "--transport",
+                args.transport,
+                "--loop",
+                args.loop,
+            ],
             stdout=subprocess.PIPE,
             text=True,
         )
@@ -58,10 +70,12 @@ def cmd_demo(args: argparse.Namespace, parse: Callable[[list[str]], argparse.Nam
                     "--no-resume",
                     "--json",
                     "--progress",
+                    "--loop",
+                    args.loop,
                 ]
             )
             with contextlib.redirect_stdout(_Capture()) as captured:
-                code = asyncio.run(cmd_fetch(fetch_args))
+                code = run_on_loop(cmd_fetch(fetch_args), args.loop)
             if code != 0:
                 return code
             summary = json.loads(captured.text)

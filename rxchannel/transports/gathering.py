@@ -10,13 +10,13 @@ interfere, because asyncio tasks copy the context they are created in):
 * ``aioice.ice.get_host_addresses`` is wrapped: inside the context, host candidates are
   gathered only on :attr:`Gathering.hosts` (aioice otherwise takes every interface but
   127.0.0.1).
-* ``asyncio.BaseEventLoop.create_datagram_endpoint`` is wrapped: inside the context, a
+* ``create_datagram_endpoint`` of ``asyncio.BaseEventLoop`` and, when it is installed,
+  of ``uvloop.Loop`` (which does not derive from it) is wrapped: inside the context, a
   UDP socket asked for with ``local_addr=(address, 0)`` (how aioice binds a host
   candidate) is bound to a free port of :attr:`Gathering.udp_ports` instead of an
   ephemeral one. Sockets with a fixed port, a remote address (TURN's own client socket)
   or a ``sock=`` argument are left alone. When every port of the range is taken, the
-  bind fails with ``EADDRINUSE`` and the failure is recorded. (Event loops not derived
-  from ``asyncio.BaseEventLoop``, such as uvloop, are not hooked.)
+  bind fails with ``EADDRINUSE`` and the failure is recorded.
 * ``aioice.ice.relayed_candidate`` is wrapped to record why a TURN allocation failed
   (``401 Unauthorized``, no answer ...), which aioice otherwise drops silently: failure
   messages name it.
@@ -74,8 +74,6 @@ aioice.ice.get_host_addresses = _get_host_addresses
 
 # ------------------------------------------------------------------ hook 2: UDP port range
 
-_create_datagram_endpoint = asyncio.BaseEventLoop.create_datagram_endpoint
-
 
 def _bind_in_range(host: str, lo: int, hi: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -95,28 +93,40 @@ def _bind_in_range(host: str, lo: int, hi: int) -> socket.socket:
     raise OSError(errno.EADDRINUSE, f"no free UDP port in {lo}-{hi} on {host} (--udp-ports): widen the range")
 
 
-async def _hooked_create_datagram_endpoint(
-    self: asyncio.BaseEventLoop, protocol_factory: Any, local_addr: Any = None, remote_addr: Any = None, **kwargs: Any
-) -> Any:
-    current = _GATHERING.get()
-    if (
-        current is not None
-        and current.udp_ports is not None
-        and local_addr is not None
-        and local_addr[1] == 0
-        and remote_addr is None
-        and kwargs.get("sock") is None
-    ):
-        try:
-            sock = _bind_in_range(local_addr[0], *current.udp_ports)
-        except OSError as exc:
-            current.failures.append(str(exc.strerror or exc))
-            raise
-        return await _create_datagram_endpoint(self, protocol_factory, sock=sock, **kwargs)
-    return await _create_datagram_endpoint(self, protocol_factory, local_addr, remote_addr, **kwargs)
+def _hook_datagram_endpoints(loop_class: Any) -> None:
+    """Wrap ``loop_class.create_datagram_endpoint`` to bind host candidates inside the port range."""
+    original = loop_class.create_datagram_endpoint
+
+    async def create_datagram_endpoint(
+        self: Any, protocol_factory: Any, local_addr: Any = None, remote_addr: Any = None, **kwargs: Any
+    ) -> Any:
+        current = _GATHERING.get()
+        if (
+            current is not None
+            and current.udp_ports is not None
+            and local_addr is not None
+            and local_addr[1] == 0
+            and remote_addr is None
+            and kwargs.get("sock") is None
+        ):
+            try:
+                sock = _bind_in_range(local_addr[0], *current.udp_ports)
+            except OSError as exc:
+                current.failures.append(str(exc.strerror or exc))
+                raise
+            return await original(self, protocol_factory, sock=sock, **kwargs)
+        return await original(self, protocol_factory, local_addr, remote_addr, **kwargs)
+
+    loop_class.create_datagram_endpoint = create_datagram_endpoint
 
 
-asyncio.BaseEventLoop.create_datagram_endpoint = _hooked_create_datagram_endpoint  # type: ignore[method-assign,assignment]
+_hook_datagram_endpoints(asyncio.BaseEventLoop)
+try:
+    import uvloop
+except ImportError:  # Windows, or not installed: asyncio's loops only
+    pass
+else:
+    _hook_datagram_endpoints(uvloop.Loop)
 
 # ------------------------------------------------------------------ hook 3: why a relay failed
 

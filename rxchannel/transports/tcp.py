@@ -13,6 +13,7 @@ import logging
 import socket
 import struct
 from collections.abc import Callable
+from typing import cast
 from urllib.parse import urlsplit
 
 from rxchannel.core import MAX_FRAME_SIZE, LengthPrefixDecoder, RemoteProtocolError
@@ -52,8 +53,8 @@ class TcpTransport(InboxTransport, asyncio.Protocol):
     # ---------------------------------------------------------------- asyncio.Protocol
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
+        # uvloop's transports implement asyncio.Transport without subclassing it: no isinstance check
+        self._transport = transport = cast(asyncio.Transport, transport)
         sock = transport.get_extra_info("socket")
         if sock is not None:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
