@@ -131,12 +131,25 @@ class LocalCalls(ConnectionState):
         if demand is not None:
             self._grant(s, demand.wants_next(now))
 
-    def take_next(self, stream_id: int, now: float) -> None:
-        """:meth:`wants_next` then :meth:`pulled`: the application takes an item already delivered."""
-        demand, s = self._inbound(stream_id)
-        if demand is not None:
-            self._grant(s, demand.wants_next(now))
-            demand.pulled()
+    def take_next(self, stream_id: int, now: float, told: int = 0) -> int:
+        """:meth:`wants_next` then :meth:`pulled`: the application takes an item already delivered.
+
+        ``told`` earlier takes (at most the ``quiet`` this returned last time) are accounted
+        first, in one step (:meth:`InboundDemand.took`). Returns ``quiet``: how many of the
+        items already delivered the application may take next without telling the core
+        each time (none of them could let the policy grant more). May queue REQUEST_N. A
+        no-op (returning 0) once the inbound half is over.
+        """
+        s = self._streams.get(stream_id)
+        if s is None or s.inbound is not Half.OPEN or s.demand is None:
+            return 0
+        demand = s.demand
+        if told:
+            demand.took(told)
+        n = demand.take_next(now)
+        if n > 0:
+            self._out.request_n(stream_id, n)
+        return demand.quiet_takes()
 
     def pulled(self, stream_id: int) -> None:
         """The application took one delivered item."""
@@ -185,18 +198,34 @@ class LocalCalls(ConnectionState):
             LocalProtocolError: the outbound half is not open, or there is no credit
                 (wait for :class:`CreditGranted`).
         """
-        s = self._outbound(stream_id, Signal.SEND)
-        s.send_credit.used()
+        self._outbound(stream_id, Signal.SEND)
+        if self.send_item(stream_id, data, metadata, complete) < 0:
+            raise LocalProtocolError("no credit left: wait for the peer's REQUEST_N before sending")
+
+    def send_item(self, stream_id: int, data: bytes, metadata: bytes | None = None, last: bool = False) -> int:
+        """:meth:`send_payload` for a producer that checks nothing itself: sends one item if the
+        outbound half is open and has credit. Queues PAYLOAD frame(s).
+
+        Returns the credit left afterwards (0 or more), or -1 when nothing was sent (no
+        credit, or the half is not open: ask :meth:`send_window` and :meth:`can_send`).
+        """
+        s = self._streams.get(stream_id)
+        if s is None or s.outbound is not Half.OPEN:
+            return -1
+        left = s.send_credit.take()
+        if left < 0:
+            return -1
         if s.interaction is Interaction.RESPONSE:
-            complete = True
+            last = True
         limit = self.config.max_frame_size
-        if len(data) + 64 < limit and (metadata is None or len(metadata) + len(data) + 64 < limit):
-            self._out.add(encode_payload(stream_id, data, metadata, complete=complete))
+        if (len(data) if metadata is None else len(data) + len(metadata)) + 64 < limit:
+            self._out.add(encode_payload(stream_id, data, metadata, complete=last))
         else:
-            self._out.extend(encode_item(stream_id, FrameType.PAYLOAD, metadata, data, limit, complete=complete))
-        if complete:
+            self._out.extend(encode_item(stream_id, FrameType.PAYLOAD, metadata, data, limit, complete=last))
+        if last:
             s.outbound = Half.DONE
             self._maybe_forget(s)
+        return left
 
     def send_complete(self, stream_id: int) -> None:
         """Complete our outbound half. Queues PAYLOAD(COMPLETE).

@@ -95,11 +95,12 @@ class _Link:
         if peer._conn.has_output:
             peer._flush()  # credit goes out now: waiting a loop turn halves small-item throughput
 
-    def take_next(self, stream_id: int) -> None:
+    def take_next(self, stream_id: int, told: int = 0) -> int:
         peer = self.peer
-        peer._conn.take_next(stream_id, peer._loop.time())
+        quiet = peer._conn.take_next(stream_id, peer._loop.time(), told)
         if peer._conn.has_output:
             peer._flush()
+        return quiet
 
     def pulled(self, stream_id: int) -> None:
         self.peer._conn.pulled(stream_id)
@@ -471,10 +472,7 @@ class Peer:
                     # drops it if that lasts)
                     await transport.drain()
                     continue
-                frames = await transport.receive()
-                now = self._loop.time()
-                for frame in frames:
-                    conn.receive(frame, now)
+                conn.receive_frames(await transport.receive(), self._loop.time())
                 self._process_events()
                 self._flush()
                 self._arm_timer()

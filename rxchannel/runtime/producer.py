@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 from rxchannel.core import Connection
 
-from .values import Payload, as_payload
+from .values import as_payload
 
 __all__ = ["Outlet", "Producer"]
 
@@ -83,43 +83,55 @@ class Producer:
         conn = out.connection
         pull_ahead = not getattr(source, "marks_last", False)
         items: AsyncIterator[Any] = source.__aiter__() if isinstance(source, AsyncIterable) else _aiter_sync(source)
-        held: Payload | None = None
+        holding = last = False
+        data: bytes = b""
+        metadata: bytes | None = None
+        credit = conn.send_window(sid)  # may be stale-low after an await (credit only grows then): re-read at 0
         since_yield = unflushed = 0
         try:
             while True:
-                if held is None and (pull_ahead or conn.send_window(sid)):
-                    if not out.writable:
-                        out.flush()
-                        await out.drain()
-                        since_yield = 0
+                if not holding and (pull_ahead or credit > 0):
                     try:
-                        held = as_payload(await items.__anext__())
+                        item = await items.__anext__()
                     except StopAsyncIteration:
                         if conn.can_send(sid):
                             conn.send_complete(sid)
                             out.flush()
                         return
-                while not conn.send_window(sid):
+                    if type(item) is bytes:  # the common case: no Payload object per item
+                        data, metadata, last = item, None, False
+                    else:
+                        payload = as_payload(item)
+                        data, metadata, last = payload.data, payload.metadata, payload.last
+                    holding = True
+                # one call per item: sends if the stream is open and has credit (-1 otherwise)
+                left = conn.send_item(sid, data, metadata, last) if holding else -1
+                if left < 0:
                     if not conn.can_send(sid):
                         return  # cancelled, or ended by an error, while we waited
-                    self._waiter = asyncio.get_running_loop().create_future()
-                    out.flush()
-                    await self._waiter
-                    since_yield = 0
-                if held is None:
-                    continue  # credit arrived for a source that is never pulled ahead
-                payload, held = held, None
-                conn.send_payload(sid, payload.data, payload.metadata, complete=payload.last)
-                if payload.last:
+                    credit = conn.send_window(sid)
+                    if credit == 0:
+                        self._waiter = asyncio.get_running_loop().create_future()
+                        out.flush()
+                        await self._waiter
+                        since_yield = 0
+                        credit = conn.send_window(sid)
+                    continue
+                holding, credit = False, left
+                if last:
                     out.flush()
                     return
-                unflushed += len(payload.data)
+                unflushed += len(data)
+                since_yield += 1
                 if unflushed >= _FLUSH_BYTES:
+                    # the transport's queue grows only when frames are flushed: check its room then
                     unflushed = 0
                     out.flush()
+                    if not out.writable:
+                        await out.drain()
+                        since_yield = 0
                 else:
                     out.flush_soon()
-                since_yield += 1
                 if since_yield >= _YIELD_EVERY:
                     since_yield = 0
                     await asyncio.sleep(0)

@@ -26,7 +26,7 @@ class InboundLink(Protocol):
     """What a :class:`RemoteStream` asks of the connection it belongs to (the peer implements it)."""
 
     def wants_next(self, stream_id: int) -> None: ...
-    def take_next(self, stream_id: int) -> None: ...
+    def take_next(self, stream_id: int, told: int = 0) -> int: ...
     def pulled(self, stream_id: int) -> None: ...
     def ack(self, stream_id: int, count: int) -> None: ...
     def request(self, stream_id: int, n: int) -> None: ...
@@ -61,13 +61,18 @@ class RemoteStream:
         self.delivered = 0
         #: opened by the first request(n) rather than the first pull (manual demand from 0)
         self._lazy = lazy
+        #: takes the core said cannot change demand (``quiet``), and those made and not told yet:
+        #: they are told in one step with the next take that is (see InboundDemand.quiet_takes)
+        self._quiet = 0
+        self._untold = 0
 
     # ------------------------------------------------------------ fed by the runtime
 
     def feed(self, payload: Payload) -> None:
         """An item arrived (called by the runtime)."""
         self._items.append(payload)
-        self._wake()
+        if self._waiter is not None:
+            self._wake()
 
     def finish(self, error: RxChannelError | None = None) -> None:
         """The peer ended the stream, with ``error`` or completed (called by the runtime)."""
@@ -77,8 +82,9 @@ class RemoteStream:
             self._wake()
 
     def _wake(self) -> None:
-        if self._waiter is not None and not self._waiter.done():
-            self._waiter.set_result(None)
+        waiter, self._waiter = self._waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     # ------------------------------------------------------------ consumer side
 
@@ -95,7 +101,10 @@ class RemoteStream:
     @property
     def in_flight(self) -> int:
         """Items granted that the consumer has not finished with (0 once the stream is over)."""
-        return self._link.in_flight(self.stream_id) if self.stream_id else 0
+        if not self.stream_id:
+            return 0
+        self._tell()
+        return self._link.in_flight(self.stream_id)
 
     def ack(self, count: int = 1) -> None:
         """Mark ``count`` pulled items as done, letting the window refill (``auto_ack=False``).
@@ -105,6 +114,7 @@ class RemoteStream:
                 stream is live; after its end acknowledgements are harmless no-ops).
         """
         if self.stream_id and not self._closed:
+            self._tell()
             self._link.ack(self.stream_id, count)
 
     def request(self, n: int) -> None:
@@ -120,6 +130,7 @@ class RemoteStream:
             self._open(first_n=check_request_n(n))
             self._wake()
         else:
+            self._tell()
             self._link.request(self.stream_id, n)
 
     async def next(self) -> Payload:
@@ -134,9 +145,15 @@ class RemoteStream:
         while self._lazy and self._opener is not None and not self._closed:
             await self._wait()  # the first request(n) opens the stream
         self._open()
-        if self._items:  # the common case under load: one call into the core
-            self._link.take_next(self.stream_id)
+        if self._items:  # the common case under load: at most one call into the core
+            if self._quiet:
+                self._quiet -= 1
+                self._untold += 1
+            else:
+                self._quiet = self._link.take_next(self.stream_id, self._untold)
+                self._untold = 0
         else:
+            self._tell()
             self._link.wants_next(self.stream_id)
             while not self._items:
                 if self._done or self._closed:
@@ -148,9 +165,15 @@ class RemoteStream:
         self.delivered += 1
         return self._items.popleft()
 
+    def _tell(self) -> None:
+        """Account the takes not told to the core yet (before anything else reads or moves demand)."""
+        if self._untold:
+            self._link.take_next(self.stream_id, self._untold - 1)
+            self._untold = self._quiet = 0
+
     async def _wait(self) -> None:
-        self._waiter = asyncio.get_running_loop().create_future()
-        await self._waiter
+        self._waiter = waiter = asyncio.get_running_loop().create_future()
+        await waiter
 
     def __aiter__(self) -> AsyncIterator[Payload]:
         return self._iterate()

@@ -47,16 +47,22 @@ class _Link:
             self.drop()  # nobody will ever read it
             self.src._wake_drain()
             return
-        loop = asyncio.get_running_loop()
-        now = loop.time()
         moved = False
         if not self.shaped:
-            while self.pending and self._room():
-                msg = self.pending.popleft()
-                self.pending_bytes -= len(msg)
-                dst._deliver((msg,))
+            batch: list[bytes] = []
+            used, taken = dst._inbox_bytes, 0
+            pending, limit = self.pending, self.receive_buffer
+            while pending and (used + taken == 0 or used + taken + len(pending[0]) <= limit):
+                msg = pending.popleft()
+                taken += len(msg)
+                batch.append(msg)
+            self.pending_bytes -= taken
+            if batch:
+                dst._deliver(batch)  # one batch per pump: one wake-up of the reader
                 moved = True
         else:
+            loop = asyncio.get_running_loop()
+            now = loop.time()
             while self.inflight and self.inflight[0][0] <= now:
                 _, msg = self.inflight.popleft()
                 self.inflight_bytes -= len(msg)
