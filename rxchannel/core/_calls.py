@@ -6,16 +6,33 @@ Every method here checks what the stream's state allows (refusing misuse with
 
 from __future__ import annotations
 
+import struct
+
 from ._credit import InboundDemand, ReplenishPolicy, check_request_n
 from ._errors import ClosedResourceError, LocalProtocolError
 from ._events import Interaction
 from ._fragments import encode_item
-from ._frames import MAX_REQUEST_N, CancelFrame, ErrorFrame, FrameType, MetadataPushFrame, encode_frame, encode_payload
+from ._frames import (
+    FLAG_COMPLETE,
+    FLAG_NEXT,
+    MAX_REQUEST_N,
+    CancelFrame,
+    ErrorFrame,
+    FrameType,
+    MetadataPushFrame,
+    encode_frame,
+    encode_payload,
+)
 from ._policies import Manual
 from ._state import ConnectionState
 from ._streams import Half, Signal, Stream
 
 __all__ = ["LocalCalls"]
+
+#: a PAYLOAD's header: stream id, then type and flags (Protocol.md "Frame Header Format")
+_PAYLOAD_HEADER = struct.Struct(">IH")
+_NEXT = (FrameType.PAYLOAD << 10) | FLAG_NEXT
+_NEXT_COMPLETE = _NEXT | FLAG_COMPLETE
 
 
 class LocalCalls(ConnectionState):
@@ -218,7 +235,9 @@ class LocalCalls(ConnectionState):
         if s.interaction is Interaction.RESPONSE:
             last = True
         limit = self.config.max_frame_size
-        if (len(data) if metadata is None else len(data) + len(metadata)) + 64 < limit:
+        if metadata is None and len(data) + 64 < limit:
+            self._out.add(_PAYLOAD_HEADER.pack(stream_id, _NEXT_COMPLETE if last else _NEXT) + data)
+        elif (len(data) if metadata is None else len(data) + len(metadata)) + 64 < limit:
             self._out.add(encode_payload(stream_id, data, metadata, complete=last))
         else:
             self._out.extend(encode_item(stream_id, FrameType.PAYLOAD, metadata, data, limit, complete=last))

@@ -29,6 +29,7 @@ from ._errors import (
 from ._events import (
     Event,
     Interaction,
+    ItemsReceived,
     MetadataPushed,
     PayloadReceived,
     RequestReceived,
@@ -131,9 +132,10 @@ class Connection(LocalCalls):
     def receive_frames(self, frames: Iterable[bytes], now: float) -> None:
         """:meth:`receive` for each of ``frames`` in order (all arrived at ``now``): one call per batch.
 
-        A PAYLOAD carrying one whole item on an open inbound half within credit (what a
-        stream is made of) is handled here without a method call of its own; everything
-        else goes the way of :meth:`receive`.
+        A PAYLOAD carrying one whole item (data only) on an open inbound half within credit,
+        what a stream is made of, is handled here without a method call of its own, and a
+        run of them on one stream is one :class:`ItemsReceived` event rather than a
+        :class:`PayloadReceived` each; everything else goes the way of :meth:`receive`.
         """
         if self._closed:
             return
@@ -142,6 +144,7 @@ class Connection(LocalCalls):
         # the stream of the last item taken on the fast path: its state allows the next one
         # as long as nothing else was processed in between
         fast_sid, fast_demand = -1, None
+        run: list[bytes] | None = None  # the items of the ItemsReceived that is the last event, if any
         for data in frames:
             if self._closed:
                 return
@@ -151,14 +154,18 @@ class Connection(LocalCalls):
                     if sid != fast_sid:
                         s = streams.get(sid)
                         fast_sid, fast_demand = (sid, s.demand) if s is not None and _whole_items(s) else (-1, None)
+                        run = None
                     if fast_demand is not None and fast_demand.received(len(data) - 6, now):
                         # the inbound table's (OPEN, NEXT) -> OPEN: one whole item within credit
-                        events.append(PayloadReceived(stream_id=sid, data=data[6:]))
+                        if run is None:
+                            run = []
+                            events.append(ItemsReceived(stream_id=sid, items=run))
+                        run.append(data[6:])
                         continue
                 self._receive_payload(data, now)
             else:
                 self._receive(data, now)
-            fast_sid, fast_demand = -1, None
+            fast_sid, fast_demand, run = -1, None, None
 
     def _receive(self, data: bytes, now: float) -> None:
         if len(data) >= 6 and data[4] >> 2 == FrameType.PAYLOAD and self._setup_done:

@@ -15,6 +15,7 @@ __all__ = [
     "Event",
     "InboundCompleted",
     "Interaction",
+    "ItemsReceived",
     "MetadataPushed",
     "PayloadReceived",
     "RequestReceived",
@@ -89,6 +90,20 @@ class PayloadReceived:
         return f"PayloadReceived({self.stream_id}, data={_short(self.data)}, metadata={_short(self.metadata)})"
 
 
+@dataclass(frozen=True, slots=True, kw_only=True, repr=False)
+class ItemsReceived:
+    """Several whole items in a row on one inbound direction, each data only (no metadata):
+    what :meth:`Connection.receive_frames` emits instead of one :class:`PayloadReceived` per
+    item, so a batch of a stream's items costs one event. :meth:`Connection.receive` never
+    emits it."""
+
+    stream_id: int
+    items: list[bytes]
+
+    def __repr__(self) -> str:
+        return f"ItemsReceived({self.stream_id}, {len(self.items)} item(s))"
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class InboundCompleted:
     """The peer completed the direction we receive on; no more items will arrive."""
@@ -145,6 +160,7 @@ Event = (
     SetupReceived
     | RequestReceived
     | PayloadReceived
+    | ItemsReceived
     | InboundCompleted
     | CreditGranted
     | StreamCancelled

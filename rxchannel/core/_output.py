@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from ._frames import MAX_REQUEST_N, RequestNFrame, encode_frame
 
 __all__ = ["Output"]
@@ -15,36 +17,35 @@ class Output:
     between keeps them apart (order on the wire is what the peer acts on).
     """
 
-    __slots__ = ("_frames", "_last_request_n")
+    __slots__ = ("_frames", "_last_request_n", "add")
 
     def __init__(self) -> None:
         self._frames: list[bytes] = []
-        #: (stream id, n) of a REQUEST_N that is the last queued frame
-        self._last_request_n: tuple[int, int] | None = None
+        #: (stream id, n, frame) of the last REQUEST_N queued; it merges only while it is the last frame
+        self._last_request_n: tuple[int, int, bytes] | None = None
+        #: queue one frame (the list's own append: a PAYLOAD per item goes through here)
+        self.add: Callable[[bytes], None] = self._frames.append
 
     def __bool__(self) -> bool:
         return bool(self._frames)
 
-    def add(self, frame: bytes) -> None:
-        self._frames.append(frame)
-        self._last_request_n = None
-
     def extend(self, frames: list[bytes]) -> None:
         self._frames += frames
-        self._last_request_n = None
 
     def request_n(self, stream_id: int, n: int) -> None:
         """Queue REQUEST_N(n) for ``stream_id``, merged into the previous frame if that is one for the same stream."""
-        last = self._last_request_n
-        if last is not None and last[0] == stream_id:
+        last, frames = self._last_request_n, self._frames
+        if last is not None and last[0] == stream_id and frames and frames[-1] is last[2]:
             n = min(MAX_REQUEST_N, n + last[1])
-            self._frames[-1] = encode_frame(RequestNFrame(stream_id=stream_id, n=n))
+            frames[-1] = frame = encode_frame(RequestNFrame(stream_id=stream_id, n=n))
         else:
-            self._frames.append(encode_frame(RequestNFrame(stream_id=stream_id, n=n)))
-        self._last_request_n = (stream_id, n)
+            frame = encode_frame(RequestNFrame(stream_id=stream_id, n=n))
+            frames.append(frame)
+        self._last_request_n = (stream_id, n, frame)
 
     def drain(self) -> list[bytes]:
         """Every queued frame, oldest first; the queue is empty afterwards."""
         frames, self._frames = self._frames, []
+        self.add = self._frames.append
         self._last_request_n = None
         return frames

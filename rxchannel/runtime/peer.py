@@ -23,6 +23,7 @@ from rxchannel.core import (
     ErrorCode,
     InboundCompleted,
     Interaction,
+    ItemsReceived,
     MetadataPushed,
     PayloadReceived,
     RemoteProtocolError,
@@ -67,10 +68,13 @@ def _transport_failure(exc: RxChannelError) -> RxChannelError:
 class _Link:
     """The peer as its streams and producers see it (:class:`InboundLink`, :class:`Outlet`)."""
 
-    __slots__ = ("peer",)
+    __slots__ = ("flush", "flush_soon", "peer")
 
     def __init__(self, peer: Peer):
         self.peer = peer
+        # the peer's own bound methods: a producer calls flush_soon once per item
+        self.flush: Callable[[], None] = peer._flush
+        self.flush_soon: Callable[[], None] = peer._flush_soon
 
     @property
     def connection(self) -> Connection:
@@ -82,12 +86,6 @@ class _Link:
 
     async def drain(self) -> None:
         await self.peer.transport.drain()
-
-    def flush(self) -> None:
-        self.peer._flush()
-
-    def flush_soon(self) -> None:
-        self.peer._flush_soon()
 
     def wants_next(self, stream_id: int) -> None:
         peer = self.peer
@@ -400,9 +398,14 @@ class Peer:
     # ------------------------------------------------------------ events
 
     def _process_events(self) -> None:
+        inbound = self._inbound
         for ev in self._conn.events():
-            if isinstance(ev, PayloadReceived):
-                stream = self._inbound.get(ev.stream_id)
+            if type(ev) is ItemsReceived:
+                stream = inbound.get(ev.stream_id)
+                if stream is not None:
+                    stream.feed_all(ev.items)
+            elif isinstance(ev, PayloadReceived):
+                stream = inbound.get(ev.stream_id)
                 if stream is not None:
                     stream.feed(Payload(ev.data, ev.metadata))
             elif isinstance(ev, CreditGranted):

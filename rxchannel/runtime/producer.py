@@ -81,6 +81,7 @@ class Producer:
         """
         out, sid = self.outlet, self.stream_id
         conn = out.connection
+        send_item, flush_soon = conn.send_item, out.flush_soon
         pull_ahead = not getattr(source, "marks_last", False)
         items: AsyncIterator[Any] = source.__aiter__() if isinstance(source, AsyncIterable) else _aiter_sync(source)
         holding = last = False
@@ -105,7 +106,7 @@ class Producer:
                         data, metadata, last = payload.data, payload.metadata, payload.last
                     holding = True
                 # one call per item: sends if the stream is open and has credit (-1 otherwise)
-                left = conn.send_item(sid, data, metadata, last) if holding else -1
+                left = send_item(sid, data, metadata, last) if holding else -1
                 if left < 0:
                     if not conn.can_send(sid):
                         return  # cancelled, or ended by an error, while we waited
@@ -131,7 +132,7 @@ class Producer:
                         await out.drain()
                         since_yield = 0
                 else:
-                    out.flush_soon()
+                    flush_soon()
                 if since_yield >= _YIELD_EVERY:
                     since_yield = 0
                     await asyncio.sleep(0)

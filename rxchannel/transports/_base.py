@@ -13,7 +13,7 @@ from __future__ import annotations
 import abc
 import asyncio
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -151,11 +151,9 @@ class Transport(abc.ABC):
             ValueError: a frame is larger than :attr:`max_message_size`.
         """
         self._check_usable()
-        for frame in frames:
-            if len(frame) > self.max_message_size:
-                raise ValueError(
-                    f"a {len(frame)}-byte message exceeds this transport's maximum of {self.max_message_size}"
-                )
+        if frames and max(map(len, frames)) > self.max_message_size:
+            size = max(map(len, frames))
+            raise ValueError(f"a {size}-byte message exceeds this transport's maximum of {self.max_message_size}")
         self._write(frames)
 
     async def drain(self) -> None:
@@ -225,10 +223,9 @@ class InboxTransport(Transport):
         """Messages received and not yet taken by :meth:`receive`."""
         return len(self._inbox)
 
-    def _deliver(self, messages: Iterable[bytes]) -> None:
-        for message in messages:
-            self._inbox.append(message)
-            self._inbox_bytes += len(message)
+    def _deliver(self, messages: Collection[bytes]) -> None:
+        self._inbox.extend(messages)
+        self._inbox_bytes += sum(map(len, messages))
         self._wake()
 
     def _deliver_eof(self) -> None:

@@ -49,13 +49,16 @@ class _Link:
             return
         moved = False
         if not self.shaped:
-            batch: list[bytes] = []
-            used, taken = dst._inbox_bytes, 0
-            pending, limit = self.pending, self.receive_buffer
-            while pending and (used + taken == 0 or used + taken + len(pending[0]) <= limit):
-                msg = pending.popleft()
-                taken += len(msg)
-                batch.append(msg)
+            used, pending, limit = dst._inbox_bytes, self.pending, self.receive_buffer
+            if used + self.pending_bytes <= limit:  # all of it fits: the usual case
+                batch, taken = list(pending), self.pending_bytes
+                pending.clear()
+            else:
+                batch, taken = [], 0
+                while pending and (used + taken == 0 or used + taken + len(pending[0]) <= limit):
+                    msg = pending.popleft()
+                    taken += len(msg)
+                    batch.append(msg)
             self.pending_bytes -= taken
             if batch:
                 dst._deliver(batch)  # one batch per pump: one wake-up of the reader
@@ -120,9 +123,8 @@ class MemoryTransport(InboxTransport):
 
     def _write(self, frames: list[bytes]) -> None:
         link = self._out
-        for frame in frames:
-            link.pending.append(frame)
-            link.pending_bytes += len(frame)
+        link.pending.extend(frames)
+        link.pending_bytes += sum(map(len, frames))
         link.pump()
 
     def _after_receive(self) -> None:
