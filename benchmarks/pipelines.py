@@ -5,7 +5,11 @@
 * async iteration: items/s of ``async for`` over a request-stream on a memory transport
   (the whole protocol: frames, credit, two peers) vs a plain async generator.
 
-    python -m benchmarks.pipelines [--items N] [--rounds R] [--json]
+Every case runs in this one process, so besides wall-clock items/s each reports items per
+CPU-second of the process (``time.process_time``): what the item path costs, unaffected by
+other work on the machine. The cost columns are medians of the per-round ratios.
+
+    python -m benchmarks.pipelines [--items N] [--rounds R] [--loop uvloop|asyncio|both] [--json]
 """
 
 from __future__ import annotations
@@ -27,10 +31,21 @@ from rxchannel.operators import windowed
 from rxchannel.runtime import Peer
 from rxchannel.transports import memory_pair
 
+from ._loops import add_loop_option, loops_from, run_on
 from ._report import emit_json, median, print_table
 
+Rates = tuple[float, float]  # items per wall-clock second, items per CPU-second
 
-async def _rx_rate(source: Any, n: int) -> float:
+
+class _Clock:
+    def __init__(self) -> None:
+        self.wall, self.cpu = time.perf_counter(), time.process_time()
+
+    def rates(self, n: int) -> Rates:
+        return n / (time.perf_counter() - self.wall), n / (time.process_time() - self.cpu)
+
+
+async def _rx_rate(source: Any, n: int) -> Rates:
     """Items/s through ``source | map(+1)`` into a counting observer."""
     done = asyncio.get_running_loop().create_future()
     count = 0
@@ -39,35 +54,36 @@ async def _rx_rate(source: Any, n: int) -> float:
         nonlocal count
         count += 1
 
-    start = time.perf_counter()
+    clock = _Clock()
     source.pipe(ops.map(lambda x: x + 1)).subscribe(on_next=on_next, on_completed=lambda: done.set_result(None))
     await done
     assert count == n
-    return n / (time.perf_counter() - start)
+    return clock.rates(n)
 
 
-async def rx_plain(n: int) -> float:
+async def rx_plain(n: int) -> Rates:
     return await _rx_rate(reactivex.from_iterable(range(n)), n)
 
 
-async def rx_windowed(n: int) -> float:
+async def rx_windowed(n: int) -> Rates:
     return await _rx_rate(rxc.from_iterable(range(n)).pipe(windowed(64)), n)
 
 
-async def aio_plain(n: int) -> float:
+async def aio_plain(n: int) -> Rates:
     async def gen() -> AsyncIterator[bytes]:
         item = b"x" * 64
         for _ in range(n):
             yield item
 
-    start = time.perf_counter()
+    clock = _Clock()
     count = 0
     async for _ in gen():
         count += 1
-    return count / (time.perf_counter() - start)
+    assert count == n
+    return clock.rates(n)
 
 
-async def aio_remote(n: int) -> float:
+async def aio_remote(n: int) -> Rates:
     router = rx.Router()
 
     @router.stream("items")
@@ -79,15 +95,15 @@ async def aio_remote(n: int) -> float:
     a, b = memory_pair()
     server = Peer(b, Role.SERVER, router=router)
     client = Peer(a, Role.CLIENT)
-    start = time.perf_counter()
+    clock = _Clock()
     count = 0
     async for _ in client.request_stream("items", window=64):
         count += 1
-    rate = count / (time.perf_counter() - start)
+    rates = clock.rates(n)
     await client.close()
     await server.close()
     assert count == n
-    return rate
+    return rates
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -96,6 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--json", action="store_true")
+    add_loop_option(parser)
     args = parser.parse_args(argv)
     n = args.items // (4 if args.quick else 1)
     pairs = [
@@ -103,28 +120,45 @@ def main(argv: list[str] | None = None) -> int:
         ("async for: remote stream (memory) vs plain generator", aio_remote, aio_plain),
     ]
     rows = []
-    for name, ours, baseline in pairs:
-        a: list[float] = []
-        b: list[float] = []
-        for _ in range(args.rounds):
-            a.append(asyncio.run(ours(n)))
-            b.append(asyncio.run(baseline(n)))
-        row = {
-            "bench": "pipelines",
-            "case": name,
-            "items": n,
-            "ours_items_s": median(a),
-            "baseline_items_s": median(b),
-            "cost": median(b) / median(a),
-        }
-        rows.append(row)
-        if args.json:
-            emit_json(row)
+    for loop in loops_from(args):
+        for name, ours, baseline in pairs:
+            a: list[Rates] = []
+            b: list[Rates] = []
+            for _ in range(args.rounds):
+                a.append(run_on(ours(n), loop))
+                b.append(run_on(baseline(n), loop))
+            row = {
+                "bench": "pipelines",
+                "case": name,
+                "loop": loop,
+                "items": n,
+                "ours_items_s": median([r[0] for r in a]),
+                "baseline_items_s": median([r[0] for r in b]),
+                "cost": median([y[0] / x[0] for x, y in zip(a, b, strict=True)]),
+                "ours_items_cpu_s": median([r[1] for r in a]),
+                "baseline_items_cpu_s": median([r[1] for r in b]),
+                "cpu_cost": median([y[1] / x[1] for x, y in zip(a, b, strict=True)]),
+            }
+            rows.append(row)
+            if args.json:
+                emit_json(row)
     if not args.json:
         print_table(
-            f"Facade overhead, {n} items, median of {args.rounds} alternating rounds",
-            ["case", "rxchannel items/s", "baseline items/s", "cost (x slower)"],
-            [[r["case"], r["ours_items_s"], r["baseline_items_s"], f"{r['cost']:.1f}x"] for r in rows],
+            f"Facade overhead, {n} items, {args.rounds} alternating rounds (medians; cost = median of round ratios)",
+            ["case", "loop", "ours items/s", "baseline items/s", "cost", "ours /CPU-s", "baseline /CPU-s", "CPU cost"],
+            [
+                [
+                    r["case"],
+                    r["loop"],
+                    r["ours_items_s"],
+                    r["baseline_items_s"],
+                    f"{r['cost']:.2f}x",
+                    r["ours_items_cpu_s"],
+                    r["baseline_items_cpu_s"],
+                    f"{r['cpu_cost']:.2f}x",
+                ]
+                for r in rows
+            ],
         )
     return 0
 
