@@ -1,4 +1,4 @@
-"""Benchmark servers, each run in its own process: ``python -m benchmarks._servers IMPL``.
+"""Benchmark servers, each run in its own process: ``python -m benchmarks._servers IMPL [LOOP]``.
 
 Each serves route ``bench`` as a request-stream: the request data is JSON
 ``{"count": N, "size": S}``; the response is N payloads of S bytes. The process prints
@@ -40,7 +40,7 @@ async def serve_rxchannel() -> None:
 async def serve_rsocket_py() -> None:
     import logging
 
-    logging.getLogger("rsocket").setLevel(logging.ERROR)  # it logs every late REQUEST_N
+    logging.getLogger("pyrsocket").setLevel(logging.ERROR)  # it logs every late REQUEST_N and frame
 
     from rsocket.payload import Payload
     from rsocket.routing.request_router import RequestRouter
@@ -72,5 +72,7 @@ async def serve_rsocket_py() -> None:
 
 
 if __name__ == "__main__":
-    impl = sys.argv[1]
-    asyncio.run({"rxchannel": serve_rxchannel, "rsocket-py": serve_rsocket_py}[impl]())
+    from ._loops import run_on
+
+    impl, loop = sys.argv[1], (sys.argv[2] if len(sys.argv) > 2 else None)
+    run_on({"rxchannel": serve_rxchannel, "rsocket-py": serve_rsocket_py}[impl](), loop)

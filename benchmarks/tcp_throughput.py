@@ -4,7 +4,7 @@ Two processes per measurement: a server process (the implementation under test) 
 this process as the client of the *same* implementation. Runs alternate A, B, A, B...
 and the table reports medians and the rxchannel / rsocket-py ratio.
 
-    python -m benchmarks.tcp_throughput [--rounds 3] [--quick] [--json]
+    python -m benchmarks.tcp_throughput [--rounds 3] [--quick] [--only small|large] [--loop L] [--json]
 """
 
 from __future__ import annotations
@@ -17,15 +17,16 @@ import sys
 import time
 from typing import Any
 
+from ._loops import add_loop_option, loops_from, run_on
 from ._report import emit_json, median, print_table
 
 IMPLS = ("rxchannel", "rsocket-py")
 
 
 class ServerProcess:
-    def __init__(self, impl: str):
+    def __init__(self, impl: str, loop: str):
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "benchmarks._servers", impl],
+            [sys.executable, "-m", "benchmarks._servers", impl, loop],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
@@ -111,46 +112,57 @@ async def client_rsocket_py(port: int, count: int, size: int, window: int) -> tu
 CLIENTS = {"rxchannel": client_rxchannel, "rsocket-py": client_rsocket_py}
 
 
+ONLY: str | None = None
+
+
 def configs(quick: bool) -> list[tuple[int, int, int]]:
     """(payload size, item count, window)."""
     scale = 4 if quick else 1
-    return [
-        (65536, 2048 // scale, 8),
-        (65536, 2048 // scale, 64),
-        (1024, 40000 // scale, 8),
-        (1024, 40000 // scale, 64),
-    ]
+    large = [(65536, 2048 // scale, 8), (65536, 2048 // scale, 64)]
+    small = [(1024, 40000 // scale, 8), (1024, 40000 // scale, 64)]
+    return {"small": small, "large": large}.get(ONLY or "", large + small)
 
 
-def run(rounds: int, quick: bool, as_json: bool) -> list[dict[str, Any]]:
-    servers = {impl: ServerProcess(impl) for impl in IMPLS}
+def run(rounds: int, quick: bool, as_json: bool, loops: list[str]) -> list[dict[str, Any]]:
     results: list[dict[str, Any]] = []
-    try:
-        for size, count, window in configs(quick):
-            samples: dict[str, list[tuple[float, float]]] = {impl: [] for impl in IMPLS}
-            for _ in range(rounds):
-                for impl in IMPLS:  # alternate A, B in every round
-                    items, total, seconds = asyncio.run(CLIENTS[impl](servers[impl].port, count, size, window))
-                    if items != count or total != count * size:
-                        raise RuntimeError(
-                            f"{impl}: got {items} items / {total} bytes, expected {count} / {count * size}"
-                        )
-                    samples[impl].append((total / seconds / 1e6, items / seconds))
-            row: dict[str, Any] = {"bench": "tcp_stream", "payload": size, "window": window, "items": count}
-            for impl in IMPLS:
-                row[f"{impl}_mb_s"] = median([s[0] for s in samples[impl]])
-                row[f"{impl}_items_s"] = median([s[1] for s in samples[impl]])
-            row["ratio"] = row["rxchannel_mb_s"] / row["rsocket-py_mb_s"]
-            results.append(row)
-            if as_json:
-                emit_json(row)
-    finally:
-        for server in servers.values():
-            server.stop()
+    for loop in loops:
+        servers = {impl: ServerProcess(impl, loop) for impl in IMPLS}
+        try:
+            for size, count, window in configs(quick):
+                samples: dict[str, list[tuple[float, float]]] = {impl: [] for impl in IMPLS}
+                for _ in range(rounds):
+                    for impl in IMPLS:  # alternate A, B in every round
+                        client = CLIENTS[impl](servers[impl].port, count, size, window)
+                        items, total, seconds = run_on(client, loop)
+                        if items != count or total != count * size:
+                            raise RuntimeError(
+                                f"{impl}: got {items} items / {total} bytes, expected {count} / {count * size}"
+                            )
+                        samples[impl].append((total / seconds / 1e6, items / seconds))
+                row: dict[str, Any] = {
+                    "bench": "tcp_stream",
+                    "loop": loop,
+                    "payload": size,
+                    "window": window,
+                    "items": count,
+                }
+                for impl in IMPLS:
+                    row[f"{impl}_mb_s"] = median([s[0] for s in samples[impl]])
+                    row[f"{impl}_items_s"] = median([s[1] for s in samples[impl]])
+                ratios = [a[0] / b[0] for a, b in zip(samples["rxchannel"], samples["rsocket-py"], strict=True)]
+                row["ratio"] = median(ratios)  # each round's pair ran back to back
+                results.append(row)
+                if as_json:
+                    emit_json(row)
+        finally:
+            for server in servers.values():
+                server.stop()
     if not as_json:
         print_table(
-            f"Request-stream over TCP loopback, two processes, median of {rounds} alternating rounds",
+            f"Request-stream over TCP loopback, two processes, median of {rounds} alternating rounds "
+            "(ratio: median of the rounds' ratios)",
             [
+                "loop",
                 "payload",
                 "window",
                 "rxchannel MB/s",
@@ -161,6 +173,7 @@ def run(rounds: int, quick: bool, as_json: bool) -> list[dict[str, Any]]:
             ],
             [
                 [
+                    r["loop"],
                     r["payload"],
                     r["window"],
                     r["rxchannel_mb_s"],
@@ -179,9 +192,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="a quarter of the items")
+    parser.add_argument("--only", choices=["small", "large"], help="only the 1 KiB (small) or 64 KiB (large) rows")
     parser.add_argument("--json", action="store_true", help="one JSON object per line")
+    add_loop_option(parser)
     args = parser.parse_args(argv)
-    run(args.rounds, args.quick, args.json)
+    global ONLY
+    ONLY = args.only
+    run(args.rounds, args.quick, args.json, loops_from(args))
     return 0
 
 
