@@ -26,6 +26,8 @@ from typing import Any
 
 from aiohttp import web
 
+from rxchannel.cli.loops import add_loop_option
+from rxchannel.cli.loops import run as run_on
 from rxchannel.cli.units import peak_rss_mb
 from rxchannel.transports.signaling import ice_host_addresses, new_peer_connection
 
@@ -62,6 +64,11 @@ async def raw_send(path: str, chunk: int) -> None:
         pc = new_peer_connection()
         pcs.append(pc)
 
+        @pc.on("connectionstatechange")
+        def on_state() -> None:
+            if pc.connectionState in ("closed", "failed"):
+                done.set()
+
         @pc.on("datachannel")
         def on_channel(channel: Any) -> None:
             fp = open(path, "rb")  # noqa: SIM115 - closed when the last chunk is read
@@ -78,6 +85,7 @@ async def raw_send(path: str, chunk: int) -> None:
             channel.bufferedAmountLowThreshold = LOW_WATER
             channel.on("bufferedamountlow", send_data)
             channel.on("message", lambda _m: done.set())  # the receiver says "done"
+            channel.on("close", done.set)  # or closes (its "done" may not make it out first)
             send_data()
 
         body = await request.json()
@@ -94,8 +102,9 @@ async def raw_send(path: str, chunk: int) -> None:
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     print(f"http://127.0.0.1:{runner.addresses[0][1]}", flush=True)
+    cpu = time.process_time()
     await done.wait()
-    print(json.dumps({"peak_rss_mb": peak_rss_mb()}), flush=True)
+    print(json.dumps({"peak_rss_mb": peak_rss_mb(), "cpu_s": time.process_time() - cpu}), flush=True)
     for pc in pcs:
         await pc.close()
     await runner.cleanup()
@@ -134,7 +143,7 @@ async def raw_recv(url: str, out: str, rate: float | None) -> None:
         ) as response,
     ):
         await pc.setRemoteDescription(_description(await response.json()))
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     while True:
         while not queue:
             arrived.clear()
@@ -144,7 +153,7 @@ async def raw_recv(url: str, out: str, rate: float | None) -> None:
         if not data:
             break
         await sink.write(data)
-    seconds = time.perf_counter() - start
+    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
     channel.send("done")
     await asyncio.sleep(0.1)
     sink.close()
@@ -154,6 +163,7 @@ async def raw_recv(url: str, out: str, rate: float | None) -> None:
             {
                 "bytes": sink.written,
                 "seconds": seconds,
+                "cpu_s": cpu,
                 "sha256": sink.digest.hexdigest(),
                 "peak_rss_mb": peak_rss_mb(),
                 "peak_queued_mb": peak_queued / 1e6,
@@ -170,18 +180,21 @@ async def rx_recv(url: str, name: str, out: str, rate: float | None, window: int
     peer = await connect(url)
     sink = FileSink(out, resume=False)
     await sink.open()
-    pacer = Sink("/dev/null", rate)
-    start = time.perf_counter()
+    pacer = Sink("/dev/null", rate) if rate else None  # FileSink already writes and hashes each chunk
+    start, cpu = time.perf_counter(), time.process_time()
     stream = peer.request_stream(f"files/{name}", window=window, auto_ack=False)
     async for item in stream:
         await sink.write(item)
-        await pacer.write(item.data)  # the same pacing as the raw receiver's sink
+        if pacer is not None:
+            await pacer.write(item.data)  # the same pacing as the raw receiver's sink
         stream.ack()
     digest = await sink.finish()
-    seconds = time.perf_counter() - start
+    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
     await peer.close()
     print(
-        json.dumps({"bytes": sink.written, "seconds": seconds, "sha256": digest, "peak_rss_mb": peak_rss_mb()}),
+        json.dumps(
+            {"bytes": sink.written, "seconds": seconds, "cpu_s": cpu, "sha256": digest, "peak_rss_mb": peak_rss_mb()}
+        ),
         flush=True,
     )
 
@@ -192,13 +205,14 @@ def main(argv: list[str]) -> None:
     parser.add_argument("args", nargs="+")
     parser.add_argument("--rate", type=float, default=None)
     parser.add_argument("--window", type=int, default=32)
+    add_loop_option(parser)
     ns = parser.parse_args(argv)
     if ns.role == "raw-send":
-        asyncio.run(raw_send(ns.args[0], int(ns.args[1])))
+        run_on(raw_send(ns.args[0], int(ns.args[1])), ns.loop)
     elif ns.role == "raw-recv":
-        asyncio.run(raw_recv(ns.args[0], ns.args[1], ns.rate))
+        run_on(raw_recv(ns.args[0], ns.args[1], ns.rate), ns.loop)
     else:
-        asyncio.run(rx_recv(ns.args[0], ns.args[1], ns.args[2], ns.rate, ns.window))
+        run_on(rx_recv(ns.args[0], ns.args[1], ns.args[2], ns.rate, ns.window), ns.loop)
 
 
 if __name__ == "__main__":

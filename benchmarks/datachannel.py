@@ -8,7 +8,7 @@ while the receiver's sink is throttled (default 2 MB/s). rxchannel's credits slo
 hub's disk reads down to the sink's pace; the raw pattern has no way to, so its receiver
 buffers what the sink has not written yet.
 
-    python -m benchmarks.datachannel [--mode throughput|memory|both] [--quick] [--json]
+    python -m benchmarks.datachannel [--mode throughput|memory|both] [--loop uvloop|asyncio|both] [--quick] [--json]
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -23,6 +24,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from ._loops import add_loop_option, loops_from
 from ._report import emit_json, median, print_table
 
 PEERS = [sys.executable, "-m", "benchmarks._dc_peers"]
@@ -49,22 +51,38 @@ def _json_line(proc: subprocess.Popen[str]) -> dict[str, Any]:
     raise RuntimeError(f"{proc.args} printed no result (exit {proc.wait()})")
 
 
-def run_rxchannel(directory: Path, name: str, chunk: int, rate: float | None, window: int) -> dict[str, Any]:
+def run_rxchannel(
+    directory: Path, name: str, chunk: int, rate: float | None, window: int, loop: str = "uvloop"
+) -> dict[str, Any]:
     hub = subprocess.Popen(
-        [sys.executable, "-m", "rxchannel", "serve", str(directory), "--port", "0", "--chunk-size", str(chunk)],
+        [
+            sys.executable,
+            "-m",
+            "rxchannel",
+            "serve",
+            str(directory),
+            "--port",
+            "0",
+            "--chunk-size",
+            str(chunk),
+            "--loop",
+            loop,
+        ],
         stdout=subprocess.PIPE,
         text=True,
     )
     try:
         assert hub.stdout is not None
         url = hub.stdout.readline().strip()
-        cmd = [*PEERS, "rx-recv", url, name, str(directory / f"{name}.rx-out"), "--window", str(window)]
+        hub_cpu = _cpu_seconds(hub.pid)  # set up and listening: what follows is the transfer's
+        cmd = [*PEERS, "rx-recv", url, name, str(directory / f"{name}.rx-out"), "--window", str(window), "--loop", loop]
         worker = subprocess.Popen([*cmd, *(["--rate", str(rate)] if rate else [])], stdout=subprocess.PIPE, text=True)
         result = _json_line(worker)
         worker.wait(timeout=30)
         with open(f"/proc/{hub.pid}/status") as status:
             hub_rss = next(int(line.split()[1]) / 1024 for line in status if line.startswith("VmHWM:"))
         result["sender_rss_mb"] = hub_rss
+        result["sender_cpu_s"] = _cpu_seconds(hub.pid) - hub_cpu
         return result
     finally:
         hub.send_signal(signal.SIGTERM)
@@ -72,61 +90,73 @@ def run_rxchannel(directory: Path, name: str, chunk: int, rate: float | None, wi
         (directory / f"{name}.rx-out").unlink(missing_ok=True)
 
 
-def run_raw(directory: Path, name: str, chunk: int, rate: float | None) -> dict[str, Any]:
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds a live process has used so far (/proc/PID/stat)."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run_raw(directory: Path, name: str, chunk: int, rate: float | None, loop: str = "uvloop") -> dict[str, Any]:
     sender = subprocess.Popen(
-        [*PEERS, "raw-send", str(directory / name), str(chunk)], stdout=subprocess.PIPE, text=True
+        [*PEERS, "raw-send", str(directory / name), str(chunk), "--loop", loop], stdout=subprocess.PIPE, text=True
     )
     try:
         assert sender.stdout is not None
         url = sender.stdout.readline().strip()
         out = directory / f"{name}.raw-out"
         receiver = subprocess.Popen(
-            [*PEERS, "raw-recv", url, str(out), *(["--rate", str(rate)] if rate else [])],
+            [*PEERS, "raw-recv", url, str(out), "--loop", loop, *(["--rate", str(rate)] if rate else [])],
             stdout=subprocess.PIPE,
             text=True,
         )
         result = _json_line(receiver)
         receiver.wait(timeout=30)
-        result["sender_rss_mb"] = _json_line(sender)["peak_rss_mb"]
+        sent = _json_line(sender)
+        result["sender_rss_mb"], result["sender_cpu_s"] = sent["peak_rss_mb"], sent["cpu_s"]
         out.unlink(missing_ok=True)
         return result
     finally:
         sender.wait(timeout=30)
 
 
-def throughput(rounds: int, size: int, chunks: list[int], window: int, as_json: bool) -> None:
+def throughput(rounds: int, size: int, chunks: list[int], window: int, as_json: bool, loops: list[str]) -> None:
     rows = []
     with tempfile.TemporaryDirectory(prefix="rxbench-") as tmp:
         directory = Path(tmp)
         digest = make_file(directory / "payload.bin", size)
-        for chunk in chunks:
-            samples: dict[str, list[float]] = {"rxchannel": [], "raw": []}
-            for _ in range(rounds):
-                for impl in ("rxchannel", "raw"):
-                    if impl == "rxchannel":
-                        r = run_rxchannel(directory, "payload.bin", chunk, None, window)
-                    else:
-                        r = run_raw(directory, "payload.bin", chunk, None)
-                    if r["bytes"] != size or r["sha256"] != digest:
-                        raise RuntimeError(f"{impl} delivered {r['bytes']} bytes with a wrong digest")
-                    samples[impl].append(size / r["seconds"] / 1e6)
-            row = {
-                "bench": "datachannel_throughput",
-                "size": size,
-                "chunk": chunk,
-                "window": window,
-                "rxchannel_mb_s": median(samples["rxchannel"]),
-                "raw_aiortc_mb_s": median(samples["raw"]),
-            }
-            row["ratio"] = row["rxchannel_mb_s"] / row["raw_aiortc_mb_s"]
-            rows.append(row)
-            if as_json:
-                emit_json(row)
+        for loop in loops:
+            for chunk in chunks:
+                samples: dict[str, list[float]] = {"rxchannel": [], "raw": []}
+                for _ in range(rounds):
+                    for impl in ("rxchannel", "raw"):
+                        if impl == "rxchannel":
+                            r = run_rxchannel(directory, "payload.bin", chunk, None, window, loop)
+                        else:
+                            r = run_raw(directory, "payload.bin", chunk, None, loop)
+                        if r["bytes"] != size or r["sha256"] != digest:
+                            raise RuntimeError(f"{impl} delivered {r['bytes']} bytes with a wrong digest")
+                        samples[impl].append(size / r["seconds"] / 1e6)
+                ratios = [a / b for a, b in zip(samples["rxchannel"], samples["raw"], strict=True)]
+                row = {
+                    "bench": "datachannel_throughput",
+                    "loop": loop,
+                    "size": size,
+                    "chunk": chunk,
+                    "window": window,
+                    "rxchannel_mb_s": median(samples["rxchannel"]),
+                    "raw_aiortc_mb_s": median(samples["raw"]),
+                    "ratio": median(ratios),  # each round's pair ran back to back
+                }
+                rows.append(row)
+                if as_json:
+                    emit_json(row)
     if not as_json:
         print_table(
-            f"DataChannel file transfer, {size >> 20} MiB, loopback, median of {rounds} alternating rounds",
-            ["chunk", "rxchannel MB/s", "raw aiortc MB/s", "ratio"],
-            [[r["chunk"], r["rxchannel_mb_s"], r["raw_aiortc_mb_s"], f"{r['ratio']:.2f}x"] for r in rows],
+            f"DataChannel file transfer, {size >> 20} MiB, loopback, median of {rounds} alternating rounds "
+            "(ratio: median of the rounds' ratios)",
+            ["loop", "chunk", "rxchannel MB/s", "raw aiortc MB/s", "ratio"],
+            [[r["loop"], r["chunk"], r["rxchannel_mb_s"], r["raw_aiortc_mb_s"], f"{r['ratio']:.2f}x"] for r in rows],
         )
 
 
@@ -172,14 +202,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, default=2e6, help="sink bytes/s for memory")
     parser.add_argument("--window", type=int, default=32)
     parser.add_argument("--quick", action="store_true", help="8 MiB throughput, 16/64 MiB at 8 MB/s for memory")
+    parser.add_argument("--chunks", default="16384,65536", help="chunk sizes for throughput")
     parser.add_argument("--json", action="store_true")
+    add_loop_option(parser)
     args = parser.parse_args(argv)
     from rxchannel.cli.units import parse_size
 
     if args.quick:
         args.size, args.sizes, args.rate, args.rounds = "8MiB", "16MiB,64MiB", 8e6, 1
     if args.mode in ("throughput", "both"):
-        throughput(args.rounds, parse_size(args.size), [16384, 65536], args.window, args.json)
+        chunks = [parse_size(c) for c in args.chunks.split(",")]
+        throughput(args.rounds, parse_size(args.size), chunks, args.window, args.json, loops_from(args))
     if args.mode in ("memory", "both"):
         sizes = [parse_size(s) for s in args.sizes.split(",")]
         memory(sizes, args.rate, 65536, args.window, args.json)

@@ -145,8 +145,7 @@ class FileSink:
             self.expected_sha256 = str(info["sha256"])
         if self.max_size is not None and self.offset + self.written + len(item.data) > self.max_size:
             raise TooLargeError(f"{self.path.name} would exceed {self.max_size} bytes")
-        await asyncio.to_thread(self._handle.write, item.data)
-        self._digest.update(item.data)
+        await asyncio.to_thread(_write_and_hash, self._handle, self._digest, item.data)
         self.written += len(item.data)
         total = self.offset + self.written
         if self.expected_size is not None and total > self.expected_size:
@@ -275,3 +274,9 @@ def _fsync_dir(directory: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _write_and_hash(handle: BinaryIO, digest: Any, data: bytes) -> None:
+    """Write a chunk and hash it, in a worker thread (hashlib releases the GIL: the loop goes on)."""
+    handle.write(data)
+    digest.update(data)

@@ -126,12 +126,14 @@ class FileSource:
             handle.close()
             raise
 
-    def _read(self, handle: BinaryIO, size: int, snapshot: tuple[int, int, int, int]) -> bytes:
+    def _read(self, handle: BinaryIO, size: int, snapshot: tuple[int, int, int, int], digest: Any) -> bytes:
+        """Read and hash one chunk (in a worker thread: hashlib releases the GIL, the loop goes on)."""
         data = handle.read(size) if size else b""
         if len(data) < size or _identity(os.fstat(handle.fileno())) != snapshot:
             raise FileChangedError(
                 f"{self.path.name} changed on the hub while it was being sent; fetch it again for its new version"
             )
+        digest.update(data)
         return data
 
     async def _chunks(self) -> AsyncIterator[Payload]:
@@ -144,11 +146,11 @@ class FileSource:
             self.offset = self.read_offset = position
             first = True
             while True:
-                data = await asyncio.to_thread(self._read, handle, min(self.chunk_size, self.size - position), snapshot)
+                size = min(self.chunk_size, self.size - position)
+                data = await asyncio.to_thread(self._read, handle, size, snapshot, digest)
                 position += len(data)
                 self.read_offset = position
                 self.chunks_read += 1
-                digest.update(data)
                 info: dict[str, Any] = {}
                 if first:
                     info.update(size=self.size, offset=self.offset)
