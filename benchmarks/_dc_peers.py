@@ -3,6 +3,7 @@
     python -m benchmarks._dc_peers raw-send FILE CHUNK          # prints its URL, serves one transfer
     python -m benchmarks._dc_peers raw-recv URL OUT [--rate B]  # prints a JSON summary
     python -m benchmarks._dc_peers rx-recv URL NAME OUT CHUNK [--rate B] [--window W]
+    python -m benchmarks._dc_peers rx-go URL NAME OUT [--window W]   # connects, waits for a line, fetches
 
 The raw pair is aiortc's DataChannel file-transfer pattern: the sender sends while
 ``bufferedAmount`` is under ``bufferedAmountLowThreshold`` and resumes on
@@ -199,9 +200,27 @@ async def rx_recv(url: str, name: str, out: str, rate: float | None, window: int
     )
 
 
+async def rx_go(url: str, name: str, out: str, window: int) -> None:
+    """A hub worker that connects, says ``ready``, waits for a line on stdin, then fetches
+    (``fetch_file``, as ``rxchannel fetch`` does) and prints when it started and ended."""
+    from rxchannel.files import fetch_file
+    from rxchannel.runtime import connect
+
+    peer = await connect(url)
+    await peer.request_response("files")  # the connection is up and SETUP is through
+    print("ready", flush=True)
+    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
+    start, cpu = time.time(), time.process_time()
+    result = await fetch_file(peer, name, out, window=window, resume=False)
+    end = time.time()
+    await peer.close()
+    summary = {"bytes": result.size, "start": start, "end": end, "cpu_s": time.process_time() - cpu}
+    print(json.dumps({**summary, "sha256": result.sha256}), flush=True)
+
+
 def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("role", choices=["raw-send", "raw-recv", "rx-recv"])
+    parser.add_argument("role", choices=["raw-send", "raw-recv", "rx-recv", "rx-go"])
     parser.add_argument("args", nargs="+")
     parser.add_argument("--rate", type=float, default=None)
     parser.add_argument("--window", type=int, default=32)
@@ -211,6 +230,8 @@ def main(argv: list[str]) -> None:
         run_on(raw_send(ns.args[0], int(ns.args[1])), ns.loop)
     elif ns.role == "raw-recv":
         run_on(raw_recv(ns.args[0], ns.args[1], ns.rate), ns.loop)
+    elif ns.role == "rx-go":
+        run_on(rx_go(ns.args[0], ns.args[1], ns.args[2], ns.window), ns.loop)
     else:
         run_on(rx_recv(ns.args[0], ns.args[1], ns.args[2], ns.rate, ns.window), ns.loop)
 

@@ -128,6 +128,7 @@ def throughput(rounds: int, size: int, chunks: list[int], window: int, as_json: 
         for loop in loops:
             for chunk in chunks:
                 samples: dict[str, list[float]] = {"rxchannel": [], "raw": []}
+                cpu: dict[str, list[tuple[float, float]]] = {"rxchannel": [], "raw": []}  # ms per MB
                 for _ in range(rounds):
                     for impl in ("rxchannel", "raw"):
                         if impl == "rxchannel":
@@ -137,6 +138,8 @@ def throughput(rounds: int, size: int, chunks: list[int], window: int, as_json: 
                         if r["bytes"] != size or r["sha256"] != digest:
                             raise RuntimeError(f"{impl} delivered {r['bytes']} bytes with a wrong digest")
                         samples[impl].append(size / r["seconds"] / 1e6)
+                        mb = size / 1e6
+                        cpu[impl].append((1000 * r["sender_cpu_s"] / mb, 1000 * r["cpu_s"] / mb))
                 ratios = [a / b for a, b in zip(samples["rxchannel"], samples["raw"], strict=True)]
                 row = {
                     "bench": "datachannel_throughput",
@@ -147,6 +150,10 @@ def throughput(rounds: int, size: int, chunks: list[int], window: int, as_json: 
                     "rxchannel_mb_s": median(samples["rxchannel"]),
                     "raw_aiortc_mb_s": median(samples["raw"]),
                     "ratio": median(ratios),  # each round's pair ran back to back
+                    "rxchannel_sender_ms_per_mb": median([c[0] for c in cpu["rxchannel"]]),
+                    "rxchannel_receiver_ms_per_mb": median([c[1] for c in cpu["rxchannel"]]),
+                    "raw_sender_ms_per_mb": median([c[0] for c in cpu["raw"]]),
+                    "raw_receiver_ms_per_mb": median([c[1] for c in cpu["raw"]]),
                 }
                 rows.append(row)
                 if as_json:
@@ -155,8 +162,19 @@ def throughput(rounds: int, size: int, chunks: list[int], window: int, as_json: 
         print_table(
             f"DataChannel file transfer, {size >> 20} MiB, loopback, median of {rounds} alternating rounds "
             "(ratio: median of the rounds' ratios)",
-            ["loop", "chunk", "rxchannel MB/s", "raw aiortc MB/s", "ratio"],
-            [[r["loop"], r["chunk"], r["rxchannel_mb_s"], r["raw_aiortc_mb_s"], f"{r['ratio']:.2f}x"] for r in rows],
+            ["loop", "chunk", "rxchannel MB/s", "raw aiortc MB/s", "ratio", "CPU ms/MB rx send/recv", "raw send/recv"],
+            [
+                [
+                    r["loop"],
+                    r["chunk"],
+                    r["rxchannel_mb_s"],
+                    r["raw_aiortc_mb_s"],
+                    f"{r['ratio']:.2f}x",
+                    f"{r['rxchannel_sender_ms_per_mb']:.1f} / {r['rxchannel_receiver_ms_per_mb']:.1f}",
+                    f"{r['raw_sender_ms_per_mb']:.1f} / {r['raw_receiver_ms_per_mb']:.1f}",
+                ]
+                for r in rows
+            ],
         )
 
 

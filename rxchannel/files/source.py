@@ -40,6 +40,12 @@ class FileChangedError(ApplicationError):
 FILE_CHANGED = 0x00000301
 
 
+#: Linux (4.14+): read only what the page cache holds, never waiting for the disk
+_NOWAIT = hasattr(os, "preadv") and hasattr(os, "RWF_NOWAIT")
+#: larger chunks are read in a thread anyway (copying and hashing them is worth a thread hop)
+_NOWAIT_MAX = 256 * 1024
+
+
 def _identity(st: os.stat_result) -> tuple[int, int, int, int]:
     """What must not change while a file is served (as rsync and HTTP validators use)."""
     return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
@@ -126,15 +132,43 @@ class FileSource:
             handle.close()
             raise
 
-    def _read(self, handle: BinaryIO, size: int, snapshot: tuple[int, int, int, int], digest: Any) -> bytes:
+    def _read(
+        self, handle: BinaryIO, size: int, position: int, snapshot: tuple[int, int, int, int], digest: Any
+    ) -> bytes:
         """Read and hash one chunk (in a worker thread: hashlib releases the GIL, the loop goes on)."""
-        data = handle.read(size) if size else b""
+        data = os.pread(handle.fileno(), size, position) if size else b""
+        self._check(handle, data, size, snapshot)
+        digest.update(data)
+        return data
+
+    def _read_cached(
+        self, handle: BinaryIO, size: int, position: int, snapshot: tuple[int, int, int, int], digest: Any
+    ) -> bytes | None:
+        """The chunk if the page cache has all of it, read without blocking (RWF_NOWAIT), else None.
+
+        A file being served is usually in the page cache (it was just written, or is read by
+        several workers): reading it then costs a syscall, not a round trip through a thread.
+        Whatever would wait for the disk still goes to a thread (:meth:`_read`).
+        """
+        if not _NOWAIT or not 0 < size <= _NOWAIT_MAX:
+            return None
+        buffer = bytearray(size)
+        try:
+            got = os.preadv(handle.fileno(), [buffer], position, os.RWF_NOWAIT)
+        except OSError:  # EAGAIN: not cached; EOPNOTSUPP: a file system without it
+            return None
+        if got < size:
+            return None  # partly cached (or the file shrank): the thread's read decides
+        data = bytes(buffer)
+        self._check(handle, data, size, snapshot)
+        digest.update(data)
+        return data
+
+    def _check(self, handle: BinaryIO, data: bytes, size: int, snapshot: tuple[int, int, int, int]) -> None:
         if len(data) < size or _identity(os.fstat(handle.fileno())) != snapshot:
             raise FileChangedError(
                 f"{self.path.name} changed on the hub while it was being sent; fetch it again for its new version"
             )
-        digest.update(data)
-        return data
 
     async def _chunks(self) -> AsyncIterator[Payload]:
         opened: BinaryIO | None = None
@@ -147,7 +181,9 @@ class FileSource:
             first = True
             while True:
                 size = min(self.chunk_size, self.size - position)
-                data = await asyncio.to_thread(self._read, handle, size, snapshot, digest)
+                data = self._read_cached(handle, size, position, snapshot, digest)
+                if data is None:
+                    data = await asyncio.to_thread(self._read, handle, size, position, snapshot, digest)
                 position += len(data)
                 self.read_offset = position
                 self.chunks_read += 1
