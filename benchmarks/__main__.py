@@ -1,11 +1,11 @@
-"""Run every benchmark: ``python -m benchmarks [--json] [--quick] [--only NAME]``."""
+"""Run every benchmark: ``python -m benchmarks [--json] [--quick] [--only NAME] [--loop uvloop|asyncio|both]``."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
-from . import adaptive, datachannel, network, pipelines, tcp_throughput
+from . import adaptive, datachannel, hub_workers, network, pipelines, tcp_throughput
 
 BENCHMARKS = {
     "tcp": tcp_throughput.main,
@@ -13,7 +13,12 @@ BENCHMARKS = {
     "adaptive": adaptive.main,
     "pipelines": pipelines.main,
     "network": network.main,
+    "hub": hub_workers.main,
 }
+
+#: the benchmarks that take --loop (adaptive measures a policy over an emulated path; network runs the CLI,
+#: which is on uvloop by default)
+WITH_LOOP = {"tcp", "datachannel", "pipelines", "hub"}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -21,10 +26,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", choices=sorted(BENCHMARKS), action="append")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--loop", choices=["uvloop", "asyncio", "both"], default=None)
     args = parser.parse_args(argv)
     passthrough = (["--json"] if args.json else []) + (["--quick"] if args.quick else [])
     for name in args.only or sorted(BENCHMARKS):
-        code = BENCHMARKS[name](passthrough)
+        loop = ["--loop", args.loop] if args.loop and name in WITH_LOOP else []
+        code = BENCHMARKS[name](passthrough + loop)
         if code:
             return code
     return 0
