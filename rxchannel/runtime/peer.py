@@ -146,7 +146,8 @@ class Peer:
         self._inbound: dict[int, RemoteStream] = {}
         self._outbound: dict[int, Producer | RemoteSink] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._timer: asyncio.TimerHandle | None = None
+        self._timer: asyncio.Handle | None = None
+        self._timer_at = 0.0
         self._flush_handle: asyncio.Handle | None = None
         self._watchdog: asyncio.Task[None] | None = None
         self.setup: SetupReceived | None = None
@@ -535,9 +536,12 @@ class Peer:
         if deadline is None:
             return
         if self._timer is not None:
-            if self._timer.when() <= deadline:
+            if self._timer_at <= deadline:
                 return
             self._timer.cancel()
+        # the deadline is kept here: uvloop's call_at returns a plain Handle, without when(),
+        # for a deadline already past (which the timer of a busy loop's connection can be)
+        self._timer_at = deadline
         self._timer = self._loop.call_at(deadline, self._on_timer)
 
     def _on_timer(self) -> None:
