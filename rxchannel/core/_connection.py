@@ -22,7 +22,6 @@ from ._errors import (
     ErrorCode,
     RemoteProtocolError,
     RxChannelError,
-    SetupRejectedError,
     remote_error,
 )
 from ._events import (
@@ -214,10 +213,7 @@ class Connection(LocalCalls):
             if self.role is Role.SERVER and frame.code in _SETUP_ERRORS:
                 self.ignored_frames += 1  # a server ignores setup errors (Handling the Unexpected)
                 return
-            error = remote_error(frame.code, frame.message)
-            if isinstance(error, SetupRejectedError):
-                error = SetupRejectedError(frame.code, f"the server refused our SETUP: {frame.message}")
-            self._close(error)
+            self._close(remote_error(frame.code, frame.message))
             return
         s = self._streams.get(frame.stream_id)
         if s is None:

@@ -37,6 +37,8 @@ class ConnectionState:
         self._next_stream_id = 1 if role is Role.CLIENT else 2
         self._setup_done = role is Role.CLIENT
         self._closed = False
+        #: why the connection closed (None: closed locally, or still open)
+        self._close_error: RxChannelError | None = None
         client = role is Role.CLIENT
         self._keepalive = Keepalive(now, self.config.max_lifetime, self.config.keepalive_interval if client else None)
         #: what unfinished fragmented items may hold, on this connection (and the server's shared budget)
@@ -142,6 +144,7 @@ class ConnectionState:
 
     def _close(self, error: RxChannelError | None) -> None:
         self._closed = True
+        self._close_error = error
         for s in self._streams.values():
             s.end_inbound()
         self._streams.clear()

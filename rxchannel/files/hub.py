@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import shutil
 import time
@@ -42,6 +43,9 @@ from .listing import list_page
 from .sandbox import resolve_inside
 from .sink import FileSink, TargetExistsError, TooLargeError
 from .source import FileSource
+
+#: One line per transfer (event ``transfer``) and upload (event ``upload``).
+log = logging.getLogger("rxchannel.hub")
 
 #: Partial uploads older than this are removed from the inbox (a sender that vanished).
 STALE_UPLOAD = 3600.0
@@ -154,6 +158,33 @@ class Hub:
         except ValueError as exc:
             raise ApplicationError(str(exc), code=ErrorCode.INVALID) from None
         self._reserve_file(request)
+        started = time.monotonic()
+
+        def logged() -> None:
+            sent = source.read_offset - source.offset
+            outcome = "complete" if source.finished else "stopped"
+            log.info(
+                "sent %s to %s: %d bytes from offset %d in %.2f s (%s)",
+                source.path.relative_to(self.root),
+                request.remote,
+                sent,
+                source.offset,
+                time.monotonic() - started,
+                outcome,
+                extra={
+                    "event": "transfer",
+                    "fields": {
+                        "path": str(source.path.relative_to(self.root)),
+                        "remote": request.remote,
+                        "bytes": sent,
+                        "offset": source.offset,
+                        "seconds": round(time.monotonic() - started, 3),
+                        "outcome": outcome,
+                    },
+                },
+            )
+
+        request.on_finish(logged)
         return source
 
     def _reserve_file(self, request: Request) -> None:
@@ -262,7 +293,7 @@ class Hub:
         await asyncio.to_thread(self._check_room, size or 0)
         if target.exists():
             raise ApplicationError(
-                f"inbox/{relative[:200]} already exists: send it under another name", ErrorCode.REJECTED
+                f"inbox/{relative[:200]} already exists: send it under another name (send --name)", ErrorCode.REJECTED
             )
         assert request.inbound is not None
         # a digest the sender announces (a file it pushes as is) is checked here; one that cannot
@@ -295,6 +326,13 @@ class Hub:
             raise
         finally:
             self.uploads.discard(sink.part)
+        log.info(
+            "received inbox/%s from %s: %d bytes",
+            relative,
+            request.remote,
+            sink.written,
+            extra={"event": "upload", "fields": {"path": relative, "remote": request.remote, "bytes": sink.written}},
+        )
         yield Payload(json.dumps({"path": relative, "size": sink.written, "sha256": digest}).encode(), last=True)
 
     def _prepare_inbox(self) -> None:

@@ -212,13 +212,17 @@ class FileSink:
         """Close after a failure. Idempotent. Returns where the partial data now is, if kept.
 
         A resumable part stays for the next attempt; a corrupt one becomes ``.corrupt``
-        (it must not be resumed); a private part is removed (an upload cannot resume).
+        (it must not be resumed); a private part, or an empty one (the transfer was refused
+        before any byte), is removed.
         """
         handle, self._handle = self._handle, None
         if handle is None:
             return None
         await asyncio.to_thread(_fsync_close, handle)
         if self.private_part:
+            await asyncio.to_thread(_unlink, self.part)
+            return None
+        if self.offset + self.written == 0:  # refused before any byte: leave no empty part behind
             await asyncio.to_thread(_unlink, self.part)
             return None
         if self._corrupt:

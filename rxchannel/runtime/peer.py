@@ -257,7 +257,10 @@ class Peer:
         )
         replies = RemoteStream(self._link, stream_id=sid)
         self._inbound[sid] = replies
-        sink = RemoteSink(self._link, sid, replies=replies, on_error=lambda exc: error_for(exc, route, "sender"))
+        remote = self.transport.remote
+        sink = RemoteSink(
+            self._link, sid, replies=replies, on_error=lambda exc: error_for(exc, route, "sender", remote)
+        )
         self._outbound[sid] = sink
         self._flush()
         return sink
@@ -326,7 +329,7 @@ class Peer:
             self._outbound.pop(sid, None)
 
     def _fail_stream(self, sid: int, exc: BaseException, route: str | None) -> None:
-        code, message = error_for(exc, route)
+        code, message = error_for(exc, route, remote=self.transport.remote)
         if not self._conn.closed and self._conn.send_error(sid, code, message):
             self._flush()
 
@@ -346,6 +349,7 @@ class Peer:
             data=ev.data,
             metadata=ev.metadata,
             peer=self,
+            remote=self.transport.remote,
             initial_n=ev.initial_n,
         )
         if kind in (Interaction.STREAM, Interaction.CHANNEL):
@@ -364,7 +368,7 @@ class Peer:
 
     def _take_outbound(self, sid: int, route: str | None) -> RemoteSink:
         """The handler sends this stream's items itself: a sink takes the producer's place."""
-        sink = RemoteSink(self._link, sid, on_error=lambda exc: error_for(exc, route))
+        sink = RemoteSink(self._link, sid, on_error=lambda exc: error_for(exc, route, remote=self.transport.remote))
         self._outbound[sid] = sink
         return sink
 
@@ -387,7 +391,7 @@ class Peer:
             pass  # the peer cancelled, or the connection is closing
         except Exception as exc:
             if kind is Interaction.FNF:
-                error_for(exc, request.route)  # logged; a fire-and-forget has no one to tell
+                error_for(exc, request.route, remote=request.remote)  # logged; a fire-and-forget has no one to tell
             else:
                 self._fail_stream(sid, exc, request.route)
         finally:

@@ -10,14 +10,20 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
+import time
 
-from rxchannel.core import MAX_FRAME_SIZE, ConnectionConfig, Role
+from rxchannel.core import MAX_FRAME_SIZE, ConnectionConfig, ErrorCode, RemoteProtocolError, Role, RxChannelError
 from rxchannel.transports import Listener, ListenLimits, Transport, TransportOptions, dial, listen
 
 from .peer import Peer
 from .router import Router
 
 __all__ = ["Server", "connect", "connect_tcp", "largest_frame", "serve", "serve_tcp"]
+
+#: Connections and refused logins, one line each (events ``connection.open``/``close``/``refused``).
+log = logging.getLogger("rxchannel.server")
+_SETUP_REFUSALS = (ErrorCode.INVALID_SETUP, ErrorCode.UNSUPPORTED_SETUP, ErrorCode.REJECTED_SETUP)
 
 
 def largest_frame(config: ConnectionConfig | None) -> int:
@@ -51,6 +57,8 @@ class Server:
         self.peers: set[Peer] = set()
         self.refused = 0
         self.listener: Listener | None = None
+        #: the kind of transport served (for logs)
+        self.kind = "?"
 
     def accept(self, transport: Transport) -> Peer | None:
         """Run a server-role peer on an accepted transport (any kind); None if over ``max_peers``."""
@@ -60,7 +68,35 @@ class Server:
             return None
         peer = Peer(transport, Role.SERVER, router=self.router, config=self.config)
         self.peers.add(peer)
-        peer.closed.add_done_callback(lambda _f: self.peers.discard(peer))
+        remote, opened = transport.remote, time.monotonic()
+        log.info(
+            "connection from %s (%s)",
+            remote,
+            self.kind,
+            extra={"event": "connection.open", "fields": {"remote": remote, "transport": self.kind}},
+        )
+
+        def closed(future: asyncio.Future[RxChannelError | None]) -> None:
+            self.peers.discard(peer)
+            error = None if future.cancelled() else future.result()
+            fields = {"remote": remote, "seconds": round(time.monotonic() - opened, 3)}
+            if isinstance(error, RemoteProtocolError) and error.code in _SETUP_REFUSALS:
+                log.warning(
+                    "refused the connection from %s: %s",
+                    remote,
+                    error,
+                    extra={"event": "connection.refused", "fields": {**fields, "reason": str(error)}},
+                )
+                return
+            why = "closed" if error is None else str(error)
+            log.info(
+                "connection from %s ended: %s",
+                remote,
+                why,
+                extra={"event": "connection.close", "fields": {**fields, "reason": why}},
+            )
+
+        peer.closed.add_done_callback(closed)
         return peer
 
     @property
@@ -114,6 +150,7 @@ async def serve(
     """
     limits = (options.listen_limits if options is not None else None) or ListenLimits()
     server = Server(router, config, max_peers=limits.max_connections)
+    server.kind = transport
     server.listener = await listen(transport, host, port, lambda t: server.accept(t), _options(options, config))
     return server
 

@@ -17,6 +17,7 @@ from typing import Any
 
 from aiohttp import web
 
+from ._base import KIND_HEADER
 from ._limits import Admission, ListenLimits, ThrottledLog
 from .addresses import dialable_hosts
 
@@ -70,10 +71,18 @@ class HttpListener:
     """One aiohttp application served on ``host:port`` (port 0 picks a free one)."""
 
     def __init__(
-        self, scheme: str, path: str = "", *, client_max_size: int = 1 << 20, limits: ListenLimits | None = None
+        self,
+        scheme: str,
+        path: str = "",
+        *,
+        kind: str,
+        client_max_size: int = 1 << 20,
+        limits: ListenLimits | None = None,
     ):
         #: the URL scheme workers dial (``http`` for WebRTC signaling, ``ws`` for WebSockets)
         self.scheme = scheme
+        #: the kind of hub (a :data:`~.registry.KINDS` name), sent in every response's ``Rxchannel-Transport``
+        self.kind = kind
         self.path = path
         self.limits = limits or ListenLimits()
         self.app = web.Application(client_max_size=client_max_size, middlewares=[self._mark_request])
@@ -89,7 +98,13 @@ class HttpListener:
         entry = self._open.get(request.protocol)
         if entry is not None:
             entry[1] = True
-        response: web.StreamResponse = await handler(request)
+        try:
+            response: web.StreamResponse = await handler(request)
+        except web.HTTPException as exc:  # 404s included: a worker that dialed the wrong scheme learns ours
+            exc.headers[KIND_HEADER] = self.kind
+            raise
+        if not response.prepared:
+            response.headers[KIND_HEADER] = self.kind
         return response
 
     def _connection_made(self, handler: Any, transport: asyncio.Transport) -> None:
