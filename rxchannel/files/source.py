@@ -160,10 +160,10 @@ class FileSource:
                 last = position >= self.size
                 if last:
                     info["sha256"] = digest.hexdigest()
+                self.finished = last  # the runtime does not resume us after the last chunk
                 yield Payload(data, request_metadata(None, info) if info else None, last=last)
                 first = False
                 if last:
-                    self.finished = True
                     return
         finally:
             # no await here: a cancellation must not skip any of it (closing a read-only
