@@ -140,6 +140,8 @@ class Peer:
         if transport.max_message_size < config.max_frame_size:
             config = dataclasses.replace(config, max_frame_size=transport.max_message_size)
         self._loop = asyncio.get_running_loop()
+        #: the event loop this peer (and every stream on it) belongs to; it is not thread-safe
+        self.loop = self._loop
         self.transport = transport
         self.router = router or Router()
         self._conn = Connection(role, config, now=self._loop.time())
