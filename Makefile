@@ -41,11 +41,14 @@ test: lint browser netlab
 
 # Longer property and fuzz runs (not part of `make test`).
 fuzz: $(STAMP)
-	RXCHANNEL_FUZZ_EXAMPLES=200000 $(PY) -m pytest -q tests/test_fuzz.py tests/test_credit_machine.py tests/test_fuzz_live.py -p no:timeout
+	RXCHANNEL_FUZZ_EXAMPLES=200000 $(PY) -m pytest -q tests/core/test_fuzz.py tests/core/test_credit_machine.py tests/runtime/test_fuzz_live.py -p no:timeout
 
-# Long hostile-input and load runs (not part of `make test`).
+# Long hostile-input and load runs (not part of `make test`): the attacks of issue 11 for
+# SOAK_SECONDS per hub, with a legitimate worker beside them and the hub's RSS and fds sampled.
+SOAK_SECONDS ?= 300
 soak: $(STAMP)
-	RXCHANNEL_FUZZ_EXAMPLES=20000 RXCHANNEL_SOAK_STREAMS=10000 $(PY) -m pytest -q tests/test_fuzz_live.py tests/test_load.py -p no:timeout
+	$(PY) -m tests.hostile.soak --seconds $(SOAK_SECONDS)
+	RXCHANNEL_FUZZ_EXAMPLES=20000 RXCHANNEL_SOAK_STREAMS=10000 $(PY) -m pytest -q tests/runtime/test_fuzz_live.py tests/runtime/test_load.py -p no:timeout
 
 bench: $(STAMP)
 	$(PY) -m benchmarks

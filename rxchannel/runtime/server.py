@@ -13,7 +13,16 @@ import dataclasses
 import logging
 import time
 
-from rxchannel.core import MAX_FRAME_SIZE, ConnectionConfig, ErrorCode, RemoteProtocolError, Role, RxChannelError
+from rxchannel.core import (
+    MAX_FRAME_SIZE,
+    ConnectionConfig,
+    ErrorCode,
+    ErrorFrame,
+    RemoteProtocolError,
+    Role,
+    RxChannelError,
+    encode_frame,
+)
 from rxchannel.transports import Listener, ListenLimits, Transport, TransportOptions, dial, listen
 
 from .peer import Peer
@@ -64,7 +73,14 @@ class Server:
         """Run a server-role peer on an accepted transport (any kind); None if over ``max_peers``."""
         if len(self.peers) >= self.max_peers:
             self.refused += 1
-            transport.abort()
+            reason = f"the hub is busy: {len(self.peers)} connections open (limit {self.max_peers}); try again later"
+            log.warning("refused a connection from %s: %s", transport.remote, reason)
+            try:  # say why (an RSocket client reads it as a refused SETUP), then close
+                transport.write([encode_frame(ErrorFrame(stream_id=0, code=ErrorCode.REJECTED_SETUP, message=reason))])
+            except RxChannelError:
+                transport.abort()
+                return None
+            asyncio.get_running_loop().create_task(transport.close())
             return None
         peer = Peer(transport, Role.SERVER, router=self.router, config=self.config)
         self.peers.add(peer)

@@ -21,7 +21,10 @@ from ._base import KIND_HEADER
 from ._limits import Admission, ListenLimits, ThrottledLog
 from .addresses import dialable_hosts
 
-__all__ = ["HttpListener", "RequestRefusedError", "refusal"]
+__all__ = ["REFUSAL_HEADER", "HttpListener", "RequestRefusedError", "refusal"]
+
+#: Why a connection was refused before any request (the hub is at its connection cap).
+REFUSAL_HEADER = "Rxchannel-Refusal"
 
 log = logging.getLogger("rxchannel.http")
 
@@ -111,8 +114,17 @@ class HttpListener:
         peer = transport.get_extra_info("peername")
         address = peer[0] if isinstance(peer, tuple) else None
         if not self.admission.admit(address):
-            # after aiohttp's handler task has started (aborting at once trips an assertion in it)
-            asyncio.get_running_loop().call_soon(transport.abort)
+            # answer 503 with the reason, and close after aiohttp's handler task has started
+            # (closing inside connection_made trips an assertion in it)
+            reason = f"the hub is busy: {self.admission.last_refusal}; try again later"
+            text = reason.encode()
+            transport.write(
+                b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 5\r\nContent-Type: text/plain; charset=utf-8\r\n"
+                + f"{KIND_HEADER}: {self.kind}\r\n{REFUSAL_HEADER}: {reason}\r\n".encode("ascii", "replace")
+                + f"Content-Length: {len(text)}\r\nConnection: close\r\n\r\n".encode()
+                + text
+            )
+            asyncio.get_running_loop().call_soon(transport.close)
             return
         entry: list[Any] = [address, False, None]
         self._open[handler] = entry

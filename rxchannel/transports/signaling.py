@@ -48,7 +48,7 @@ from ._limits import ListenLimits
 from .addresses import hub_hosts, is_loopback, worker_hosts
 from .datachannel import DataChannelTransport
 from .gathering import Gathering, gathering, ice_host_addresses
-from .http import HttpListener, RequestRefusedError, refusal
+from .http import REFUSAL_HEADER, HttpListener, RequestRefusedError, refusal
 from .ice import IceServer, PeerAddressPolicy, SignalingLimits, TurnRest
 from .offers import AddressRateLimiter, OfferRefusedError, RequestAuth, check_offer, sign_request
 from .registry import wrong_transport
@@ -437,6 +437,8 @@ def _check_kind(url: str, response: aiohttp.ClientResponse) -> None:
 
 
 async def _error_reason(response: aiohttp.ClientResponse) -> str:
+    if REFUSAL_HEADER in response.headers:
+        return response.headers[REFUSAL_HEADER]
     try:
         body = await response.json(content_type=None)
     except (ValueError, aiohttp.ClientError):

@@ -9,13 +9,22 @@ window closes and *its* :meth:`drain` blocks: backpressure crosses the wire.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import socket
 import struct
 from collections.abc import Callable
 from urllib.parse import urlsplit
 
-from rxchannel.core import MAX_FRAME_SIZE, LengthPrefixDecoder, RemoteProtocolError
+from rxchannel.core import (
+    MAX_FRAME_SIZE,
+    ErrorCode,
+    ErrorFrame,
+    LengthPrefixDecoder,
+    RemoteProtocolError,
+    RxChannelError,
+    encode_frame,
+)
 
 from ._base import (
     KIND_HEADER,
@@ -243,7 +252,12 @@ class TcpListener:
         peer = transport.peername
         address = peer[0] if isinstance(peer, tuple) else None
         if not self.admission.admit(address):
-            transport.abort()
+            # say why before closing (an RSocket client reads it as a refused SETUP), then forget it
+            reason = f"the hub is busy: {self.admission.last_refusal}; try again later"
+            with contextlib.suppress(RxChannelError):
+                transport.write([encode_frame(ErrorFrame(stream_id=0, code=ErrorCode.REJECTED_SETUP, message=reason))])
+            transport.on_lost = None
+            asyncio.get_running_loop().create_task(transport.close())
             return
         transport.on_lost = lambda: self.admission.leave(address)
         on_transport(transport)

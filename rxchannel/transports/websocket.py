@@ -25,7 +25,7 @@ from rxchannel.core import MAX_FRAME_SIZE, RemoteProtocolError
 
 from ._base import KIND_HEADER, EndOfStream, Transport, TransportLimits, TransportOptions, lost, unreachable
 from ._limits import ListenLimits
-from .http import HttpListener
+from .http import REFUSAL_HEADER, HttpListener
 from .registry import wrong_transport
 
 __all__ = ["CLOSE_TIMEOUT", "PATH", "WebSocketTransport", "connect_websocket_transport", "dial", "listen", "listen_ws"]
@@ -186,6 +186,9 @@ async def connect_websocket_transport(
         kind = exc.headers.get(KIND_HEADER) if exc.headers else None
         if kind is not None and kind != "ws":
             raise wrong_transport(url, kind) from None
+        refusal = exc.headers.get(REFUSAL_HEADER) if exc.headers else None
+        if refusal:
+            raise ConnectionError(f"{url}: {refusal}") from None
         raise ConnectionError(
             f"{url} did not accept a WebSocket ({exc.status} {exc.message}): is it a ws:// hub?"
         ) from None

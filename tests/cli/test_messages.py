@@ -240,6 +240,22 @@ def test_busy_port(hubs: Hubs, capsys: pytest.CaptureFixture[str]) -> None:
     )
 
 
+def test_a_hub_at_its_connection_cap_says_so(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root = tmp_path / "root"
+    make_file(root / "a.bin", 10, seed=1)
+    for transport in ("tcp", "ws", "webrtc"):
+        proc, url = _start(root, "--transport", transport, "--max-connections", "8")  # 1 per address
+        try:
+            host, port = _host_port(url).rsplit(":", 1)
+            with socket.create_connection((host, int(port))):  # holds this address's only slot
+                assert main(["fetch", url, "a.bin", "-o", str(tmp_path / "a.bin")]) in (2, 4)
+            err = capsys.readouterr().err
+            assert "the hub is busy: 1 " in err and "(limit 1 per address); try again later" in err, err
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=15)
+
+
 def test_json_failures_print_one_json_line(hubs: Hubs, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["fetch", hubs.urls["tcp"], "nope.bin", "-o", str(tmp_path / "n"), "--json"]) == 2
     out = capsys.readouterr().out.splitlines()
