@@ -14,7 +14,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from ._calls import LocalCalls
 from ._config import Role
 from ._credit import InboundDemand
 from ._errors import (
@@ -25,11 +24,14 @@ from ._errors import (
     remote_error,
 )
 from ._events import (
+    Detached,
     Event,
     Interaction,
     MetadataPushed,
     PayloadReceived,
     RequestReceived,
+    ResumeReceived,
+    SetupConfirmed,
     SetupReceived,
     StreamErrored,
 )
@@ -48,6 +50,8 @@ from ._frames import (
     PayloadFrame,
     RequestFrame,
     RequestNFrame,
+    ResumeFrame,
+    ResumeOkFrame,
     SetupFrame,
     UnsupportedFrame,
     decode_frame,
@@ -55,6 +59,8 @@ from ._frames import (
     split_metadata,
 )
 from ._metadata import COMPOSITE_METADATA, MetadataError, parse_request_metadata
+from ._resumable import ResumableCalls
+from ._resume import Session, SessionState, is_tracked
 from ._setup import check_first_frame
 from ._streams import Half, Stream
 
@@ -65,7 +71,7 @@ _SETUP_ERRORS = frozenset(
 )
 
 
-class Connection(LocalCalls):
+class Connection(ResumableCalls):
     """One RSocket connection, either role, as a pure state machine.
 
     A client queues its SETUP frame on construction. Frames from the peer arrive through
@@ -76,14 +82,35 @@ class Connection(LocalCalls):
 
     def get_timer(self) -> float | None:
         """When :meth:`handle_timer` must next be called, or None."""
-        return None if self._closed else self._keepalive.deadline()
+        if self._closed:
+            return None
+        session = self._session
+        if session is not None and session.state is not SessionState.ATTACHED:
+            return session.expires_at()
+        return self._keepalive.deadline()
 
     def handle_timer(self, now: float) -> None:
-        """Send a due KEEPALIVE or declare a silent peer dead. Queues frames."""
+        """Send a due KEEPALIVE or declare a silent peer dead (a resumable connection detaches
+        instead, and closes if it is not resumed in time). Queues frames."""
         if self._closed:
             return
+        session = self._session
+        if session is not None and session.state is not SessionState.ATTACHED:
+            expires = session.expires_at()
+            if expires is not None and now >= expires:
+                self._close(
+                    ConnectionLostError(
+                        f"the connection broke and was not resumed within {session.timeout:g} s "
+                        "(resume_session_timeout)"
+                    )
+                )
+            return
         silent = self._keepalive.silent_for(now)
-        if silent is not None:
+        if silent is not None and session is not None:
+            reason = f"no frame from the peer for {silent:.1f} s (keepalive limit {self._keepalive.lifetime:.1f} s)"
+            self.detach(now)
+            self._events.append(Detached(reason=reason))
+        elif silent is not None:
             self._queue(
                 encode_frame(ErrorFrame(stream_id=0, code=ErrorCode.CONNECTION_ERROR, message="keepalive timeout"))
             )
@@ -95,7 +122,7 @@ class Connection(LocalCalls):
                 )
             )
         elif self._keepalive.ping_due(now):
-            self._queue(encode_frame(KeepaliveFrame(respond=True)))
+            self._queue(encode_frame(KeepaliveFrame(respond=True, position=self._position())))
 
     # ------------------------------------------------------------------ input
 
@@ -106,6 +133,8 @@ class Connection(LocalCalls):
         ERROR[CONNECTION_ERROR] and a :class:`ConnectionClosed` event.
         """
         if self._closed:
+            return
+        if self._session is not None and not self._count(data):
             return
         self._keepalive.received(now)
         if len(data) >= 6 and data[4] >> 2 == FrameType.PAYLOAD and self._setup_done:
@@ -126,7 +155,13 @@ class Connection(LocalCalls):
             self._on_error_frame(frame)
         elif isinstance(frame, KeepaliveFrame):
             if frame.respond:
-                self._queue(encode_frame(KeepaliveFrame(respond=False, data=frame.data)))
+                self._queue(encode_frame(KeepaliveFrame(respond=False, data=frame.data, position=self._position())))
+            if frame.position and self._session is not None:
+                self._session.store.release(frame.position)  # the peer has everything before it
+        elif isinstance(frame, ResumeOkFrame) and self.role is Role.CLIENT:
+            self._on_resume_ok(frame, now)
+        elif isinstance(frame, ResumeFrame):
+            self._fail(RemoteProtocolError("RESUME on an established connection", code=ErrorCode.CONNECTION_ERROR))
         elif isinstance(frame, MetadataPushFrame) and frame.stream_id == 0:
             self._events.append(MetadataPushed(metadata=frame.metadata))
         elif isinstance(frame, UnsupportedFrame) and not frame.ignorable:
@@ -140,6 +175,32 @@ class Connection(LocalCalls):
             # SETUP after setup, LEASE we never asked for, METADATA_PUSH off stream 0,
             # ignorable extensions (Protocol.md "Handling the Unexpected")
             self.ignored_frames += 1
+
+    def _position(self) -> int:
+        return self._session.received if self._session is not None else 0
+
+    def _count(self, data: bytes) -> bool:
+        """Resumption bookkeeping for one received frame; False to drop it.
+
+        A tracked frame moves our implied position (and every quarter of the store's bound
+        we report it, so the peer can free its store). While a RESUME awaits its answer
+        only frames on stream 0 are taken. A resumable client learns here that its SETUP was
+        accepted: the first frame that is not an ERROR on stream 0.
+        """
+        session = self._session
+        assert session is not None
+        if session.state is SessionState.RESUMING and data[:4] != b"\x00\x00\x00\x00":
+            self.ignored_frames += 1
+            return False
+        if not self._setup_confirmed and not (len(data) >= 6 and data[4] >> 2 == FrameType.ERROR):
+            self._setup_confirmed = True
+            self._events.append(SetupConfirmed())
+        if is_tracked(data):
+            session.received += len(data)
+            if session.received - session.reported >= session.ack_every:
+                session.reported = session.received
+                self._queue(encode_frame(KeepaliveFrame(respond=False, position=session.received)))
+        return True
 
     def _receive_payload(self, data: bytes, now: float) -> None:
         """The hot path: a PAYLOAD frame on an open inbound half, decoded in place (no frame object)."""
@@ -187,6 +248,12 @@ class Connection(LocalCalls):
             self._close(error or ConnectionLostError("the peer closed the connection"))
 
     def _on_first_frame(self, frame: object) -> None:
+        if isinstance(frame, ResumeFrame) and frame.stream_id == 0:
+            if not self.config.resumable:
+                self._fail(RemoteProtocolError("resumption is not supported", code=ErrorCode.REJECTED_RESUME))
+            else:
+                self._events.append(ResumeReceived(frame=frame))  # the runtime finds the session
+            return
         refusal = check_first_frame(frame, self.config)
         if refusal is not None:
             self._fail(refusal)
@@ -197,6 +264,10 @@ class Connection(LocalCalls):
         # 2^31-1 ms would otherwise keep a dead peer's resources for weeks)
         self._keepalive.lifetime = min(frame.lifetime_ms / 1000.0, self.config.max_lifetime)
         self.metadata_mime = frame.metadata_mime
+        if frame.resume_token is not None:  # accepted by check_first_frame: this server resumes
+            self._session = Session(
+                bytes(frame.resume_token), self.config.resume_store_bytes, self.config.resume_session_timeout
+            )
         self._events.append(
             SetupReceived(
                 keepalive_ms=frame.keepalive_ms,
@@ -205,6 +276,7 @@ class Connection(LocalCalls):
                 data_mime=frame.data_mime,
                 metadata=frame.metadata,
                 data=frame.data,
+                resume_token=frame.resume_token,
             )
         )
 
@@ -212,6 +284,12 @@ class Connection(LocalCalls):
         if frame.stream_id == 0:
             if self.role is Role.SERVER and frame.code in _SETUP_ERRORS:
                 self.ignored_frames += 1  # a server ignores setup errors (Handling the Unexpected)
+                return
+            if frame.code == ErrorCode.REJECTED_RESUME and self._session is not None:
+                if self._session.state is SessionState.RESUMING:
+                    self._close(ConnectionLostError(f"the server could not resume the session: {frame.message}"))
+                else:
+                    self.ignored_frames += 1  # only an answer to our RESUME means anything
                 return
             self._close(remote_error(frame.code, frame.message))
             return
