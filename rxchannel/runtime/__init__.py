@@ -4,11 +4,13 @@
 * :mod:`.stream` — :class:`RemoteStream`, our inbound half of a stream as an async iterator;
 * :mod:`.producer` — our outbound half: a source pulled within credit and transport room;
 * :mod:`.router` — routes, the :class:`Request` handlers see, results and errors;
-* :mod:`.server` — serving and dialing by URL.
+* :mod:`.server` — serving and dialing by URL;
+* :mod:`.broadcast` — one source read once for many subscribers, paced by demand.
 """
 
 from __future__ import annotations
 
+from .broadcast import JOINED_LATE, LAGGED, Broadcast, JoinedLateError, LaggedError, Subscription
 from .peer import Peer
 from .router import Handler, Request, Requester, Router
 from .server import Server, connect, connect_tcp, serve, serve_tcp
@@ -17,7 +19,12 @@ from .stream import RemoteStream
 from .values import Payload, as_payload
 
 __all__ = [
+    "JOINED_LATE",
+    "LAGGED",
+    "Broadcast",
     "Handler",
+    "JoinedLateError",
+    "LaggedError",
     "Payload",
     "Peer",
     "RemoteSink",
@@ -26,6 +33,7 @@ __all__ = [
     "Requester",
     "Router",
     "Server",
+    "Subscription",
     "as_payload",
     "connect",
     "connect_tcp",
