@@ -87,6 +87,12 @@ def build_parser() -> argparse.ArgumentParser:
     fetch.add_argument(
         "--max-size", type=parse_size, default=None, help="refuse files larger than this (default: the free disk space)"
     )
+    fetch.add_argument(
+        "--shared",
+        action="store_true",
+        help="join the hub's shared read of the file (share/PATH: one read for the workers that ask together); "
+        "if late or detached, continue from the bytes received on files/PATH",
+    )
     fetch.add_argument("--json", action="store_true")
     fetch.add_argument("--progress", action="store_true", help="show the progress bar on a terminal even with --json")
     common(fetch)

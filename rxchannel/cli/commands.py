@@ -101,6 +101,7 @@ async def cmd_fetch(args: argparse.Namespace) -> int:
                 resume=not args.no_resume,
                 progress=update,
                 max_size=args.max_size if args.max_size is not None else _free_space(out),
+                shared=args.shared,
             )
     except (RemoteError, IntegrityError, ConnectionLostError, ConnectionError, FileBusyError, TooLargeError) as exc:
         return _transfer_failed(
@@ -109,6 +110,8 @@ async def cmd_fetch(args: argparse.Namespace) -> int:
     finally:
         await peer.close()
     summary = _summary(result)
+    if args.shared:
+        summary["shared_bytes"] = result.shared  # what came from the hub's shared read (the rest: files/)
     if args.json:
         print(json.dumps(summary))
     else:
