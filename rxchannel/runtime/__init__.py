@@ -5,13 +5,15 @@
 * :mod:`.producer` — our outbound half: a source pulled within credit and transport room;
 * :mod:`.router` — routes, the :class:`Request` handlers see, results and errors;
 * :mod:`.server` — serving and dialing by URL;
-* :mod:`.broadcast` — one source read once for many subscribers, paced by demand.
+* :mod:`.broadcast` — one source read once for many subscribers, paced by demand;
+* :mod:`.queue` — work balanced by demand (``Router.queue``, :func:`work`), at least once.
 """
 
 from __future__ import annotations
 
 from .broadcast import JOINED_LATE, LAGGED, Broadcast, JoinedLateError, LaggedError, Subscription
 from .peer import Peer
+from .queue import ACK_TIMEOUT, DeadLetter, Job, WorkerRecord, WorkerStats, WorkQueue, work
 from .router import Handler, Request, Requester, Router
 from .server import Server, connect, connect_tcp, serve, serve_tcp
 from .sink import RemoteSink
@@ -19,10 +21,13 @@ from .stream import RemoteStream
 from .values import Payload, as_payload
 
 __all__ = [
+    "ACK_TIMEOUT",
     "JOINED_LATE",
     "LAGGED",
     "Broadcast",
+    "DeadLetter",
     "Handler",
+    "Job",
     "JoinedLateError",
     "LaggedError",
     "Payload",
@@ -34,9 +39,13 @@ __all__ = [
     "Router",
     "Server",
     "Subscription",
+    "WorkQueue",
+    "WorkerRecord",
+    "WorkerStats",
     "as_payload",
     "connect",
     "connect_tcp",
     "serve",
     "serve_tcp",
+    "work",
 ]

@@ -1,0 +1,237 @@
+"""Work balanced by demand (issue 18 #2): ``Router.queue`` and ``work``, over real TCP.
+
+Each worker holds at most its window of unacknowledged jobs (even one that grants more
+credit than it acknowledges); the source is read only when a worker has room; jobs of a
+worker that disconnects, times out or nacks are redelivered with their delivery count;
+a job failing more than ``max_failures`` times is dead-lettered; every job is
+acknowledged exactly once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import pytest
+
+import rxchannel as rx
+from rxchannel.core import ErrorCode, request_metadata
+from rxchannel.runtime import ACK_TIMEOUT, Job, Peer, WorkerStats, WorkQueue, work
+from tests.support import eventually
+
+
+@pytest.fixture
+async def hub() -> AsyncIterator[Any]:
+    """``start(source, **options)`` -> (queue, dial) for a router served over TCP."""
+    servers: list[rx.Server] = []
+    peers: list[Peer] = []
+
+    async def start(source: Any, **options: Any) -> tuple[WorkQueue, Any]:
+        router = rx.Router()
+        queue = router.queue("jobs", source, **options)
+        server = await rx.serve_tcp(router)
+        servers.append(server)
+
+        async def dial() -> Peer:
+            peer = await rx.connect_tcp("127.0.0.1", server.port)
+            peers.append(peer)
+            return peer
+
+        return queue, dial
+
+    yield start
+    await asyncio.gather(*(p.close() for p in peers), return_exceptions=True)
+    for server in servers:
+        await server.close()
+
+
+def ack(job_id: int, data: bytes = b"ok") -> rx.Payload:
+    return rx.Payload(data, request_metadata(None, {"ack": job_id}))
+
+
+class Results:
+    def __init__(self) -> None:
+        self.acked: Counter[int] = Counter()
+        self.values: dict[int, bytes] = {}
+
+    def __call__(self, job: Job, result: rx.Payload) -> None:
+        self.acked[job.id] += 1
+        self.values[job.id] = result.data
+
+
+async def test_workers_hold_at_most_their_window_and_every_job_is_acknowledged_once(hub: Any) -> None:
+    results = Results()
+    windows = [1, 4, 16]
+    state: dict[str, WorkQueue] = {}
+    overreads: list[tuple[int, int]] = []
+
+    def jobs() -> Iterator[bytes]:
+        for i in range(600):
+            queue = state["queue"]
+            # pulled only when some worker has room: never more than the windows ahead of the acks
+            if queue.pulled - queue.acked > sum(windows):
+                overreads.append((queue.pulled, queue.acked))
+            yield str(i).encode()
+
+    queue, dial = await hub(jobs(), on_result=results)
+    state["queue"] = queue
+
+    async def double(job: Job) -> bytes:
+        await asyncio.sleep(0)
+        return str(2 * int(job.data)).encode()
+
+    stats = [WorkerStats() for _ in windows]
+    peers = [await dial() for _ in windows]
+    await asyncio.wait_for(
+        asyncio.gather(
+            queue.join(),
+            *(
+                work(p, "jobs", double, window=w, name=f"w{w}", stats=s)
+                for p, w, s in zip(peers, windows, stats, strict=True)
+            ),
+        ),
+        30,
+    )
+    assert set(results.acked) == set(range(600)) and set(results.acked.values()) == {1}
+    assert all(results.values[i] == str(2 * i).encode() for i in range(600))
+    assert queue.acked == queue.pulled == queue.delivered == 600 and not queue.dead_letters and queue.stray_acks == 0
+    assert overreads == []
+    records = {r.name: r for r in queue.records}
+    for w, s in zip(windows, stats, strict=True):
+        assert records[f"w{w}"].window == w and 1 <= records[f"w{w}"].peak_held <= w, records[f"w{w}"]
+        assert 1 <= s.peak_held <= w and s.nacked == 0
+    assert sum(s.acked for s in stats) == 600
+    assert records["w16"].acked > records["w1"].acked, "more room, more work"
+
+
+async def test_a_greedy_worker_granting_credit_without_acking_gets_no_more_than_its_window(hub: Any) -> None:
+    queue, dial = await hub(str(i).encode() for i in range(100))
+    peer = await dial()
+    sink = peer.request_sink("jobs", window=rx.Manual(3))  # the window is the request's initial n: 3
+    replies = sink.replies
+    assert replies is not None
+    replies.request(500)  # credit for far more
+    await eventually(lambda: replies.buffered == 3)
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert replies.buffered == 3 and queue.held == 3 and queue.pulled == 3, "nothing past the window"
+    first = Job.from_payload(await replies.next())
+    assert (first.id, first.deliveries) == (0, 1)
+    await sink.send(ack(first.id))
+    await eventually(lambda: replies.buffered == 3)  # one acknowledged, one more sent
+    assert queue.pulled == 4 and queue.acked == 1
+    await sink.aclose()
+
+
+async def test_the_jobs_of_a_worker_that_disconnects_go_to_another_with_their_delivery_count(hub: Any) -> None:
+    results = Results()
+    queue, dial = await hub((str(i).encode() for i in range(50)), on_result=results)
+    quitter = await dial()
+    sink = quitter.request_sink("jobs", window=rx.Manual(4))
+    assert sink.replies is not None
+    held = [Job.from_payload(await sink.replies.next()) for _ in range(4)]
+    await quitter.close()  # gone, with four jobs unacknowledged
+
+    seen: dict[int, int] = {}
+
+    def record(job: Job) -> bytes:
+        seen[job.id] = job.deliveries
+        return b"done"
+
+    worker = await dial()
+    await asyncio.wait_for(asyncio.gather(queue.join(), work(worker, "jobs", record, window=2)), 20)
+    assert sorted(seen) == list(range(50)) and set(results.acked.values()) == {1}
+    assert {seen[job.id] for job in held} == {2}, "redelivered, and the worker can tell"
+    assert all(seen[i] == 1 for i in seen if i not in {job.id for job in held})
+    assert queue.redelivered == 4 and not queue.dead_letters
+    assert next(r for r in queue.records if r.window == 4).failed == 4
+
+
+async def test_a_worker_that_does_not_acknowledge_in_time_is_dropped_and_its_jobs_redelivered(hub: Any) -> None:
+    results = Results()
+    queue, dial = await hub((str(i).encode() for i in range(20)), ack_timeout=0.3, on_result=results)
+    stuck = await dial()
+    sink = stuck.request_sink("jobs", window=rx.Manual(2))
+    assert sink.replies is not None
+    await sink.replies.next()  # takes a job and never answers
+    worker = await dial()
+    await asyncio.wait_for(asyncio.gather(queue.join(), work(worker, "jobs", lambda job: b"ok", window=4)), 20)
+    assert sorted(results.acked) == list(range(20)) and set(results.acked.values()) == {1}
+    with pytest.raises(rx.RemoteError) as dropped:
+        async with asyncio.timeout(5):
+            while True:
+                await sink.replies.next()
+    assert dropped.value.code == ACK_TIMEOUT and "within 0.3 s" in dropped.value.message
+    assert queue.redelivered == 2
+
+
+async def test_a_job_that_fails_more_than_k_times_goes_to_the_dead_letters(hub: Any) -> None:
+    results = Results()
+    jobs = [b"1", b"2", b"poison", b"3"]
+    queue, dial = await hub(jobs, max_failures=2, on_result=results)
+
+    def handle(job: Job) -> bytes:
+        if job.data == b"poison":
+            raise ValueError(f"cannot digest it (delivery {job.deliveries})")
+        return job.data
+
+    peers = [await dial(), await dial()]
+    stats = await asyncio.wait_for(
+        asyncio.gather(queue.join(), *(work(p, "jobs", handle, window=2) for p in peers)), 20
+    )
+    assert sorted(results.acked) == [0, 1, 3]
+    (letter,) = queue.dead_letters
+    assert letter.job.id == 2 and letter.job.data == b"poison" and letter.job.deliveries == 3
+    assert len(letter.errors) == 3 and all("ValueError: cannot digest it" in e for e in letter.errors)
+    assert sum(s.nacked for s in stats[1:]) == 3
+
+
+async def test_a_worker_answering_nonsense_is_refused_and_its_jobs_redelivered(hub: Any) -> None:
+    results = Results()
+    queue, dial = await hub((str(i).encode() for i in range(10)), on_result=results)
+    rogue = await dial()
+    sink = rogue.request_sink("jobs", window=rx.Manual(2))
+    assert sink.replies is not None
+    await sink.replies.next()
+    await sink.send(ack(9999))  # a job it never had: ignored
+    await sink.send(b"not a receipt")
+    with pytest.raises(rx.RemoteError) as refused:
+        async with asyncio.timeout(5):
+            while True:
+                await sink.replies.next()
+    assert refused.value.code == ErrorCode.INVALID and '{"ack": id}' in refused.value.message
+    worker = await dial()
+    await asyncio.wait_for(asyncio.gather(queue.join(), work(worker, "jobs", lambda job: b"ok")), 20)
+    assert sorted(results.acked) == list(range(10)) and queue.stray_acks == 1
+
+
+async def test_a_failing_source_ends_the_queue_and_a_late_worker_is_told_it_is_over(hub: Any) -> None:
+    def jobs() -> Iterator[bytes]:
+        yield b"a"
+        yield b"b"
+        raise OSError("the job list is unreadable")
+
+    queue, dial = await hub(jobs())
+    worker = await dial()
+    with pytest.raises(rx.RemoteError, match="the queue's source failed"):
+        await asyncio.wait_for(work(worker, "jobs", lambda job: b"ok", window=1), 10)
+    with pytest.raises(OSError, match="unreadable"):
+        await queue.join()
+
+    done_queue, dial_done = await hub([b"x"])
+    w1 = await dial_done()
+    assert (await asyncio.wait_for(work(w1, "jobs", lambda job: b"ok"), 10)).acked == 1
+    late = await dial_done()
+    assert (await asyncio.wait_for(work(late, "jobs", lambda job: b"ok"), 10)).acked == 0
+    assert done_queue.finished
+
+
+def test_the_queue_and_work_check_their_arguments() -> None:
+    router = rx.Router()
+    for bad in ({"max_failures": -1}, {"ack_timeout": 0}, {"max_window": 0}):
+        with pytest.raises(ValueError):
+            router.queue("jobs", [], **bad)
+    with pytest.raises(ValueError, match="window"):
+        asyncio.run(work(None, "jobs", lambda job: None, window=0))  # type: ignore[arg-type]
