@@ -6,7 +6,8 @@
 * :mod:`.router` — routes, the :class:`Request` handlers see, results and errors;
 * :mod:`.server` — serving and dialing by URL;
 * :mod:`.broadcast` — one source read once for many subscribers, paced by demand;
-* :mod:`.queue` — work balanced by demand (``Router.queue``, :func:`work`), at least once.
+* :mod:`.queue` — work balanced by demand (``Router.queue``, :func:`work`), at least once;
+* :mod:`.relay` — serving a stream pulled from another peer, demand kept end to end.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 from .broadcast import JOINED_LATE, LAGGED, Broadcast, JoinedLateError, LaggedError, Subscription
 from .peer import Peer
 from .queue import ACK_TIMEOUT, DeadLetter, Job, WorkerRecord, WorkerStats, WorkQueue, work
+from .relay import Relay, forward, relay
 from .router import Handler, Request, Requester, Router
 from .server import Server, connect, connect_tcp, serve, serve_tcp
 from .sink import RemoteSink
@@ -32,6 +34,7 @@ __all__ = [
     "LaggedError",
     "Payload",
     "Peer",
+    "Relay",
     "RemoteSink",
     "RemoteStream",
     "Request",
@@ -45,6 +48,8 @@ __all__ = [
     "as_payload",
     "connect",
     "connect_tcp",
+    "forward",
+    "relay",
     "serve",
     "serve_tcp",
     "work",
