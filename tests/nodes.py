@@ -5,6 +5,9 @@
 * ``relay URL [--window W]`` — serves ``files/`` by relaying every request to the hub at
   URL (``rxchannel.runtime.relay``), plus ``stats`` (``{"rss_kb", "in_flight",
   "buffered"}`` of its relayed streams); prints its URL.
+* ``worker URL --name N --log FILE [--window W]`` — a work-queue worker on route ``jobs``:
+  each job's result is the SHA-256 of its data; the job's id is appended to FILE once it
+  is processed (before its ack is sent); prints its ``WorkerStats`` as JSON at the end.
 
 Servers run until their stdin closes (so they never outlive the test that started them).
 """
@@ -13,13 +16,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import json
+import os
 import sys
 from typing import Any
 
 import rxchannel as rx
 from rxchannel.files import Hub
-from rxchannel.runtime import Relay, relay
+from rxchannel.runtime import Job, Relay, relay, work
 
 
 async def _until_stdin_closes() -> None:
@@ -76,6 +81,23 @@ async def run_relay(args: argparse.Namespace) -> None:
     await upstream.close()
 
 
+async def run_worker(args: argparse.Namespace) -> None:
+    log = os.open(args.log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+
+    def handle(job: Job) -> bytes:
+        result = hashlib.sha256(job.data).hexdigest().encode()
+        os.write(log, b"%d\n" % job.id)  # processed: a kill after this and before the ack makes a duplicate
+        return result
+
+    peer = await rx.connect(args.url)
+    try:
+        stats = await work(peer, "jobs", handle, window=args.window, name=args.name)
+    finally:
+        await peer.close()
+        os.close(log)
+    print(json.dumps({"acked": stats.acked, "nacked": stats.nacked, "peak_held": stats.peak_held}), flush=True)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m tests.nodes")
     roles = parser.add_subparsers(dest="role", required=True)
@@ -85,8 +107,13 @@ def main(argv: list[str] | None = None) -> None:
     relay_ = roles.add_parser("relay")
     relay_.add_argument("url")
     relay_.add_argument("--window", type=int, default=8)
+    worker = roles.add_parser("worker")
+    worker.add_argument("url")
+    worker.add_argument("--name", required=True)
+    worker.add_argument("--log", required=True)
+    worker.add_argument("--window", type=int, default=16)
     args = parser.parse_args(argv)
-    runners: dict[str, Any] = {"hub": run_hub, "relay": run_relay}
+    runners: dict[str, Any] = {"hub": run_hub, "relay": run_relay, "worker": run_worker}
     asyncio.run(runners[args.role](args))
 
 

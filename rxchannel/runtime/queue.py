@@ -272,8 +272,9 @@ class WorkQueue:
             async for item in inbound:
                 await self._receipt(worker, item)
             failed, reason = False, "left"
-        except asyncio.CancelledError:
-            reason = record.ended or "cancelled"
+        except asyncio.CancelledError:  # an ack timeout, or the connection closing (which cancels its tasks)
+            lost = sink.done.exception() if sink.done.done() else None
+            reason = record.ended or (f"lost ({lost})" if lost is not None else "cancelled")
             raise
         except ApplicationError as exc:
             reason = exc.message

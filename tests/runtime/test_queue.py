@@ -10,8 +10,13 @@ acknowledged exactly once.
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
+import signal
+import sys
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -235,3 +240,80 @@ def test_the_queue_and_work_check_their_arguments() -> None:
             router.queue("jobs", [], **bad)
     with pytest.raises(ValueError, match="window"):
         asyncio.run(work(None, "jobs", lambda job: None, window=0))  # type: ignore[arg-type]
+
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+async def test_four_worker_processes_ten_thousand_jobs_one_killed_midway(tmp_path: Path) -> None:
+    """Every job acknowledged exactly once, none lost; what was done twice is counted and
+    bounded by the killed worker's window; no worker ever held more than its window."""
+    count, window, kill_after = 10_000, 16, 3_000
+    results: Counter[int] = Counter()
+    wrong: list[int] = []
+    procs: dict[str, asyncio.subprocess.Process] = {}
+    killed: list[str] = []
+    state: dict[str, WorkQueue] = {}
+    everyone = asyncio.Event()
+
+    def on_result(job: Job, result: rx.Payload) -> None:
+        results[job.id] += 1
+        if result.data != hashlib.sha256(job.data).hexdigest().encode():
+            wrong.append(job.id)
+        if sum(results.values()) == kill_after:  # midway: the busiest worker dies, holding jobs
+            live = [r for r in state["queue"].records if r.ended is None]
+            victim = max(live, key=lambda r: r.acked)
+            procs[victim.name].send_signal(signal.SIGKILL)
+            killed.append(victim.name)
+
+    async def jobs() -> AsyncIterator[bytes]:
+        await everyone.wait()  # the four are connected: they all take part
+        for i in range(count):
+            yield b"job %d" % i
+
+    router = rx.Router()
+    queue = state["queue"] = router.queue("jobs", jobs(), on_result=on_result)
+    server = await rx.serve_tcp(router)
+    url = f"tcp://127.0.0.1:{server.port}"
+    try:
+        for i in range(4):
+            procs[f"w{i}"] = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "tests.nodes", "worker", url, "--name", f"w{i}", "--window", str(window),
+                "--log", str(tmp_path / f"w{i}.log"), cwd=REPO, stdout=asyncio.subprocess.PIPE,
+            )  # fmt: skip
+        await eventually(lambda: queue.workers == 4, timeout=60, what="four workers connected")
+        everyone.set()
+        await asyncio.wait_for(queue.join(), 120)
+        outputs = {name: await asyncio.wait_for(proc.communicate(), 30) for name, proc in procs.items()}
+    finally:
+        for proc in procs.values():
+            if proc.returncode is None:
+                proc.kill()
+        await server.close()
+
+    (victim,) = killed
+    assert procs[victim].returncode == -signal.SIGKILL
+    # every job acknowledged exactly once, none lost, each with its right result
+    assert set(results) == set(range(count)) and set(results.values()) == {1} and wrong == []
+    assert queue.acked == count and not queue.dead_letters
+    # work done twice: jobs the victim processed whose ack never reached the hub
+    processed: Counter[int] = Counter()
+    by_worker = {name: [int(line) for line in (tmp_path / f"{name}.log").read_text().split()] for name in procs}
+    for ids in by_worker.values():
+        processed.update(ids)
+    duplicates = sum(n - 1 for n in processed.values())
+    assert set(processed) == set(range(count))
+    assert duplicates <= queue.redelivered <= window, (duplicates, queue.redelivered)
+    print(f"victim {victim}: redelivered {queue.redelivered}, processed twice {duplicates}")
+    assert all(i in by_worker[victim] for i, n in processed.items() if n > 1), "only the victim's jobs were redone"
+    # each worker held at most its window: as the hub saw it, and as the survivors saw it
+    records = {r.name: r for r in queue.records}
+    assert {r.window for r in records.values()} == {window}
+    assert all(1 <= r.peak_held <= window for r in records.values())
+    assert records[victim].failed == queue.redelivered and records[victim].ended is not None
+    assert "lost" in records[victim].ended
+    for name, (out, _err) in outputs.items():
+        if name != victim:
+            assert procs[name].returncode == 0
+            stats = json.loads(out)
+            assert 1 <= stats["peak_held"] <= window and stats["acked"] == records[name].acked > 0
