@@ -5,7 +5,7 @@
 * ``relay URL [--window W]`` — serves ``files/`` by relaying every request to the hub at
   URL (``rxchannel.runtime.relay``), plus ``stats`` (``{"rss_kb", "in_flight",
   "buffered"}`` of its relayed streams); prints its URL.
-* ``worker URL --name N --log FILE [--window W]`` — a work-queue worker on route ``jobs``:
+* ``worker URL --name N --log FILE [--window W] [--work SECONDS]`` — a work-queue worker on route ``jobs``:
   each job's result is the SHA-256 of its data; the job's id is appended to FILE once it
   is processed (before its ack is sent); prints its ``WorkerStats`` as JSON at the end.
 
@@ -20,6 +20,7 @@ import hashlib
 import json
 import os
 import sys
+import time
 from typing import Any
 
 import rxchannel as rx
@@ -85,6 +86,7 @@ async def run_worker(args: argparse.Namespace) -> None:
     log = os.open(args.log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
 
     def handle(job: Job) -> bytes:
+        time.sleep(args.work)  # the work takes a while: the workers set the pace and hold full windows
         result = hashlib.sha256(job.data).hexdigest().encode()
         os.write(log, b"%d\n" % job.id)  # processed: a kill after this and before the ack makes a duplicate
         return result
@@ -112,6 +114,7 @@ def main(argv: list[str] | None = None) -> None:
     worker.add_argument("--name", required=True)
     worker.add_argument("--log", required=True)
     worker.add_argument("--window", type=int, default=16)
+    worker.add_argument("--work", type=float, default=0.0002, help="seconds each job takes")
     args = parser.parse_args(argv)
     runners: dict[str, Any] = {"hub": run_hub, "relay": run_relay, "worker": run_worker}
     asyncio.run(runners[args.role](args))
