@@ -10,14 +10,15 @@ bounds how far it reads ahead of these pulls.
   slowest attached subscriber; a laggard is detached with
   :class:`~rxchannel.runtime.LaggedError` once it has held the others back for
   ``patience`` seconds in total.
-* :func:`balance` — each item goes to exactly one subscriber: whichever asks for it first
-  with demand to take it (Akka's ``Balance``). A subscriber with no demand is skipped,
-  so work flows to those ready for it.
+* :func:`balance` — each item goes to exactly one subscriber: the one that has waited
+  longest among those with demand to take it (Akka's ``Balance``, in turn). A subscriber
+  with no demand is skipped, so work flows to those ready for it.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator
 from typing import Any, Generic, TypeVar
 
@@ -75,7 +76,11 @@ async def _failing(error: BaseException) -> AsyncIterator[Any]:
 
 
 class _Balancer(Generic[T]):
-    """One subscription to the source, shared; at most one item read ahead of every member's demand."""
+    """One subscription to the source, shared; at most one item read ahead of every member's demand.
+
+    Members that have demand queue for items in the order they asked (``queue``): the
+    longest waiting takes the next one, so ready members share the work in turn.
+    """
 
     def __init__(self, source: AsyncIterable[T]):
         self._source = source
@@ -85,6 +90,7 @@ class _Balancer(Generic[T]):
         self._ended = False
         self._error: BaseException | None = None
         self.members: set[_BalancedPull[T]] = set()
+        self.queue: deque[_BalancedPull[T]] = deque()
         self.closed = False
 
     def join(self, policy: ReplenishPolicy | None, auto_ack: bool) -> _BalancedPull[T]:
@@ -110,7 +116,7 @@ class _Balancer(Generic[T]):
             self._ended, self._error = True, exc
         finally:
             self._fetch = None
-            self._changed()
+            self.changed()
 
     @property
     def has_item(self) -> bool:
@@ -128,12 +134,15 @@ class _Balancer(Generic[T]):
     def end(self) -> BaseException:
         return self._error if self._error is not None else StopAsyncIteration()
 
-    def _changed(self) -> None:
+    def changed(self) -> None:
         for member in self.members:
             member.wake.set()
 
     async def leave(self, member: _BalancedPull[T]) -> None:
         self.members.discard(member)
+        if member in self.queue:
+            self.queue.remove(member)
+            self.changed()  # the next in line may take what it waited for
         if not self.members and not self.closed:
             self.closed = True  # the last one out disposes the source; an unclaimed item ahead is dropped
             fetch, self._fetch = self._fetch, None
@@ -146,7 +155,7 @@ class _Balancer(Generic[T]):
 
 
 class _BalancedPull(Generic[T]):
-    """One member's pull stream: takes the shared next item only when its own demand allows."""
+    """One member's pull stream: takes the shared next item when its own demand allows and its turn comes."""
 
     def __init__(self, balancer: _Balancer[T], policy: ReplenishPolicy | None, auto_ack: bool):
         self._balancer = balancer
@@ -157,15 +166,26 @@ class _BalancedPull(Generic[T]):
         self._closed = False
 
     async def next(self) -> T:
-        balancer = self._balancer
+        balancer, demand = self._balancer, self.demand
+        demand.wants_next(self._loop.time())  # with auto-ack: done with the items taken before
         while True:
             if self._closed:
                 raise StopAsyncIteration
             balancer.ensure_fetch()
-            if balancer.has_item and self.demand.take(1, self._loop.time()):
-                return balancer.take()
+            queue = balancer.queue
+            if demand.can_receive:
+                if self not in queue:
+                    queue.append(self)
+                if balancer.has_item and queue[0] is self:
+                    queue.popleft()
+                    demand.take(1, self._loop.time())
+                    item = balancer.take()
+                    balancer.changed()  # the next in line
+                    return item
             if balancer.exhausted:
-                self.demand.end()
+                if self in queue:
+                    queue.remove(self)
+                demand.end()
                 raise balancer.end()
             self.wake.clear()
             await self.wake.wait()

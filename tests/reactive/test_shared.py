@@ -257,3 +257,17 @@ async def test_share_demand_over_a_remote_stream_reads_the_remote_once(tmp_path:
     finally:
         await peer.close()
         await server.close()
+
+
+def test_balance_takes_turns_among_subscribers_that_are_always_ready() -> None:
+    async def main() -> None:
+        shared = rxc.from_iterable(range(100)).pipe(balance())
+        subs = [Sub(f"s{i}") for i in range(3)]
+        for i, sub in enumerate(subs):
+            shared.pipe(windowed(1 + i)).subscribe(sub)
+        await asyncio.wait_for(asyncio.gather(*(sub.done for sub in subs)), 5)
+        counts = [len(sub.items) for sub in subs]
+        assert sorted(item for sub in subs for item in sub.items) == list(range(100))
+        assert max(counts) - min(counts) <= 1, counts  # the one that waited longest goes first
+
+    run_in_virtual_time(main)
