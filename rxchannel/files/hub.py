@@ -222,7 +222,9 @@ class Hub:
                 on_close=lambda: self._share_over(path, group),
             )
             self.shares[path] = group
-        return group.subscribe()  # JoinedLateError (an ApplicationError) reaches the worker as is
+        subscription = group.subscribe()  # JoinedLateError (an ApplicationError) reaches the worker as is
+        request.on_finish(subscription.close)  # however the stream ends, even before its first chunk
+        return subscription
 
     def _share_over(self, path: Path, group: Broadcast[Payload] | None) -> None:
         if self.shares.get(path) is group:

@@ -28,6 +28,7 @@ subscription sends them to its peer with their codes (:data:`LAGGED`, :data:`JOI
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Callable
@@ -93,19 +94,9 @@ class Subscription(Generic[T]):
         return self._broadcast.marks_last
 
     def __aiter__(self) -> AsyncIterator[T]:
-        """Iterate; leaving the loop (break, an error, cancellation) leaves the broadcast."""
-        return self._iterate()
-
-    async def _iterate(self) -> AsyncIterator[T]:
-        try:
-            while True:
-                try:
-                    item = await self._broadcast._next(self)
-                except StopAsyncIteration:
-                    return
-                yield item
-        finally:
-            await self.aclose()
+        """Iterate; leaving the loop (break, an error, cancellation: the iterator is dropped)
+        or closing the iterator (a producer does) leaves the broadcast, even before the first item."""
+        return _Iteration(self)
 
     async def __anext__(self) -> T:
         return await self._broadcast._next(self)
@@ -124,9 +115,41 @@ class Subscription(Generic[T]):
         """Leave the broadcast (the others go on; the last one out closes the source). Idempotent."""
         await self._broadcast._leave(self)
 
+    def close(self) -> None:
+        """Leave now, from synchronous code (a stream's ``on_finish``); if this was the last
+        subscriber, the source is closed in the background. Idempotent."""
+        self._broadcast._leave_soon(self)
+
     def __repr__(self) -> str:
         state = "closed" if self.closed else "detached" if self.error is not None else "attached"
         return f"<Subscription {state} position={self.position}>"
+
+
+class _Iteration(Generic[T]):
+    """``async for`` over a subscription: closing it (or dropping it) leaves the broadcast."""
+
+    __slots__ = ("_sub",)
+
+    def __init__(self, sub: Subscription[T]):
+        self._sub = sub
+
+    def __aiter__(self) -> _Iteration[T]:
+        return self
+
+    async def __anext__(self) -> T:
+        try:
+            return await self._sub.next()
+        except BaseException:
+            await self._sub.aclose()  # the end, an error, or a cancelled loop: it is over for this one
+            raise
+
+    async def aclose(self) -> None:
+        await self._sub.aclose()
+
+    def __del__(self) -> None:
+        if not self._sub.closed:
+            with contextlib.suppress(RuntimeError):  # no running loop (interpreter shutdown): nothing to release
+                self._sub.close()
 
 
 class Broadcast(Generic[T]):
@@ -181,6 +204,7 @@ class Broadcast(Generic[T]):
         self._blocked_since: float | None = None
         self._holders: list[Subscription[T]] = []
         self._patience_timer: asyncio.TimerHandle | None = None
+        self._releasing: asyncio.Task[None] | None = None
         self.started = False
         self.closed = False
         self.detached = 0
@@ -254,17 +278,27 @@ class Broadcast(Generic[T]):
                     self._start_pull()
             await self._wait()
 
-    async def _leave(self, sub: Subscription[T]) -> None:
+    def _remove(self, sub: Subscription[T]) -> bool:
+        """``sub`` leaves; True when it was the last one (the broadcast is then over)."""
         if sub.closed:
-            return
+            return False
         sub.closed = True
         if sub in self._subs:
             self._subs.remove(sub)
             if not self._subs and self.started:
-                await self.aclose()  # the last one out: nobody will read the source any more
-                return
+                return True
             self._trim()
         self._wake()
+        return False
+
+    async def _leave(self, sub: Subscription[T]) -> None:
+        if self._remove(sub):
+            await self.aclose()  # the last one out: nobody will read the source any more
+
+    def _leave_soon(self, sub: Subscription[T]) -> None:
+        if self._remove(sub) and not self.closed:
+            self._finish()
+            self._releasing = self._loop.create_task(self._release())
 
     def _detach(self, sub: Subscription[T]) -> None:
         behind = self.pulled - sub.position
@@ -296,7 +330,8 @@ class Broadcast(Generic[T]):
             self._ended = True
             self._end = exc
         else:
-            self._buffer.append(item)
+            if not self.closed:
+                self._buffer.append(item)
         finally:
             self._pull = None
             self._wake()
@@ -379,19 +414,17 @@ class Broadcast(Generic[T]):
         """Close the source; subscribers still attached get ClosedResourceError. Idempotent."""
         if self.closed:
             return
+        self._finish()
+        await self._release()
+
+    def _finish(self) -> None:
+        """The broadcast is over: no joining, no pulling, nothing kept."""
         self.closed = True
         for timer in (self._join_timer, self._patience_timer):
             if timer is not None:
                 timer.cancel()
         self._join_timer = self._patience_timer = None
         self._joining = False
-        pull, self._pull = self._pull, None
-        if pull is not None:
-            pull.cancel()
-            await asyncio.gather(pull, return_exceptions=True)
-        aclose = getattr(self._items, "aclose", None)
-        if aclose is not None:
-            await aclose()
         self._buffer.clear()
         for sub in self._subs:
             sub.error = ClosedResourceError(f"{self.name} was closed")
@@ -399,6 +432,16 @@ class Broadcast(Generic[T]):
         self._wake()
         if self._on_close is not None:
             self._on_close()
+
+    async def _release(self) -> None:
+        """Stop a pull under way and close the source."""
+        pull, self._pull = self._pull, None
+        if pull is not None:
+            pull.cancel()
+            await asyncio.gather(pull, return_exceptions=True)
+        aclose = getattr(self._items, "aclose", None)
+        if aclose is not None:
+            await aclose()
 
     def __repr__(self) -> str:
         return (

@@ -113,3 +113,22 @@ def test_leaving_early_detaches_only_that_loop_and_the_last_one_out_closes_the_s
         assert source.closed and shared.closed and shared.buffered == 0
 
     run_in_virtual_time(main)
+
+
+def test_an_iterator_closed_or_dropped_before_its_first_item_leaves_the_broadcast() -> None:
+    async def main() -> None:
+        source = Numbers(100)
+        shared = aio.share_demand(source, max_lag=2, patience=60.0)
+        a, b, c = shared.subscribe(), shared.subscribe(), shared.subscribe()
+        iterator = b.__aiter__()
+        await iterator.aclose()  # as a producer does when its stream is cancelled before any credit
+        async for _ in c:
+            break  # a loop left at once: its iterator is dropped
+        await settle()
+        assert shared.subscribers == 1, "only a is left: nobody else holds it back"
+        assert [await a.next() for _ in range(50)] == list(range(50))  # never waits out the patience
+        a.close()  # from synchronous code: the last one out closes the source in the background
+        await settle()
+        assert shared.closed and source.closed
+
+    run_in_virtual_time(main)
