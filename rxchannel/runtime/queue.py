@@ -14,8 +14,8 @@ hub sends a job only when the worker has credit *and* fewer than its window
 unacknowledged, so a worker that grants more credit than it acknowledges still gets no
 more. The source is pulled only when a worker has room for the job, never ahead.
 
-Failures: the jobs of a worker that disconnects, fails its stream, or acknowledges
-nothing for ``ack_timeout`` seconds (its stream is then ended with ERROR
+Failures: the jobs of a worker that disconnects, fails its stream, or holds jobs and
+answers none for ``ack_timeout`` seconds (its stream is then ended with ERROR
 :data:`ACK_TIMEOUT`) go back to the front of the queue for the others, as do nacked jobs.
 Every such failed delivery is counted; a job that fails more than ``max_failures`` times
 goes to :attr:`WorkQueue.dead_letters` instead. A worker that leaves cleanly (completes
@@ -53,8 +53,8 @@ __all__ = ["ACK_TIMEOUT", "DeadLetter", "Job", "WorkQueue", "WorkerRecord"]
 
 log = logging.getLogger("rxchannel.queue")
 
-#: Application error code: a worker acknowledged nothing for ``ack_timeout`` seconds; its
-#: stream was ended and its jobs handed to others.
+#: Application error code: a worker holding jobs answered none for ``ack_timeout`` seconds;
+#: its stream was ended and its jobs handed to others.
 ACK_TIMEOUT = 0x00000304
 
 
@@ -107,17 +107,18 @@ class _Entry:
     data: bytes
     deliveries: int = 0
     errors: list[str] = field(default_factory=list)
-    deadline: float = 0.0
 
 
 class _Worker:
-    __slots__ = ("record", "sink", "task", "unacked")
+    __slots__ = ("record", "since", "sink", "task", "unacked")
 
     def __init__(self, record: WorkerRecord, sink: RemoteSink, task: asyncio.Task[Any] | None):
         self.record = record
         self.sink = sink
         self.task = task
         self.unacked: dict[int, _Entry] = {}
+        #: when it last made progress (an answer, or a job given to it while it held none)
+        self.since = 0.0
 
     @property
     def room(self) -> int:
@@ -152,8 +153,10 @@ class WorkQueue:
             the data is the job; the metadata is the queue's), pulled only when a worker
             has room.
         max_failures: failed deliveries a job may have; one more sends it to ``dead_letters``.
-        ack_timeout: seconds a worker may hold a job without acknowledging anything (None:
-            no limit; a worker that disappears is noticed by its connection's keepalive).
+        ack_timeout: seconds a worker holding jobs may go without answering any (None: no
+            limit; a worker that disappears is noticed by its connection's keepalive). It
+            measures the worker, not one job: a job waiting behind others in its window
+            does not time out while the worker answers them.
         max_window: the most jobs one worker may hold, whatever it asks for.
         on_result: called (and awaited, if it returns an awaitable) with each acknowledged
             job and its result, once per job; a slow one slows the acknowledgements of the
@@ -290,6 +293,7 @@ class WorkQueue:
             entry = self._take(worker, info["ack"])
             if entry is None:
                 return
+            worker.since = asyncio.get_running_loop().time()
             self.acked += 1
             worker.record.acked += 1
             self._kick()
@@ -302,8 +306,10 @@ class WorkQueue:
             entry = self._take(worker, info["nack"])
             if entry is None:
                 return
+            worker.since = asyncio.get_running_loop().time()
             worker.record.failed += 1
             self._failed(entry, f"{worker.record.name}: {str(info.get('error', 'failed'))[:300]}")
+            self._check_done()
             self._kick()
         else:
             raise ApplicationError(
@@ -337,7 +343,6 @@ class WorkQueue:
             letter = DeadLetter(Job(entry.id, entry.data, entry.deliveries), tuple(entry.errors))
             self.dead_letters.append(letter)
             log.warning("job %d failed %d times; dead-lettered: %s", entry.id, len(entry.errors), why)
-            self._check_done()
         elif front:
             self._retry.appendleft(entry)
         else:
@@ -421,11 +426,10 @@ class WorkQueue:
             entry.deliveries -= 1
             self._retry.appendleft(entry)
             return
-        loop = asyncio.get_running_loop()
-        if self.ack_timeout is not None:
-            entry.deadline = loop.time() + self.ack_timeout
-            if self._timer is None:
-                self._timer = loop.call_at(entry.deadline, self._check_timeouts)
+        if not worker.unacked:
+            worker.since = asyncio.get_running_loop().time()
+        if self.ack_timeout is not None and self._timer is None:
+            self._timer = asyncio.get_running_loop().call_at(worker.since + self.ack_timeout, self._check_timeouts)
         worker.unacked[entry.id] = entry
         self.delivered += 1
         record = worker.record
@@ -433,7 +437,8 @@ class WorkQueue:
         record.peak_held = max(record.peak_held, len(worker.unacked))
 
     def _check_timeouts(self) -> None:
-        """Workers whose oldest unacknowledged job is overdue are dropped; their jobs go to others."""
+        """Workers that held jobs and answered none for ``ack_timeout`` are dropped; their jobs go to others."""
+        assert self.ack_timeout is not None
         self._timer = None
         loop = asyncio.get_running_loop()
         now = loop.time()
@@ -441,15 +446,15 @@ class WorkQueue:
         for worker in list(self._workers):
             if not worker.unacked:
                 continue
-            oldest = next(iter(worker.unacked.values()))
-            if oldest.deadline <= now:
-                reason = f"no acknowledgement for job {oldest.id} within {self.ack_timeout:g} s"
+            deadline = worker.since + self.ack_timeout
+            if deadline <= now:
+                reason = f"no acknowledgement within {self.ack_timeout:g} s while holding {len(worker.unacked)} job(s)"
                 worker.record.ended = reason
                 worker.sink.fail(ApplicationError(f"{reason}: your jobs went to other workers", ACK_TIMEOUT))
                 if worker.task is not None:
                     worker.task.cancel()  # its handler hands the jobs back
-            elif earliest is None or oldest.deadline < earliest:
-                earliest = oldest.deadline
+            elif earliest is None or deadline < earliest:
+                earliest = deadline
         if earliest is not None:
             self._timer = loop.call_at(earliest, self._check_timeouts)
 

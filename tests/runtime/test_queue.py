@@ -22,9 +22,10 @@ from typing import Any
 import pytest
 
 import rxchannel as rx
-from rxchannel.core import ErrorCode, request_metadata
+from rxchannel.core import ErrorCode, Role, request_metadata
 from rxchannel.runtime import ACK_TIMEOUT, Job, Peer, WorkerStats, WorkQueue, work
-from tests.support import eventually
+from rxchannel.transports import memory_pair
+from tests.support import eventually, run_in_virtual_time
 
 
 @pytest.fixture
@@ -168,7 +169,7 @@ async def test_a_worker_that_does_not_acknowledge_in_time_is_dropped_and_its_job
         async with asyncio.timeout(5):
             while True:
                 await sink.replies.next()
-    assert dropped.value.code == ACK_TIMEOUT and "within 0.3 s" in dropped.value.message
+    assert dropped.value.code == ACK_TIMEOUT and "no acknowledgement within 0.3 s" in dropped.value.message
     assert queue.redelivered == 2
 
 
@@ -318,3 +319,62 @@ async def test_four_worker_processes_ten_thousand_jobs_one_killed_midway(tmp_pat
             assert procs[name].returncode == 0
             stats = json.loads(out)
             assert 1 <= stats["peak_held"] <= window and stats["acked"] == records[name].acked > 0
+
+
+async def test_a_dead_letter_in_a_lost_workers_hands_does_not_end_the_queue_early(hub: Any) -> None:
+    results = Results()
+    queue, dial = await hub([b"x", b"y"], max_failures=1, on_result=results)
+    first = await dial()
+    sink = first.request_sink("jobs", window=rx.Manual(3))
+    assert sink.replies is not None
+    x, y = Job.from_payload(await sink.replies.next()), Job.from_payload(await sink.replies.next())
+    await sink.send(rx.Payload(b"", request_metadata(None, {"nack": y.id, "error": "no"})))
+    again = Job.from_payload(await sink.replies.next())
+    assert (again.id, again.deliveries) == (y.id, 2)  # y failed once: back, to the one with room
+    await first.close()  # lost holding x (1st delivery) and y (2nd): y is now dead, x goes back
+    await eventually(lambda: queue.dead_letters != [])
+    assert not queue.finished, "x is still to be done"
+    second = await dial()
+    await asyncio.wait_for(asyncio.gather(queue.join(), work(second, "jobs", lambda job: b"ok")), 10)
+    assert list(results.acked) == [x.id] and [d.job.id for d in queue.dead_letters] == [y.id]
+
+
+def test_ack_timeout_measures_the_worker_not_a_job_waiting_in_its_window() -> None:
+    """Virtual time, memory transport: a worker answering one job every 0.1 s with 4 in its
+    window is never dropped by a 0.25 s ack timeout (its 4th job waits 0.4 s); one that stops
+    answering is dropped 0.25 s after its last answer."""
+
+    async def main() -> None:
+        router = rx.Router()
+        queue = router.queue("jobs", (b"%d" % i for i in range(12)), ack_timeout=0.25)
+        a, b = memory_pair()
+        server, client = Peer(b, Role.SERVER, router=router), Peer(a, Role.CLIENT)
+
+        async def slowly(job: Job) -> bytes:
+            await asyncio.sleep(0.1)
+            return b"ok"
+
+        stats = await asyncio.wait_for(work(client, "jobs", slowly, window=4), 60)
+        await asyncio.wait_for(queue.join(), 1)
+        assert stats.acked == 12 and queue.redelivered == 0 and stats.peak_held == 4
+
+        stuck_router = rx.Router()
+        stuck_router.queue("jobs", [b"1", b"2"], ack_timeout=0.25)
+        c, d = memory_pair()
+        stuck_server, stuck = Peer(d, Role.SERVER, router=stuck_router), Peer(c, Role.CLIENT)
+        sink = stuck.request_sink("jobs", window=rx.Manual(2))
+        assert sink.replies is not None
+        loop = asyncio.get_running_loop()
+        job = Job.from_payload(await sink.replies.next())
+        await asyncio.sleep(0.2)
+        await sink.send(ack(job.id))  # progress at 0.2 s: the clock starts again
+        answered = loop.time()
+        with pytest.raises(rx.RemoteError) as dropped:
+            while True:
+                await sink.replies.next()
+        assert dropped.value.code == ACK_TIMEOUT
+        assert 0.25 <= loop.time() - answered <= 0.3
+        for peer in (client, server, stuck, stuck_server):
+            await peer.close()
+
+    run_in_virtual_time(main)
