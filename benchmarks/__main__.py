@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import adaptive, datachannel, network, pipelines, tcp_throughput
+from . import adaptive, datachannel, network, pipelines, share, tcp_throughput
 
 BENCHMARKS = {
     "tcp": tcp_throughput.main,
@@ -13,6 +13,7 @@ BENCHMARKS = {
     "adaptive": adaptive.main,
     "pipelines": pipelines.main,
     "network": network.main,
+    "share": share.main,
 }
 
 

@@ -112,13 +112,17 @@ async def cmd_fetch(args: argparse.Namespace) -> int:
                 progress=update,
                 max_size=args.max_size if args.max_size is not None else _free_space(out),
                 overwrite=args.force,
+                shared=args.shared,
             )
     finally:
         await peer.close()
     if result.restarted:
         _note(f"started {out.name} over from the beginning: {result.restarted}")
+    summary = _summary(result)
+    if args.shared:
+        summary["shared_bytes"] = result.shared  # what came from the hub's shared read (the rest: files/)
     if args.json:
-        print(json.dumps(_summary(result)), flush=True)
+        print(json.dumps(summary), flush=True)
     else:
         resumed = f", resumed from {format_size(result.resumed_from)}" if result.resumed_from else ""
         print(

@@ -185,6 +185,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     fetch.add_argument("--no-resume", action="store_true", help="start over instead of resuming from OUT.part")
     fetch.add_argument(
+        "--shared",
+        action="store_true",
+        help="join the hub's shared read of the file (share/PATH: one read for the workers that ask together); "
+        "if late or detached, continue from the bytes received on files/PATH",
+    )
+    fetch.add_argument(
         "--max-size", type=SIZE, default=None, help="refuse files larger than this (default: the free disk space)"
     )
     _add_output(fetch)

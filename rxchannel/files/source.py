@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -78,8 +78,11 @@ class FileSource:
         offset: int = 0,
         expect_prefix: str | None = None,
         tracker: set[FileSource] | None = None,
+        on_read: Callable[[int], object] | None = None,
     ):
-        """``tracker``: a set this source is in while it reads (from the first pull until closed).
+        """``tracker``: a set this source is in while it reads (from the first pull until closed);
+        ``on_read(n)`` is called for every ``n`` bytes read from the disk (a resumed prefix's
+        hashing included), so a hub can count its reads.
 
         Raises:
             ValueError: a bad chunk size or offset, or (without ``expect_prefix``) an
@@ -97,6 +100,7 @@ class FileSource:
         self.finished = False
         self.closed = asyncio.Event()
         self._tracker = tracker
+        self._on_read = on_read
         self.size = self.path.stat().st_size
         if offset > self.size and expect_prefix is None:
             raise ValueError(
@@ -144,6 +148,8 @@ class FileSource:
         try:
             handle, snapshot, digest, position, restart = await asyncio.to_thread(self._open)
             opened = handle
+            if self._on_read is not None and 0 < self.offset <= self.size:
+                self._on_read(self.offset)  # the resumed prefix was read to hash it
             self.offset = self.read_offset = position
             first = True
             while True:
@@ -151,6 +157,8 @@ class FileSource:
                 position += len(data)
                 self.read_offset = position
                 self.chunks_read += 1
+                if self._on_read is not None:
+                    self._on_read(len(data))
                 digest.update(data)
                 info: dict[str, Any] = {}
                 if first:

@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rxchannel.core import MetadataError
-from rxchannel.runtime import Payload, Peer
+from rxchannel.core import MetadataError, RemoteError
+from rxchannel.runtime import JOINED_LATE, LAGGED, Payload, Peer, RemoteStream
 
 from ._common import CHUNK_SIZE, IntegrityError, item_info, sha256_file
 from .sandbox import PathRefusedError, resolve_inside
@@ -42,6 +42,8 @@ class TransferResult:
     resumed_from: int
     seconds: float
     restarted: str | None = None  # why a resume started over from 0 (the file had changed), if it did
+    shared: int = 0  # bytes received from a shared read (share/<path>)
+    fallback: str | None = None  # why the rest came from files/<path> instead (late, or detached), if it did
 
     @property
     def mb_per_s(self) -> float:
@@ -95,6 +97,7 @@ async def fetch_file(
     progress: Progress | None = None,
     max_size: int | None = None,
     overwrite: bool = False,
+    shared: bool = False,
 ) -> TransferResult:
     """Fetch ``files/<remote_path>`` from a hub into ``out``, verified; resumes from ``out.part``.
 
@@ -105,6 +108,12 @@ async def fetch_file(
     credit) only once it is written, so the writer's speed, not the network's, sets the
     pace. ``max_size`` caps what the hub can make us write (a hub announcing 2^60 bytes,
     or none, is stopped there).
+
+    ``shared=True`` joins the hub's shared read of the file (``share/<path>``: one read
+    for the workers that ask together); if the hub says this worker came late, or
+    detaches it for holding the others back, the rest comes from ``files/<path>`` from
+    what was written (the hub checks that prefix), and the whole file is verified as
+    always. A partial file to resume skips the shared read.
 
     Raises:
         TargetExistsError: ``out`` exists and ``overwrite`` is False.
@@ -120,22 +129,24 @@ async def fetch_file(
         raise TargetExistsError(f"{out} already exists; it was not replaced")
     sink = FileSink(out, resume=resume, max_size=max_size, overwrite=overwrite)
     offset = await sink.open()
-    # the digest of what we have lets the hub check that it is still a prefix of its file
-    data = json.dumps({"offset": offset, "sha256": sink.prefix_sha256}).encode() if offset else b""
     start = loop.time()
-    stream = peer.request_stream(f"files/{remote_path}", data, window=window, auto_ack=False)
+    received_shared, fallback = 0, None
     try:
-        async for item in stream:
-            await sink.write(item)
-            stream.ack()
-            if progress is not None:
-                progress(sink.offset + sink.written, sink.expected_size, stream.in_flight)
+        fallback = "a partial file to resume" if shared and offset else None
+        if shared and not offset:
+            stream = peer.request_stream(f"share/{remote_path}", window=window, auto_ack=False)
+            fallback = await _receive(stream, sink, progress, shared=True)
+            received_shared = sink.written
+        if not shared or fallback is not None:
+            # the digest of what we have lets the hub check that it is still a prefix of its file
+            here, prefix = sink.continue_here()
+            data = json.dumps({"offset": here, "sha256": prefix}).encode() if here else b""
+            stream = peer.request_stream(f"files/{remote_path}", data, window=window, auto_ack=False)
+            await _receive(stream, sink, progress)
         digest = await sink.finish()
     except BaseException:
         await sink.abort()
         raise
-    finally:
-        await stream.aclose()
     return TransferResult(
         path=sink.path,
         size=sink.offset + sink.written,
@@ -144,6 +155,8 @@ async def fetch_file(
         resumed_from=sink.offset,
         seconds=loop.time() - start,
         restarted=sink.restarted,
+        shared=received_shared,
+        fallback=fallback,
     )
 
 
@@ -305,6 +318,30 @@ async def _same_as_remote(peer: Peer, entry: RemoteFile, local: Path) -> bool:
         return False
     finally:
         await stream.aclose()
+
+
+async def _receive(
+    stream: RemoteStream, sink: FileSink, progress: Progress | None, *, shared: bool = False
+) -> str | None:
+    """Write a stream's items to ``sink``, acknowledging each once written.
+
+    Returns:
+        None when the stream completed; for a shared read the hub ended early (this worker
+        came late, or was detached), why.
+    """
+    try:
+        async for item in stream:
+            await sink.write(item)
+            stream.ack()
+            if progress is not None:
+                progress(sink.offset + sink.written, sink.expected_size, stream.in_flight)
+    except RemoteError as exc:
+        if shared and exc.code in (JOINED_LATE, LAGGED):
+            return exc.message
+        raise
+    finally:
+        await stream.aclose()
+    return None
 
 
 async def push_file(

@@ -9,6 +9,10 @@ Their policies are the core's (:mod:`rxchannel.core`), so they behave exactly li
 
 Marble diagrams show items (letters), REQUEST_N sent upstream (``r(n)``) and the moment
 an item is consumed (``^``).
+
+The fan-out operators (``share_demand``, ``balance``) also go after a demand source and
+return one, shared by their subscribers: each subscriber's own demand is then set by the
+operator after them.
 """
 
 from __future__ import annotations
@@ -19,20 +23,24 @@ from typing import TypeVar
 from reactivex import Observable, abc
 
 from ._adaptive import adaptive_
+from ._balance import balance_
 from ._limit_rate import limit_rate_
 from ._observe_on import observe_on_
 from ._on_backpressure import on_backpressure_buffer_, on_backpressure_drop_, on_backpressure_latest_
 from ._request_n import request_n_
+from ._share_demand import share_demand_
 from ._windowed import windowed_
 
 __all__ = [
     "adaptive",
+    "balance",
     "limit_rate",
     "observe_on",
     "on_backpressure_buffer",
     "on_backpressure_drop",
     "on_backpressure_latest",
     "request_n",
+    "share_demand",
     "stop_and_wait",
     "windowed",
 ]
@@ -177,3 +185,45 @@ def on_backpressure_latest(*, on_drop: Callable[[T], object] | None = None) -> O
     demand:   ^       ^        -> emits a, d... then the latest when asked
     """
     return on_backpressure_latest_(on_drop)
+
+
+def share_demand(max_lag: int, *, patience: float = 1.0, join_window: float = 0.0) -> Operator[T]:
+    """Broadcast a demand source to every subscriber, reading each item once.
+
+    The source is pulled when a subscriber asks for an item nobody has yet, and never
+    more than ``max_lag`` items past the slowest attached subscriber: the fast are paced
+    by the slow, and ``max_lag`` items is all it keeps. A subscriber that has held the
+    others back at that edge for ``patience`` seconds in total is detached: its
+    ``on_error`` gets :class:`~rxchannel.runtime.LaggedError` (with ``.position``, the
+    items it had); the others go on. Subscribers join while the first item is still kept
+    (``join_window`` seconds at least); a later one gets
+    :class:`~rxchannel.runtime.JoinedLateError`. Each subscriber's demand is the operator
+    after it (``windowed``, ``acks=``); the operator before sets how far the shared source
+    may read ahead of these pulls.
+
+    ::
+
+        source:   a   b   c   d   e   f          (read once)
+        fast:     a   b   c  ....wait.... d      max_lag=3: d waits for slow to take a
+        slow:     a ------------------- b c...   (or, past patience: slow -x LaggedError)
+
+    Raises:
+        ValueError: ``max_lag`` < 1, ``patience`` not finite and >= 0, ``join_window`` < 0.
+    """
+    return share_demand_(max_lag, patience=patience, join_window=join_window)
+
+
+def balance() -> Operator[T]:
+    """Share a demand source among subscribers, each item to exactly one: the first that
+    asks for it with demand to take it (work goes to whoever is ready).
+
+    ::
+
+        source:    a b c d e
+        w1 (window 2, slow):  a b ---------- e
+        w2 (window 1, fast):      c d
+
+    An item a subscriber took is its own: disposing of it with items unprocessed loses
+    them (use :meth:`rxchannel.Router.queue` for redelivery across processes).
+    """
+    return balance_()

@@ -26,6 +26,7 @@ from typing import Any, Protocol
 
 from rxchannel.core import ApplicationError, ErrorCode, Interaction, LocalProtocolError, ReplenishPolicy
 
+from .queue import ResultHandler, Source, WorkQueue
 from .sink import RemoteSink
 from .stream import RemoteStream
 from .values import Payload
@@ -188,6 +189,33 @@ class Router:
         ``request.inbound.request(k)``); the default window otherwise.
         """
         return self._decorator(Interaction.CHANNEL, route, window)
+
+    def queue(
+        self,
+        route: str,
+        source: Source,
+        *,
+        max_failures: int = 3,
+        ack_timeout: float | None = None,
+        max_window: int = 1024,
+        on_result: ResultHandler | None = None,
+    ) -> WorkQueue:
+        """Hand the jobs of ``source`` to the workers that open a channel on ``route``, each
+        holding at most its window of unacknowledged jobs, at least once (see
+        :mod:`rxchannel.runtime.queue`; workers use :func:`rxchannel.runtime.work`).
+
+        Returns:
+            the :class:`~rxchannel.runtime.WorkQueue` (``await queue.join()``; its counts and
+            ``dead_letters``).
+
+        Raises:
+            ValueError: a bad option (checked now).
+        """
+        queue = WorkQueue(
+            source, max_failures=max_failures, ack_timeout=ack_timeout, max_window=max_window, on_result=on_result
+        )
+        self.add(Interaction.CHANNEL, route, queue.handle, window=64)  # acknowledgements in flight
+        return queue
 
     def find(self, interaction: Interaction, route: str | None) -> Handler | None:
         found = self.resolve(interaction, route)
