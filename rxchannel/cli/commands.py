@@ -35,7 +35,7 @@ from rxchannel.web import WorkerPage
 from .errors import UsageError, printable
 from .ice import options_from
 from .logs import configure_logging
-from .progress import progress_bar
+from .progress import Bar, progress_bar
 from .units import format_size, peak_rss_mb
 
 __all__ = ["cmd_fetch", "cmd_ls", "cmd_send", "cmd_serve"]
@@ -66,12 +66,33 @@ def _config(args: argparse.Namespace, *, server: bool) -> ConnectionConfig | Non
         max_lifetime=args.max_lifetime,
         max_streams=args.max_streams,
         shared_reassembly=shared,
+        resumable=server and not args.no_session_resume,
+        resume_session_timeout=args.resume_timeout,
     )
     return with_secret(config, args.secret, server=server)
 
 
 async def _connect(args: argparse.Namespace) -> Peer:
-    return await connect(args.url, config=_config(args, server=False), options=options_from(args))
+    """Dial the hub; the session is resumable unless --no-session-resume (a hub that does
+    not resume sessions gets a plain connection, with one warning)."""
+    resume = None if args.no_session_resume else args.resume_timeout
+    return await connect(
+        args.url, config=_config(args, server=False), options=options_from(args), resume_timeout=resume
+    )
+
+
+def _follow_link(peer: Peer, bar: Bar | None) -> None:
+    """Say when the connection breaks and when the session is resumed (bar, or a line on stderr)."""
+    if peer.resumption is None:
+        return
+
+    def changed(state: str) -> None:
+        if bar is not None:
+            bar.note("reconnecting…" if state == "reconnecting" else None)
+        else:
+            _note("the connection broke; reconnecting…" if state == "reconnecting" else "reconnected; resuming")
+
+    peer.resumption.on_change = changed
 
 
 def _free_space(out: Path) -> int:
@@ -103,6 +124,7 @@ async def cmd_fetch(args: argparse.Namespace) -> int:
     peer = await _connect(args)
     try:
         with progress_bar(sys.stderr.isatty() and (args.progress or not args.json), out.name) as update:
+            _follow_link(peer, update)
             result = await fetch_file(
                 peer,
                 args.remote_path,
@@ -118,7 +140,7 @@ async def cmd_fetch(args: argparse.Namespace) -> int:
         await peer.close()
     if result.restarted:
         _note(f"started {out.name} over from the beginning: {result.restarted}")
-    summary = _summary(result)
+    summary = _summary(result) | {"reconnects": peer.reconnects}
     if args.shared:
         summary["shared_bytes"] = result.shared  # what came from the hub's shared read (the rest: files/)
     if args.json:
@@ -142,6 +164,7 @@ async def _fetch_directory(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     try:
         with progress_bar(sys.stderr.isatty() and (args.progress or not args.json), f"{name}/") as update:
+            _follow_link(peer, update)
             result: DirectoryResult = await fetch_directory(
                 peer,
                 args.remote_path,
@@ -165,6 +188,7 @@ async def _fetch_directory(args: argparse.Namespace) -> int:
             "bytes": result.size,
             "seconds": round(seconds, 3),
             "skipped": result.skipped,
+            "reconnects": peer.reconnects,
             "peak_rss_mb": round(peak_rss_mb(), 1),
         }
         print(json.dumps(summary), flush=True)
@@ -207,11 +231,14 @@ async def cmd_send(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     try:
         with progress_bar(sys.stderr.isatty() and not args.json, path.name) as update:
+            _follow_link(peer, update)
             receipt = await push_file(peer, path, args.name, progress=update)
     finally:
         await peer.close()
     seconds = time.perf_counter() - start
-    receipt.update(seconds=round(seconds, 3), mb_per_s=round(receipt["size"] / seconds / 1e6, 2))
+    receipt.update(
+        seconds=round(seconds, 3), mb_per_s=round(receipt["size"] / seconds / 1e6, 2), reconnects=peer.reconnects
+    )
     if args.json:
         print(json.dumps(receipt), flush=True)
     else:

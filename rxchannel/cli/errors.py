@@ -115,6 +115,8 @@ def explain(exc: BaseException, *, subject: str = "the request", resumable: bool
         return Failure(EXIT_USAGE, f"{exc}: raise --max-size (or free disk space) to accept it")
     if isinstance(exc, SetupRejectedError):
         return Failure(EXIT_REFUSED, f"the hub refused the connection: {exc.message or exc}")
+    if isinstance(exc, RemoteError) and exc.code in (ErrorCode.CONNECTION_ERROR, ErrorCode.CONNECTION_CLOSE):
+        return Failure(EXIT_LOST, _with_hint(f"the hub ended the connection: {exc.message or exc}", keep))
     if isinstance(exc, RemoteError):
         if exc.code == FILE_CHANGED:
             return Failure(EXIT_LOST, f"{exc.message}; run the same command again")

@@ -87,6 +87,20 @@ def _add_common(p: argparse.ArgumentParser, *, hub: bool) -> None:
         metavar="SECONDS",
         help="seconds of silence before the other side is declared dead (default 30)",
     )
+    rsocket.add_argument(
+        "--resume-timeout",
+        type=positive_float("a timeout"),
+        default=150.0 if hub else 120.0,
+        metavar="SECONDS",
+        help="a broken connection is resumed (RSocket RESUME) for this long before its transfers fail: "
+        + ("how long the hub keeps a session (default 150)" if hub else "how long to keep re-dialing (default 120)"),
+    )
+    rsocket.add_argument(
+        "--no-session-resume",
+        action="store_true",
+        help="do not keep sessions across broken connections"
+        + (" (workers then get plain connections)" if hub else " (a fetch still resumes its .part when run again)"),
+    )
     if not hub:
         rsocket.add_argument(
             "--connect-timeout",

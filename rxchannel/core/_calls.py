@@ -7,11 +7,12 @@ Every method here checks what the stream's state allows (refusing misuse with
 from __future__ import annotations
 
 from ._credit import InboundDemand, ReplenishPolicy, check_request_n
-from ._errors import ClosedResourceError, LocalProtocolError
+from ._errors import ClosedResourceError, ErrorCode, LocalProtocolError
 from ._events import Interaction
 from ._fragments import encode_item
 from ._frames import MAX_REQUEST_N, CancelFrame, ErrorFrame, FrameType, MetadataPushFrame, encode_frame, encode_payload
 from ._policies import Manual
+from ._resume import CLOSED_BY_PEER, SessionState
 from ._state import ConnectionState
 from ._streams import Half, Signal, Stream
 
@@ -93,8 +94,17 @@ class LocalCalls(ConnectionState):
         self._queue(encode_frame(MetadataPushFrame(metadata=metadata)))
 
     def close(self) -> None:
-        """Close locally: every stream is over. Emits :class:`ConnectionClosed` (error None)."""
+        """Close locally: every stream is over. Emits :class:`ConnectionClosed` (error None).
+
+        A resumable connection first queues ERROR[CONNECTION_ERROR] "closed": a peer that
+        only saw the transport end would keep the session waiting for a RESUME.
+        """
         if not self._closed:
+            session = self._session
+            if session is not None and session.state is SessionState.ATTACHED and self._setup_done:
+                self._queue(
+                    encode_frame(ErrorFrame(stream_id=0, code=ErrorCode.CONNECTION_ERROR, message=CLOSED_BY_PEER))
+                )
             self._close(None)
 
     # ------------------------------------------------------------------ local API: our inbound halves

@@ -33,8 +33,19 @@ from collections import deque
 
 from ._frames import FrameType
 
-__all__ = ["TOKEN_BYTES", "ResumeStore", "Session", "SessionState", "is_tracked", "make_token", "token_matches"]
+__all__ = [
+    "CLOSED_BY_PEER",
+    "TOKEN_BYTES",
+    "ResumeStore",
+    "Session",
+    "SessionState",
+    "is_tracked",
+    "make_token",
+    "token_matches",
+]
 
+#: The ERROR[CONNECTION_ERROR] text a resumable connection closing on purpose sends first.
+CLOSED_BY_PEER = "the peer closed the connection"
 #: Resume tokens carry at least 128 random bits (and, with a shared secret, 128 bits of MAC).
 TOKEN_BYTES = 16
 

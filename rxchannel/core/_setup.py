@@ -31,10 +31,10 @@ def check_first_frame(frame: object, config: ConnectionConfig) -> RemoteProtocol
     """Why a server refuses the first frame it received, or None to accept it as SETUP.
 
     A frame that is not a SETUP on stream 0 is INVALID_SETUP; an unsupported version,
-    LEASE is UNSUPPORTED_SETUP; resumption asked of a server that does not resume, or with a
-    token it cannot accept, is REJECTED_SETUP (Protocol.md: a server that does not resume
-    MUST reject the R flag so); the application's own
-    ``setup_check`` refuses with REJECTED_SETUP. A check that raises refuses too, so a
+    LEASE is UNSUPPORTED_SETUP; resumption asked of a server that does not resume is
+    REJECTED_SETUP (Protocol.md: a server that does not resume MUST reject the R flag so);
+    the application's own ``setup_check`` refuses with REJECTED_SETUP, and then a resume
+    token the server cannot accept (minted without its secret) too. A check that raises refuses too, so a
     failing check can never leave the connection half set up.
     """
     if not isinstance(frame, SetupFrame) or frame.stream_id != 0:
@@ -47,11 +47,6 @@ def check_first_frame(frame: object, config: ConnectionConfig) -> RemoteProtocol
         reason = f"protocol version {frame.version[0]}.{frame.version[1]} is not supported (this peer speaks 1.0)"
     elif frame.resume_token is not None and not config.resumable:
         reason, code = "resumption is not supported; connect without the resume flag", ErrorCode.REJECTED_SETUP
-    elif frame.resume_token is not None and not token_matches(frame.resume_token, config.resume_secret):
-        reason, code = (
-            "the resume token is not one this server accepts (16 random bytes, or 32 minted with its secret)",
-            ErrorCode.REJECTED_SETUP,
-        )
     elif frame.lease:
         reason = "LEASE is not supported; connect without the lease flag"
     elif frame.keepalive_ms <= 0 or frame.lifetime_ms <= 0:
@@ -62,4 +57,14 @@ def check_first_frame(frame: object, config: ConnectionConfig) -> RemoteProtocol
             reason = config.setup_check(frame)
         except Exception as exc:  # the check is application code: refuse, never half set up
             reason = f"the server could not check this SETUP ({type(exc).__name__})"
+    if (
+        reason is None
+        and frame.resume_token is not None
+        and not token_matches(frame.resume_token, config.resume_secret)
+    ):
+        # after authentication: a wrong secret is reported as such, not as a bad token
+        reason, code = (
+            "the resume token is not one this server accepts (16 random bytes, or 32 minted with its secret)",
+            ErrorCode.REJECTED_SETUP,
+        )
     return None if reason is None else RemoteProtocolError(reason, code=code)

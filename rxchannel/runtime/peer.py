@@ -498,7 +498,11 @@ class Peer:
             if not self.setup_confirmed.done():
                 self.setup_confirmed.set_result(None)
         elif isinstance(ev, Detached) and self._resumption is not None:
-            self._resumption.lost(ev.reason)
+            if self.setup_confirmed.done():
+                self._resumption.lost(ev.reason)
+            else:  # the server never answered our SETUP: there is no session to resume
+                self._conn.connection_lost(ConnectionLostError(f"the server did not answer our SETUP: {ev.reason}"))
+                self._process_events()
         elif isinstance(ev, Resumed) and self._resumption is not None:
             self._resumption.resumed(ev.resumes)
         elif isinstance(ev, ResumeReceived):

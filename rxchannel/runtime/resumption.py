@@ -22,7 +22,7 @@ import time
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, Protocol
 
-from rxchannel.core import MAX_FRAME_SIZE, Connection, ResumeFrame, RxChannelError
+from rxchannel.core import MAX_FRAME_SIZE, Connection, ConnectionLostError, ResumeFrame, RxChannelError
 from rxchannel.transports import Transport, TransportLimits
 
 __all__ = ["Gone", "Redial", "ResumablePeer", "Resumption", "SessionHost"]
@@ -163,6 +163,12 @@ class Resumption:
             try:
                 async with asyncio.timeout(self.attempt_timeout):
                     transport = await self.redial()
+            except ConnectionRefusedError as exc:
+                # the host answers and nothing listens: the server process is gone, and its
+                # sessions with it (a restarted one would refuse the RESUME): give up now
+                peer.connection.connection_lost(ConnectionLostError(f"the server is not running any more: {exc}"))
+                peer._process_events()
+                return
             except (OSError, RxChannelError, TimeoutError, ValueError) as exc:
                 log.debug("re-dial failed: %s", exc)
                 await asyncio.sleep(BACKOFF[min(attempt, len(BACKOFF) - 1)])

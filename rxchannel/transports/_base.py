@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import errno
 import os
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
@@ -283,9 +284,9 @@ def unreachable(url: str, exc: BaseException) -> ConnectionError:
     cause = getattr(exc, "os_error", exc)
     number = getattr(cause, "errno", None)
     reason = os.strerror(number) if isinstance(number, int) and number > 0 else (str(exc) or type(exc).__name__)
-    error = ConnectionError(
-        f"cannot reach {url}: {reason[:1].lower()}{reason[1:]} (is the hub running at this address?)"
-    )
+    # refused: the host answered and nothing listens there (a ConnectionRefusedError tells callers so)
+    kind = ConnectionRefusedError if number == errno.ECONNREFUSED else ConnectionError
+    error = kind(f"cannot reach {url}: {reason[:1].lower()}{reason[1:]} (is the hub running at this address?)")
     error.__cause__ = exc
     return error
 

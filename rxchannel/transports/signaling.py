@@ -496,7 +496,10 @@ async def dial_webrtc(
                         )
                     body = await response.json(content_type=None)
             except aiohttp.ClientConnectorError as exc:
-                raise WebRtcConnectError(str(unreachable(url, exc))) from None
+                error = unreachable(url, exc)
+                if isinstance(error, ConnectionRefusedError):
+                    raise error from None  # nothing listens there: callers may give up at once
+                raise WebRtcConnectError(str(error)) from None
             except TimeoutError:
                 raise WebRtcConnectError(f"the hub at {url} did not answer within {timeout:g} s") from None
             except (aiohttp.ClientError, ValueError) as exc:
