@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install browser test lint fuzz soak bench demo clean
+.PHONY: install browser js test lint fuzz soak bench demo clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,7 +26,12 @@ browser:
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
 
-test: lint browser
+# The browser client's unit tests: node --test, no npm packages (Node >= 20). They check
+# the JS modules against vectors the Python core writes (tests/web/js_vectors.py).
+js:
+	node --test tests/js/
+
+test: lint browser js
 	$(PY) -m pytest -q
 
 # Longer property and fuzz runs (not part of `make test`).
