@@ -69,9 +69,21 @@ def _fields(frame: Any) -> dict[str, Any]:
             "data": _hex(frame.data),
         }
     if isinstance(frame, LeaseFrame):
-        return {"type": "LEASE", **common, "ttlMs": frame.ttl_ms, "count": frame.count, "metadata": _hex(frame.metadata)}
+        return {
+            "type": "LEASE",
+            **common,
+            "ttlMs": frame.ttl_ms,
+            "count": frame.count,
+            "metadata": _hex(frame.metadata),
+        }
     if isinstance(frame, KeepaliveFrame):
-        return {"type": "KEEPALIVE", **common, "respond": frame.respond, "position": str(frame.position), "data": _hex(frame.data)}
+        return {
+            "type": "KEEPALIVE",
+            **common,
+            "respond": frame.respond,
+            "position": str(frame.position),
+            "data": _hex(frame.data),
+        }
     if isinstance(frame, RequestFrame):
         return {
             "type": frame.type.name,
@@ -147,17 +159,24 @@ def _frame_cases() -> list[tuple[str, Any]]:
         ),
         (
             "REQUEST_STREAM follows, unbounded n",
-            RequestFrame(stream_id=0x7FFFFFFF, type=FrameType.REQUEST_STREAM, metadata=b"m", initial_n=0x7FFFFFFF, follows=True),
+            RequestFrame(
+                stream_id=0x7FFFFFFF, type=FrameType.REQUEST_STREAM, metadata=b"m", initial_n=0x7FFFFFFF, follows=True
+            ),
         ),
         (
             "REQUEST_CHANNEL complete",
-            RequestFrame(stream_id=7, type=FrameType.REQUEST_CHANNEL, metadata=route, data=b"d", initial_n=1, complete=True),
+            RequestFrame(
+                stream_id=7, type=FrameType.REQUEST_CHANNEL, metadata=route, data=b"d", initial_n=1, complete=True
+            ),
         ),
         ("REQUEST_N", RequestNFrame(stream_id=9, n=4)),
         ("REQUEST_N max", RequestNFrame(stream_id=9, n=0x7FFFFFFF)),
         ("CANCEL", CancelFrame(stream_id=11)),
         ("PAYLOAD NEXT", PayloadFrame(stream_id=1, data=b"chunk")),
-        ("PAYLOAD NEXT with metadata", PayloadFrame(stream_id=1, metadata=request_metadata(None, {"size": 3}), data=b"abc")),
+        (
+            "PAYLOAD NEXT with metadata",
+            PayloadFrame(stream_id=1, metadata=request_metadata(None, {"size": 3}), data=b"abc"),
+        ),
         ("PAYLOAD COMPLETE only", PayloadFrame(stream_id=1, next=False, complete=True)),
         ("PAYLOAD NEXT COMPLETE", PayloadFrame(stream_id=1, data=b"last", complete=True)),
         ("PAYLOAD FOLLOWS", PayloadFrame(stream_id=3, metadata=b"", data=b"part", follows=True)),
@@ -200,7 +219,10 @@ def _malformed_cases() -> list[tuple[str, bytes]]:
         ("SETUP too short", _raw(0, 0x01, 0, b"\x00\x01")),
         ("SETUP mime runs past the end", _raw(0, 0x01, 0, b"\x00\x01\x00\x00" + b"\x00" * 8 + b"\x05ab")),
         ("SETUP non-ASCII mime", _raw(0, 0x01, 0, b"\x00\x01\x00\x00" + b"\x00" * 8 + b"\x01\xe9\x00")),
-        ("SETUP resume token runs past the end", _raw(0, 0x01, 0x80, b"\x00\x01\x00\x00" + b"\x00" * 8 + b"\x00\x09ab")),
+        (
+            "SETUP resume token runs past the end",
+            _raw(0, 0x01, 0x80, b"\x00\x01\x00\x00" + b"\x00" * 8 + b"\x00\x09ab"),
+        ),
     ]
 
 
@@ -210,7 +232,9 @@ def frames() -> dict[str, Any]:
         raw = encode_frame(frame)
         assert decode_frame(raw) == frame, name
         encoded.append({"name": name, "hex": raw.hex(), "frame": _fields(frame)})
-    decode_only = [{"name": n, "hex": raw.hex(), "frame": _fields(decode_frame(raw))} for n, raw in _decode_only_cases()]
+    decode_only = [
+        {"name": n, "hex": raw.hex(), "frame": _fields(decode_frame(raw))} for n, raw in _decode_only_cases()
+    ]
     malformed = []
     for name, raw in _malformed_cases():
         try:
@@ -460,7 +484,9 @@ def demand() -> dict[str, Any]:
     small = {"kind": "adaptive", "initial": 4, "minWindow": 1, "maxWindow": 65536, "maxBytes": 4 << 20}
     traces += [
         # a long path and a fast consumer, then a slow one: the window grows, then shrinks
-        _simulated_trace(auto, latency=0.02, send_gap=0.0005, phases=[(400, 0.0004), (80, 0.01)], size=65536, auto_ack=True),
+        _simulated_trace(
+            auto, latency=0.02, send_gap=0.0005, phases=[(400, 0.0004), (80, 0.01)], size=65536, auto_ack=True
+        ),
         _simulated_trace(auto, latency=0.05, send_gap=0.0002, phases=[(300, 0.0001)], size=16384, auto_ack=False),
         # the memory cap bounds the window
         _simulated_trace(small, latency=0.03, send_gap=0.0001, phases=[(150, 0.0001)], size=1 << 20, auto_ack=True),
@@ -478,7 +504,12 @@ def demand() -> dict[str, Any]:
 
 def build() -> dict[str, str]:
     """File name -> content of every vector file."""
-    content = {"frames.json": frames(), "fragments.json": fragments(), "metadata.json": metadata(), "demand.json": demand()}
+    content = {
+        "frames.json": frames(),
+        "fragments.json": fragments(),
+        "metadata.json": metadata(),
+        "demand.json": demand(),
+    }
     return {
         name: json.dumps(value, indent=None if name == "demand.json" else 1, ensure_ascii=False) + "\n"
         for name, value in content.items()
