@@ -26,6 +26,11 @@ def _static(name: str, content_type: str) -> Callable[[web.Request], Awaitable[w
     return handler
 
 
+def _modules() -> list[str]:
+    """The client's ES modules, served at ``/<name>.js`` (they import each other relatively)."""
+    return [entry.name for entry in resources.files(__name__).iterdir() if entry.name.endswith(".js")]
+
+
 class WorkerPage:
     """Serves the worker page and collects the reports browser workers post to ``/report``.
 
@@ -39,9 +44,10 @@ class WorkerPage:
         self.on_report: Callable[[dict[str, Any]], object] | None = None
 
     def setup(self, app: web.Application) -> None:
-        """Add ``/``, ``/rxchannel.js`` and ``POST /report`` to ``app``."""
+        """Add ``/``, every ES module of the client (``/rxchannel.js``, ``/frames.js``, ...) and ``POST /report``."""
         app.router.add_get("/", _static("index.html", "text/html"))
-        app.router.add_get("/rxchannel.js", _static("rxchannel.js", "text/javascript"))
+        for module in sorted(_modules()):
+            app.router.add_get(f"/{module}", _static(module, "text/javascript"))
         app.router.add_post("/report", self._report)
 
     async def _report(self, request: web.Request) -> web.Response:

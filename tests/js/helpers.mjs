@@ -51,3 +51,50 @@ export function encodable(fields) {
   }
   return out;
 }
+
+/**
+ * A stand-in for an RTCDataChannel, for testing the client's logic without a browser: it
+ * records what is sent (bufferedAmount grows by each message until drain() is called, which
+ * fires "bufferedamountlow" on crossing the threshold, as the real one does) and deliver()
+ * dispatches a message from "the hub". Real DataChannels are exercised by tests/web/.
+ */
+export class FakeChannel extends EventTarget {
+  constructor() {
+    super();
+    this.readyState = "open";
+    this.bufferedAmount = 0;
+    this.bufferedAmountLowThreshold = 0;
+    this.binaryType = "blob";
+    this.sent = [];
+  }
+  send(bytes) {
+    if (this.readyState !== "open") throw new Error("InvalidStateError: the channel is not open");
+    this.sent.push(Uint8Array.from(bytes));
+    this.bufferedAmount += bytes.length;
+  }
+  /** The transport took `n` bytes (all by default) off the buffer. */
+  drain(n = Infinity) {
+    const before = this.bufferedAmount;
+    this.bufferedAmount = Math.max(0, before - n);
+    if (before > this.bufferedAmountLowThreshold && this.bufferedAmount <= this.bufferedAmountLowThreshold) {
+      this.dispatchEvent(new Event("bufferedamountlow"));
+    }
+  }
+  /** A message from the hub: a frame object (encoded here) or raw bytes/text. */
+  deliver(frame, encode) {
+    const event = new Event("message");
+    if (frame instanceof Uint8Array || typeof frame === "string") event.data = frame instanceof Uint8Array ? frame.slice().buffer : frame;
+    else event.data = encode(frame).slice().buffer;
+    this.dispatchEvent(event);
+  }
+  close() {
+    if (this.readyState === "closed") return;
+    this.readyState = "closed";
+    this.dispatchEvent(new Event("close"));
+  }
+}
+
+/** Let queued promise callbacks and one macrotask run. */
+export function settle() {
+  return new Promise((resolve) => setImmediate(resolve));
+}
