@@ -169,11 +169,14 @@ export class Hub {
     const info = {};
     const ready = deferred();
     let first = true;
-    const readable = this._readable(`files/${path}`, data, null, policyFor(window ?? highWaterMark), (item) => {
-      if (item.metadata && item.metadata.length) Object.assign(info, parseRequestMetadata(item.metadata).info);
-      if (first) { first = false; ready.resolve({ ...info }); }
-      return item.data;
-    }, (error) => ready.reject(error));
+    const readable = this._readable(`files/${path}`, data, null, policyFor(window ?? highWaterMark), (item) => item.data, {
+      fail: (error) => ready.reject(error),
+      // what the hub says about the file is known as it arrives, before the item is read
+      arrived: (item) => {
+        if (item.metadata && item.metadata.length) Object.assign(info, parseRequestMetadata(item.metadata).info);
+        if (first) { first = false; ready.resolve({ ...info }); }
+      },
+    });
     readable.info = info;
     readable.ready = ready.promise;
     return readable;
@@ -302,7 +305,7 @@ export class Hub {
     return s;
   }
 
-  _readable(route, data, info, policy, map, onFail = () => {}) {
+  _readable(route, data, info, policy, map, { fail: onFail = () => {}, arrived = () => {} } = {}) {
     const hub = this;
     const buffer = [];
     let s = null, done = false, failure = null, wake = null;
@@ -338,7 +341,17 @@ export class Hub {
         s = hub._open("STREAM", route, {
           data, info, policy,
           events: {
-            item: (item) => { buffer.push(item); nudge(); },
+            item: (item) => {
+              try {
+                arrived(item);
+              } catch (error) { // metadata the hub should not have sent: stop the stream, say why
+                hub._cancelInbound(s);
+                fail(error);
+                return;
+              }
+              buffer.push(item);
+              nudge();
+            },
             complete: () => { done = true; nudge(); },
             error: fail,
           },

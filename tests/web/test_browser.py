@@ -1,204 +1,259 @@
-"""A real headless Chromium as a worker: the page served by the hub fetches over WebRTC with credits.
+"""A real headless Chromium as a worker: the hub's page streams files to disk over WebRTC.
 
-Chromium comes from Debian's ``chromium`` package (``make test`` installs it). It is driven
-over the DevTools protocol on 127.0.0.1 with aiohttp; all traffic stays on loopback.
+Chromium is Debian's ``chromium`` (``make test`` installs it), driven over DevTools by
+:class:`rxchannel.web.chromium.Chromium`; the hub is real aiortc; files are real files on
+both sides (OPFS in the browser's profile). Every wait is on a condition (a page state, a
+hub-side event), never a fixed sleep. ``RXCHANNEL_SCREENSHOTS=docs`` copies the page's
+screenshots (mid-transfer, verified, failed) to ``docs/`` for the README.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
+import hashlib
+import json
 import os
 import shutil
-import signal
-import socket
-import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
 
 from rxchannel.files import Hub, sha256_file
+from rxchannel.files.source import FileSource
 from rxchannel.runtime import Server, serve
 from rxchannel.transports import TransportOptions
 from rxchannel.web import WorkerPage
+from rxchannel.web.chromium import Chromium
 from tests.support import eventually, make_file
 
-CHROMIUM = shutil.which("chromium")
-FLAGS = [
-    "--headless=new",
-    "--no-sandbox",
-    "--allow-loopback-in-peer-connection",
-    "--disable-features=WebRtcHideLocalIpsWithMdns",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--disable-quic",
-    "--disable-dev-shm-usage",
-    "--no-first-run",
-    "--hide-scrollbars",
-    "--window-size=900,700",
-]
+CHUNK = 32 * 1024
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+class Recorded(set[FileSource]):
+    """The hub's set of open file sources, remembering every source ever added, in order."""
 
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[FileSource] = []
 
-class Browser:
-    """A headless Chromium on one URL, with a DevTools session for evaluating and screenshots."""
-
-    def __init__(self, url: str):
-        self.url = url
-        self.port = free_port()
-        self.profile = tempfile.mkdtemp(prefix="rxchannel-chromium-")
-        self.proc: asyncio.subprocess.Process | None = None
-
-    async def __aenter__(self) -> Browser:
-        assert CHROMIUM, "Debian's chromium is required: `make test` installs it (apt-get install chromium)"
-        self.proc = await asyncio.create_subprocess_exec(
-            CHROMIUM,
-            *FLAGS,
-            f"--remote-debugging-port={self.port}",
-            f"--user-data-dir={self.profile}",
-            self.url,
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.DEVNULL,
-        )
-        return self
-
-    async def _devtools(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
-        async with aiohttp.ClientSession() as session:
-            for _ in range(100):
-                try:
-                    async with session.get(f"http://127.0.0.1:{self.port}/json/list") as response:
-                        pages = [p for p in await response.json() if p["type"] == "page"]
-                    if pages:
-                        break
-                except aiohttp.ClientError:
-                    pass
-                await asyncio.sleep(0.05)
-            async with session.ws_connect(pages[0]["webSocketDebuggerUrl"]) as ws:
-                await ws.send_json({"id": 1, "method": method, "params": params})
-                while True:
-                    message = await ws.receive_json()
-                    if message.get("id") == 1:
-                        return dict(message["result"])
-
-    async def evaluate(self, expression: str) -> Any:
-        result = await self._devtools("Runtime.evaluate", {"expression": expression, "returnByValue": True})
-        return result["result"].get("value")
-
-    async def screenshot(self, path: Path) -> None:
-        result = await self._devtools("Page.captureScreenshot", {"format": "png"})
-        path.write_bytes(base64.b64decode(result["data"]))
-
-    def kill(self) -> None:
-        """Like closing the tab without goodbye: the process vanishes, nothing is sent."""
-        if self.proc is not None and self.proc.returncode is None:
-            self.proc.send_signal(signal.SIGKILL)
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        self.kill()
-        if self.proc is not None:
-            await self.proc.wait()
-        shutil.rmtree(self.profile, ignore_errors=True)
+    def add(self, source: FileSource) -> None:
+        super().add(source)
+        self.seen.append(source)
 
 
 class Served:
-    """A hub serving over WebRTC with its worker page."""
+    """A hub serving over WebRTC with its worker page; reports arrive on a queue."""
 
-    def __init__(self, server: Server, page: WorkerPage):
-        self.server, self.page = server, page
+    def __init__(self, hub: Hub, server: Server, page: WorkerPage):
+        self.hub, self.server, self.page = hub, server, page
         self.url, self.peers = server.url, server.peers
+        self.reports: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        page.on_report = self.reports.put_nowait
+        hub.sources = self.recorded = Recorded()
+
+    @property
+    def sources(self) -> list[FileSource]:
+        """Every file source the hub opened, in order (the hub's own set forgets closed ones)."""
+        return self.recorded.seen
+
+    async def report(self, timeout: float = 60) -> dict[str, Any]:
+        async with asyncio.timeout(timeout):
+            return await self.reports.get()
+
+    async def first_source(self, at_least: int = 0, timeout: float = 30) -> FileSource:
+        """The first file source that has read ``at_least`` bytes (waits for it)."""
+
+        def found() -> bool:
+            return any(s.read_offset >= at_least for s in self.sources)
+
+        await eventually(found, timeout=timeout, what=f"a hub file source past {at_least} bytes")
+        return next(s for s in self.sources if s.read_offset >= at_least)
 
 
 @pytest.fixture
-async def hub_service(tmp_path: Path) -> AsyncIterator[tuple[Hub, Served]]:
+async def served(tmp_path: Path) -> AsyncIterator[Served]:
     root = tmp_path / "root"
     make_file(root / "big.bin", 4 * 1024 * 1024, seed=11)
     make_file(root / "paced.bin", 2 * 1024 * 1024, seed=12)
-    hub = Hub(root, chunk_size=32 * 1024)
+    make_file(root / "small.txt", 100_000, seed=13)
+    hub = Hub(root, inbox=tmp_path / "inbox", chunk_size=CHUNK)
     page = WorkerPage()
     server = await serve(hub.router, transport="webrtc", options=TransportOptions(http_setup=page.setup))
     try:
-        yield hub, Served(server, page)
+        yield Served(hub, server, page)
     finally:
         await server.close()
 
 
-async def report_of(service: Served, timeout: float = 60) -> dict[str, Any]:
-    got: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-    service.page.on_report = lambda report: got.done() or got.set_result(report)
+async def until(browser: Chromium, expression: str, *, timeout: float = 30, what: str | None = None) -> Any:
+    """Evaluate ``expression`` in the page until it is truthy; returns its value."""
     async with asyncio.timeout(timeout):
-        return await got
+        while True:
+            with contextlib.suppress(Exception):  # the page may still be loading
+                value = await browser.evaluate(expression)
+                if value:
+                    return value
+            await asyncio.sleep(0.02)
 
 
-async def test_a_browser_fetches_a_file_verified_within_its_grants(hub_service: Any) -> None:
-    hub, service = hub_service
-    async with Browser(f"{service.url}/?fetch=big.bin&window=8&report=1"):
-        report = await report_of(service)
-    assert "error" not in report, report
-    assert report["verified"] and report["bytes"] == 4 * 1024 * 1024
-    assert report["sha256"] == sha256_file(hub.root / "big.bin")
-    assert report["stats"]["violations"] == 0, "the hub sent more than the page granted"
-    assert report["stats"]["maxInFlight"] <= 8
+async def transfers(browser: Chromium) -> list[dict[str, Any]]:
+    return list(await browser.evaluate("rxchannelPage.status()"))
 
 
-async def test_a_slow_page_keeps_the_hub_read_offset_within_its_window(hub_service: Any) -> None:
-    hub, service = hub_service
-    chunk, window = 32 * 1024, 4
-    worst = -1
-    async with Browser(f"{service.url}/?fetch=paced.bin&window={window}&delay=15&report=1"):
-        reporting = asyncio.ensure_future(report_of(service))
-        while not reporting.done():
-            for source in list(hub.sources):
-                for peer in list(service.peers):
-                    for sid in peer.connection.stream_ids():
-                        state = peer.connection.stream(sid)
-                        if state is None:
-                            continue
-                        granted = state.send_credit.sent + state.send_credit.available
-                        read_chunks = -(-(source.read_offset) // chunk)
-                        worst = max(worst, read_chunks - granted)
-            await asyncio.sleep(0.005)
-        report = reporting.result()
-    assert report["verified"], report
-    assert worst >= -window, "no sample was taken during the transfer"
-    assert worst <= 1, f"the hub read {worst} chunks beyond what the page had granted"
-    assert report["stats"]["maxInFlight"] <= window
+def opfs_sha256(name: str) -> str:
+    """JS: the SHA-256 (WebCrypto, not the page's own code) of a file in the page's OPFS folder, or null."""
+    return f"""(async () => {{
+        const dir = await (await navigator.storage.getDirectory()).getDirectoryHandle("rxchannel");
+        const names = [];
+        for await (const key of dir.keys()) names.push(key);
+        if (!names.includes({json.dumps(name)})) return {{ names }};
+        const file = await (await dir.getFileHandle({json.dumps(name)})).getFile();
+        const digest = await crypto.subtle.digest("SHA-256", await file.arrayBuffer());
+        const hex = [...new Uint8Array(digest)].map(b => b.toString(16).padStart(2, "0")).join("");
+        return {{ names, size: file.size, sha256: hex }};
+    }})()"""
 
 
-async def test_closing_the_tab_frees_the_hub_stream_and_file_within_the_keepalive_deadline(
-    hub_service: Any, tmp_path: Path
+def keep_screenshot(path: Path, name: str) -> None:
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    target = os.environ.get("RXCHANNEL_SCREENSHOTS")
+    if target:
+        with contextlib.suppress(OSError):
+            shutil.copy(path, Path(target) / name)
+
+
+async def test_a_page_streams_a_file_into_its_storage_verified_within_its_grants(served: Served) -> None:
+    async with Chromium(f"{served.url}/?fetch=big.bin&window=8&report=1") as browser:
+        report = await served.report()
+        assert report["ok"], report
+        expected = sha256_file(served.hub.root / "big.bin")
+        assert report["path"] == "big.bin" and report["bytes"] == 4 * 1024 * 1024
+        assert report["sha256"] == expected
+        assert report["storage"] == "opfs" and report["resumedFrom"] == 0
+        assert report["stats"]["violations"] == 0, "the hub sent more than the page granted"
+        assert report["stats"]["maxInFlight"] <= 8
+        # the copy on disk, hashed by WebCrypto (not the page's hasher): complete, no partial left
+        stored = await browser.evaluate(opfs_sha256("big.bin"))
+        assert stored.get("sha256") == expected, stored
+        assert stored["names"] == ["big.bin"], stored
+        (row,) = await transfers(browser)
+        assert row["state"] == "verified" and row["written"] == 4 * 1024 * 1024
+
+
+async def test_the_hub_reads_no_further_than_the_page_has_written_plus_its_window(
+    served: Served, tmp_path: Path
 ) -> None:
-    hub, service = hub_service
+    window = 4
+    async with Chromium(f"{served.url}/?fetch=paced.bin&window={window}&delay=15&report=1") as browser:
+        reporting = asyncio.ensure_future(served.report())
+        source = await served.first_source()
+        samples, worst = 0, -1 << 62
+        while not reporting.done():
+            read = source.read_offset  # the hub first: the page's count only grows after this
+            rows = await transfers(browser)
+            if not rows or rows[0]["state"] != "receiving":
+                continue
+            written = rows[0]["written"]
+            worst = max(worst, read - written)
+            samples += 1 if 0 < written < 2 * 1024 * 1024 else 0
+            if samples == 5:
+                await browser.screenshot(tmp_path / "receiving.png")
+        report = reporting.result()
+    assert report["ok"], report
+    assert samples >= 5, f"only {samples} samples were taken mid-transfer"
+    bound = (window + 1) * CHUNK
+    assert worst <= bound, f"the hub read {worst} bytes past what the page had written (bound {bound})"
+    keep_screenshot(tmp_path / "receiving.png", "worker-page-receiving.png")
+
+
+async def test_cancel_stops_the_stream_and_frees_the_hubs_file(served: Served) -> None:
+    async with Chromium(f"{served.url}/?fetch=paced.bin&window=4&delay=50") as browser:
+        source = await served.first_source(at_least=CHUNK)
+        await until(browser, "rxchannelPage.status()[0]?.state === 'receiving'")
+        await browser.evaluate("document.querySelector('tr[data-kind=fetch] button.cancel').click()")
+        async with asyncio.timeout(15):
+            await source.closed.wait()
+        await eventually(lambda: not served.hub.sources, what="the hub closing the cancelled file")
+        (row,) = await transfers(browser)
+        assert row["state"] == "cancelled", row
+        assert source.read_offset < 2 * 1024 * 1024, "cancelled before the end"
+        assert len(served.peers) == 1, "cancel ends the stream, not the connection"
+
+
+async def test_an_interrupted_fetch_resumes_from_the_partial_file_and_verifies(served: Served, tmp_path: Path) -> None:
+    size = 4 * 1024 * 1024
+    async with Chromium(f"{served.url}/?fetch=big.bin&window=4&delay=10&report=1") as browser:
+        await served.first_source(at_least=1024 * 1024)
+        (hub_side,) = served.peers
+        await hub_side.close()  # the network drops the connection mid-transfer
+        failed = await served.report()
+        assert failed["ok"] is False and "DataChannel closed" in failed["error"], failed
+        (row,) = await until(browser, "rxchannelPage.status().filter(t => t.state === 'failed')")
+        assert 0 < row["written"] < size and "press retry to resume" in row["detail"], row
+        color = await browser.evaluate("getComputedStyle(document.querySelector('tr[data-state=failed] .state')).color")
+        assert color == "rgb(176, 0, 32)", "a failure is shown in red"
+        await browser.screenshot(tmp_path / "failed.png")
+        await browser.evaluate("document.querySelector('tr[data-state=failed] button.retry').click()")
+        resumed = await served.report()
+        assert resumed["ok"], resumed
+        assert resumed["sha256"] == sha256_file(served.hub.root / "big.bin")
+        assert resumed["bytes"] == size and resumed["resumedFrom"] == row["written"], (resumed, row)
+        assert [s.offset for s in served.sources] == [0, row["written"]], "the second request started at the offset"
+        stored = await browser.evaluate(opfs_sha256("big.bin"))
+        assert stored.get("sha256") == resumed["sha256"] and stored["names"] == ["big.bin"], stored
+        await browser.screenshot(tmp_path / "verified.png")
+    keep_screenshot(tmp_path / "failed.png", "worker-page-failed.png")
+    keep_screenshot(tmp_path / "verified.png", "worker-page-verified.png")
+
+
+async def test_a_push_from_the_page_is_stored_in_the_inbox_verified(served: Served) -> None:
+    size = 3 * 1024 * 1024 + 123
+    expected = bytes((i * 31 + 7) & 255 for i in range(size))
+    async with Chromium(f"{served.url}/") as browser:
+        await until(browser, "!document.getElementById('send').disabled")
+        ident = await browser.evaluate(f"""(() => {{
+            const bytes = new Uint8Array({size});
+            for (let i = 0; i < bytes.length; i++) bytes[i] = (i * 31 + 7) & 255;
+            return rxchannelPage.pushFile("from-page.bin", new Blob([bytes]));
+        }})()""")
+        await browser.evaluate(f"rxchannelPage.transfer({ident}).done")
+        row = (await transfers(browser))[0]
+    stored = served.hub.inbox / "from-page.bin"
+    assert row["state"] == "verified", row
+    assert stored.read_bytes() == expected
+    assert row["sha256"] == hashlib.sha256(expected).hexdigest()
+
+
+async def test_the_buttons_show_each_transfer_in_its_own_row_and_failures_instead_of_freezing(served: Served) -> None:
+    async with Chromium(f"{served.url}/") as browser:
+        await until(browser, "document.querySelectorAll('#files tr[data-path]').length === 3")
+        (served.hub.root / "small.txt").unlink()  # listed, then gone: the hub refuses it
+        for path in ("big.bin", "paced.bin", "small.txt"):
+            await browser.evaluate(f"document.querySelector('#files tr[data-path=\"{path}\"] button.fetch').click()")
+        rows = await until(
+            browser,
+            "(s => s.length === 3 && s.every(t => ['verified', 'failed'].includes(t.state)) && s)"
+            "(rxchannelPage.status())",
+            timeout=60,
+        )
+    states = {row["path"]: (row["state"], row["detail"]) for row in rows}
+    assert states["big.bin"][0] == "verified" and states["paced.bin"][0] == "verified", states
+    assert states["small.txt"][0] == "failed", states
+    assert "the hub refused: no such file" in states["small.txt"][1], states
+
+
+async def test_closing_the_tab_frees_the_hub_stream_and_file_within_the_keepalive_deadline(served: Served) -> None:
     lifetime_ms = 2000
-    async with Browser(f"{service.url}/?fetch=paced.bin&window=4&delay=50&lifetime={lifetime_ms}") as browser:
-        async with asyncio.timeout(30):
-            while not hub.sources or next(iter(hub.sources)).read_offset < 256 * 1024:
-                await asyncio.sleep(0.02)
-        # the page shows progress mid-transfer (and this is the README's screenshot)
-        status = await browser.evaluate("document.getElementById('status').textContent")
-        value = await browser.evaluate("[document.getElementById('bar').value, document.getElementById('bar').max]")
-        assert "MB/s" in status and 0 < value[0] < value[1], (status, value)
-        await browser.screenshot(tmp_path / "worker-page.png")
-        assert (tmp_path / "worker-page.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-        source = next(iter(hub.sources))
-        (hub_side,) = service.peers
+    async with Chromium(f"{served.url}/?fetch=paced.bin&window=4&delay=50&lifetime={lifetime_ms}") as browser:
+        source = await served.first_source(at_least=256 * 1024)
+        (hub_side,) = served.peers
         browser.kill()
         async with asyncio.timeout(15):
             error = await hub_side.wait_closed()
             await source.closed.wait()
-        await eventually(lambda: not service.peers and not hub.sources, what="the hub freeing the dead tab")
+        await eventually(lambda: not served.peers and not served.hub.sources, what="the hub freeing the dead tab")
     # freed by the deadline the page's SETUP asked for, not by chance
     assert "keepalive limit 2.0 s" in str(error), error
-    if os.environ.get("RXCHANNEL_SCREENSHOT"):
-        with contextlib.suppress(OSError):
-            shutil.copy(tmp_path / "worker-page.png", os.environ["RXCHANNEL_SCREENSHOT"])
