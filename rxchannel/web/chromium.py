@@ -188,6 +188,20 @@ class Chromium:
                     peak = max(peak, int(line.split()[1]) * 1024)
         return peak
 
+    def cpu_seconds(self) -> float:
+        """CPU time (user + system) used so far by the browser's live processes (Linux)."""
+        if self.proc is None:
+            return 0.0
+        ticks = os.sysconf("SC_CLK_TCK")
+        total = 0
+        for pid in _descendants(self.proc.pid):
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+        return total / ticks
+
     def kill(self) -> None:
         """Like closing the tab without goodbye: the process vanishes, nothing is sent."""
         if self.proc is not None and self.proc.returncode is None:

@@ -378,6 +378,8 @@ export class Hub {
         };
       },
     });
+    /** The error that ended the stream (null while it runs or after it completed). */
+    Object.defineProperty(readable, "error", { get: () => failure });
     if (!readable[Symbol.asyncIterator]) readable[Symbol.asyncIterator] = () => iterate(readable);
     return readable;
   }

@@ -69,6 +69,9 @@ function explain(error, transfer) {
   if (error && error.name === "QuotaExceededError") {
     return { state: "failed", reason: "the browser's storage is full", todo: "free space (delete finished copies), or use “save to…”" };
   }
+  if (error && error.name === "NoModificationAllowedError") {
+    return { state: "failed", reason: "another transfer (in this or another tab) is writing this file", todo: "wait for it or cancel it, then press retry" };
+  }
   if (error && error.name === "NotAllowedError") return { state: "failed", reason: "the browser refused access to the file", todo: "allow it, or choose another file" };
   return { state: "failed", reason: String((error && error.message) || error), todo: "press retry" };
 }
@@ -224,104 +227,130 @@ class Transfer {
   async fetch(signal) {
     const hub = await hubConnection();
     signal.throwIfAborted();
-    const target = await this.openTarget(signal);
-    const { writable, hash } = target;
-    this.offset = target.offset;
-    this.written = target.offset;
+    if (this.options.handle) await this.fetchToPickedFile(hub, signal);
+    else await this.fetchToStorage(hub, signal);
+  }
+
+  /** Into the origin-private file system, written and hashed by a worker (opfs-worker.js). */
+  async fetchToStorage(hub, signal) {
+    this.storage = "opfs";
+    const name = storageName(this.path);
+    const disk = new DiskWorker();
+    try {
+      this.set("connecting", "opening the partial copy");
+      const opened = await abortable(disk.call({ op: "open", name, resume: this.options.resume !== false }), signal);
+      this.offset = this.written = opened.offset;
+      this.samples = [];
+      const file = hub.fetch(this.path, { offset: opened.offset, sha256: opened.sha256, window: this.options.window ?? DEFAULT_WINDOW });
+      this.stream = file;
+      const first = await this.started(file, signal);
+      this.set("receiving", first.restart ? `started over: ${first.restart}` : "");
+      disk.post({ op: "begin", restart: Boolean(first.restart), delay: this.options.delay || 0 });
+      const reader = file.getReader();
+      const cancel = () => reader.cancel().catch(() => {}); // CANCEL to the hub; the pending read ends
+      signal.addEventListener("abort", cancel, { once: true });
+      let failure = null;
+      try {
+        for (;;) {
+          // asking for the next item grants the hub more credit: the last one is on disk by now
+          const { done, value } = await reader.read();
+          if (done) break;
+          // the chunk's buffer moves to the worker (no copy); the next read waits until it is written
+          const reply = await disk.call({ op: "chunk", data: value }, [value.buffer]);
+          this.progressed(reply.written - this.written);
+        }
+      } catch (error) {
+        failure = error;
+        reader.cancel(error).catch(() => {}); // a disk failure stops the hub's stream too
+      } finally {
+        signal.removeEventListener("abort", cancel);
+      }
+      const outcome = failure ? "failed" : signal.aborted ? "cancelled" : "done";
+      const result = await disk.call({ op: "end", outcome });
+      this.written = result.written;
+      if (failure) throw failure;
+      if (outcome === "cancelled") throw new DOMException("the fetch was cancelled", "AbortError");
+      this.set("verifying");
+      const dir = await storageDir();
+      await this.verify(file, result.sha256, () => dir.removeEntry(`${name}.part`).catch(() => {}));
+      await dir.removeEntry(name).catch(() => {});
+      const part = await dir.getFileHandle(`${name}.part`);
+      await part.move(name);
+      this.handle = await dir.getFileHandle(name);
+      this.set("verified", `sha256 ${this.sha256.slice(0, 16)}… in this browser's storage`);
+    } finally {
+      disk.terminate();
+    }
+  }
+
+  /** Into a file the user picked (File System Access): written on this thread, in batches. */
+  async fetchToPickedFile(hub, signal) {
+    const handle = this.options.handle;
+    this.storage = "picked";
+    const writable = await handle.createWritable();
+    const hash = new Sha256();
+    this.offset = this.written = 0;
     this.samples = [];
-    const file = hub.fetch(this.path, {
-      offset: target.offset, sha256: target.offset ? hash.hex() : null, window: this.options.window ?? DEFAULT_WINDOW,
-    });
+    const file = hub.fetch(this.path, { window: this.options.window ?? DEFAULT_WINDOW });
     this.stream = file;
-    let sinkClosed = false;
-    const closeFile = async () => { if (!sinkClosed) { sinkClosed = true; await writable.close(); } };
-    const delay = this.options.delay || 0;
-    const transfer = this;
+    let batch = [], batched = 0, closed = false;
+    const flush = async () => {
+      if (!batched) return;
+      const data = batch.length === 1 ? batch[0] : new Blob(batch);
+      const size = batched;
+      batch = [];
+      batched = 0;
+      await writable.write(data);
+      this.progressed(size);
+    };
+    const close = async () => { if (!closed) { closed = true; await flush(); await writable.close(); } };
     const sink = new WritableStream({
       async write(chunk) {
         hash.update(chunk);
-        await writable.write(chunk);
-        transfer.progressed(chunk.length);
-        if (delay) await sleep(delay); // a deliberately slow page (tests): the hub must wait for it
+        batch.push(chunk);
+        batched += chunk.length;
+        if (batched >= 1 << 20) await flush(); // one write per MiB: each write is a round trip to the browser
       },
-      close: closeFile,
-      // keep what was written: a retry resumes from the partial file
-      abort: () => closeFile().catch(() => {}),
+      close,
+      abort: () => close().catch(() => {}),
     }, new CountQueuingStrategy({ highWaterMark: 1 }));
     try {
-      const first = await file.ready;
-      this.size = first.size ?? null;
-      if (first.restart) {
-        // the hub's file is not the one our partial copy came from: start over (If-Range)
-        await writable.truncate(0);
-        await writable.seek(0);
-        hash.reset();
-        this.offset = this.written = 0;
-      }
-      await this.checkRoom(this.size - this.written);
-      this.set("receiving", first.restart ? `started over: ${first.restart}` : "");
+      await this.started(file, signal);
     } catch (error) {
-      await file.cancel().catch(() => {});
-      await closeFile().catch(() => {});
+      await close().catch(() => {});
       throw error;
     }
+    this.set("receiving");
     await file.pipeTo(sink, { signal });
     this.set("verifying");
-    const expected = file.info.sha256, digest = hash.hex();
+    await this.verify(file, hash.hex(), async () => { if (handle.remove) await handle.remove().catch(() => {}); });
+    this.set("verified", `sha256 ${this.sha256.slice(0, 16)}… saved as ${handle.name}`);
+  }
+
+  /** The first item's information (size, offset, restart), once the room for the rest is checked. */
+  async started(file, signal) {
+    try {
+      const first = await abortable(file.ready, signal);
+      this.size = first.size ?? null;
+      if (first.restart) this.offset = this.written = 0;
+      await this.checkRoom(this.size - this.written);
+      return first;
+    } catch (error) {
+      await file.cancel().catch(() => {});
+      throw error;
+    }
+  }
+
+  async verify(file, digest, discard) {
+    const expected = file.info.sha256;
     if (this.size !== null && this.written !== this.size) {
       throw new IntegrityError(`the stream ended at ${mb(this.written)} of ${mb(this.size)}`);
     }
     if (digest !== expected) {
-      await target.discard();
+      await discard();
       throw new IntegrityError(`SHA-256 mismatch: the hub announced ${expected}, the copy on disk is ${digest}; it was discarded`);
     }
-    await target.complete();
     this.sha256 = digest;
-    this.set("verified", `sha256 ${digest.slice(0, 16)}… ${target.where}`);
-  }
-
-  /** Where the bytes go: the partial OPFS file (resumed) or a file the user picked. */
-  async openTarget(signal) {
-    if (this.options.handle) {
-      const handle = this.options.handle;
-      this.storage = "picked";
-      const writable = await handle.createWritable();
-      return {
-        writable, hash: new HashState(), offset: 0, where: `saved as ${handle.name}`,
-        complete: async () => {},
-        discard: async () => { if (handle.remove) await handle.remove().catch(() => {}); },
-      };
-    }
-    this.storage = "opfs";
-    const name = storageName(this.path);
-    if (transfers.some((t) => t !== this && t.kind === "fetch" && t.storage === "opfs" && t.path === this.path && ["connecting", "receiving", "verifying"].includes(t.state))) {
-      throw new Error(`${this.path} is already being fetched in another row`);
-    }
-    const dir = await storageDir();
-    const part = await dir.getFileHandle(`${name}.part`, { create: true });
-    const existing = (await part.getFile()).size;
-    const hash = new HashState();
-    let offset = 0;
-    if (existing > 0 && this.options.resume !== false) {
-      this.set("connecting", `checking the ${mb(existing)} already here`);
-      const stream = (await part.getFile()).stream();
-      for await (const chunk of stream) {
-        signal.throwIfAborted();
-        hash.update(chunk);
-      }
-      offset = existing;
-    }
-    const writable = await part.createWritable({ keepExistingData: offset > 0 });
-    if (offset) await writable.seek(offset);
-    return {
-      writable, hash, offset, where: "in this browser's storage",
-      complete: async () => {
-        await dir.removeEntry(name).catch(() => {});
-        await part.move(name);
-        this.handle = await dir.getFileHandle(name);
-      },
-      discard: async () => { await dir.removeEntry(`${name}.part`).catch(() => {}); },
-    };
   }
 
   async checkRoom(needed) {
@@ -373,12 +402,55 @@ class Transfer {
   }
 }
 
-/** The running digest of a fetch (reset when the hub starts over). */
-class HashState {
-  constructor() { this.reset(); }
-  reset() { this.sha = new Sha256(); }
-  update(chunk) { this.sha.update(chunk); }
-  hex() { return this.sha.hex(); }
+/** The storage worker of one fetch (opfs-worker.js): one request at a time. */
+class DiskWorker {
+  constructor() {
+    this.worker = new Worker(new URL("./opfs-worker.js", import.meta.url), { type: "module" });
+    this.pending = null;
+    this.worker.onmessage = ({ data }) => {
+      const pending = this.pending;
+      this.pending = null;
+      if (!pending) return;
+      if (data.op === "error") {
+        const error = new Error(data.message);
+        error.name = data.name;
+        pending.reject(error);
+      } else {
+        pending.resolve(data);
+      }
+    };
+    this.worker.onerror = (event) => {
+      event.preventDefault();
+      const pending = this.pending;
+      this.pending = null;
+      if (pending) pending.reject(new Error(`the storage worker failed: ${event.message}`));
+    };
+  }
+
+  call(message, transfer = []) {
+    return new Promise((resolve, reject) => {
+      this.pending = { resolve, reject };
+      this.worker.postMessage(message, transfer);
+    });
+  }
+
+  post(message) { this.worker.postMessage(message); }
+
+  terminate() {
+    this.worker.terminate(); // releases its access handle, if a failure left one open
+    if (this.pending) this.pending.reject(new DOMException("the fetch was cancelled", "AbortError"));
+    this.pending = null;
+  }
+}
+
+/** `promise`, or an AbortError as soon as `signal` aborts. */
+function abortable(promise, signal) {
+  return new Promise((resolve, reject) => {
+    const onAbort = () => reject(new DOMException("the fetch was cancelled", "AbortError"));
+    if (signal.aborted) { onAbort(); return; }
+    signal.addEventListener("abort", onAbort, { once: true });
+    promise.then(resolve, reject).finally(() => signal.removeEventListener("abort", onAbort));
+  });
 }
 
 function storageName(path) {

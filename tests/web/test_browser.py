@@ -177,8 +177,8 @@ async def test_cancel_stops_the_stream_and_frees_the_hubs_file(served: Served) -
         async with asyncio.timeout(15):
             await source.closed.wait()
         await eventually(lambda: not served.hub.sources, what="the hub closing the cancelled file")
-        (row,) = await transfers(browser)
-        assert row["state"] == "cancelled", row
+        (row,) = await until(browser, "(s => s[0].state === 'cancelled' && s)(rxchannelPage.status())")
+        assert "press retry to resume" in row["detail"], row
         assert source.read_offset < 2 * 1024 * 1024, "cancelled before the end"
         assert len(served.peers) == 1, "cancel ends the stream, not the connection"
 
