@@ -164,8 +164,13 @@ class Chromium:
         return result["result"].get("value")
 
     async def screenshot(self, path: str | os.PathLike[str]) -> Path:
-        """A PNG of the page as it is now."""
-        result = await self.send("Page.captureScreenshot", {"format": "png"})
+        """A PNG of the whole page as it is now (beyond the window if it is longer)."""
+        metrics = await self.send("Page.getLayoutMetrics")
+        size = metrics["cssContentSize"]
+        clip = {"x": 0, "y": 0, "width": size["width"], "height": size["height"], "scale": 1}
+        result = await self.send(
+            "Page.captureScreenshot", {"format": "png", "clip": clip, "captureBeyondViewport": True}
+        )
         out = Path(path)
         out.write_bytes(base64.b64decode(result["data"]))
         return out

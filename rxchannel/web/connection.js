@@ -288,8 +288,13 @@ export class Hub {
 
   // ------------------------------------------------------------------ streams we open
 
+  /** What a call on a closed connection throws: the error that ended it, or ClosedResourceError. */
+  _closedError() {
+    return this.error || new ClosedResourceError("the connection was closed by this page; reconnect");
+  }
+
   _open(kind, route, { data = EMPTY, info = null, policy, events }) {
-    if (this.closed) throw new ClosedResourceError(this.error ? `the connection is closed (${this.error.message}); reconnect` : "the connection is closed; reconnect");
+    if (this.closed) throw this._closedError();
     const demand = new InboundDemand(policy);
     const now = this.now();
     const initialN = kind === "RESPONSE" ? 0 : demand.start(now);
@@ -335,7 +340,7 @@ export class Hub {
         await new Promise((resolve) => { wake = resolve; });
       }
     };
-    if (this.closed) throw new ClosedResourceError("the connection is closed; reconnect");
+    if (this.closed) throw this._closedError();
     const readable = new ReadableStream({
       start() {
         s = hub._open("STREAM", route, {
@@ -464,10 +469,9 @@ export class Hub {
       }
       case "ERROR": {
         if (f.streamId === 0) {
-          const error = new RemoteError(f.code, f.message);
-          this._end(f.code === ERROR_CODE.REJECTED_SETUP
-            ? new RemoteError(f.code, `the hub refused this page's SETUP: ${f.message}`)
-            : error, error);
+          const setup = f.code <= ERROR_CODE.REJECTED_RESUME;
+          const error = new RemoteError(f.code, setup ? `the hub refused this page's SETUP: ${f.message}` : f.message);
+          this._end(error, error);
           return;
         }
         const s = this._streams.get(f.streamId);

@@ -63,6 +63,9 @@ function explain(error, transfer) {
   if (error instanceof RemoteError && error.code === FILE_CHANGED) {
     return { state: "failed", reason: error.remoteMessage, todo: "press retry to fetch the new version" };
   }
+  if (error instanceof RemoteError && error.code <= 0x004) { // the hub refused our SETUP
+    return { state: "failed", reason: error.remoteMessage, todo: "open this page with the hub's secret in its address (#secret=…)" };
+  }
   if (error instanceof RemoteError) return { state: "failed", reason: `the hub refused: ${error.remoteMessage}`, todo: "check the name and the hub's files" };
   if (error instanceof RemoteProtocolError) return { state: "failed", reason: error.message, todo: "press retry; report it if it happens again" };
   if (error instanceof IntegrityError) return { state: "failed", reason: error.message, todo: "press retry to fetch it again from the start" };
@@ -277,7 +280,8 @@ class Transfer {
       const part = await dir.getFileHandle(`${name}.part`);
       await part.move(name);
       this.handle = await dir.getFileHandle(name);
-      this.set("verified", `sha256 ${this.sha256.slice(0, 16)}… in this browser's storage`);
+      const resumed = this.offset ? ` (resumed at ${mb(this.offset)})` : "";
+      this.set("verified", `sha256 ${this.sha256.slice(0, 16)}… in this browser's storage${resumed}`);
     } finally {
       disk.terminate();
     }

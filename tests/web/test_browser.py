@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from rxchannel.core import with_secret
 from rxchannel.files import Hub, sha256_file
 from rxchannel.files.source import FileSource
 from rxchannel.runtime import Server, serve
@@ -159,7 +160,8 @@ async def test_the_hub_reads_no_further_than_the_page_has_written_plus_its_windo
             written = rows[0]["written"]
             worst = max(worst, read - written)
             samples += 1 if 0 < written < 2 * 1024 * 1024 else 0
-            if samples == 5:
+            if written >= 1024 * 1024 and not (tmp_path / "receiving.png").exists():
+                await browser.evaluate("rxchannelPage.transfer(1).render()")  # the row as of now, not its last tick
                 await browser.screenshot(tmp_path / "receiving.png")
         report = reporting.result()
     assert report["ok"], report
@@ -257,3 +259,25 @@ async def test_closing_the_tab_frees_the_hub_stream_and_file_within_the_keepaliv
         await eventually(lambda: not served.peers and not served.hub.sources, what="the hub freeing the dead tab")
     # freed by the deadline the page's SETUP asked for, not by chance
     assert "keepalive limit 2.0 s" in str(error), error
+
+
+async def test_a_hub_with_a_secret_serves_pages_that_carry_it_and_refuses_the_others(tmp_path: Path) -> None:
+    make_file(tmp_path / "root" / "small.txt", 100_000, seed=13)
+    hub = Hub(tmp_path / "root", inbox=tmp_path / "inbox")
+    page = WorkerPage()
+    reports: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    page.on_report = reports.put_nowait
+    config = with_secret(None, "s3cret", server=True)
+    server = await serve(hub.router, transport="webrtc", config=config, options=TransportOptions(http_setup=page.setup))
+    try:
+        async with Chromium(f"{server.url}/?fetch=small.txt&report=1#secret=s3cret"):
+            async with asyncio.timeout(30):
+                report = await reports.get()
+        assert report["ok"] and report["sha256"] == sha256_file(hub.root / "small.txt"), report
+        async with Chromium(f"{server.url}/?fetch=small.txt&report=1#secret=wrong"):
+            async with asyncio.timeout(30):
+                refused = await reports.get()
+        assert refused["ok"] is False and "refused this page's SETUP" in refused["error"], refused
+        assert "wrong shared secret" in refused["error"], refused
+    finally:
+        await server.close()
