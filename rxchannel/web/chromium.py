@@ -60,14 +60,24 @@ class Chromium:
     """A headless Chromium on one URL with one DevTools session on its page.
 
     Use as an async context manager: leaving it kills the browser and removes its profile
-    (with whatever the page stored in it).
+    (with whatever the page stored in it) unless ``profile`` names a directory to keep
+    (a later browser on the same profile sees the same storage).
     """
 
-    def __init__(self, url: str, *, extra_flags: list[str] | None = None, start_timeout: float = 30):
+    def __init__(
+        self,
+        url: str,
+        *,
+        profile: str | os.PathLike[str] | None = None,
+        extra_flags: list[str] | None = None,
+        start_timeout: float = 30,
+    ):
         self.url = url
         self.extra_flags = list(extra_flags or [])
         self.start_timeout = start_timeout
-        self.profile = Path(tempfile.mkdtemp(prefix="rxchannel-chromium-"))
+        self.keep_profile = profile is not None
+        self.profile = Path(profile) if profile is not None else Path(tempfile.mkdtemp(prefix="rxchannel-chromium-"))
+        self.profile.mkdir(parents=True, exist_ok=True)
         self.proc: asyncio.subprocess.Process | None = None
         self._session: aiohttp.ClientSession | None = None
         self._ws: aiohttp.ClientWebSocketResponse | None = None
@@ -76,6 +86,7 @@ class Chromium:
         self._ids = itertools.count(1)
 
     async def __aenter__(self) -> Chromium:
+        (self.profile / "DevToolsActivePort").unlink(missing_ok=True)  # a kept profile's, from the last run
         binary = chromium_path()
         if binary is None:
             raise FileNotFoundError("Chromium is needed: install Debian's chromium (`make browser` does)")
@@ -224,7 +235,8 @@ class Chromium:
             await self._session.close()
         if self.proc is not None:
             await self.proc.wait()
-        shutil.rmtree(self.profile, ignore_errors=True)
+        if not self.keep_profile:
+            shutil.rmtree(self.profile, ignore_errors=True)
 
 
 def _descendants(root: int) -> list[int]:

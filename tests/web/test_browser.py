@@ -211,6 +211,18 @@ async def test_an_interrupted_fetch_resumes_from_the_partial_file_and_verifies(s
     keep_screenshot(tmp_path / "verified.png", "worker-page-verified.png")
 
 
+async def test_a_killed_tab_leaves_a_partial_file_that_the_next_page_resumes(served: Served, tmp_path: Path) -> None:
+    size, profile = 4 * 1024 * 1024, tmp_path / "profile"
+    async with Chromium(f"{served.url}/?fetch=big.bin&window=4&delay=10", profile=profile) as browser:
+        await until(browser, "rxchannelPage.status()[0]?.written >= 1048576")
+        browser.kill()  # no goodbye, no chance to close or flush anything
+    async with Chromium(f"{served.url}/?fetch=big.bin&window=8&report=1", profile=profile):
+        report = await served.report()
+    assert report["ok"] and report["sha256"] == sha256_file(served.hub.root / "big.bin"), report
+    assert 1024 * 1024 <= report["resumedFrom"] < size, report
+    assert served.sources[-1].offset == report["resumedFrom"], "the hub sent only the rest"
+
+
 async def test_a_push_from_the_page_is_stored_in_the_inbox_verified(served: Served) -> None:
     size = 3 * 1024 * 1024 + 123
     expected = bytes((i * 31 + 7) & 255 for i in range(size))
