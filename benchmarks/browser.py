@@ -163,7 +163,7 @@ async def main_async(args: argparse.Namespace) -> int:
                             label(size),
                             mode,
                             runs[mode][0]["window"],
-                            f"{ok}/{len(runs[mode])}" + (f" ({errors[0][:60]})" if errors else ""),
+                            f"{ok}/{len(runs[mode])}" + (f" ({errors[0].split(':')[0][:40]})" if errors else ""),
                             rate if rate is not None else "-",
                             ratio,
                             median_of(runs[mode], "renderer_peak_mb"),
