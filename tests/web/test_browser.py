@@ -126,8 +126,9 @@ def keep_screenshot(path: Path, name: str) -> None:
             shutil.copy(path, Path(target) / name)
 
 
-async def test_a_page_streams_a_file_into_its_storage_verified_within_its_grants(served: Served) -> None:
-    async with Chromium(f"{served.url}/?fetch=big.bin&window=8&report=1") as browser:
+@pytest.mark.parametrize("window", ["8", "auto"])
+async def test_a_page_streams_a_file_into_its_storage_verified_within_its_grants(served: Served, window: str) -> None:
+    async with Chromium(f"{served.url}/?fetch=big.bin&window={window}&report=1") as browser:
         report = await served.report()
         assert report["ok"], report
         expected = sha256_file(served.hub.root / "big.bin")
@@ -135,7 +136,9 @@ async def test_a_page_streams_a_file_into_its_storage_verified_within_its_grants
         assert report["sha256"] == expected
         assert report["storage"] == "opfs" and report["resumedFrom"] == 0
         assert report["stats"]["violations"] == 0, "the hub sent more than the page granted"
-        assert report["stats"]["maxInFlight"] <= 8
+        assert report["window"] == (window if window == "auto" else int(window))
+        if window != "auto":
+            assert report["stats"]["maxInFlight"] <= int(window)
         # the copy on disk, hashed by WebCrypto (not the page's hasher): complete, no partial left
         stored = await browser.evaluate(opfs_sha256("big.bin"))
         assert stored.get("sha256") == expected, stored
