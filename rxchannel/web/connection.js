@@ -211,7 +211,10 @@ export class Hub {
         complete: () => (got ? receipt.resolve(got) : receipt.reject(new IntegrityError("the hub ended the upload without a receipt"))),
         error: (e) => { receipt.reject(e); nudge(); },
         credit: nudge,
-        cancel: nudge,
+        cancel: () => { // the hub stopped our half: the upload is incomplete, whatever it says next
+          receipt.reject(new RemoteError(ERROR_CODE.CANCELED, `the hub cancelled the upload after ${bytes} bytes`));
+          nudge();
+        },
       },
     });
     const abort = () => {
@@ -253,8 +256,8 @@ export class Hub {
         if (first) { if (size !== null) info.size = size; info.offset = 0; }
         if (last) info.sha256 = hash.hex();
         const chunk = current === null ? EMPTY : current;
-        if (size !== null && bytes + chunk.length > size) {
-          throw new LocalProtocolError(`the source gave more than the ${size} bytes announced`);
+        if (size !== null && (bytes + chunk.length > size || (last && bytes + chunk.length !== size))) {
+          throw new LocalProtocolError(`the source gave ${last ? "" : "more than "}${bytes + chunk.length} bytes, ${size} were announced`);
         }
         await this._sendItem(s, chunk, requestMetadata(null, info), last);
         bytes += chunk.length;

@@ -57,7 +57,9 @@ function duration(seconds) {
 /** What went wrong, in words, and what the user can do about it. */
 function explain(error, transfer) {
   const kept = transfer.written > 0 && transfer.storage === "opfs" ? ` (${mb(transfer.written)} kept)` : "";
-  if (error && error.name === "AbortError") return { state: "cancelled", reason: "cancelled", todo: `press retry to resume${kept}` };
+  if ((error && error.name === "AbortError") || (transfer.controller && transfer.controller.signal.aborted)) {
+    return { state: "cancelled", reason: "cancelled", todo: transfer.kind === "push" ? "press retry to send it again" : `press retry to resume${kept}` };
+  }
   if (error instanceof ConnectError) return { state: "failed", reason: error.message, todo: "check that the hub is running, then press retry" };
   if (error instanceof ConnectionLostError) return { state: "failed", reason: error.message, todo: `press retry to resume${kept}` };
   if (error instanceof RemoteError && error.code === FILE_CHANGED) {

@@ -7,7 +7,9 @@ import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 
 import { Hub } from "../../rxchannel/web/connection.js";
-import { ClosedResourceError, ConnectionLostError, IntegrityError, RemoteError, RemoteProtocolError } from "../../rxchannel/web/errors.js";
+import {
+  ClosedResourceError, ConnectionLostError, IntegrityError, LocalProtocolError, RemoteError, RemoteProtocolError,
+} from "../../rxchannel/web/errors.js";
 import { decodeFrame, encodeFrame } from "../../rxchannel/web/frames.js";
 import { jsonBytes, parseRequestMetadata, requestMetadata } from "../../rxchannel/web/metadata.js";
 import { SendQueue } from "../../rxchannel/web/queue.js";
@@ -312,4 +314,44 @@ test("close() ends every stream with ClosedResourceError and tells the hub", asy
   assert.equal(frames().at(-1).code, 0x102);
   assert.equal(channel.readyState, "closed");
   assert.throws(() => hub.fetch("x"), ClosedResourceError);
+});
+
+test("push: a source that does not give the size announced fails before the last item goes out", async () => {
+  const { hub, frames, deliver } = open();
+  const { stream } = countingSource([new Uint8Array(10), new Uint8Array(10)]);
+  const done = hub.push("short", stream, { size: 25 });
+  const sid = frames()[1].streamId;
+  deliver({ type: "REQUEST_N", streamId: sid, n: 8 });
+  await assert.rejects(done, (e) => e instanceof LocalProtocolError && /gave 20 bytes, 25 were announced/.test(e.message));
+  const sent = frames().filter((f) => f.streamId === sid);
+  assert.ok(!sent.some((f) => f.type === "PAYLOAD" && f.complete), "nothing that looks complete went out");
+  assert.equal(sent.at(-1).type, "ERROR", "the hub is told the upload failed");
+});
+
+test("push: a CANCEL from the hub ends the upload with an error instead of waiting forever", async () => {
+  const { hub, frames, deliver } = open();
+  const stream = new ReadableStream({ pull(c) { c.enqueue(new Uint8Array(10)); } });
+  const done = hub.push("endless", stream);
+  const sid = frames()[1].streamId;
+  deliver({ type: "REQUEST_N", streamId: sid, n: 2 });
+  await settle();
+  deliver({ type: "CANCEL", streamId: sid });
+  await assert.rejects(done, (e) => e instanceof RemoteError && e.code === 0x203);
+});
+
+test("push: aborting sends ERROR[CANCELED] to the hub and rejects; the source is released", async () => {
+  const { hub, frames, deliver } = open();
+  let released = false;
+  const stream = new ReadableStream({ pull(c) { c.enqueue(new Uint8Array(10)); }, cancel() { released = true; } });
+  const controller = new AbortController();
+  const done = hub.push("aborted", stream, { signal: controller.signal });
+  const sid = frames()[1].streamId;
+  deliver({ type: "REQUEST_N", streamId: sid, n: 3 });
+  await settle();
+  controller.abort();
+  await assert.rejects(done, ClosedResourceError);
+  const error = frames().filter((f) => f.streamId === sid).at(-1);
+  assert.deepEqual([error.type, error.code], ["ERROR", 0x203]);
+  await settle();
+  assert.ok(released);
 });
