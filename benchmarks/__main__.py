@@ -5,13 +5,14 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import adaptive, browser, datachannel, pipelines, tcp_throughput
+from . import adaptive, browser, datachannel, network, pipelines, tcp_throughput
 
 BENCHMARKS = {
     "tcp": tcp_throughput.main,
     "datachannel": datachannel.main,
     "adaptive": adaptive.main,
     "pipelines": pipelines.main,
+    "network": network.main,
     "browser": browser.main,
 }
 

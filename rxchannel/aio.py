@@ -21,9 +21,9 @@ from collections.abc import AsyncIterable, AsyncIterator, Iterable
 from typing import Any
 
 from .core import ReplenishPolicy
-from .runtime import Payload, Peer, RemoteStream
+from .runtime import Payload, Peer, RemoteSink, RemoteStream
 
-__all__ = ["channel", "from_observable", "stream", "to_observable"]
+__all__ = ["channel", "from_observable", "remote_sink", "stream", "to_observable"]
 
 
 def stream(
@@ -50,6 +50,21 @@ def channel(
 ) -> RemoteStream:
     """A remote request-channel: ``source`` is pulled only as the responder grants credit."""
     return peer.request_channel(route, source, data, info=info, window=window)
+
+
+def remote_sink(
+    peer: Peer,
+    route: str,
+    data: bytes = b"",
+    *,
+    info: dict[str, Any] | None = None,
+    window: int | str | ReplenishPolicy | None = None,
+) -> RemoteSink:
+    """A request-channel you send to: ``await sink.send(item)`` waits for the remote's credit;
+    ``await sink.finish()`` completes and returns the remote's replies (a receipt);
+    ``async with`` completes on success and fails the stream on an exception; ``aclose()``
+    before completing fails it (a partial stream is never taken for a whole one)."""
+    return peer.request_sink(route, data, info=info, window=window)
 
 
 def from_observable(observable: Any) -> AsyncIterator[Any]:

@@ -25,17 +25,21 @@ from ._errors import (
 from ._events import (
     ConnectionClosed,
     CreditGranted,
+    Detached,
     Event,
     InboundCompleted,
     Interaction,
     MetadataPushed,
     PayloadReceived,
     RequestReceived,
+    Resumed,
+    ResumeReceived,
+    SetupConfirmed,
     SetupReceived,
     StreamCancelled,
     StreamErrored,
 )
-from ._fragments import MIN_FRAME_SIZE
+from ._fragments import MIN_FRAME_SIZE, Budget
 from ._frames import (
     MAX_FRAME_SIZE,
     MAX_REQUEST_N,
@@ -49,6 +53,8 @@ from ._frames import (
     PayloadFrame,
     RequestFrame,
     RequestNFrame,
+    ResumeFrame,
+    ResumeOkFrame,
     SetupFrame,
     decode_frame,
     encode_frame,
@@ -65,15 +71,18 @@ from ._metadata import (
     request_metadata,
 )
 from ._policies import DEFAULT_WINDOW, Adaptive, LimitRate, Manual, Window, policy_for
+from ._resume import TOKEN_BYTES, ResumeStore, make_token, token_matches
 
 __all__ = [
     "AUTHENTICATION",
+    "TOKEN_BYTES",
     "DEFAULT_WINDOW",
     "MAX_FRAME_SIZE",
     "MAX_REQUEST_N",
     "MIN_FRAME_SIZE",
     "Adaptive",
     "ApplicationError",
+    "Budget",
     "CancelFrame",
     "ClosedResourceError",
     "Connection",
@@ -81,6 +90,7 @@ __all__ = [
     "ConnectionConfig",
     "ConnectionLostError",
     "CreditGranted",
+    "Detached",
     "ErrorCode",
     "ErrorFrame",
     "Event",
@@ -106,9 +116,15 @@ __all__ = [
     "RequestFrame",
     "RequestNFrame",
     "RequestReceived",
+    "ResumeFrame",
+    "ResumeOkFrame",
+    "ResumeReceived",
+    "ResumeStore",
+    "Resumed",
     "Role",
     "RxChannelError",
     "SendCredit",
+    "SetupConfirmed",
     "SetupFrame",
     "SetupReceived",
     "SetupRejectedError",
@@ -124,10 +140,12 @@ __all__ = [
     "encode_composite",
     "encode_frame",
     "encode_route",
+    "make_token",
     "parse_request_metadata",
     "policy_for",
     "prefix",
     "request_metadata",
     "require_secret",
+    "token_matches",
     "with_secret",
 ]

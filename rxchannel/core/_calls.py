@@ -25,7 +25,9 @@ class LocalCalls(ConnectionState):
 
     def _check_open(self) -> None:
         if self._closed:
-            raise ClosedResourceError("the connection is closed; open a new one")
+            reason = self._close_error  # why it closed (a lost link, a refused SETUP...), as the cause
+            detail = f" ({reason})" if reason is not None else ""
+            raise ClosedResourceError(f"the connection is closed{detail}; open a new one") from reason
         if not self._setup_done:
             raise LocalProtocolError("the server cannot make requests before the client's SETUP arrived")
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from ._calls import LocalCalls
 from ._config import Role
 from ._credit import InboundDemand
 from ._errors import (
@@ -22,19 +21,20 @@ from ._errors import (
     ErrorCode,
     RemoteProtocolError,
     RxChannelError,
-    SetupRejectedError,
     remote_error,
 )
 from ._events import (
+    Detached,
     Event,
     Interaction,
     MetadataPushed,
     PayloadReceived,
     RequestReceived,
+    ResumeReceived,
+    SetupConfirmed,
     SetupReceived,
     StreamErrored,
 )
-from ._fragments import Reassembly
 from ._frames import (
     FLAG_COMPLETE,
     FLAG_FOLLOWS,
@@ -50,6 +50,8 @@ from ._frames import (
     PayloadFrame,
     RequestFrame,
     RequestNFrame,
+    ResumeFrame,
+    ResumeOkFrame,
     SetupFrame,
     UnsupportedFrame,
     decode_frame,
@@ -57,6 +59,8 @@ from ._frames import (
     split_metadata,
 )
 from ._metadata import COMPOSITE_METADATA, MetadataError, parse_request_metadata
+from ._resumable import ResumableCalls
+from ._resume import Session, SessionState, is_tracked
 from ._setup import check_first_frame
 from ._streams import Half, Stream
 
@@ -67,7 +71,7 @@ _SETUP_ERRORS = frozenset(
 )
 
 
-class Connection(LocalCalls):
+class Connection(ResumableCalls):
     """One RSocket connection, either role, as a pure state machine.
 
     A client queues its SETUP frame on construction. Frames from the peer arrive through
@@ -78,14 +82,35 @@ class Connection(LocalCalls):
 
     def get_timer(self) -> float | None:
         """When :meth:`handle_timer` must next be called, or None."""
-        return None if self._closed else self._keepalive.deadline()
+        if self._closed:
+            return None
+        session = self._session
+        if session is not None and session.state is not SessionState.ATTACHED:
+            return session.expires_at()
+        return self._keepalive.deadline()
 
     def handle_timer(self, now: float) -> None:
-        """Send a due KEEPALIVE or declare a silent peer dead. Queues frames."""
+        """Send a due KEEPALIVE or declare a silent peer dead (a resumable connection detaches
+        instead, and closes if it is not resumed in time). Queues frames."""
         if self._closed:
             return
+        session = self._session
+        if session is not None and session.state is not SessionState.ATTACHED:
+            expires = session.expires_at()
+            if expires is not None and now >= expires:
+                self._close(
+                    ConnectionLostError(
+                        f"the connection broke and was not resumed within {session.timeout:g} s "
+                        "(resume_session_timeout)"
+                    )
+                )
+            return
         silent = self._keepalive.silent_for(now)
-        if silent is not None:
+        if silent is not None and session is not None:
+            reason = f"no frame from the peer for {silent:.1f} s (keepalive limit {self._keepalive.lifetime:.1f} s)"
+            self.detach(now)
+            self._events.append(Detached(reason=reason))
+        elif silent is not None:
             self._queue(
                 encode_frame(ErrorFrame(stream_id=0, code=ErrorCode.CONNECTION_ERROR, message="keepalive timeout"))
             )
@@ -97,7 +122,7 @@ class Connection(LocalCalls):
                 )
             )
         elif self._keepalive.ping_due(now):
-            self._queue(encode_frame(KeepaliveFrame(respond=True)))
+            self._queue(encode_frame(KeepaliveFrame(respond=True, position=self._position())))
 
     # ------------------------------------------------------------------ input
 
@@ -108,6 +133,8 @@ class Connection(LocalCalls):
         ERROR[CONNECTION_ERROR] and a :class:`ConnectionClosed` event.
         """
         if self._closed:
+            return
+        if self._session is not None and not self._count(data):
             return
         self._keepalive.received(now)
         if len(data) >= 6 and data[4] >> 2 == FrameType.PAYLOAD and self._setup_done:
@@ -128,7 +155,13 @@ class Connection(LocalCalls):
             self._on_error_frame(frame)
         elif isinstance(frame, KeepaliveFrame):
             if frame.respond:
-                self._queue(encode_frame(KeepaliveFrame(respond=False, data=frame.data)))
+                self._queue(encode_frame(KeepaliveFrame(respond=False, data=frame.data, position=self._position())))
+            if frame.position and self._session is not None:
+                self._session.store.release(frame.position)  # the peer has everything before it
+        elif isinstance(frame, ResumeOkFrame) and self.role is Role.CLIENT:
+            self._on_resume_ok(frame, now)
+        elif isinstance(frame, ResumeFrame):
+            self._fail(RemoteProtocolError("RESUME on an established connection", code=ErrorCode.CONNECTION_ERROR))
         elif isinstance(frame, MetadataPushFrame) and frame.stream_id == 0:
             self._events.append(MetadataPushed(metadata=frame.metadata))
         elif isinstance(frame, UnsupportedFrame) and not frame.ignorable:
@@ -142,6 +175,32 @@ class Connection(LocalCalls):
             # SETUP after setup, LEASE we never asked for, METADATA_PUSH off stream 0,
             # ignorable extensions (Protocol.md "Handling the Unexpected")
             self.ignored_frames += 1
+
+    def _position(self) -> int:
+        return self._session.received if self._session is not None else 0
+
+    def _count(self, data: bytes) -> bool:
+        """Resumption bookkeeping for one received frame; False to drop it.
+
+        A tracked frame moves our implied position (and every quarter of the store's bound
+        we report it, so the peer can free its store). While a RESUME awaits its answer
+        only frames on stream 0 are taken. A resumable client learns here that its SETUP was
+        accepted: the first frame that is not an ERROR on stream 0.
+        """
+        session = self._session
+        assert session is not None
+        if session.state is SessionState.RESUMING and data[:4] != b"\x00\x00\x00\x00":
+            self.ignored_frames += 1
+            return False
+        if not self._setup_confirmed and not (len(data) >= 6 and data[4] >> 2 == FrameType.ERROR):
+            self._setup_confirmed = True
+            self._events.append(SetupConfirmed())
+        if is_tracked(data):
+            session.received += len(data)
+            if session.received - session.reported >= session.ack_every:
+                session.reported = session.received
+                self._queue(encode_frame(KeepaliveFrame(respond=False, position=session.received)))
+        return True
 
     def _receive_payload(self, data: bytes, now: float) -> None:
         """The hot path: a PAYLOAD frame on an open inbound half, decoded in place (no frame object)."""
@@ -189,14 +248,26 @@ class Connection(LocalCalls):
             self._close(error or ConnectionLostError("the peer closed the connection"))
 
     def _on_first_frame(self, frame: object) -> None:
+        if isinstance(frame, ResumeFrame) and frame.stream_id == 0:
+            if not self.config.resumable:
+                self._fail(RemoteProtocolError("resumption is not supported", code=ErrorCode.REJECTED_RESUME))
+            else:
+                self._events.append(ResumeReceived(frame=frame))  # the runtime finds the session
+            return
         refusal = check_first_frame(frame, self.config)
         if refusal is not None:
             self._fail(refusal)
             return
         assert isinstance(frame, SetupFrame)
         self._setup_done = True
-        self._keepalive.lifetime = frame.lifetime_ms / 1000.0
+        # the client's lifetime, but never longer than this server allows (a SETUP asking for
+        # 2^31-1 ms would otherwise keep a dead peer's resources for weeks)
+        self._keepalive.lifetime = min(frame.lifetime_ms / 1000.0, self.config.max_lifetime)
         self.metadata_mime = frame.metadata_mime
+        if frame.resume_token is not None:  # accepted by check_first_frame: this server resumes
+            self._session = Session(
+                bytes(frame.resume_token), self.config.resume_store_bytes, self.config.resume_session_timeout
+            )
         self._events.append(
             SetupReceived(
                 keepalive_ms=frame.keepalive_ms,
@@ -205,6 +276,7 @@ class Connection(LocalCalls):
                 data_mime=frame.data_mime,
                 metadata=frame.metadata,
                 data=frame.data,
+                resume_token=frame.resume_token,
             )
         )
 
@@ -213,15 +285,19 @@ class Connection(LocalCalls):
             if self.role is Role.SERVER and frame.code in _SETUP_ERRORS:
                 self.ignored_frames += 1  # a server ignores setup errors (Handling the Unexpected)
                 return
-            error = remote_error(frame.code, frame.message)
-            if isinstance(error, SetupRejectedError):
-                error = SetupRejectedError(frame.code, f"the server refused our SETUP: {frame.message}")
-            self._close(error)
+            if frame.code == ErrorCode.REJECTED_RESUME and self._session is not None:
+                if self._session.state is SessionState.RESUMING:
+                    self._close(ConnectionLostError(f"the server could not resume the session: {frame.message}"))
+                else:
+                    self.ignored_frames += 1  # only an answer to our RESUME means anything
+                return
+            self._close(remote_error(frame.code, frame.message))
             return
         s = self._streams.get(frame.stream_id)
         if s is None:
             self.ignored_frames += 1  # unknown or finished stream: ignore (Handling the Unexpected)
         elif s.pending_request is not None:
+            s.drop_partial()
             del self._streams[s.id]  # the requester gave up before its request was whole
         else:
             self._forget(s)  # ERROR ends both halves
@@ -254,7 +330,7 @@ class Connection(LocalCalls):
         s = Stream(sid, interaction, requester=False)
         if frame.follows and not frame.complete:
             s.pending_request = frame
-            s.partial = Reassembly(self.config.max_payload_size)
+            s.partial = self._new_partial()
             self._streams[sid] = s
             first = PayloadFrame(stream_id=sid, metadata=frame.metadata, data=frame.data, follows=True)
             self._on_request_fragment(s, first)
@@ -324,8 +400,7 @@ class Connection(LocalCalls):
     def _on_payload(
         self, s: Stream, metadata: bytes | None, data: bytes, follows: bool, complete: bool, next: bool, now: float
     ) -> None:
-        limit = self.config.max_payload_size
-        self._stream_result(s, lambda: s.on_payload(metadata, data, follows, complete, next, now, limit))
+        self._stream_result(s, lambda: s.on_payload(metadata, data, follows, complete, next, now, self._new_partial))
 
     def _stream_result(self, s: Stream, step: Callable[[], list[Event] | None]) -> None:
         """Run one of the stream's transitions: emit its events, or end the stream on a violation."""
@@ -353,6 +428,7 @@ class Connection(LocalCalls):
                 metadata, data = s.partial.result()
                 self._open_request(s, s.pending_request, metadata, data)
         elif isinstance(frame, CancelFrame):
+            s.drop_partial()
             del self._streams[s.id]  # the requester gave up before the request was whole
         else:
             error = "REQUEST_N arrived while the request's fragments were incomplete"

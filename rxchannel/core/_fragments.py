@@ -10,7 +10,7 @@ from __future__ import annotations
 from ._errors import ErrorCode, RemoteProtocolError
 from ._frames import FrameType, RequestFrame, encode_frame, encode_payload
 
-__all__ = ["MIN_FRAME_SIZE", "Reassembly", "encode_item", "split"]
+__all__ = ["MIN_FRAME_SIZE", "Budget", "Reassembly", "encode_item", "split"]
 
 #: Smallest frame limit we accept; the header plus fields must leave room for content.
 MIN_FRAME_SIZE = 64
@@ -101,31 +101,68 @@ def encode_item(
     return frames
 
 
+class Budget:
+    """Bytes that several reassemblies draw from (one connection's, or a whole server's).
+
+    Reassembly must assume an infinite stream (Protocol.md "Handling the Unexpected"), so
+    what a peer can make us hold is capped per item, per connection and per server.
+    """
+
+    __slots__ = ("limit", "name", "used")
+
+    def __init__(self, limit: int, name: str):
+        if limit <= 0:
+            raise ValueError(f"{name} must be positive")
+        self.limit = limit
+        self.name = name
+        self.used = 0
+
+    def take(self, n: int) -> bool:
+        if self.used + n > self.limit:
+            return False
+        self.used += n
+        return True
+
+    def give_back(self, n: int) -> None:
+        self.used -= n
+
+
 class Reassembly:
-    """Collects the fragments of one item, refusing to grow past ``limit`` bytes."""
+    """Collects the fragments of one item, refusing to grow past ``limit`` bytes or its budgets."""
 
-    __slots__ = ("_data", "_limit", "_metadata", "_size", "next")
+    __slots__ = ("_budgets", "_data", "_limit", "_metadata", "_size", "next")
 
-    def __init__(self, limit: int, *, next: bool = True):
+    def __init__(self, limit: int, budgets: tuple[Budget, ...] = (), *, next: bool = True):
         self._metadata: list[bytes] | None = None
         self._data: list[bytes] = []
         self._size = 0
         self._limit = limit
+        self._budgets = budgets
         self.next = next
 
     def add(self, stream_id: int, metadata: bytes | None, data: bytes) -> None:
         """Append one fragment.
 
         Raises:
-            RemoteProtocolError: the item would exceed the reassembly limit (REJECTED).
+            RemoteProtocolError: the item would exceed the per-item limit or a budget
+                (REJECTED); what was held is given back.
         """
-        self._size += len(data) + (len(metadata) if metadata else 0)
-        if self._size > self._limit:
+        n = len(data) + (len(metadata) if metadata else 0)
+        refused = f"the item's limit of {self._limit} bytes" if self._size + n > self._limit else None
+        taken: list[Budget] = []
+        for budget in self._budgets:
+            if refused is None and not budget.take(n):
+                refused = f"{budget.name} ({budget.limit} bytes held for unfinished fragmented items)"
+            elif refused is None:
+                taken.append(budget)
+        if refused is not None:
+            for budget in taken:
+                budget.give_back(n)
+            self.discard()
             raise RemoteProtocolError(
-                f"fragmented payload exceeds the reassembly limit of {self._limit} bytes",
-                code=ErrorCode.REJECTED,
-                stream_id=stream_id,
+                f"fragmented payload refused: it would exceed {refused}", code=ErrorCode.REJECTED, stream_id=stream_id
             )
+        self._size += n
         if metadata is not None:
             if self._metadata is None:
                 self._metadata = []
@@ -138,5 +175,16 @@ class Reassembly:
         return self._size
 
     def result(self) -> tuple[bytes | None, bytes]:
+        """The whole item; what it held is given back to its budgets."""
         metadata = None if self._metadata is None else b"".join(self._metadata)
-        return metadata, b"".join(self._data)
+        data = b"".join(self._data)
+        self.discard()
+        return metadata, data
+
+    def discard(self) -> None:
+        """Drop what is held and give it back to the budgets. Idempotent."""
+        for budget in self._budgets:
+            budget.give_back(self._size)
+        self._size = 0
+        self._metadata = None
+        self._data = []

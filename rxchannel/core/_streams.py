@@ -12,6 +12,7 @@ connection.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from enum import Enum
 
 from ._credit import InboundDemand, SendCredit
@@ -162,7 +163,7 @@ class Stream:
         complete: bool,
         next: bool,
         now: float,
-        max_payload: int,
+        new_partial: Callable[[], Reassembly],
     ) -> list[Event] | None:
         """A PAYLOAD (or a fragment of one) for our inbound half.
 
@@ -190,7 +191,7 @@ class Stream:
                         "(Reactive Streams rule 1.1)"
                     )
                 if more:
-                    self.partial = Reassembly(max_payload)
+                    self.partial = new_partial()
                     self.partial.add(self.id, metadata, data)
                     return []
         else:
@@ -263,9 +264,15 @@ class Stream:
             self.inbound = new
         return True
 
+    def drop_partial(self) -> None:
+        """Drop an item whose fragments are still arriving (its bytes go back to the budgets)."""
+        if self.partial is not None:
+            self.partial.discard()
+            self.partial = None
+
     def end_inbound(self) -> None:
         """Our inbound half is over: drop a partial item; the demand grants nothing more."""
-        self.partial = None
+        self.drop_partial()
         if self.demand is not None:
             self.demand.end()
 

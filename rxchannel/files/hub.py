@@ -3,37 +3,71 @@
 | route                | interaction      | what                                                     |
 |----------------------|------------------|----------------------------------------------------------|
 | ``files/<path>``     | request-stream   | the file's chunks, read on demand; JSON ``{"offset"}`` resumes |
-| ``files``            | request-response | JSON list of ``{"path", "size"}`` (optional ``{"prefix"}``) |
+| ``files``            | request-response | JSON list of ``{"path", "size"}``; ``{"prefix", "cursor", "limit"}`` |
 | ``buffers/<path>``   | request-response | the whole file as one payload, up to ``max_buffer`` bytes |
 | ``push/<path>``      | request-channel  | the requester streams a file into the inbox; receipt back |
+
+A listing comes a page at a time: the reply's metadata (JSON entry) has ``{"next": cursor}``
+when more remain (never a silent cut), and ``{"skipped": {reason: count}}`` for names that
+cannot be fetched.
 
 Any path that is absolute, contains ``..``, or resolves (symlinks included) outside the
 root is refused with ERROR[REJECTED] saying why; error texts name only the requested
 relative path, never a local one.
+
+Limits (each refusal names the limit and how to raise it): files open at once
+(``max_open_files``), upload size (``max_upload``) and free space left in the inbox
+(``min_free``), listing page size (``max_list``). Listings run on a thread of their own,
+so many of them cannot starve file reads.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
-from collections.abc import AsyncIterator, Iterable
+import shutil
+import time
+from collections import Counter
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from rxchannel.core import ApplicationError, ErrorCode
+from rxchannel.core import ApplicationError, ErrorCode, request_metadata
 from rxchannel.runtime import Payload, Request, Router
 
 from ._common import CHUNK_SIZE, IntegrityError
-from .sandbox import PathRefusedError, resolve_inside
-from .sink import FileSink, TargetExistsError
+from .listing import list_page
+from .sandbox import resolve_inside
+from .sink import FileSink, TargetExistsError, TooLargeError
 from .source import FileSource
+
+#: One line per transfer (event ``transfer``) and upload (event ``upload``).
+log = logging.getLogger("rxchannel.hub")
+
+#: Partial uploads older than this are removed from the inbox (a sender that vanished).
+STALE_UPLOAD = 3600.0
 
 __all__ = ["Hub"]
 
 
 class Hub:
     """Serves the files under ``root`` (and receives pushes into ``inbox``).
+
+    Args:
+        inbox: where pushed files go; by default a directory beside the root
+            (``<root>.inbox``), so that workers cannot download each other's uploads.
+        max_open_files: files open for streams at once; more are REJECTED until one closes.
+        max_files_per_connection: of those, how many one connection may hold (so that one
+            peer, or one address with its capped connections, cannot take them all).
+        max_buffers: whole-file buffers (``buffers/``) being read or sent at once, across
+            all connections; more are REJECTED (each holds up to ``max_buffer`` bytes until
+            its reply is queued).
+        max_upload: the largest push accepted, in bytes.
+        min_free: bytes that must stay free on the inbox's disk after an upload.
+        max_list: the largest page of a listing.
 
     Attributes:
         sources: file sources currently open (tests and benchmarks read their offsets).
@@ -47,20 +81,44 @@ class Hub:
         chunk_size: int = CHUNK_SIZE,
         max_buffer: int = 16 * 1024 * 1024,
         max_list: int = 10_000,
+        max_open_files: int = 1024,
+        max_files_per_connection: int = 16,
+        max_buffers: int = 4,
+        max_upload: int = 1 << 30,
+        min_free: int = 256 << 20,
     ):
         self.root = Path(root).resolve()
         if not self.root.is_dir():
             raise NotADirectoryError(f"{root} is not a directory")
-        self.inbox = Path(inbox).resolve() if inbox is not None else self.root / "inbox"
+        if chunk_size <= 0 or max_list <= 0 or max_open_files <= 0 or max_upload <= 0 or min_free < 0:
+            raise ValueError("chunk_size, max_list, max_open_files and max_upload must be positive")
+        default_inbox = self.root.parent / f"{self.root.name}.inbox"
+        self.inbox = Path(inbox).resolve() if inbox is not None else default_inbox
         self.chunk_size = chunk_size
         self.max_buffer = max_buffer
         self.max_list = max_list
+        self.max_open_files = max_open_files
+        self.max_files_per_connection = max_files_per_connection
+        #: file streams accepted and not over yet, in all and by connection
+        self.streams_open = 0
+        self._streams_by_peer: Counter[int] = Counter()
+        self.max_buffers = max_buffers
+        self.buffers_in_flight = 0
+        self.max_upload = max_upload
+        self.min_free = min_free
         self.sources: set[FileSource] = set()
+        self.uploads: set[Path] = set()
+        self._last_sweep = 0.0
+        self._lister = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rxchannel-list")
         self.router = Router()
         self.router.stream("files/")(self.stream_file)
         self.router.response("files")(self.list_files)
         self.router.response("buffers/")(self.buffer)
         self.router.channel("push/")(self.receive_push)
+
+    def close(self) -> None:
+        """Stop the listing thread (the hub serves no more listings)."""
+        self._lister.shutdown(wait=False, cancel_futures=True)
 
     def _file(self, request: Request, prefix: str) -> Path:
         relative = (request.route or "")[len(prefix) :]
@@ -94,42 +152,100 @@ class Hub:
                     "sha256 must be the 64-character hex digest of the first offset bytes", ErrorCode.INVALID
                 )
         try:
-            return FileSource(
+            source = FileSource(
                 path, chunk_size=self.chunk_size, offset=offset, expect_prefix=prefix, tracker=self.sources
             )
         except ValueError as exc:
             raise ApplicationError(str(exc), code=ErrorCode.INVALID) from None
+        self._reserve_file(request)
+        started = time.monotonic()
 
-    async def list_files(self, request: Request) -> bytes:
-        prefix = ""
+        def logged() -> None:
+            sent = source.read_offset - source.offset
+            outcome = "complete" if source.finished else "stopped"
+            log.info(
+                "sent %s to %s: %d bytes from offset %d in %.2f s (%s)",
+                source.path.relative_to(self.root),
+                request.remote,
+                sent,
+                source.offset,
+                time.monotonic() - started,
+                outcome,
+                extra={
+                    "event": "transfer",
+                    "fields": {
+                        "path": str(source.path.relative_to(self.root)),
+                        "remote": request.remote,
+                        "bytes": sent,
+                        "offset": source.offset,
+                        "seconds": round(time.monotonic() - started, 3),
+                        "outcome": outcome,
+                    },
+                },
+            )
+
+        request.on_finish(logged)
+        return source
+
+    def _reserve_file(self, request: Request) -> None:
+        """Count one more file stream in (released when the stream is over), or refuse it."""
+        peer = id(request.peer)
+        if self.streams_open >= self.max_open_files:
+            raise ApplicationError(
+                f"the hub has {self.streams_open} file streams open (limit {self.max_open_files}, "
+                "--max-open-files): try again when a transfer finishes",
+                ErrorCode.REJECTED,
+            )
+        if self._streams_by_peer[peer] >= self.max_files_per_connection:
+            raise ApplicationError(
+                f"this connection already has {self._streams_by_peer[peer]} file streams open "
+                f"(limit {self.max_files_per_connection} per connection): finish or cancel one first",
+                ErrorCode.REJECTED,
+            )
+        self.streams_open += 1
+        self._streams_by_peer[peer] += 1
+
+        def release() -> None:
+            self.streams_open -= 1
+            self._streams_by_peer[peer] -= 1
+            if not self._streams_by_peer[peer]:
+                del self._streams_by_peer[peer]
+
+        request.on_finish(release)
+
+    async def list_files(self, request: Request) -> Payload:
+        """A page of the listing; its metadata's JSON entry has ``next`` when more remain."""
+        prefix, cursor, limit = "", None, self.max_list
         if request.data:
             try:
-                prefix = str(json.loads(request.data).get("prefix", ""))
-            except (ValueError, AttributeError):
-                raise ApplicationError('request data must be JSON {"prefix": "..."}', code=ErrorCode.INVALID) from None
-        entries = await asyncio.to_thread(lambda: list(self._walk(prefix)))
-        return json.dumps(entries).encode()
-
-    def _walk(self, prefix: str) -> Iterable[dict[str, Any]]:
-        count = 0
-        for directory, dirs, files in os.walk(self.root):
-            dirs.sort()
-            for name in sorted(files):
-                path = Path(directory, name)
-                relative = path.relative_to(self.root).as_posix()
-                if not relative.startswith(prefix) or name.endswith((".part", ".corrupt")):
-                    continue
-                try:
-                    real = resolve_inside(self.root, relative)
-                except PathRefusedError:
-                    continue  # a symlink pointing out: not served, not listed
-                if real.is_file():
-                    yield {"path": relative, "size": real.stat().st_size}
-                    count += 1
-                    if count >= self.max_list:
-                        return
+                spec = json.loads(request.data)
+                prefix, cursor, limit = spec.get("prefix", ""), spec.get("cursor"), spec.get("limit", self.max_list)
+            except (ValueError, AttributeError, RecursionError):
+                raise ApplicationError(
+                    'request data must be JSON {"prefix": "...", "cursor": "...", "limit": N}', ErrorCode.INVALID
+                ) from None
+            if not isinstance(prefix, str) or not (cursor is None or isinstance(cursor, str)):
+                raise ApplicationError("prefix and cursor must be strings", ErrorCode.INVALID)
+            if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= self.max_list:
+                raise ApplicationError(f"limit must be an integer in 1..{self.max_list}", ErrorCode.INVALID)
+        loop = asyncio.get_running_loop()
+        page = await loop.run_in_executor(
+            self._lister, lambda: list_page(self.root, prefix=prefix, cursor=cursor, limit=limit)
+        )
+        info: dict[str, Any] = {}
+        if page.next is not None:
+            info["next"] = page.next
+        if page.skipped:
+            info["skipped"] = page.skipped
+        return Payload(json.dumps(page.entries).encode(), request_metadata(None, info) if info else None)
 
     async def buffer(self, request: Request) -> bytes:
+        """The whole file as one reply, up to ``max_buffer`` bytes, ``max_buffers`` at a time hub-wide.
+
+        A slot is held from the read until the reply is queued for the transport (and the
+        runtime queues a reply only when the connection has room), so a peer that asks
+        for buffers and never reads them holds at most its slots, not the hub's memory.
+        """
         path = self._file(request, "buffers/")
         size = path.stat().st_size
         if size > self.max_buffer:
@@ -137,30 +253,65 @@ class Hub:
                 f"{path.name} is {size} bytes; buffers are limited to {self.max_buffer}: stream it from files/",
                 code=ErrorCode.REJECTED,
             )
+        if self.buffers_in_flight >= self.max_buffers:
+            raise ApplicationError(
+                f"the hub is already sending {self.buffers_in_flight} whole-file buffers (limit {self.max_buffers}): "
+                "stream the file from files/ or try again shortly",
+                ErrorCode.REJECTED,
+            )
+        self.buffers_in_flight += 1
+        request.on_finish(self._buffer_done)
         return await asyncio.to_thread(path.read_bytes)
+
+    def _buffer_done(self) -> None:
+        self.buffers_in_flight -= 1
 
     async def receive_push(self, request: Request) -> AsyncIterator[Payload]:
         """Write the requester's items to the inbox, then send one receipt.
 
         Each upload writes its own private temporary file; the finished file is moved into
         place only if the name is free (decided atomically), so concurrent uploads of one
-        name never mix, and the receipt describes exactly the bytes on disk.
+        name never mix, and the receipt describes exactly the bytes on disk (its SHA-256 is
+        the stored file's: the sender compares it with what it sent). The announced
+        size (``info["size"]``) is checked against ``max_upload`` and the free space before
+        anything is written, and the bytes actually received against ``max_upload`` as
+        they arrive.
         """
         relative = (request.route or "")[len("push/") :]
-        if not self.inbox.exists():
-            self.inbox.mkdir(parents=True, exist_ok=True)
+        size = request.info.get("size")
+        if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 0):
+            raise ApplicationError(
+                f"the announced size must be a non-negative integer, got {str(size)[:40]}", ErrorCode.INVALID
+            )
+        if size is not None and size > self.max_upload:
+            raise ApplicationError(
+                f"the upload is {size} bytes; this hub accepts at most {self.max_upload} (--max-upload)",
+                ErrorCode.REJECTED,
+            )
+        await asyncio.to_thread(self._prepare_inbox)
         target = resolve_inside(self.inbox, relative)
+        await asyncio.to_thread(self._check_room, size or 0)
         if target.exists():
             raise ApplicationError(
-                f"inbox/{relative[:200]} already exists: send it under another name", ErrorCode.REJECTED
+                f"inbox/{relative[:200]} already exists: send it under another name (send --name)", ErrorCode.REJECTED
             )
         assert request.inbound is not None
-        sink = FileSink(target, private_part=True, overwrite=False)
+        # a digest the sender announces (a file it pushes as is) is checked here; one that cannot
+        # know it in advance (a transformed stream) checks the receipt's instead
+        sink = FileSink(target, private_part=True, overwrite=False, max_size=self.max_upload, require_digest=False)
+        created = await asyncio.to_thread(_make_parents, target.parent, self.inbox)
         await sink.open()
+        self.uploads.add(sink.part)
         try:
             async for item in request.inbound:  # pulling the next one acknowledges the last: writes set the pace
                 await sink.write(item)
             digest = await sink.finish()
+        except TooLargeError:
+            await sink.abort()
+            raise ApplicationError(
+                f"the upload exceeds {self.max_upload} bytes, the most this hub accepts (--max-upload)",
+                ErrorCode.REJECTED,
+            ) from None
         except IntegrityError as exc:
             await sink.abort()
             raise ApplicationError(str(exc), code=ErrorCode.INVALID) from None
@@ -171,5 +322,57 @@ class Hub:
             ) from None
         except BaseException:
             await sink.abort()
+            await asyncio.to_thread(_remove_empty, created)
             raise
+        finally:
+            self.uploads.discard(sink.part)
+        log.info(
+            "received inbox/%s from %s: %d bytes",
+            relative,
+            request.remote,
+            sink.written,
+            extra={"event": "upload", "fields": {"path": relative, "remote": request.remote, "bytes": sink.written}},
+        )
         yield Payload(json.dumps({"path": relative, "size": sink.written, "sha256": digest}).encode(), last=True)
+
+    def _prepare_inbox(self) -> None:
+        """Create the inbox if needed, and now and then remove partial uploads whose sender vanished."""
+        self.inbox.mkdir(parents=True, exist_ok=True)
+        now = time.time()
+        if now - self._last_sweep < 600:
+            return
+        self._last_sweep = now
+        for part in self.inbox.rglob("*.part"):
+            try:
+                if part not in self.uploads and now - part.stat().st_mtime > STALE_UPLOAD:
+                    part.unlink()
+            except OSError:
+                continue
+
+    def _check_room(self, size: int) -> None:
+        free = shutil.disk_usage(self.inbox).free
+        if free - size < self.min_free:
+            raise ApplicationError(
+                f"not enough space for {size} bytes: the hub keeps {self.min_free >> 20} MiB free "
+                f"and has {free >> 20} MiB; try later or ask the operator",
+                ErrorCode.REJECTED,
+            )
+
+
+def _make_parents(directory: Path, inbox: Path) -> list[Path]:
+    """Create ``directory`` (inside ``inbox``); returns those it created, deepest first."""
+    created = []
+    here = directory
+    while here != inbox and not here.exists():
+        created.append(here)
+        here = here.parent
+    directory.mkdir(parents=True, exist_ok=True)
+    return created
+
+
+def _remove_empty(directories: list[Path]) -> None:
+    for directory in directories:
+        try:
+            directory.rmdir()
+        except OSError:
+            return

@@ -20,11 +20,15 @@ try:
 except ImportError:  # pragma: no cover - not POSIX
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["FileBusyError", "FileSink", "TargetExistsError"]
+__all__ = ["FileBusyError", "FileSink", "TargetExistsError", "TooLargeError"]
 
 
 class TargetExistsError(RxChannelError):
     """The destination already exists and the sink may not replace it (no-clobber)."""
+
+
+class TooLargeError(RxChannelError):
+    """The file is larger than this sink accepts (``max_size``): nothing past it is written."""
 
 
 class FileBusyError(RxChannelError):
@@ -50,6 +54,8 @@ class FileSink:
         overwrite: replace an existing ``path``. If False, :meth:`finish` refuses when
             ``path`` exists, decided atomically when the file is moved into place (of
             two writers finishing together, exactly one wins).
+        max_size: the most bytes this file may have: a larger announced size is refused at
+            the first item, and bytes past it as they arrive (:class:`TooLargeError`).
     """
 
     def __init__(
@@ -60,6 +66,7 @@ class FileSink:
         require_digest: bool = True,
         private_part: bool = False,
         overwrite: bool = True,
+        max_size: int | None = None,
     ):
         self.require_digest = require_digest
         self.path = Path(path)
@@ -67,6 +74,7 @@ class FileSink:
         self.resume = resume and not private_part
         self.private_part = private_part
         self.overwrite = overwrite
+        self.max_size = max_size
         self.offset = 0  # bytes already in the part when opened
         self.written = 0  # bytes written by this sink
         self.expected_size: int | None = None
@@ -135,6 +143,8 @@ class FileSink:
             await self._start(info)
         if "sha256" in info:
             self.expected_sha256 = str(info["sha256"])
+        if self.max_size is not None and self.offset + self.written + len(item.data) > self.max_size:
+            raise TooLargeError(f"{self.path.name} would exceed {self.max_size} bytes")
         await asyncio.to_thread(self._handle.write, item.data)
         self._digest.update(item.data)
         self.written += len(item.data)
@@ -147,6 +157,10 @@ class FileSink:
         if size is not None:
             if isinstance(size, bool) or not isinstance(size, int) or size < 0:
                 raise self._refuse(f"the sender announced an impossible size: {str(size)[:40]}")
+            if self.max_size is not None and size > self.max_size:
+                raise TooLargeError(
+                    f"{self.path.name} is announced as {size} bytes, more than the {self.max_size} allowed"
+                )
             self.expected_size = size
         if isinstance(offset, bool) or not isinstance(offset, int):
             raise self._refuse(f"the sender announced an impossible offset: {str(offset)[:40]}")
@@ -198,13 +212,17 @@ class FileSink:
         """Close after a failure. Idempotent. Returns where the partial data now is, if kept.
 
         A resumable part stays for the next attempt; a corrupt one becomes ``.corrupt``
-        (it must not be resumed); a private part is removed (an upload cannot resume).
+        (it must not be resumed); a private part, or an empty one (the transfer was refused
+        before any byte), is removed.
         """
         handle, self._handle = self._handle, None
         if handle is None:
             return None
         await asyncio.to_thread(_fsync_close, handle)
         if self.private_part:
+            await asyncio.to_thread(_unlink, self.part)
+            return None
+        if self.offset + self.written == 0:  # refused before any byte: leave no empty part behind
             await asyncio.to_thread(_unlink, self.part)
             return None
         if self._corrupt:

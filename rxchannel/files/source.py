@@ -64,6 +64,7 @@ class FileSource:
     Attributes:
         read_offset: how far into the file has been read (for demand bounds in tests).
         closed: set once the file handle is closed (completion, error or cancel).
+        finished: whether the last chunk was handed over.
     """
 
     #: the last chunk says it is the last: the runtime never pulls ahead of credit
@@ -92,6 +93,8 @@ class FileSource:
         self.expect_prefix = expect_prefix
         self.read_offset = offset
         self.chunks_read = 0
+        #: set once the last chunk was handed over (False: cancelled or failed before the end)
+        self.finished = False
         self.closed = asyncio.Event()
         self._tracker = tracker
         self.size = self.path.stat().st_size
@@ -157,13 +160,16 @@ class FileSource:
                 last = position >= self.size
                 if last:
                     info["sha256"] = digest.hexdigest()
+                self.finished = last  # the runtime does not resume us after the last chunk
                 yield Payload(data, request_metadata(None, info) if info else None, last=last)
                 first = False
                 if last:
                     return
         finally:
+            # no await here: a cancellation must not skip any of it (closing a read-only
+            # handle is one quick syscall, nothing to flush)
             if opened is not None:
-                await asyncio.to_thread(opened.close)
+                opened.close()
             self.closed.set()
             if self._tracker is not None:
                 self._tracker.discard(self)

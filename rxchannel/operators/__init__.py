@@ -16,10 +16,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TypeVar
 
-from reactivex import Observable
+from reactivex import Observable, abc
 
 from ._adaptive import adaptive_
 from ._limit_rate import limit_rate_
+from ._observe_on import observe_on_
 from ._on_backpressure import on_backpressure_buffer_, on_backpressure_drop_, on_backpressure_latest_
 from ._request_n import request_n_
 from ._windowed import windowed_
@@ -27,6 +28,7 @@ from ._windowed import windowed_
 __all__ = [
     "adaptive",
     "limit_rate",
+    "observe_on",
     "on_backpressure_buffer",
     "on_backpressure_drop",
     "on_backpressure_latest",
@@ -53,6 +55,12 @@ def windowed(size: int, *, refill: int | None = None, acks: Observable[int] | No
         refill: grant more once this many slots are free (default a quarter of ``size``).
         acks: an Observable of counts from an asynchronous sink; items then count as
             consumed when acknowledged, not when ``on_next`` returns.
+
+    **The rule**: an item is consumed when the downstream ``on_next`` returns. Operators
+    that hand items to another scheduler or thread (reactivex's ``observe_on``,
+    ``delay``, ``buffer_with_time``...) return at once, so the window no longer bounds
+    what piles up behind them: change schedulers with :func:`observe_on` from this
+    module, or acknowledge with ``acks=``.
 
     Raises:
         ValueError: ``size`` < 1 or ``refill`` outside 1..size.
@@ -111,7 +119,30 @@ def request_n(demand: Observable[int], *, acks: Observable[int] | None = None) -
     return request_n_(demand, acks=acks)
 
 
-def on_backpressure_buffer(capacity: int, overflow: str = "error") -> Operator[T]:
+def observe_on(scheduler: abc.SchedulerBase) -> Operator[T]:
+    """Deliver on ``scheduler`` (a thread pool, the asyncio loop...) and keep the demand.
+
+    reactivex's own ``observe_on`` returns from ``on_next`` as soon as the item is queued
+    for the other scheduler, so the item counts as consumed at once and the demand above
+    no longer bounds anything (a ``windowed(8)`` let ~300 items pile up in its queue).
+    This one acknowledges each item only when the scheduler has delivered it downstream,
+    so at most the window is in flight, whatever the scheduler's speed::
+
+        source.pipe(windowed(8), observe_on(ThreadPoolScheduler(4)), ops.map(work))
+
+    Put it right after the demand operator (which must not take ``acks=``). The rule in
+    general: an item is consumed when ``on_next`` returns; any operator that hands items
+    to another scheduler or thread returns early, so switch schedulers with this.
+
+    Raises:
+        TypeError: not right after a demand source, or the demand operator has ``acks=``.
+    """
+    return observe_on_(scheduler)
+
+
+def on_backpressure_buffer(
+    capacity: int, overflow: str = "error", *, on_drop: Callable[[T], object] | None = None
+) -> Operator[T]:
     """Make a hot Observable a demand source by buffering at most ``capacity`` items.
 
     ``overflow``: ``"error"`` (fail with BufferOverflowError), ``"drop_oldest"`` or
@@ -120,25 +151,29 @@ def on_backpressure_buffer(capacity: int, overflow: str = "error") -> Operator[T
         hot:       a b c d e f
         buffer(2, "drop_oldest") with demand 1 after f:  emits e then f
 
+    ``on_drop`` is called with each item dropped (on the thread that emitted it), so every
+    item is either delivered or accounted for. The hot source may emit from any thread:
+    items are taken under a lock and handed to the event loop safely.
+
     Raises:
         ValueError: a negative capacity or an unknown overflow policy.
     """
-    return on_backpressure_buffer_(capacity, overflow)
+    return on_backpressure_buffer_(capacity, overflow, on_drop)
 
 
-def on_backpressure_drop() -> Operator[T]:
-    """Pass hot items only while demand is waiting for one; drop the rest::
+def on_backpressure_drop(*, on_drop: Callable[[T], object] | None = None) -> Operator[T]:
+    """Pass hot items only while demand is waiting for one; drop the rest (``on_drop`` sees them)::
 
     hot:      a b c d e
     demand:   ^     ^          -> emits a, d
     """
-    return on_backpressure_drop_()
+    return on_backpressure_drop_(on_drop)
 
 
-def on_backpressure_latest() -> Operator[T]:
-    """Keep only the most recent undelivered hot item::
+def on_backpressure_latest(*, on_drop: Callable[[T], object] | None = None) -> Operator[T]:
+    """Keep only the most recent undelivered hot item (``on_drop`` sees those it replaces)::
 
     hot:      a b c d e
     demand:   ^       ^        -> emits a, d... then the latest when asked
     """
-    return on_backpressure_latest_()
+    return on_backpressure_latest_(on_drop)

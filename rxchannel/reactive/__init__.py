@@ -30,16 +30,23 @@ from .files import RxFileSink, file_source
 from .local import BufferOverflowError, from_async_iterable, from_hot, from_iterable
 from .observable import Demand, DemandObservable, to_async_iterable
 from .remote import request_channel, request_response, request_stream
+from .sinks import RxChannel, RxRemoteSink, channel, inbound, outbound, remote_sink
 
 __all__ = [
     "BufferOverflowError",
     "Demand",
     "DemandObservable",
+    "RxChannel",
     "RxFileSink",
+    "RxRemoteSink",
+    "channel",
     "file_source",
     "from_async_iterable",
     "from_hot",
     "from_iterable",
+    "inbound",
+    "outbound",
+    "remote_sink",
     "request_channel",
     "request_response",
     "request_stream",

@@ -12,6 +12,7 @@ from __future__ import annotations
 from .peer import Peer
 from .router import Handler, Request, Requester, Router
 from .server import Server, connect, connect_tcp, serve, serve_tcp
+from .sink import RemoteSink
 from .stream import RemoteStream
 from .values import Payload, as_payload
 
@@ -19,6 +20,7 @@ __all__ = [
     "Handler",
     "Payload",
     "Peer",
+    "RemoteSink",
     "RemoteStream",
     "Request",
     "Requester",

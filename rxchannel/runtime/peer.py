@@ -32,6 +32,7 @@ from rxchannel.core import (
     RxChannelError,
     SetupReceived,
     StreamCancelled,
+    StreamCancelledError,
     StreamErrored,
     policy_for,
     request_metadata,
@@ -40,6 +41,7 @@ from rxchannel.transports import EndOfStream, Transport
 
 from .producer import Producer
 from .router import Handler, Request, Router, error_for, handler_result
+from .sink import RemoteSink
 from .stream import RemoteStream
 from .values import Payload, as_payload
 
@@ -138,15 +140,18 @@ class Peer:
         if transport.max_message_size < config.max_frame_size:
             config = dataclasses.replace(config, max_frame_size=transport.max_message_size)
         self._loop = asyncio.get_running_loop()
+        #: the event loop this peer (and every stream on it) belongs to; it is not thread-safe
+        self.loop = self._loop
         self.transport = transport
         self.router = router or Router()
         self._conn = Connection(role, config, now=self._loop.time())
         self._link = _Link(self)
         self._inbound: dict[int, RemoteStream] = {}
-        self._outbound: dict[int, Producer] = {}
+        self._outbound: dict[int, Producer | RemoteSink] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._timer: asyncio.TimerHandle | None = None
         self._flush_handle: asyncio.Handle | None = None
+        self._watchdog: asyncio.Task[None] | None = None
         self.setup: SetupReceived | None = None
         self.error: RxChannelError | None = None
         self.closed: asyncio.Future[RxChannelError | None] = self._loop.create_future()
@@ -235,6 +240,33 @@ class Peer:
         policy = policy_for(window)
         return self._remote_stream(Interaction.CHANNEL, route, data, info, metadata, policy, source, auto_ack)
 
+    def request_sink(
+        self,
+        route: str | None,
+        data: bytes = b"",
+        *,
+        info: dict[str, Any] | None = None,
+        metadata: bytes | None = None,
+        window: Window = None,
+    ) -> RemoteSink:
+        """A request-channel you send to item by item: the returned sink's ``send`` waits for
+        the responder's credit (``try_send`` refuses without it, ``on_credit`` shows each
+        grant), and its ``replies`` are the responder's items (at most ``window`` in flight).
+        The request goes out at once."""
+        md = metadata if metadata is not None else request_metadata(route, info)
+        sid = self._conn.request(
+            Interaction.CHANNEL, metadata=md, data=data, policy=policy_for(window), now=self._loop.time()
+        )
+        replies = RemoteStream(self._link, stream_id=sid)
+        self._inbound[sid] = replies
+        remote = self.transport.remote
+        sink = RemoteSink(
+            self._link, sid, replies=replies, on_error=lambda exc: error_for(exc, route, "sender", remote)
+        )
+        self._outbound[sid] = sink
+        self._flush()
+        return sink
+
     async def request_response(
         self, route: str | None, data: bytes = b"", *, info: dict[str, Any] | None = None, metadata: bytes | None = None
     ) -> Payload:
@@ -299,7 +331,7 @@ class Peer:
             self._outbound.pop(sid, None)
 
     def _fail_stream(self, sid: int, exc: BaseException, route: str | None) -> None:
-        code, message = error_for(exc, route)
+        code, message = error_for(exc, route, remote=self.transport.remote)
         if not self._conn.closed and self._conn.send_error(sid, code, message):
             self._flush()
 
@@ -319,8 +351,11 @@ class Peer:
             data=ev.data,
             metadata=ev.metadata,
             peer=self,
+            remote=self.transport.remote,
             initial_n=ev.initial_n,
         )
+        if kind in (Interaction.STREAM, Interaction.CHANNEL):
+            request._open_outbound = lambda: self._take_outbound(sid, route)
         if kind is Interaction.CHANNEL:
             request.inbound = inbound = RemoteStream(self._link, stream_id=sid)
             if ev.complete:
@@ -333,26 +368,37 @@ class Peer:
         else:
             self._start(sid, lambda producer: self._respond(request, handler, producer))
 
+    def _take_outbound(self, sid: int, route: str | None) -> RemoteSink:
+        """The handler sends this stream's items itself: a sink takes the producer's place."""
+        sink = RemoteSink(self._link, sid, on_error=lambda exc: error_for(exc, route, remote=self.transport.remote))
+        self._outbound[sid] = sink
+        return sink
+
     async def _respond(self, request: Request, handler: Handler, producer: Producer | None) -> None:
         sid, kind = request.stream_id, request.interaction
         try:
             result = await handler_result(handler, request)
             if kind is Interaction.RESPONSE:
                 payload = as_payload(result)
+                if not self.transport.writable:
+                    await self.transport.drain()  # a reply waits for room like any item
                 if self._conn.can_send(sid):
                     self._conn.send_payload(sid, payload.data, payload.metadata)
                     self._flush()
+            elif request._outbound is not None:
+                await asyncio.shield(request._outbound.done)  # the handler sends; the stream ends with its sink
             elif producer is not None:
                 await producer.run(result)
-        except asyncio.CancelledError:
+        except (asyncio.CancelledError, StreamCancelledError):
             pass  # the peer cancelled, or the connection is closing
         except Exception as exc:
             if kind is Interaction.FNF:
-                error_for(exc, request.route)  # logged; a fire-and-forget has no one to tell
+                error_for(exc, request.route, remote=request.remote)  # logged; a fire-and-forget has no one to tell
             else:
                 self._fail_stream(sid, exc, request.route)
         finally:
             self._outbound.pop(sid, None)
+            request.finished()
             if request.inbound is not None:
                 await request.inbound.aclose()
 
@@ -365,9 +411,9 @@ class Peer:
                 if stream is not None:
                     stream.feed(Payload(ev.data, ev.metadata))
             elif isinstance(ev, CreditGranted):
-                producer = self._outbound.get(ev.stream_id)
-                if producer is not None:
-                    producer.wake()
+                outbound = self._outbound.get(ev.stream_id)
+                if outbound is not None:
+                    outbound.credit_granted(ev.n)
             elif isinstance(ev, InboundCompleted):
                 stream = self._inbound.pop(ev.stream_id, None)
                 if stream is not None:
@@ -382,9 +428,9 @@ class Peer:
                     stream.finish(ev.error)
                     # a channel handler reading its inbound sees the error first; then its
                     # producer stops (the stream is over: nothing more can be sent)
-                    self._loop.call_soon(self._stop_outbound, ev.stream_id)
+                    self._loop.call_soon(self._stop_outbound, ev.stream_id, ev.error)
                 else:
-                    self._stop_outbound(ev.stream_id)
+                    self._stop_outbound(ev.stream_id, ev.error)
             elif isinstance(ev, MetadataPushed):
                 if self.router.on_metadata_push is not None:
                     self.router.on_metadata_push(ev.metadata)
@@ -393,10 +439,10 @@ class Peer:
             elif isinstance(ev, ConnectionClosed):
                 self._on_closed(ev.error)
 
-    def _stop_outbound(self, sid: int) -> None:
-        producer = self._outbound.pop(sid, None)
-        if producer is not None and producer.task is not None:
-            producer.task.cancel()
+    def _stop_outbound(self, sid: int, error: RxChannelError | None = None) -> None:
+        outbound = self._outbound.pop(sid, None)
+        if outbound is not None:
+            outbound.stop(error)
 
     def _on_closed(self, error: RxChannelError | None) -> None:
         self.error = error
@@ -405,7 +451,7 @@ class Peer:
             stream.finish(stream_error)
         self._inbound.clear()
         for sid in list(self._outbound):
-            self._stop_outbound(sid)
+            self._stop_outbound(sid, stream_error)
         for task in list(self._tasks):
             task.cancel()
         self._flush()  # a last ERROR frame, if any
@@ -425,6 +471,12 @@ class Peer:
         conn, transport = self._conn, self.transport
         try:
             while not conn.closed:
+                if not transport.writable:
+                    # everything we send unasked (KEEPALIVE echoes, replies, errors) answers what we
+                    # read: while the peer does not read us, we do not read it (the stall watchdog
+                    # drops it if that lasts)
+                    await transport.drain()
+                    continue
                 frames = await transport.receive()
                 now = self._loop.time()
                 for frame in frames:
@@ -440,6 +492,26 @@ class Peer:
             conn.connection_lost(ClosedResourceError("the connection was closed by this side"))
         self._process_events()
 
+    async def _stall_watchdog(self) -> None:
+        """Runs while the send queue is over the high-water mark; drops a peer that lets it stay there."""
+        limits = self.transport.limits
+        try:
+            async with asyncio.timeout(limits.stall_timeout):
+                await self.transport.drain()
+        except TimeoutError:
+            queued = self.transport.buffered_amount
+            self._conn.connection_lost(
+                ConnectionLostError(
+                    f"the peer stopped reading: {queued >> 10} KiB waited for it over the high-water mark "
+                    f"for {limits.stall_timeout:.0f} s (TransportLimits.stall_timeout); dropped"
+                )
+            )
+            self._process_events()
+        except RxChannelError:
+            pass  # the transport ended anyway
+        finally:
+            self._watchdog = None
+
     def _flush(self) -> None:
         if not self._conn.has_output:
             return
@@ -449,6 +521,9 @@ class Peer:
         except RxChannelError as exc:
             self._conn.connection_lost(_transport_failure(exc))
             self._loop.call_soon(self._process_events)
+            return
+        if self._watchdog is None and not self.transport.writable and not self._conn.closed:
+            self._watchdog = self._spawn(self._stall_watchdog())
 
     def _flush_soon(self) -> None:
         if self._flush_handle is None:

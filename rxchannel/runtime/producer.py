@@ -57,6 +57,15 @@ class Producer:
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_result(None)
 
+    def credit_granted(self, n: int) -> None:
+        """The remote granted ``n`` more: a producer waiting for credit goes on."""
+        self.wake()
+
+    def stop(self, error: Any = None) -> None:
+        """The remote cancelled, or the stream ended: the producing task stops."""
+        if self.task is not None:
+            self.task.cancel()
+
     async def run(self, source: AsyncIterable[Any] | Iterable[Any]) -> None:
         """Send every item of ``source``, then COMPLETE.
 

@@ -24,8 +24,9 @@ from collections.abc import AsyncIterable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from rxchannel.core import ApplicationError, ErrorCode, Interaction, ReplenishPolicy
+from rxchannel.core import ApplicationError, ErrorCode, Interaction, LocalProtocolError, ReplenishPolicy
 
+from .sink import RemoteSink
 from .stream import RemoteStream
 from .values import Payload
 
@@ -72,6 +73,16 @@ class Requester(Protocol):
 
     async def metadata_push(self, metadata: bytes) -> None: ...
 
+    def request_sink(
+        self,
+        route: str | None,
+        data: bytes = b"",
+        *,
+        info: dict[str, Any] | None = None,
+        metadata: bytes | None = None,
+        window: Window = None,
+    ) -> RemoteSink: ...
+
 
 @dataclass(slots=True, kw_only=True)
 class Request:
@@ -82,6 +93,7 @@ class Request:
         info: the request's ``application/json`` metadata entry (empty if none).
         data: the request payload's data.
         peer: the peer that made the request (to make requests back).
+        remote: its address as the transport knows it (``host:port``), for logs.
         inbound: for a channel, the requester's items (pulled with the route's window).
     """
 
@@ -92,8 +104,42 @@ class Request:
     data: bytes
     metadata: bytes | None
     peer: Requester = field(repr=False)
+    #: who made the request (the transport's remote address), for logs
+    remote: str = "?"
     initial_n: int = 0
     inbound: RemoteStream | None = field(default=None, repr=False)
+    _on_finish: list[Callable[[], object]] = field(default_factory=list, repr=False)
+    _open_outbound: Callable[[], RemoteSink] | None = field(default=None, repr=False)
+    _outbound: RemoteSink | None = field(default=None, repr=False)
+
+    @property
+    def outbound(self) -> RemoteSink:
+        """Our side of a request-stream or request-channel, to send to item by item.
+
+        Taking it means the handler sends the items itself (``await sink.send(x)``, or an
+        Rx pipeline following ``rxchannel.reactive.outbound(request).demand``) and returns
+        None; the stream ends when the sink completes or fails.
+
+        Raises:
+            LocalProtocolError: the interaction has no stream of items to send.
+        """
+        if self._outbound is None:
+            if self._open_outbound is None:
+                raise LocalProtocolError(f"a {self.interaction.name} request has no stream of items to send")
+            self._outbound = self._open_outbound()
+        return self._outbound
+
+    def on_finish(self, callback: Callable[[], object]) -> None:
+        """Call ``callback`` once our side of this request is over: its reply queued for the
+        transport, its stream completed, failed or cancelled. A handler holds resources for
+        the reply's lifetime with it (a slot, a budget), even though it returns earlier."""
+        self._on_finish.append(callback)
+
+    def finished(self) -> None:
+        """Run the ``on_finish`` callbacks (called by the runtime, once)."""
+        callbacks, self._on_finish = self._on_finish, []
+        for callback in callbacks:
+            callback()
 
 
 Handler = Callable[[Request], Any]
@@ -164,6 +210,7 @@ async def handler_result(handler: Handler, request: Request) -> Any:
 
     A coroutine's result is awaited, but not an Observable's (reactivex Observables are
     awaitable: awaiting would drain them) nor anything that is itself a stream of items.
+    A handler that took :attr:`Request.outbound` sends its items itself and returns None.
 
     Raises:
         TypeError: a stream or channel handler returned something that is not a stream
@@ -172,6 +219,10 @@ async def handler_result(handler: Handler, request: Request) -> Any:
     result = handler(request)
     if inspect.isawaitable(result) and not isinstance(result, AsyncIterable) and not hasattr(result, "subscribe"):
         result = await result
+    if request._outbound is not None:
+        if result is not None:
+            raise TypeError("a handler that takes request.outbound sends its items there and returns None")
+        return None
     if request.interaction in (Interaction.STREAM, Interaction.CHANNEL):
         if result is None or isinstance(result, (bytes, str, bytearray)):
             raise TypeError("a stream or channel handler must return an iterable or async iterable of items")
@@ -183,12 +234,20 @@ async def handler_result(handler: Handler, request: Request) -> Any:
     return result
 
 
-def error_for(exc: BaseException, route: str | None) -> tuple[int, str]:
+def error_for(exc: BaseException, route: str | None, who: str = "handler", remote: str = "?") -> tuple[int, str]:
     """The ERROR frame (code, message) the peer sees for a handler's or source's exception.
 
     Only an :class:`ApplicationError` says more than the route and the exception's type.
+    A refusal is logged at INFO (event ``refused``), a failure at WARNING with its traceback.
     """
     if isinstance(exc, ApplicationError):
+        log.info(
+            "refused %r from %s: %s",
+            route,
+            remote,
+            exc.message,
+            extra={"event": "refused", "fields": {"route": route, "remote": remote, "code": exc.code}},
+        )
         return exc.code, exc.message
-    log.warning("handler for route %r failed", route, exc_info=exc)
-    return ErrorCode.APPLICATION_ERROR, f"the handler for {route!r} failed ({type(exc).__name__})"
+    log.warning("%s for route %r from %s failed", who, route, remote, exc_info=exc)
+    return ErrorCode.APPLICATION_ERROR, f"the {who} for {route!r} failed ({type(exc).__name__})"

@@ -10,14 +10,29 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
+import time
 
-from rxchannel.core import MAX_FRAME_SIZE, ConnectionConfig, Role
-from rxchannel.transports import Listener, Transport, TransportOptions, dial, listen
+from rxchannel.core import (
+    MAX_FRAME_SIZE,
+    ConnectionConfig,
+    ErrorCode,
+    ErrorFrame,
+    RemoteProtocolError,
+    Role,
+    RxChannelError,
+    encode_frame,
+)
+from rxchannel.transports import Listener, ListenLimits, Transport, TransportOptions, dial, listen
 
 from .peer import Peer
 from .router import Router
 
 __all__ = ["Server", "connect", "connect_tcp", "largest_frame", "serve", "serve_tcp"]
+
+#: Connections and refused logins, one line each (events ``connection.open``/``close``/``refused``).
+log = logging.getLogger("rxchannel.server")
+_SETUP_REFUSALS = (ErrorCode.INVALID_SETUP, ErrorCode.UNSUPPORTED_SETUP, ErrorCode.REJECTED_SETUP)
 
 
 def largest_frame(config: ConnectionConfig | None) -> int:
@@ -35,19 +50,69 @@ def _options(options: TransportOptions | None, config: ConnectionConfig | None) 
 
 
 class Server:
-    """Accepts transports and runs one server-role :class:`Peer` per connection."""
+    """Accepts transports and runs one server-role :class:`Peer` per connection.
 
-    def __init__(self, router: Router, config: ConnectionConfig | None = None):
+    ``max_peers`` caps open connections whatever their transport (listeners cap their own
+    sockets too; a WebRTC connection arrives through signaling, so this is its cap): one
+    more is dropped as it arrives.
+    """
+
+    def __init__(self, router: Router, config: ConnectionConfig | None = None, *, max_peers: int = 256):
+        if max_peers <= 0:
+            raise ValueError("max_peers must be positive")
         self.router = router
         self.config = config
+        self.max_peers = max_peers
         self.peers: set[Peer] = set()
+        self.refused = 0
         self.listener: Listener | None = None
+        #: the kind of transport served (for logs)
+        self.kind = "?"
 
-    def accept(self, transport: Transport) -> Peer:
-        """Run a server-role peer on an accepted transport (any kind)."""
+    def accept(self, transport: Transport) -> Peer | None:
+        """Run a server-role peer on an accepted transport (any kind); None if over ``max_peers``."""
+        if len(self.peers) >= self.max_peers:
+            self.refused += 1
+            reason = f"the hub is busy: {len(self.peers)} connections open (limit {self.max_peers}); try again later"
+            log.warning("refused a connection from %s: %s", transport.remote, reason)
+            try:  # say why (an RSocket client reads it as a refused SETUP), then close
+                transport.write([encode_frame(ErrorFrame(stream_id=0, code=ErrorCode.REJECTED_SETUP, message=reason))])
+            except RxChannelError:
+                transport.abort()
+                return None
+            asyncio.get_running_loop().create_task(transport.close())
+            return None
         peer = Peer(transport, Role.SERVER, router=self.router, config=self.config)
         self.peers.add(peer)
-        peer.closed.add_done_callback(lambda _f: self.peers.discard(peer))
+        remote, opened = transport.remote, time.monotonic()
+        log.info(
+            "connection from %s (%s)",
+            remote,
+            self.kind,
+            extra={"event": "connection.open", "fields": {"remote": remote, "transport": self.kind}},
+        )
+
+        def closed(future: asyncio.Future[RxChannelError | None]) -> None:
+            self.peers.discard(peer)
+            error = None if future.cancelled() else future.result()
+            fields = {"remote": remote, "seconds": round(time.monotonic() - opened, 3)}
+            if isinstance(error, RemoteProtocolError) and error.code in _SETUP_REFUSALS:
+                log.warning(
+                    "refused the connection from %s: %s",
+                    remote,
+                    error,
+                    extra={"event": "connection.refused", "fields": {**fields, "reason": str(error)}},
+                )
+                return
+            why = "closed" if error is None else str(error)
+            log.info(
+                "connection from %s ended: %s",
+                remote,
+                why,
+                extra={"event": "connection.close", "fields": {**fields, "reason": why}},
+            )
+
+        peer.closed.add_done_callback(closed)
         return peer
 
     @property
@@ -56,6 +121,13 @@ class Server:
         if self.listener is None:
             raise RuntimeError("the server is not listening")
         return self.listener.url
+
+    @property
+    def urls(self) -> list[str]:
+        """Every URL clients can dial: one per address for a wildcard bind (0.0.0.0, ::), else one."""
+        if self.listener is None:
+            raise RuntimeError("the server is not listening")
+        return list(self.listener.urls)
 
     @property
     def port(self) -> int:
@@ -85,14 +157,17 @@ async def serve(
 ) -> Server:
     """Serve ``router`` over ``transport`` (``webrtc``, ``ws`` or ``tcp``) on ``host:port``.
 
-    Read ``server.url`` for the address to give out. Port 0 picks a free one.
+    Read ``server.url`` for the address to give out. Port 0 picks a free one. The
+    connection cap is ``options.listen_limits.max_connections`` (256 by default).
 
     Raises:
         ValueError: an unknown transport.
         OSError: the address cannot be bound.
     """
-    server = Server(router, config)
-    server.listener = await listen(transport, host, port, server.accept, _options(options, config))
+    limits = (options.listen_limits if options is not None else None) or ListenLimits()
+    server = Server(router, config, max_peers=limits.max_connections)
+    server.kind = transport
+    server.listener = await listen(transport, host, port, lambda t: server.accept(t), _options(options, config))
     return server
 
 

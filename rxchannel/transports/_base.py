@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import os
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -19,25 +20,70 @@ from typing import Any, Protocol
 
 from rxchannel.core import MAX_FRAME_SIZE, ClosedResourceError, ConnectionLostError, RxChannelError
 
-__all__ = ["EndOfStream", "InboxTransport", "Listener", "Transport", "TransportLimits", "TransportOptions"]
+from ._limits import ListenLimits
+from .ice import IceServer, SignalingLimits, TurnRest
+
+__all__ = [
+    "KIND_HEADER",
+    "EndOfStream",
+    "InboxTransport",
+    "Listener",
+    "Transport",
+    "TransportLimits",
+    "TransportOptions",
+    "WrongTransportError",
+]
+
+#: The HTTP response header naming the kind of hub that answered (``webrtc``, ``ws``, ``tcp``):
+#: a worker that dialed the wrong scheme is told which URL to use instead.
+KIND_HEADER = "Rxchannel-Transport"
 
 
 class EndOfStream(RxChannelError):  # noqa: N818 - a clean end, not a failure (trio's EndOfChannel)
     """The peer closed the transport in an orderly way; every message it sent was delivered."""
 
 
+class WrongTransportError(ConnectionLostError):
+    """The address answered, but not as a hub of the URL's kind (``tcp://`` dialed at an
+    HTTP hub, ``ws://`` at a TCP hub...). The URL is wrong: running again will not help;
+    the message says which URL to use when the hub said what it is."""
+
+
 class TransportLimits:
-    """High/low water marks in bytes for a transport's send queue."""
+    """Bounds of one transport's queues.
 
-    __slots__ = ("high_water", "low_water")
+    Attributes:
+        high_water, low_water: bytes in the send queue at which sending stops (and the
+            connection stops reading the peer, whose frames are what we answer), and at
+            which it resumes.
+        stall_timeout: seconds the send queue may stay over ``high_water`` (the peer is
+            not reading) before the connection is dropped.
+        max_unread: bytes received and not yet read that a transport which cannot pause
+            the peer (a DataChannel: aiortc delivers every message) accepts before it
+            drops the connection; transports that can pause (TCP, WebSocket, memory) stop
+            reading the socket instead.
+    """
 
-    def __init__(self, high_water: int = 1 << 20, low_water: int | None = None):
+    __slots__ = ("high_water", "low_water", "max_unread", "stall_timeout")
+
+    def __init__(
+        self,
+        high_water: int = 1 << 20,
+        low_water: int | None = None,
+        *,
+        stall_timeout: float = 60.0,
+        max_unread: int = 64 << 20,
+    ):
         if high_water <= 0:
             raise ValueError("high_water must be positive")
         self.high_water = high_water
         self.low_water = high_water // 4 if low_water is None else low_water
         if not 0 <= self.low_water <= high_water:
             raise ValueError("low_water must be in 0..high_water")
+        if stall_timeout <= 0 or max_unread <= 0:
+            raise ValueError("stall_timeout and max_unread must be positive")
+        self.stall_timeout = stall_timeout
+        self.max_unread = max_unread
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -48,17 +94,36 @@ class TransportOptions:
         limits: high/low water marks of the send queue.
         max_message_size: the largest message (frame) accepted from the peer; more breaks
             the connection before anything is buffered.
-        ice_servers: STUN/TURN URLs for WebRTC (none by default: no STUN).
+        ice_servers: WebRTC: STUN/TURN servers (:class:`~.ice.IceServer`, or bare STUN URLs);
+            none by default, so no STUN server is contacted unless asked.
+        turn: WebRTC hub: a TURN server with coturn ``use-auth-secret`` credentials; the hub
+            relays through it itself and hands time-limited credentials to workers
+            (``GET /ice-servers``, signed when ``secret`` is set).
+        secret: WebRTC: the shared secret that signs signaling requests (the hub refuses
+            unsigned offers before creating a peer connection; see :mod:`.offers`).
+        udp_ports: WebRTC: ``(lo, hi)``, the UDP ports host candidates bind (a firewall's range).
+        ice_timeout: WebRTC dialing: seconds from the hub's answer until some candidate pair
+            must work; past it the dial fails, naming the candidates tried.
+        signaling: WebRTC hub: what one offer may cost (rate, size, pending connections,
+            which peer addresses may be checked).
         timeout: seconds to wait for a connection to open.
         http_setup: called with the aiohttp application of an HTTP-based listener before it
             starts, to add routes of its own (the hub's worker page).
+        listen_limits: what a listener admits (connections in all and per address, HTTP
+            timeouts); safe defaults when None.
     """
 
     limits: TransportLimits | None = None
     max_message_size: int = MAX_FRAME_SIZE
-    ice_servers: Sequence[str] = ()
+    ice_servers: Sequence[IceServer | str] = ()
+    turn: TurnRest | None = None
+    secret: str | None = field(default=None, repr=False)
+    udp_ports: tuple[int, int] | None = None
+    ice_timeout: float = 4.0
+    signaling: SignalingLimits = field(default_factory=SignalingLimits)
     timeout: float = 20.0
     http_setup: Callable[[Any], object] | None = field(default=None, compare=False)
+    listen_limits: ListenLimits | None = None
 
 
 class Listener(Protocol):
@@ -66,6 +131,8 @@ class Listener(Protocol):
 
     @property
     def url(self) -> str: ...
+    @property
+    def urls(self) -> list[str]: ...
     async def close(self) -> None: ...
 
 
@@ -75,6 +142,8 @@ class Transport(abc.ABC):
     #: frames longer than this are fragmented by the core before they reach :meth:`write`
     max_message_size: int
     limits: TransportLimits
+    #: who is at the other end, for logs (``host:port``; a WebRTC peer: its signaling address)
+    remote: str = "?"
 
     def __init__(self, limits: TransportLimits | None = None) -> None:
         self.limits = limits or TransportLimits()
@@ -207,6 +276,18 @@ class InboxTransport(Transport):
         self._inbox_bytes = 0
         self._after_receive()
         return batch
+
+
+def unreachable(url: str, exc: BaseException) -> ConnectionError:
+    """The error for a hub that could not be reached (``exc``: the socket's or aiohttp's error)."""
+    cause = getattr(exc, "os_error", exc)
+    number = getattr(cause, "errno", None)
+    reason = os.strerror(number) if isinstance(number, int) and number > 0 else (str(exc) or type(exc).__name__)
+    error = ConnectionError(
+        f"cannot reach {url}: {reason[:1].lower()}{reason[1:]} (is the hub running at this address?)"
+    )
+    error.__cause__ = exc
+    return error
 
 
 def lost(message: str, cause: BaseException | None = None) -> ConnectionLostError:

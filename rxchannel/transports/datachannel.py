@@ -24,6 +24,7 @@ from aiortc import RTCDataChannel, RTCPeerConnection
 from rxchannel.core import RemoteProtocolError
 
 from ._base import InboxTransport, TransportLimits, lost
+from .offers import MIN_MESSAGE_SIZE
 
 __all__ = ["DEFAULT_MAX_MESSAGE_SIZE", "DataChannelTransport", "remote_max_message_size"]
 
@@ -50,6 +51,11 @@ class DataChannelTransport(InboxTransport):
     Args:
         channel: an *open*, ordered, reliable channel.
         pc: the peer connection it belongs to; this transport owns it and closes it.
+
+    Raises:
+        ValueError: the channel is not ordered and reliable, or the remote side's
+            ``a=max-message-size`` is below :data:`~.offers.MIN_MESSAGE_SIZE` (the caller
+            still owns ``pc`` then, and must close it).
     """
 
     eof_message = "the peer closed the DataChannel"
@@ -58,10 +64,15 @@ class DataChannelTransport(InboxTransport):
         super().__init__(limits)
         if not channel.ordered or channel.maxRetransmits is not None or channel.maxPacketLifeTime is not None:
             raise ValueError("RSocket needs an ordered, reliable DataChannel (no maxRetransmits/maxPacketLifeTime)")
+        self.max_message_size = remote_max_message_size(pc)
+        if self.max_message_size < MIN_MESSAGE_SIZE:
+            raise ValueError(
+                f"the peer's a=max-message-size:{self.max_message_size} is below {MIN_MESSAGE_SIZE}, "
+                "the smallest rxchannel accepts"
+            )
         self.channel = channel
         self.pc = pc
         self._closing: asyncio.Future[None] | None = None
-        self.max_message_size = remote_max_message_size(pc)
         channel.bufferedAmountLowThreshold = self.limits.low_water
         channel.on("message", self._on_message)
         channel.on("bufferedamountlow", self._wake_drain)
@@ -76,6 +87,18 @@ class DataChannelTransport(InboxTransport):
         if isinstance(message, str):
             self._set_error(
                 RemoteProtocolError("the peer sent a text message; RSocket over a DataChannel is binary only")
+            )
+            self._wake()
+            self._close_pc()
+            return
+        if self._inbox_bytes + len(message) > self.limits.max_unread:
+            # aiortc cannot be told to stop reading: a peer that sends what nobody asked for is dropped
+            unread = (self._inbox_bytes + len(message)) >> 20
+            self._set_error(
+                RemoteProtocolError(
+                    f"the peer sent {unread} MiB that were not read yet (limit {self.limits.max_unread >> 20} MiB): "
+                    "it sends without waiting for credit"
+                )
             )
             self._wake()
             self._close_pc()

@@ -3,37 +3,196 @@
 The WebSocket transport serves ``GET /rsocket`` on it, WebRTC signaling serves
 ``POST /offer``; an application may add its own routes (the hub's worker page) through
 :attr:`HttpListener.app` before :meth:`HttpListener.start`.
+
+It admits connections under :class:`ListenLimits`: a cap in all and per address, a
+deadline for a new connection's first request (slow-loris), a short keep-alive (aiohttp's
+default is an hour), and a deadline for request bodies (:meth:`HttpListener.read_body`).
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
+from typing import Any
+
 from aiohttp import web
 
-__all__ = ["HttpListener"]
+from ._base import KIND_HEADER
+from ._limits import Admission, ListenLimits, ThrottledLog
+from .addresses import dialable_hosts
+
+__all__ = ["REFUSAL_HEADER", "HttpListener", "RequestRefusedError", "refusal"]
+
+#: Why a connection was refused before any request (the hub is at its connection cap).
+REFUSAL_HEADER = "Rxchannel-Refusal"
+
+log = logging.getLogger("rxchannel.http")
+
+
+class RequestRefusedError(ValueError):
+    """An HTTP request refused; :attr:`status` is the status to answer with, the message says why."""
+
+    def __init__(self, status: int, message: str, *, retry_after: float | None = None):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.retry_after = retry_after
+
+
+def refusal(exc: RequestRefusedError) -> web.Response:
+    """The JSON answer to a refused request: ``{"error": message, "status": N}`` (+ ``Retry-After``)."""
+    headers = {"Retry-After": str(max(1, round(exc.retry_after)))} if exc.retry_after else None
+    return web.json_response({"error": exc.message, "status": exc.status}, status=exc.status, headers=headers)
+
+
+class _GuardedRunner(web.AppRunner):
+    """An AppRunner whose server admits connections through an :class:`Admission`."""
+
+    def __init__(self, app: web.Application, listener: HttpListener, **kwargs: Any):
+        super().__init__(app, **kwargs)
+        self._listener = listener
+
+    async def _make_server(self) -> web.Server:
+        server = await super()._make_server()
+        listener = self._listener
+        made, lost = server.connection_made, server.connection_lost
+
+        def connection_made(handler: Any, transport: asyncio.Transport) -> None:
+            made(handler, transport)
+            listener._connection_made(handler, transport)
+
+        def connection_lost(handler: Any, exc: BaseException | None = None) -> None:
+            listener._connection_lost(handler)
+            lost(handler, exc)
+
+        server.connection_made = connection_made  # type: ignore[method-assign]
+        server.connection_lost = connection_lost  # type: ignore[method-assign]
+        return server
 
 
 class HttpListener:
     """One aiohttp application served on ``host:port`` (port 0 picks a free one)."""
 
-    def __init__(self, scheme: str, path: str = "", *, client_max_size: int = 1 << 20):
+    def __init__(
+        self,
+        scheme: str,
+        path: str = "",
+        *,
+        kind: str,
+        client_max_size: int = 1 << 20,
+        limits: ListenLimits | None = None,
+    ):
         #: the URL scheme workers dial (``http`` for WebRTC signaling, ``ws`` for WebSockets)
         self.scheme = scheme
+        #: the kind of hub (a :data:`~.registry.KINDS` name), sent in every response's ``Rxchannel-Transport``
+        self.kind = kind
         self.path = path
-        self.app = web.Application(client_max_size=client_max_size)
+        self.limits = limits or ListenLimits()
+        self.app = web.Application(client_max_size=client_max_size, middlewares=[self._mark_request])
+        self.admission = Admission(self.limits, "HTTP connections", ThrottledLog(log))
         self.host = ""
         self.port = 0
         self._runner: web.AppRunner | None = None
+        #: open connections: their address, and whether a request has started on them
+        self._open: dict[Any, list[Any]] = {}
+
+    @web.middleware
+    async def _mark_request(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        entry = self._open.get(request.protocol)
+        if entry is not None:
+            entry[1] = True
+        try:
+            response: web.StreamResponse = await handler(request)
+        except web.HTTPException as exc:  # 404s included: a worker that dialed the wrong scheme learns ours
+            exc.headers[KIND_HEADER] = self.kind
+            raise
+        if not response.prepared:
+            response.headers[KIND_HEADER] = self.kind
+        return response
+
+    def _connection_made(self, handler: Any, transport: asyncio.Transport) -> None:
+        peer = transport.get_extra_info("peername")
+        address = peer[0] if isinstance(peer, tuple) else None
+        if not self.admission.admit(address):
+            # answer 503 with the reason, and close after aiohttp's handler task has started
+            # (closing inside connection_made trips an assertion in it)
+            reason = f"the hub is busy: {self.admission.last_refusal}; try again later"
+            text = reason.encode()
+            transport.write(
+                b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 5\r\nContent-Type: text/plain; charset=utf-8\r\n"
+                + f"{KIND_HEADER}: {self.kind}\r\n{REFUSAL_HEADER}: {reason}\r\n".encode("ascii", "replace")
+                + f"Content-Length: {len(text)}\r\nConnection: close\r\n\r\n".encode()
+                + text
+            )
+            asyncio.get_running_loop().call_soon(transport.close)
+            return
+        entry: list[Any] = [address, False, None]
+        self._open[handler] = entry
+        loop = asyncio.get_running_loop()
+        entry[2] = loop.call_later(self.limits.header_timeout, self._header_deadline, handler, transport)
+
+    def _header_deadline(self, handler: Any, transport: asyncio.Transport) -> None:
+        entry = self._open.get(handler)
+        if entry is not None and not entry[1]:
+            self.admission.log.warning(
+                "closed an HTTP connection from %s: no request within %.0f s (header timeout)",
+                entry[0],
+                self.limits.header_timeout,
+            )
+            transport.abort()
+
+    def _connection_lost(self, handler: Any) -> None:
+        entry = self._open.pop(handler, None)
+        if entry is not None:
+            if entry[2] is not None:
+                entry[2].cancel()
+            self.admission.leave(entry[0])
+
+    async def read_body(self, request: web.Request, limit: int, *, hint: str = "") -> bytes:
+        """A request's body: at most ``limit`` bytes, arriving within the body timeout.
+
+        Raises:
+            RequestRefusedError: 413 when the body is larger (``hint`` says how to raise the
+                limit), 408 when it does not arrive in time.
+        """
+        too_large = RequestRefusedError(413, f"the request body exceeds {limit} bytes{hint}")
+        if request.content_length is not None and request.content_length > limit:
+            raise too_large
+        chunks, size = [], 0
+        try:
+            async with asyncio.timeout(self.limits.body_timeout):
+                while chunk := await request.content.read(64 * 1024):
+                    size += len(chunk)
+                    if size > limit:
+                        raise too_large
+                    chunks.append(chunk)
+        except TimeoutError:
+            raise RequestRefusedError(
+                408, f"the request body did not arrive within {self.limits.body_timeout:.0f} s"
+            ) from None
+        return b"".join(chunks)
 
     async def start(self, host: str, port: int) -> None:
-        self._runner = web.AppRunner(self.app, handle_signals=False, access_log=None)
+        self._runner = _GuardedRunner(
+            self.app, self, handle_signals=False, access_log=None, keepalive_timeout=self.limits.keepalive_timeout
+        )
         await self._runner.setup()
         await web.TCPSite(self._runner, host, port).start()
         self.host, self.port = self._runner.addresses[0][:2]
 
+    def _url(self, host: str) -> str:
+        host = f"[{host}]" if ":" in host else host
+        return f"{self.scheme}://{host}:{self.port}{self.path}"
+
     @property
     def url(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{self.scheme}://{host}:{self.port}{self.path}"
+        """The URL of the bound address (for a wildcard bind, the first of :attr:`urls`)."""
+        return self.urls[0]
+
+    @property
+    def urls(self) -> list[str]:
+        """One dialable URL per address: several for a wildcard bind (0.0.0.0, ::), else one."""
+        return [self._url(host) for host in dialable_hosts(self.host)]
 
     async def close(self) -> None:
         if self._runner is not None:

@@ -1,177 +1,312 @@
-"""WebRTC signaling: offer/answer over HTTP (aiohttp), an in-process pairing, and ICE host addresses.
+"""WebRTC signaling: offer/answer over HTTP (aiohttp), ICE servers for workers, an in-process pairing.
+
+**Routes of a WebRTC hub** (``http://host:port``):
+
+* ``GET /ice-servers`` → ``{"iceServers": [RTCIceServer...], "ttl": seconds | null}``: the
+  ICE servers a worker (or the worker page) should use with this hub: its STUN servers,
+  and, when the hub has ``--turn-url``/``--turn-secret``, its TURN server with freshly
+  minted credentials valid for ``ttl`` seconds (:class:`~.ice.TurnRest`). Signed like an
+  offer when the hub has a secret.
+* ``POST /offer`` with ``{"type": "offer", "sdp": "..."}`` → ``{"type": "answer", "sdp": "..."}``.
+  Checked before any peer connection exists (:mod:`.offers`): rate per address (429),
+  size (413), signature when the hub has a secret (401), the SDP (400), pending
+  connections (503). Errors are ``{"error": "...", "status": N}`` and name the limit hit.
 
 **No STUN by default.** aiortc contacts a public STUN server unless it is given
-``iceServers=[]``; every peer connection made here gets the ICE servers passed in
-(none unless asked, e.g. ``--ice-server``).
+``iceServers=[]``; every peer connection made here gets exactly the ICE servers passed in.
 
-**ICE host addresses.** aioice gathers host candidates from every interface and skips
-127.0.0.1, so two peers on one machine would talk over its LAN address. While a peer
-connection gathers inside :func:`ice_host_addresses`, its host candidates are restricted
-to the addresses given. aioice has no parameter for this, so this module replaces
-aioice's ``get_host_addresses`` once, when it is imported, with a wrapper that consults
-a context variable: outside the context (and in every other library) aioice behaves as
-before, and concurrent connections with different settings do not interfere. It is the
-one process-wide hook rxchannel installs.
+**Addresses.** The hub's host candidates are the addresses it was bound to, the worker's
+its own interfaces, loopback only when the hub is on loopback
+(:mod:`.addresses`); gathering runs inside :func:`.gathering.gathering`, which also
+applies ``--udp-ports`` and records why a TURN relay was refused.
+
+**Failing fast.** A dial waits at most ``ice_timeout`` seconds after the answer for ICE to
+find a working candidate pair (aioice itself would retry each check for ~30 s), and fails
+at once when the peer connection fails; the error names the candidates of both sides and
+what went wrong while gathering.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import json
-from collections.abc import Awaitable, Callable, Iterator, Sequence
-from contextvars import ContextVar
+import logging
+import re
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
-import aioice.ice
 from aiohttp import web
 from aiortc import RTCConfiguration, RTCDataChannel, RTCIceServer, RTCPeerConnection, RTCSessionDescription
 
-from ._base import TransportLimits, TransportOptions
+from ._base import KIND_HEADER, TransportLimits, TransportOptions, unreachable
+from ._limits import ListenLimits
+from .addresses import hub_hosts, is_loopback, worker_hosts
 from .datachannel import DataChannelTransport
-from .http import HttpListener
+from .gathering import Gathering, gathering, ice_host_addresses
+from .http import REFUSAL_HEADER, HttpListener, RequestRefusedError, refusal
+from .ice import IceServer, PeerAddressPolicy, SignalingLimits, TurnRest
+from .offers import AddressRateLimiter, OfferRefusedError, RequestAuth, check_offer, sign_request
+from .registry import wrong_transport
 
 __all__ = [
     "LABEL",
     "Answerer",
+    "WebRtcConnectError",
     "WebRtcListener",
+    "check_turn",
     "datachannel_pair",
     "dial",
     "dial_webrtc",
     "ice_host_addresses",
-    "ice_hosts_for",
     "listen",
     "listen_webrtc",
     "new_peer_connection",
     "open_datachannel",
 ]
 
+log = logging.getLogger("rxchannel.signaling")
+
 #: The DataChannel label rxchannel opens.
 LABEL = "rxchannel"
-
-_HOSTS: ContextVar[tuple[str, ...] | None] = ContextVar("rxchannel_ice_hosts", default=None)
-_aioice_get_host_addresses = aioice.ice.get_host_addresses
-
-
-def _get_host_addresses(use_ipv4: bool, use_ipv6: bool) -> list[str]:
-    hosts = _HOSTS.get()
-    if hosts is None:
-        return list(_aioice_get_host_addresses(use_ipv4=use_ipv4, use_ipv6=use_ipv6))
-    return [h for h in hosts if (":" in h and use_ipv6) or (":" not in h and use_ipv4)]
+#: What to do when no candidate pair works.
+NO_PAIR_HINT = (
+    "is UDP blocked between this worker and the hub? Give the hub a TURN server: "
+    "rxchannel serve ROOT --turn-url turn:HOST:3478 --turn-secret S"
+)
 
 
-aioice.ice.get_host_addresses = _get_host_addresses
+class WebRtcConnectError(ConnectionError):
+    """A WebRTC connection could not be opened; the message says what was tried and what failed.
 
-
-@contextlib.contextmanager
-def ice_host_addresses(hosts: Sequence[str] | None) -> Iterator[None]:
-    """Within this context, peer connections gather host candidates only on ``hosts``.
-
-    ``None`` leaves aioice's own discovery in place.
+    Attributes:
+        status: the HTTP status when the hub's signaling refused us (401: the shared secret,
+            429: too many offers...), else ``None``.
     """
-    token = _HOSTS.set(tuple(hosts) if hosts is not None else None)
-    try:
-        yield
-    finally:
-        _HOSTS.reset(token)
+
+    def __init__(self, message: str, status: int | None = None):
+        super().__init__(message)
+        self.status = status
 
 
-def ice_hosts_for(host: str) -> list[str] | None:
-    """Host candidates for a peer bound to, or dialing, ``host``: loopback stays on loopback.
+def _as_ice_server(server: IceServer | str) -> IceServer:
+    return server if isinstance(server, IceServer) else IceServer.parse(server)
 
-    A wildcard bind (0.0.0.0, ::) gathers on every interface; a specific address on itself.
+
+def new_peer_connection(ice_servers: Sequence[IceServer | str] = ()) -> RTCPeerConnection:
+    """An aiortc peer connection with exactly these ICE servers (none by default: no STUN).
+
+    aiortc uses the first STUN and the first TURN server only.
     """
-    if host in ("localhost", ""):
-        return ["127.0.0.1"]
-    try:
-        ip = ipaddress.ip_address(host)
-    except ValueError:
-        return None  # a name: let aioice discover
-    if ip.is_loopback:
-        return ["127.0.0.1"] if ip.version == 4 else ["::1"]
-    if ip.is_unspecified:
-        return None
-    return [host]
+    servers = [_as_ice_server(s) for s in ice_servers]
+    config = [RTCIceServer(urls=list(s.urls), username=s.username, credential=s.credential) for s in servers]
+    return RTCPeerConnection(RTCConfiguration(iceServers=config))
 
 
-def new_peer_connection(ice_servers: Sequence[str] = ()) -> RTCPeerConnection:
-    """An aiortc peer connection with exactly these ICE servers (none by default: no STUN)."""
-    return RTCPeerConnection(RTCConfiguration(iceServers=[RTCIceServer(urls=url) for url in ice_servers]))
+_CANDIDATE = re.compile(r"^a=candidate:\S+ \d+ \S+ \d+ (\S+) \d+ typ (\w+)", re.MULTILINE)
 
 
-async def _set_local(pc: RTCPeerConnection, description: RTCSessionDescription, hosts: Sequence[str] | None) -> None:
-    with ice_host_addresses(hosts):
+def describe_candidates(sdp: str | None) -> str:
+    """The candidates of an SDP by type, e.g. ``host 10.0.0.2, relay 203.0.113.9`` (or ``none``)."""
+    found = _CANDIDATE.findall(sdp or "")
+    return ", ".join(f"{kind} {address}" for address, kind in found) or "none"
+
+
+def _filter_remote(sdp: str, peers: PeerAddressPolicy) -> str:
+    """``sdp`` without the candidates ``peers`` refuses (no check is ever sent there)."""
+    lines = sdp.splitlines()
+    kept = [ln for ln in lines if not (ln.startswith("a=candidate:") and not _permitted(ln, peers))]
+    return "\r\n".join(kept) + "\r\n"
+
+
+def _permitted(line: str, peers: PeerAddressPolicy) -> bool:
+    fields = line.split()
+    return len(fields) < 5 or peers.permits(fields[4])
+
+
+async def _set_local(
+    pc: RTCPeerConnection,
+    description: RTCSessionDescription,
+    hosts: Sequence[str] | None,
+    udp_ports: tuple[int, int] | None = None,
+) -> Gathering:
+    with gathering(hosts, udp_ports) as gathered:
         await pc.setLocalDescription(description)  # gathers candidates (aiortc waits for completion)
+    return gathered
 
 
-async def _wait_open(channel: RTCDataChannel, timeout: float) -> None:
+class _NotOpenedError(Exception):
+    """Why a channel did not open (internal; turned into a :class:`WebRtcConnectError`)."""
+
+    def __init__(self, reason: str, *, no_pair: bool = False):
+        super().__init__(reason)
+        self.reason = reason
+        self.no_pair = no_pair
+
+
+async def _wait_open(
+    channel: RTCDataChannel, pc: RTCPeerConnection, *, timeout: float, ice_timeout: float | None = None
+) -> None:
+    """Wait until ``channel`` opens.
+
+    Raises:
+        _NotOpenedError: the channel closed, the peer connection failed, ICE found no working
+            pair within ``ice_timeout``, or nothing opened within ``timeout``.
+    """
     if channel.readyState == "open":
         return
-    opened: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    loop = asyncio.get_running_loop()
+    outcome: asyncio.Future[None] = loop.create_future()
+
+    def settle(error: _NotOpenedError | None = None) -> None:
+        if outcome.done():
+            return
+        if error is None:
+            outcome.set_result(None)
+        else:
+            outcome.set_exception(error)
 
     def on_open() -> None:
-        if not opened.done():
-            opened.set_result(None)
+        settle()
 
     def on_close() -> None:
-        if not opened.done():
-            opened.set_exception(ConnectionError("the DataChannel closed before it opened"))
+        settle(_NotOpenedError("the DataChannel closed before it opened"))
+
+    def on_state() -> None:
+        if pc.connectionState == "failed":
+            ice = pc.iceConnectionState
+            if ice == "failed":
+                settle(_NotOpenedError("ICE found no working candidate pair", no_pair=True))
+            else:
+                settle(_NotOpenedError(f"the peer connection failed (ICE {ice}; DTLS handshake failed?)"))
+
+    def ice_deadline() -> None:
+        if pc.iceConnectionState not in ("connected", "completed"):
+            settle(_NotOpenedError(f"ICE found no working candidate pair within {ice_timeout:g} s", no_pair=True))
 
     channel.once("open", on_open)
     channel.once("close", on_close)
-    async with asyncio.timeout(timeout):
-        await opened
+    pc.on("connectionstatechange", on_state)
+    timer = loop.call_later(ice_timeout, ice_deadline) if ice_timeout is not None else None
+    try:
+        async with asyncio.timeout(timeout):
+            await outcome
+    except TimeoutError:
+        raise _NotOpenedError(
+            f"the DataChannel did not open within {timeout:g} s (ICE {pc.iceConnectionState})"
+        ) from None
+    finally:
+        if timer is not None:
+            timer.cancel()
+        pc.remove_listener("connectionstatechange", on_state)
+        with contextlib.suppress(Exception):
+            channel.remove_listener("open", on_open)
+            channel.remove_listener("close", on_close)
 
 
 async def open_datachannel(
     send_offer: Callable[[dict[str, str]], Awaitable[dict[str, Any]]],
     *,
-    ice_servers: Sequence[str] = (),
+    ice_servers: Sequence[IceServer | str] = (),
     hosts: Sequence[str] | None = ("127.0.0.1",),
+    udp_ports: tuple[int, int] | None = None,
+    peers: PeerAddressPolicy | None = None,
     limits: TransportLimits | None = None,
     timeout: float = 20.0,
+    ice_timeout: float | None = None,
 ) -> DataChannelTransport:
     """The offering side: create a channel, send the offer via ``send_offer`` (which returns
-    the answer as ``{"sdp", "type"}``), and return the open transport."""
+    the answer as ``{"sdp", "type"}``), and return the open transport.
+
+    The answer's candidates that ``peers`` refuses are dropped before any check is sent.
+
+    Raises:
+        WebRtcConnectError: the channel did not open; the message lists both sides'
+            candidates and what failed while gathering.
+        ConnectionError: ``send_offer`` failed.
+    """
     pc = new_peer_connection(ice_servers)
+    answer_sdp: str | None = None
+    gathered = Gathering()
     try:
         channel = pc.createDataChannel(LABEL, ordered=True)
-        await _set_local(pc, await pc.createOffer(), hosts)
+        gathered = await _set_local(pc, await pc.createOffer(), hosts, udp_ports)
         answer = await send_offer({"sdp": pc.localDescription.sdp, "type": pc.localDescription.type})
-        await pc.setRemoteDescription(RTCSessionDescription(sdp=answer["sdp"], type=answer["type"]))
-        await _wait_open(channel, timeout)
+        answer_sdp = str(answer.get("sdp", ""))
+        if peers is not None:
+            answer_sdp = _filter_remote(answer_sdp, peers)
+        try:
+            await pc.setRemoteDescription(RTCSessionDescription(sdp=answer_sdp, type="answer"))
+        except Exception as exc:  # aiortc's parser raises many kinds on a bad answer
+            raise WebRtcConnectError(f"the hub's answer is not usable SDP ({type(exc).__name__}: {exc})") from None
+        await _wait_open(channel, pc, timeout=timeout, ice_timeout=ice_timeout)
+        return DataChannelTransport(channel, pc, limits)
+    except _NotOpenedError as exc:
+        await pc.close()
+        local = describe_candidates(pc.localDescription.sdp if pc.localDescription else None)
+        detail = f"{exc.reason} (our candidates: {local}; the peer's: {describe_candidates(answer_sdp)}"
+        detail += "".join(f"; {failure}" for failure in gathered.failures) + ")"
+        raise WebRtcConnectError(detail + (f"; {NO_PAIR_HINT}" if exc.no_pair else "")) from None
     except BaseException:
         await pc.close()
         raise
-    return DataChannelTransport(channel, pc, limits)
 
 
 class Answerer:
     """The answering side: answers offers, and owns every peer connection until its channel opens.
 
     A peer that posts an offer and never connects does not leave a connection behind: it is
-    closed after ``timeout`` seconds, and :meth:`close` closes every one still pending.
+    closed after ``timeout`` seconds, and :meth:`close` closes every one still pending. At
+    most ``signaling.max_pending`` are pending at once (``max_pending_per_address`` per
+    client); the candidates an offer names are checked against ``signaling.peers`` first.
     """
 
     def __init__(
         self,
         on_transport: Callable[[DataChannelTransport], object],
         *,
-        ice_servers: Sequence[str] = (),
+        ice_servers: Sequence[IceServer | str] = (),
+        turn: TurnRest | None = None,
         hosts: Sequence[str] | None = ("127.0.0.1",),
+        udp_ports: tuple[int, int] | None = None,
         limits: TransportLimits | None = None,
         timeout: float = 20.0,
+        signaling: SignalingLimits | None = None,
     ):
         self.on_transport = on_transport
-        self.ice_servers = tuple(ice_servers)
+        self.ice_servers = tuple(_as_ice_server(s) for s in ice_servers)
+        self.turn = turn
         self.hosts = hosts
+        self.udp_ports = udp_ports
         self.limits = limits
         self.timeout = timeout
-        #: peer connections answered whose channel has not opened yet
-        self.pending: set[RTCPeerConnection] = set()
+        self.signaling = signaling or SignalingLimits()
+        loopback = [h for h in hosts or () if is_loopback(h)]
+        #: the remote addresses this hub may check: the operator's policy, plus loopback if it serves there
+        self.peers = self.signaling.peers.with_allowed(*loopback) if loopback else self.signaling.peers
+        #: peer connections answered whose channel has not opened yet, with the client's address
+        self.pending: dict[RTCPeerConnection, str] = {}
+        #: peer connections created, by client address (what offers have cost, for operators and tests)
+        self.created: Counter[str] = Counter()
+        #: the most peer connections ever pending at once
+        self.peak_pending = 0
         self._tasks: set[asyncio.Task[Any]] = set()
+
+    def hub_ice_servers(self, now: float) -> list[IceServer]:
+        """The ICE servers the hub's own peer connections use: its TURN server first (aiortc uses one)."""
+        return ([self.turn.mint(now, "hub")] if self.turn else []) + list(self.ice_servers)
+
+    def worker_ice_servers(self, now: float) -> list[IceServer]:
+        """The ICE servers handed to workers: the hub's STUN servers and freshly minted TURN credentials.
+
+        Static TURN credentials given to the hub (``--ice-credential``) are its own and never handed out.
+        """
+        minted = [self.turn.mint(now)] if self.turn else []
+        return minted + [s for s in self.ice_servers if not s.is_turn]
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.ensure_future(coro)
@@ -180,42 +315,76 @@ class Answerer:
 
     def _drop(self, pc: RTCPeerConnection) -> None:
         if pc in self.pending:
-            self.pending.discard(pc)
+            del self.pending[pc]
             self._spawn(pc.close())
 
-    async def answer(self, offer: dict[str, Any]) -> dict[str, str]:
+    def _admit(self, client: str) -> None:
+        if len(self.pending) >= self.signaling.max_pending:
+            raise OfferRefusedError(
+                503,
+                f"{len(self.pending)} WebRTC offers are pending, the limit is {self.signaling.max_pending} "
+                "(raise it with --max-pending-offers); try again in a few seconds",
+                retry_after=2,
+            )
+        mine = Counter(self.pending.values())[client]
+        if mine >= self.signaling.max_pending_per_address:
+            raise OfferRefusedError(
+                429,
+                f"{mine} WebRTC offers from {client} are pending, the limit per address is "
+                f"{self.signaling.max_pending_per_address} (raise it with --max-pending-offers)",
+                retry_after=2,
+            )
+
+    async def answer(self, offer: dict[str, Any], client: str = "") -> dict[str, str]:
         """Answer ``offer``; ``on_transport`` gets the transport once the peer's channel opens.
 
         Raises:
-            ValueError: the offer is not a valid SDP offer.
+            OfferRefusedError: the offer is refused (its ``status`` and message say why).
+            ValueError: the offer is not ``{"type": "offer", "sdp": "..."}``.
         """
         if not isinstance(offer, dict) or offer.get("type") != "offer" or not isinstance(offer.get("sdp"), str):
             raise ValueError('expected a JSON object {"type": "offer", "sdp": "..."}')
-        pc = new_peer_connection(self.ice_servers)
-        self.pending.add(pc)
+        checked = check_offer(offer["sdp"], self.signaling, self.peers)
+        self._admit(client)
+        pc = new_peer_connection(self.hub_ice_servers(time.time()))
+        self.pending[pc] = client
+        self.created[client] += 1
+        self.peak_pending = max(self.peak_pending, len(self.pending))
         reaper = asyncio.get_running_loop().call_later(self.timeout, self._drop, pc)
 
         @pc.on("datachannel")
         def on_datachannel(channel: RTCDataChannel) -> None:
             async def ready() -> None:
                 try:
-                    await _wait_open(channel, self.timeout)
+                    await _wait_open(channel, pc, timeout=self.timeout)
                     transport = DataChannelTransport(channel, pc, self.limits)
-                except (ConnectionError, TimeoutError, ValueError):
+                    transport.remote = client or "?"
+                except (_NotOpenedError, ValueError) as exc:
+                    log.info("a WebRTC peer from %s did not open its channel: %s", client or "?", exc)
                     self._drop(pc)
                     return
                 reaper.cancel()
-                self.pending.discard(pc)
-                self.on_transport(transport)
+                self.pending.pop(pc, None)
+                try:
+                    self.on_transport(transport)
+                except Exception as exc:  # a transport nobody runs must not stay open
+                    log.warning("closing a WebRTC connection from %s: %s", client or "?", exc)
+                    transport.abort()
 
             self._spawn(ready())
 
         try:
-            await pc.setRemoteDescription(RTCSessionDescription(sdp=offer["sdp"], type="offer"))
-            await _set_local(pc, await pc.createAnswer(), self.hosts)
+            try:
+                await pc.setRemoteDescription(RTCSessionDescription(sdp=checked.sdp, type="offer"))
+            except Exception as exc:  # aiortc's SDP parser raises many kinds on hostile input
+                raise OfferRefusedError(400, f"the offer's SDP is not usable ({type(exc).__name__}: {exc})") from None
+            gathered = await _set_local(pc, await pc.createAnswer(), self.hosts, self.udp_ports)
+            if "a=candidate:" not in pc.localDescription.sdp:
+                why = "; ".join(gathered.failures) or f"no usable address among {list(self.hosts or [])}"
+                raise OfferRefusedError(503, f"the hub could not gather an ICE candidate: {why}")
         except BaseException:
             reaper.cancel()
-            self.pending.discard(pc)
+            self.pending.pop(pc, None)
             await pc.close()
             raise
         return {"sdp": pc.localDescription.sdp, "type": pc.localDescription.type}
@@ -260,57 +429,221 @@ def offer_json(body: bytes) -> dict[str, Any]:
     return offer
 
 
+def _check_kind(url: str, response: aiohttp.ClientResponse) -> None:
+    """Raise :class:`WrongTransportError` when what answered is not a WebRTC hub."""
+    kind = response.headers.get(KIND_HEADER)
+    if kind != "webrtc" and (kind is not None or response.status != 200):
+        raise wrong_transport(url, kind)
+
+
+async def _error_reason(response: aiohttp.ClientResponse) -> str:
+    if REFUSAL_HEADER in response.headers:
+        return response.headers[REFUSAL_HEADER]
+    try:
+        body = await response.json(content_type=None)
+    except (ValueError, aiohttp.ClientError):
+        return response.reason or ""
+    return str(body.get("error")) if isinstance(body, dict) else ""
+
+
 async def dial_webrtc(
-    url: str, *, ice_servers: Sequence[str] = (), limits: TransportLimits | None = None, timeout: float = 20.0
+    url: str,
+    *,
+    ice_servers: Sequence[IceServer | str] = (),
+    secret: str | None = None,
+    udp_ports: tuple[int, int] | None = None,
+    limits: TransportLimits | None = None,
+    timeout: float = 20.0,
+    ice_timeout: float | None = 4.0,
 ) -> DataChannelTransport:
-    """Dial a hub's ``http://host:port``: POST our offer to ``/offer``, then open the DataChannel.
+    """Dial a hub's ``http://host:port``: fetch its ICE servers, POST our offer to ``/offer``,
+    then open the DataChannel.
+
+    The worker gathers on its own interfaces (loopback only when the hub is on loopback),
+    uses ``ice_servers`` first and then those the hub hands out (TURN credentials minted
+    for it), and signs its requests when ``secret`` is given.
 
     Raises:
-        ConnectionError: the hub is unreachable or refused the offer.
-        TimeoutError: the channel did not open in ``timeout`` seconds.
+        WebRtcConnectError: the hub is unreachable, refused us, or no connection opened
+            (the message says which, and what to do).
     """
-    from urllib.parse import urlsplit
+    parts = urlsplit(url)
+    host = parts.hostname or "127.0.0.1"
+    base = url.rstrip("/")
+    hosts = await asyncio.to_thread(worker_hosts, host)
+    loopback_hub = hosts is not None and all(is_loopback(h) for h in hosts)
+    peers = PeerAddressPolicy().with_allowed("127.0.0.0/8", "::1") if loopback_hub else PeerAddressPolicy()
 
-    host = urlsplit(url).hostname or "127.0.0.1"
-    offer_url = url.rstrip("/") + "/offer"
+    def signed(method: str, path: str, body: bytes) -> dict[str, str]:
+        headers = {"Content-Type": "application/json"} if body else {}
+        if secret:
+            headers["Authorization"] = sign_request(secret, method, path, body, time.time())
+        return headers
 
-    async def post(offer: dict[str, str]) -> dict[str, Any]:
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as session:
+
+        async def hub_ice_servers() -> list[IceServer]:
+            path = urlsplit(base + "/ice-servers").path
+            try:
+                async with session.get(base + "/ice-servers", headers=signed("GET", path, b"")) as response:
+                    _check_kind(url, response)
+                    if response.status == 404:
+                        return []  # a hub that hands out no ICE servers
+                    if response.status != 200:
+                        reason = await _error_reason(response)
+                        raise WebRtcConnectError(
+                            f"the hub at {url} refused us ({response.status}): {reason}", response.status
+                        )
+                    body = await response.json(content_type=None)
+            except aiohttp.ClientConnectorError as exc:
+                raise WebRtcConnectError(str(unreachable(url, exc))) from None
+            except TimeoutError:
+                raise WebRtcConnectError(f"the hub at {url} did not answer within {timeout:g} s") from None
+            except (aiohttp.ClientError, ValueError) as exc:
+                raise WebRtcConnectError(f"cannot reach the hub at {url}: {exc or type(exc).__name__}") from None
+            entries = body.get("iceServers", []) if isinstance(body, dict) else []
+            try:
+                return [IceServer.from_w3c(entry) for entry in entries]
+            except ValueError as exc:
+                raise WebRtcConnectError(f"the hub at {url} handed out an unusable ICE server: {exc}") from None
+
+        async def post(offer: dict[str, str]) -> dict[str, Any]:
+            body = json.dumps(offer).encode()
+            path = urlsplit(base + "/offer").path
+            try:
+                async with session.post(base + "/offer", data=body, headers=signed("POST", path, body)) as response:
+                    _check_kind(url, response)
+                    if response.status != 200:
+                        reason = await _error_reason(response)
+                        raise WebRtcConnectError(
+                            f"the hub refused the offer ({response.status}): {reason}", response.status
+                        )
+                    answer = await response.json(content_type=None)
+            except TimeoutError:
+                raise WebRtcConnectError(f"the hub at {url} did not answer the offer within {timeout:g} s") from None
+            except (aiohttp.ClientError, ValueError) as exc:
+                raise WebRtcConnectError(f"cannot exchange an offer with {url}: {exc or type(exc).__name__}") from None
+            if not isinstance(answer, dict) or not isinstance(answer.get("sdp"), str):
+                raise WebRtcConnectError(f"the hub at {url} sent no usable answer")
+            return answer
+
         try:
-            async with (
-                aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as session,
-                session.post(offer_url, json=offer) as response,
-            ):
-                body = await response.json(content_type=None)
-        except (aiohttp.ClientError, ValueError) as exc:
-            raise ConnectionError(f"cannot exchange an offer with {url}: {exc}") from None
-        if response.status != 200 or not isinstance(body, dict):
-            reason = body.get("error") if isinstance(body, dict) else None
-            raise ConnectionError(f"the hub refused the offer ({response.status}): {reason}")
-        return body
-
-    async with asyncio.timeout(timeout):
-        return await open_datachannel(post, ice_servers=ice_servers, hosts=ice_hosts_for(host), limits=limits)
+            async with asyncio.timeout(timeout):
+                servers = [*ice_servers, *(await hub_ice_servers())]
+                return await open_datachannel(
+                    post,
+                    ice_servers=servers,
+                    hosts=hosts,
+                    udp_ports=udp_ports,
+                    peers=peers,
+                    limits=limits,
+                    timeout=timeout,
+                    ice_timeout=ice_timeout,
+                )
+        except WebRtcConnectError as exc:
+            raise WebRtcConnectError(f"WebRTC to {url} failed: {exc}", exc.status) from None
+        except TimeoutError:
+            raise WebRtcConnectError(f"WebRTC to {url} did not open within {timeout:g} s") from None
 
 
 class WebRtcListener(HttpListener):
-    """WebRTC signaling at ``http://host:port/offer``; :attr:`answerer` owns the pending connections."""
+    """WebRTC signaling at ``http://host:port/offer`` and ``/ice-servers`` (see the module docstring).
 
-    def __init__(self, answerer: Answerer):
-        super().__init__("http")
+    :attr:`answerer` owns the pending connections; :attr:`refused` counts refusals by status.
+    """
+
+    def __init__(self, answerer: Answerer, *, secret: str | None = None, limits: ListenLimits | None = None):
+        super().__init__("http", kind="webrtc", limits=limits)
         self.answerer = answerer
+        signaling = answerer.signaling
+        self.auth = RequestAuth(secret) if secret else None
+        self.rate = AddressRateLimiter(signaling.offer_rate, signaling.offer_burst)
+        self.refused: Counter[int] = Counter()
+        body_limit = 2 * signaling.max_offer_bytes + 4096  # JSON escapes each CRLF as four characters
+
+        def authenticate(request: web.Request, body: bytes) -> None:
+            if self.auth is not None:
+                header = request.headers.get("Authorization")
+                self.auth.check(header, request.method, request.path, body, time.time())
 
         async def offer(request: web.Request) -> web.Response:
+            client = request.remote or ""
             try:
-                answer = await answerer.answer(offer_json(await request.read()))
+                wait = self.rate.take(client, asyncio.get_running_loop().time())
+                if wait is not None:
+                    raise OfferRefusedError(
+                        429,
+                        f"too many offers from {client}: the limit is {signaling.offer_rate:g}/s per address, "
+                        f"{signaling.offer_burst} at once (raise it with --offer-rate)",
+                        retry_after=wait,
+                    )
+                body = await self.read_body(request, body_limit, hint=" (raise it with --max-offer-bytes)")
+                authenticate(request, body)
+                answer = await answerer.answer(offer_json(body), client)
+            except RequestRefusedError as exc:
+                self.refused[exc.status] += 1
+                return refusal(exc)
             except ValueError as exc:
-                return web.json_response({"error": str(exc)}, status=400)
+                self.refused[400] += 1
+                return web.json_response({"error": str(exc), "status": 400}, status=400)
             return web.json_response(answer)
+
+        async def ice_servers(request: web.Request) -> web.Response:
+            try:
+                authenticate(request, b"")
+            except RequestRefusedError as exc:
+                self.refused[exc.status] += 1
+                return refusal(exc)
+            servers = answerer.worker_ice_servers(time.time())
+            ttl = answerer.turn.ttl if answerer.turn else None
+            return web.json_response(
+                {"iceServers": [s.to_w3c() for s in servers], "ttl": ttl}, headers={"Cache-Control": "no-store"}
+            )
 
         async def cleanup(_app: web.Application) -> None:
             await answerer.close()
 
         self.app.router.add_post("/offer", offer)
+        self.app.router.add_get("/ice-servers", ice_servers)
         self.app.on_cleanup.append(cleanup)
+
+
+async def check_turn(turn: TurnRest, *, timeout: float = 5.0) -> None:
+    """Allocate once on ``turn``'s first UDP/TCP URL with minted credentials, and release it.
+
+    Raises:
+        WebRtcConnectError: the TURN server refused the credentials (a ``--turn-secret``
+            that is not coturn's ``static-auth-secret``) or refused the allocation.
+        TimeoutError: no answer within ``timeout`` (the server may be down or filtered).
+    """
+    import aioice.stun
+    import aioice.turn
+
+    url = turn.urls[0]
+    match = re.match(r"^(turns?):(\[[^\]]+\]|[^:?]+)(?::(\d+))?(?:\?transport=(\w+))?$", url)
+    if match is None:  # pragma: no cover - TurnRest validated the URL
+        raise WebRtcConnectError(f"{url!r} is not a TURN URL")
+    scheme, host, port = match[1], match[2].strip("[]"), int(match[3] or (5349 if match[1] == "turns" else 3478))
+    transport = match[4] or ("tcp" if scheme == "turns" else "udp")
+    username, credential = turn.credentials(time.time(), "hub-check")
+    try:
+        async with asyncio.timeout(timeout):
+            endpoint, _ = await aioice.turn.create_turn_endpoint(
+                asyncio.DatagramProtocol,
+                server_addr=(host, port),
+                username=username,
+                password=credential,
+                ssl=scheme == "turns",
+                transport=transport,
+            )
+    except aioice.stun.TransactionFailed as exc:
+        raise WebRtcConnectError(
+            f"the TURN server {url} refused the hub's credentials ({exc}): --turn-secret must equal coturn's "
+            "static-auth-secret, and coturn must run with use-auth-secret"
+        ) from None
+    except aioice.stun.TransactionTimeout:
+        raise TimeoutError(f"the TURN server {url} did not answer") from None
+    endpoint.close()
 
 
 async def listen_webrtc(
@@ -319,19 +652,42 @@ async def listen_webrtc(
     on_transport: Callable[[DataChannelTransport], object],
     limits: TransportLimits | None = None,
     *,
-    ice_servers: Sequence[str] = (),
+    ice_servers: Sequence[IceServer | str] = (),
+    turn: TurnRest | None = None,
+    secret: str | None = None,
+    udp_ports: tuple[int, int] | None = None,
+    signaling: SignalingLimits | None = None,
     timeout: float = 20.0,
     setup: Callable[[web.Application], object] | None = None,
+    listen_limits: ListenLimits | None = None,
 ) -> WebRtcListener:
-    """Serve WebRTC signaling at ``http://host:port/offer``; each opened channel goes to ``on_transport``.
+    """Serve WebRTC signaling at ``http://host:port``; each opened channel goes to ``on_transport``.
 
-    ``setup`` may add routes of its own to the application before it starts (the hub's
-    worker page).
+    With ``turn``, the TURN server is tried once first: credentials it refuses fail here
+    (a wrong ``--turn-secret`` is reported at start, not at the first worker); a server
+    that does not answer is only logged. ``setup`` may add routes of its own to the
+    application before it starts (the hub's worker page).
+
+    Raises:
+        WebRtcConnectError: the TURN server refused the hub's credentials.
+        OSError: the address cannot be bound.
     """
+    if turn is not None:
+        try:
+            await check_turn(turn)
+        except TimeoutError as exc:
+            log.warning("%s; workers behind NAT may not connect", exc)
     answerer = Answerer(
-        on_transport, ice_servers=ice_servers, hosts=ice_hosts_for(host), limits=limits, timeout=timeout
+        on_transport,
+        ice_servers=ice_servers,
+        turn=turn,
+        hosts=hub_hosts(host),
+        udp_ports=udp_ports,
+        limits=limits,
+        timeout=timeout,
+        signaling=signaling,
     )
-    listener = WebRtcListener(answerer)
+    listener = WebRtcListener(answerer, secret=secret, limits=listen_limits)
     if setup is not None:
         setup(listener.app)
     await listener.start(host, port)
@@ -340,7 +696,15 @@ async def listen_webrtc(
 
 async def dial(url: str, options: TransportOptions) -> DataChannelTransport:
     """Dial a hub's ``http://host:port`` over WebRTC (see :func:`dial_webrtc`)."""
-    return await dial_webrtc(url, ice_servers=options.ice_servers, limits=options.limits, timeout=options.timeout)
+    return await dial_webrtc(
+        url,
+        ice_servers=options.ice_servers,
+        secret=options.secret,
+        udp_ports=options.udp_ports,
+        limits=options.limits,
+        timeout=options.timeout,
+        ice_timeout=options.ice_timeout,
+    )
 
 
 async def listen(
@@ -353,6 +717,11 @@ async def listen(
         on_transport,
         options.limits,
         ice_servers=options.ice_servers,
+        turn=options.turn,
+        secret=options.secret,
+        udp_ports=options.udp_ports,
+        signaling=options.signaling,
         timeout=options.timeout,
         setup=options.http_setup,
+        listen_limits=options.listen_limits,
     )

@@ -9,14 +9,39 @@ window closes and *its* :meth:`drain` blocks: backpressure crosses the wire.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import socket
 import struct
 from collections.abc import Callable
 from urllib.parse import urlsplit
 
-from rxchannel.core import MAX_FRAME_SIZE, LengthPrefixDecoder, RemoteProtocolError
+from rxchannel.core import (
+    MAX_FRAME_SIZE,
+    ErrorCode,
+    ErrorFrame,
+    LengthPrefixDecoder,
+    RemoteProtocolError,
+    RxChannelError,
+    encode_frame,
+)
 
-from ._base import InboxTransport, TransportLimits, TransportOptions, lost
+from ._base import (
+    KIND_HEADER,
+    InboxTransport,
+    TransportLimits,
+    TransportOptions,
+    WrongTransportError,
+    lost,
+    unreachable,
+)
+from ._limits import Admission, ListenLimits, ThrottledLog
+from .addresses import dialable_hosts
+
+log = logging.getLogger("rxchannel.tcp")
+
+_HTTP_METHODS = (b"GET ", b"POST ", b"PUT ", b"HEAD ", b"OPTIONS ", b"DELETE ", b"PATCH ", b"CONNECT ")
+_NOT_HTTP = "This is an rxchannel TCP hub: it speaks RSocket over TCP, not HTTP. Dial it as tcp://HOST:PORT.\n"
 
 __all__ = ["TcpListener", "TcpTransport", "connect_tcp_transport", "dial", "listen", "start_tcp_server"]
 
@@ -32,6 +57,7 @@ class TcpTransport(InboxTransport, asyncio.Protocol):
         *,
         receive_buffer: int = 4 << 20,
         max_message_size: int = MAX_FRAME_SIZE,
+        server: bool = False,
     ):
         InboxTransport.__init__(self, limits)
         #: largest frame sent or accepted; a peer announcing more breaks the connection
@@ -41,6 +67,13 @@ class TcpTransport(InboxTransport, asyncio.Protocol):
         self._paused_reading = False
         self._transport: asyncio.Transport | None = None
         self.connected: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        #: called once when the connection is gone (a listener counts its connections with it)
+        self.on_lost: Callable[[], object] | None = None
+        #: the accepting side (answers an HTTP client in HTTP) or the dialing side, and its URL
+        self.server = server
+        self.url = ""
+        #: the first bytes received, until we know they are not HTTP (None once checked)
+        self._head: bytes | None = b""
 
     # ---------------------------------------------------------------- asyncio.Protocol
 
@@ -51,10 +84,20 @@ class TcpTransport(InboxTransport, asyncio.Protocol):
         if sock is not None:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         transport.set_write_buffer_limits(high=self.limits.high_water, low=self.limits.low_water)
+        peer = transport.get_extra_info("peername")
+        if isinstance(peer, tuple):
+            self.remote = f"[{peer[0]}]:{peer[1]}" if ":" in str(peer[0]) else f"{peer[0]}:{peer[1]}"
         if not self.connected.done():
             self.connected.set_result(None)
 
     def data_received(self, data: bytes) -> None:
+        if self._head is not None:  # the first bytes: an HTTP client (or server) dialed the wrong URL?
+            self._head += data
+            if len(self._head) < 5:
+                return
+            data, self._head = self._head, None
+            if self._speaks_http(data):
+                return
         try:
             frames = self._decoder.feed(data)
         except RemoteProtocolError as exc:
@@ -68,6 +111,31 @@ class TcpTransport(InboxTransport, asyncio.Protocol):
                 self._paused_reading = True
                 self._transport.pause_reading()
 
+    def _speaks_http(self, head: bytes) -> bool:
+        """Handle a peer that speaks HTTP (no RSocket frame starts so: its length would be megabytes)."""
+        if self.server and head.startswith(_HTTP_METHODS):
+            text = _NOT_HTTP.encode()
+            assert self._transport is not None
+            self._transport.write(
+                b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\n"
+                + f"{KIND_HEADER}: tcp\r\nContent-Length: {len(text)}\r\nConnection: close\r\n\r\n".encode()
+                + text
+            )
+            self._set_error(lost("an HTTP client dialed this TCP hub (it was told to use tcp://)"))
+            self._transport.close()
+            return True
+        if not self.server and head.startswith(b"HTTP/"):
+            where = self.url or "this address"
+            self._set_error(
+                WrongTransportError(
+                    f"{where} answered in HTTP: it is not a tcp hub; dial the http:// (WebRTC) or ws:// URL "
+                    "its 'rxchannel serve' printed"
+                )
+            )
+            self.abort()
+            return True
+        return False
+
     def eof_received(self) -> bool:
         if self._decoder.buffered:
             self._set_error(lost(f"the peer closed mid-frame ({self._decoder.buffered} bytes of a frame unread)"))
@@ -76,6 +144,9 @@ class TcpTransport(InboxTransport, asyncio.Protocol):
         return False
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self.on_lost is not None:
+            on_lost, self.on_lost = self.on_lost, None
+            on_lost()
         if exc is not None:
             self._set_error(lost(f"the TCP connection broke: {exc}", exc))
         elif self._decoder.buffered:
@@ -158,7 +229,7 @@ async def start_tcp_server(
     loop = asyncio.get_running_loop()
 
     def factory() -> TcpTransport:
-        proto = TcpTransport(limits, max_message_size=max_message_size)
+        proto = TcpTransport(limits, max_message_size=max_message_size, server=True)
         proto.connected.add_done_callback(lambda _f: on_transport(proto))
         return proto
 
@@ -166,16 +237,40 @@ async def start_tcp_server(
 
 
 class TcpListener:
-    """A listening TCP socket; each accepted connection becomes a :class:`TcpTransport`."""
+    """A listening TCP socket; each accepted connection becomes a :class:`TcpTransport`.
 
-    def __init__(self, server: asyncio.Server):
-        self.server = server
-        self.host, self.port = server.sockets[0].getsockname()[:2]
+    Connections past ``ListenLimits`` (in all, or from one address) are closed as they
+    arrive, before anything is read from them.
+    """
+
+    def __init__(self, limits: ListenLimits | None = None):
+        self.admission = Admission(limits or ListenLimits(), "TCP connections", ThrottledLog(log))
+        self.server: asyncio.Server
+        self.host, self.port = "", 0
+
+    def accept(self, transport: TcpTransport, on_transport: Callable[[TcpTransport], object]) -> None:
+        peer = transport.peername
+        address = peer[0] if isinstance(peer, tuple) else None
+        if not self.admission.admit(address):
+            # say why before closing (an RSocket client reads it as a refused SETUP), then forget it
+            reason = f"the hub is busy: {self.admission.last_refusal}; try again later"
+            with contextlib.suppress(RxChannelError):
+                transport.write([encode_frame(ErrorFrame(stream_id=0, code=ErrorCode.REJECTED_SETUP, message=reason))])
+            transport.on_lost = None
+            asyncio.get_running_loop().create_task(transport.close())
+            return
+        transport.on_lost = lambda: self.admission.leave(address)
+        on_transport(transport)
 
     @property
     def url(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"tcp://{host}:{self.port}"
+        """The URL of the bound address (for a wildcard bind, the first of :attr:`urls`)."""
+        return self.urls[0]
+
+    @property
+    def urls(self) -> list[str]:
+        """One dialable URL per address: several for a wildcard bind (0.0.0.0, ::), else one."""
+        return [f"tcp://[{h}]:{self.port}" if ":" in h else f"tcp://{h}:{self.port}" for h in dialable_hosts(self.host)]
 
     async def close(self) -> None:
         self.server.close()
@@ -187,19 +282,35 @@ async def dial(url: str, options: TransportOptions) -> TcpTransport:
 
     Raises:
         ValueError: the URL has no port.
-        ConnectionError: nothing accepts connections there.
+        ConnectionError: nothing accepts connections there (within ``options.timeout``).
     """
     parts = urlsplit(url)
     if parts.port is None:
         raise ValueError(f"{url}: tcp:// URLs need a port, e.g. tcp://127.0.0.1:8765")
-    return await connect_tcp_transport(
-        parts.hostname or "127.0.0.1", parts.port, options.limits, max_message_size=options.max_message_size
-    )
+    try:
+        async with asyncio.timeout(options.timeout):
+            transport = await connect_tcp_transport(
+                parts.hostname or "127.0.0.1", parts.port, options.limits, max_message_size=options.max_message_size
+            )
+    except TimeoutError:
+        raise ConnectionError(f"cannot reach {url}: no answer within {options.timeout:g} s") from None
+    except OSError as exc:
+        raise unreachable(url, exc) from exc
+    transport.url = url
+    return transport
 
 
 async def listen(
     host: str, port: int, on_transport: Callable[[TcpTransport], object], options: TransportOptions
 ) -> TcpListener:
-    """Listen on ``host:port`` (port 0 picks a free one)."""
-    server = await start_tcp_server(on_transport, host, port, options.limits, max_message_size=options.max_message_size)
-    return TcpListener(server)
+    """Listen on ``host:port`` (port 0 picks a free one), admitting connections under ``options.listen_limits``."""
+    listener = TcpListener(options.listen_limits)
+    listener.server = await start_tcp_server(
+        lambda transport: listener.accept(transport, on_transport),
+        host,
+        port,
+        options.limits,
+        max_message_size=options.max_message_size,
+    )
+    listener.host, listener.port = listener.server.sockets[0].getsockname()[:2]
+    return listener

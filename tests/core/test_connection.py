@@ -449,7 +449,7 @@ def test_reassembly_past_the_payload_limit_is_rejected_and_dropped() -> None:
     c_events, s_events = transfer(c, s)
     assert s_events == [] and s.open_streams == 0
     assert isinstance(c_events[0], StreamErrored) and c_events[0].error.code == ErrorCode.REJECTED  # type: ignore[union-attr]
-    assert "reassembly limit of 500" in str(c_events[0].error)  # type: ignore[union-attr]
+    assert "the item's limit of 500 bytes" in str(c_events[0].error)  # type: ignore[union-attr]
     del sid
 
 

@@ -167,6 +167,6 @@ def test_split_keeps_every_frame_under_the_limit_and_metadata_first(meta_len: in
 def test_reassembly_refuses_past_its_limit() -> None:
     r = Reassembly(limit=10)
     r.add(1, b"12345", b"")
-    with pytest.raises(RemoteProtocolError, match="reassembly limit of 10") as info:
+    with pytest.raises(RemoteProtocolError, match=r"the item.s limit of 10 bytes") as info:
         r.add(1, None, b"123456")
     assert info.value.code == 0x202  # REJECTED

@@ -1,0 +1,182 @@
+"""ICE, TURN and signaling options of ``serve``, ``fetch`` and ``send`` (names: DESIGN.md §8).
+
+The parser only calls :func:`add_ice_options`; the commands build their
+:class:`~rxchannel.transports.TransportOptions` with :func:`options_from`.
+
+Both sides: ``--ice-server URL`` (repeatable: ``stun:``, ``turn:``, ``turns:``) with
+``--ice-username``/``--ice-credential`` for its TURN URLs, or ``RXCHANNEL_ICE_SERVERS``
+(a JSON list of W3C ``RTCIceServer`` dictionaries; ignored when ``--ice-server`` is
+given), and ``--ice-timeout``. The hub also takes ``--turn-url``/``--turn-secret``
+(``RXCHANNEL_TURN_SECRET``)/``--turn-ttl``, ``--udp-ports LO-HI`` and the signaling
+limits of issue 11 (cases 7 and 8).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from typing import Any
+
+from rxchannel.transports import TransportOptions
+from rxchannel.transports.ice import (
+    IceServer,
+    PeerAddressPolicy,
+    SignalingLimits,
+    TurnRest,
+    ice_servers_from_json,
+    parse_port_range,
+)
+
+from .values import positive_float, positive_int
+
+__all__ = ["add_ice_options", "options_from"]
+
+_DEFAULTS = SignalingLimits()
+
+
+def _port_range(text: str) -> tuple[int, int]:
+    try:
+        return parse_port_range(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def add_ice_options(parser: argparse.ArgumentParser, *, hub: bool) -> None:
+    """Add the ICE options to a subcommand's parser (``hub``: also TURN minting, ports, limits)."""
+    group = parser.add_argument_group("WebRTC / ICE")
+    group.add_argument(
+        "--ice-server",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="STUN/TURN server (repeatable): stun:HOST[:PORT], turn:HOST[:PORT][?transport=tcp], turns:HOST[:PORT]; "
+        "default: $RXCHANNEL_ICE_SERVERS (JSON list of RTCIceServer), else none (no STUN)",
+    )
+    group.add_argument("--ice-username", metavar="U", help="username for the --ice-server TURN URLs")
+    group.add_argument("--ice-credential", metavar="C", help="credential for the --ice-server TURN URLs")
+    group.add_argument(
+        "--ice-timeout",
+        type=positive_float("an ICE timeout"),
+        default=4.0,
+        metavar="SECONDS",
+        help="dialing: give up when no ICE candidate pair works this long after the answer (default 4)",
+    )
+    if not hub:
+        return
+    group.add_argument(
+        "--turn-url",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="TURN server with coturn use-auth-secret: the hub relays through it and hands workers "
+        "time-limited credentials (repeatable for turn:/turns: of one server)",
+    )
+    group.add_argument(
+        "--turn-secret",
+        default=os.environ.get("RXCHANNEL_TURN_SECRET"),
+        metavar="S",
+        help="coturn's static-auth-secret (default: $RXCHANNEL_TURN_SECRET)",
+    )
+    group.add_argument(
+        "--turn-ttl",
+        type=positive_int("a TTL"),
+        default=86400,
+        metavar="SECONDS",
+        help="lifetime of minted TURN credentials; keep it above the longest transfer (default 86400)",
+    )
+    group.add_argument(
+        "--udp-ports", type=_port_range, metavar="LO-HI", help="UDP ports for the hub's ICE host candidates"
+    )
+    limits = parser.add_argument_group("WebRTC signaling limits")
+    limits.add_argument(
+        "--max-pending-offers",
+        type=positive_int("an offer count"),
+        default=_DEFAULTS.max_pending,
+        metavar="N",
+        help=f"answered offers whose channel has not opened yet (default {_DEFAULTS.max_pending}; "
+        f"a quarter of it, at least {_DEFAULTS.max_pending_per_address}, per address)",
+    )
+    limits.add_argument(
+        "--offer-rate",
+        type=positive_float("a rate", "offers per second"),
+        default=_DEFAULTS.offer_rate,
+        metavar="PER_S",
+        help=f"offers per second per client address (default {_DEFAULTS.offer_rate:g}, "
+        f"bursts of {_DEFAULTS.offer_burst})",
+    )
+    limits.add_argument(
+        "--max-offer-bytes",
+        type=positive_int("a size in bytes"),
+        default=_DEFAULTS.max_offer_bytes,
+        metavar="BYTES",
+        help=f"largest offer SDP (default {_DEFAULTS.max_offer_bytes})",
+    )
+    limits.add_argument(
+        "--max-candidates",
+        type=positive_int("a candidate count"),
+        default=_DEFAULTS.max_candidates,
+        metavar="N",
+        help=f"most ICE candidates in one offer (default {_DEFAULTS.max_candidates})",
+    )
+    limits.add_argument(
+        "--denied-peer-ip",
+        action="append",
+        default=[],
+        metavar="NET",
+        help="never send ICE checks to this address or network (repeatable; loopback, link-local, "
+        "multicast and reserved ranges are always denied unless allowed)",
+    )
+    limits.add_argument(
+        "--allowed-peer-ip",
+        action="append",
+        default=[],
+        metavar="NET",
+        help="exempt this address or network from the denied ones (repeatable)",
+    )
+
+
+def _ice_servers(args: argparse.Namespace) -> list[IceServer]:
+    """The ICE servers from the command line, else from ``RXCHANNEL_ICE_SERVERS``.
+
+    Raises:
+        ValueError: a malformed server, or credentials without a TURN URL.
+    """
+    urls: list[str] = args.ice_server
+    if (args.ice_username or args.ice_credential) and not any(u.startswith("turn") for u in urls):
+        raise ValueError("--ice-username/--ice-credential apply to --ice-server turn: URLs, and none was given")
+    if urls:
+        return [IceServer.parse(url, args.ice_username, args.ice_credential) for url in urls]
+    env = os.environ.get("RXCHANNEL_ICE_SERVERS")
+    return ice_servers_from_json(env) if env else []
+
+
+def options_from(args: argparse.Namespace, **extra: Any) -> TransportOptions:
+    """The transport options the parsed ``args`` ask for (``extra`` sets further fields).
+
+    Raises:
+        ValueError: the options cannot be used together; the message says how to fix them.
+    """
+    fields: dict[str, Any] = {
+        "ice_servers": _ice_servers(args),
+        "ice_timeout": args.ice_timeout,
+        "secret": getattr(args, "secret", None) or None,
+    }
+    if getattr(args, "connect_timeout", None) is not None:
+        fields["timeout"] = args.connect_timeout
+    if hasattr(args, "turn_url"):
+        if args.turn_url or args.turn_secret:
+            if not args.turn_url:
+                raise ValueError("--turn-secret needs --turn-url turn:HOST:3478")
+            fields["turn"] = TurnRest(tuple(args.turn_url), args.turn_secret or "", args.turn_ttl)
+        peers = PeerAddressPolicy.build(args.denied_peer_ip, args.allowed_peer_ip)
+        fields["signaling"] = SignalingLimits(
+            max_offer_bytes=args.max_offer_bytes,
+            max_candidates=args.max_candidates,
+            max_pending=args.max_pending_offers,
+            max_pending_per_address=max(_DEFAULTS.max_pending_per_address, args.max_pending_offers // 4),
+            offer_rate=args.offer_rate,
+            peers=peers,
+        )
+        fields["udp_ports"] = args.udp_ports
+    fields.update(extra)
+    return TransportOptions(**fields)
