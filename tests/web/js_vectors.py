@@ -41,7 +41,7 @@ from rxchannel.core import (
     request_metadata,
 )
 from rxchannel.core._fragments import encode_item
-from rxchannel.core._frames import LeaseFrame, UnsupportedFrame
+from rxchannel.core._frames import LeaseFrame, ResumeFrame, ResumeOkFrame, UnsupportedFrame
 from rxchannel.core._metadata import MetadataError, decode_composite, encode_composite
 
 VECTORS = Path(__file__).resolve().parent.parent / "js" / "vectors"
@@ -195,12 +195,26 @@ def _raw(stream_id: int, frame_type: int, flags: int, body: bytes = b"") -> byte
 def _decode_only_cases() -> list[tuple[str, bytes]]:
     """Frames another implementation may send that ours never encodes."""
     return [
-        ("RESUME (not supported here)", _raw(0, 0x0D, 0, b"\x00\x01\x00\x00")),
         ("EXT with IGNORE", _raw(3, 0x3F, 0x200, b"\x00\x00\x00\x01xyz")),
         ("reserved type 0", _raw(0, 0x00, 0)),
         ("PAYLOAD with the reserved stream-id bit set", _raw(0x80000001, 0x0A, 0x20, b"x")),
         ("ERROR with invalid UTF-8 is decoded leniently", _raw(1, 0x0B, 0, b"\x00\x00\x02\x01ok")),
         ("REQUEST_RESPONSE with COMPLETE (ignored)", _raw(1, 0x04, 0x40, b"d")),
+    ]
+
+
+def _unsupported_in_js_cases() -> list[tuple[str, Any]]:
+    """Frames the core decodes (resumption, issue 17) that the browser client does not process.
+
+    The page never sends SETUP with a resume token, so a hub never resumes it; the JS
+    decoder reports these as UNSUPPORTED, the way the core reports EXT.
+    """
+    return [
+        (
+            "RESUME (no resumption in the browser)",
+            ResumeFrame(token=b"tok", last_received_server_position=7, first_available_client_position=3),
+        ),
+        ("RESUME_OK (no resumption in the browser)", ResumeOkFrame(last_received_client_position=9)),
     ]
 
 
@@ -235,6 +249,11 @@ def frames() -> dict[str, Any]:
     decode_only = [
         {"name": n, "hex": raw.hex(), "frame": _fields(decode_frame(raw))} for n, raw in _decode_only_cases()
     ]
+    for name, frame in _unsupported_in_js_cases():
+        raw = encode_frame(frame)
+        assert decode_frame(raw) == frame, name
+        unsupported = UnsupportedFrame(stream_id=frame.stream_id, type=raw[4] >> 2, ignorable=False)
+        decode_only.append({"name": name, "hex": raw.hex(), "frame": _fields(unsupported)})
     malformed = []
     for name, raw in _malformed_cases():
         try:
