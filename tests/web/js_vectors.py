@@ -4,8 +4,10 @@
 ``tests/web/test_js_vectors.py`` fails when the committed files differ from what the core
 produces now, and the ``node --test`` suite (``tests/js/``) checks the JS modules against
 them: frames (every type, flags, metadata, fragments) and their decode errors, composite
-metadata, and demand traces of ``InboundDemand`` with every policy, including simulated
-transfers that make ``Adaptive`` grow and shrink.
+metadata, demand traces of ``InboundDemand`` with every policy, including simulated
+transfers that make ``Adaptive`` grow and shrink, and signed signaling requests
+(``Authorization`` headers from :func:`rxchannel.transports.offers.sign_request`, each
+accepted by the hub's :class:`~rxchannel.transports.offers.RequestAuth`).
 """
 
 from __future__ import annotations
@@ -16,7 +18,9 @@ import random
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
+from unittest import mock
 
 from rxchannel.core import (
     Adaptive,
@@ -43,6 +47,7 @@ from rxchannel.core import (
 from rxchannel.core._fragments import encode_item
 from rxchannel.core._frames import LeaseFrame, ResumeFrame, ResumeOkFrame, UnsupportedFrame
 from rxchannel.core._metadata import MetadataError, decode_composite, encode_composite
+from rxchannel.transports import offers
 
 VECTORS = Path(__file__).resolve().parent.parent / "js" / "vectors"
 
@@ -521,6 +526,39 @@ def demand() -> dict[str, Any]:
     return {"stateFields": STATE_FIELDS, "traces": traces}
 
 
+def signing() -> list[dict[str, Any]]:
+    """Signed signaling requests: ``sign_request``'s header for fixed clocks and nonces.
+
+    ``sign_request`` draws its nonce from :mod:`secrets`; here the nonce is fixed so that
+    the file is reproducible. Each header is checked by the hub's own ``RequestAuth``.
+    """
+    offer = json.dumps({"sdp": "v=0\r\no=- 46 2 IN IP4 127.0.0.1\r\na=x:é✓\r\n", "type": "offer"}, ensure_ascii=False)
+    cases = [
+        ("GET /ice-servers, no body", "s3cret", "GET", "/ice-servers", "", 1_700_000_000.75, "AAAAbbbb"),
+        ("POST /offer with an SDP (UTF-8 body)", "s3cret", "POST", "/offer", offer, 1_700_000_123.0, "n0nce-_Z9"),
+        ("a non-ASCII secret, lower-case method", "sécret ✓", "post", "/offer", "{}", 1_800_000_000.2, "x" * 64),
+        ("a path below a prefix", "s", "GET", "/hub/ice-servers", "", 1_700_000_000, "Q1w2E3r4T5"),
+    ]
+    vectors = []
+    for name, secret, method, path, body, now, nonce in cases:
+        with mock.patch.object(offers, "secrets", SimpleNamespace(token_urlsafe=lambda _n, nonce=nonce: nonce)):
+            header = offers.sign_request(secret, method, path, body.encode(), now)
+        offers.RequestAuth(secret).check(header, method.upper(), path, body.encode(), now)  # the hub accepts it
+        vectors.append(
+            {
+                "name": name,
+                "secret": secret,
+                "method": method,
+                "path": path,
+                "body": body,
+                "now": now,
+                "nonce": nonce,
+                "header": header,
+            }
+        )
+    return vectors
+
+
 def build() -> dict[str, str]:
     """File name -> content of every vector file."""
     content = {
@@ -528,6 +566,7 @@ def build() -> dict[str, str]:
         "fragments.json": fragments(),
         "metadata.json": metadata(),
         "demand.json": demand(),
+        "signing.json": signing(),
     }
     return {
         name: json.dumps(value, indent=None if name == "demand.json" else 1, ensure_ascii=False) + "\n"
