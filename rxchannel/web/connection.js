@@ -128,12 +128,17 @@ export class Hub {
     return reply.promise;
   }
 
-  /** The hub's file listing: [{ path, size }], every page of it (`files` with prefix/cursor). */
-  async list(prefix = "", { limit = 1000 } = {}) {
+  /**
+   * The hub's file listing: [{ path, size }], every page of it (`files` with prefix and the
+   * cursor each page's `next` names). `limit` is the page size asked for (default: the
+   * hub's own maximum; more than it is refused).
+   */
+  async list(prefix = "", { limit = null } = {}) {
     const entries = [];
     let cursor = null;
     for (;;) {
-      const query = { prefix, limit };
+      const query = { prefix };
+      if (limit !== null) query.limit = limit;
       if (cursor !== null) query.cursor = cursor;
       const reply = await this.request("files", jsonBytes(query));
       const page = JSON.parse(utf8.decode(reply.data));

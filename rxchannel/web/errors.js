@@ -57,5 +57,12 @@ export class RemoteError extends RxChannelError {
 
 export class ConnectionLostError extends RxChannelError {}
 export class ClosedResourceError extends RxChannelError {}
-export class ConnectError extends RxChannelError {}
+/** `status`: the HTTP status of the hub's refusal (401, 429, 503, ...), else null; `retryAfter`: its Retry-After in s. */
+export class ConnectError extends RxChannelError {
+  constructor(message, { status = null, retryAfter = null } = {}) {
+    super(message);
+    this.status = status;
+    this.retryAfter = retryAfter;
+  }
+}
 export class IntegrityError extends RxChannelError {}

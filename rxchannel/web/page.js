@@ -21,6 +21,9 @@ const REPORT_TOKEN = document.querySelector('meta[name="rxchannel-report-token"]
 const FILE_CHANGED = 0x301; // the hub's application code: the file changed while it was served
 const DEFAULT_WINDOW = 32;
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+// The hub's --secret, from the address's fragment (#secret=…): a fragment is never sent to
+// a server; the secret signs this page's signaling requests and goes in SETUP (inside DTLS).
+const SECRET = new URLSearchParams(location.hash.slice(1)).get("secret") || null;
 
 // ------------------------------------------------------------------ the connection (shared, reconnected on demand)
 
@@ -30,7 +33,7 @@ function hubConnection() {
     const attempt = connect(location.origin, {
       keepalive: 1000,
       lifetime: Number(params.get("lifetime") || 10000),
-      secret: new URLSearchParams(location.hash.slice(1)).get("secret") || null,
+      secret: SECRET,
     });
     current = attempt;
     attempt.then((hub) => hub.ended.then(() => { if (current === attempt) current = null; }), () => { if (current === attempt) current = null; });
@@ -60,13 +63,16 @@ function explain(error, transfer) {
   if ((error && error.name === "AbortError") || (transfer.controller && transfer.controller.signal.aborted)) {
     return { state: "cancelled", reason: "cancelled", todo: transfer.kind === "push" ? "press retry to send it again" : `press retry to resume${kept}` };
   }
-  if (error instanceof ConnectError) return { state: "failed", reason: error.message, todo: "check that the hub is running, then press retry" };
+  if (error instanceof ConnectError) return { state: "failed", reason: error.message, todo: connectTodo(error) };
   if (error instanceof ConnectionLostError) return { state: "failed", reason: error.message, todo: `press retry to resume${kept}` };
   if (error instanceof RemoteError && error.code === FILE_CHANGED) {
     return { state: "failed", reason: error.remoteMessage, todo: "press retry to fetch the new version" };
   }
   if (error instanceof RemoteError && error.code <= 0x004) { // the hub refused our SETUP
     return { state: "failed", reason: error.remoteMessage, todo: "open this page with the hub's secret in its address (#secret=…)" };
+  }
+  if (error instanceof RemoteError && transfer.kind === "push") {
+    return { state: "failed", reason: `the hub refused: ${error.remoteMessage}`, todo: "rename the file or pick another, then send it" };
   }
   if (error instanceof RemoteError) return { state: "failed", reason: `the hub refused: ${error.remoteMessage}`, todo: "check the name and the hub's files" };
   if (error instanceof RemoteProtocolError) return { state: "failed", reason: error.message, todo: "press retry; report it if it happens again" };
@@ -79,6 +85,20 @@ function explain(error, transfer) {
   }
   if (error && error.name === "NotAllowedError") return { state: "failed", reason: "the browser refused access to the file", todo: "allow it, or choose another file" };
   return { state: "failed", reason: String((error && error.message) || error), todo: "press retry" };
+}
+
+/** What to do about a failed connect, by the hub's HTTP status when it refused us. */
+function connectTodo(error) {
+  const wait = error.retryAfter !== null ? `wait ${error.retryAfter} s, then press retry` : "press retry in a few seconds";
+  if (error.status === 401) {
+    return SECRET
+      ? "the secret in this page's address (#secret=…) is not the hub's: open the page with the right one"
+      : "this hub needs its secret: open this page with it in its address (#secret=…; it never leaves the browser)";
+  }
+  if (error.status === 429) return `this browser's address sent too many requests: ${wait}`;
+  if (error.status === 503) return `the hub is busy: ${wait}`;
+  if (error.status !== null) return "the hub refused the connection: press retry, or ask its operator";
+  return "check that the hub is running, then press retry";
 }
 
 // ------------------------------------------------------------------ rows
@@ -521,7 +541,8 @@ async function showFiles() {
     $("send").disabled = false;
   } catch (error) {
     status.className = "bad";
-    status.textContent = `cannot list the hub's files: ${error.message} `;
+    const todo = error instanceof ConnectError ? ` — ${connectTodo(error)}` : "";
+    status.textContent = `cannot list the hub's files: ${error.message}${todo} `;
     const retry = document.createElement("button");
     retry.textContent = "retry";
     retry.onclick = () => { status.className = ""; status.textContent = "connecting to the hub…"; showFiles(); };
