@@ -10,22 +10,33 @@ screenshots (mid-transfer, verified, failed) to ``docs/`` for the README.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import hashlib
+import hmac
 import json
 import os
+import re
 import shutil
+import socket
+import time
+import urllib.parse
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
+from aiohttp import web
 
 from rxchannel.core import with_secret
 from rxchannel.files import Hub, sha256_file
 from rxchannel.files.source import FileSource
 from rxchannel.runtime import Server, serve
 from rxchannel.transports import TransportOptions
+from rxchannel.transports.gathering import ice_host_addresses
+from rxchannel.transports.ice import SignalingLimits, TurnRest
+from rxchannel.transports.signaling import WebRtcListener, check_turn, new_peer_connection
 from rxchannel.web import WorkerPage
 from rxchannel.web.chromium import Chromium
 from tests.support import eventually, make_file
@@ -46,14 +57,27 @@ class Recorded(set[FileSource]):
 
 
 class Served:
-    """A hub serving over WebRTC with its worker page; reports arrive on a queue."""
+    """A hub serving over WebRTC with its worker page; reports arrive on a queue.
 
-    def __init__(self, hub: Hub, server: Server, page: WorkerPage):
-        self.hub, self.server, self.page = hub, server, page
+    :attr:`requests` is every HTTP request the hub answered: ``(method, path and query,
+    headers, status)``.
+    """
+
+    def __init__(
+        self, hub: Hub, server: Server, page: WorkerPage, requests: list[tuple[str, str, dict[str, str], int]]
+    ):
+        self.hub, self.server, self.page, self.requests = hub, server, page, requests
         self.url, self.peers = server.url, server.peers
         self.reports: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         page.on_report = self.reports.put_nowait
         hub.sources = self.recorded = Recorded()
+        assert isinstance(server.listener, WebRtcListener)
+        self.listener = server.listener
+
+    @property
+    def peer_connections(self) -> int:
+        """Peer connections the hub's signaling created (what offers have cost it)."""
+        return sum(self.listener.answerer.created.values())
 
     @property
     def sources(self) -> list[FileSource]:
@@ -74,19 +98,41 @@ class Served:
         return next(s for s in self.sources if s.read_offset >= at_least)
 
 
+@contextlib.asynccontextmanager
+async def serving(hub: Hub, *, secret: str | None = None, **options: Any) -> AsyncIterator[Served]:
+    """``hub`` served over WebRTC with its page, as ``rxchannel serve`` sets it up: a
+    ``secret`` both signs signaling and authenticates SETUP."""
+    page = WorkerPage()
+    requests: list[tuple[str, str, dict[str, str], int]] = []
+
+    async def record(request: web.Request, response: web.StreamResponse) -> None:
+        requests.append((request.method, request.path_qs, dict(request.headers), response.status))
+
+    def setup(app: web.Application) -> None:
+        page.setup(app)
+        app.on_response_prepare.append(record)
+
+    server = await serve(
+        hub.router,
+        transport="webrtc",
+        config=with_secret(None, secret, server=True),
+        options=TransportOptions(http_setup=setup, secret=secret, **options),
+    )
+    try:
+        yield Served(hub, server, page, requests)
+    finally:
+        await server.close()
+        hub.close()
+
+
 @pytest.fixture
 async def served(tmp_path: Path) -> AsyncIterator[Served]:
     root = tmp_path / "root"
     make_file(root / "big.bin", 4 * 1024 * 1024, seed=11)
     make_file(root / "paced.bin", 2 * 1024 * 1024, seed=12)
     make_file(root / "small.txt", 100_000, seed=13)
-    hub = Hub(root, inbox=tmp_path / "inbox", chunk_size=CHUNK)
-    page = WorkerPage()
-    server = await serve(hub.router, transport="webrtc", options=TransportOptions(http_setup=page.setup))
-    try:
-        yield Served(hub, server, page)
-    finally:
-        await server.close()
+    async with serving(Hub(root, inbox=tmp_path / "inbox", chunk_size=CHUNK)) as served:
+        yield served
 
 
 async def until(browser: Chromium, expression: str, *, timeout: float = 30, what: str | None = None) -> Any:
@@ -296,3 +342,208 @@ async def test_a_hub_with_a_secret_serves_pages_that_carry_it_and_refuses_the_ot
         assert "wrong shared secret" in refused["error"], refused
     finally:
         await server.close()
+
+
+# ------------------------------------------------------------------ the page against main's signaling
+
+
+def signed_with(requests: list[tuple[str, str, dict[str, str], int]], method: str, path: str) -> list[int]:
+    """The statuses of the requests ``method path`` that carried a signature."""
+    return [
+        status
+        for m, p, headers, status in requests
+        if (m, p) == (method, path) and headers.get("Authorization", "").startswith("RXCHANNEL-HMAC-SHA256 ")
+    ]
+
+
+async def test_a_hub_with_a_secret_answers_only_the_page_that_signs_with_it(tmp_path: Path) -> None:
+    secret = "s3cret-ünï"
+    make_file(tmp_path / "root" / "small.txt", 100_000, seed=13)
+    async with serving(Hub(tmp_path / "root", inbox=tmp_path / "inbox"), secret=secret) as served:
+        fragment = urllib.parse.quote(secret)
+        async with Chromium(f"{served.url}/?fetch=small.txt&report=1#secret={fragment}") as browser:
+            report = await served.report()
+            assert report["ok"] and report["sha256"] == sha256_file(served.hub.root / "small.txt"), report
+            (row,) = await transfers(browser)
+            assert row["state"] == "verified", row
+        # both signaling requests were signed, and accepted: one peer connection for one page
+        assert signed_with(served.requests, "GET", "/ice-servers") == [200], served.requests
+        assert signed_with(served.requests, "POST", "/offer") == [200], served.requests
+        assert served.peer_connections == 1 and not served.listener.refused
+        for _, path_qs, headers, _ in served.requests:  # the secret itself never crossed HTTP
+            assert secret not in urllib.parse.unquote(path_qs) and fragment not in path_qs
+            assert not any(secret in value or fragment in value for value in headers.values()), headers
+
+        for given, why, todo in [
+            ("#secret=wrong", "wrong shared secret", "is not the hub's"),
+            ("", "requires the shared secret", "this hub needs its secret"),
+        ]:
+            async with Chromium(f"{served.url}/?fetch=small.txt&report=1{given}") as browser:
+                refused = await served.report()
+                (row,) = await until(browser, "(s => s[0]?.state === 'failed' && s)(rxchannelPage.status())")
+                status = await until(
+                    browser, "(e => e.className === 'bad' && e.textContent)(document.getElementById('status'))"
+                )
+                shown = await browser.evaluate("document.querySelector('tr[data-kind=fetch] .info').textContent")
+            assert refused["ok"] is False, refused
+            assert refused["error"].startswith("the hub refused the request for ICE servers (401): "), refused
+            assert why in refused["error"], refused
+            assert row["error"] == refused["error"] and why in shown and todo in shown, (row, shown)
+            assert "(401)" in status and why in status, status
+        assert served.peer_connections == 1, "a page without the secret cost the hub no peer connection"
+        assert served.listener.refused[401] >= 2
+        offers = [status for method, path, _, status in served.requests if (method, path) == ("POST", "/offer")]
+        assert offers == [200], "no offer was even sent without the secret"
+
+
+@contextlib.asynccontextmanager
+async def coturn(tmp_path: Path) -> AsyncIterator[tuple[TurnRest, Path]]:
+    """Debian's coturn on 127.0.0.1 with TURN REST credentials (as ``make netlab`` installs it);
+    yields the hub's TurnRest for it and coturn's verbose log, once it answers allocations."""
+    if shutil.which("turnserver") is None:
+        pytest.fail("this test needs coturn's turnserver: `make test` (make netlab) installs it")
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    state, log = tmp_path / "coturn", tmp_path / "coturn.log"
+    state.mkdir()
+    turn = TurnRest((f"turn:127.0.0.1:{port}",), "turn-" + os.urandom(8).hex(), ttl=600)
+    proc = await asyncio.create_subprocess_exec(
+        "turnserver", "-n", "-v", "--listening-ip=127.0.0.1", "--relay-ip=127.0.0.1", f"--listening-port={port}",
+        "--use-auth-secret", f"--static-auth-secret={turn.secret}", "--realm=rxchannel.test", "--no-tls", "--no-dtls",
+        "--no-cli", "--min-port=49152", "--max-port=49999", f"--log-file={log}", "--simple-log",
+        f"--pidfile={state}/pid", f"--userdb={state}/db",
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        async with asyncio.timeout(20):
+            while True:  # ready when it grants an allocation to credentials minted as the hub mints them
+                try:
+                    await check_turn(turn, timeout=1)
+                    break
+                except TimeoutError:
+                    assert proc.returncode is None, f"coturn exited with {proc.returncode}"
+        yield turn, log
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            proc.terminate()
+        await proc.wait()
+
+
+async def test_the_page_dials_with_the_ice_servers_the_hub_hands_out(tmp_path: Path) -> None:
+    make_file(tmp_path / "root" / "small.txt", 100_000, seed=13)
+    async with coturn(tmp_path) as (turn, log):
+        stun = turn.urls[0].replace("turn:", "stun:")  # coturn answers STUN too
+        hub = Hub(tmp_path / "root", inbox=tmp_path / "inbox")
+        async with serving(hub, turn=turn, ice_servers=[stun]) as served:
+            async with Chromium(f"{served.url}/?fetch=small.txt&report=1") as browser:
+                report = await served.report()
+                given = await browser.evaluate(
+                    "rxchannelPage.connection().then(h => h.pc.getConfiguration().iceServers)"
+                )
+            assert report["ok"] and report["sha256"] == sha256_file(hub.root / "small.txt"), report
+        assert [status for method, path, _, status in served.requests if path == "/ice-servers"] == [200]
+        # the page's RTCPeerConnection got the hub's STUN server and a TURN credential minted for it
+        (minted,) = [server for server in given if server["urls"] == list(turn.urls)]
+        assert any(server["urls"] == [stun] for server in given), given
+        username = minted["username"]
+        expiry, user = username.split(":")
+        assert user not in ("hub", "hub-check") and int(expiry) > time.time(), username
+        mac = hmac.new(turn.secret.encode(), username.encode(), hashlib.sha1).digest()
+        assert minted["credential"] == base64.b64encode(mac).decode()
+        # and Chromium used it: coturn granted an allocation to exactly that username
+        granted = f"user <{username}>: incoming packet ALLOCATE processed, success"
+        await eventually(
+            lambda: granted in log.read_text(errors="replace"), what="coturn granting the page's allocation"
+        )
+
+
+async def offer_and_never_connect(url: str) -> int:
+    """POST a real aiortc offer that will never connect (it holds a pending peer connection); returns the status."""
+    pc = new_peer_connection()
+    pc.createDataChannel("x")
+    with ice_host_addresses(["127.0.0.1"]):
+        await pc.setLocalDescription(await pc.createOffer())
+    try:
+        async with aiohttp.ClientSession() as session:
+            offer = {"type": "offer", "sdp": pc.localDescription.sdp}
+            async with session.post(f"{url}/offer", json=offer) as response:
+                return response.status
+    finally:
+        await pc.close()
+
+
+@pytest.mark.parametrize(
+    ("limits", "status", "said", "todo"),
+    [
+        (
+            SignalingLimits(offer_rate=0.01, offer_burst=1),
+            429,
+            "too many offers from 127.0.0.1: the limit is 0.01/s per address, 1 at once (raise it with --offer-rate)",
+            "this browser's address sent too many requests: wait ",
+        ),
+        (
+            SignalingLimits(max_pending=1),
+            503,
+            "1 WebRTC offers are pending, the limit is 1 (raise it with --max-pending-offers)",
+            "the hub is busy: wait 2 s, then press retry",
+        ),
+    ],
+    ids=["rate-limited", "busy"],
+)
+async def test_a_refused_offer_shows_the_hubs_reason_and_when_to_retry_in_the_row(
+    tmp_path: Path, limits: SignalingLimits, status: int, said: str, todo: str
+) -> None:
+    make_file(tmp_path / "root" / "small.txt", 100_000, seed=13)
+    async with serving(Hub(tmp_path / "root", inbox=tmp_path / "inbox"), signaling=limits) as served:
+        assert await offer_and_never_connect(served.url) == 200  # takes the one token / the one pending slot
+        async with Chromium(f"{served.url}/?fetch=small.txt&report=1") as browser:
+            refused = await served.report()
+            (row,) = await until(browser, "(s => s[0]?.state === 'failed' && s)(rxchannelPage.status())")
+            shown = await browser.evaluate("document.querySelector('tr[data-kind=fetch] .info').textContent")
+        assert refused["ok"] is False and refused["error"].startswith(f"the hub refused the offer ({status}): {said}")
+        assert re.search(r"\(retry after \d+ s\)$", refused["error"]), refused
+        assert refused["error"] in shown and todo in shown, shown
+        assert served.listener.refused[status] == 1 and served.peer_connections == 1, "only the first offer's"
+
+
+async def test_the_page_lists_every_page_of_a_long_listing(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    names = ["a.bin", "b/c.bin", "b/d.bin", "e.txt", "f/g/h.bin"]
+    for number, name in enumerate(names):
+        make_file(root / name, 2000 * (number + 1), seed=number)
+    hub = Hub(root, inbox=tmp_path / "inbox", max_list=2)  # three pages of at most two
+    async with serving(hub) as served, Chromium(f"{served.url}/") as browser:
+        listed = await until(
+            browser,
+            "(rows => rows.length >= 5 && rows.map(r => [r.dataset.path, r.cells[1].textContent]))"
+            "([...document.querySelectorAll('#files tr[data-path]')])",
+        )
+    assert listed == [[name, f"{2 * (number + 1)} kB"] for number, name in enumerate(names)]
+
+
+async def test_a_push_announces_its_size_and_a_name_in_use_is_refused_with_the_hubs_reason(tmp_path: Path) -> None:
+    make_file(tmp_path / "root" / "small.txt", 1000, seed=1)
+    inbox = tmp_path / "inbox"
+    taken = make_file(inbox / "taken.bin", 10, seed=2)
+    hub = Hub(tmp_path / "root", inbox=inbox, max_upload=64 * 1024)
+    async with serving(hub) as served, Chromium(f"{served.url}/") as browser:
+        await until(browser, "!document.getElementById('send').disabled")
+        ids = [
+            await browser.evaluate(f"rxchannelPage.pushFile({name!r}, new Blob([new Uint8Array({size})]))")
+            for name, size in [("taken.bin", 1000), ("too-big.bin", 100_000), ("new.bin", 1000)]
+        ]
+        rows = [
+            await browser.evaluate(f"rxchannelPage.transfer({i}).done.then(() => rxchannelPage.status()[{i} - 1])")
+            for i in ids
+        ]
+    taken_row, big_row, new_row = rows
+    assert taken_row["state"] == "failed", taken_row
+    assert "the hub refused: inbox/taken.bin already exists" in taken_row["detail"], taken_row
+    assert "rename the file or pick another" in taken_row["detail"], taken_row
+    assert (inbox / "taken.bin").read_bytes() == taken, "the file already there is untouched"
+    # refused up front, from the size the page announced (received bytes would say "exceeds")
+    assert big_row["state"] == "failed", big_row
+    assert "the upload is 100000 bytes; this hub accepts at most 65536 (--max-upload)" in big_row["detail"], big_row
+    assert not (inbox / "too-big.bin").exists()
+    assert new_row["state"] == "verified" and (inbox / "new.bin").read_bytes() == bytes(1000), new_row

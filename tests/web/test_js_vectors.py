@@ -1,7 +1,8 @@
 """The browser client's test vectors are what the Python core produces now.
 
 ``tests/js/`` (run by ``node --test`` in ``make test``) checks the JS frame codec,
-fragmentation, composite metadata and demand engine against ``tests/js/vectors/``; this
+fragmentation, composite metadata, demand engine and request signing against
+``tests/js/vectors/`` (signing: the headers of ``sign_request``); this
 test fails when those files no longer match the core, so the two implementations cannot
 drift apart silently.
 """
@@ -21,7 +22,7 @@ def test_the_committed_js_vectors_are_what_the_python_core_writes() -> None:
         assert committed == text, f"{path} is stale (the Python core changed): run `python -m tests.web.js_vectors`"
 
 
-def test_the_vectors_cover_every_frame_type_and_every_policy() -> None:
+def test_the_vectors_cover_every_frame_type_every_policy_and_both_signed_requests() -> None:
     frames = json.loads(js_vectors.build()["frames.json"])
     types = {case["frame"]["type"] for case in frames["encoded"] + frames["decodeOnly"]}
     assert types >= {
@@ -33,3 +34,6 @@ def test_the_vectors_cover_every_frame_type_and_every_policy() -> None:
     assert kinds == {"window", "limit_rate", "manual", "adaptive"}
     windows = [op[4][9] for trace in demand["traces"] if trace["policy"]["kind"] == "adaptive" for op in trace["ops"]]
     assert max(windows) >= 32 and min(windows) <= 4, "the adaptive traces must make the window grow and shrink"
+    signing = json.loads(js_vectors.build()["signing.json"])
+    assert {(case["method"].upper(), case["path"]) for case in signing} >= {("GET", "/ice-servers"), ("POST", "/offer")}
+    assert any(not case["secret"].isascii() for case in signing) and any(not case["body"].isascii() for case in signing)
