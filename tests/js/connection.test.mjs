@@ -82,6 +82,31 @@ test("fetch: REQUEST_STREAM carries the window; reading is what grants more (Win
   assert.equal(hub.stats.violations, 0);
 });
 
+test("list: every page, each asked for after the cursor the last one named in its metadata (`next`)", async () => {
+  const { hub, frames, deliver } = open();
+  const pages = [
+    [[{ path: "a.bin", size: 1 }, { path: "b/c.bin", size: 2 }], { next: "b/c.bin" }],
+    [[{ path: "b/d.bin", size: 3 }, { path: "e.txt", size: 4 }], { next: "e.txt", skipped: { "not UTF-8": 1 } }],
+    [[{ path: "f.bin", size: 5 }], null],
+  ];
+  const listing = hub.list("", {});
+  const asked = [];
+  for (const [entries, info] of pages) {
+    await settle();
+    const request = frames().at(-1);
+    assert.equal(request.type, "REQUEST_RESPONSE");
+    assert.equal(parseRequestMetadata(request.metadata).route, "files");
+    asked.push(JSON.parse(new TextDecoder().decode(request.data)));
+    deliver({
+      type: "PAYLOAD", streamId: request.streamId, data: bytes(JSON.stringify(entries)), next: true, complete: true,
+      metadata: info ? requestMetadata(null, info) : null,
+    });
+  }
+  assert.deepEqual((await listing).map((e) => e.path), ["a.bin", "b/c.bin", "b/d.bin", "e.txt", "f.bin"]);
+  // no limit unless asked: the hub's own page size (a limit above it would be refused)
+  assert.deepEqual(asked, [{ prefix: "" }, { prefix: "", cursor: "b/c.bin" }, { prefix: "", cursor: "e.txt" }]);
+});
+
 test("items past credit are refused with ERROR[INVALID]; nothing past the credit is delivered", async () => {
   const { hub, frames, deliver } = open();
   const file = hub.requestStream("numbers", { window: 2 });
