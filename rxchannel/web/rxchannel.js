@@ -2,7 +2,8 @@
 // ES modules, no build step, no dependencies; the hub serves them beside its worker page.
 //
 //   import { connect } from "/rxchannel.js";
-//   const hub = await connect();                                  // POST /offer, DataChannel, SETUP
+//   const hub = await connect();                                  // GET /ice-servers, POST /offer, DataChannel, SETUP
+//   const hub = await connect(location.origin, { secret });       // a hub with --secret: signed, and in SETUP
 //   for (const { path, size } of await hub.list()) console.log(path, size);
 //   const file = hub.fetch("big.bin", { highWaterMark: 32 });     // or { window: "auto" }
 //   await file.pipeTo(writable);                                  // the sink paces the hub's disk
@@ -12,7 +13,7 @@
 // Modules: frames.js (codec), metadata.js (composite metadata, routing), fragments.js,
 // demand.js (the demand engine, twin of rxchannel.core.InboundDemand), queue.js (the send
 // queue), connection.js (Hub: requests, streams, uploads), connect.js (signaling),
-// sha256.js (incremental digest), errors.js.
+// signing.js (signed signaling requests), sha256.js (incremental digest), errors.js.
 
 export { connect, LABEL } from "./connect.js";
 export { CHUNK_SIZE, Hub } from "./connection.js";
@@ -26,3 +27,4 @@ export { Reassembly, encodeItem } from "./fragments.js";
 export { bearerMetadata, decodeComposite, encodeComposite, parseRequestMetadata, requestMetadata } from "./metadata.js";
 export { SendQueue } from "./queue.js";
 export { Sha256, sha256Hex } from "./sha256.js";
+export { AUTH_SCHEME, signRequest } from "./signing.js";
