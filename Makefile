@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install browser netlab test lint fuzz soak bench demo clean
+.PHONY: install browser js netlab test lint fuzz soak bench demo clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,11 @@ browser:
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
 
+# The browser client's unit tests: node --test, no npm packages (Node >= 20). They check
+# the JS modules against vectors the Python core writes (tests/web/js_vectors.py).
+js:
+	node --test tests/js/
+
 # The network tests (tests/network/) build hosts from network namespaces: they need root, iproute2,
 # iptables, ethtool and Debian's coturn (installed here if missing).
 netlab:
@@ -36,7 +41,7 @@ netlab:
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; fi
 
-test: lint browser netlab
+test: lint browser netlab js
 	$(PY) -m pytest -q
 
 # Longer property and fuzz runs (not part of `make test`).

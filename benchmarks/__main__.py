@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import adaptive, datachannel, network, pipelines, share, tcp_throughput
+from . import adaptive, browser, datachannel, network, pipelines, share, tcp_throughput
 
 BENCHMARKS = {
     "tcp": tcp_throughput.main,
@@ -14,6 +14,7 @@ BENCHMARKS = {
     "pipelines": pipelines.main,
     "network": network.main,
     "share": share.main,
+    "browser": browser.main,
 }
 
 
