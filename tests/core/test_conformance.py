@@ -315,7 +315,9 @@ def test_client_ids_are_odd_from_1_server_ids_even_from_2_in_steps_of_2_and_neve
     assert [f.stream_id for f in sent(s)] == [2, 4, 6]
 
 
-@pytest.mark.parametrize("role, last", [(Role.CLIENT, MAX_REQUEST_N), (Role.SERVER, MAX_REQUEST_N - 1)])
+@pytest.mark.parametrize(
+    "role, last", [(Role.CLIENT, MAX_REQUEST_N), (Role.SERVER, MAX_REQUEST_N - 1)], ids=["client", "server"]
+)
 def test_stream_ids_are_not_wrapped_past_2_31_minus_1_a_new_connection_is_needed(role: Role, last: int) -> None:
     c, s = pair()
     us = c if role is Role.CLIENT else s
@@ -419,6 +421,7 @@ def test_a_setup_with_a_non_ascii_mime_type_is_accepted_or_refused_as_a_setup() 
 @pytest.mark.parametrize(
     "code",
     [ErrorCode.INVALID_SETUP, ErrorCode.UNSUPPORTED_SETUP, ErrorCode.REJECTED_SETUP, ErrorCode.REJECTED_RESUME],
+    ids=lambda code: code.name,
 )
 def test_a_server_ignores_setup_error_codes(code: ErrorCode) -> None:
     c, s = pair()
