@@ -596,6 +596,24 @@ def test_a_channel_requester_sends_one_request_channel_and_then_only_payloads() 
     assert [e.data for e in s.events() if isinstance(e, PayloadReceived)] == [b"2", b"3"]
 
 
+@pytest.mark.parametrize("where", ["on REQUEST_CHANNEL", "on a PAYLOAD"])
+def test_a_channel_requester_sends_no_payload_after_its_complete(where: str) -> None:
+    c, s = pair()
+    if where == "on REQUEST_CHANNEL":
+        sid = c.request(Interaction.CHANNEL, data=b"only", policy=Manual(1), complete=True, now=0)
+        transfer(c, s)
+    else:
+        sid = open_channel(c, s)
+        c.send_payload(sid, b"last", complete=True)
+    assert not c.can_send(sid)
+    with pytest.raises(LocalProtocolError, match="not open for sending"):
+        c.send_payload(sid, b"more")
+    with pytest.raises(LocalProtocolError, match="not open for sending"):
+        c.send_complete(sid)
+    _, events = transfer(c, s)
+    assert not [e for e in events if isinstance(e, PayloadReceived) and e.data == b"more"]
+
+
 def test_an_error_on_a_channel_ends_both_directions_on_both_sides() -> None:
     c, s = pair()
     sid = open_channel(c, s)
