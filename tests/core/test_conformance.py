@@ -735,6 +735,10 @@ def test_a_fragmented_request_is_its_request_frame_then_payload_frames_with_foll
     assert not any(f.complete for f in rest)  # type: ignore[union-attr]
     assert b"".join(f.metadata or b"" for f in frames) == metadata  # type: ignore[union-attr]
     assert b"".join(f.data for f in frames) == data  # type: ignore[union-attr]
+    data_seen = False
+    for f in frames:  # metadata is sent completely before data
+        assert not (data_seen and f.metadata), "metadata after data"  # type: ignore[union-attr]
+        data_seen = data_seen or bool(f.data)  # type: ignore[union-attr]
 
 
 # ---------------------------------------------------------------- flow control
