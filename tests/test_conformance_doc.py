@@ -69,7 +69,8 @@ def rows() -> list[Row]:
             section = line[3:].strip()
         elif line.startswith("|"):
             cells = [c.strip() for c in re.split(r"(?<!\\)\|", line.strip())[1:-1]]
-            if len(cells) == 6 and ROW_ID.match(cells[0]):
+            if ROW_ID.match(cells[0]):
+                assert len(cells) == 6, f"{cells[0]}: {len(cells)} cells (an unescaped | in a cell?)"
                 found.append(Row(section, cells[0], cells[2], cells[3], tuple(TEST_ID.findall(cells[5]))))
     return found
 
