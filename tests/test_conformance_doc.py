@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "conformance.md"
 CONFORMANCE_TESTS = ["tests/core/test_conformance.py", "tests/runtime/test_conformance_wire.py"]
 
-STATUSES = {"yes", "n/a", "deviation", "no", "not supported", "not yet supported: issue 17"}
+STATUSES = {"yes", "n/a", "deviation", "no", "not supported"}
 #: statuses that describe what rxchannel does, so a test must show it
 NEEDS_TEST = {"yes", "n/a", "deviation", "no"}
 #: rows per section when the document was written; a section may grow, never shrink

@@ -14,7 +14,7 @@ import hmac
 
 from ._calls import LocalCalls
 from ._config import Role
-from ._errors import ConnectionLostError, ErrorCode, LocalProtocolError
+from ._errors import ConnectionLostError, ErrorCode, LocalProtocolError, RemoteProtocolError
 from ._events import Resumed
 from ._frames import ErrorFrame, ResumeFrame, ResumeOkFrame, encode_frame
 from ._resume import SessionState
@@ -123,7 +123,8 @@ class ResumableCalls(LocalCalls):
     def refuse_resume(self, reason: str) -> None:
         """Server, on the new connection whose first frame was RESUME: answer ERROR[REJECTED_RESUME] and close."""
         self._queue(encode_frame(ErrorFrame(stream_id=0, code=ErrorCode.REJECTED_RESUME, message=reason)))
-        self._close(ConnectionLostError(f"refused a RESUME: {reason}"))
+        # not a lost connection: the ERROR must reach the peer before the transport closes
+        self._close(RemoteProtocolError(f"refused a RESUME: {reason}", code=ErrorCode.REJECTED_RESUME))
 
     def _on_resume_ok(self, frame: ResumeOkFrame, now: float) -> None:
         """Client: the server resumed us; retransmit what it has not received."""

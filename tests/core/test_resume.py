@@ -249,6 +249,10 @@ def test_nothing_but_resume_goes_out_until_resume_ok() -> None:
     sid = c.request(Interaction.STREAM, policy=Manual(0), initial_n=1, now=0.0)  # made while resuming
     frames = [decode_frame(f) for f in c.frames_to_send()]
     assert [type(f) for f in frames] == [ResumeFrame]
+    (resume,) = frames
+    assert isinstance(resume, ResumeFrame) and resume.stream_id == 0
+    assert resume.token == c.resume_token  # the SETUP's token
+    assert resume.last_received_server_position == c._session.received  # type: ignore[union-attr]
     assert c.handle_timer(10.0) is None and not c.frames_to_send()  # no KEEPALIVE either
     fresh = Conn(Role.SERVER, SERVER, now=0.0)
     fresh.receive(encode_frame(frames[0]), 0.0)
@@ -321,6 +325,19 @@ def test_a_refused_resume_fails_the_client_s_streams_with_a_lost_connection() ->
     assert isinstance(closed.error, ConnectionLostError) and "could not resume the session: no such session" in str(
         closed.error
     )
+
+
+def test_a_resume_ok_the_client_cannot_honour_ends_with_connection_error() -> None:
+    """Errors during resumption are CONNECTION_ERROR or REJECTED_RESUME (Protocol.md)."""
+    wire = opened()
+    c = wire.client
+    wire.cut()
+    c.start_resume(0.0)
+    c.frames_to_send()
+    c.receive(encode_frame(ResumeOkFrame(last_received_client_position=10**6)), 0.0)
+    (error,) = [f for f in map(decode_frame, c.frames_to_send()) if isinstance(f, ErrorFrame)]
+    assert error.stream_id == 0 and error.code == ErrorCode.CONNECTION_ERROR
+    assert "kept only" in error.message and c.closed
 
 
 def test_resume_after_setup_is_a_connection_error() -> None:

@@ -172,6 +172,54 @@ async def test_a_resume_for_an_unknown_session_is_refused(tmp_path: Any) -> None
         await lab.close()
 
 
+async def _raw_first_frames(port: int, *frames: bytes) -> list[object]:
+    """Send ``frames`` on a new TCP connection and decode what comes back until it closes."""
+    from rxchannel.core import LengthPrefixDecoder, decode_frame, prefix
+
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"".join(prefix(f) + f for f in frames))
+    data = await asyncio.wait_for(reader.read(), 10)
+    writer.close()
+    return [decode_frame(f) for f in LengthPrefixDecoder(1 << 24).feed(data)]
+
+
+async def test_a_resume_naming_no_session_gets_rejected_resume_on_stream_0() -> None:
+    from rxchannel.core import ErrorCode, ErrorFrame, ResumeFrame, encode_frame
+
+    server = await serve(router(), transport="tcp", config=ConnectionConfig(resumable=True))
+    try:
+        resume = ResumeFrame(token=make_token(), last_received_server_position=0, first_available_client_position=0)
+        (answer,) = await _raw_first_frames(server.port, encode_frame(resume))
+        assert isinstance(answer, ErrorFrame) and answer.stream_id == 0 and answer.code == ErrorCode.REJECTED_RESUME
+        assert "no session with this token" in answer.message
+    finally:
+        await server.close()
+
+
+async def test_a_setup_may_not_take_a_live_session_s_token() -> None:
+    from rxchannel.core import ErrorCode, ErrorFrame, SetupFrame, encode_frame
+
+    server = await serve(router(), transport="tcp", config=ConnectionConfig(resumable=True))
+    try:
+        client = await connect(server.url, resume_timeout=30)
+        token = client.connection.resume_token
+        assert token is not None
+        setup = SetupFrame(
+            keepalive_ms=10_000,
+            lifetime_ms=30_000,
+            metadata_mime="message/x.rsocket.composite-metadata.v0",
+            data_mime="application/octet-stream",
+            resume_token=token,
+        )
+        (answer,) = await _raw_first_frames(server.port, encode_frame(setup))
+        assert isinstance(answer, ErrorFrame) and answer.code == ErrorCode.REJECTED_SETUP
+        assert "belongs to a live session" in answer.message
+        assert not client.connection.closed  # the live session is untouched
+        await client.close()
+    finally:
+        await server.close()
+
+
 async def test_connect_resumes_over_a_real_hub_url(tmp_path: Any) -> None:
     """The whole path through serve() and connect(url, resume_timeout=...), WebRTC signaling included."""
     for transport in ("tcp", "webrtc"):
