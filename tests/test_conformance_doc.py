@@ -86,7 +86,7 @@ def collected(*options: str) -> frozenset[str]:
         text=True,
         timeout=600,
     )
-    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.returncode in (0, 5), result.stdout + result.stderr  # 5: nothing selected (no xfail left)
     return frozenset(line for line in result.stdout.splitlines() if "::" in line)
 
 
@@ -126,8 +126,7 @@ def test_every_cited_test_exists() -> None:
 
 @pytest.mark.timeout(900)
 def test_nonconformances_cite_xfail_tests_and_conformance_rows_cite_none() -> None:
-    xfail = collected("-m", "xfail")
-    assert xfail, "the conformance files have known nonconformances marked xfail"
+    xfail = collected("-m", "xfail")  # empty once every known nonconformance is fixed
     for row in rows():
         cited_xfail = [t for t in row.tests if matches(t, xfail)]
         if row.status == "no":

@@ -31,6 +31,10 @@ class LocalCalls(ConnectionState):
             raise ClosedResourceError(f"the connection is closed{detail}; open a new one") from reason
         if not self._setup_done:
             raise LocalProtocolError("the server cannot make requests before the client's SETUP arrived")
+        if self._draining is not None:
+            raise ClosedResourceError(
+                f"the peer is closing the connection (CONNECTION_CLOSE: {self._draining}); open a new one"
+            ) from self._draining
 
     def request(
         self,
@@ -169,10 +173,17 @@ class LocalCalls(ConnectionState):
             self._grant(s, demand.ack(count, now))
 
     def cancel(self, stream_id: int) -> None:
-        """Cancel our inbound half: the peer stops sending. Idempotent. Queues CANCEL."""
+        """Cancel our inbound half: the peer stops sending. Idempotent. Queues CANCEL.
+
+        A channel's requester cancelling ends the whole stream (Protocol.md "Request
+        Channel": "Upon sending a CANCEL, the stream is terminated on the Requester"): its
+        outbound half ends too, and nothing more is sent on it.
+        """
         s = self._streams.get(stream_id)
         if s is not None and s.local(False, Signal.STOP):
             s.end_inbound()
+            if s.requester and s.interaction is Interaction.CHANNEL and s.outbound is Half.OPEN:
+                s.outbound = Half.CANCELLED
             self._queue(encode_frame(CancelFrame(stream_id=stream_id)))
             self._maybe_forget(s)
 

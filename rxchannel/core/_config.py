@@ -12,6 +12,9 @@ from ._metadata import COMPOSITE_METADATA, OCTET_STREAM
 
 __all__ = ["ConnectionConfig", "Role"]
 
+#: SETUP's keepalive interval and max lifetime are positive 31-bit counts of milliseconds.
+_MAX_SECONDS = (2**31 - 1) / 1000
+
 
 class Role(Enum):
     """The client dials and sends SETUP (over WebRTC: the side that makes the offer)."""
@@ -72,8 +75,11 @@ class ConnectionConfig:
     def __post_init__(self) -> None:
         if not MIN_FRAME_SIZE <= self.max_frame_size <= MAX_FRAME_SIZE:
             raise ValueError(f"max_frame_size must be in {MIN_FRAME_SIZE}..{MAX_FRAME_SIZE}, got {self.max_frame_size}")
-        if self.keepalive_interval <= 0 or self.max_lifetime <= 0:
-            raise ValueError("keepalive_interval and max_lifetime must be positive")
+        if not 0.001 <= self.keepalive_interval <= _MAX_SECONDS or not 0.001 <= self.max_lifetime <= _MAX_SECONDS:
+            raise ValueError(
+                "keepalive_interval and max_lifetime must be from 1 ms to 2^31-1 ms (24.8 days): SETUP sends them "
+                "as positive 31-bit milliseconds"
+            )
         if self.max_streams <= 0 or self.max_payload_size <= 0 or self.max_reassembly_bytes <= 0:
             raise ValueError("max_streams, max_payload_size and max_reassembly_bytes must be positive")
         if self.resume_store_bytes < 64 << 10 or self.resume_session_timeout <= 0:

@@ -38,6 +38,7 @@ from ._events import (
 from ._frames import (
     FLAG_COMPLETE,
     FLAG_FOLLOWS,
+    FLAG_IGNORE,
     FLAG_METADATA,
     FLAG_NEXT,
     MAX_REQUEST_N,
@@ -66,6 +67,7 @@ from ._streams import Half, Stream
 
 __all__ = ["Connection"]
 
+_IGNORE_BIT = 0x02  # the I flag (0x200 of the 10 flag bits), in the frame's fifth byte
 _SETUP_ERRORS = frozenset(
     {ErrorCode.INVALID_SETUP, ErrorCode.UNSUPPORTED_SETUP, ErrorCode.REJECTED_SETUP, ErrorCode.REJECTED_RESUME}
 )
@@ -134,6 +136,8 @@ class Connection(ResumableCalls):
         """
         if self._closed:
             return
+        if not self._setup_confirmed:
+            self._confirm(data)
         if self._session is not None and not self._count(data):
             return
         self._keepalive.received(now)
@@ -143,6 +147,9 @@ class Connection(ResumableCalls):
         try:
             frame = decode_frame(data)
         except FrameDecodeError as exc:
+            if len(data) >= 6 and data[4] & _IGNORE_BIT:
+                self.ignored_frames += 1  # a malformed frame the peer marked ignorable (Metadata Header)
+                return
             self._fail(exc)
             return
         if not self._setup_done:
@@ -179,22 +186,27 @@ class Connection(ResumableCalls):
     def _position(self) -> int:
         return self._session.received if self._session is not None else 0
 
+    def _confirm(self, data: bytes) -> None:
+        """A client learns that the server accepted its SETUP from the first frame that is not
+        an ERROR on stream 0 (RSocket has no SETUP acknowledgement); from then on it ignores
+        setup errors (Handling the Unexpected)."""
+        if not (len(data) >= 6 and data[4] >> 2 == FrameType.ERROR and data[:4] == b"\x00\x00\x00\x00"):
+            self._setup_confirmed = True
+            if self._session is not None:  # a resumable client waits for this before its requests
+                self._events.append(SetupConfirmed())
+
     def _count(self, data: bytes) -> bool:
         """Resumption bookkeeping for one received frame; False to drop it.
 
         A tracked frame moves our implied position (and every quarter of the store's bound
         we report it, so the peer can free its store). While a RESUME awaits its answer
-        only frames on stream 0 are taken. A resumable client learns here that its SETUP was
-        accepted: the first frame that is not an ERROR on stream 0.
+        only frames on stream 0 are taken.
         """
         session = self._session
         assert session is not None
         if session.state is SessionState.RESUMING and data[:4] != b"\x00\x00\x00\x00":
             self.ignored_frames += 1
             return False
-        if not self._setup_confirmed and not (len(data) >= 6 and data[4] >> 2 == FrameType.ERROR):
-            self._setup_confirmed = True
-            self._events.append(SetupConfirmed())
         if is_tracked(data):
             session.received += len(data)
             if session.received - session.reported >= session.ack_every:
@@ -223,6 +235,9 @@ class Connection(ResumableCalls):
             try:
                 metadata, payload = split_metadata(data, 6, flags)
             except FrameDecodeError as exc:
+                if flags & FLAG_IGNORE:
+                    self.ignored_frames += 1  # malformed, but the peer marked it ignorable
+                    return
                 self._fail(exc)
                 return
         else:
@@ -285,6 +300,20 @@ class Connection(ResumableCalls):
             if self.role is Role.SERVER and frame.code in _SETUP_ERRORS:
                 self.ignored_frames += 1  # a server ignores setup errors (Handling the Unexpected)
                 return
+            if self.role is Role.CLIENT and self._setup_confirmed and frame.code in _SETUP_ERRORS:
+                # after the server accepted our SETUP, setup errors mean nothing (Handling the
+                # Unexpected), except REJECTED_RESUME answering our RESUME
+                resuming = self._session is not None and self._session.state is SessionState.RESUMING
+                if not (resuming and frame.code == ErrorCode.REJECTED_RESUME):
+                    self.ignored_frames += 1
+                    return
+            if frame.code == ErrorCode.CONNECTION_CLOSE:
+                # "MUST wait for outstanding streams to terminate before closing": no new streams,
+                # the open ones finish, then the connection closes (at once if none is open)
+                self._draining = remote_error(frame.code, frame.message)
+                if not self._streams:
+                    self._close(self._draining)
+                return
             if frame.code == ErrorCode.REJECTED_RESUME and self._session is not None:
                 if self._session.state is SessionState.RESUMING:
                     self._close(ConnectionLostError(f"the server could not resume the session: {frame.message}"))
@@ -338,6 +367,8 @@ class Connection(ResumableCalls):
         self._open_request(s, frame, frame.metadata, frame.data)
 
     def _refusal(self, interaction: Interaction, frame: RequestFrame) -> tuple[int, str] | None:
+        if self._draining is not None:
+            return ErrorCode.REJECTED, "the connection is closing (CONNECTION_CLOSE): no new streams"
         if len(self._streams) >= self.config.max_streams:
             return ErrorCode.REJECTED, f"too many concurrent streams (limit {self.config.max_streams})"
         if interaction in (Interaction.STREAM, Interaction.CHANNEL) and not 1 <= frame.initial_n <= MAX_REQUEST_N:
@@ -346,7 +377,10 @@ class Connection(ResumableCalls):
             return ErrorCode.REJECTED, f"request metadata exceeds {self.config.max_metadata_size} bytes"
         return None
 
-    def _open_request(self, s: Stream, frame: RequestFrame, metadata: bytes | None, data: bytes) -> None:
+    def _open_request(
+        self, s: Stream, frame: RequestFrame, metadata: bytes | None, data: bytes, *, complete: bool = False
+    ) -> None:
+        complete = (complete or frame.complete) and s.interaction is Interaction.CHANNEL
         s.pending_request = None
         s.partial = None
         route: str | None = None
@@ -368,8 +402,11 @@ class Connection(ResumableCalls):
                 # a responder's inbound half (a channel) gets demand when the application sets
                 # its policy (set_policy); until then nothing is granted
                 s.demand = InboundDemand()
-                if frame.complete:
+                if complete:
                     s.inbound = Half.DONE
+                    # a responder answers every REQUEST_CHANNEL with REQUEST_N (Request Channel), even
+                    # one that needs none: the requester ignores credit for a half it completed
+                    self._out.request_n(s.id, 1)
             self._streams[s.id] = s
         self._events.append(
             RequestReceived(
@@ -380,7 +417,7 @@ class Connection(ResumableCalls):
                 route=route,
                 info=info,
                 initial_n=frame.initial_n,
-                complete=frame.complete,
+                complete=complete,
             )
         )
 
@@ -426,7 +463,8 @@ class Connection(ResumableCalls):
                 return
             if not (frame.follows and not frame.complete):
                 metadata, data = s.partial.result()
-                self._open_request(s, s.pending_request, metadata, data)
+                # a channel's C may come on its last fragment (rxchannel's requester puts it there)
+                self._open_request(s, s.pending_request, metadata, data, complete=frame.complete)
         elif isinstance(frame, CancelFrame):
             s.drop_partial()
             del self._streams[s.id]  # the requester gave up before the request was whole

@@ -434,10 +434,9 @@ def _decode_setup(buf: bytes, stream_id: int, flags: int) -> SetupFrame:
         mime_len = buf[offset]
         offset += 1
         _need(buf, offset + mime_len, "SETUP")
-        try:
-            mimes.append(bytes(buf[offset : offset + mime_len]).decode("ascii"))
-        except UnicodeDecodeError:
-            raise _fail("SETUP MIME type is not US-ASCII") from None
+        # US-ASCII is only a SHOULD for the sender: other bytes are kept (Latin-1 maps each to one
+        # character), so such a SETUP is accepted and its MIME type compared as given
+        mimes.append(bytes(buf[offset : offset + mime_len]).decode("latin-1"))
         offset += mime_len
     metadata, data = split_metadata(buf, offset, flags)
     return SetupFrame(

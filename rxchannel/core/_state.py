@@ -40,6 +40,8 @@ class ConnectionState:
         self._closed = False
         #: why the connection closed (None: closed locally, or still open)
         self._close_error: RxChannelError | None = None
+        #: the peer sent ERROR[CONNECTION_CLOSE]: open streams finish, then the connection closes
+        self._draining: RxChannelError | None = None
         client = role is Role.CLIENT
         self._keepalive = Keepalive(now, self.config.max_lifetime, self.config.keepalive_interval if client else None)
         #: what unfinished fragmented items may hold, on this connection (and the server's shared budget)
@@ -56,8 +58,8 @@ class ConnectionState:
         #: frames that go out before anything queued and are never stored (RESUME,
         #: RESUME_OK, retransmissions)
         self._priority: list[bytes] = []
-        #: a resumable client waits for the server to accept its SETUP (SetupConfirmed)
-        self._setup_confirmed = True
+        #: a client learns the server accepted its SETUP from its first other frame (SetupConfirmed)
+        self._setup_confirmed = not client
         if client:
             self._out.add(encode_frame(client_setup(self.config)))
             if self.config.resume_token is not None:
@@ -65,7 +67,6 @@ class ConnectionState:
                     self.config.resume_token, self.config.resume_store_bytes, self.config.resume_session_timeout
                 )
                 # a KEEPALIVE the server answers once it accepted the SETUP (RSocket has no SETUP ack)
-                self._setup_confirmed = False
                 self._out.add(encode_frame(KeepaliveFrame(respond=True)))
 
     # ------------------------------------------------------------------ output
@@ -118,6 +119,11 @@ class ConnectionState:
         return self._closed
 
     @property
+    def draining(self) -> bool:
+        """The peer sent CONNECTION_CLOSE: open streams finish, new requests are refused."""
+        return self._draining is not None
+
+    @property
     def open_streams(self) -> int:
         return len(self._streams)
 
@@ -168,6 +174,8 @@ class ConnectionState:
     def _forget(self, s: Stream) -> None:
         s.end_inbound()
         self._streams.pop(s.id, None)
+        if self._draining is not None and not self._streams and not self._closed:
+            self._close(self._draining)  # the peer's CONNECTION_CLOSE: the last stream is over
 
     def _fail(self, error: RemoteProtocolError) -> None:
         """The peer broke the protocol on the connection: send ERROR on stream 0 and close."""

@@ -124,6 +124,8 @@ class _Link:
         peer = self.peer
         peer._inbound.pop(stream_id, None)
         peer._conn.cancel(stream_id)
+        if not peer._conn.can_send(stream_id):  # a channel we requested: our half is over too
+            peer._stop_outbound(stream_id)
         peer._flush_soon()
 
     def in_flight(self, stream_id: int) -> int:

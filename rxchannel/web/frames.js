@@ -263,10 +263,9 @@ function decodeSetup(buf, view, streamId, flags) {
     offset += 1;
     need(buf, offset + length, "SETUP");
     let mime = "";
-    for (let j = offset; j < offset + length; j++) {
-      if (buf[j] > 0x7f) throw new FrameError("SETUP MIME type is not US-ASCII");
-      mime += String.fromCharCode(buf[j]);
-    }
+    // Latin-1, like the core: a MIME type outside US-ASCII is the peer's
+    // mistake, but not one worth refusing the connection over.
+    for (let j = offset; j < offset + length; j++) mime += String.fromCharCode(buf[j]);
     mimes.push(mime);
     offset += length;
   }

@@ -19,6 +19,7 @@ from rxchannel.core import (
     MAX_REQUEST_N,
     ApplicationError,
     CancelFrame,
+    ClosedResourceError,
     Connection,
     ConnectionClosed,
     ConnectionConfig,
@@ -280,11 +281,6 @@ def test_metadata_push_is_sent_on_stream_0_with_the_m_flag_and_no_metadata_lengt
     assert s.events() == [MetadataPushed(metadata=b"abc")]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Protocol.md 'Metadata Optional Header': a wrong metadata length closes the connection 'unless the "
-    "frame's IGNORE flag is set'; rxchannel closes whatever the IGNORE flag says",
-)
 def test_a_frame_with_the_ignore_flag_and_a_wrong_metadata_length_does_not_close_the_connection() -> None:
     c, s = pair()
     sid = open_stream(c, s)
@@ -380,11 +376,6 @@ def test_the_mime_types_are_not_interpreted_unless_the_client_chose_composite_me
     assert request == RequestReceived(stream_id=sid, interaction=Interaction.RESPONSE, metadata=b"\x05\xff", data=b"d")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="SETUP Frame: keepalive interval and max lifetime are 31-bit values that MUST be > 0; a "
-    "sub-millisecond interval is sent as 0 and a lifetime past 2^31-1 ms sets the reserved bit",
-)
 @pytest.mark.parametrize(
     "options",
     [{"keepalive_interval": 0.0004}, {"max_lifetime": 2**31 / 1000 + 1}],
@@ -400,12 +391,6 @@ def test_setup_keepalive_and_lifetime_are_positive_31_bit_values_for_any_accepte
     assert 0 < keepalive <= MAX_REQUEST_N and 0 < lifetime <= MAX_REQUEST_N
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Connection Establishment: a server that does not accept a SETUP MUST answer "
-    "ERROR[INVALID_SETUP or UNSUPPORTED_SETUP]; a non-ASCII MIME type (only a SHOULD for the client) "
-    "is answered with ERROR[CONNECTION_ERROR]",
-)
 def test_a_setup_with_a_non_ascii_mime_type_is_accepted_or_refused_as_a_setup() -> None:
     s = Connection(Role.SERVER, now=0)
     setup = encode_frame(SetupFrame(keepalive_ms=1000, lifetime_ms=1000, metadata_mime="text/e", data_mime="x"))
@@ -430,11 +415,6 @@ def test_a_server_ignores_setup_error_codes(code: ErrorCode) -> None:
     assert not s.closed and s.ignored_frames == before + 1 and sent(s) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Handling the Unexpected: a client MUST ignore ERROR[INVALID_SETUP, UNSUPPORTED_SETUP, REJECTED_SETUP, "
-    "REJECTED_RESUME] once connection establishment is complete; rxchannel's client closes on it",
-)
 def test_a_client_ignores_setup_error_codes_once_its_setup_was_accepted() -> None:
     c, s = pair()
     sid = c.request(Interaction.RESPONSE, data=b"q", now=0)
@@ -473,19 +453,17 @@ def test_stream_level_error_codes_are_only_sent_on_streams_and_connection_errors
     assert isinstance(error, ErrorFrame) and (error.stream_id, error.code) == (0, ErrorCode.CONNECTION_ERROR)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Error Codes, CONNECTION_CLOSE: the receiver MUST wait for outstanding streams to terminate before "
-    "closing; rxchannel closes at once and fails every open stream",
-)
 def test_connection_close_lets_outstanding_streams_finish() -> None:
     c, s = pair()
     sid = open_stream(c, s, n=2)
     inject(c, ErrorFrame(stream_id=0, code=ErrorCode.CONNECTION_CLOSE, message="draining"))
     assert not c.closed
+    with pytest.raises(ClosedResourceError, match="CONNECTION_CLOSE"):
+        c.request(Interaction.RESPONSE, data=b"new", now=0)  # no new streams meanwhile
     s.send_payload(sid, b"last", complete=True)
     events, _ = transfer(c, s)
     assert events[:2] == [PayloadReceived(stream_id=sid, data=b"last"), InboundCompleted(stream_id=sid)]
+    assert c.closed  # once the last stream is over
 
 
 # ---------------------------------------------------------------- KEEPALIVE frame
@@ -627,11 +605,6 @@ def test_an_error_on_a_channel_ends_both_directions_on_both_sides() -> None:
     assert s.ignored_frames == ignored + 2
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Request Channel: 'Upon sending a CANCEL, the stream is terminated on the Requester'; rxchannel's "
-    "requester cancels only its inbound half and may keep sending PAYLOADs",
-)
 def test_a_channel_requester_that_sent_cancel_sends_nothing_more() -> None:
     c, s = pair()
     sid = open_channel(c, s)
@@ -640,11 +613,6 @@ def test_a_channel_requester_that_sent_cancel_sends_nothing_more() -> None:
     assert c.stream(sid) is None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Request Channel: 'Upon receiving a CANCEL, the stream is terminated on the Responder'; rxchannel's "
-    "responder keeps its inbound half open, waiting for items or a COMPLETE a conformant requester never sends",
-)
 def test_a_channel_responder_that_received_cancel_has_ended_the_stream() -> None:
     c, s = pair()
     sid = open_channel(c, s)
@@ -653,11 +621,6 @@ def test_a_channel_responder_that_received_cancel_has_ended_the_stream() -> None
     assert s.demand(sid) is None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Request Channel and Fragmentation: the C flag on the last fragment of a fragmented REQUEST_CHANNEL "
-    "(where rxchannel's requester puts it) is dropped by the responder, whose inbound half then never ends",
-)
 def test_a_fragmented_request_channel_with_complete_reaches_the_responder_complete() -> None:
     cfg = ConnectionConfig(max_frame_size=64, metadata_mime="application/octet-stream")
     c, s = pair(cfg, cfg)

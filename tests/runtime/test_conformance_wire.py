@@ -12,7 +12,6 @@ import asyncio
 from collections.abc import AsyncIterator
 
 import aiohttp
-import pytest
 from aiohttp import web
 
 import rxchannel as rx
@@ -130,11 +129,6 @@ async def test_websocket_messages_are_bare_frames_without_a_length_prefix_both_w
     await client.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Request Channel: 'a Responder MUST respond to an initial REQUEST_CHANNEL frame with a REQUEST_N "
-    "frame'; rxchannel sends none when the REQUEST_CHANNEL already carries COMPLETE",
-)
 async def test_a_responder_answers_every_request_channel_with_request_n_even_one_already_complete() -> None:
     router = rx.Router()
 

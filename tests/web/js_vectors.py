@@ -205,6 +205,10 @@ def _decode_only_cases() -> list[tuple[str, bytes]]:
         ("PAYLOAD with the reserved stream-id bit set", _raw(0x80000001, 0x0A, 0x20, b"x")),
         ("ERROR with invalid UTF-8 is decoded leniently", _raw(1, 0x0B, 0, b"\x00\x00\x02\x01ok")),
         ("REQUEST_RESPONSE with COMPLETE (ignored)", _raw(1, 0x04, 0x40, b"d")),
+        (
+            "SETUP with a non-ASCII MIME type, read as Latin-1",
+            _raw(0, 0x01, 0, b"\x00\x01\x00\x00" + b"\x00" * 8 + b"\x01\xe9\x00"),
+        ),
     ]
 
 
@@ -237,7 +241,6 @@ def _malformed_cases() -> list[tuple[str, bytes]]:
         ("REQUEST_CHANNEL metadata longer than frame", _raw(1, 0x07, 0x100, b"\x00\x00\x00\x01\xff\xff\xff")),
         ("SETUP too short", _raw(0, 0x01, 0, b"\x00\x01")),
         ("SETUP mime runs past the end", _raw(0, 0x01, 0, b"\x00\x01\x00\x00" + b"\x00" * 8 + b"\x05ab")),
-        ("SETUP non-ASCII mime", _raw(0, 0x01, 0, b"\x00\x01\x00\x00" + b"\x00" * 8 + b"\x01\xe9\x00")),
         (
             "SETUP resume token runs past the end",
             _raw(0, 0x01, 0x80, b"\x00\x01\x00\x00" + b"\x00" * 8 + b"\x00\x09ab"),
