@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install browser netlab test lint fuzz soak bench demo clean
+.PHONY: install browser js netlab test lint fuzz soak bench demo clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,11 @@ browser:
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
 
+# The browser client's unit tests: node --test, no npm packages (Node >= 20). They check
+# the JS modules against vectors the Python core writes (tests/web/js_vectors.py).
+js:
+	node --test tests/js/
+
 # The network tests (tests/network/) build hosts from network namespaces: they need root, iproute2,
 # iptables, ethtool and Debian's coturn (installed here if missing).
 netlab:
@@ -36,18 +41,21 @@ netlab:
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; fi
 
-test: lint browser netlab
+test: lint browser netlab js
 	$(PY) -m pytest -q
 	# the library runs on whatever loop the application runs: the in-process tests again on uvloop
 	$(PY) -m pytest -q --loop uvloop tests/core tests/runtime tests/transports tests/files
 
 # Longer property and fuzz runs (not part of `make test`).
 fuzz: $(STAMP)
-	RXCHANNEL_FUZZ_EXAMPLES=200000 $(PY) -m pytest -q tests/test_fuzz.py tests/test_credit_machine.py tests/test_fuzz_live.py -p no:timeout
+	RXCHANNEL_FUZZ_EXAMPLES=200000 $(PY) -m pytest -q tests/core/test_fuzz.py tests/core/test_credit_machine.py tests/runtime/test_fuzz_live.py -p no:timeout
 
-# Long hostile-input and load runs (not part of `make test`).
+# Long hostile-input and load runs (not part of `make test`): the attacks of issue 11 for
+# SOAK_SECONDS per hub, with a legitimate worker beside them and the hub's RSS and fds sampled.
+SOAK_SECONDS ?= 300
 soak: $(STAMP)
-	RXCHANNEL_FUZZ_EXAMPLES=20000 RXCHANNEL_SOAK_STREAMS=10000 $(PY) -m pytest -q tests/test_fuzz_live.py tests/test_load.py -p no:timeout
+	$(PY) -m tests.hostile.soak --seconds $(SOAK_SECONDS)
+	RXCHANNEL_FUZZ_EXAMPLES=20000 RXCHANNEL_SOAK_STREAMS=10000 $(PY) -m pytest -q tests/runtime/test_fuzz_live.py tests/runtime/test_load.py -p no:timeout
 
 bench: $(STAMP)
 	$(PY) -m benchmarks

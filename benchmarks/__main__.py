@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import adaptive, datachannel, hub_workers, network, pipelines, tcp_throughput
+from . import adaptive, browser, datachannel, hub_workers, network, pipelines, share, tcp_throughput
 
 BENCHMARKS = {
     "tcp": tcp_throughput.main,
@@ -14,6 +14,8 @@ BENCHMARKS = {
     "pipelines": pipelines.main,
     "network": network.main,
     "hub": hub_workers.main,
+    "share": share.main,
+    "browser": browser.main,
 }
 
 #: the benchmarks that take --loop (adaptive measures a policy over an emulated path; network runs the CLI,

@@ -13,6 +13,13 @@ conversions to and from ReactiveX that keep demand::
 ``window`` is an item count, ``"auto"`` (adaptive: RTT and consumption rate) or a
 :mod:`rxchannel.core` policy. An item counts as consumed when the loop pulls the next
 one; pass ``auto_ack=False`` and call ``ack()`` when an asynchronous sink decides.
+
+One source for several loops, read once (the twin of the Rx ``share_demand``)::
+
+    shared = aio.share_demand(aio.stream(peer, "files/big.bin"), max_lag=16, join_window=0.5)
+    async def consumer():
+        async for chunk in shared.subscribe():   # each pull is this loop's demand
+            ...
 """
 
 from __future__ import annotations
@@ -21,9 +28,9 @@ from collections.abc import AsyncIterable, AsyncIterator, Iterable
 from typing import Any
 
 from .core import ReplenishPolicy
-from .runtime import Payload, Peer, RemoteSink, RemoteStream
+from .runtime import Broadcast, Payload, Peer, RemoteSink, RemoteStream
 
-__all__ = ["channel", "from_observable", "remote_sink", "stream", "to_observable"]
+__all__ = ["channel", "from_observable", "remote_sink", "share_demand", "stream", "to_observable"]
 
 
 def stream(
@@ -79,3 +86,20 @@ def to_observable(source: AsyncIterable[Payload] | AsyncIterable[Any]) -> Any:
     from .reactive import from_async_iterable
 
     return from_async_iterable(source)
+
+
+def share_demand(
+    source: AsyncIterable[Any], *, max_lag: int, patience: float = 1.0, join_window: float = 0.0
+) -> Broadcast[Any]:
+    """``source`` read once for every loop that iterates ``shared.subscribe()``.
+
+    The source is pulled when a loop asks for an item no loop has yet, never more than
+    ``max_lag`` items past the slowest attached loop (the fast wait for it); a loop that
+    held the others back for ``patience`` seconds in total gets
+    :class:`~rxchannel.runtime.LaggedError` (``.position``: the items it had), and one
+    that subscribes after the first item was dropped gets
+    :class:`~rxchannel.runtime.JoinedLateError` at once. Subscribe every loop before
+    they start pulling, or give a ``join_window``. Leaving a loop leaves the broadcast;
+    the last one out closes ``source``. See :class:`rxchannel.runtime.Broadcast`.
+    """
+    return Broadcast(source, max_lag=max_lag, patience=patience, join_window=join_window)

@@ -1,7 +1,8 @@
 """aiostream facade: remote streams as aiostream sources and pipe operators.
 
-aiostream is GPL-3.0, so it is an optional extra (``pip install 'rxchannel[aiostream]'``)
-and this is the only module that imports it. Everything here composes with aiostream's
+aiostream is GPL-3.0, so it is an optional dependency (``pip install aiostream``, or
+``pip install -e '.[aiostream]'`` from a checkout) and this is the only module that
+imports it. Everything here composes with aiostream's
 own operators (``pipe.map``, ``pipe.chunks``, ``pipe.take`` ...)::
 
     from aiostream import pipe
@@ -27,7 +28,15 @@ import os
 from collections.abc import AsyncIterable, AsyncIterator, Callable
 from typing import Any, TypeVar
 
-from aiostream import operator, pipable_operator, streamcontext
+try:
+    from aiostream import operator, pipable_operator, streamcontext
+except ImportError as exc:  # the optional dependency is not installed: say how to get it
+    raise ImportError(
+        "rxchannel.aiostream needs the aiostream package (GPL-3.0, so not installed with rxchannel): "
+        "pip install aiostream (from a checkout: pip install -e '.[aiostream]'); "
+        "rxchannel.aio offers the same streams as plain async iterators without it",
+        name=exc.name,
+    ) from None
 
 from .core import ReplenishPolicy
 from .files import FileSink

@@ -1,4 +1,9 @@
-"""The commands that talk to peers: ``serve``, ``fetch``, ``send``."""
+"""The commands that talk to peers: ``serve``, ``fetch``, ``send``, ``ls``.
+
+Each returns 0 or raises; :func:`rxchannel.cli.main` turns what they raise into a message
+and an exit code (:mod:`.errors`). What they print of the hub's text passes
+:func:`~.errors.printable`.
+"""
 
 from __future__ import annotations
 
@@ -12,27 +17,32 @@ import time
 from pathlib import Path
 from typing import Any
 
-from rxchannel.core import Budget, ConnectionConfig, ConnectionLostError, RemoteError, with_secret
+from rxchannel.core import Budget, ConnectionConfig, with_secret
 from rxchannel.files import (
-    FILE_CHANGED,
-    FileBusyError,
+    DirectoryResult,
     Hub,
-    IntegrityError,
     TargetExistsError,
-    TooLargeError,
     TransferResult,
+    fetch_directory,
     fetch_file,
+    list_remote,
     push_file,
 )
-from rxchannel.runtime import connect, serve
+from rxchannel.runtime import Peer, connect, serve
 from rxchannel.transports import ListenLimits
 from rxchannel.web import WorkerPage
 
+from .errors import UsageError, printable
 from .ice import options_from
-from .progress import progress_bar
-from .units import peak_rss_mb
+from .logs import configure_logging
+from .progress import Bar, progress_bar
+from .units import format_size, peak_rss_mb
 
-__all__ = ["cmd_fetch", "cmd_send", "cmd_serve", "fail"]
+__all__ = ["cmd_fetch", "cmd_ls", "cmd_send", "cmd_serve"]
+
+
+def _note(text: str) -> None:
+    print(f"rxchannel: {printable(text)}", file=sys.stderr, flush=True)
 
 
 def _summary(result: TransferResult) -> dict[str, Any]:
@@ -48,11 +58,6 @@ def _summary(result: TransferResult) -> dict[str, Any]:
     }
 
 
-def fail(message: str, code: int) -> int:
-    print(f"rxchannel: {message}", file=sys.stderr)
-    return code
-
-
 def _config(args: argparse.Namespace, *, server: bool) -> ConnectionConfig | None:
     # a hub's connections share one budget for unfinished fragmented items (on top of each one's own)
     shared = Budget(256 << 20, "the hub's budget for fragmented items") if server else None
@@ -61,8 +66,33 @@ def _config(args: argparse.Namespace, *, server: bool) -> ConnectionConfig | Non
         max_lifetime=args.max_lifetime,
         max_streams=args.max_streams,
         shared_reassembly=shared,
+        resumable=server and not args.no_session_resume,
+        resume_session_timeout=args.resume_timeout,
     )
     return with_secret(config, args.secret, server=server)
+
+
+async def _connect(args: argparse.Namespace) -> Peer:
+    """Dial the hub; the session is resumable unless --no-session-resume (a hub that does
+    not resume sessions gets a plain connection, with one warning)."""
+    resume = None if args.no_session_resume else args.resume_timeout
+    return await connect(
+        args.url, config=_config(args, server=False), options=options_from(args), resume_timeout=resume
+    )
+
+
+def _follow_link(peer: Peer, bar: Bar | None) -> None:
+    """Say when the connection breaks and when the session is resumed (bar, or a line on stderr)."""
+    if peer.resumption is None:
+        return
+
+    def changed(state: str) -> None:
+        if bar is not None:
+            bar.note("reconnecting…" if state == "reconnecting" else None)
+        else:
+            _note("the connection broke; reconnecting…" if state == "reconnecting" else "reconnected; resuming")
+
+    peer.resumption.on_change = changed
 
 
 def _free_space(out: Path) -> int:
@@ -73,26 +103,28 @@ def _free_space(out: Path) -> int:
     return max(0, shutil.disk_usage(directory).free - (64 << 20))
 
 
-def _transfer_failed(exc: BaseException, refused: str, lost_hint: str) -> int:
-    """Print why a transfer failed and return its exit code (see the module docstring)."""
-    if isinstance(exc, RemoteError) and exc.code == FILE_CHANGED:
-        return fail(f"{exc.message} (run the same command again)", 4)
-    if isinstance(exc, RemoteError):
-        return fail(f"{refused}: {exc.message or exc}", 2)
-    if isinstance(exc, (FileBusyError, TargetExistsError)):
-        return fail(str(exc), 1)
-    if isinstance(exc, TooLargeError):
-        return fail(f"{exc}: raise --max-size (or free disk space) to accept it; the partial file is kept", 1)
-    if isinstance(exc, IntegrityError):
-        return fail(str(exc), 3)
-    return fail(f"connection lost: {exc}{lost_hint}", 4)
+def _target(args: argparse.Namespace) -> Path:
+    """Where a single-file fetch writes: ``-o`` (a file, or a directory to write into) or PATH's name."""
+    name = args.remote_path.rstrip("/").rsplit("/", 1)[-1]
+    if args.output is None:
+        return Path(name)
+    out = Path(args.output)
+    return out / name if args.output.endswith("/") or out.is_dir() else out
 
 
 async def cmd_fetch(args: argparse.Namespace) -> int:
-    out = Path(args.output or Path(args.remote_path).name)
-    peer = await connect(args.url, config=_config(args, server=False), options=options_from(args))
+    if args.remote_path.endswith("/"):
+        return await _fetch_directory(args)
+    out = _target(args)
+    if out.exists() and not args.force:  # before dialing: nothing to undo
+        raise TargetExistsError(f"{out} already exists; it was not replaced")
+    part = out.with_name(out.name + ".part")
+    if part.exists() and not args.no_resume and part.stat().st_size:
+        _note(f"resuming {out.name} from {format_size(part.stat().st_size)} (its partial copy {part.name})")
+    peer = await _connect(args)
     try:
         with progress_bar(sys.stderr.isatty() and (args.progress or not args.json), out.name) as update:
+            _follow_link(peer, update)
             result = await fetch_file(
                 peer,
                 args.remote_path,
@@ -101,41 +133,130 @@ async def cmd_fetch(args: argparse.Namespace) -> int:
                 resume=not args.no_resume,
                 progress=update,
                 max_size=args.max_size if args.max_size is not None else _free_space(out),
+                overwrite=args.force,
+                shared=args.shared,
             )
-    except (RemoteError, IntegrityError, ConnectionLostError, ConnectionError, FileBusyError, TooLargeError) as exc:
-        return _transfer_failed(
-            exc, f"the hub refused {args.remote_path!r}", "; the partial file is kept, run again to resume"
-        )
     finally:
         await peer.close()
-    summary = _summary(result)
+    if result.restarted:
+        _note(f"started {out.name} over from the beginning: {result.restarted}")
+    summary = _summary(result) | {"reconnects": peer.reconnects}
+    if args.shared:
+        summary["shared_bytes"] = result.shared  # what came from the hub's shared read (the rest: files/)
     if args.json:
-        print(json.dumps(summary))
+        print(json.dumps(summary), flush=True)
     else:
-        print(f"{out}: {result.size} bytes in {result.seconds:.2f} s ({result.mb_per_s:.1f} MB/s), sha256 verified")
+        resumed = f", resumed from {format_size(result.resumed_from)}" if result.resumed_from else ""
+        print(
+            f"{printable(out)}: {result.size} bytes in {result.seconds:.2f} s ({result.mb_per_s:.1f} MB/s{resumed}), "
+            "sha256 verified",
+            flush=True,
+        )
+    return 0
+
+
+async def _fetch_directory(args: argparse.Namespace) -> int:
+    name = args.remote_path.rstrip("/").rsplit("/", 1)[-1]
+    out = Path(args.output) if args.output else Path(name)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"{out} is a file: a directory fetch needs a directory for -o")
+    peer = await _connect(args)
+    start = time.perf_counter()
+    try:
+        with progress_bar(sys.stderr.isatty() and (args.progress or not args.json), f"{name}/") as update:
+            _follow_link(peer, update)
+            result: DirectoryResult = await fetch_directory(
+                peer,
+                args.remote_path,
+                out,
+                window=args.window,
+                resume=not args.no_resume,
+                overwrite=args.force,
+                max_size=args.max_size if args.max_size is not None else _free_space(out / "x"),
+                progress=update,
+            )
+    finally:
+        await peer.close()
+    for reason, count in result.skipped.items():
+        _note(f"the hub left out {count} name(s) it cannot serve ({reason})")
+    seconds = time.perf_counter() - start
+    if args.json:
+        summary = {
+            "path": str(out),
+            "files": len(result.fetched),
+            "unchanged": len(result.unchanged),
+            "bytes": result.size,
+            "seconds": round(seconds, 3),
+            "skipped": result.skipped,
+            "reconnects": peer.reconnects,
+            "peak_rss_mb": round(peak_rss_mb(), 1),
+        }
+        print(json.dumps(summary), flush=True)
+    else:
+        same = f", {len(result.unchanged)} already here and unchanged" if result.unchanged else ""
+        print(
+            f"{printable(out)}/: {len(result.fetched)} file(s), {result.size} bytes in {seconds:.2f} s{same}; "
+            "each sha256 verified",
+            flush=True,
+        )
+    return 0
+
+
+async def cmd_ls(args: argparse.Namespace) -> int:
+    peer = await _connect(args)
+    count = total = 0
+    listing = list_remote(peer, args.prefix)
+    try:
+        async for entry in listing:
+            count += 1
+            total += entry.size
+            if args.json:
+                print(json.dumps({"path": entry.path, "size": entry.size}))
+            else:
+                print(f"{entry.size:>14}  {printable(entry.path)}")
+    finally:
+        await peer.close()
+    for reason, skipped in listing.skipped.items():
+        _note(f"the hub left out {skipped} name(s) it cannot serve ({reason})")
+    if not args.json:
+        print(f"{count} file(s), {format_size(total)}", file=sys.stderr)
     return 0
 
 
 async def cmd_send(args: argparse.Namespace) -> int:
     path = Path(args.file)
     if not path.is_file():
-        return fail(f"{path} is not a file", 1)
-    peer = await connect(args.url, config=_config(args, server=False), options=options_from(args))
+        raise UsageError(f"{path} is not a file: send takes one file")
+    peer = await _connect(args)
     start = time.perf_counter()
     try:
         with progress_bar(sys.stderr.isatty() and not args.json, path.name) as update:
+            _follow_link(peer, update)
             receipt = await push_file(peer, path, args.name, progress=update)
-    except (RemoteError, IntegrityError, ConnectionLostError, ConnectionError) as exc:
-        return _transfer_failed(exc, "the hub refused the upload", "")
     finally:
         await peer.close()
     seconds = time.perf_counter() - start
-    receipt.update(seconds=round(seconds, 3), mb_per_s=round(receipt["size"] / seconds / 1e6, 2))
-    print(json.dumps(receipt) if args.json else f"sent {path} -> inbox/{receipt['path']} ({receipt['size']} bytes)")
+    receipt.update(
+        seconds=round(seconds, 3), mb_per_s=round(receipt["size"] / seconds / 1e6, 2), reconnects=peer.reconnects
+    )
+    if args.json:
+        print(json.dumps(receipt), flush=True)
+    else:
+        where = printable(receipt["path"])
+        print(f"sent {printable(path)} -> inbox/{where} ({receipt['size']} bytes), sha256 verified")
     return 0
 
 
 async def cmd_serve(args: argparse.Namespace) -> int:
+    configure_logging(args.log_level, as_json=args.log_json)
+    page = WorkerPage()
+    options = options_from(  # every option checked before anything starts
+        args,
+        http_setup=page.setup,
+        listen_limits=ListenLimits(
+            max_connections=args.max_connections, max_per_address=max(1, args.max_connections // 8)
+        ),
+    )
     hub = Hub(
         args.root,
         inbox=args.inbox,
@@ -143,8 +264,6 @@ async def cmd_serve(args: argparse.Namespace) -> int:
         max_upload=args.max_upload,
         max_open_files=args.max_open_files,
     )
-    page = WorkerPage()
-    listen = ListenLimits(max_connections=args.max_connections, max_per_address=max(1, args.max_connections // 8))
     try:
         service = await serve(
             hub.router,
@@ -152,26 +271,32 @@ async def cmd_serve(args: argparse.Namespace) -> int:
             host=args.host,
             port=args.port,
             config=_config(args, server=True),
-            options=options_from(args, http_setup=page.setup, listen_limits=listen),
+            options=options,
         )
     except ConnectionError as exc:  # e.g. the TURN server refused the hub's credentials
         hub.close()
-        return fail(f"cannot start the hub: {exc}", 1)
+        raise UsageError(f"cannot start the hub: {exc}") from None
+    except OSError as exc:
+        hub.close()
+        raise UsageError(
+            f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}; "
+            "choose another --port (0 picks a free one)"
+        ) from None
     for url in service.urls:  # the first line is a usable URL; a wildcard bind prints one per address
         print(url, flush=True)
     print(f"serving {hub.root} over {args.transport}; Ctrl-C to stop", file=sys.stderr, flush=True)
     if args.turn_url and not args.secret:
-        print(
-            "note: --turn-url without --secret: anyone who reaches this hub can get TURN credentials "
-            "(GET /ice-servers); give the hub a --secret on untrusted networks",
-            file=sys.stderr,
-            flush=True,
+        _note(
+            "--turn-url without --secret: anyone who reaches this hub can get TURN credentials "
+            "(GET /ice-servers); give the hub a --secret on untrusted networks"
         )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
-    await service.close()
-    hub.close()
+    try:
+        await stop.wait()
+    finally:
+        await service.close()
+        hub.close()
     return 0

@@ -10,20 +10,33 @@ import signal
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable
 from pathlib import Path
 
 from rxchannel.files import sha256_file
 
-from .commands import cmd_fetch, fail
+from .commands import cmd_fetch
+from .errors import fail
 from .loops import run as run_on_loop
-from .units import parse_size, peak_rss_mb
+from .parser import build_parser
+from .units import peak_rss_mb
 
 __all__ = ["cmd_demo"]
 
 
-def cmd_demo(args: argparse.Namespace, parse: Callable[[list[str]], argparse.Namespace]) -> int:
-    size = parse_size(args.size)
+_HOW = {
+    "webrtc": "WebRTC, loopback ICE",
+    "tcp": "TCP",
+    "ws": "WebSocket",
+}
+_OVER = {"webrtc": "a WebRTC DataChannel", "tcp": "TCP", "ws": "a WebSocket"}
+
+
+def _quiet(transport: str) -> list[str]:
+    return ["--transport", transport, "--log-level", "warning"]
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    size = args.size
     with tempfile.TemporaryDirectory(prefix="rxchannel-demo-") as tmp:
         root, out = Path(tmp, "hub"), Path(tmp, "worker", "demo.bin")
         root.mkdir()
@@ -34,7 +47,7 @@ def cmd_demo(args: argparse.Namespace, parse: Callable[[list[str]], argparse.Nam
                 block = os.urandom(min(left, 1 << 20))
                 handle.write(block)
                 left -= len(block)
-        print(f"demo: generated {size} bytes; starting a hub process on 127.0.0.1 (WebRTC, loopback ICE)")
+        print(f"demo: generated {size} bytes; starting a hub process on 127.0.0.1 ({_HOW[args.transport]})")
         hub = subprocess.Popen(
             [
                 sys.executable,
@@ -44,10 +57,9 @@ def cmd_demo(args: argparse.Namespace, parse: Callable[[list[str]], argparse.Nam
                 str(root),
                 "--port",
                 "0",
-                "--transport",
-                args.transport,
                 "--loop",
                 args.loop,
+                *_quiet(args.transport),
             ],
             stdout=subprocess.PIPE,
             text=True,
@@ -58,7 +70,7 @@ def cmd_demo(args: argparse.Namespace, parse: Callable[[list[str]], argparse.Nam
             if not url:
                 return fail("the hub process did not start", 1)
             print(f"demo: hub at {url}; this process is the worker")
-            fetch_args = parse(
+            fetch_args = build_parser().parse_args(
                 [
                     "fetch",
                     url,
@@ -88,7 +100,7 @@ def cmd_demo(args: argparse.Namespace, parse: Callable[[list[str]], argparse.Nam
                 hub.kill()
         verified = sha256_file(out) == sha256_file(source) == summary["sha256"]
         print(
-            f"demo: {summary['bytes']} bytes over a WebRTC DataChannel in {summary['seconds']} s "
+            f"demo: {summary['bytes']} bytes over {_OVER[args.transport]} in {summary['seconds']} s "
             f"({summary['mb_per_s']} MB/s)\n"
             f"demo: peak RSS hub {hub_rss:.0f} MB, worker {summary['peak_rss_mb']:.0f} MB\n"
             f"demo: sha256 {summary['sha256']} {'verified' if verified else 'MISMATCH'}"

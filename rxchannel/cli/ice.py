@@ -27,6 +27,8 @@ from rxchannel.transports.ice import (
     parse_port_range,
 )
 
+from .values import positive_float, positive_int
+
 __all__ = ["add_ice_options", "options_from"]
 
 _DEFAULTS = SignalingLimits()
@@ -37,19 +39,6 @@ def _port_range(text: str) -> tuple[int, int]:
         return parse_port_range(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def _positive(kind: type[int] | type[float]) -> Any:
-    def parse(text: str) -> int | float:
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-        if value <= 0:
-            raise argparse.ArgumentTypeError(f"{text!r} must be positive")
-        return value
-
-    return parse
 
 
 def add_ice_options(parser: argparse.ArgumentParser, *, hub: bool) -> None:
@@ -67,7 +56,7 @@ def add_ice_options(parser: argparse.ArgumentParser, *, hub: bool) -> None:
     group.add_argument("--ice-credential", metavar="C", help="credential for the --ice-server TURN URLs")
     group.add_argument(
         "--ice-timeout",
-        type=_positive(float),
+        type=positive_float("an ICE timeout"),
         default=4.0,
         metavar="SECONDS",
         help="dialing: give up when no ICE candidate pair works this long after the answer (default 4)",
@@ -90,7 +79,7 @@ def add_ice_options(parser: argparse.ArgumentParser, *, hub: bool) -> None:
     )
     group.add_argument(
         "--turn-ttl",
-        type=_positive(int),
+        type=positive_int("a TTL"),
         default=86400,
         metavar="SECONDS",
         help="lifetime of minted TURN credentials; keep it above the longest transfer (default 86400)",
@@ -101,7 +90,7 @@ def add_ice_options(parser: argparse.ArgumentParser, *, hub: bool) -> None:
     limits = parser.add_argument_group("WebRTC signaling limits")
     limits.add_argument(
         "--max-pending-offers",
-        type=_positive(int),
+        type=positive_int("an offer count"),
         default=_DEFAULTS.max_pending,
         metavar="N",
         help=f"answered offers whose channel has not opened yet (default {_DEFAULTS.max_pending}; "
@@ -109,7 +98,7 @@ def add_ice_options(parser: argparse.ArgumentParser, *, hub: bool) -> None:
     )
     limits.add_argument(
         "--offer-rate",
-        type=_positive(float),
+        type=positive_float("a rate", "offers per second"),
         default=_DEFAULTS.offer_rate,
         metavar="PER_S",
         help=f"offers per second per client address (default {_DEFAULTS.offer_rate:g}, "
@@ -117,14 +106,14 @@ def add_ice_options(parser: argparse.ArgumentParser, *, hub: bool) -> None:
     )
     limits.add_argument(
         "--max-offer-bytes",
-        type=_positive(int),
+        type=positive_int("a size in bytes"),
         default=_DEFAULTS.max_offer_bytes,
         metavar="BYTES",
         help=f"largest offer SDP (default {_DEFAULTS.max_offer_bytes})",
     )
     limits.add_argument(
         "--max-candidates",
-        type=_positive(int),
+        type=positive_int("a candidate count"),
         default=_DEFAULTS.max_candidates,
         metavar="N",
         help=f"most ICE candidates in one offer (default {_DEFAULTS.max_candidates})",
@@ -172,6 +161,8 @@ def options_from(args: argparse.Namespace, **extra: Any) -> TransportOptions:
         "ice_timeout": args.ice_timeout,
         "secret": getattr(args, "secret", None) or None,
     }
+    if getattr(args, "connect_timeout", None) is not None:
+        fields["timeout"] = args.connect_timeout
     if hasattr(args, "turn_url"):
         if args.turn_url or args.turn_secret:
             if not args.turn_url:

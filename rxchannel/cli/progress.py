@@ -6,12 +6,26 @@ import contextlib
 from collections.abc import Iterator
 from typing import Any
 
-__all__ = ["progress_bar"]
+__all__ = ["Bar", "progress_bar"]
+
+
+class Bar:
+    """A rich progress bar: call it with (bytes, total, credits in flight); :meth:`note` adds a state."""
+
+    def __init__(self, bar: Any, task: Any, label: str):
+        self._bar, self._task, self._label = bar, task, label
+
+    def __call__(self, done: int, total: int | None, credits: int) -> None:
+        self._bar.update(self._task, completed=done, total=total, credits=credits)
+
+    def note(self, state: str | None) -> None:
+        """Show ``state`` beside the label (``reconnecting…``), or nothing."""
+        self._bar.update(self._task, description=f"{self._label} ({state})" if state else self._label)
 
 
 @contextlib.contextmanager
-def progress_bar(enabled: bool, label: str) -> Iterator[Any]:
-    """A rich progress bar on a terminal (bytes, rate, ETA, credits in flight); a no-op otherwise."""
+def progress_bar(enabled: bool, label: str) -> Iterator[Bar | None]:
+    """A rich progress bar on a terminal (bytes, rate, ETA, credits in flight); None otherwise."""
     if not enabled:
         yield None
         return
@@ -35,9 +49,4 @@ def progress_bar(enabled: bool, label: str) -> Iterator[Any]:
     from rich.console import Console
 
     with Progress(*columns, console=Console(stderr=True), transient=False) as bar:
-        task = bar.add_task(label, total=None, credits=0)
-
-        def update(done: int, total: int | None, credits: int) -> None:
-            bar.update(task, completed=done, total=total, credits=credits)
-
-        yield update
+        yield Bar(bar, bar.add_task(label, total=None, credits=0), label)

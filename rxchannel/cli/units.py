@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import resource
 
-__all__ = ["parse_size", "peak_rss_mb"]
+__all__ = ["format_size", "parse_size", "peak_rss_mb"]
 
 
 def peak_rss_mb(pid: int | None = None) -> float:
@@ -26,3 +26,13 @@ def parse_size(text: str) -> int:
         if lowered.endswith(unit):
             return int(float(lowered[: -len(unit)]) * factor)
     return int(lowered)
+
+
+def format_size(size: int) -> str:
+    """``1536`` -> ``1.5 KiB`` (bytes below 1 KiB as ``512 B``)."""
+    value = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{size} B" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    raise AssertionError("unreachable")

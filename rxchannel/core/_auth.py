@@ -56,10 +56,11 @@ def require_secret(secret: str) -> Callable[[SetupFrame], str | None]:
 
 
 def with_secret(config: ConnectionConfig | None, secret: str | None, *, server: bool) -> ConnectionConfig | None:
-    """``config`` with the secret applied: the server checks it, the client presents it."""
+    """``config`` with the secret applied: the server checks it, the client presents it; resume
+    tokens are minted and checked with it (a session cannot be resumed by another identity)."""
     if not secret:
         return config
     config = config or ConnectionConfig()
     if server:
-        return dataclasses.replace(config, setup_check=require_secret(secret))
-    return dataclasses.replace(config, setup_metadata=bearer_metadata(secret))
+        return dataclasses.replace(config, setup_check=require_secret(secret), resume_secret=secret)
+    return dataclasses.replace(config, setup_metadata=bearer_metadata(secret), resume_secret=secret)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import struct
 
 from ._credit import InboundDemand, ReplenishPolicy, check_request_n
-from ._errors import ClosedResourceError, LocalProtocolError
+from ._errors import ClosedResourceError, ErrorCode, LocalProtocolError
 from ._events import Interaction
 from ._fragments import encode_item
 from ._frames import (
@@ -24,6 +24,7 @@ from ._frames import (
     encode_payload,
 )
 from ._policies import Manual
+from ._resume import CLOSED_BY_PEER, SessionState
 from ._state import ConnectionState
 from ._streams import Half, Signal, Stream
 
@@ -42,9 +43,15 @@ class LocalCalls(ConnectionState):
 
     def _check_open(self) -> None:
         if self._closed:
-            raise ClosedResourceError("the connection is closed; open a new one")
+            reason = self._close_error  # why it closed (a lost link, a refused SETUP...), as the cause
+            detail = f" ({reason})" if reason is not None else ""
+            raise ClosedResourceError(f"the connection is closed{detail}; open a new one") from reason
         if not self._setup_done:
             raise LocalProtocolError("the server cannot make requests before the client's SETUP arrived")
+        if self._draining is not None:
+            raise ClosedResourceError(
+                f"the peer is closing the connection (CONNECTION_CLOSE: {self._draining}); open a new one"
+            ) from self._draining
 
     def request(
         self,
@@ -108,8 +115,17 @@ class LocalCalls(ConnectionState):
         self._queue(encode_frame(MetadataPushFrame(metadata=metadata)))
 
     def close(self) -> None:
-        """Close locally: every stream is over. Emits :class:`ConnectionClosed` (error None)."""
+        """Close locally: every stream is over. Emits :class:`ConnectionClosed` (error None).
+
+        A resumable connection first queues ERROR[CONNECTION_ERROR] "closed": a peer that
+        only saw the transport end would keep the session waiting for a RESUME.
+        """
         if not self._closed:
+            session = self._session
+            if session is not None and session.state is SessionState.ATTACHED and self._setup_done:
+                self._queue(
+                    encode_frame(ErrorFrame(stream_id=0, code=ErrorCode.CONNECTION_ERROR, message=CLOSED_BY_PEER))
+                )
             self._close(None)
 
     # ------------------------------------------------------------------ local API: our inbound halves
@@ -187,10 +203,17 @@ class LocalCalls(ConnectionState):
             self._grant(s, demand.ack(count, now))
 
     def cancel(self, stream_id: int) -> None:
-        """Cancel our inbound half: the peer stops sending. Idempotent. Queues CANCEL."""
+        """Cancel our inbound half: the peer stops sending. Idempotent. Queues CANCEL.
+
+        A channel's requester cancelling ends the whole stream (Protocol.md "Request
+        Channel": "Upon sending a CANCEL, the stream is terminated on the Requester"): its
+        outbound half ends too, and nothing more is sent on it.
+        """
         s = self._streams.get(stream_id)
         if s is not None and s.local(False, Signal.STOP):
             s.end_inbound()
+            if s.requester and s.interaction is Interaction.CHANNEL and s.outbound is Half.OPEN:
+                s.outbound = Half.CANCELLED
             self._queue(encode_frame(CancelFrame(stream_id=stream_id)))
             self._maybe_forget(s)
 

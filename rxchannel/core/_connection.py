@@ -15,7 +15,6 @@ import struct
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from ._calls import LocalCalls
 from ._config import Role
 from ._credit import InboundDemand
 from ._errors import (
@@ -23,22 +22,25 @@ from ._errors import (
     ErrorCode,
     RemoteProtocolError,
     RxChannelError,
-    SetupRejectedError,
     remote_error,
 )
 from ._events import (
+    Detached,
     Event,
     Interaction,
     ItemsReceived,
     MetadataPushed,
     PayloadReceived,
     RequestReceived,
+    ResumeReceived,
+    SetupConfirmed,
     SetupReceived,
     StreamErrored,
 )
 from ._frames import (
     FLAG_COMPLETE,
     FLAG_FOLLOWS,
+    FLAG_IGNORE,
     FLAG_METADATA,
     FLAG_NEXT,
     MAX_REQUEST_N,
@@ -51,6 +53,8 @@ from ._frames import (
     PayloadFrame,
     RequestFrame,
     RequestNFrame,
+    ResumeFrame,
+    ResumeOkFrame,
     SetupFrame,
     UnsupportedFrame,
     decode_frame,
@@ -58,6 +62,8 @@ from ._frames import (
     split_metadata,
 )
 from ._metadata import COMPOSITE_METADATA, MetadataError, parse_request_metadata
+from ._resumable import ResumableCalls
+from ._resume import Session, SessionState, is_tracked
 from ._setup import check_first_frame
 from ._streams import Half, Stream
 
@@ -67,7 +73,7 @@ _PAYLOAD = int(FrameType.PAYLOAD)
 _U32 = struct.Struct(">I")
 #: the low flag byte of a PAYLOAD: FOLLOWS, COMPLETE, NEXT (a whole item has only NEXT)
 _ITEM_FLAGS = FLAG_FOLLOWS | FLAG_COMPLETE | FLAG_NEXT
-
+_IGNORE_BIT = 0x02  # the I flag (0x200 of the 10 flag bits), in the frame's fifth byte
 _SETUP_ERRORS = frozenset(
     {ErrorCode.INVALID_SETUP, ErrorCode.UNSUPPORTED_SETUP, ErrorCode.REJECTED_SETUP, ErrorCode.REJECTED_RESUME}
 )
@@ -84,7 +90,7 @@ def _whole_items(s: Stream) -> bool:
     )
 
 
-class Connection(LocalCalls):
+class Connection(ResumableCalls):
     """One RSocket connection, either role, as a pure state machine.
 
     A client queues its SETUP frame on construction. Frames from the peer arrive through
@@ -95,14 +101,35 @@ class Connection(LocalCalls):
 
     def get_timer(self) -> float | None:
         """When :meth:`handle_timer` must next be called, or None."""
-        return None if self._closed else self._keepalive.deadline()
+        if self._closed:
+            return None
+        session = self._session
+        if session is not None and session.state is not SessionState.ATTACHED:
+            return session.expires_at()
+        return self._keepalive.deadline()
 
     def handle_timer(self, now: float) -> None:
-        """Send a due KEEPALIVE or declare a silent peer dead. Queues frames."""
+        """Send a due KEEPALIVE or declare a silent peer dead (a resumable connection detaches
+        instead, and closes if it is not resumed in time). Queues frames."""
         if self._closed:
             return
+        session = self._session
+        if session is not None and session.state is not SessionState.ATTACHED:
+            expires = session.expires_at()
+            if expires is not None and now >= expires:
+                self._close(
+                    ConnectionLostError(
+                        f"the connection broke and was not resumed within {session.timeout:g} s "
+                        "(resume_session_timeout)"
+                    )
+                )
+            return
         silent = self._keepalive.silent_for(now)
-        if silent is not None:
+        if silent is not None and session is not None:
+            reason = f"no frame from the peer for {silent:.1f} s (keepalive limit {self._keepalive.lifetime:.1f} s)"
+            self.detach(now)
+            self._events.append(Detached(reason=reason))
+        elif silent is not None:
             self._queue(
                 encode_frame(ErrorFrame(stream_id=0, code=ErrorCode.CONNECTION_ERROR, message="keepalive timeout"))
             )
@@ -114,7 +141,7 @@ class Connection(LocalCalls):
                 )
             )
         elif self._keepalive.ping_due(now):
-            self._queue(encode_frame(KeepaliveFrame(respond=True)))
+            self._queue(encode_frame(KeepaliveFrame(respond=True, position=self._position())))
 
     # ------------------------------------------------------------------ input
 
@@ -125,6 +152,10 @@ class Connection(LocalCalls):
         ERROR[CONNECTION_ERROR] and a :class:`ConnectionClosed` event.
         """
         if self._closed:
+            return
+        if not self._setup_confirmed:
+            self._confirm(data)
+        if self._session is not None and not self._count(data):
             return
         self._keepalive.received(now)
         self._receive(data, now)
@@ -148,6 +179,11 @@ class Connection(LocalCalls):
         for data in frames:
             if self._closed:
                 return
+            if not self._setup_confirmed:
+                self._confirm(data)  # may queue an event: no run continues past it
+                fast_sid, fast_demand, run = -1, None, None
+            if self._session is not None and not self._count(data):
+                continue  # dropped while a RESUME awaits its answer
             if len(data) >= 6 and data[4] >> 2 == _PAYLOAD and self._setup_done:
                 sid = _U32.unpack_from(data)[0] & 0x7FFFFFFF
                 if data[5] & _ITEM_FLAGS == FLAG_NEXT and not data[4] & 3:  # NEXT only; no METADATA, IGNORE
@@ -174,6 +210,9 @@ class Connection(LocalCalls):
         try:
             frame = decode_frame(data)
         except FrameDecodeError as exc:
+            if len(data) >= 6 and data[4] & _IGNORE_BIT:
+                self.ignored_frames += 1  # a malformed frame the peer marked ignorable (Metadata Header)
+                return
             self._fail(exc)
             return
         if not self._setup_done:
@@ -186,7 +225,13 @@ class Connection(LocalCalls):
             self._on_error_frame(frame)
         elif isinstance(frame, KeepaliveFrame):
             if frame.respond:
-                self._queue(encode_frame(KeepaliveFrame(respond=False, data=frame.data)))
+                self._queue(encode_frame(KeepaliveFrame(respond=False, data=frame.data, position=self._position())))
+            if frame.position and self._session is not None:
+                self._session.store.release(frame.position)  # the peer has everything before it
+        elif isinstance(frame, ResumeOkFrame) and self.role is Role.CLIENT:
+            self._on_resume_ok(frame, now)
+        elif isinstance(frame, ResumeFrame):
+            self._fail(RemoteProtocolError("RESUME on an established connection", code=ErrorCode.CONNECTION_ERROR))
         elif isinstance(frame, MetadataPushFrame) and frame.stream_id == 0:
             self._events.append(MetadataPushed(metadata=frame.metadata))
         elif isinstance(frame, UnsupportedFrame) and not frame.ignorable:
@@ -200,6 +245,37 @@ class Connection(LocalCalls):
             # SETUP after setup, LEASE we never asked for, METADATA_PUSH off stream 0,
             # ignorable extensions (Protocol.md "Handling the Unexpected")
             self.ignored_frames += 1
+
+    def _position(self) -> int:
+        return self._session.received if self._session is not None else 0
+
+    def _confirm(self, data: bytes) -> None:
+        """A client learns that the server accepted its SETUP from the first frame that is not
+        an ERROR on stream 0 (RSocket has no SETUP acknowledgement); from then on it ignores
+        setup errors (Handling the Unexpected)."""
+        if not (len(data) >= 6 and data[4] >> 2 == FrameType.ERROR and data[:4] == b"\x00\x00\x00\x00"):
+            self._setup_confirmed = True
+            if self._session is not None:  # a resumable client waits for this before its requests
+                self._events.append(SetupConfirmed())
+
+    def _count(self, data: bytes) -> bool:
+        """Resumption bookkeeping for one received frame; False to drop it.
+
+        A tracked frame moves our implied position (and every quarter of the store's bound
+        we report it, so the peer can free its store). While a RESUME awaits its answer
+        only frames on stream 0 are taken.
+        """
+        session = self._session
+        assert session is not None
+        if session.state is SessionState.RESUMING and data[:4] != b"\x00\x00\x00\x00":
+            self.ignored_frames += 1
+            return False
+        if is_tracked(data):
+            session.received += len(data)
+            if session.received - session.reported >= session.ack_every:
+                session.reported = session.received
+                self._queue(encode_frame(KeepaliveFrame(respond=False, position=session.received)))
+        return True
 
     def _receive_payload(self, data: bytes, now: float) -> None:
         """The hot path: a PAYLOAD frame on an open inbound half, decoded in place (no frame object)."""
@@ -222,6 +298,9 @@ class Connection(LocalCalls):
             try:
                 metadata, payload = split_metadata(data, 6, flags)
             except FrameDecodeError as exc:
+                if flags & FLAG_IGNORE:
+                    self.ignored_frames += 1  # malformed, but the peer marked it ignorable
+                    return
                 self._fail(exc)
                 return
         else:
@@ -247,6 +326,12 @@ class Connection(LocalCalls):
             self._close(error or ConnectionLostError("the peer closed the connection"))
 
     def _on_first_frame(self, frame: object) -> None:
+        if isinstance(frame, ResumeFrame) and frame.stream_id == 0:
+            if not self.config.resumable:
+                self._fail(RemoteProtocolError("resumption is not supported", code=ErrorCode.REJECTED_RESUME))
+            else:
+                self._events.append(ResumeReceived(frame=frame))  # the runtime finds the session
+            return
         refusal = check_first_frame(frame, self.config)
         if refusal is not None:
             self._fail(refusal)
@@ -257,6 +342,10 @@ class Connection(LocalCalls):
         # 2^31-1 ms would otherwise keep a dead peer's resources for weeks)
         self._keepalive.lifetime = min(frame.lifetime_ms / 1000.0, self.config.max_lifetime)
         self.metadata_mime = frame.metadata_mime
+        if frame.resume_token is not None:  # accepted by check_first_frame: this server resumes
+            self._session = Session(
+                bytes(frame.resume_token), self.config.resume_store_bytes, self.config.resume_session_timeout
+            )
         self._events.append(
             SetupReceived(
                 keepalive_ms=frame.keepalive_ms,
@@ -265,6 +354,7 @@ class Connection(LocalCalls):
                 data_mime=frame.data_mime,
                 metadata=frame.metadata,
                 data=frame.data,
+                resume_token=frame.resume_token,
             )
         )
 
@@ -273,10 +363,27 @@ class Connection(LocalCalls):
             if self.role is Role.SERVER and frame.code in _SETUP_ERRORS:
                 self.ignored_frames += 1  # a server ignores setup errors (Handling the Unexpected)
                 return
-            error = remote_error(frame.code, frame.message)
-            if isinstance(error, SetupRejectedError):
-                error = SetupRejectedError(frame.code, f"the server refused our SETUP: {frame.message}")
-            self._close(error)
+            if self.role is Role.CLIENT and self._setup_confirmed and frame.code in _SETUP_ERRORS:
+                # after the server accepted our SETUP, setup errors mean nothing (Handling the
+                # Unexpected), except REJECTED_RESUME answering our RESUME
+                resuming = self._session is not None and self._session.state is SessionState.RESUMING
+                if not (resuming and frame.code == ErrorCode.REJECTED_RESUME):
+                    self.ignored_frames += 1
+                    return
+            if frame.code == ErrorCode.CONNECTION_CLOSE:
+                # "MUST wait for outstanding streams to terminate before closing": no new streams,
+                # the open ones finish, then the connection closes (at once if none is open)
+                self._draining = remote_error(frame.code, frame.message)
+                if not self._streams:
+                    self._close(self._draining)
+                return
+            if frame.code == ErrorCode.REJECTED_RESUME and self._session is not None:
+                if self._session.state is SessionState.RESUMING:
+                    self._close(ConnectionLostError(f"the server could not resume the session: {frame.message}"))
+                else:
+                    self.ignored_frames += 1  # only an answer to our RESUME means anything
+                return
+            self._close(remote_error(frame.code, frame.message))
             return
         s = self._streams.get(frame.stream_id)
         if s is None:
@@ -323,6 +430,8 @@ class Connection(LocalCalls):
         self._open_request(s, frame, frame.metadata, frame.data)
 
     def _refusal(self, interaction: Interaction, frame: RequestFrame) -> tuple[int, str] | None:
+        if self._draining is not None:
+            return ErrorCode.REJECTED, "the connection is closing (CONNECTION_CLOSE): no new streams"
         if len(self._streams) >= self.config.max_streams:
             return ErrorCode.REJECTED, f"too many concurrent streams (limit {self.config.max_streams})"
         if interaction in (Interaction.STREAM, Interaction.CHANNEL) and not 1 <= frame.initial_n <= MAX_REQUEST_N:
@@ -331,7 +440,10 @@ class Connection(LocalCalls):
             return ErrorCode.REJECTED, f"request metadata exceeds {self.config.max_metadata_size} bytes"
         return None
 
-    def _open_request(self, s: Stream, frame: RequestFrame, metadata: bytes | None, data: bytes) -> None:
+    def _open_request(
+        self, s: Stream, frame: RequestFrame, metadata: bytes | None, data: bytes, *, complete: bool = False
+    ) -> None:
+        complete = (complete or frame.complete) and s.interaction is Interaction.CHANNEL
         s.pending_request = None
         s.partial = None
         route: str | None = None
@@ -353,8 +465,11 @@ class Connection(LocalCalls):
                 # a responder's inbound half (a channel) gets demand when the application sets
                 # its policy (set_policy); until then nothing is granted
                 s.demand = InboundDemand()
-                if frame.complete:
+                if complete:
                     s.inbound = Half.DONE
+                    # a responder answers every REQUEST_CHANNEL with REQUEST_N (Request Channel), even
+                    # one that needs none: the requester ignores credit for a half it completed
+                    self._out.request_n(s.id, 1)
             self._streams[s.id] = s
         self._events.append(
             RequestReceived(
@@ -365,7 +480,7 @@ class Connection(LocalCalls):
                 route=route,
                 info=info,
                 initial_n=frame.initial_n,
-                complete=frame.complete,
+                complete=complete,
             )
         )
 
@@ -411,7 +526,8 @@ class Connection(LocalCalls):
                 return
             if not (frame.follows and not frame.complete):
                 metadata, data = s.partial.result()
-                self._open_request(s, s.pending_request, metadata, data)
+                # a channel's C may come on its last fragment (rxchannel's requester puts it there)
+                self._open_request(s, s.pending_request, metadata, data, complete=frame.complete)
         elif isinstance(frame, CancelFrame):
             s.drop_partial()
             del self._streams[s.id]  # the requester gave up before the request was whole

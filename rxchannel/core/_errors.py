@@ -93,7 +93,13 @@ class RemoteError(RxChannelError):
 
 
 class SetupRejectedError(RemoteError):
-    """The server refused our SETUP (INVALID_SETUP, UNSUPPORTED_SETUP, REJECTED_SETUP)."""
+    """The server refused our SETUP (INVALID_SETUP, UNSUPPORTED_SETUP, REJECTED_SETUP).
+
+    :attr:`message` is the server's text; ``str()`` says it was the SETUP.
+    """
+
+    def __str__(self) -> str:
+        return f"the server refused our SETUP ({super().__str__()})"
 
 
 class StreamCancelledError(RxChannelError):

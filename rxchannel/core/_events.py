@@ -7,11 +7,12 @@ from enum import IntEnum
 from typing import Any
 
 from ._errors import RxChannelError
-from ._frames import FrameType
+from ._frames import FrameType, ResumeFrame
 
 __all__ = [
     "ConnectionClosed",
     "CreditGranted",
+    "Detached",
     "Event",
     "InboundCompleted",
     "Interaction",
@@ -19,6 +20,9 @@ __all__ = [
     "MetadataPushed",
     "PayloadReceived",
     "RequestReceived",
+    "ResumeReceived",
+    "Resumed",
+    "SetupConfirmed",
     "SetupReceived",
     "StreamCancelled",
     "StreamErrored",
@@ -50,6 +54,41 @@ class SetupReceived:
     data_mime: str
     metadata: bytes | None
     data: bytes
+    resume_token: bytes | None = field(default=None, repr=False)
+    stream_id: int = 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SetupConfirmed:
+    """Client side, when it asked for resumption: the server answered something other than a
+    refusal, so it accepted the SETUP (a resumable client waits for this before requests)."""
+
+    stream_id: int = 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ResumeReceived:
+    """Server side: a new connection's first frame is RESUME. Hand its transport to the session
+    with ``frame.token`` (:meth:`Connection.accept_resume`), or :meth:`Connection.refuse_resume`."""
+
+    frame: ResumeFrame = field(repr=False)
+    stream_id: int = 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Detached:
+    """A resumable connection found its transport dead (no frame within the keepalive
+    lifetime): drop the transport and resume on a new one; streams stay open."""
+
+    reason: str
+    stream_id: int = 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Resumed:
+    """The session was resumed on a new transport (``resumes``: how many times so far)."""
+
+    resumes: int
     stream_id: int = 0
 
 
@@ -167,4 +206,8 @@ Event = (
     | StreamErrored
     | MetadataPushed
     | ConnectionClosed
+    | SetupConfirmed
+    | ResumeReceived
+    | Detached
+    | Resumed
 )

@@ -28,6 +28,8 @@ __all__ = [
     "PayloadFrame",
     "RequestFrame",
     "RequestNFrame",
+    "ResumeFrame",
+    "ResumeOkFrame",
     "SetupFrame",
     "UnsupportedFrame",
     "decode_frame",
@@ -84,6 +86,8 @@ _U16 = struct.Struct(">H")
 _SETUP_FIXED = struct.Struct(">HHII")
 _LEASE_FIXED = struct.Struct(">II")
 _KEEPALIVE_FIXED = struct.Struct(">Q")
+_POSITION = struct.Struct(">Q")
+_VERSION = struct.Struct(">HH")
 
 
 def _header(stream_id: int, frame_type: int, flags: int) -> bytes:
@@ -172,6 +176,25 @@ class MetadataPushFrame:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class ResumeFrame:
+    """RESUME (Protocol.md "Resume Operation"): the client's token and positions on a new transport."""
+
+    token: bytes
+    last_received_server_position: int
+    first_available_client_position: int
+    version: tuple[int, int] = (1, 0)
+    stream_id: int = 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ResumeOkFrame:
+    """RESUME_OK: the server accepts, and says the last position it received from the client."""
+
+    last_received_client_position: int
+    stream_id: int = 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class UnsupportedFrame:
     """A frame this implementation does not process (RESUME, RESUME_OK, EXT, LEASE-less extensions)."""
 
@@ -190,6 +213,8 @@ Frame = (
     | PayloadFrame
     | ErrorFrame
     | MetadataPushFrame
+    | ResumeFrame
+    | ResumeOkFrame
     | UnsupportedFrame
 )
 
@@ -252,6 +277,17 @@ def encode_frame(frame: Frame) -> bytes:
             parts.append(bytes([len(raw)]) + raw)
         flags, body = _metadata_and_data(flags, frame.metadata, frame.data)
         return _header(frame.stream_id, FrameType.SETUP, flags) + b"".join(parts) + body
+    if isinstance(frame, ResumeFrame):
+        return (
+            _header(frame.stream_id, FrameType.RESUME, 0)
+            + _VERSION.pack(*frame.version)
+            + _U16.pack(len(frame.token))
+            + frame.token
+            + _POSITION.pack(frame.last_received_server_position)
+            + _POSITION.pack(frame.first_available_client_position)
+        )
+    if isinstance(frame, ResumeOkFrame):
+        return _header(frame.stream_id, FrameType.RESUME_OK, 0) + _POSITION.pack(frame.last_received_client_position)
     if isinstance(frame, LeaseFrame):
         flags = FLAG_METADATA if frame.metadata is not None else 0
         return (
@@ -355,6 +391,28 @@ def decode_frame(buf: bytes) -> Frame:
         ttl, count = _LEASE_FIXED.unpack_from(buf, 6)
         metadata = buf[14:] if flags & FLAG_METADATA else None
         return LeaseFrame(stream_id=stream_id, ttl_ms=ttl, count=count, metadata=metadata)
+    if ftype == FrameType.RESUME:
+        _need(buf, 12, "RESUME")
+        major, minor = _VERSION.unpack_from(buf, 6)
+        (token_len,) = _U16.unpack_from(buf, 10)
+        _need(buf, 12 + token_len + 16, "RESUME")
+        token = bytes(buf[12 : 12 + token_len])
+        server, client = _POSITION.unpack_from(buf, 12 + token_len)[0], _POSITION.unpack_from(buf, 20 + token_len)[0]
+        if (server | client) >> 63:
+            raise _fail("RESUME positions are 63-bit values")
+        return ResumeFrame(
+            stream_id=stream_id,
+            version=(major, minor),
+            token=token,
+            last_received_server_position=server,
+            first_available_client_position=client,
+        )
+    if ftype == FrameType.RESUME_OK:
+        _need(buf, 14, "RESUME_OK")
+        position = _POSITION.unpack_from(buf, 6)[0]
+        if position >> 63:
+            raise _fail("RESUME_OK position is a 63-bit value")
+        return ResumeOkFrame(stream_id=stream_id, last_received_client_position=position)
     return UnsupportedFrame(stream_id=stream_id, type=ftype, ignorable=bool(flags & FLAG_IGNORE))
 
 
@@ -376,10 +434,9 @@ def _decode_setup(buf: bytes, stream_id: int, flags: int) -> SetupFrame:
         mime_len = buf[offset]
         offset += 1
         _need(buf, offset + mime_len, "SETUP")
-        try:
-            mimes.append(bytes(buf[offset : offset + mime_len]).decode("ascii"))
-        except UnicodeDecodeError:
-            raise _fail("SETUP MIME type is not US-ASCII") from None
+        # US-ASCII is only a SHOULD for the sender: other bytes are kept (Latin-1 maps each to one
+        # character), so such a SETUP is accepted and its MIME type compared as given
+        mimes.append(bytes(buf[offset : offset + mime_len]).decode("latin-1"))
         offset += mime_len
     metadata, data = split_metadata(buf, offset, flags)
     return SetupFrame(

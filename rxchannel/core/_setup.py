@@ -9,12 +9,13 @@ from __future__ import annotations
 from ._config import ConnectionConfig
 from ._errors import ErrorCode, RemoteProtocolError
 from ._frames import SetupFrame
+from ._resume import token_matches
 
 __all__ = ["check_first_frame", "client_setup"]
 
 
 def client_setup(config: ConnectionConfig) -> SetupFrame:
-    """The SETUP frame a client with ``config`` sends first."""
+    """The SETUP frame a client with ``config`` sends first (with the R flag and token when resumable)."""
     return SetupFrame(
         keepalive_ms=int(config.keepalive_interval * 1000),
         lifetime_ms=int(config.max_lifetime * 1000),
@@ -22,6 +23,7 @@ def client_setup(config: ConnectionConfig) -> SetupFrame:
         data_mime=config.data_mime,
         metadata=config.setup_metadata,
         data=config.setup_data,
+        resume_token=config.resume_token,
     )
 
 
@@ -29,9 +31,10 @@ def check_first_frame(frame: object, config: ConnectionConfig) -> RemoteProtocol
     """Why a server refuses the first frame it received, or None to accept it as SETUP.
 
     A frame that is not a SETUP on stream 0 is INVALID_SETUP; an unsupported version,
-    LEASE or resumption is UNSUPPORTED_SETUP / REJECTED_SETUP (a server that does not
-    resume MUST reject the R flag with REJECTED_SETUP); the application's own
-    ``setup_check`` refuses with REJECTED_SETUP. A check that raises refuses too, so a
+    LEASE is UNSUPPORTED_SETUP; resumption asked of a server that does not resume is
+    REJECTED_SETUP (Protocol.md: a server that does not resume MUST reject the R flag so);
+    the application's own ``setup_check`` refuses with REJECTED_SETUP, and then a resume
+    token the server cannot accept (minted without its secret) too. A check that raises refuses too, so a
     failing check can never leave the connection half set up.
     """
     if not isinstance(frame, SetupFrame) or frame.stream_id != 0:
@@ -42,7 +45,7 @@ def check_first_frame(frame: object, config: ConnectionConfig) -> RemoteProtocol
     reason, code = None, ErrorCode.UNSUPPORTED_SETUP
     if frame.version[0] != 1:
         reason = f"protocol version {frame.version[0]}.{frame.version[1]} is not supported (this peer speaks 1.0)"
-    elif frame.resume_token is not None:
+    elif frame.resume_token is not None and not config.resumable:
         reason, code = "resumption is not supported; connect without the resume flag", ErrorCode.REJECTED_SETUP
     elif frame.lease:
         reason = "LEASE is not supported; connect without the lease flag"
@@ -54,4 +57,14 @@ def check_first_frame(frame: object, config: ConnectionConfig) -> RemoteProtocol
             reason = config.setup_check(frame)
         except Exception as exc:  # the check is application code: refuse, never half set up
             reason = f"the server could not check this SETUP ({type(exc).__name__})"
+    if (
+        reason is None
+        and frame.resume_token is not None
+        and not token_matches(frame.resume_token, config.resume_secret)
+    ):
+        # after authentication: a wrong secret is reported as such, not as a bad token
+        reason, code = (
+            "the resume token is not one this server accepts (16 random bytes, or 32 minted with its secret)",
+            ErrorCode.REJECTED_SETUP,
+        )
     return None if reason is None else RemoteProtocolError(reason, code=code)

@@ -14,9 +14,10 @@ from ._credit import InboundDemand
 from ._errors import RemoteProtocolError, RxChannelError
 from ._events import ConnectionClosed, Event, Interaction, StreamErrored
 from ._fragments import Budget, Reassembly
-from ._frames import MAX_REQUEST_N, ErrorFrame, encode_frame
+from ._frames import MAX_REQUEST_N, ErrorFrame, KeepaliveFrame, encode_frame
 from ._keepalive import Keepalive
 from ._output import Output
+from ._resume import Session, SessionState, is_tracked
 from ._setup import client_setup
 from ._streams import Half, Stream
 
@@ -37,6 +38,10 @@ class ConnectionState:
         self._next_stream_id = 1 if role is Role.CLIENT else 2
         self._setup_done = role is Role.CLIENT
         self._closed = False
+        #: why the connection closed (None: closed locally, or still open)
+        self._close_error: RxChannelError | None = None
+        #: the peer sent ERROR[CONNECTION_CLOSE]: open streams finish, then the connection closes
+        self._draining: RxChannelError | None = None
         client = role is Role.CLIENT
         self._keepalive = Keepalive(now, self.config.max_lifetime, self.config.keepalive_interval if client else None)
         #: what unfinished fragmented items may hold, on this connection (and the server's shared budget)
@@ -47,8 +52,22 @@ class ConnectionState:
             self._budgets += (self.config.shared_reassembly,)
         #: frames dropped because the spec says to ignore them (unknown stream, late frame ...)
         self.ignored_frames = 0
+        #: resumption state, when this connection is resumable (a client asking for it; a
+        #: server once it accepted such a SETUP)
+        self._session: Session | None = None
+        #: frames that go out before anything queued and are never stored (RESUME,
+        #: RESUME_OK, retransmissions)
+        self._priority: list[bytes] = []
+        #: a client learns the server accepted its SETUP from its first other frame (SetupConfirmed)
+        self._setup_confirmed = not client
         if client:
             self._out.add(encode_frame(client_setup(self.config)))
+            if self.config.resume_token is not None:
+                self._session = Session(
+                    self.config.resume_token, self.config.resume_store_bytes, self.config.resume_session_timeout
+                )
+                # a KEEPALIVE the server answers once it accepted the SETUP (RSocket has no SETUP ack)
+                self._out.add(encode_frame(KeepaliveFrame(respond=True)))
 
     # ------------------------------------------------------------------ output
 
@@ -58,11 +77,27 @@ class ConnectionState:
     @property
     def has_output(self) -> bool:
         """Frames are queued for the transport."""
-        return bool(self._out)
+        return bool(self._out) or bool(self._priority)
 
     def frames_to_send(self) -> list[bytes]:
-        """Drain the frames queued for the transport, oldest first (one frame per item)."""
-        return self._out.drain()
+        """Drain the frames queued for the transport, oldest first (one frame per item).
+
+        On a resumable connection each tracked frame is also kept in the resume store until
+        the peer acknowledges it; while the transport is gone (or a RESUME awaits its
+        answer) they are only kept, and nothing else goes out.
+        """
+        frames = self._out.drain()
+        session = self._session
+        if session is None:
+            return frames
+        store = session.store
+        for frame in frames:
+            if is_tracked(frame):
+                store.add(frame)
+        priority, self._priority = self._priority, []
+        if session.state is SessionState.ATTACHED:
+            return priority + frames if priority else frames
+        return priority  # detached: nothing; resuming: the RESUME frame only
 
     def events(self) -> list[Event]:
         """Drain the pending events, oldest first."""
@@ -82,6 +117,11 @@ class ConnectionState:
     @property
     def closed(self) -> bool:
         return self._closed
+
+    @property
+    def draining(self) -> bool:
+        """The peer sent CONNECTION_CLOSE: open streams finish, new requests are refused."""
+        return self._draining is not None
 
     @property
     def open_streams(self) -> int:
@@ -134,6 +174,8 @@ class ConnectionState:
     def _forget(self, s: Stream) -> None:
         s.end_inbound()
         self._streams.pop(s.id, None)
+        if self._draining is not None and not self._streams and not self._closed:
+            self._close(self._draining)  # the peer's CONNECTION_CLOSE: the last stream is over
 
     def _fail(self, error: RemoteProtocolError) -> None:
         """The peer broke the protocol on the connection: send ERROR on stream 0 and close."""
@@ -142,6 +184,7 @@ class ConnectionState:
 
     def _close(self, error: RxChannelError | None) -> None:
         self._closed = True
+        self._close_error = error
         for s in self._streams.values():
             s.end_inbound()
         self._streams.clear()

@@ -16,8 +16,16 @@ from collections.abc import Callable
 from enum import Enum
 
 from ._credit import InboundDemand, SendCredit
-from ._errors import ErrorCode, LocalProtocolError, RemoteProtocolError
-from ._events import CreditGranted, Event, InboundCompleted, Interaction, PayloadReceived, StreamCancelled
+from ._errors import ErrorCode, LocalProtocolError, RemoteProtocolError, StreamCancelledError
+from ._events import (
+    CreditGranted,
+    Event,
+    InboundCompleted,
+    Interaction,
+    PayloadReceived,
+    StreamCancelled,
+    StreamErrored,
+)
 from ._fragments import Reassembly
 from ._frames import MAX_REQUEST_N, RequestFrame
 
@@ -221,8 +229,21 @@ class Stream:
         return [CreditGranted(stream_id=self.id, n=n)]
 
     def on_cancel(self) -> list[Event] | None:
-        """The peer cancels our outbound half. Raises RemoteProtocolError for a violation."""
-        return [StreamCancelled(stream_id=self.id)] if self._apply(True, Signal.CANCEL, "CANCEL") else None
+        """The peer cancels our outbound half. Raises RemoteProtocolError for a violation.
+
+        A channel's requester cancelling ends the whole stream on the responder (Protocol.md
+        "Request Channel": "Upon receiving a CANCEL, the stream is terminated on the
+        Responder"): its inbound half ends too, with :class:`StreamCancelledError`, so a
+        handler reading it never takes a cut-off input for a whole one.
+        """
+        if not self._apply(True, Signal.CANCEL, "CANCEL"):
+            return None
+        if self.interaction is Interaction.CHANNEL and not self.requester and self.inbound is Half.OPEN:
+            self.inbound = Half.CANCELLED
+            self.end_inbound()
+            error = StreamCancelledError("the requester cancelled the channel")
+            return [StreamErrored(stream_id=self.id, error=error)]
+        return [StreamCancelled(stream_id=self.id)]
 
     def _apply(self, outbound: bool, signal: Signal, what: str) -> bool:
         """Apply one of the peer's signals to a half: True to act on it, False to ignore it."""

@@ -2,7 +2,7 @@
 
 * :mod:`.source` — :class:`FileSource`, read one chunk per item pulled (never ahead of demand);
 * :mod:`.sink` — :class:`FileSink`, a partial file verified then moved into place atomically;
-* :mod:`.transfer` — :func:`fetch_file`, :func:`push_file`;
+* :mod:`.transfer` — :func:`list_remote`, :func:`fetch_file`, :func:`fetch_directory`, :func:`push_file`;
 * :mod:`.sandbox` — names kept inside a root;
 * :mod:`.hub` — :class:`Hub`, the file-sharing routes of DESIGN.md §2.
 """
@@ -14,10 +14,21 @@ from .hub import Hub
 from .sandbox import PathRefusedError, resolve_inside
 from .sink import FileBusyError, FileSink, TargetExistsError, TooLargeError
 from .source import FILE_CHANGED, FileChangedError, FileSource
-from .transfer import Progress, TransferResult, fetch_file, push_file
+from .transfer import (
+    DirectoryResult,
+    Progress,
+    RemoteFile,
+    RemoteListing,
+    TransferResult,
+    fetch_directory,
+    fetch_file,
+    list_remote,
+    push_file,
+)
 
 __all__ = [
     "CHUNK_SIZE",
+    "DirectoryResult",
     "FILE_CHANGED",
     "FileBusyError",
     "FileChangedError",
@@ -27,10 +38,14 @@ __all__ = [
     "IntegrityError",
     "PathRefusedError",
     "Progress",
+    "RemoteFile",
+    "RemoteListing",
     "TargetExistsError",
     "TooLargeError",
     "TransferResult",
+    "fetch_directory",
     "fetch_file",
+    "list_remote",
     "push_file",
     "resolve_inside",
     "sha256_file",

@@ -3,6 +3,7 @@
 | route                | interaction      | what                                                     |
 |----------------------|------------------|----------------------------------------------------------|
 | ``files/<path>``     | request-stream   | the file's chunks, read on demand; JSON ``{"offset"}`` resumes |
+| ``share/<path>``     | request-stream   | the same chunks from one read shared by the workers that ask together |
 | ``files``            | request-response | JSON list of ``{"path", "size"}``; ``{"prefix", "cursor", "limit"}`` |
 | ``buffers/<path>``   | request-response | the whole file as one payload, up to ``max_buffer`` bytes |
 | ``push/<path>``      | request-channel  | the requester streams a file into the inbox; receipt back |
@@ -10,6 +11,16 @@
 A listing comes a page at a time: the reply's metadata (JSON entry) has ``{"next": cursor}``
 when more remain (never a silent cut), and ``{"skipped": {reason: count}}`` for names that
 cannot be fetched.
+
+Shared reads (``share/<path>``): the workers that ask for one file within
+``share_join_window`` seconds of the first get the same chunks from one read of it (a
+:class:`~rxchannel.runtime.Broadcast`): the file is read at the pace of their demand, at
+most ``share_max_lag`` chunks ahead of the slowest, and that many chunks is all the hub
+keeps. A worker that asks once the read has moved on gets ERROR :data:`JOINED_LATE`, and
+one that has held the others back for ``share_patience`` seconds in total is detached
+with ERROR :data:`LAGGED`; either continues from its own offset on ``files/<path>``
+(``fetch_file(..., shared=True)`` does). The stream is exactly a ``files/`` stream (size
+first, SHA-256 of the whole file last), and the file must not change while it is read.
 
 Any path that is absolute, contains ``..``, or resolves (symlinks included) outside the
 root is refused with ERROR[REJECTED] saying why; error texts name only the requested
@@ -25,6 +36,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import shutil
 import time
@@ -35,13 +47,17 @@ from pathlib import Path
 from typing import Any
 
 from rxchannel.core import ApplicationError, ErrorCode, request_metadata
-from rxchannel.runtime import Payload, Request, Router
+from rxchannel.runtime import Broadcast, Payload, Request, Router, Subscription
+from rxchannel.runtime.broadcast import check_broadcast
 
 from ._common import CHUNK_SIZE, IntegrityError
 from .listing import list_page
 from .sandbox import resolve_inside
 from .sink import FileSink, TargetExistsError, TooLargeError
 from .source import FileSource
+
+#: One line per transfer (event ``transfer``) and upload (event ``upload``).
+log = logging.getLogger("rxchannel.hub")
 
 #: Partial uploads older than this are removed from the inbox (a sender that vanished).
 STALE_UPLOAD = 3600.0
@@ -64,9 +80,17 @@ class Hub:
         max_upload: the largest push accepted, in bytes.
         min_free: bytes that must stay free on the inbox's disk after an upload.
         max_list: the largest page of a listing.
+        share_join_window: seconds after a shared read's first worker during which others
+            join it at its first chunk.
+        share_max_lag: chunks a shared read may be ahead of its slowest worker (what it keeps).
+        share_patience: seconds in total a worker may hold a shared read back before it is
+            detached (it continues on ``files/``).
 
     Attributes:
         sources: file sources currently open (tests and benchmarks read their offsets).
+        bytes_read: bytes read from files for streams, in all (prefixes hashed to resume included).
+        files_opened: file sources opened for streams (a shared read counts once).
+        shares: the shared reads under way, by file.
     """
 
     def __init__(
@@ -82,6 +106,9 @@ class Hub:
         max_buffers: int = 4,
         max_upload: int = 1 << 30,
         min_free: int = 256 << 20,
+        share_join_window: float = 0.5,
+        share_max_lag: int = 64,
+        share_patience: float = 2.0,
     ):
         self.root = Path(root).resolve()
         if not self.root.is_dir():
@@ -103,11 +130,19 @@ class Hub:
         self.max_upload = max_upload
         self.min_free = min_free
         self.sources: set[FileSource] = set()
+        self.bytes_read = 0
+        self.files_opened = 0
+        check_broadcast(share_max_lag, share_patience, share_join_window)
+        self.share_join_window = share_join_window
+        self.share_max_lag = share_max_lag
+        self.share_patience = share_patience
+        self.shares: dict[Path, Broadcast[Payload]] = {}
         self.uploads: set[Path] = set()
         self._last_sweep = 0.0
         self._lister = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rxchannel-list")
         self.router = Router()
         self.router.stream("files/")(self.stream_file)
+        self.router.stream("share/")(self.share_file)
         self.router.response("files")(self.list_files)
         self.router.response("buffers/")(self.buffer)
         self.router.channel("push/")(self.receive_push)
@@ -148,13 +183,83 @@ class Hub:
                     "sha256 must be the 64-character hex digest of the first offset bytes", ErrorCode.INVALID
                 )
         try:
-            source = FileSource(
-                path, chunk_size=self.chunk_size, offset=offset, expect_prefix=prefix, tracker=self.sources
-            )
+            source = self._source(path, offset=offset, expect_prefix=prefix)
         except ValueError as exc:
             raise ApplicationError(str(exc), code=ErrorCode.INVALID) from None
         self._reserve_file(request)
+        started = time.monotonic()
+
+        def logged() -> None:
+            sent = source.read_offset - source.offset
+            outcome = "complete" if source.finished else "stopped"
+            log.info(
+                "sent %s to %s: %d bytes from offset %d in %.2f s (%s)",
+                source.path.relative_to(self.root),
+                request.remote,
+                sent,
+                source.offset,
+                time.monotonic() - started,
+                outcome,
+                extra={
+                    "event": "transfer",
+                    "fields": {
+                        "path": str(source.path.relative_to(self.root)),
+                        "remote": request.remote,
+                        "bytes": sent,
+                        "offset": source.offset,
+                        "seconds": round(time.monotonic() - started, 3),
+                        "outcome": outcome,
+                    },
+                },
+            )
+
+        request.on_finish(logged)
         return source
+
+    def _source(self, path: Path, *, offset: int = 0, expect_prefix: str | None = None) -> FileSource:
+        source = FileSource(
+            path,
+            chunk_size=self.chunk_size,
+            offset=offset,
+            expect_prefix=expect_prefix,
+            tracker=self.sources,
+            on_read=self._count_read,
+        )
+        self.files_opened += 1
+        return source
+
+    def _count_read(self, n: int) -> None:
+        self.bytes_read += n
+
+    async def share_file(self, request: Request) -> Subscription[Payload]:
+        """Join the shared read of a file (or start one); see the module docstring."""
+        path = self._file(request, "share/")
+        relative = (request.route or "")[len("share/") :]
+        if request.data not in (b"", b"{}"):
+            raise ApplicationError(
+                f"share/ streams start at the first byte; resume from an offset on files/{relative[:200]} with "
+                '{"offset": N, "sha256": "<hex of those N bytes>"}',
+                ErrorCode.INVALID,
+            )
+        self._reserve_file(request)  # released when the stream is over, however it ends
+        group = self.shares.get(path)
+        if group is None or group.closed:
+            group = Broadcast(
+                self._source(path),
+                max_lag=self.share_max_lag,
+                patience=self.share_patience,
+                join_window=self.share_join_window,
+                name=f"the shared read of {relative[:200]!r}",
+                on_close=lambda: self._share_over(path, group),
+            )
+            self.shares[path] = group
+        subscription = group.subscribe()  # JoinedLateError (an ApplicationError) reaches the worker as is
+        request.on_finish(subscription.close)  # however the stream ends, even before its first chunk
+        return subscription
+
+    def _share_over(self, path: Path, group: Broadcast[Payload] | None) -> None:
+        if self.shares.get(path) is group:
+            del self.shares[path]
 
     def _reserve_file(self, request: Request) -> None:
         """Count one more file stream in (released when the stream is over), or refuse it."""
@@ -262,7 +367,7 @@ class Hub:
         await asyncio.to_thread(self._check_room, size or 0)
         if target.exists():
             raise ApplicationError(
-                f"inbox/{relative[:200]} already exists: send it under another name", ErrorCode.REJECTED
+                f"inbox/{relative[:200]} already exists: send it under another name (send --name)", ErrorCode.REJECTED
             )
         assert request.inbound is not None
         # a digest the sender announces (a file it pushes as is) is checked here; one that cannot
@@ -295,6 +400,13 @@ class Hub:
             raise
         finally:
             self.uploads.discard(sink.part)
+        log.info(
+            "received inbox/%s from %s: %d bytes",
+            relative,
+            request.remote,
+            sink.written,
+            extra={"event": "upload", "fields": {"path": relative, "remote": request.remote, "bytes": sink.written}},
+        )
         yield Payload(json.dumps({"path": relative, "size": sink.written, "sha256": digest}).encode(), last=True)
 
     def _prepare_inbox(self) -> None:

@@ -163,16 +163,32 @@ class FileSink:
             self.expected_size = size
         if isinstance(offset, bool) or not isinstance(offset, int):
             raise self._refuse(f"the sender announced an impossible offset: {str(offset)[:40]}")
-        if offset == 0 and self.offset and info.get("restart"):
+        here = self.offset + self.written
+        if offset == 0 and here and info.get("restart"):
             # the sender's file is not the one our part came from: start over (If-Range)
             assert self._handle is not None
             await asyncio.to_thread(self._handle.seek, 0)
             await asyncio.to_thread(self._handle.truncate, 0)
             self._digest = hashlib.sha256()
             self.restarted = str(info["restart"])[:200]
-            self.offset = 0
-        elif offset != self.offset:
-            raise self._refuse(f"the sender started at offset {offset}, but {self.offset} bytes are already here")
+            self.offset = self.written = 0
+        elif offset != here:
+            raise self._refuse(f"the sender started at offset {offset}, but {here} bytes are already here")
+
+    def continue_here(self) -> tuple[int, str | None]:
+        """Take the rest from another stream (a shared read this worker left early).
+
+        Returns:
+            the offset to ask for and the SHA-256 of the bytes before it (None at 0): the
+            ``{"offset", "sha256"}`` of a ``files/`` resume. The next item written must be
+            that stream's first (its metadata is checked again: size, offset, ``restart``).
+        """
+        if self._handle is None:
+            raise LocalProtocolError("FileSink.open() first")
+        self._first = True
+        self.expected_sha256 = None
+        here = self.offset + self.written
+        return here, self._digest.copy().hexdigest() if here else None
 
     async def finish(self) -> str:
         """Verify size and digest, fsync, and move into place. Returns the SHA-256.
@@ -211,13 +227,17 @@ class FileSink:
         """Close after a failure. Idempotent. Returns where the partial data now is, if kept.
 
         A resumable part stays for the next attempt; a corrupt one becomes ``.corrupt``
-        (it must not be resumed); a private part is removed (an upload cannot resume).
+        (it must not be resumed); a private part, or an empty one (the transfer was refused
+        before any byte), is removed.
         """
         handle, self._handle = self._handle, None
         if handle is None:
             return None
         await asyncio.to_thread(_fsync_close, handle)
         if self.private_part:
+            await asyncio.to_thread(_unlink, self.part)
+            return None
+        if self.offset + self.written == 0:  # refused before any byte: leave no empty part behind
             await asyncio.to_thread(_unlink, self.part)
             return None
         if self._corrupt:

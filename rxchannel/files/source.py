@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -70,6 +70,7 @@ class FileSource:
     Attributes:
         read_offset: how far into the file has been read (for demand bounds in tests).
         closed: set once the file handle is closed (completion, error or cancel).
+        finished: whether the last chunk was handed over.
     """
 
     #: the last chunk says it is the last: the runtime never pulls ahead of credit
@@ -83,8 +84,11 @@ class FileSource:
         offset: int = 0,
         expect_prefix: str | None = None,
         tracker: set[FileSource] | None = None,
+        on_read: Callable[[int], object] | None = None,
     ):
-        """``tracker``: a set this source is in while it reads (from the first pull until closed).
+        """``tracker``: a set this source is in while it reads (from the first pull until closed);
+        ``on_read(n)`` is called for every ``n`` bytes read from the disk (a resumed prefix's
+        hashing included), so a hub can count its reads.
 
         Raises:
             ValueError: a bad chunk size or offset, or (without ``expect_prefix``) an
@@ -98,8 +102,11 @@ class FileSource:
         self.expect_prefix = expect_prefix
         self.read_offset = offset
         self.chunks_read = 0
+        #: set once the last chunk was handed over (False: cancelled or failed before the end)
+        self.finished = False
         self.closed = asyncio.Event()
         self._tracker = tracker
+        self._on_read = on_read
         self.size = self.path.stat().st_size
         if offset > self.size and expect_prefix is None:
             raise ValueError(
@@ -177,6 +184,8 @@ class FileSource:
         try:
             handle, snapshot, digest, position, restart = await asyncio.to_thread(self._open)
             opened = handle
+            if self._on_read is not None and 0 < self.offset <= self.size:
+                self._on_read(self.offset)  # the resumed prefix was read to hash it
             self.offset = self.read_offset = position
             first = True
             while True:
@@ -187,6 +196,8 @@ class FileSource:
                 position += len(data)
                 self.read_offset = position
                 self.chunks_read += 1
+                if self._on_read is not None:
+                    self._on_read(len(data))
                 info: dict[str, Any] = {}
                 if first:
                     info.update(size=self.size, offset=self.offset)
@@ -195,6 +206,7 @@ class FileSource:
                 last = position >= self.size
                 if last:
                     info["sha256"] = digest.hexdigest()
+                self.finished = last  # the runtime does not resume us after the last chunk
                 yield Payload(data, request_metadata(None, info) if info else None, last=last)
                 first = False
                 if last:

@@ -1,4 +1,4 @@
-"""Whole-file transfers over a peer: fetch a hub's file, push one into its inbox."""
+"""Whole-file transfers over a peer: list a hub's files, fetch one or a directory, push one."""
 
 from __future__ import annotations
 
@@ -10,13 +10,25 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rxchannel.runtime import Payload, Peer
+from rxchannel.core import MetadataError, RemoteError
+from rxchannel.runtime import JOINED_LATE, LAGGED, Payload, Peer, RemoteStream
 
-from ._common import CHUNK_SIZE, IntegrityError, sha256_file
-from .sink import FileSink
+from ._common import CHUNK_SIZE, IntegrityError, item_info, sha256_file
+from .sandbox import PathRefusedError, resolve_inside
+from .sink import FileSink, TargetExistsError
 from .source import FileSource
 
-__all__ = ["Progress", "TransferResult", "fetch_file", "push_file"]
+__all__ = [
+    "DirectoryResult",
+    "Progress",
+    "RemoteFile",
+    "RemoteListing",
+    "TransferResult",
+    "fetch_directory",
+    "fetch_file",
+    "list_remote",
+    "push_file",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +42,8 @@ class TransferResult:
     resumed_from: int
     seconds: float
     restarted: str | None = None  # why a resume started over from 0 (the file had changed), if it did
+    shared: int = 0  # bytes received from a shared read (share/<path>)
+    fallback: str | None = None  # why the rest came from files/<path> instead (late, or detached), if it did
 
     @property
     def mb_per_s(self) -> float:
@@ -37,6 +51,40 @@ class TransferResult:
 
 
 Progress = Callable[[int, int | None, int], None]  # (bytes so far, total or None, items in flight)
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteFile:
+    """A file a hub lists: its path under the hub's root and its size."""
+
+    path: str
+    size: int
+
+
+@dataclass(slots=True)
+class DirectoryResult:
+    """What :func:`fetch_directory` did, file by file."""
+
+    path: Path
+    fetched: list[TransferResult]
+    #: files already here with the hub's exact content (checked by digest, not fetched again)
+    unchanged: list[Path]
+    #: names the hub left out of its listing because they cannot be fetched, by reason
+    skipped: dict[str, int]
+
+    @property
+    def size(self) -> int:
+        return sum(r.size for r in self.fetched)
+
+
+def _output(out: str | os.PathLike[str], remote_path: str) -> Path:
+    """``out``, or ``out/<name>`` when ``out`` is a directory (or ends in a separator)."""
+    text = os.fspath(out)
+    path = Path(text)
+    if text.endswith(("/", os.sep)) or path.is_dir():
+        name = remote_path.rstrip("/").rsplit("/", 1)[-1]
+        return path / name
+    return path
 
 
 async def fetch_file(
@@ -48,38 +96,57 @@ async def fetch_file(
     resume: bool = True,
     progress: Progress | None = None,
     max_size: int | None = None,
+    overwrite: bool = False,
+    shared: bool = False,
 ) -> TransferResult:
     """Fetch ``files/<remote_path>`` from a hub into ``out``, verified; resumes from ``out.part``.
 
-    An item is acknowledged (freeing credit) only once it is written, so the writer's
-    speed, not the network's, sets the pace. ``max_size`` caps what the hub can make us
-    write (a hub announcing 2^60 bytes, or none, is stopped there).
+    ``out`` may be a directory (existing, or written with a trailing ``/``): the file
+    goes into it under its own name. An existing file is never replaced unless
+    ``overwrite`` (checked before anything is asked of the hub, and again atomically
+    when the verified file is moved into place). An item is acknowledged (freeing
+    credit) only once it is written, so the writer's speed, not the network's, sets the
+    pace. ``max_size`` caps what the hub can make us write (a hub announcing 2^60 bytes,
+    or none, is stopped there).
+
+    ``shared=True`` joins the hub's shared read of the file (``share/<path>``: one read
+    for the workers that ask together); if the hub says this worker came late, or
+    detaches it for holding the others back, the rest comes from ``files/<path>`` from
+    what was written (the hub checks that prefix), and the whole file is verified as
+    always. A partial file to resume skips the shared read.
 
     Raises:
-        RemoteError: the hub refused (missing file, path outside its root, ...).
+        TargetExistsError: ``out`` exists and ``overwrite`` is False.
+        RemoteError: the hub refused (missing file, path outside its root, ...); no
+            empty ``.part`` is left behind.
         IntegrityError: size or digest mismatch.
         TooLargeError: the file is larger than ``max_size`` (the ``.part`` is kept).
         ConnectionLostError: the hub went away; the ``.part`` is kept for a resume.
     """
     loop = asyncio.get_running_loop()
-    sink = FileSink(out, resume=resume, max_size=max_size)
+    out = _output(out, remote_path)
+    if not overwrite and out.exists():
+        raise TargetExistsError(f"{out} already exists; it was not replaced")
+    sink = FileSink(out, resume=resume, max_size=max_size, overwrite=overwrite)
     offset = await sink.open()
-    # the digest of what we have lets the hub check that it is still a prefix of its file
-    data = json.dumps({"offset": offset, "sha256": sink.prefix_sha256}).encode() if offset else b""
     start = loop.time()
-    stream = peer.request_stream(f"files/{remote_path}", data, window=window, auto_ack=False)
+    received_shared, fallback = 0, None
     try:
-        async for item in stream:
-            await sink.write(item)
-            stream.ack()
-            if progress is not None:
-                progress(sink.offset + sink.written, sink.expected_size, stream.in_flight)
+        fallback = "a partial file to resume" if shared and offset else None
+        if shared and not offset:
+            stream = peer.request_stream(f"share/{remote_path}", window=window, auto_ack=False)
+            fallback = await _receive(stream, sink, progress, shared=True)
+            received_shared = sink.written
+        if not shared or fallback is not None:
+            # the digest of what we have lets the hub check that it is still a prefix of its file
+            here, prefix = sink.continue_here()
+            data = json.dumps({"offset": here, "sha256": prefix}).encode() if here else b""
+            stream = peer.request_stream(f"files/{remote_path}", data, window=window, auto_ack=False)
+            await _receive(stream, sink, progress)
         digest = await sink.finish()
     except BaseException:
         await sink.abort()
         raise
-    finally:
-        await stream.aclose()
     return TransferResult(
         path=sink.path,
         size=sink.offset + sink.written,
@@ -88,7 +155,193 @@ async def fetch_file(
         resumed_from=sink.offset,
         seconds=loop.time() - start,
         restarted=sink.restarted,
+        shared=received_shared,
+        fallback=fallback,
     )
+
+
+class RemoteListing:
+    """The files a hub shares under a prefix, as an async iterable of :class:`RemoteFile`.
+
+    After (or during) iteration, :attr:`skipped` counts the names the hub left out of its
+    listing because they cannot be fetched, by reason.
+    """
+
+    def __init__(self, peer: Peer, prefix: str = "", page_size: int | None = None):
+        self.peer, self.prefix, self.page_size = peer, prefix, page_size
+        self.skipped: dict[str, int] = {}
+
+    async def __aiter__(self) -> AsyncIterator[RemoteFile]:
+        async for page, left_out in _pages(self.peer, self.prefix, self.page_size):
+            for reason, count in left_out.items():
+                self.skipped[reason] = self.skipped.get(reason, 0) + count
+            for entry in page:
+                yield entry
+
+
+def list_remote(peer: Peer, prefix: str = "", *, page_size: int | None = None) -> RemoteListing:
+    """The files a hub shares whose path starts with ``prefix``, in the hub's order, a page at a time.
+
+    ``async for entry in list_remote(peer, "data/")``. Names the hub cannot serve are left
+    out by the hub and counted in the listing's ``skipped``. Each page is checked: a hub
+    that sends something else than ``[{"path", "size"}, ...]``, or cursors that do not
+    move forward, is refused.
+
+    Raises (while iterating):
+        RemoteError: the hub refused the listing.
+        IntegrityError: the hub's listing is malformed.
+    """
+    return RemoteListing(peer, prefix, page_size)
+
+
+async def _pages(
+    peer: Peer, prefix: str, page_size: int | None
+) -> AsyncIterator[tuple[list[RemoteFile], dict[str, int]]]:
+    cursor: str | None = None
+    while True:
+        spec: dict[str, Any] = {"prefix": prefix}
+        if cursor is not None:
+            spec["cursor"] = cursor
+        if page_size is not None:
+            spec["limit"] = page_size
+        reply = await peer.request_response("files", json.dumps(spec).encode())
+        try:
+            info = item_info(reply)
+            raw = json.loads(reply.data)
+        except (MetadataError, ValueError, RecursionError) as exc:
+            raise IntegrityError(f"the hub sent an unreadable listing: {exc}") from None
+        if not isinstance(raw, list):
+            raise IntegrityError("the hub's listing is not a JSON list")
+        page = [_remote_file(entry) for entry in raw]
+        skipped = info.get("skipped")
+        left_out = skipped if isinstance(skipped, dict) else {}
+        yield page, {str(k)[:100]: v for k, v in left_out.items() if isinstance(v, int) and not isinstance(v, bool)}
+        following = info.get("next")
+        if following is None:
+            return
+        if not isinstance(following, str) or (cursor is not None and following <= cursor) or not page:
+            raise IntegrityError("the hub's listing does not move forward (a bad cursor)")
+        cursor = following
+
+
+def _remote_file(entry: object) -> RemoteFile:
+    if not isinstance(entry, dict):
+        raise IntegrityError("the hub's listing holds something other than {path, size} entries")
+    path, size = entry.get("path"), entry.get("size")
+    if not isinstance(path, str) or not path or isinstance(size, bool) or not isinstance(size, int) or size < 0:
+        raise IntegrityError(f"the hub listed an impossible entry: {str(entry)[:100]}")
+    return RemoteFile(path, size)
+
+
+async def fetch_directory(
+    peer: Peer,
+    remote_dir: str,
+    out: str | os.PathLike[str],
+    *,
+    window: Any = None,
+    resume: bool = True,
+    overwrite: bool = False,
+    max_size: int | None = None,
+    progress: Progress | None = None,
+) -> DirectoryResult:
+    """Fetch every file under ``remote_dir`` into the directory ``out``, each one verified.
+
+    Each file is fetched as by :func:`fetch_file` (so an interrupted directory fetch
+    resumes file by file when run again). A file already in ``out`` is compared with the
+    hub's by digest without transferring it (the hub hashes its copy): the same content
+    is kept as is (``unchanged``); a different one is a conflict, and conflicts are
+    refused before anything is fetched unless ``overwrite``. Names the hub lists are
+    checked to stay inside ``out``.
+
+    Raises:
+        TargetExistsError: files in ``out`` differ from the hub's (listed), without ``overwrite``.
+        IntegrityError: the listing names a path outside ``remote_dir`` or ``out``.
+        RemoteError / ConnectionLostError / ...: as :func:`fetch_file`.
+    """
+    prefix = remote_dir.rstrip("/") + "/"
+    root = Path(out)
+    plan: list[tuple[RemoteFile, Path]] = []
+    listing = list_remote(peer, prefix)
+    async for entry in listing:
+        if not entry.path.startswith(prefix):
+            raise IntegrityError(f"the hub listed {entry.path[:200]!r}, which is not under {prefix!r}")
+        try:
+            plan.append((entry, resolve_inside(root, entry.path[len(prefix) :])))
+        except PathRefusedError as exc:
+            raise IntegrityError(f"the hub listed a name that cannot be written here: {exc}") from None
+    unchanged: list[Path] = []
+    conflicts: list[Path] = []
+    todo: list[tuple[RemoteFile, Path]] = []
+    for entry, local in plan:
+        if local.exists():
+            if await _same_as_remote(peer, entry, local):
+                unchanged.append(local)
+                continue
+            if not overwrite:
+                conflicts.append(local)
+                continue
+        todo.append((entry, local))
+    if conflicts:
+        more = f" and {len(conflicts) - 5} more" if len(conflicts) > 5 else ""
+        shown = ", ".join(str(p) for p in conflicts[:5]) + more
+        raise TargetExistsError(
+            f"{len(conflicts)} file(s) already here differ from the hub's: {shown}; nothing was fetched"
+        )
+    fetched = []
+    for entry, local in todo:
+        fetched.append(
+            await fetch_file(
+                peer,
+                entry.path,
+                local,
+                window=window,
+                resume=resume,
+                overwrite=overwrite,
+                max_size=max_size,
+                progress=progress,
+            )
+        )
+    return DirectoryResult(root, fetched, unchanged, listing.skipped)
+
+
+async def _same_as_remote(peer: Peer, entry: RemoteFile, local: Path) -> bool:
+    """Whether ``local`` has the hub's content: resume at its end and compare the final digest."""
+    if not local.is_file() or local.stat().st_size != entry.size:
+        return False
+    digest = await asyncio.to_thread(sha256_file, local)
+    data = json.dumps({"offset": entry.size, "sha256": digest}).encode()
+    stream = peer.request_stream(f"files/{entry.path}", data, window=1)
+    try:
+        async for item in stream:
+            info = item_info(item)
+            return "restart" not in info and info.get("sha256") == digest and not item.data
+        return False
+    finally:
+        await stream.aclose()
+
+
+async def _receive(
+    stream: RemoteStream, sink: FileSink, progress: Progress | None, *, shared: bool = False
+) -> str | None:
+    """Write a stream's items to ``sink``, acknowledging each once written.
+
+    Returns:
+        None when the stream completed; for a shared read the hub ended early (this worker
+        came late, or was detached), why.
+    """
+    try:
+        async for item in stream:
+            await sink.write(item)
+            stream.ack()
+            if progress is not None:
+                progress(sink.offset + sink.written, sink.expected_size, stream.in_flight)
+    except RemoteError as exc:
+        if shared and exc.code in (JOINED_LATE, LAGGED):
+            return exc.message
+        raise
+    finally:
+        await stream.aclose()
+    return None
 
 
 async def push_file(

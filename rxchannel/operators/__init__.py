@@ -9,6 +9,10 @@ Their policies are the core's (:mod:`rxchannel.core`), so they behave exactly li
 
 Marble diagrams show items (letters), REQUEST_N sent upstream (``r(n)``) and the moment
 an item is consumed (``^``).
+
+The fan-out operators (``share_demand``, ``balance``) also go after a demand source and
+return one, shared by their subscribers: each subscriber's own demand is then set by the
+operator after them.
 """
 
 from __future__ import annotations
@@ -16,21 +20,27 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TypeVar
 
-from reactivex import Observable
+from reactivex import Observable, abc
 
 from ._adaptive import adaptive_
+from ._balance import balance_
 from ._limit_rate import limit_rate_
+from ._observe_on import observe_on_
 from ._on_backpressure import on_backpressure_buffer_, on_backpressure_drop_, on_backpressure_latest_
 from ._request_n import request_n_
+from ._share_demand import share_demand_
 from ._windowed import windowed_
 
 __all__ = [
     "adaptive",
+    "balance",
     "limit_rate",
+    "observe_on",
     "on_backpressure_buffer",
     "on_backpressure_drop",
     "on_backpressure_latest",
     "request_n",
+    "share_demand",
     "stop_and_wait",
     "windowed",
 ]
@@ -53,6 +63,12 @@ def windowed(size: int, *, refill: int | None = None, acks: Observable[int] | No
         refill: grant more once this many slots are free (default a quarter of ``size``).
         acks: an Observable of counts from an asynchronous sink; items then count as
             consumed when acknowledged, not when ``on_next`` returns.
+
+    **The rule**: an item is consumed when the downstream ``on_next`` returns. Operators
+    that hand items to another scheduler or thread (reactivex's ``observe_on``,
+    ``delay``, ``buffer_with_time``...) return at once, so the window no longer bounds
+    what piles up behind them: change schedulers with :func:`observe_on` from this
+    module, or acknowledge with ``acks=``.
 
     Raises:
         ValueError: ``size`` < 1 or ``refill`` outside 1..size.
@@ -111,7 +127,30 @@ def request_n(demand: Observable[int], *, acks: Observable[int] | None = None) -
     return request_n_(demand, acks=acks)
 
 
-def on_backpressure_buffer(capacity: int, overflow: str = "error") -> Operator[T]:
+def observe_on(scheduler: abc.SchedulerBase) -> Operator[T]:
+    """Deliver on ``scheduler`` (a thread pool, the asyncio loop...) and keep the demand.
+
+    reactivex's own ``observe_on`` returns from ``on_next`` as soon as the item is queued
+    for the other scheduler, so the item counts as consumed at once and the demand above
+    no longer bounds anything (a ``windowed(8)`` let ~300 items pile up in its queue).
+    This one acknowledges each item only when the scheduler has delivered it downstream,
+    so at most the window is in flight, whatever the scheduler's speed::
+
+        source.pipe(windowed(8), observe_on(ThreadPoolScheduler(4)), ops.map(work))
+
+    Put it right after the demand operator (which must not take ``acks=``). The rule in
+    general: an item is consumed when ``on_next`` returns; any operator that hands items
+    to another scheduler or thread returns early, so switch schedulers with this.
+
+    Raises:
+        TypeError: not right after a demand source, or the demand operator has ``acks=``.
+    """
+    return observe_on_(scheduler)
+
+
+def on_backpressure_buffer(
+    capacity: int, overflow: str = "error", *, on_drop: Callable[[T], object] | None = None
+) -> Operator[T]:
     """Make a hot Observable a demand source by buffering at most ``capacity`` items.
 
     ``overflow``: ``"error"`` (fail with BufferOverflowError), ``"drop_oldest"`` or
@@ -120,25 +159,71 @@ def on_backpressure_buffer(capacity: int, overflow: str = "error") -> Operator[T
         hot:       a b c d e f
         buffer(2, "drop_oldest") with demand 1 after f:  emits e then f
 
+    ``on_drop`` is called with each item dropped (on the thread that emitted it), so every
+    item is either delivered or accounted for. The hot source may emit from any thread:
+    items are taken under a lock and handed to the event loop safely.
+
     Raises:
         ValueError: a negative capacity or an unknown overflow policy.
     """
-    return on_backpressure_buffer_(capacity, overflow)
+    return on_backpressure_buffer_(capacity, overflow, on_drop)
 
 
-def on_backpressure_drop() -> Operator[T]:
-    """Pass hot items only while demand is waiting for one; drop the rest::
+def on_backpressure_drop(*, on_drop: Callable[[T], object] | None = None) -> Operator[T]:
+    """Pass hot items only while demand is waiting for one; drop the rest (``on_drop`` sees them)::
 
     hot:      a b c d e
     demand:   ^     ^          -> emits a, d
     """
-    return on_backpressure_drop_()
+    return on_backpressure_drop_(on_drop)
 
 
-def on_backpressure_latest() -> Operator[T]:
-    """Keep only the most recent undelivered hot item::
+def on_backpressure_latest(*, on_drop: Callable[[T], object] | None = None) -> Operator[T]:
+    """Keep only the most recent undelivered hot item (``on_drop`` sees those it replaces)::
 
     hot:      a b c d e
     demand:   ^       ^        -> emits a, d... then the latest when asked
     """
-    return on_backpressure_latest_()
+    return on_backpressure_latest_(on_drop)
+
+
+def share_demand(max_lag: int, *, patience: float = 1.0, join_window: float = 0.0) -> Operator[T]:
+    """Broadcast a demand source to every subscriber, reading each item once.
+
+    The source is pulled when a subscriber asks for an item nobody has yet, and never
+    more than ``max_lag`` items past the slowest attached subscriber: the fast are paced
+    by the slow, and ``max_lag`` items is all it keeps. A subscriber that has held the
+    others back at that edge for ``patience`` seconds in total is detached: its
+    ``on_error`` gets :class:`~rxchannel.runtime.LaggedError` (with ``.position``, the
+    items it had); the others go on. Subscribers join while the first item is still kept
+    (``join_window`` seconds at least); a later one gets
+    :class:`~rxchannel.runtime.JoinedLateError`. Each subscriber's demand is the operator
+    after it (``windowed``, ``acks=``); the operator before sets how far the shared source
+    may read ahead of these pulls.
+
+    ::
+
+        source:   a   b   c   d   e   f          (read once)
+        fast:     a   b   c  ....wait.... d      max_lag=3: d waits for slow to take a
+        slow:     a ------------------- b c...   (or, past patience: slow -x LaggedError)
+
+    Raises:
+        ValueError: ``max_lag`` < 1, ``patience`` not finite and >= 0, ``join_window`` < 0.
+    """
+    return share_demand_(max_lag, patience=patience, join_window=join_window)
+
+
+def balance() -> Operator[T]:
+    """Share a demand source among subscribers, each item to exactly one: the first that
+    asks for it with demand to take it (work goes to whoever is ready).
+
+    ::
+
+        source:    a b c d e
+        w1 (window 2, slow):  a b ---------- e
+        w2 (window 1, fast):      c d
+
+    An item a subscriber took is its own: disposing of it with items unprocessed loses
+    them (use :meth:`rxchannel.Router.queue` for redelivery across processes).
+    """
+    return balance_()

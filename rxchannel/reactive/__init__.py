@@ -30,6 +30,7 @@ from .files import RxFileSink, file_source
 from .local import BufferOverflowError, from_async_iterable, from_hot, from_iterable
 from .observable import Demand, DemandObservable, to_async_iterable
 from .remote import request_channel, request_response, request_stream
+from .shared import balance, share_demand
 from .sinks import RxChannel, RxRemoteSink, channel, inbound, outbound, remote_sink
 
 __all__ = [
@@ -39,6 +40,7 @@ __all__ = [
     "RxChannel",
     "RxFileSink",
     "RxRemoteSink",
+    "balance",
     "channel",
     "file_source",
     "from_async_iterable",
@@ -50,5 +52,6 @@ __all__ = [
     "request_channel",
     "request_response",
     "request_stream",
+    "share_demand",
     "to_async_iterable",
 ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import threading
 from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
 from typing import Any, Generic, TypeVar
@@ -12,6 +13,7 @@ from reactivex import Observable
 
 from rxchannel.core import InboundDemand, ReplenishPolicy, RxChannelError
 
+from ._threads import LoopThread
 from .observable import PENDING, DemandObservable, PullStream
 
 __all__ = [
@@ -184,78 +186,137 @@ def from_iterable(items: Iterable[T]) -> DemandObservable[T]:
 class HotBuffer(Generic[T]):
     """An async iterator over a hot Observable with a bounded buffer and an overflow policy.
 
-    An item arriving while a consumer waits is handed over directly; otherwise it is
-    buffered up to ``capacity``, and past that the overflow policy decides: ``"error"``
-    fails the stream, ``"drop_oldest"`` evicts the oldest, ``"drop_latest"`` drops the
-    newcomer. ``dropped`` counts what was lost.
+    An item arriving while a consumer waits goes to it; otherwise it is buffered up to
+    ``capacity``, and past that the overflow policy decides: ``"error"`` fails the stream,
+    ``"drop_oldest"`` evicts the oldest, ``"drop_latest"`` drops the newcomer. ``dropped``
+    counts what was lost: every item is delivered or counted, none lost silently.
+
+    The source may emit from any thread (a ``Subject`` fed by a thread, an interval on a
+    thread scheduler): the buffer is guarded by a lock, the policy applies as items
+    arrive (so nothing piles up unbounded on the way to the loop), and the consumer on the
+    event loop is woken thread-safely.
     """
 
     OVERFLOWS = ("error", "drop_oldest", "drop_latest")
 
-    def __init__(self, source: Observable[T], capacity: int, overflow: str):
+    def __init__(
+        self, source: Observable[T], capacity: int, overflow: str, on_drop: Callable[[T], object] | None = None
+    ):
         check_overflow(capacity, overflow)
         self.capacity = capacity
         self.overflow = overflow
         self.dropped = 0
+        self._on_drop = on_drop
+        self._owner = LoopThread()
+        self._lock = threading.Lock()
         self._buffer: deque[T] = deque()
-        self._waiter: asyncio.Future[T] | None = None
+        self._waiting = False  # a consumer waits: one more slot, for it (guarded by the lock)
+        self._handoff: Any = PENDING  # the item that slot holds until the consumer runs
+        self._wake_queued = False
+        self._waiter: asyncio.Future[None] | None = None  # the loop thread's only
         self._error: BaseException | None = None
         self._done = False
-        #: called once the source has ended (a puller waiting for credit learns it needs none)
+        #: called once (on the loop thread) when the source has ended: a puller waiting for
+        #: credit learns it needs none
         self.on_end: Callable[[], object] | None = None
         self._subscription = source.subscribe(on_next=self._on_next, on_error=self._on_error, on_completed=self._end)
 
-    def _on_next(self, item: T) -> None:
-        if self._waiter is not None and not self._waiter.done():
-            self._waiter.set_result(item)
-            return
-        if len(self._buffer) < self.capacity:
-            self._buffer.append(item)
-        elif self.overflow == "drop_oldest" and self.capacity:
-            self._buffer.popleft()
-            self._buffer.append(item)
-            self.dropped += 1
-        elif self.overflow == "error":
+    def _on_next(self, item: T) -> None:  # any thread
+        overflowed = False
+        dropped: Any = PENDING
+        with self._lock:
+            if self._done:
+                return  # after the end (or an overflow error), nothing more is taken
+            if self._waiting:
+                self._waiting = False
+                self._handoff = item  # the waiting consumer's: outside the buffer, never evicted
+            elif len(self._buffer) < self.capacity:
+                self._buffer.append(item)
+            elif self.overflow == "drop_oldest" and self.capacity:
+                dropped = self._buffer.popleft()
+                self._buffer.append(item)
+                self.dropped += 1
+            elif self.overflow == "error":
+                overflowed = True
+            else:
+                dropped = item
+                self.dropped += 1
+        if dropped is not PENDING and self._on_drop is not None:
+            self._on_drop(dropped)
+        if overflowed:
             self._on_error(BufferOverflowError(f"a hot source overflowed its buffer of {self.capacity} items"))
             self._subscription.dispose()
         else:
-            self.dropped += 1
+            self._notify()
 
-    def _on_error(self, error: BaseException) -> None:
-        self._error = error
-        self._end()
+    def _on_error(self, error: BaseException) -> None:  # any thread
+        self._finish(error)
 
-    def _end(self) -> None:
-        self._done = True
-        if self._waiter is not None and not self._waiter.done():
-            self._waiter.set_exception(StopAsyncIteration() if self._error is None else self._error)
+    def _end(self) -> None:  # any thread
+        self._finish(None)
+
+    def _finish(self, error: BaseException | None) -> None:
+        with self._lock:
+            if self._done:
+                return
+            self._done, self._error = True, error
+        self._owner.call(self._ended)
+
+    def _ended(self) -> None:
+        self._wake()
         if self.on_end is not None:
             self.on_end()
+
+    def _notify(self) -> None:
+        if self._owner.here:
+            self._wake()
+            return
+        with self._lock:
+            if self._wake_queued:
+                return  # one wake-up is on its way: it will see this item too
+            self._wake_queued = True
+        self._owner.loop.call_soon_threadsafe(self._wake)
+
+    def _wake(self) -> None:
+        with self._lock:
+            self._wake_queued = False
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
 
     @property
     def drained(self) -> bool:
         """The source has ended and every buffered item was taken: only its end remains."""
-        return self._done and not self._buffer
+        with self._lock:
+            return self._done and not self._buffer and self._handoff is PENDING
 
     def __aiter__(self) -> AsyncIterator[T]:
         return self
 
     async def __anext__(self) -> T:
-        if self._buffer:
-            return self._buffer.popleft()
-        if self._done:
-            if self._error is not None:
-                raise self._error
-            raise StopAsyncIteration
-        self._waiter = asyncio.get_running_loop().create_future()
-        try:
-            return await self._waiter
-        finally:
-            self._waiter = None
+        while True:
+            with self._lock:
+                if self._handoff is not PENDING:
+                    item, self._handoff = self._handoff, PENDING
+                    return item  # type: ignore[no-any-return]
+                if self._buffer:
+                    return self._buffer.popleft()
+                if self._done:
+                    if self._error is not None:
+                        raise self._error
+                    raise StopAsyncIteration
+                self._waiting = True
+            self._waiter = self._owner.loop.create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+                with self._lock:
+                    self._waiting = False
 
     async def aclose(self) -> None:
         self._subscription.dispose()
-        self._done = True
+        with self._lock:
+            self._done = True
 
 
 def check_overflow(capacity: int, overflow: str) -> None:
@@ -265,11 +326,13 @@ def check_overflow(capacity: int, overflow: str) -> None:
         )
 
 
-def from_hot(source: Observable[T], capacity: int, overflow: str) -> DemandObservable[T]:
+def from_hot(
+    source: Observable[T], capacity: int, overflow: str, on_drop: Callable[[T], object] | None = None
+) -> DemandObservable[T]:
     """A demand source over a hot Observable (see :class:`HotBuffer`); used by on_backpressure_*."""
 
     def opener(policy: ReplenishPolicy | None, auto_ack: bool) -> PullStream[T]:
-        return LocalPull(HotBuffer(source, capacity, overflow), policy, auto_ack)
+        return LocalPull(HotBuffer(source, capacity, overflow, on_drop), policy, auto_ack)
 
     check_overflow(capacity, overflow)  # arguments are checked when the operator is built
     return DemandObservable(opener, description=f"hot source ({overflow}, {capacity})")

@@ -13,10 +13,12 @@ from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass, replace
 from typing import Any, Generic, Protocol, TypeVar
 
-from reactivex import Observable, abc
-from reactivex.disposable import CompositeDisposable, Disposable
+from reactivex import Observable, Observer, abc
+from reactivex.disposable import CompositeDisposable, Disposable, SingleAssignmentDisposable
 
 from rxchannel.core import DEFAULT_WINDOW, LocalProtocolError, ReplenishPolicy, Window
+
+from ._threads import LoopThread, on_loop
 
 __all__ = ["PENDING", "Demand", "DemandObservable", "PullStream", "to_async_iterable"]
 
@@ -49,17 +51,37 @@ Opener = Callable[[ReplenishPolicy | None, bool], PullStream[Any]]
 
 
 class DemandObservable(Observable[T], Generic[T]):
-    """A cold Observable that emits only as demanded. Each subscription opens its own stream."""
+    """A cold Observable that emits only as demanded. Each subscription opens its own stream.
 
-    def __init__(self, opener: Opener, demand: Demand | None = None, *, description: str = "demand source"):
+    **Threads.** A stream lives on one asyncio event loop. Subscribing on that loop's
+    thread is the usual case. A remote stream (``loop`` is its peer's loop) may also be
+    subscribed from any other thread: the subscription is carried onto the loop and the
+    observer is called there. A local source subscribed where no event loop runs (plain
+    synchronous code) runs to its end in the calling thread, on a private loop, before
+    ``subscribe`` returns (as reactivex's own synchronous sources do). Demand counts
+    (``request_n``) and acknowledgements (``acks=``) may come from any thread.
+    """
+
+    def __init__(
+        self,
+        opener: Opener,
+        demand: Demand | None = None,
+        *,
+        description: str = "demand source",
+        loop: asyncio.AbstractEventLoop | None = None,
+    ):
         super().__init__()
         self._opener = opener
         self.demand = demand or Demand()
         self.description = description
+        #: the event loop its streams belong to (a remote stream's peer's), or None for a local source
+        self.loop = loop
 
     def with_demand(self, **changes: Any) -> DemandObservable[T]:
         """A copy driven by a different :class:`Demand` (what the operators use)."""
-        return DemandObservable(self._opener, replace(self.demand, **changes), description=self.description)
+        return DemandObservable(
+            self._opener, replace(self.demand, **changes), description=self.description, loop=self.loop
+        )
 
     def _open(self) -> PullStream[T]:
         policy = None if self.demand.manual is not None else self.demand.policy()
@@ -68,7 +90,74 @@ class DemandObservable(Observable[T], Generic[T]):
     def _subscribe_core(
         self, observer: abc.ObserverBase[T], scheduler: abc.SchedulerBase | None = None
     ) -> abc.DisposableBase:
-        loop = asyncio.get_running_loop()
+        try:
+            running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if self.loop is not None and running is not self.loop:
+            return self._subscribe_from_thread(self.loop, observer)
+        if running is None:
+            return self._run_here(observer)
+        return self._subscribe_on_loop(running, observer)
+
+    def _subscribe_from_thread(
+        self, loop: asyncio.AbstractEventLoop, observer: abc.ObserverBase[T]
+    ) -> abc.DisposableBase:
+        """Subscribe on ``loop`` (another thread's): the observer is called on the loop's thread."""
+        if loop.is_closed():
+            observer.on_error(RuntimeError(f"{self.description}: its event loop is closed"))
+            return Disposable()
+        subscription = SingleAssignmentDisposable()
+
+        def start() -> None:
+            if not subscription.is_disposed:
+                subscription.disposable = self._subscribe_on_loop(loop, observer)
+
+        def dispose() -> None:
+            if not loop.is_closed():
+                loop.call_soon_threadsafe(subscription.dispose)
+
+        loop.call_soon_threadsafe(start)
+        return Disposable(dispose)
+
+    def _run_here(self, observer: abc.ObserverBase[T]) -> abc.DisposableBase:
+        """No event loop in this thread: run a local source to its end on a private loop."""
+        if self.demand.manual is not None:
+            observer.on_error(
+                RuntimeError(
+                    f"{self.description} is driven by request_n, which needs a running event loop to wait for "
+                    "requests: subscribe inside asyncio (asyncio.run(...)), or use windowed/limit_rate instead"
+                )
+            )
+            return Disposable()
+
+        async def run() -> None:
+            finished = asyncio.get_running_loop().create_future()
+
+            def end() -> None:
+                if not finished.done():
+                    finished.set_result(None)
+
+            def on_error(error: Exception) -> None:
+                observer.on_error(error)
+                end()
+
+            def on_completed() -> None:
+                observer.on_completed()
+                end()
+
+            forward = Observer(observer.on_next, on_error, on_completed)
+            subscription = self._subscribe_on_loop(asyncio.get_running_loop(), forward)
+            try:
+                await finished
+            finally:
+                subscription.dispose()
+
+        asyncio.run(run())
+        return Disposable()
+
+    def _subscribe_on_loop(self, loop: asyncio.AbstractEventLoop, observer: abc.ObserverBase[T]) -> abc.DisposableBase:
+        owner = LoopThread(loop)
         stream = self._open()
         state = {"disposed": False}
         subscriptions = CompositeDisposable()
@@ -113,15 +202,17 @@ class DemandObservable(Observable[T], Generic[T]):
 
             subscriptions.add(
                 self.demand.manual.subscribe(
-                    on_next=_guard(stream.request, observer), on_completed=demand_ended, on_error=demand_ended
+                    on_next=on_loop(owner, _guard(stream.request, observer)),
+                    on_completed=on_loop(owner, demand_ended),
+                    on_error=on_loop(owner, demand_ended),
                 )
             )
         if self.demand.acks is not None:
-            subscriptions.add(self.demand.acks.subscribe(on_next=_guard(stream.ack, observer)))
+            subscriptions.add(self.demand.acks.subscribe(on_next=on_loop(owner, _guard(stream.ack, observer))))
 
         def dispose() -> None:
             state["disposed"] = True  # nothing is delivered after dispose returns
-            task.cancel()
+            owner.call(task.cancel)
 
         return Disposable(dispose)
 

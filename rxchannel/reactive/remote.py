@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 from collections.abc import AsyncIterable, Iterable
 from typing import Any
 
@@ -27,7 +28,7 @@ def request_stream(
         window: Any = policy if policy is not None else _manual()
         return peer.request_stream(route, data, info=info, window=window, auto_ack=auto_ack)
 
-    return DemandObservable(opener, description=f"request_stream({route!r})")
+    return DemandObservable(opener, description=f"request_stream({route!r})", loop=peer.loop)
 
 
 def request_channel(
@@ -45,7 +46,7 @@ def request_channel(
         window: Any = policy if policy is not None else _manual()
         return peer.request_channel(route, source, data, info=info, window=window, auto_ack=auto_ack)
 
-    return DemandObservable(opener, description=f"request_channel({route!r})")
+    return DemandObservable(opener, description=f"request_channel({route!r})", loop=peer.loop)
 
 
 def request_response(
@@ -54,21 +55,23 @@ def request_response(
     """A remote request-response as a cold Observable of one item."""
 
     def subscribe(observer: abc.ObserverBase[Payload], scheduler: abc.SchedulerBase | None = None) -> Disposable:
-        task = asyncio.get_running_loop().create_task(peer.request_response(route, data, info=info))
+        # from another thread, the request runs on the peer's loop (and the observer is called there)
+        future = asyncio.run_coroutine_threadsafe(peer.request_response(route, data, info=info), peer.loop)
 
-        def done(t: asyncio.Task[Payload]) -> None:
-            if t.cancelled():
+        def done(f: concurrent.futures.Future[Payload]) -> None:
+            if f.cancelled():
                 return
-            if t.exception() is not None:
-                observer.on_error(t.exception())  # type: ignore[arg-type]
+            error = f.exception()
+            if error is not None:
+                observer.on_error(error)  # type: ignore[arg-type]
             else:
-                observer.on_next(t.result())
+                observer.on_next(f.result())
                 observer.on_completed()
 
-        task.add_done_callback(done)
+        future.add_done_callback(done)
 
         def dispose() -> None:
-            task.cancel()
+            future.cancel()
 
         return Disposable(dispose)
 

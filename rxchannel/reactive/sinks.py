@@ -35,6 +35,7 @@ from reactivex.disposable import Disposable
 from rxchannel.core import ClosedResourceError, LocalProtocolError, ReplenishPolicy, RxChannelError
 from rxchannel.runtime import Payload, Peer, RemoteSink, RemoteStream, Request
 
+from ._threads import LoopThread
 from .observable import Demand, DemandObservable, PullStream
 
 __all__ = ["RxChannel", "RxRemoteSink", "channel", "inbound", "outbound", "remote_sink"]
@@ -53,6 +54,7 @@ class RxRemoteSink(abc.ObserverBase[Any]):
 
     def __init__(self, sink: RemoteSink):
         self.sink = sink
+        self._owner = LoopThread()  # the Observer may be called from any thread: calls go to this loop
         self.demand: Observable[int] = Observable(self._subscribe_demand)
         self.done: asyncio.Future[list[Payload]] = asyncio.get_running_loop().create_future()
         self._replies = asyncio.ensure_future(sink.replies.collect()) if sink.replies is not None else None
@@ -90,26 +92,39 @@ class RxRemoteSink(abc.ObserverBase[Any]):
             self.done.set_result(replies)
 
     def on_next(self, value: Any) -> None:
-        """Send one item now.
+        """Send one item now (from another thread: as soon as the loop runs it, in order).
 
         Raises:
-            LocalProtocolError: no credit for it (the stream is ended with ERROR too).
+            LocalProtocolError: no credit for it (the stream is ended with ERROR too; from
+                another thread the error cannot reach the caller, so it ends the stream and
+                ``done``).
         """
+        if not self._owner.here:
+            self._owner.call(self._send_or_fail, value)
+            return
         try:
             self.sink.try_send(value)
         except LocalProtocolError as exc:
             self.sink.fail(exc)
             raise
 
+    def _send_or_fail(self, value: Any) -> None:
+        try:
+            self.sink.try_send(value)
+        except LocalProtocolError as exc:
+            self.sink.fail(exc)
+        except RxChannelError:
+            pass  # the stream is already over (cancelled, closed): its outcome is in ``done``
+
     def on_error(self, error: Exception) -> None:
-        self.sink.fail(error)
+        self._owner.call(self.sink.fail, error)
 
     def on_completed(self) -> None:
-        self.sink.complete()
+        self._owner.call(self.sink.complete)
 
     def dispose(self) -> None:
         """Stop: the stream ends with ERROR (the remote must not take a partial stream for a whole one)."""
-        self.sink.fail(ClosedResourceError("the sender disposed its sink before completing"))
+        self._owner.call(self.sink.fail, ClosedResourceError("the sender disposed its sink before completing"))
 
 
 class RxChannel(RxRemoteSink):

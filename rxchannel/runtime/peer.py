@@ -20,6 +20,7 @@ from rxchannel.core import (
     ConnectionConfig,
     ConnectionLostError,
     CreditGranted,
+    Detached,
     ErrorCode,
     InboundCompleted,
     Interaction,
@@ -29,8 +30,12 @@ from rxchannel.core import (
     RemoteProtocolError,
     ReplenishPolicy,
     RequestReceived,
+    Resumed,
+    ResumeFrame,
+    ResumeReceived,
     Role,
     RxChannelError,
+    SetupConfirmed,
     SetupReceived,
     StreamCancelled,
     StreamCancelledError,
@@ -41,6 +46,7 @@ from rxchannel.core import (
 from rxchannel.transports import EndOfStream, Transport
 
 from .producer import Producer
+from .resumption import Gone, Redial, Resumption, SessionHost
 from .router import Handler, Request, Router, error_for, handler_result
 from .sink import RemoteSink
 from .stream import RemoteStream
@@ -82,10 +88,10 @@ class _Link:
 
     @property
     def writable(self) -> bool:
-        return self.peer.transport.writable
+        return self.peer._writable()
 
     async def drain(self) -> None:
-        await self.peer.transport.drain()
+        await self.peer._wait_writable()
 
     def wants_next(self, stream_id: int) -> None:
         peer = self.peer
@@ -117,6 +123,8 @@ class _Link:
         peer = self.peer
         peer._inbound.pop(stream_id, None)
         peer._conn.cancel(stream_id)
+        if not peer._conn.can_send(stream_id):  # a channel we requested: our half is over too
+            peer._stop_outbound(stream_id)
         peer._flush_soon()
 
     def in_flight(self, stream_id: int) -> int:
@@ -133,12 +141,23 @@ class Peer:
     """
 
     def __init__(
-        self, transport: Transport, role: Role, *, router: Router | None = None, config: ConnectionConfig | None = None
+        self,
+        transport: Transport,
+        role: Role,
+        *,
+        router: Router | None = None,
+        config: ConnectionConfig | None = None,
+        redial: Redial | None = None,
+        host: SessionHost | None = None,
     ):
+        """``redial`` (a resumable client) opens a new transport to the same server; ``host``
+        (a server) is where a RESUME arriving on this connection is taken (:mod:`.resumption`)."""
         config = config or ConnectionConfig()
         if transport.max_message_size < config.max_frame_size:
             config = dataclasses.replace(config, max_frame_size=transport.max_message_size)
         self._loop = asyncio.get_running_loop()
+        #: the event loop this peer (and every stream on it) belongs to; it is not thread-safe
+        self.loop = self._loop
         self.transport = transport
         self.router = router or Router()
         self._conn = Connection(role, config, now=self._loop.time())
@@ -153,7 +172,15 @@ class Peer:
         self.setup: SetupReceived | None = None
         self.error: RxChannelError | None = None
         self.closed: asyncio.Future[RxChannelError | None] = self._loop.create_future()
-        self._reader = self._loop.create_task(self._read_loop())
+        self._host = host
+        resumable = config.resume_token is not None or config.resumable
+        self._resumption = Resumption(self, redial, attempt_timeout=config.max_lifetime) if resumable else None
+        #: resolves once the server accepted our SETUP (a resumable client waits for it)
+        self.setup_confirmed: asyncio.Future[None] = self._loop.create_future()
+        if config.resume_token is None:
+            self.setup_confirmed.set_result(None)
+        self._room = asyncio.Event()  # set when the resume store has room again
+        self._reader = self._loop.create_task(self._read_loop(transport))
         self._flush()
         self._arm_timer()
 
@@ -161,6 +188,16 @@ class Peer:
     def connection(self) -> Connection:
         """The sans-IO connection (read its state; do not drive it)."""
         return self._conn
+
+    @property
+    def reconnects(self) -> int:
+        """How many times this peer's session was resumed on a new transport."""
+        return self._resumption.reconnects if self._resumption is not None else 0
+
+    @property
+    def resumption(self) -> Resumption | None:
+        """The session resumption of this peer (``on_change`` to follow it), or None."""
+        return self._resumption
 
     # ------------------------------------------------------------ requester API
 
@@ -257,7 +294,10 @@ class Peer:
         )
         replies = RemoteStream(self._link, stream_id=sid)
         self._inbound[sid] = replies
-        sink = RemoteSink(self._link, sid, replies=replies, on_error=lambda exc: error_for(exc, route, "sender"))
+        remote = self.transport.remote
+        sink = RemoteSink(
+            self._link, sid, replies=replies, on_error=lambda exc: error_for(exc, route, "sender", remote)
+        )
         self._outbound[sid] = sink
         self._flush()
         return sink
@@ -289,8 +329,27 @@ class Peer:
 
     async def _flush_and_drain(self) -> None:
         self._flush()
-        if not self.transport.writable:
-            await self.transport.drain()
+        await self._wait_writable()
+
+    def _writable(self) -> bool:
+        """Items may go out: the transport is under its high-water mark and the resume store has room."""
+        room = self._conn.store_room
+        return self.transport.writable and (room is None or room > 0)
+
+    async def _wait_writable(self) -> None:
+        """Wait until :meth:`_writable` (a resumable peer also waits out a broken transport)."""
+        while not self._writable() and not self._conn.closed:
+            transport = self.transport
+            if transport.writable:  # the resume store is full: acknowledgements will free it
+                self._room.clear()
+                await self._room.wait()
+                continue
+            try:
+                await transport.drain()
+            except RxChannelError as exc:
+                if self._resumption is None or not self._conn.resumable:
+                    raise
+                self._transport_ended(transport, _transport_failure(exc))
 
     # ------------------------------------------------------------ producing and responding
 
@@ -326,7 +385,7 @@ class Peer:
             self._outbound.pop(sid, None)
 
     def _fail_stream(self, sid: int, exc: BaseException, route: str | None) -> None:
-        code, message = error_for(exc, route)
+        code, message = error_for(exc, route, remote=self.transport.remote)
         if not self._conn.closed and self._conn.send_error(sid, code, message):
             self._flush()
 
@@ -346,6 +405,7 @@ class Peer:
             data=ev.data,
             metadata=ev.metadata,
             peer=self,
+            remote=self.transport.remote,
             initial_n=ev.initial_n,
         )
         if kind in (Interaction.STREAM, Interaction.CHANNEL):
@@ -364,7 +424,7 @@ class Peer:
 
     def _take_outbound(self, sid: int, route: str | None) -> RemoteSink:
         """The handler sends this stream's items itself: a sink takes the producer's place."""
-        sink = RemoteSink(self._link, sid, on_error=lambda exc: error_for(exc, route))
+        sink = RemoteSink(self._link, sid, on_error=lambda exc: error_for(exc, route, remote=self.transport.remote))
         self._outbound[sid] = sink
         return sink
 
@@ -374,8 +434,7 @@ class Peer:
             result = await handler_result(handler, request)
             if kind is Interaction.RESPONSE:
                 payload = as_payload(result)
-                if not self.transport.writable:
-                    await self.transport.drain()  # a reply waits for room like any item
+                await self._wait_writable()  # a reply waits for room like any item
                 if self._conn.can_send(sid):
                     self._conn.send_payload(sid, payload.data, payload.metadata)
                     self._flush()
@@ -387,7 +446,7 @@ class Peer:
             pass  # the peer cancelled, or the connection is closing
         except Exception as exc:
             if kind is Interaction.FNF:
-                error_for(exc, request.route)  # logged; a fire-and-forget has no one to tell
+                error_for(exc, request.route, remote=request.remote)  # logged; a fire-and-forget has no one to tell
             else:
                 self._fail_stream(sid, exc, request.route)
         finally:
@@ -437,6 +496,65 @@ class Peer:
                 self.setup = ev
             elif isinstance(ev, ConnectionClosed):
                 self._on_closed(ev.error)
+            else:
+                self._on_session_event(ev)
+
+    def _on_session_event(self, ev: Any) -> None:
+        """Resumption events (:mod:`.resumption`)."""
+        if isinstance(ev, SetupConfirmed):
+            if not self.setup_confirmed.done():
+                self.setup_confirmed.set_result(None)
+        elif isinstance(ev, Detached) and self._resumption is not None:
+            if self.setup_confirmed.done():
+                self._resumption.lost(ev.reason)
+            else:  # the server never answered our SETUP: there is no session to resume
+                self._conn.connection_lost(ConnectionLostError(f"the server did not answer our SETUP: {ev.reason}"))
+                self._process_events()
+        elif isinstance(ev, Resumed) and self._resumption is not None:
+            self._resumption.resumed(ev.resumes)
+        elif isinstance(ev, ResumeReceived):
+            self._take_resume(ev.frame)
+
+    def _take_resume(self, frame: ResumeFrame) -> None:
+        """A RESUME on this new connection: the host hands our transport to its session, or we refuse."""
+        if self._host is not None and self._host.resume(self, frame):
+            return
+        if not self._conn.closed:  # the host may have refused already, with its reason
+            self._conn.refuse_resume("no session to resume here")
+            self._flush()
+            self._process_events()
+
+    def _attach(self, transport: Transport) -> None:
+        """Carry on on ``transport`` (a resumed session's new one)."""
+        old, self.transport = self.transport, transport
+        if isinstance(old, Gone):
+            old.back()
+        if not self._reader.done():
+            self._reader.cancel()
+        self._reader = self._loop.create_task(self._read_loop(transport))
+        self._flush()
+        self._arm_timer()
+
+    def _relinquish(self) -> None:
+        """This (new) connection's transport now carries another peer's session: let go of it."""
+        self.transport = Gone(self.transport.limits)
+        self._conn.close()
+        self._process_events()
+
+    def _transport_ended(self, transport: Transport, error: RxChannelError) -> None:
+        """``transport`` failed or ended: a resumable session waits to be resumed; anything else closes."""
+        if transport is not self.transport or self._conn.closed:
+            return  # a transport already replaced
+        if (
+            self._resumption is not None
+            and self._conn.resumable
+            and isinstance(error, ConnectionLostError)
+            and self.setup_confirmed.done()
+        ):
+            self._resumption.lost(str(error))
+        else:
+            self._conn.connection_lost(error)
+        self._process_events()
 
     def _stop_outbound(self, sid: int, error: RxChannelError | None = None) -> None:
         outbound = self._outbound.pop(sid, None)
@@ -454,6 +572,10 @@ class Peer:
         for task in list(self._tasks):
             task.cancel()
         self._flush()  # a last ERROR frame, if any
+        self._room.set()
+        if not self.setup_confirmed.done():
+            self.setup_confirmed.set_exception(error or ClosedResourceError("the connection was closed by this side"))
+            self.setup_confirmed.exception()  # retrieved: nobody has to wait for it
         if isinstance(error, ConnectionLostError):
             self.transport.abort()
         else:
@@ -466,8 +588,8 @@ class Peer:
 
     # ------------------------------------------------------------ I/O plumbing
 
-    async def _read_loop(self) -> None:
-        conn, transport = self._conn, self.transport
+    async def _read_loop(self, transport: Transport) -> None:
+        conn = self._conn
         try:
             while not conn.closed:
                 if not transport.writable:
@@ -480,12 +602,15 @@ class Peer:
                 self._process_events()
                 self._flush()
                 self._arm_timer()
+                if self._conn.store_room is not None and self._conn.store_room > 0:
+                    self._room.set()
         except EndOfStream:
-            conn.connection_lost(ConnectionLostError("the peer closed the connection"))
+            self._transport_ended(transport, ConnectionLostError("the peer closed the connection"))
         except RxChannelError as exc:
-            conn.connection_lost(_transport_failure(exc))
+            self._transport_ended(transport, _transport_failure(exc))
         except asyncio.CancelledError:
-            conn.connection_lost(ClosedResourceError("the connection was closed by this side"))
+            if transport is self.transport:
+                conn.connection_lost(ClosedResourceError("the connection was closed by this side"))
         self._process_events()
 
     async def _stall_watchdog(self) -> None:
@@ -512,11 +637,11 @@ class Peer:
         if not self._conn.has_output:
             return
         frames = self._conn.frames_to_send()
+        transport = self.transport
         try:
-            self.transport.write(frames)
+            transport.write(frames)
         except RxChannelError as exc:
-            self._conn.connection_lost(_transport_failure(exc))
-            self._loop.call_soon(self._process_events)
+            self._loop.call_soon(self._transport_ended, transport, _transport_failure(exc))
             return
         if self._watchdog is None and not self.transport.writable and not self._conn.closed:
             self._watchdog = self._spawn(self._stall_watchdog())

@@ -26,6 +26,7 @@ from typing import Any, Protocol
 
 from rxchannel.core import ApplicationError, ErrorCode, Interaction, LocalProtocolError, ReplenishPolicy
 
+from .queue import ResultHandler, Source, WorkQueue
 from .sink import RemoteSink
 from .stream import RemoteStream
 from .values import Payload
@@ -93,6 +94,7 @@ class Request:
         info: the request's ``application/json`` metadata entry (empty if none).
         data: the request payload's data.
         peer: the peer that made the request (to make requests back).
+        remote: its address as the transport knows it (``host:port``), for logs.
         inbound: for a channel, the requester's items (pulled with the route's window).
     """
 
@@ -103,6 +105,8 @@ class Request:
     data: bytes
     metadata: bytes | None
     peer: Requester = field(repr=False)
+    #: who made the request (the transport's remote address), for logs
+    remote: str = "?"
     initial_n: int = 0
     inbound: RemoteStream | None = field(default=None, repr=False)
     _on_finish: list[Callable[[], object]] = field(default_factory=list, repr=False)
@@ -186,6 +190,33 @@ class Router:
         """
         return self._decorator(Interaction.CHANNEL, route, window)
 
+    def queue(
+        self,
+        route: str,
+        source: Source,
+        *,
+        max_failures: int = 3,
+        ack_timeout: float | None = None,
+        max_window: int = 1024,
+        on_result: ResultHandler | None = None,
+    ) -> WorkQueue:
+        """Hand the jobs of ``source`` to the workers that open a channel on ``route``, each
+        holding at most its window of unacknowledged jobs, at least once (see
+        :mod:`rxchannel.runtime.queue`; workers use :func:`rxchannel.runtime.work`).
+
+        Returns:
+            the :class:`~rxchannel.runtime.WorkQueue` (``await queue.join()``; its counts and
+            ``dead_letters``).
+
+        Raises:
+            ValueError: a bad option (checked now).
+        """
+        queue = WorkQueue(
+            source, max_failures=max_failures, ack_timeout=ack_timeout, max_window=max_window, on_result=on_result
+        )
+        self.add(Interaction.CHANNEL, route, queue.handle, window=64)  # acknowledgements in flight
+        return queue
+
     def find(self, interaction: Interaction, route: str | None) -> Handler | None:
         found = self.resolve(interaction, route)
         return found[0] if found is not None else None
@@ -231,12 +262,20 @@ async def handler_result(handler: Handler, request: Request) -> Any:
     return result
 
 
-def error_for(exc: BaseException, route: str | None, who: str = "handler") -> tuple[int, str]:
+def error_for(exc: BaseException, route: str | None, who: str = "handler", remote: str = "?") -> tuple[int, str]:
     """The ERROR frame (code, message) the peer sees for a handler's or source's exception.
 
     Only an :class:`ApplicationError` says more than the route and the exception's type.
+    A refusal is logged at INFO (event ``refused``), a failure at WARNING with its traceback.
     """
     if isinstance(exc, ApplicationError):
+        log.info(
+            "refused %r from %s: %s",
+            route,
+            remote,
+            exc.message,
+            extra={"event": "refused", "fields": {"route": route, "remote": remote, "code": exc.code}},
+        )
         return exc.code, exc.message
-    log.warning("%s for route %r failed", who, route, exc_info=exc)
+    log.warning("%s for route %r from %s failed", who, route, remote, exc_info=exc)
     return ErrorCode.APPLICATION_ERROR, f"the {who} for {route!r} failed ({type(exc).__name__})"

@@ -10,14 +10,35 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import hmac
+import logging
+import time
+from typing import Any
 
-from rxchannel.core import MAX_FRAME_SIZE, ConnectionConfig, Role
+from rxchannel.core import (
+    MAX_FRAME_SIZE,
+    ConnectionConfig,
+    ErrorCode,
+    ErrorFrame,
+    RemoteProtocolError,
+    ResumeFrame,
+    Role,
+    RxChannelError,
+    SetupFrame,
+    SetupRejectedError,
+    encode_frame,
+    make_token,
+)
 from rxchannel.transports import Listener, ListenLimits, Transport, TransportOptions, dial, listen
 
 from .peer import Peer
 from .router import Router
 
 __all__ = ["Server", "connect", "connect_tcp", "largest_frame", "serve", "serve_tcp"]
+
+#: Connections and refused logins, one line each (events ``connection.open``/``close``/``refused``).
+log = logging.getLogger("rxchannel.server")
+_SETUP_REFUSALS = (ErrorCode.INVALID_SETUP, ErrorCode.UNSUPPORTED_SETUP, ErrorCode.REJECTED_SETUP)
 
 
 def largest_frame(config: ConnectionConfig | None) -> int:
@@ -28,6 +49,15 @@ def largest_frame(config: ConnectionConfig | None) -> int:
     """
     config = config or ConnectionConfig()
     return min(MAX_FRAME_SIZE, config.max_payload_size + config.max_metadata_size + 64)
+
+
+def _unique_token(server: Server, check: Any) -> Any:
+    def checked(setup: SetupFrame) -> str | None:
+        if setup.resume_token is not None and server.session(bytes(setup.resume_token)) is not None:
+            return "this resume token belongs to a live session: a SETUP must bring a new one"
+        return check(setup) if check is not None else None
+
+    return checked
 
 
 def _options(options: TransportOptions | None, config: ConnectionConfig | None) -> TransportOptions:
@@ -46,22 +76,93 @@ class Server:
         if max_peers <= 0:
             raise ValueError("max_peers must be positive")
         self.router = router
+        if config is not None and config.resumable:
+            # a SETUP may not take a resume token a live session already has (Protocol.md, tokens)
+            config = dataclasses.replace(config, setup_check=_unique_token(self, config.setup_check))
         self.config = config
         self.max_peers = max_peers
         self.peers: set[Peer] = set()
         self.refused = 0
         self.listener: Listener | None = None
+        #: the kind of transport served (for logs)
+        self.kind = "?"
 
     def accept(self, transport: Transport) -> Peer | None:
         """Run a server-role peer on an accepted transport (any kind); None if over ``max_peers``."""
         if len(self.peers) >= self.max_peers:
             self.refused += 1
-            transport.abort()
+            reason = f"the hub is busy: {len(self.peers)} connections open (limit {self.max_peers}); try again later"
+            log.warning("refused a connection from %s: %s", transport.remote, reason)
+            try:  # say why (an RSocket client reads it as a refused SETUP), then close
+                transport.write([encode_frame(ErrorFrame(stream_id=0, code=ErrorCode.REJECTED_SETUP, message=reason))])
+            except RxChannelError:
+                transport.abort()
+                return None
+            asyncio.get_running_loop().create_task(transport.close())
             return None
-        peer = Peer(transport, Role.SERVER, router=self.router, config=self.config)
+        peer = Peer(transport, Role.SERVER, router=self.router, config=self.config, host=self)
         self.peers.add(peer)
-        peer.closed.add_done_callback(lambda _f: self.peers.discard(peer))
+        remote, opened = transport.remote, time.monotonic()
+        log.info(
+            "connection from %s (%s)",
+            remote,
+            self.kind,
+            extra={"event": "connection.open", "fields": {"remote": remote, "transport": self.kind}},
+        )
+
+        def closed(future: asyncio.Future[RxChannelError | None]) -> None:
+            self.peers.discard(peer)
+            error = None if future.cancelled() else future.result()
+            fields = {"remote": remote, "seconds": round(time.monotonic() - opened, 3)}
+            if isinstance(error, RemoteProtocolError) and error.code in _SETUP_REFUSALS:
+                log.warning(
+                    "refused the connection from %s: %s",
+                    remote,
+                    error,
+                    extra={"event": "connection.refused", "fields": {**fields, "reason": str(error)}},
+                )
+                return
+            why = "closed" if error is None else str(error)
+            log.info(
+                "connection from %s ended: %s",
+                remote,
+                why,
+                extra={"event": "connection.close", "fields": {**fields, "reason": why}},
+            )
+
+        peer.closed.add_done_callback(closed)
         return peer
+
+    def session(self, token: bytes) -> Peer | None:
+        """The live peer whose session has resume ``token``, or None."""
+        for peer in self.peers:
+            mine = peer.connection.resume_token
+            if mine is not None and not peer.connection.closed and hmac.compare_digest(mine, token):
+                return peer
+        return None
+
+    def resume(self, fresh: Peer, frame: ResumeFrame) -> bool:
+        """A new connection's RESUME: hand its transport to the session it names (see
+        :mod:`.resumption`); False (and ERROR[REJECTED_RESUME] sent) when there is none or
+        it cannot continue."""
+        session = self.session(frame.token)
+        remote = fresh.transport.remote
+        reason: str | None = "no session with this token (it ended, or expired: connect again)"
+        if session is not None and session is not fresh and session._resumption is not None:
+            reason = session._resumption.adopt(fresh.transport, frame)
+            if reason is None:
+                fresh._relinquish()
+                return True
+        log.warning(
+            "refused to resume a session for %s: %s",
+            remote,
+            reason,
+            extra={"event": "session.refused", "fields": {"remote": remote, "reason": reason}},
+        )
+        fresh.connection.refuse_resume(reason or "refused")
+        fresh._flush()
+        fresh._process_events()
+        return False
 
     @property
     def url(self) -> str:
@@ -114,6 +215,7 @@ async def serve(
     """
     limits = (options.listen_limits if options is not None else None) or ListenLimits()
     server = Server(router, config, max_peers=limits.max_connections)
+    server.kind = transport
     server.listener = await listen(transport, host, port, lambda t: server.accept(t), _options(options, config))
     return server
 
@@ -124,15 +226,62 @@ async def connect(
     router: Router | None = None,
     config: ConnectionConfig | None = None,
     options: TransportOptions | None = None,
+    resume_timeout: float | None = None,
 ) -> Peer:
     """Dial ``url`` and return a client-role :class:`Peer` (its SETUP is on its way).
+
+    With ``resume_timeout`` the session is resumable: if the transport breaks, the peer
+    re-dials ``url`` and resumes for up to that many seconds while its streams wait
+    (:mod:`.resumption`). This needs the server's answer to the SETUP first (one round
+    trip); a server that does not resume sessions (rsocket-py, a hub without it) is
+    dialed again without resumption, and a warning says so once.
 
     Raises:
         ValueError: an unsupported URL.
         ConnectionError / TimeoutError: the hub is unreachable.
+        SetupRejectedError: the server refused the SETUP (e.g. the shared secret).
     """
-    transport = await dial(url, _options(options, config))
-    return Peer(transport, Role.CLIENT, router=router, config=config)
+    dial_options = _options(options, config)
+    if resume_timeout is None:
+        transport = await dial(url, dial_options)
+        return Peer(transport, Role.CLIENT, router=router, config=config)
+    base = config or ConnectionConfig()
+    resumable = dataclasses.replace(
+        base, resume_token=make_token(base.resume_secret), resume_session_timeout=resume_timeout
+    )
+
+    async def redial() -> Transport:
+        return await dial(url, dial_options)
+
+    peer = Peer(await redial(), Role.CLIENT, router=router, config=resumable, redial=redial)
+    try:
+        async with asyncio.timeout(dial_options.timeout):
+            await asyncio.shield(peer.setup_confirmed)
+        return peer
+    except SetupRejectedError as exc:
+        await peer.close()
+        refusal = exc
+    except TimeoutError:
+        await peer.close()
+        raise ConnectionError(f"{url} did not answer our SETUP within {dial_options.timeout:g} s") from None
+    plain = await dial(url, dial_options)
+    peer = Peer(plain, Role.CLIENT, router=router, config=config)
+    _warn_no_resumption(url, refusal)
+    return peer
+
+
+_warned: set[str] = set()
+
+
+def _warn_no_resumption(url: str, refusal: SetupRejectedError) -> None:
+    if url not in _warned:
+        _warned.add(url)
+        log.warning(
+            "%s does not resume sessions (%s): connected without resumption; a broken link ends this connection",
+            url,
+            refusal.message,
+            extra={"event": "session.unsupported", "fields": {"url": url}},
+        )
 
 
 async def serve_tcp(

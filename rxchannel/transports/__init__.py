@@ -7,14 +7,24 @@ the registry (:func:`dial`, :func:`listen`) or their modules.
 
 from __future__ import annotations
 
-from ._base import EndOfStream, InboxTransport, Listener, Transport, TransportLimits, TransportOptions
+from ._base import (
+    KIND_HEADER,
+    EndOfStream,
+    InboxTransport,
+    Listener,
+    Transport,
+    TransportLimits,
+    TransportOptions,
+    WrongTransportError,
+)
 from ._limits import ListenLimits
 from .memory import MemoryTransport, memory_pair
-from .registry import KINDS, dial, kind_of, listen
+from .registry import KINDS, dial, hub_url, kind_of, listen
 from .tcp import TcpTransport, connect_tcp_transport, start_tcp_server
 
 __all__ = [
     "KINDS",
+    "KIND_HEADER",
     "EndOfStream",
     "InboxTransport",
     "ListenLimits",
@@ -24,8 +34,10 @@ __all__ = [
     "Transport",
     "TransportLimits",
     "TransportOptions",
+    "WrongTransportError",
     "connect_tcp_transport",
     "dial",
+    "hub_url",
     "kind_of",
     "listen",
     "memory_pair",

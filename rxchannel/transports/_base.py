@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import errno
+import os
 from collections import deque
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
@@ -22,11 +24,30 @@ from rxchannel.core import MAX_FRAME_SIZE, ClosedResourceError, ConnectionLostEr
 from ._limits import ListenLimits
 from .ice import IceServer, SignalingLimits, TurnRest
 
-__all__ = ["EndOfStream", "InboxTransport", "Listener", "Transport", "TransportLimits", "TransportOptions"]
+__all__ = [
+    "KIND_HEADER",
+    "EndOfStream",
+    "InboxTransport",
+    "Listener",
+    "Transport",
+    "TransportLimits",
+    "TransportOptions",
+    "WrongTransportError",
+]
+
+#: The HTTP response header naming the kind of hub that answered (``webrtc``, ``ws``, ``tcp``):
+#: a worker that dialed the wrong scheme is told which URL to use instead.
+KIND_HEADER = "Rxchannel-Transport"
 
 
 class EndOfStream(RxChannelError):  # noqa: N818 - a clean end, not a failure (trio's EndOfChannel)
     """The peer closed the transport in an orderly way; every message it sent was delivered."""
+
+
+class WrongTransportError(ConnectionLostError):
+    """The address answered, but not as a hub of the URL's kind (``tcp://`` dialed at an
+    HTTP hub, ``ws://`` at a TCP hub...). The URL is wrong: running again will not help;
+    the message says which URL to use when the hub said what it is."""
 
 
 class TransportLimits:
@@ -122,6 +143,8 @@ class Transport(abc.ABC):
     #: frames longer than this are fragmented by the core before they reach :meth:`write`
     max_message_size: int
     limits: TransportLimits
+    #: who is at the other end, for logs (``host:port``; a WebRTC peer: its signaling address)
+    remote: str = "?"
 
     def __init__(self, limits: TransportLimits | None = None) -> None:
         self.limits = limits or TransportLimits()
@@ -251,6 +274,18 @@ class InboxTransport(Transport):
         self._inbox_bytes = 0
         self._after_receive()
         return batch
+
+
+def unreachable(url: str, exc: BaseException) -> ConnectionError:
+    """The error for a hub that could not be reached (``exc``: the socket's or aiohttp's error)."""
+    cause = getattr(exc, "os_error", exc)
+    number = getattr(cause, "errno", None)
+    reason = os.strerror(number) if isinstance(number, int) and number > 0 else (str(exc) or type(exc).__name__)
+    # refused: the host answered and nothing listens there (a ConnectionRefusedError tells callers so)
+    kind = ConnectionRefusedError if number == errno.ECONNREFUSED else ConnectionError
+    error = kind(f"cannot reach {url}: {reason[:1].lower()}{reason[1:]} (is the hub running at this address?)")
+    error.__cause__ = exc
+    return error
 
 
 def lost(message: str, cause: BaseException | None = None) -> ConnectionLostError:

@@ -71,9 +71,11 @@ class Admission:
         self.by_address: Counter[str] = Counter()
         self.total = 0
         self.refused = 0
+        #: why the last refused connection was refused (to tell its peer)
+        self.last_refusal = ""
 
     def admit(self, address: str | None) -> bool:
-        """Count a new connection in, or refuse it (and log why, throttled)."""
+        """Count a new connection in, or refuse it (and log why, throttled; see :attr:`last_refusal`)."""
         key = address or "?"
         if self.total >= self.limits.max_connections:
             reason = f"{self.total} {self.what} open (limit {self.limits.max_connections}: --max-connections)"
@@ -86,6 +88,7 @@ class Admission:
             self.by_address[key] += 1
             return True
         self.refused += 1
+        self.last_refusal = reason
         self.log.warning("refused a connection from %s: %s", key, reason)
         return False
 

@@ -17,10 +17,14 @@ from typing import Any
 
 from aiohttp import web
 
+from ._base import KIND_HEADER
 from ._limits import Admission, ListenLimits, ThrottledLog
 from .addresses import dialable_hosts
 
-__all__ = ["HttpListener", "RequestRefusedError", "refusal"]
+__all__ = ["REFUSAL_HEADER", "HttpListener", "RequestRefusedError", "refusal"]
+
+#: Why a connection was refused before any request (the hub is at its connection cap).
+REFUSAL_HEADER = "Rxchannel-Refusal"
 
 log = logging.getLogger("rxchannel.http")
 
@@ -70,10 +74,18 @@ class HttpListener:
     """One aiohttp application served on ``host:port`` (port 0 picks a free one)."""
 
     def __init__(
-        self, scheme: str, path: str = "", *, client_max_size: int = 1 << 20, limits: ListenLimits | None = None
+        self,
+        scheme: str,
+        path: str = "",
+        *,
+        kind: str,
+        client_max_size: int = 1 << 20,
+        limits: ListenLimits | None = None,
     ):
         #: the URL scheme workers dial (``http`` for WebRTC signaling, ``ws`` for WebSockets)
         self.scheme = scheme
+        #: the kind of hub (a :data:`~.registry.KINDS` name), sent in every response's ``Rxchannel-Transport``
+        self.kind = kind
         self.path = path
         self.limits = limits or ListenLimits()
         self.app = web.Application(client_max_size=client_max_size, middlewares=[self._mark_request])
@@ -89,15 +101,30 @@ class HttpListener:
         entry = self._open.get(request.protocol)
         if entry is not None:
             entry[1] = True
-        response: web.StreamResponse = await handler(request)
+        try:
+            response: web.StreamResponse = await handler(request)
+        except web.HTTPException as exc:  # 404s included: a worker that dialed the wrong scheme learns ours
+            exc.headers[KIND_HEADER] = self.kind
+            raise
+        if not response.prepared:
+            response.headers[KIND_HEADER] = self.kind
         return response
 
     def _connection_made(self, handler: Any, transport: asyncio.Transport) -> None:
         peer = transport.get_extra_info("peername")
         address = peer[0] if isinstance(peer, tuple) else None
         if not self.admission.admit(address):
-            # after aiohttp's handler task has started (aborting at once trips an assertion in it)
-            asyncio.get_running_loop().call_soon(transport.abort)
+            # answer 503 with the reason, and close after aiohttp's handler task has started
+            # (closing inside connection_made trips an assertion in it)
+            reason = f"the hub is busy: {self.admission.last_refusal}; try again later"
+            text = reason.encode()
+            transport.write(
+                b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 5\r\nContent-Type: text/plain; charset=utf-8\r\n"
+                + f"{KIND_HEADER}: {self.kind}\r\n{REFUSAL_HEADER}: {reason}\r\n".encode("ascii", "replace")
+                + f"Content-Length: {len(text)}\r\nConnection: close\r\n\r\n".encode()
+                + text
+            )
+            asyncio.get_running_loop().call_soon(transport.close)
             return
         entry: list[Any] = [address, False, None]
         self._open[handler] = entry

@@ -14,19 +14,21 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from ._base import Listener, Transport, TransportOptions
+from ._base import Listener, Transport, TransportOptions, WrongTransportError
 
-__all__ = ["KINDS", "Kind", "dial", "kind_of", "listen"]
+__all__ = ["KINDS", "Kind", "dial", "hub_url", "kind_of", "listen", "wrong_transport"]
 
 
 @dataclass(frozen=True, slots=True)
 class Kind:
-    """One kind of transport: its name, the URL schemes that dial it, and its module."""
+    """One kind of transport: its name, the URL schemes that dial it, its module, and the
+    paths its URLs may have (the first is the one its hubs print)."""
 
     name: str
     schemes: tuple[str, ...]
     module: str
     description: str
+    paths: tuple[str, ...] = ("",)
 
 
 #: Every transport rxchannel can dial by URL or serve, by name.
@@ -34,10 +36,20 @@ KINDS: dict[str, Kind] = {
     kind.name: kind
     for kind in (
         Kind(
-            "webrtc", ("http", "https"), "rxchannel.transports.signaling", "WebRTC DataChannel, offer/answer over HTTP"
+            "webrtc",
+            ("http", "https"),
+            "rxchannel.transports.signaling",
+            "WebRTC DataChannel, offer/answer over HTTP",
+            ("", "/"),
         ),
-        Kind("ws", ("ws", "wss"), "rxchannel.transports.websocket", "WebSocket at /rsocket"),
-        Kind("tcp", ("tcp",), "rxchannel.transports.tcp", "TCP with RSocket's length prefix"),
+        Kind(
+            "ws",
+            ("ws", "wss"),
+            "rxchannel.transports.websocket",
+            "WebSocket at /rsocket",
+            ("/rsocket", "/rsocket/", "", "/"),
+        ),
+        Kind("tcp", ("tcp",), "rxchannel.transports.tcp", "TCP with RSocket's length prefix", ("", "/")),
     )
 }
 
@@ -48,7 +60,9 @@ def kind_of(url: str) -> Kind:
     """The kind of transport a URL dials.
 
     Raises:
-        ValueError: an unsupported or malformed URL, saying which are supported.
+        ValueError: an unsupported or malformed URL, or one with a path its kind does not
+            serve (``http://hub:8765/data.bin``: files are named apart from the hub's URL),
+            saying what to use instead.
     """
     try:
         parts = urlsplit(url)
@@ -57,8 +71,33 @@ def kind_of(url: str) -> Kind:
         raise ValueError(f"{url!r} is not a valid URL ({exc}): use {_EXAMPLES}") from None
     for kind in KINDS.values():
         if parts.scheme in kind.schemes and parts.hostname:
+            if parts.path not in kind.paths or parts.query or parts.fragment:
+                raise ValueError(
+                    f"{url!r} is not a hub URL: a {kind.name} hub is dialed as {hub_url(url, kind.name)} "
+                    "(name files and routes separately, not in the URL)"
+                )
             return kind
     raise ValueError(f"unsupported URL {url!r}: use {_EXAMPLES}")
+
+
+def hub_url(url: str, kind: str) -> str:
+    """The URL of a ``kind`` hub at ``url``'s host and port (``http://h:p``, ``ws://h:p/rsocket``, ``tcp://h:p``)."""
+    found = KINDS[kind]
+    parts = urlsplit(url)
+    secure = parts.scheme in ("https", "wss")
+    scheme = found.schemes[1 if secure and len(found.schemes) > 1 else 0]
+    return f"{scheme}://{parts.netloc}{found.paths[0]}"
+
+
+def wrong_transport(url: str, answered: str | None) -> WrongTransportError:
+    """The error for a hub at ``url`` that answered as another kind (``answered``; ``None``: unknown)."""
+    if answered in KINDS:
+        return WrongTransportError(
+            f"{url} is a {answered} hub, not a {kind_of(url).name} one: dial {hub_url(url, answered)}"
+        )
+    return WrongTransportError(
+        f"{url} answered, but not as a {kind_of(url).name} hub: dial the URL its 'rxchannel serve' printed"
+    )
 
 
 def _module(kind: Kind) -> Any:

@@ -43,14 +43,15 @@ import aiohttp
 from aiohttp import web
 from aiortc import RTCConfiguration, RTCDataChannel, RTCIceServer, RTCPeerConnection, RTCSessionDescription
 
-from ._base import TransportLimits, TransportOptions
+from ._base import KIND_HEADER, TransportLimits, TransportOptions, unreachable
 from ._limits import ListenLimits
 from .addresses import hub_hosts, is_loopback, worker_hosts
 from .datachannel import DataChannelTransport
 from .gathering import Gathering, gathering, ice_host_addresses
-from .http import HttpListener, RequestRefusedError, refusal
+from .http import REFUSAL_HEADER, HttpListener, RequestRefusedError, refusal
 from .ice import IceServer, PeerAddressPolicy, SignalingLimits, TurnRest
 from .offers import AddressRateLimiter, OfferRefusedError, RequestAuth, check_offer, sign_request
+from .registry import wrong_transport
 
 __all__ = [
     "LABEL",
@@ -80,7 +81,16 @@ NO_PAIR_HINT = (
 
 
 class WebRtcConnectError(ConnectionError):
-    """A WebRTC connection could not be opened; the message says what was tried and what failed."""
+    """A WebRTC connection could not be opened; the message says what was tried and what failed.
+
+    Attributes:
+        status: the HTTP status when the hub's signaling refused us (401: the shared secret,
+            429: too many offers...), else ``None``.
+    """
+
+    def __init__(self, message: str, status: int | None = None):
+        super().__init__(message)
+        self.status = status
 
 
 def _as_ice_server(server: IceServer | str) -> IceServer:
@@ -348,6 +358,7 @@ class Answerer:
                 try:
                     await _wait_open(channel, pc, timeout=self.timeout)
                     transport = DataChannelTransport(channel, pc, self.limits)
+                    transport.remote = client or "?"
                 except (_NotOpenedError, ValueError) as exc:
                     log.info("a WebRTC peer from %s did not open its channel: %s", client or "?", exc)
                     self._drop(pc)
@@ -418,7 +429,16 @@ def offer_json(body: bytes) -> dict[str, Any]:
     return offer
 
 
+def _check_kind(url: str, response: aiohttp.ClientResponse) -> None:
+    """Raise :class:`WrongTransportError` when what answered is not a WebRTC hub."""
+    kind = response.headers.get(KIND_HEADER)
+    if kind != "webrtc" and (kind is not None or response.status != 200):
+        raise wrong_transport(url, kind)
+
+
 async def _error_reason(response: aiohttp.ClientResponse) -> str:
+    if REFUSAL_HEADER in response.headers:
+        return response.headers[REFUSAL_HEADER]
     try:
         body = await response.json(content_type=None)
     except (ValueError, aiohttp.ClientError):
@@ -466,13 +486,23 @@ async def dial_webrtc(
             path = urlsplit(base + "/ice-servers").path
             try:
                 async with session.get(base + "/ice-servers", headers=signed("GET", path, b"")) as response:
+                    _check_kind(url, response)
                     if response.status == 404:
                         return []  # a hub that hands out no ICE servers
                     if response.status != 200:
                         reason = await _error_reason(response)
-                        raise WebRtcConnectError(f"the hub at {url} refused us ({response.status}): {reason}")
+                        raise WebRtcConnectError(
+                            f"the hub at {url} refused us ({response.status}): {reason}", response.status
+                        )
                     body = await response.json(content_type=None)
-            except (aiohttp.ClientError, ValueError, TimeoutError) as exc:
+            except aiohttp.ClientConnectorError as exc:
+                error = unreachable(url, exc)
+                if isinstance(error, ConnectionRefusedError):
+                    raise error from None  # nothing listens there: callers may give up at once
+                raise WebRtcConnectError(str(error)) from None
+            except TimeoutError:
+                raise WebRtcConnectError(f"the hub at {url} did not answer within {timeout:g} s") from None
+            except (aiohttp.ClientError, ValueError) as exc:
                 raise WebRtcConnectError(f"cannot reach the hub at {url}: {exc or type(exc).__name__}") from None
             entries = body.get("iceServers", []) if isinstance(body, dict) else []
             try:
@@ -485,11 +515,16 @@ async def dial_webrtc(
             path = urlsplit(base + "/offer").path
             try:
                 async with session.post(base + "/offer", data=body, headers=signed("POST", path, body)) as response:
+                    _check_kind(url, response)
                     if response.status != 200:
                         reason = await _error_reason(response)
-                        raise WebRtcConnectError(f"the hub refused the offer ({response.status}): {reason}")
+                        raise WebRtcConnectError(
+                            f"the hub refused the offer ({response.status}): {reason}", response.status
+                        )
                     answer = await response.json(content_type=None)
-            except (aiohttp.ClientError, ValueError, TimeoutError) as exc:
+            except TimeoutError:
+                raise WebRtcConnectError(f"the hub at {url} did not answer the offer within {timeout:g} s") from None
+            except (aiohttp.ClientError, ValueError) as exc:
                 raise WebRtcConnectError(f"cannot exchange an offer with {url}: {exc or type(exc).__name__}") from None
             if not isinstance(answer, dict) or not isinstance(answer.get("sdp"), str):
                 raise WebRtcConnectError(f"the hub at {url} sent no usable answer")
@@ -509,7 +544,7 @@ async def dial_webrtc(
                     ice_timeout=ice_timeout,
                 )
         except WebRtcConnectError as exc:
-            raise WebRtcConnectError(f"WebRTC to {url} failed: {exc}") from None
+            raise WebRtcConnectError(f"WebRTC to {url} failed: {exc}", exc.status) from None
         except TimeoutError:
             raise WebRtcConnectError(f"WebRTC to {url} did not open within {timeout:g} s") from None
 
@@ -521,7 +556,7 @@ class WebRtcListener(HttpListener):
     """
 
     def __init__(self, answerer: Answerer, *, secret: str | None = None, limits: ListenLimits | None = None):
-        super().__init__("http", limits=limits)
+        super().__init__("http", kind="webrtc", limits=limits)
         self.answerer = answerer
         signaling = answerer.signaling
         self.auth = RequestAuth(secret) if secret else None

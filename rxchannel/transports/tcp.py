@@ -9,6 +9,7 @@ window closes and *its* :meth:`drain` blocks: backpressure crosses the wire.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import socket
 import struct
@@ -16,13 +17,32 @@ from collections.abc import Callable
 from typing import cast
 from urllib.parse import urlsplit
 
-from rxchannel.core import MAX_FRAME_SIZE, LengthPrefixDecoder, RemoteProtocolError
+from rxchannel.core import (
+    MAX_FRAME_SIZE,
+    ErrorCode,
+    ErrorFrame,
+    LengthPrefixDecoder,
+    RemoteProtocolError,
+    RxChannelError,
+    encode_frame,
+)
 
-from ._base import InboxTransport, TransportLimits, TransportOptions, lost
+from ._base import (
+    KIND_HEADER,
+    InboxTransport,
+    TransportLimits,
+    TransportOptions,
+    WrongTransportError,
+    lost,
+    unreachable,
+)
 from ._limits import Admission, ListenLimits, ThrottledLog
 from .addresses import dialable_hosts
 
 log = logging.getLogger("rxchannel.tcp")
+
+_HTTP_METHODS = (b"GET ", b"POST ", b"PUT ", b"HEAD ", b"OPTIONS ", b"DELETE ", b"PATCH ", b"CONNECT ")
+_NOT_HTTP = "This is an rxchannel TCP hub: it speaks RSocket over TCP, not HTTP. Dial it as tcp://HOST:PORT.\n"
 
 __all__ = ["TcpListener", "TcpTransport", "connect_tcp_transport", "dial", "listen", "start_tcp_server"]
 
@@ -38,6 +58,7 @@ class TcpTransport(InboxTransport, asyncio.Protocol):
         *,
         receive_buffer: int = 4 << 20,
         max_message_size: int = MAX_FRAME_SIZE,
+        server: bool = False,
     ):
         InboxTransport.__init__(self, limits)
         #: largest frame sent or accepted; a peer announcing more breaks the connection
@@ -49,6 +70,11 @@ class TcpTransport(InboxTransport, asyncio.Protocol):
         self.connected: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         #: called once when the connection is gone (a listener counts its connections with it)
         self.on_lost: Callable[[], object] | None = None
+        #: the accepting side (answers an HTTP client in HTTP) or the dialing side, and its URL
+        self.server = server
+        self.url = ""
+        #: the first bytes received, until we know they are not HTTP (None once checked)
+        self._head: bytes | None = b""
 
     # ---------------------------------------------------------------- asyncio.Protocol
 
@@ -59,10 +85,20 @@ class TcpTransport(InboxTransport, asyncio.Protocol):
         if sock is not None:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         transport.set_write_buffer_limits(high=self.limits.high_water, low=self.limits.low_water)
+        peer = transport.get_extra_info("peername")
+        if isinstance(peer, tuple):
+            self.remote = f"[{peer[0]}]:{peer[1]}" if ":" in str(peer[0]) else f"{peer[0]}:{peer[1]}"
         if not self.connected.done():
             self.connected.set_result(None)
 
     def data_received(self, data: bytes) -> None:
+        if self._head is not None:  # the first bytes: an HTTP client (or server) dialed the wrong URL?
+            self._head += data
+            if len(self._head) < 5:
+                return
+            data, self._head = self._head, None
+            if self._speaks_http(data):
+                return
         try:
             frames = self._decoder.feed(data)
         except RemoteProtocolError as exc:
@@ -75,6 +111,31 @@ class TcpTransport(InboxTransport, asyncio.Protocol):
             if self._inbox_bytes > self._receive_buffer and not self._paused_reading and self._transport:
                 self._paused_reading = True
                 self._transport.pause_reading()
+
+    def _speaks_http(self, head: bytes) -> bool:
+        """Handle a peer that speaks HTTP (no RSocket frame starts so: its length would be megabytes)."""
+        if self.server and head.startswith(_HTTP_METHODS):
+            text = _NOT_HTTP.encode()
+            assert self._transport is not None
+            self._transport.write(
+                b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\n"
+                + f"{KIND_HEADER}: tcp\r\nContent-Length: {len(text)}\r\nConnection: close\r\n\r\n".encode()
+                + text
+            )
+            self._set_error(lost("an HTTP client dialed this TCP hub (it was told to use tcp://)"))
+            self._transport.close()
+            return True
+        if not self.server and head.startswith(b"HTTP/"):
+            where = self.url or "this address"
+            self._set_error(
+                WrongTransportError(
+                    f"{where} answered in HTTP: it is not a tcp hub; dial the http:// (WebRTC) or ws:// URL "
+                    "its 'rxchannel serve' printed"
+                )
+            )
+            self.abort()
+            return True
+        return False
 
     def eof_received(self) -> bool:
         if self._decoder.buffered:
@@ -169,7 +230,7 @@ async def start_tcp_server(
     loop = asyncio.get_running_loop()
 
     def factory() -> TcpTransport:
-        proto = TcpTransport(limits, max_message_size=max_message_size)
+        proto = TcpTransport(limits, max_message_size=max_message_size, server=True)
         proto.connected.add_done_callback(lambda _f: on_transport(proto))
         return proto
 
@@ -192,7 +253,12 @@ class TcpListener:
         peer = transport.peername
         address = peer[0] if isinstance(peer, tuple) else None
         if not self.admission.admit(address):
-            transport.abort()
+            # say why before closing (an RSocket client reads it as a refused SETUP), then forget it
+            reason = f"the hub is busy: {self.admission.last_refusal}; try again later"
+            with contextlib.suppress(RxChannelError):
+                transport.write([encode_frame(ErrorFrame(stream_id=0, code=ErrorCode.REJECTED_SETUP, message=reason))])
+            transport.on_lost = None
+            asyncio.get_running_loop().create_task(transport.close())
             return
         transport.on_lost = lambda: self.admission.leave(address)
         on_transport(transport)
@@ -217,14 +283,22 @@ async def dial(url: str, options: TransportOptions) -> TcpTransport:
 
     Raises:
         ValueError: the URL has no port.
-        ConnectionError: nothing accepts connections there.
+        ConnectionError: nothing accepts connections there (within ``options.timeout``).
     """
     parts = urlsplit(url)
     if parts.port is None:
         raise ValueError(f"{url}: tcp:// URLs need a port, e.g. tcp://127.0.0.1:8765")
-    return await connect_tcp_transport(
-        parts.hostname or "127.0.0.1", parts.port, options.limits, max_message_size=options.max_message_size
-    )
+    try:
+        async with asyncio.timeout(options.timeout):
+            transport = await connect_tcp_transport(
+                parts.hostname or "127.0.0.1", parts.port, options.limits, max_message_size=options.max_message_size
+            )
+    except TimeoutError:
+        raise ConnectionError(f"cannot reach {url}: no answer within {options.timeout:g} s") from None
+    except OSError as exc:
+        raise unreachable(url, exc) from exc
+    transport.url = url
+    return transport
 
 
 async def listen(

@@ -23,9 +23,10 @@ from aiohttp import WSMsgType, web
 
 from rxchannel.core import MAX_FRAME_SIZE, RemoteProtocolError
 
-from ._base import EndOfStream, Transport, TransportLimits, TransportOptions, lost
+from ._base import KIND_HEADER, EndOfStream, Transport, TransportLimits, TransportOptions, lost, unreachable
 from ._limits import ListenLimits
-from .http import HttpListener
+from .http import REFUSAL_HEADER, HttpListener
+from .registry import wrong_transport
 
 __all__ = ["CLOSE_TIMEOUT", "PATH", "WebSocketTransport", "connect_websocket_transport", "dial", "listen", "listen_ws"]
 
@@ -148,33 +149,53 @@ class WebSocketTransport(Transport):
 
 
 def websocket_url(url: str) -> str:
-    """``url`` with the default path filled in (``ws://h:p`` and ``ws://h:p/`` mean ``/rsocket``)."""
+    """``url`` with the default path filled in (``ws://h:p``, ``ws://h:p/`` and ``.../rsocket/`` mean ``/rsocket``)."""
     parts = urlsplit(url)
-    path = parts.path if parts.path not in ("", "/") else PATH
+    path = parts.path.rstrip("/") or PATH
     return urlunsplit((parts.scheme, parts.netloc, path, parts.query, ""))
 
 
 async def connect_websocket_transport(
-    url: str, limits: TransportLimits | None = None, *, max_message_size: int = MAX_FRAME_SIZE
+    url: str,
+    limits: TransportLimits | None = None,
+    *,
+    max_message_size: int = MAX_FRAME_SIZE,
+    timeout: float = 20.0,
 ) -> WebSocketTransport:
     """Dial a ``ws://`` URL and return the open transport (it owns its HTTP session).
 
     Raises:
-        ConnectionError: nothing answers, or the server does not speak WebSocket there.
+        ConnectionError: nothing answers, the server does not speak WebSocket there, or
+            the handshake did not finish within ``timeout`` seconds.
     """
-    session = aiohttp.ClientSession()
+    session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_connect=timeout))
     try:
-        ws = await session.ws_connect(
-            websocket_url(url),
-            max_msg_size=max_message_size + 1024,
-            timeout=aiohttp.ClientWSTimeout(ws_close=CLOSE_TIMEOUT),
-        )
+        async with asyncio.timeout(timeout):
+            ws = await session.ws_connect(
+                websocket_url(url),
+                max_msg_size=max_message_size + 1024,
+                timeout=aiohttp.ClientWSTimeout(ws_close=CLOSE_TIMEOUT),
+            )
+    except TimeoutError:
+        await session.close()
+        raise ConnectionError(
+            f"{url} accepted the connection but did not answer the WebSocket handshake within {timeout:g} s"
+        ) from None
     except aiohttp.WSServerHandshakeError as exc:
         await session.close()
+        kind = exc.headers.get(KIND_HEADER) if exc.headers else None
+        if kind is not None and kind != "ws":
+            raise wrong_transport(url, kind) from None
+        refusal = exc.headers.get(REFUSAL_HEADER) if exc.headers else None
+        if refusal:
+            raise ConnectionError(f"{url}: {refusal}") from None
         raise ConnectionError(
             f"{url} did not accept a WebSocket ({exc.status} {exc.message}): is it a ws:// hub?"
         ) from None
-    except (aiohttp.ClientError, OSError) as exc:
+    except (aiohttp.ClientConnectorError, OSError) as exc:
+        await session.close()
+        raise unreachable(url, exc) from None
+    except aiohttp.ClientError as exc:
         await session.close()
         raise ConnectionError(f"cannot reach {url}: {exc}") from None
     except BaseException:
@@ -193,12 +214,13 @@ async def listen_ws(
     listen_limits: ListenLimits | None = None,
 ) -> HttpListener:
     """Serve WebSockets at ``ws://host:port/rsocket``; each one is handed to ``on_transport``."""
-    listener = HttpListener("ws", PATH, limits=listen_limits)
+    listener = HttpListener("ws", PATH, kind="ws", limits=listen_limits)
 
     async def handler(request: web.Request) -> web.WebSocketResponse:
         ws = web.WebSocketResponse(max_msg_size=max_message_size, timeout=CLOSE_TIMEOUT)
         await ws.prepare(request)
         transport = WebSocketTransport(ws, limits, max_message_size=max_message_size)
+        transport.remote = request.remote or "?"
         on_transport(transport)
         await transport.done.wait()  # the response lives as long as the connection
         return ws
@@ -210,7 +232,9 @@ async def listen_ws(
 
 async def dial(url: str, options: TransportOptions) -> WebSocketTransport:
     """Dial ``ws://host:port[/rsocket]``."""
-    return await connect_websocket_transport(url, options.limits, max_message_size=options.max_message_size)
+    return await connect_websocket_transport(
+        url, options.limits, max_message_size=options.max_message_size, timeout=options.timeout
+    )
 
 
 async def listen(

@@ -2,55 +2,168 @@
 
 The JavaScript lives beside this module (no build step); :class:`WorkerPage` adds its
 routes to a hub's HTTP application (``TransportOptions.http_setup``).
+
+**Reports are authenticated.** A page in job mode (``/?fetch=PATH&window=N|auto&report=1``,
+DESIGN.md §8) POSTs its result to ``/report``. Each time the hub serves the page it puts a
+fresh random token in it; ``/report`` accepts a report only with ``Authorization: Bearer
+<token>`` for a token this hub issued and that has not expired, and only in the §8 shape.
+Anything else gets 403 (no valid token) or 400 (not a report) and never reaches
+:attr:`WorkerPage.reports`. Another web site cannot forge one either: it cannot read the
+page to learn a token, and a cross-origin request with an ``Authorization`` header needs a
+CORS preflight the hub never grants.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
-from collections import deque
+import math
+import re
+import secrets
+import time
+from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable
 from importlib import resources
 from typing import Any
 
 from aiohttp import web
 
-__all__ = ["WorkerPage"]
+__all__ = ["ReportRefusedError", "WorkerPage", "check_report"]
+
+#: The placeholder in ``index.html`` that each page load replaces with its report token.
+TOKEN_PLACEHOLDER = "__RXCHANNEL_REPORT_TOKEN__"
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+_MAX_REPORT = 64 * 1024
+_HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
 
 
 def _static(name: str, content_type: str) -> Callable[[web.Request], Awaitable[web.Response]]:
     body = (resources.files(__name__) / name).read_bytes()
 
     async def handler(request: web.Request) -> web.Response:
-        return web.Response(body=body, content_type=content_type, headers={"Cache-Control": "no-store"})
+        return web.Response(body=body, content_type=content_type, headers=_HEADERS)
 
     return handler
 
 
+def _modules() -> list[str]:
+    """The client's ES modules, served at ``/<name>.js`` (they import each other relatively)."""
+    return [entry.name for entry in resources.files(__name__).iterdir() if entry.name.endswith(".js")]
+
+
+class ReportRefusedError(ValueError):
+    """A ``/report`` body that is not a report in DESIGN.md §8's shape; the message says which field."""
+
+
+def check_report(report: object) -> dict[str, Any]:
+    """Check a report's shape: ``{"ok": true, "path", "bytes", "sha256", "seconds", ...}`` or
+    ``{"ok": false, "error", ...}`` (more fields may follow). Returns it.
+
+    Raises:
+        ReportRefusedError: naming the first field that is missing or wrong.
+    """
+    if not isinstance(report, dict):
+        raise ReportRefusedError("a report is a JSON object")
+    ok = report.get("ok")
+    if not isinstance(ok, bool):
+        raise ReportRefusedError('"ok" must be true or false')
+    if not ok:
+        if not isinstance(report.get("error"), str):
+            raise ReportRefusedError('a failed report needs "error" (a string)')
+        return report
+    if not isinstance(report.get("path"), str) or not report["path"]:
+        raise ReportRefusedError('"path" must be the fetched path')
+    size = report.get("bytes")
+    if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+        raise ReportRefusedError('"bytes" must be a non-negative integer')
+    if not isinstance(report.get("sha256"), str) or not _HEX64.fullmatch(report["sha256"]):
+        raise ReportRefusedError('"sha256" must be 64 lowercase hex digits')
+    seconds = report.get("seconds")
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not math.isfinite(seconds) or seconds < 0:
+        raise ReportRefusedError('"seconds" must be a non-negative number')
+    return report
+
+
 class WorkerPage:
-    """Serves the worker page and collects the reports browser workers post to ``/report``.
+    """Serves the worker page and its modules, and collects the reports pages post to ``/report``.
+
+    Args:
+        token_lifetime: seconds a page's report token stays valid (a job that takes longer
+            cannot report).
+        max_tokens: live tokens kept; past it the oldest are forgotten (their pages can no
+            longer report), so serving the page over and over cannot grow memory.
+        clock: seconds, monotonic (tests pass their own).
 
     Attributes:
-        reports: the latest reports (bounded).
-        on_report: called with each report as it arrives.
+        reports: the latest accepted reports (bounded).
+        on_report: called with each accepted report as it arrives.
+        refused: how many ``/report`` requests were refused (no valid token, or not a report).
     """
 
-    def __init__(self) -> None:
+    def __init__(
+        self,
+        *,
+        token_lifetime: float = 24 * 3600,
+        max_tokens: int = 1024,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        if token_lifetime <= 0 or max_tokens <= 0:
+            raise ValueError("token_lifetime and max_tokens must be positive")
         self.reports: deque[dict[str, Any]] = deque(maxlen=100)
         self.on_report: Callable[[dict[str, Any]], object] | None = None
+        self.refused = 0
+        self.token_lifetime = token_lifetime
+        self.max_tokens = max_tokens
+        self.clock = clock
+        #: SHA-256 of each live token -> when it expires (time.monotonic)
+        self._tokens: OrderedDict[bytes, float] = OrderedDict()
+        self._page = (resources.files(__name__) / "index.html").read_text(encoding="utf-8")
 
     def setup(self, app: web.Application) -> None:
-        """Add ``/``, ``/rxchannel.js`` and ``POST /report`` to ``app``."""
-        app.router.add_get("/", _static("index.html", "text/html"))
-        app.router.add_get("/rxchannel.js", _static("rxchannel.js", "text/javascript"))
+        """Add ``/``, every ES module of the client (``/rxchannel.js``, ``/page.js``, ...) and ``POST /report``."""
+        app.router.add_get("/", self._index)
+        for module in sorted(_modules()):
+            app.router.add_get(f"/{module}", _static(module, "text/javascript"))
         app.router.add_post("/report", self._report)
 
+    def issue_token(self) -> str:
+        """A new report token (each page load gets one). Forgets expired and surplus tokens."""
+        now = self.clock()
+        while self._tokens and (len(self._tokens) >= self.max_tokens or next(iter(self._tokens.values())) <= now):
+            self._tokens.popitem(last=False)
+        token = secrets.token_urlsafe(32)
+        self._tokens[hashlib.sha256(token.encode()).digest()] = now + self.token_lifetime
+        return token
+
+    def _valid(self, authorization: str) -> bool:
+        scheme, _, token = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not token:
+            return False
+        # looked up by digest: the lookup's timing says nothing about a live token's characters
+        expires = self._tokens.get(hashlib.sha256(token.strip().encode()).digest())
+        return expires is not None and expires > self.clock()
+
+    async def _index(self, request: web.Request) -> web.Response:
+        page = self._page.replace(TOKEN_PLACEHOLDER, self.issue_token())
+        return web.Response(text=page, content_type="text/html", headers={**_HEADERS, "Referrer-Policy": "no-referrer"})
+
+    def _refuse(self, status: int, message: str) -> web.Response:
+        self.refused += 1
+        return web.json_response({"error": message}, status=status)
+
     async def _report(self, request: web.Request) -> web.Response:
+        if not self._valid(request.headers.get("Authorization", "")):
+            return self._refuse(
+                403, "report refused: no valid page token (reports are accepted only from pages this hub served)"
+            )
+        body = await request.content.read(_MAX_REPORT + 1)
+        if len(body) > _MAX_REPORT:
+            return self._refuse(413, f"report refused: larger than {_MAX_REPORT} bytes")
         try:
-            report = json.loads(await request.content.read(64 * 1024))
-        except (ValueError, RecursionError):
-            return web.json_response({"error": "expected a JSON object"}, status=400)
-        if not isinstance(report, dict):
-            return web.json_response({"error": "expected a JSON object"}, status=400)
+            report = check_report(json.loads(body))
+        except (ValueError, RecursionError) as exc:
+            reason = str(exc) if isinstance(exc, ReportRefusedError) else "not JSON"
+            return self._refuse(400, f"report refused: {reason}")
         self.reports.append(report)
         if self.on_report is not None:
             self.on_report(report)

@@ -68,7 +68,8 @@ def test_a_live_connection_survives_any_frame_sequence(batch: list[bytes], to_se
             decode_frame(out)  # what we answer is always well-formed
     if not target.closed:
         # still usable: a fresh request flows end to end
-        sid = client.request(Interaction.RESPONSE, now=0, data=b"ping") if not client.closed else None
+        usable = not client.closed and not client.draining
+        sid = client.request(Interaction.RESPONSE, now=0, data=b"ping") if usable else None
         if sid is not None and not server.closed:
             transfer(client, server)
 

@@ -9,7 +9,11 @@ tables, and every reachable combination is tried:
 * REQUEST_N or CANCEL for our outbound half: acted on while it is open; ignored once we
   completed it or it was cancelled (they race our COMPLETE or their own CANCEL);
 * a frame for a half the interaction does not have (a PAYLOAD to a request-stream
-  responder, REQUEST_N to a request-stream requester, ...): ERROR[INVALID].
+  responder, REQUEST_N to a request-stream requester, ...): ERROR[INVALID];
+* a channel's CANCEL ends the whole stream ("Request Channel": terminated on the requester
+  that sends it, on the responder that receives it): after ours, every frame is for an
+  unknown stream (ignored); theirs ends our inbound half too, with an error for whoever
+  reads it, and items still in flight are ignored.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from rxchannel.core import (
     RequestNFrame,
     Role,
     StreamCancelled,
+    StreamCancelledError,
     StreamErrored,
     decode_frame,
     encode_frame,
@@ -75,10 +80,16 @@ def channel_in(inbound: str, outbound: str, we_request: bool) -> tuple[Connectio
     return us, sid
 
 
-def expected(kind: str, inbound: str, outbound: str) -> str:
+def expected(kind: str, inbound: str, outbound: str, we_request: bool) -> str:
     """What the spec says happens (see the module docstring)."""
+    if we_request and inbound == "cancelled":
+        return "ignore"  # we sent CANCEL: the stream is over on our side, an unknown one
+    if not we_request and outbound == "cancelled" and inbound == "open":
+        inbound = "cancelled"  # they sent CANCEL: our inbound half ended with it
     if kind in ("next", "complete"):
         return {"open": "act", "cancelled": "ignore", "done": "invalid"}[inbound]
+    if kind == "cancel" and outbound == "open" and not we_request and inbound == "open":
+        return "end"  # their CANCEL ends both halves of our side
     return "act" if outbound == "open" else "ignore"
 
 
@@ -97,8 +108,12 @@ def test_a_channel_half_in_every_state_against_every_frame(
     ignored = us.ignored_frames
     us.receive(frame(kind, sid), 0)
     events, sent = us.events(), [decode_frame(f) for f in us.frames_to_send()]
-    outcome = expected(kind, inbound, outbound)
-    if outcome == "invalid":
+    outcome = expected(kind, inbound, outbound, we_request)
+    if outcome == "end":
+        (ended,) = events
+        assert isinstance(ended, StreamErrored) and isinstance(ended.error, StreamCancelledError)
+        assert sent == [] and us.stream(sid) is None
+    elif outcome == "invalid":
         assert [type(e) for e in events] == [StreamErrored]
         assert len(sent) == 1 and isinstance(sent[0], ErrorFrame) and sent[0].code == ErrorCode.INVALID
         assert us.stream(sid) is None

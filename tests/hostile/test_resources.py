@@ -211,13 +211,19 @@ async def test_case_04_connections_past_the_cap_are_closed_and_fds_stay_bounded(
             writers.append((reader, writer))
         await legit_fetch(server.url, "legit.bin", root, tmp_path / "legit.bin")  # from 127.0.0.1: not capped
         closed = 0
+        told: list[bytes] = []
         for reader, _ in writers:
             try:
-                closed += await asyncio.wait_for(reader.read(1), 0.5) == b""  # the hub closed it
+                told.append(await asyncio.wait_for(reader.read(), 0.5))  # the hub said why, then closed
+                closed += 1
             except ConnectionError:
                 closed += 1  # the hub reset it
             except TimeoutError:
                 pass  # admitted
+        # a refused client reads why: ERROR[REJECTED_SETUP] on stream 0, naming the limit
+        refusal = decode_frame(told[0][3:])
+        assert isinstance(refusal, ErrorFrame) and refusal.stream_id == 0
+        assert "the hub is busy: 10 TCP connections open from 127.0.0.2 (limit 10 per address)" in refusal.message
         assert closed >= 50, f"only {closed} of 60 connections from one address were closed (limit 10)"
         # ours: 60 client sockets; the hub's: at most the 10 it admitted from that address
         assert open_fds() - before <= 60 + 10 + 4

@@ -8,6 +8,8 @@ import json
 import re
 from pathlib import Path
 
+import pytest
+
 from rxchannel.files import sha256_file
 from tests.netlab import RX, Lab, answer_sdp, candidate_addresses, emulated, internet, lan, start_hub
 
@@ -132,3 +134,37 @@ def test_udp_ports_let_a_firewall_admit_only_that_range(lab: Lab, shared: Path, 
     assert ports and all(40000 <= p <= 40003 for p in ports), ports
     out = tmp_path / "out.bin"
     assert_verified(fetch(net.worker, urls[0], out), shared, out)
+
+
+@pytest.mark.timeout(360)
+def test_a_60_second_link_cut_mid_fetch_is_resumed_without_a_rerun(lab: Lab, tmp_path: Path) -> None:
+    """Issue 17: the worker's link goes down for 60 s mid-fetch; the same fetch process re-dials
+    when it is back, resumes the session (RSocket RESUME) and exits 0 verified."""
+    import subprocess
+    import time
+
+    from tests.support import make_file, wait_until
+
+    root = tmp_path / "root"
+    make_file(root / "f.bin", 6 * 1024 * 1024, seed=9)
+    net = emulated(lab, "--rate-mbit", "8")  # ~1 MB/s: the cut lands mid-transfer
+    _, urls = start_hub(net.hub, root, "--host", net.hub_ip, "--port", "8765")
+    out = tmp_path / "out.bin"
+    part = tmp_path / "out.bin.part"
+    worker = net.worker.popen(
+        [*RX, "fetch", urls[0], "f.bin", "-o", str(out), "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    wait_until(lambda: part.exists() and part.stat().st_size >= 1024 * 1024, timeout=60, what="1 MiB received")
+    net.worker.ip("link", "set", "eth0", "down")
+    cut_at = part.stat().st_size
+    time.sleep(60)
+    assert worker.poll() is None, "the fetch must still be waiting, not failed"
+    assert not out.exists()
+    net.worker.ip("link", "set", "eth0", "up")
+    stdout, stderr = worker.communicate(timeout=240)
+    assert worker.returncode == 0, stderr
+    summary = json.loads(stdout)
+    assert summary["sha256"] == sha256_file(root / "f.bin") == sha256_file(out)
+    assert summary["reconnects"] >= 1 and summary["resumed_from"] == 0  # the same run, not a file-level resume
+    assert summary["received"] == summary["bytes"] > cut_at
+    assert "reconnecting" in stderr and "reconnected" in stderr

@@ -116,7 +116,7 @@ def test_a_hub_restarted_mid_transfer_lets_the_worker_resume(tmp_path: Path) -> 
     hub.wait()
     _, err = worker.communicate(timeout=30)
     assert worker.returncode == 4, err
-    assert "connection lost" in err and "run again to resume" in err
+    assert "connection lost" in err and "run the same command again: a fetch resumes" in err
     assert part.exists() and not out.exists()
 
     hub, url = start_hub()

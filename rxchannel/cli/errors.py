@@ -1,0 +1,167 @@
+"""What the CLI says when something goes wrong, and with which exit code: one table.
+
+Exit codes (the contract of DESIGN.md §6):
+
+====  =====================================================================
+0     success (for ``fetch``: the file is complete and its SHA-256 verified)
+1     a usage or local error: a bad option or URL, a file in the way, no room
+2     the hub refused: no such file, a path outside its root, a wrong secret
+3     an integrity failure: the bytes or the protocol were wrong (a lying hub)
+4     the connection failed or was lost: run the same command again (a
+      fetch resumes from its ``.part``)
+130   interrupted (Ctrl-C); a fetch keeps what it received in its ``.part``
+====  =====================================================================
+
+Every message says what happened and what to do. Text that came from the other side
+(a hub's error message, a file name) passes :func:`printable` first, so a hostile hub
+cannot move the cursor, clear the screen or fake a "verified" line.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import traceback
+import unicodedata
+from dataclasses import dataclass
+
+from rxchannel.core import (
+    ClosedResourceError,
+    ConnectionLostError,
+    ErrorCode,
+    RemoteError,
+    RemoteProtocolError,
+    RxChannelError,
+    SetupRejectedError,
+)
+from rxchannel.files import FILE_CHANGED, FileBusyError, IntegrityError, TargetExistsError, TooLargeError
+from rxchannel.transports import WrongTransportError
+
+__all__ = [
+    "EXIT_INTEGRITY",
+    "EXIT_INTERRUPTED",
+    "EXIT_LOST",
+    "EXIT_OK",
+    "EXIT_REFUSED",
+    "EXIT_USAGE",
+    "Failure",
+    "UsageError",
+    "explain",
+    "fail",
+    "printable",
+    "report",
+]
+
+EXIT_OK, EXIT_USAGE, EXIT_REFUSED, EXIT_INTEGRITY, EXIT_LOST, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
+
+_RESUME = "run the same command again: a fetch resumes from what it has received"
+
+
+class UsageError(Exception):
+    """The command line cannot work as given; the message says what to change."""
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """An exit code and the one line that explains it."""
+
+    code: int
+    message: str
+
+
+def printable(text: object, limit: int = 600) -> str:
+    """``text`` safe to print on a terminal, on one line, at most ``limit`` characters.
+
+    Control and format characters (ESC sequences, carriage returns, bidi overrides) are
+    shown escaped (``\\x1b``) instead of acting on the terminal.
+    """
+    out = []
+    for ch in str(text):
+        if ch == "\n" or ch == "\t":
+            out.append(" ")
+        elif unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"):
+            out.append(ch.encode("unicode_escape").decode("ascii"))
+        else:
+            out.append(ch)
+    line = "".join(out)
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+def _with_hint(message: str, hint: str) -> str:
+    return f"{message.rstrip('. ')}; {hint}" if hint else message
+
+
+def explain(exc: BaseException, *, subject: str = "the request", resumable: bool = False) -> Failure:
+    """The exit code and message for ``exc``.
+
+    ``subject`` names what was asked (``'data/big.bin'``, ``the upload``); ``resumable``: a
+    fetch, which keeps what it received and resumes when run again.
+    """
+    keep = _RESUME if resumable else ""
+    if isinstance(exc, ClosedResourceError) and isinstance(exc.__cause__, RxChannelError):
+        return explain(exc.__cause__, subject=subject, resumable=resumable)  # closed by the other side: why
+    if isinstance(exc, KeyboardInterrupt):
+        return Failure(EXIT_INTERRUPTED, _with_hint("interrupted", keep))
+    if isinstance(exc, UsageError):
+        return Failure(EXIT_USAGE, str(exc))
+    if isinstance(exc, WrongTransportError):
+        return Failure(EXIT_USAGE, str(exc))
+    if isinstance(exc, TargetExistsError):
+        return Failure(EXIT_USAGE, f"{exc} (add --force to replace, or choose another output with -o)")
+    if isinstance(exc, FileBusyError):
+        return Failure(EXIT_USAGE, str(exc))
+    if isinstance(exc, TooLargeError):
+        return Failure(EXIT_USAGE, f"{exc}: raise --max-size (or free disk space) to accept it")
+    if isinstance(exc, SetupRejectedError):
+        return Failure(EXIT_REFUSED, f"the hub refused the connection: {exc.message or exc}")
+    if isinstance(exc, RemoteError) and exc.code in (ErrorCode.CONNECTION_ERROR, ErrorCode.CONNECTION_CLOSE):
+        return Failure(EXIT_LOST, _with_hint(f"the hub ended the connection: {exc.message or exc}", keep))
+    if isinstance(exc, RemoteError):
+        if exc.code == FILE_CHANGED:
+            return Failure(EXIT_LOST, f"{exc.message}; run the same command again")
+        what = "refused" if exc.code != ErrorCode.APPLICATION_ERROR else "failed to serve"
+        return Failure(EXIT_REFUSED, f"the hub {what} {subject}: {exc.message or exc}")
+    if isinstance(exc, RemoteProtocolError):
+        return Failure(
+            EXIT_INTEGRITY,
+            _with_hint(f"the other side broke the protocol ({exc}); nothing was accepted as complete", keep),
+        )
+    if isinstance(exc, IntegrityError):
+        return Failure(EXIT_INTEGRITY, str(exc))
+    status = getattr(exc, "status", None)
+    if isinstance(exc, ConnectionError) and status in (401, 403):
+        return Failure(EXIT_REFUSED, str(exc))
+    if isinstance(exc, ConnectionLostError):
+        return Failure(EXIT_LOST, _with_hint(f"connection lost: {exc}", keep))
+    if isinstance(exc, (ConnectionError, TimeoutError)):
+        what = str(exc) or ("timed out" if isinstance(exc, TimeoutError) else "the connection failed")
+        return Failure(EXIT_LOST, _with_hint(what, keep))
+    if isinstance(exc, OSError):
+        where = f": {exc.filename}" if exc.filename else ""
+        return Failure(EXIT_USAGE, f"{exc.strerror or exc}{where}")
+    if isinstance(exc, (ValueError, RxChannelError)):
+        return Failure(EXIT_USAGE, str(exc) or type(exc).__name__)
+    return Failure(
+        EXIT_USAGE,
+        f"internal error, please report it: {type(exc).__name__}: {exc} (set RXCHANNEL_DEBUG=1 for the traceback)",
+    )
+
+
+def fail(message: str, code: int, *, json_line: bool = False) -> int:
+    """Print ``rxchannel: message`` on stderr (and ``{"error", "exit"}`` on stdout with ``--json``); return ``code``."""
+    text = printable(message)
+    print(f"rxchannel: {text}", file=sys.stderr, flush=True)
+    if json_line:
+        print(json.dumps({"error": text, "exit": code}), flush=True)
+    return code
+
+
+def report(
+    exc: BaseException, *, subject: str = "the request", resumable: bool = False, json_line: bool = False
+) -> int:
+    """Explain ``exc`` on stderr (and stdout with ``--json``); return its exit code."""
+    failure = explain(exc, subject=subject, resumable=resumable)
+    if os.environ.get("RXCHANNEL_DEBUG"):
+        traceback.print_exception(exc, file=sys.stderr)
+    return fail(failure.message, failure.code, json_line=json_line)

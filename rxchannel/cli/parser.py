@@ -1,0 +1,251 @@
+"""The command line: every option has help text and is checked when parsed.
+
+A value that cannot work (``--port 99999``, ``--chunk-size 0``, ``--window abc``, a URL
+of no known kind) is refused here, before anything starts, with a message that names the
+option and what it accepts; usage errors exit 1 (exit 2 means "the hub refused").
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from importlib.metadata import PackageNotFoundError, version
+from typing import NoReturn
+
+from rxchannel.transports import KINDS, kind_of
+
+from .errors import UsageError
+from .ice import add_ice_options
+from .loops import add_loop_option
+from .values import CHUNK, PORT, SIZE, positive_float, positive_int
+
+__all__ = ["build_parser"]
+
+TRANSPORTS = tuple(KINDS)
+
+
+class Parser(argparse.ArgumentParser):
+    """An ArgumentParser that raises :class:`UsageError` instead of exiting with status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{self.prog}: {message} (see '{self.prog} --help')")
+
+
+def _version() -> str:
+    try:
+        return version("rxchannel")
+    except PackageNotFoundError:  # running from a checkout that was not installed
+        return "(not installed)"
+
+
+def _window(text: str) -> int | str:
+    if text == "auto":
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a window: use a number of chunks (e.g. 32) or 'auto'"
+        ) from None
+    if not 1 <= value <= 1 << 20:
+        raise argparse.ArgumentTypeError(f"{text!r} is out of range: use 1..1048576 chunks, or 'auto'")
+    return value
+
+
+def _url(text: str) -> str:
+    try:
+        kind_of(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
+def _remote_path(text: str) -> str:
+    if not text.strip("/"):
+        raise argparse.ArgumentTypeError("name a file (or a directory ending in '/') of the hub, e.g. data/big.bin")
+    return text
+
+
+def _add_common(p: argparse.ArgumentParser, *, hub: bool) -> None:
+    add_ice_options(p, hub=hub)
+    rsocket = p.add_argument_group("connection")
+    rsocket.add_argument(
+        "--secret",
+        default=os.environ.get("RXCHANNEL_SECRET"),
+        help="shared secret peers present in SETUP (default: $RXCHANNEL_SECRET; none: no authentication)",
+    )
+    rsocket.add_argument(
+        "--keepalive",
+        type=positive_float("a keepalive interval"),
+        default=10.0,
+        metavar="SECONDS",
+        help="seconds between keepalives the dialing side sends (default 10)",
+    )
+    rsocket.add_argument(
+        "--max-lifetime",
+        type=positive_float("a lifetime"),
+        default=30.0,
+        metavar="SECONDS",
+        help="seconds of silence before the other side is declared dead (default 30)",
+    )
+    rsocket.add_argument(
+        "--resume-timeout",
+        type=positive_float("a timeout"),
+        default=150.0 if hub else 120.0,
+        metavar="SECONDS",
+        help="a broken connection is resumed (RSocket RESUME) for this long before its transfers fail: "
+        + ("how long the hub keeps a session (default 150)" if hub else "how long to keep re-dialing (default 120)"),
+    )
+    rsocket.add_argument(
+        "--no-session-resume",
+        action="store_true",
+        help="do not keep sessions across broken connections"
+        + (" (workers then get plain connections)" if hub else " (a fetch still resumes its .part when run again)"),
+    )
+    if not hub:
+        rsocket.add_argument(
+            "--connect-timeout",
+            type=positive_float("a timeout"),
+            default=20.0,
+            metavar="SECONDS",
+            help="give up when the hub does not answer (or no WebRTC channel opens) within this (default 20)",
+        )
+    rsocket.add_argument(
+        "--max-streams",
+        type=positive_int("a stream count"),
+        default=256,
+        metavar="N",
+        help="streams the other side may have open at once (default 256)",
+    )
+    add_loop_option(p)
+
+
+def _add_output(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true", help="print one JSON line: the summary, or {error, exit} on failure")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = Parser(
+        prog="rxchannel",
+        description="Share files between a hub and workers over WebRTC, TCP or WebSocket, with demand that "
+        "travels from the receiver back to the sender's disk.",
+        epilog="exit codes: 0 ok, 1 usage or local error, 2 the hub refused, 3 integrity failure, "
+        "4 connection failed or lost (run again: a fetch resumes), 130 interrupted",
+    )
+    parser.add_argument("--version", action="version", version=f"rxchannel {_version()}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=Parser)
+
+    serve = sub.add_parser("serve", help="share a directory as a hub", description="Share ROOT as a hub.")
+    serve.add_argument("root", metavar="ROOT", help="the directory to share (read-only: pushes go to --inbox)")
+    serve.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on (default 127.0.0.1; 0.0.0.0 for every interface: one URL is printed per address)",
+    )
+    serve.add_argument("--port", type=PORT, default=8765, help="port to listen on (default 8765; 0 picks a free one)")
+    serve.add_argument(
+        "--transport",
+        choices=TRANSPORTS,
+        default="webrtc",
+        help="webrtc: DataChannels, signaling at http://HOST:PORT (default); tcp: tcp://HOST:PORT; "
+        "ws: ws://HOST:PORT/rsocket",
+    )
+    serve.add_argument("--inbox", default=None, help="where pushed files go (default: ROOT.inbox beside ROOT)")
+    serve.add_argument(
+        "--chunk-size", type=CHUNK, default=64 * 1024, help="bytes per item of a file stream (default 64KiB)"
+    )
+    serve.add_argument(
+        "--max-connections",
+        type=positive_int("a connection count"),
+        default=256,
+        metavar="N",
+        help="connections at once (default 256; an eighth of it per address)",
+    )
+    serve.add_argument("--max-upload", type=SIZE, default=1 << 30, help="largest push accepted (default 1GiB)")
+    serve.add_argument(
+        "--max-open-files",
+        type=positive_int("a file count"),
+        default=1024,
+        metavar="N",
+        help="files open for streams at once (default 1024; 16 per connection)",
+    )
+    serve.add_argument(
+        "--log-level",
+        choices=("debug", "info", "warning", "error"),
+        default="info",
+        help="what the hub logs on stderr: connections, transfers and refusals at info (default info)",
+    )
+    serve.add_argument("--log-json", action="store_true", help="log one JSON object per line instead of text")
+    _add_common(serve, hub=True)
+
+    fetch = sub.add_parser(
+        "fetch",
+        help="fetch a file (or a directory: PATH/) from a hub",
+        description="Fetch PATH from the hub at URL into a local file, verified by SHA-256; an interrupted "
+        "fetch resumes from its .part when run again. PATH ending in '/' fetches the directory.",
+    )
+    fetch.add_argument("url", type=_url, metavar="URL", help="the URL 'rxchannel serve' printed")
+    fetch.add_argument(
+        "remote_path", type=_remote_path, metavar="PATH", help="the file on the hub (as 'rxchannel ls' shows it)"
+    )
+    fetch.add_argument(
+        "-o",
+        "--output",
+        metavar="OUT",
+        help="where to write: a file name, or an existing directory (or one ending in '/') to write into "
+        "(default: PATH's name in the current directory)",
+    )
+    fetch.add_argument("--force", action="store_true", help="replace an existing output file")
+    fetch.add_argument(
+        "--window", type=_window, default=32, help="chunks in flight: a number, or 'auto' to adapt (default 32)"
+    )
+    fetch.add_argument("--no-resume", action="store_true", help="start over instead of resuming from OUT.part")
+    fetch.add_argument(
+        "--shared",
+        action="store_true",
+        help="join the hub's shared read of the file (share/PATH: one read for the workers that ask together); "
+        "if late or detached, continue from the bytes received on files/PATH",
+    )
+    fetch.add_argument(
+        "--max-size", type=SIZE, default=None, help="refuse files larger than this (default: the free disk space)"
+    )
+    _add_output(fetch)
+    fetch.add_argument("--progress", action="store_true", help="show the progress bar on a terminal even with --json")
+    _add_common(fetch, hub=False)
+
+    send = sub.add_parser(
+        "send", help="push a file into a hub's inbox", description="Push FILE into the inbox of the hub at URL."
+    )
+    send.add_argument("url", type=_url, metavar="URL", help="the URL 'rxchannel serve' printed")
+    send.add_argument("file", metavar="FILE", help="the local file to send")
+    send.add_argument("--name", help="its name in the inbox (default: FILE's name); names already there are refused")
+    _add_output(send)
+    _add_common(send, hub=False)
+
+    ls = sub.add_parser(
+        "ls", help="list a hub's files", description="List the files the hub at URL shares (under PREFIX)."
+    )
+    ls.add_argument("url", type=_url, metavar="URL", help="the URL 'rxchannel serve' printed")
+    ls.add_argument("prefix", nargs="?", default="", metavar="PREFIX", help="only paths starting with this")
+    _add_output(ls)
+    _add_common(ls, hub=False)
+
+    demo = sub.add_parser(
+        "demo",
+        help="a hub and a worker in two processes on loopback",
+        description="Start a hub process on loopback, fetch a generated file from it as a worker, and "
+        "print throughput, memory and the verified digest.",
+    )
+    demo.add_argument("--size", type=SIZE, default=32 << 20, help="size of the generated file (default 32MiB)")
+    demo.add_argument("--window", type=_window, default=32, help="chunks in flight, or 'auto' (default 32)")
+    demo.add_argument(
+        "--transport", choices=TRANSPORTS, default="webrtc", help="the transport between them (default webrtc)"
+    )
+    add_loop_option(demo)
+
+    sub.add_parser(
+        "bench",
+        help="run the benchmarks side by side (from a source checkout; see benchmarks/ --help)",
+        add_help=False,
+    )
+    return parser

@@ -1,0 +1,448 @@
+"""Every mistake a user (or a hostile hub) can make gets an exit code and a message that says
+what happened and what to do: never a traceback, never an empty message (issues 11 and 14).
+
+Real hub processes (``rxchannel serve``) on loopback for each transport, and a lying TCP
+hub (:mod:`tests.cli.lying`) for what an honest hub never sends.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from rxchannel.cli import main
+from rxchannel.core import ErrorCode, ErrorFrame, PayloadFrame, RequestFrame, encode_composite, encode_frame
+from tests.cli.lying import lying_hub
+from tests.support import make_file
+
+RX = [sys.executable, "-m", "rxchannel"]
+SECRET = "s3cret"
+
+
+@dataclass
+class Hubs:
+    root: Path
+    tmp: Path
+    urls: dict[str, str]
+
+
+def _start(root: Path, *args: str) -> tuple[subprocess.Popen[str], str]:
+    proc = subprocess.Popen(
+        [*RX, "serve", str(root), "--port", "0", "--log-level", "warning", *args], stdout=subprocess.PIPE, text=True
+    )
+    assert proc.stdout is not None
+    return proc, proc.stdout.readline().strip()
+
+
+@pytest.fixture(scope="module")
+def hubs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hubs]:
+    tmp = tmp_path_factory.mktemp("hubs")
+    root = tmp / "root"
+    make_file(root / "a.bin", 200_000, seed=1)
+    make_file(root / "log.txt", 10, seed=2)
+    procs, urls = [], {}
+    for name, args in {
+        "webrtc": (),
+        "tcp": ("--transport", "tcp"),
+        "ws": ("--transport", "ws"),
+        "tcp-secret": ("--transport", "tcp", "--secret", SECRET),
+        "ws-secret": ("--transport", "ws", "--secret", SECRET),
+        "webrtc-secret": ("--secret", SECRET),
+    }.items():
+        proc, url = _start(root, *args)
+        procs.append(proc)
+        urls[name] = url
+    yield Hubs(root, tmp, urls)
+    for proc in procs:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=15)
+
+
+def _busy_port() -> Iterator[int]:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        yield sock.getsockname()[1]
+
+
+@dataclass
+class Case:
+    name: str
+    argv: Callable[[Hubs, Path], list[str]]
+    code: int
+    message: str  # a regex the one stderr line must match
+
+
+def _host_port(url: str) -> str:
+    return url.split("//", 1)[1].split("/", 1)[0]
+
+
+CASES = [
+    # -------- options refused when parsed, before anything starts (issue 14)
+    Case(
+        "port too large", lambda h, t: ["serve", str(h.root), "--port", "99999"], 1, r"--port: '99999' is out of range"
+    ),
+    Case("negative port", lambda h, t: ["serve", str(h.root), "--port", "-1"], 1, r"--port: '-1' is out of range"),
+    Case("zero chunk size", lambda h, t: ["serve", str(h.root), "--chunk-size", "0"], 1, r"--chunk-size: .*1KiB"),
+    Case("negative chunk size", lambda h, t: ["serve", str(h.root), "--chunk-size", "-5"], 1, r"--chunk-size"),
+    Case("no streams", lambda h, t: ["serve", str(h.root), "--max-streams", "0"], 1, r"--max-streams: '0'"),
+    Case(
+        "bogus ICE server",
+        lambda h, t: ["serve", str(h.root), "--port", "0", "--ice-server", "bogus"],
+        1,
+        r"'bogus' is not an ICE server URL: use stun:",
+    ),
+    Case("no such root", lambda h, t: ["serve", str(t / "nope"), "--port", "0"], 1, r"is not a directory"),
+    Case("window abc", lambda h, t: ["fetch", h.urls["tcp"], "a.bin", "--window", "abc"], 1, r"'abc' is not a window"),
+    Case("keepalive 0", lambda h, t: ["fetch", h.urls["tcp"], "a.bin", "--keepalive", "0"], 1, r"--keepalive: '0'"),
+    Case("demo size 10XB", lambda h, t: ["demo", "--size", "10XB"], 1, r"'10XB' is not a size"),
+    Case("empty path", lambda h, t: ["fetch", h.urls["tcp"], ""], 1, r"name a file"),
+    Case("unknown scheme", lambda h, t: ["fetch", "gopher://x", "a"], 1, r"unsupported URL 'gopher://x'"),
+    Case("no command", lambda h, t: [], 1, r"the following arguments are required"),
+    # -------- the wrong kind of URL for the hub (issue 14): which URL to use instead
+    Case(
+        "a path in a hub URL",
+        lambda h, t: ["fetch", h.urls["webrtc"] + "/log.txt", "a.bin"],
+        1,
+        r"is not a hub URL: a webrtc hub is dialed as http://127\.0\.0\.1:\d+ ",
+    ),
+    Case(
+        "ws:// at a TCP hub",
+        lambda h, t: ["fetch", "ws://" + _host_port(h.urls["tcp"]), "a.bin", "-o", str(t / "x")],
+        1,
+        r"is a tcp hub, not a ws one: dial tcp://127\.0\.0\.1:\d+$",
+    ),
+    Case(
+        "http:// at a TCP hub",
+        lambda h, t: ["fetch", "http://" + _host_port(h.urls["tcp"]), "a.bin", "-o", str(t / "x")],
+        1,
+        r"is a tcp hub, not a webrtc one: dial tcp://",
+    ),
+    Case(
+        "http:// at a WebSocket hub",
+        lambda h, t: ["fetch", "http://" + _host_port(h.urls["ws"]), "a.bin", "-o", str(t / "x")],
+        1,
+        r"is a ws hub, not a webrtc one: dial ws://127\.0\.0\.1:\d+/rsocket$",
+    ),
+    Case(
+        "ws:// at a WebRTC hub",
+        lambda h, t: ["fetch", "ws://" + _host_port(h.urls["webrtc"]), "a.bin", "-o", str(t / "x")],
+        1,
+        r"is a webrtc hub, not a ws one: dial http://",
+    ),
+    Case(
+        "tcp:// at an HTTP hub",
+        lambda h, t: ["fetch", "tcp://" + _host_port(h.urls["webrtc"]), "a.bin", "-o", str(t / "x")],
+        1,
+        r"answered in HTTP: it is not a tcp hub",
+    ),
+    # -------- the hub refuses (exit 2)
+    Case(
+        "no such file",
+        lambda h, t: ["fetch", h.urls["tcp"], "nope.bin", "-o", str(t / "n")],
+        2,
+        r"the hub refused 'nope.bin': no such file",
+    ),
+    Case(
+        "path traversal",
+        lambda h, t: ["fetch", h.urls["webrtc"], "../etc/passwd", "-o", str(t / "p")],
+        2,
+        r"contains '\.\.'",
+    ),
+    Case(
+        "uploads are not served",
+        lambda h, t: ["fetch", h.urls["tcp"], "inbox/x.bin", "-o", str(t / "u")],
+        2,
+        r"no such file",
+    ),
+    *[
+        Case(
+            f"missing secret over {kind}",
+            lambda h, t, kind=kind: ["fetch", h.urls[f"{kind}-secret"], "a.bin", "-o", str(t / "s")],
+            2,
+            r"(authentication required|requires the shared secret).*--secret",
+        )
+        for kind in ("tcp", "ws", "webrtc")
+    ],
+    Case(
+        "wrong secret",
+        lambda h, t: ["fetch", h.urls["tcp-secret"], "a.bin", "-o", str(t / "s"), "--secret", "nope"],
+        2,
+        r"the hub refused the connection: .*secret",
+    ),
+    # -------- nothing there (exit 4, no traceback, not empty)
+    Case(
+        "nothing listening",
+        lambda h, t: ["fetch", "tcp://127.0.0.1:9", "a.bin"],
+        4,
+        r"cannot reach tcp://127\.0\.0\.1:9: connection refused",
+    ),
+    Case(
+        "nothing listening (WebRTC)",
+        lambda h, t: ["fetch", "http://127.0.0.1:9", "a.bin"],
+        4,
+        r"cannot reach http://127\.0\.0\.1:9: connection refused",
+    ),
+    # -------- local problems (exit 1)
+    Case("send a directory", lambda h, t: ["send", h.urls["tcp"], str(t)], 1, r"is not a file: send takes one file"),
+    Case(
+        "directory fetch into a file",
+        lambda h, t: ["fetch", h.urls["tcp"], "d/", "-o", str(h.root / "a.bin")],
+        1,
+        r"is a file: a directory fetch needs a directory",
+    ),
+]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_each_mistake_gets_its_exit_code_and_a_message(
+    case: Case, hubs: Hubs, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(case.argv(hubs, tmp_path)) == case.code
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.startswith("rxchannel:")]
+    assert len(lines) == 1, err
+    assert re.search(case.message, lines[0]), lines[0]
+    assert "Traceback" not in err
+    assert not list(tmp_path.glob("*.part")), "a refused fetch leaves no .part behind"
+
+
+def test_a_missing_secret_is_reported_the_same_way_every_time(hubs: Hubs, tmp_path: Path) -> None:
+    """The refusal raced the close on tcp/ws hubs: sometimes exit 2, sometimes 'connection closed'."""
+    for kind in ("tcp", "ws"):
+        for _ in range(8):
+            done = subprocess.run(
+                [*RX, "fetch", hubs.urls[f"{kind}-secret"], "a.bin", "-o", str(tmp_path / "s")],
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+            assert done.returncode == 2, done.stderr
+            assert "authentication required" in done.stderr
+
+
+def test_busy_port(hubs: Hubs, capsys: pytest.CaptureFixture[str]) -> None:
+    for port in _busy_port():
+        assert main(["serve", str(hubs.root), "--port", str(port)]) == 1
+    assert re.search(
+        r"cannot listen on 127\.0\.0\.1:\d+: .*address already in use; choose another --port", capsys.readouterr().err
+    )
+
+
+def test_a_hub_at_its_connection_cap_says_so(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root = tmp_path / "root"
+    make_file(root / "a.bin", 10, seed=1)
+    for transport in ("tcp", "ws", "webrtc"):
+        proc, url = _start(root, "--transport", transport, "--max-connections", "8")  # 1 per address
+        try:
+            host, port = _host_port(url).rsplit(":", 1)
+            with socket.create_connection((host, int(port))):  # holds this address's only slot
+                assert main(["fetch", url, "a.bin", "-o", str(tmp_path / "a.bin")]) in (2, 4)
+            err = capsys.readouterr().err
+            assert "the hub is busy: 1 " in err and "(limit 1 per address); try again later" in err, err
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=15)
+
+
+def test_json_failures_print_one_json_line(hubs: Hubs, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["fetch", hubs.urls["tcp"], "nope.bin", "-o", str(tmp_path / "n"), "--json"]) == 2
+    out = capsys.readouterr().out.splitlines()
+    assert len(out) == 1
+    assert json.loads(out[0]) == {"error": "the hub refused 'nope.bin': no such file: 'nope.bin'", "exit": 2}
+    assert main(["fetch", hubs.urls["tcp"], "a.bin", "--window", "abc", "--json"]) == 1  # usage errors too
+    assert json.loads(capsys.readouterr().out)["exit"] == 1
+
+
+def test_version_and_help(capsys: pytest.CaptureFixture[str]) -> None:
+    import argparse
+
+    import rxchannel
+    from rxchannel.cli import build_parser
+
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out.strip() == f"rxchannel {rxchannel.__version__}"
+    commands = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    for name, parser in commands.choices.items():
+        if name == "bench":
+            continue  # its options are the benchmarks' own (python -m benchmarks --help)
+        missing = [a.dest for a in parser._actions if not a.help and not isinstance(a, argparse._HelpAction)]
+        assert not missing, f"{name}: options without help text: {missing}"
+        assert main([name, "--help"]) == 0
+        assert "usage: rxchannel " + name in capsys.readouterr().out
+
+
+def test_bench_outside_a_checkout_says_what_it_needs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert main(["bench"]) == 1
+    assert "runs the benchmarks of a source checkout" in capsys.readouterr().err
+
+
+def test_aiostream_without_the_extra_says_how_to_install_it() -> None:
+    code = "import sys; sys.modules['aiostream'] = None\nimport rxchannel.aiostream"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0
+    assert "needs the aiostream package" in done.stderr and "pip install aiostream" in done.stderr
+
+
+# ------------------------------------------------------------------ a lying hub (issue 11, cases 12, 14, 16, 18)
+
+
+def _json_metadata(raw: bytes) -> bytes:
+    return encode_composite([("application/json", raw)])
+
+
+def _run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    code = main(argv)
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    return code, err
+
+
+def test_case_18_a_hubs_text_cannot_drive_the_terminal(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    evil = "\x1b[2J\x1b[H\rx.bin: 100 bytes, sha256 verified\x07\u202e"
+
+    def answer(sid: int, _req: RequestFrame) -> list[bytes]:
+        return [encode_frame(ErrorFrame(stream_id=sid, code=ErrorCode.REJECTED, message=evil))]
+
+    with lying_hub(answer) as hub:
+        code, err = _run(["fetch", hub.url, "x.bin", "-o", str(tmp_path / "x.bin")], capsys)
+    assert code == 2
+    assert not any(ch in err for ch in "\x1b\x07\r\u202e"), repr(err)
+    assert "\\x1b[2J" in err and "\\u202e" in err  # shown, escaped
+
+
+def test_case_16_a_hub_ignoring_credit_is_an_integrity_failure(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def answer(sid: int, req: RequestFrame) -> list[bytes]:
+        first = PayloadFrame(stream_id=sid, data=b"x" * 10, metadata=_json_metadata(b'{"size": 100, "offset": 0}'))
+        rest = [PayloadFrame(stream_id=sid, data=b"x" * 10) for _ in range(req.initial_n + 3)]
+        return [encode_frame(f) for f in (first, *rest)]
+
+    with lying_hub(answer) as hub:
+        code, err = _run(["fetch", hub.url, "x.bin", "-o", str(tmp_path / "x.bin"), "--window", "2"], capsys)
+    assert code == 3, err
+    assert "broke the protocol" in err and "nothing was accepted as complete" in err
+    assert not (tmp_path / "x.bin").exists()
+
+
+@pytest.mark.parametrize("raw", [b'{"size": 1e999, "offset": 0}', b'{"size": 10, "offset": 1e999}', b'{"size": -1}'])
+def test_case_14_absurd_numbers_from_a_hub_are_refused(
+    raw: bytes, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def answer(sid: int, _req: RequestFrame) -> list[bytes]:
+        return [encode_frame(PayloadFrame(stream_id=sid, data=b"x", metadata=_json_metadata(raw), complete=True))]
+
+    with lying_hub(answer) as hub:
+        code, err = _run(["fetch", hub.url, "x.bin", "-o", str(tmp_path / "x.bin")], capsys)
+    assert code == 3, err
+    assert "impossible" in err
+    assert not (tmp_path / "x.bin").exists() and not (tmp_path / "x.bin.part").exists()
+
+
+@pytest.mark.parametrize(
+    "listing", [b'[{"path": "a", "size": 1e999}]', b'{"path": "a"}', b"[" * 100_000, b'[{"path": 7, "size": 1}]']
+)
+def test_case_14_absurd_listings_are_refused(listing: bytes, capsys: pytest.CaptureFixture[str]) -> None:
+    def answer(sid: int, _req: RequestFrame) -> list[bytes]:
+        return [encode_frame(PayloadFrame(stream_id=sid, data=listing, complete=True))]
+
+    with lying_hub(answer) as hub:
+        code, err = _run(["ls", hub.url], capsys)
+    assert code == 3, err
+    assert "listing" in err or "impossible entry" in err
+
+
+def test_case_15_a_hub_sending_more_than_it_announced_leaves_a_corrupt_file_not_a_part(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def answer(sid: int, _req: RequestFrame) -> list[bytes]:
+        first = PayloadFrame(stream_id=sid, data=b"x" * 10, metadata=_json_metadata(b'{"size": 10, "offset": 0}'))
+        return [encode_frame(first), encode_frame(PayloadFrame(stream_id=sid, data=b"y" * 10, complete=True))]
+
+    with lying_hub(answer) as hub:
+        code, err = _run(["fetch", hub.url, "x.bin", "-o", str(tmp_path / "x.bin")], capsys)
+    assert code == 3 and "received 20 bytes for a file announced as 10" in err
+    assert (tmp_path / "x.bin.corrupt").exists()
+    assert not (tmp_path / "x.bin.part").exists() and not (tmp_path / "x.bin").exists()
+
+
+def test_case_12_a_silent_hub_times_out_with_exit_4_and_a_message(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with lying_hub(None) as hub:
+        code, err = _run(
+            ["fetch", hub.url, "x.bin", "-o", str(tmp_path / "x"), "--keepalive", "0.2", "--max-lifetime", "1"], capsys
+        )
+        assert code == 4, err
+        assert re.search(r"rxchannel: .*\w.*(silent|no frame|keepalive|lifetime)", err), err
+        port = hub.url.rsplit(":", 1)[1]
+        code, err = _run(["fetch", f"ws://127.0.0.1:{port}", "x.bin", "--connect-timeout", "1"], capsys)
+        assert code == 4 and "did not answer the WebSocket handshake within 1 s" in err, err
+        code, err = _run(["fetch", f"http://127.0.0.1:{port}", "x.bin", "--connect-timeout", "1"], capsys)
+        assert code == 4 and re.search(r"did not answer within 1 s", err), err
+
+
+# ------------------------------------------------------------------ any argv
+
+
+ARGS = st.lists(
+    st.one_of(
+        st.sampled_from(
+            [
+                "serve",
+                "fetch",
+                "send",
+                "ls",
+                "demo",
+                "--port",
+                "--window",
+                "-o",
+                "--json",
+                "--force",
+                "--secret",
+                "--ice-server",
+                "--max-size",
+                "--chunk-size",
+                "tcp://127.0.0.1:9",
+                "http://127.0.0.1:9/x",
+                "ws://[::1",
+                "auto",
+                "0",
+                "-1",
+                "1e999",
+                "a.bin",
+                "dir/",
+                "",
+                "\x00",
+                "--help",
+            ]
+        ),
+        st.text(max_size=12),
+    ),
+    max_size=7,
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(argv=ARGS)
+def test_random_argv_never_raises(argv: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    if argv[:1] in (["serve"], ["demo"]) and "--help" not in argv:
+        argv = [*argv, "--port", "-1"]  # never actually start a hub or a demo here: stop at validation
+    code = main(argv)
+    assert isinstance(code, int) and 0 <= code <= 130

@@ -1,0 +1,281 @@
+"""The hostile-peer attacks of issue 11, for minutes instead of seconds (``make soak``).
+
+Three processes per round: a hub (``rxchannel serve``), an attacker that runs every attack
+in a loop from other loopback addresses, and this one, which fetches a file as a
+legitimate worker over and over (each verified) and samples the hub's resident memory and
+open file descriptors once a second. Rounds: a TCP hub (writes that skip the high-water
+mark, connection and file exhaustion, reassembly, pushes, listings) and a WebRTC hub with
+a secret (unsigned and oversized offers, slow HTTP clients).
+
+    python -m tests.hostile.soak [--seconds 120] [--json]
+
+Exits 1 if a legitimate fetch failed or a bound was crossed: hub RSS growth over its
+level after the first fetch > ``--max-rss-growth`` MB (64), or open fds > the
+connection cap plus a margin.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+SELF = [sys.executable, "-m", "tests.hostile.soak"]
+RX = [sys.executable, "-m", "rxchannel"]
+SECRET = "soak-secret"
+CONNECTIONS = 128
+
+
+# ------------------------------------------------------------------ the attacker process
+
+
+async def _attack_tcp(url: str, seconds: float) -> dict[str, int]:
+    from rxchannel.core import (
+        Connection,
+        FrameType,
+        Interaction,
+        KeepaliveFrame,
+        PayloadFrame,
+        RequestFrame,
+        Role,
+        SetupFrame,
+        encode_frame,
+        prefix,
+        request_metadata,
+    )
+
+    host, port = url.removeprefix("tcp://").rsplit(":", 1)
+    setup = encode_frame(
+        SetupFrame(
+            keepalive_ms=10_000,
+            lifetime_ms=60_000,
+            metadata_mime="message/x.rsocket.composite-metadata.v0",
+            data_mime="application/octet-stream",
+        )
+    )
+
+    def framed(*frames: bytes) -> bytes:
+        return b"".join(prefix(f) + f for f in frames)
+
+    def requests(route: str, interaction: Interaction, count: int, **kw: Any) -> list[bytes]:
+        conn = Connection(Role.CLIENT, now=0)
+        for _ in range(count):
+            conn.request(interaction, metadata=request_metadata(route), now=0, **kw)
+        return conn.frames_to_send()
+
+    ping = encode_frame(KeepaliveFrame(respond=True, data=b"k" * (256 << 10)))
+    unfinished = []
+    for sid in range(1, 81, 2):
+        unfinished.append(encode_frame(RequestFrame(stream_id=sid, type=FrameType.REQUEST_RESPONSE, follows=True)))
+        unfinished.append(encode_frame(PayloadFrame(stream_id=sid, data=b"f" * (512 << 10), follows=True)))
+    attacks = {
+        "keepalive-flood": framed(setup, *[ping] * 64),
+        "unread-replies": framed(*requests("buffers/big.bin", Interaction.RESPONSE, 64)),
+        "unread-streams": framed(*requests("files/big.bin", Interaction.STREAM, 200, initial_n=1 << 20)),
+        "reassembly": framed(setup, *unfinished),
+        "listings": framed(*requests("files", Interaction.RESPONSE, 200)),
+        "push-flood": framed(
+            *requests("push/soak.bin", Interaction.CHANNEL, 1, data=b"x" * 60_000, initial_n=1),
+            *[encode_frame(PayloadFrame(stream_id=1, data=b"x" * 60_000)) for _ in range(200)],
+        ),
+    }
+    counts = {name: 0 for name in attacks} | {"idle-connections": 0}
+    deadline = time.monotonic() + seconds
+    address = [2]
+
+    def source() -> str:  # one attacking machine with a few addresses, not a botnet
+        address[0] = address[0] % 3 + 2
+        return f"127.0.0.{address[0]}"
+
+    async def one(name: str, data: bytes) -> None:
+        while time.monotonic() < deadline:
+            try:
+                _, writer = await asyncio.open_connection(host, int(port), local_addr=(source(), 0))
+                writer.write(data)  # and never read
+                counts[name] += 1
+                await asyncio.sleep(3)
+                writer.transport.abort()
+            except OSError:
+                await asyncio.sleep(0.2)
+
+    async def idle() -> None:
+        held: list[Any] = []
+        while time.monotonic() < deadline:
+            try:
+                held.append((await asyncio.open_connection(host, int(port), local_addr=(source(), 0)))[1])
+                counts["idle-connections"] += 1
+            except OSError:
+                await asyncio.sleep(0.2)
+            if len(held) > 2 * CONNECTIONS:
+                held.pop(0).transport.abort()
+            await asyncio.sleep(0.01)
+
+    await asyncio.gather(*(one(n, d) for n, d in attacks.items()), idle())
+    return counts
+
+
+async def _attack_http(url: str, seconds: float) -> dict[str, int]:
+    import aiohttp
+
+    host, port = url.removeprefix("http://").rsplit(":", 1)
+    counts = {"unsigned-offers": 0, "oversized-offers": 0, "slow-headers": 0}
+    deadline = time.monotonic() + seconds
+
+    async def offers(name: str, body: bytes) -> None:
+        connector = aiohttp.TCPConnector(local_addr=("127.0.0.5", 0), limit=16)
+        async with aiohttp.ClientSession(connector=connector) as session:
+            while time.monotonic() < deadline:
+                try:
+                    async with session.post(url + "/offer", data=body) as response:
+                        await response.read()
+                        counts[name] += 1
+                except (aiohttp.ClientError, OSError):
+                    await asyncio.sleep(0.1)
+
+    async def slowloris() -> None:
+        held: list[Any] = []
+        while time.monotonic() < deadline:
+            try:
+                _, writer = await asyncio.open_connection(host, int(port), local_addr=("127.0.0.6", 0))
+                writer.write(b"POST /offer HTTP/1.1\r\nHost: x\r\n")
+                held.append(writer)
+                counts["slow-headers"] += 1
+            except OSError:
+                pass
+            if len(held) > 100:
+                held.pop(0).transport.abort()
+            await asyncio.sleep(0.05)
+
+    offer = json.dumps({"type": "offer", "sdp": "v=0\r\n" + "a=candidate:x\r\n" * 10}).encode()
+    huge = json.dumps({"type": "offer", "sdp": "a" * (4 << 20)}).encode()
+    await asyncio.gather(offers("unsigned-offers", offer), offers("oversized-offers", huge), slowloris())
+    return counts
+
+
+# ------------------------------------------------------------------ the measuring process
+
+
+def _sample(pid: int) -> tuple[float, int]:
+    with open(f"/proc/{pid}/status") as status:
+        rss = next(int(line.split()[1]) for line in status if line.startswith("VmRSS:")) / 1024
+    return rss, len(os.listdir(f"/proc/{pid}/fd"))
+
+
+async def _legit(url: str, root: Path, out: Path, secret: str | None) -> bool:
+    from rxchannel.core import with_secret
+    from rxchannel.files import fetch_file, sha256_file
+    from rxchannel.runtime import connect
+    from rxchannel.transports import TransportOptions
+
+    try:
+        async with asyncio.timeout(60):
+            peer = await connect(
+                url, config=with_secret(None, secret, server=False), options=TransportOptions(secret=secret)
+            )
+            try:
+                result = await fetch_file(peer, "legit.bin", out, window=16, overwrite=True, resume=False)
+            finally:
+                await peer.close()
+        return result.sha256 == sha256_file(root / "legit.bin")
+    except Exception as exc:
+        print(f"legit fetch failed: {exc!r}", file=sys.stderr)
+        return False
+
+
+async def _round(kind: str, seconds: float, root: Path, tmp: Path) -> dict[str, Any]:
+    args = ["--transport", kind, "--max-connections", str(CONNECTIONS), "--log-level", "error"]
+    secret = SECRET if kind == "webrtc" else None
+    if secret:
+        args += ["--secret", secret]
+    hub = subprocess.Popen([*RX, "serve", str(root), "--port", "0", *args], stdout=subprocess.PIPE, text=True)
+    assert hub.stdout is not None
+    url = hub.stdout.readline().strip()
+    try:
+        ok = await _legit(url, root, tmp / "legit.bin", secret)
+        base_rss, base_fds = _sample(hub.pid)
+        attacker = subprocess.Popen([*SELF, "attack", kind, url, str(seconds)], stdout=subprocess.PIPE, text=True)
+        fetches = {"ok": int(ok), "failed": int(not ok)}
+        peak_rss, peak_fds = base_rss, base_fds
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            good = await _legit(url, root, tmp / "legit.bin", secret)
+            fetches["ok" if good else "failed"] += 1
+            rss, fds = _sample(hub.pid)
+            peak_rss, peak_fds = max(peak_rss, rss), max(peak_fds, fds)
+            await asyncio.sleep(1)
+        out, _ = attacker.communicate(timeout=60)
+        attacks = json.loads(out) if out.strip() else {}
+    finally:
+        hub.send_signal(signal.SIGTERM)
+        hub.wait(timeout=30)
+    return {
+        "hub": kind,
+        "seconds": seconds,
+        "attacks": attacks,
+        "legit_fetches": fetches,
+        "hub_rss_mb": {"after_first_fetch": round(base_rss, 1), "peak": round(peak_rss, 1)},
+        "hub_fds": {"after_first_fetch": base_fds, "peak": peak_fds},
+    }
+
+
+def _check(result: dict[str, Any], max_growth: float) -> list[str]:
+    problems = []
+    if result["legit_fetches"]["failed"]:
+        problems.append(f"{result['hub']}: {result['legit_fetches']['failed']} legitimate fetches failed")
+    growth = result["hub_rss_mb"]["peak"] - result["hub_rss_mb"]["after_first_fetch"]
+    if growth > max_growth:
+        problems.append(f"{result['hub']}: hub RSS grew {growth:.0f} MB (bound {max_growth:.0f})")
+    if result["hub_fds"]["peak"] > CONNECTIONS + 64:
+        problems.append(f"{result['hub']}: {result['hub_fds']['peak']} fds open (cap {CONNECTIONS} + 64)")
+    return problems
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["attack"]:
+        kind, url, seconds = argv[1], argv[2], float(argv[3])
+        attack = _attack_tcp if kind == "tcp" else _attack_http
+        print(json.dumps(asyncio.run(attack(url, seconds))))
+        return 0
+    parser = argparse.ArgumentParser(prog="python -m tests.hostile.soak", description=__doc__)
+    parser.add_argument("--seconds", type=float, default=120.0, help="per round (default 120)")
+    parser.add_argument("--max-rss-growth", type=float, default=64.0, help="MB (default 64)")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+    from tests.support import make_file
+
+    results = []
+    with tempfile.TemporaryDirectory(prefix="rxchannel-soak-") as tmp:
+        root = Path(tmp, "root")
+        make_file(root / "legit.bin", 4 << 20, seed=1)
+        make_file(root / "big.bin", 4 << 20, seed=2)
+        for i in range(300):
+            make_file(root / "many" / f"f{i:04}.bin", 10, seed=i)
+        for kind in ("tcp", "webrtc"):
+            results.append(asyncio.run(_round(kind, args.seconds, root, Path(tmp))))
+    problems = [p for r in results for p in _check(r, args.max_rss_growth)]
+    if args.json:
+        print(json.dumps({"rounds": results, "problems": problems}))
+    else:
+        print(f"{'hub':7} {'legit ok/failed':>16} {'RSS MB base/peak':>17} {'fds base/peak':>14}  attacks")
+        for r in results:
+            fetched = f"{r['legit_fetches']['ok']}/{r['legit_fetches']['failed']}"
+            rss = f"{r['hub_rss_mb']['after_first_fetch']:.0f}/{r['hub_rss_mb']['peak']:.0f}"
+            fds = f"{r['hub_fds']['after_first_fetch']}/{r['hub_fds']['peak']}"
+            attacks = ", ".join(f"{k} {v}" for k, v in r["attacks"].items())
+            print(f"{r['hub']:7} {fetched:>16} {rss:>17} {fds:>14}  {attacks}")
+        for problem in problems:
+            print(f"FAIL: {problem}")
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
