@@ -211,9 +211,11 @@ async def rx_go(url: str, name: str, out: str, window: int) -> None:
     print("ready", flush=True)
     await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
     start, cpu = time.time(), time.process_time()
-    result = await fetch_file(peer, name, out, window=window, resume=False)
+    try:
+        result = await fetch_file(peer, name, out, window=window, resume=False, overwrite=True)
+    finally:
+        await peer.close()
     end = time.time()
-    await peer.close()
     summary = {"bytes": result.size, "start": start, "end": end, "cpu_s": time.process_time() - cpu}
     print(json.dumps({**summary, "sha256": result.sha256}), flush=True)
 

@@ -67,6 +67,8 @@ def run_rxchannel(
             str(chunk),
             "--loop",
             loop,
+            "--log-level",
+            "warning",
         ],
         stdout=subprocess.PIPE,
         text=True,

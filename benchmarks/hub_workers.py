@@ -4,13 +4,13 @@ Each round starts a hub (``rxchannel serve``), then for each N (alternating 1, 2
 N worker processes that each open their own peer connection, wait until all are connected,
 and fetch the same file (``fetch_file``, verified) at the same moment. Aggregate MB/s is
 all bytes over the time from the first start to the last end; hub CPU per MB is the hub's
-CPU seconds (its own and its children's, with ``--processes``) over those bytes.
+CPU seconds over those bytes.
 
 On a machine with few cores the workers compete with the hub for them, which is not what a
 hub with workers on other machines sees: ``--pin`` (the default where there are 2 cores or
-more) puts the hub's processes on the first core and the workers on the others.
+more) puts the hub on the first core and the workers on the others.
 
-    python -m benchmarks.hub_workers [--workers 1,2,4,8] [--rounds 3] [--size 16MiB] [--processes P] [--loop L]
+    python -m benchmarks.hub_workers [--workers 1,2,4,8] [--rounds 3] [--size 16MiB] [--loop L]
 """
 
 from __future__ import annotations
@@ -32,32 +32,15 @@ from .datachannel import _cpu_seconds, _json_line, make_file
 PEERS = [sys.executable, "-m", "benchmarks._dc_peers"]
 
 
-def _tree_cpu(pid: int) -> float:
-    """CPU seconds of ``pid`` and its live children (a hub with --processes)."""
-    total = _cpu_seconds(pid)
-    try:
-        for tid in os.listdir(f"/proc/{pid}/task"):
-            with open(f"/proc/{pid}/task/{tid}/children") as children:
-                for child in children.read().split():
-                    total += _tree_cpu(int(child))
-    except OSError:
-        pass
-    return total
-
-
 def _pinned(cmd: list[str], cpus: str | None) -> list[str]:
     return ["taskset", "-c", cpus, *cmd] if cpus else cmd
 
 
-def one_run(
-    root: Path, name: str, size: int, workers: int, loop: str, processes: int, pin: bool, window: int
-) -> dict[str, Any]:
+def one_run(root: Path, name: str, size: int, workers: int, loop: str, pin: bool, window: int) -> dict[str, Any]:
     cores = os.cpu_count() or 1
     hub_cpus = "0" if pin else None
     worker_cpus = f"1-{cores - 1}" if pin else None
     cmd = [sys.executable, "-m", "rxchannel", "serve", str(root), "--port", "0", "--loop", loop]
-    if processes > 1:
-        cmd += ["--processes", str(processes)]
     hub = subprocess.Popen(_pinned(cmd, hub_cpus), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     procs: list[subprocess.Popen[str]] = []
     try:
@@ -76,13 +59,13 @@ def one_run(
             if line != "ready":
                 raise RuntimeError(f"a worker did not connect (said {line!r}, exit {proc.poll()})")
         time.sleep(0.5)  # let the connections settle (ICE consent, first keepalives)
-        cpu_before = _tree_cpu(hub.pid)
+        cpu_before = _cpu_seconds(hub.pid)
         for proc in procs:
             assert proc.stdin is not None
             proc.stdin.write("go\n")
             proc.stdin.flush()
         results = [_json_line(proc) for proc in procs]
-        hub_cpu = _tree_cpu(hub.pid) - cpu_before
+        hub_cpu = _cpu_seconds(hub.pid) - cpu_before
         for proc in procs:
             proc.wait(timeout=30)
     finally:
@@ -112,9 +95,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--size", default="16MiB", help="the file each worker fetches")
     parser.add_argument("--window", type=int, default=32)
-    parser.add_argument(
-        "--processes", default="1", help="hub processes (serve --processes), comma-separated to compare"
-    )
     parser.add_argument("--pin", action=argparse.BooleanOptionalAction, default=(os.cpu_count() or 1) >= 2)
     parser.add_argument("--quick", action="store_true", help="1 round, 8 MiB, 1 and 4 workers")
     parser.add_argument("--json", action="store_true")
@@ -126,30 +106,27 @@ def main(argv: list[str] | None = None) -> int:
         args.rounds, args.size, args.workers = 1, "8MiB", "1,4"
     size = parse_size(args.size)
     counts = [int(n) for n in args.workers.split(",")]
-    hub_processes = [int(p) for p in args.processes.split(",")]
     rows = []
     with tempfile.TemporaryDirectory(prefix="rxhub-") as tmp:
         root = Path(tmp, "root")
         root.mkdir()
         make_file(root / "shared.bin", size)
         for loop in loops_from(args):
-            samples: dict[tuple[int, int], list[dict[str, Any]]] = {}
+            samples: dict[int, list[dict[str, Any]]] = {}
             for _ in range(args.rounds):
-                for processes in hub_processes:
-                    for n in counts:  # alternate the worker counts in every round
-                        r = one_run(root, "shared.bin", size, n, loop, processes, args.pin, args.window)
-                        samples.setdefault((processes, n), []).append(r)
-            for (processes, n), runs in samples.items():
+                for n in counts:  # alternate the worker counts in every round
+                    r = one_run(root, "shared.bin", size, n, loop, args.pin, args.window)
+                    samples.setdefault(n, []).append(r)
+            for n, runs in samples.items():
                 row = {
                     "bench": "hub_workers",
                     "loop": loop,
-                    "hub_processes": processes,
                     "workers": n,
                     "size": size,
                     "pinned": args.pin,
                     **{key: median([r[key] for r in runs]) for key in runs[0]},
                 }
-                single = samples.get((processes, 1))
+                single = samples.get(1)
                 if single:
                     row["vs_one_worker"] = row["mb_s"] / median([r["mb_s"] for r in single])
                     row["hub_cpu_vs_one"] = row["hub_ms_per_mb"] / median([r["hub_ms_per_mb"] for r in single])
@@ -160,11 +137,10 @@ def main(argv: list[str] | None = None) -> int:
         print_table(
             f"One hub, N workers over WebRTC, {size >> 20} MiB each, median of {args.rounds} rounds"
             f"{' (hub on core 0, workers on the others)' if args.pin else ''}",
-            ["loop", "hub procs", "workers", "aggregate MB/s", "x one worker", "hub ms/MB", "x one", "worker ms/MB"],
+            ["loop", "workers", "aggregate MB/s", "x one worker", "hub ms/MB", "x one", "worker ms/MB"],
             [
                 [
                     r["loop"],
-                    r["hub_processes"],
                     r["workers"],
                     r["mb_s"],
                     f"{r.get('vs_one_worker', float('nan')):.2f}x",
