@@ -37,7 +37,9 @@ def python_blocks(text: str) -> list[Block]:
     Headings count only outside fences (a ``# comment`` in a block is not a section)."""
     blocks: list[Block] = []
     seen: dict[str, int] = {}
-    section, fence, start, body = "top", None, 0, []
+    section, start = "top", 0
+    fence: str | None = None  # the info string of the open fence
+    body: list[str] = []
     for number, line in enumerate(text.splitlines(), 1):
         if fence is None:
             heading = HEADING.match(line)
@@ -64,7 +66,11 @@ def test_the_readme_has_python_blocks() -> None:
 
 
 def test_the_block_finder_sees_fences_and_sections() -> None:
-    text = "# A\n```python\nprint(1)\n```\n## B: c\n```sh\n# not a heading\n```\n```python\nprint(2)\n```\n```python\nprint(3)\n```\n"
+    text = (
+        "# A\n```python\nprint(1)\n```\n"
+        "## B: c\n```sh\n# not a heading\n```\n"
+        "```python\nprint(2)\n```\n```python\nprint(3)\n```\n"
+    )
     assert [(b.id, b.code) for b in python_blocks(text)] == [
         ("a-1", "print(1)\n"),
         ("b-c-1", "print(2)\n"),
