@@ -120,8 +120,9 @@ def _add_common(p: argparse.ArgumentParser, *, hub: bool) -> None:
     add_loop_option(p)
 
 
-def _add_output(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--json", action="store_true", help="print one JSON line: the summary, or {error, exit} on failure")
+def _add_output(p: argparse.ArgumentParser, *, lines: bool = False) -> None:
+    what = "one JSON line per file" if lines else "one JSON line: the summary"
+    p.add_argument("--json", action="store_true", help=f"print {what}, or {{error, exit}} on failure")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -227,7 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ls.add_argument("url", type=_url, metavar="URL", help="the URL 'rxchannel serve' printed")
     ls.add_argument("prefix", nargs="?", default="", metavar="PREFIX", help="only paths starting with this")
-    _add_output(ls)
+    _add_output(ls, lines=True)
     _add_common(ls, hub=False)
 
     demo = sub.add_parser(
