@@ -56,7 +56,7 @@ class TcpTransport(InboxTransport, asyncio.Protocol):
         self,
         limits: TransportLimits | None = None,
         *,
-        receive_buffer: int = 4 << 20,
+        receive_buffer: int = 1 << 20,
         max_message_size: int = MAX_FRAME_SIZE,
         server: bool = False,
     ):
