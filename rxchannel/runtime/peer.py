@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import AsyncIterable, Callable, Coroutine, Iterable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from rxchannel.core import (
@@ -21,14 +21,11 @@ from rxchannel.core import (
     ConnectionLostError,
     CreditGranted,
     Detached,
-    ErrorCode,
     InboundCompleted,
-    Interaction,
     ItemsReceived,
     MetadataPushed,
     PayloadReceived,
     RemoteProtocolError,
-    ReplenishPolicy,
     RequestReceived,
     Resumed,
     ResumeFrame,
@@ -38,23 +35,20 @@ from rxchannel.core import (
     SetupConfirmed,
     SetupReceived,
     StreamCancelled,
-    StreamCancelledError,
     StreamErrored,
-    policy_for,
-    request_metadata,
 )
 from rxchannel.transports import EndOfStream, Transport
 
 from .producer import Producer
+from .requester import RequesterSide
+from .responder import ResponderSide
 from .resumption import Gone, Redial, Resumption, SessionHost
-from .router import Handler, Request, Router, error_for, handler_result
+from .router import Router, error_for
 from .sink import RemoteSink
 from .stream import RemoteStream
-from .values import Payload, as_payload
+from .values import Payload
 
 __all__ = ["Peer"]
-
-Window = int | str | ReplenishPolicy | None
 
 
 def _transport_failure(exc: RxChannelError) -> RxChannelError:
@@ -132,7 +126,7 @@ class _Link:
         return demand.in_flight if demand is not None else 0
 
 
-class Peer:
+class Peer(RequesterSide, ResponderSide):
     """Both requester and responder on one connection.
 
     Create with :func:`rxchannel.connect`, :func:`rxchannel.serve`, or directly from a
@@ -199,138 +193,6 @@ class Peer:
         """The session resumption of this peer (``on_change`` to follow it), or None."""
         return self._resumption
 
-    # ------------------------------------------------------------ requester API
-
-    def _remote_stream(
-        self,
-        interaction: Interaction,
-        route: str | None,
-        data: bytes,
-        info: dict[str, Any] | None,
-        metadata: bytes | None,
-        policy: ReplenishPolicy | None,
-        source: AsyncIterable[Any] | Iterable[Any] | None = None,
-        auto_ack: bool = True,
-    ) -> RemoteStream:
-        """The stream object for a request we make; the request goes out when it is first used."""
-        md = metadata if metadata is not None else request_metadata(route, info)
-
-        def open_stream(stream: RemoteStream, first_n: int | None) -> int:
-            sid = self._conn.request(
-                interaction,
-                metadata=md,
-                data=data,
-                policy=policy,
-                initial_n=first_n or 0,
-                auto_ack=auto_ack,
-                complete=source is None,
-                now=self._loop.time(),
-            )
-            self._inbound[sid] = stream
-            if source is not None:
-                self._start(sid, lambda producer: self._run_source(producer, source, route))
-            self._flush()
-            return sid
-
-        lazy = policy is not None and policy.initial() == 0
-        return RemoteStream(self._link, opener=open_stream, lazy=lazy)
-
-    def request_stream(
-        self,
-        route: str | None,
-        data: bytes = b"",
-        *,
-        info: dict[str, Any] | None = None,
-        metadata: bytes | None = None,
-        window: Window = None,
-        auto_ack: bool = True,
-    ) -> RemoteStream:
-        """A request-stream, opened when first iterated; at most ``window`` items in flight.
-
-        Args:
-            route: routing tag (None for none).
-            data: the request's data.
-            info: JSON-able dict sent as the ``application/json`` metadata entry.
-            metadata: raw metadata instead of ``route``/``info``.
-            window: items in flight, ``"auto"``, or a replenish policy (see :mod:`rxchannel.core`).
-            auto_ack: an item is done when the next one is pulled; if False, call
-                :meth:`RemoteStream.ack` yourself.
-        """
-        policy = policy_for(window)
-        return self._remote_stream(Interaction.STREAM, route, data, info, metadata, policy, auto_ack=auto_ack)
-
-    def request_channel(
-        self,
-        route: str | None,
-        source: AsyncIterable[Any] | Iterable[Any] | None,
-        data: bytes = b"",
-        *,
-        info: dict[str, Any] | None = None,
-        metadata: bytes | None = None,
-        window: Window = None,
-        auto_ack: bool = True,
-    ) -> RemoteStream:
-        """A request-channel: ``source`` items go out as the responder grants credit;
-        the returned stream yields the responder's items. ``data`` rides in the request."""
-        policy = policy_for(window)
-        return self._remote_stream(Interaction.CHANNEL, route, data, info, metadata, policy, source, auto_ack)
-
-    def request_sink(
-        self,
-        route: str | None,
-        data: bytes = b"",
-        *,
-        info: dict[str, Any] | None = None,
-        metadata: bytes | None = None,
-        window: Window = None,
-    ) -> RemoteSink:
-        """A request-channel you send to item by item: the returned sink's ``send`` waits for
-        the responder's credit (``try_send`` refuses without it, ``on_credit`` shows each
-        grant), and its ``replies`` are the responder's items (at most ``window`` in flight).
-        The request goes out at once."""
-        md = metadata if metadata is not None else request_metadata(route, info)
-        sid = self._conn.request(
-            Interaction.CHANNEL, metadata=md, data=data, policy=policy_for(window), now=self._loop.time()
-        )
-        replies = RemoteStream(self._link, stream_id=sid)
-        self._inbound[sid] = replies
-        remote = self.transport.remote
-        sink = RemoteSink(
-            self._link, sid, replies=replies, on_error=lambda exc: error_for(exc, route, "sender", remote)
-        )
-        self._outbound[sid] = sink
-        self._flush()
-        return sink
-
-    async def request_response(
-        self, route: str | None, data: bytes = b"", *, info: dict[str, Any] | None = None, metadata: bytes | None = None
-    ) -> Payload:
-        """Send a request and wait for its one response (an empty payload if the responder sent none)."""
-        stream = self._remote_stream(Interaction.RESPONSE, route, data, info, metadata, None)
-        try:
-            return await stream.next()
-        except StopAsyncIteration:
-            return Payload(b"")
-        finally:
-            await stream.aclose()
-
-    async def fire_and_forget(
-        self, route: str | None, data: bytes = b"", *, info: dict[str, Any] | None = None, metadata: bytes | None = None
-    ) -> None:
-        """Send a request that gets no response; returns once it is queued under the transport's high-water mark."""
-        md = metadata if metadata is not None else request_metadata(route, info)
-        self._conn.request(Interaction.FNF, metadata=md, data=data, now=self._loop.time())
-        await self._flush_and_drain()
-
-    async def metadata_push(self, metadata: bytes) -> None:
-        """Send METADATA_PUSH to the peer."""
-        self._conn.metadata_push(metadata)
-        await self._flush_and_drain()
-
-    async def _flush_and_drain(self) -> None:
-        self._flush()
-        await self._wait_writable()
-
     def _writable(self) -> bool:
         """Items may go out: the transport is under its high-water mark and the resume store has room."""
         room = self._conn.store_room
@@ -364,96 +226,10 @@ class Peer:
         task.add_done_callback(self._tasks.discard)
         return task
 
-    async def _run_source(
-        self, producer: Producer, source: AsyncIterable[Any] | Iterable[Any], route: str | None
-    ) -> None:
-        """Our side of a channel we requested: a failing source ends the channel with ERROR."""
-        sid = producer.stream_id
-        try:
-            await producer.run(source)
-        except asyncio.CancelledError:
-            pass
-        except Exception as exc:
-            self._fail_stream(sid, exc, route)
-            stream = self._inbound.pop(sid, None)
-            if stream is not None:
-                error = (
-                    exc if isinstance(exc, RxChannelError) else RxChannelError(f"the channel's source failed: {exc!r}")
-                )
-                stream.finish(error)
-        finally:
-            self._outbound.pop(sid, None)
-
     def _fail_stream(self, sid: int, exc: BaseException, route: str | None) -> None:
         code, message = error_for(exc, route, remote=self.transport.remote)
         if not self._conn.closed and self._conn.send_error(sid, code, message):
             self._flush()
-
-    def _on_request(self, ev: RequestReceived) -> None:
-        sid, kind, route = ev.stream_id, ev.interaction, ev.route
-        found = self.router.resolve(kind, route)
-        if found is None:
-            if kind is not Interaction.FNF:
-                self._conn.send_error(sid, ErrorCode.REJECTED, f"no {kind.name.lower()} handler for route {route!r}")
-            return
-        handler, window = found
-        request = Request(
-            stream_id=sid,
-            interaction=kind,
-            route=route,
-            info=ev.info,
-            data=ev.data,
-            metadata=ev.metadata,
-            peer=self,
-            remote=self.transport.remote,
-            initial_n=ev.initial_n,
-        )
-        if kind in (Interaction.STREAM, Interaction.CHANNEL):
-            request._open_outbound = lambda: self._take_outbound(sid, route)
-        if kind is Interaction.CHANNEL:
-            request.inbound = inbound = RemoteStream(self._link, stream_id=sid)
-            if ev.complete:
-                inbound.finish()
-            else:
-                self._inbound[sid] = inbound
-                self._conn.set_policy(sid, policy_for(window), self._loop.time())
-        if kind is Interaction.FNF:
-            self._spawn(self._respond(request, handler, None))
-        else:
-            self._start(sid, lambda producer: self._respond(request, handler, producer))
-
-    def _take_outbound(self, sid: int, route: str | None) -> RemoteSink:
-        """The handler sends this stream's items itself: a sink takes the producer's place."""
-        sink = RemoteSink(self._link, sid, on_error=lambda exc: error_for(exc, route, remote=self.transport.remote))
-        self._outbound[sid] = sink
-        return sink
-
-    async def _respond(self, request: Request, handler: Handler, producer: Producer | None) -> None:
-        sid, kind = request.stream_id, request.interaction
-        try:
-            result = await handler_result(handler, request)
-            if kind is Interaction.RESPONSE:
-                payload = as_payload(result)
-                await self._wait_writable()  # a reply waits for room like any item
-                if self._conn.can_send(sid):
-                    self._conn.send_payload(sid, payload.data, payload.metadata)
-                    self._flush()
-            elif request._outbound is not None:
-                await asyncio.shield(request._outbound.done)  # the handler sends; the stream ends with its sink
-            elif producer is not None:
-                await producer.run(result)
-        except (asyncio.CancelledError, StreamCancelledError):
-            pass  # the peer cancelled, or the connection is closing
-        except Exception as exc:
-            if kind is Interaction.FNF:
-                error_for(exc, request.route, remote=request.remote)  # logged; a fire-and-forget has no one to tell
-            else:
-                self._fail_stream(sid, exc, request.route)
-        finally:
-            self._outbound.pop(sid, None)
-            request.finished()
-            if request.inbound is not None:
-                await request.inbound.aclose()
 
     # ------------------------------------------------------------ events
 
