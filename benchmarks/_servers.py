@@ -71,8 +71,22 @@ async def serve_rsocket_py() -> None:
     server.close()
 
 
+async def serve_echo() -> None:
+    """Bare TCP echo (no RSocket): the round trip any request-n protocol pays for credit."""
+
+    async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while data := await reader.read(65536):
+            writer.write(data)
+        writer.close()
+
+    server = await asyncio.start_server(echo, "127.0.0.1", 0)
+    print(server.sockets[0].getsockname()[1], flush=True)
+    await _wait_stdin_closed()
+    server.close()
+
+
 if __name__ == "__main__":
     from ._loops import run_on
 
     impl, loop = sys.argv[1], (sys.argv[2] if len(sys.argv) > 2 else None)
-    run_on({"rxchannel": serve_rxchannel, "rsocket-py": serve_rsocket_py}[impl](), loop)
+    run_on({"rxchannel": serve_rxchannel, "rsocket-py": serve_rsocket_py, "echo": serve_echo}[impl](), loop)

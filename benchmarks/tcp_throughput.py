@@ -2,7 +2,9 @@
 
 Two processes per measurement: a server process (the implementation under test) and
 this process as the client of the *same* implementation. Runs alternate A, B, A, B...
-and the table reports medians and the rxchannel / rsocket-py ratio.
+and the table reports medians and the rxchannel / rsocket-py ratio. Each round also times a
+bare TCP ping-pong with an echo process on the same loop: ``window / RTT`` is the most
+items per second any request-n protocol can reach at that window.
 
     python -m benchmarks.tcp_throughput [--rounds 3] [--quick] [--only small|large] [--loop L] [--json]
 """
@@ -112,6 +114,19 @@ async def client_rsocket_py(port: int, count: int, size: int, window: int) -> tu
 CLIENTS = {"rxchannel": client_rxchannel, "rsocket-py": client_rsocket_py}
 
 
+async def round_trip(port: int, count: int = 5000) -> float:
+    """Seconds per one-byte ping-pong with the echo process: the floor under a credit round trip."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    start = time.perf_counter()
+    for _ in range(count):
+        writer.write(b"x")
+        await reader.readexactly(1)
+    seconds = (time.perf_counter() - start) / count
+    writer.close()
+    await writer.wait_closed()
+    return seconds
+
+
 ONLY: str | None = None
 
 
@@ -126,11 +141,13 @@ def configs(quick: bool) -> list[tuple[int, int, int]]:
 def run(rounds: int, quick: bool, as_json: bool, loops: list[str]) -> list[dict[str, Any]]:
     results: list[dict[str, Any]] = []
     for loop in loops:
-        servers = {impl: ServerProcess(impl, loop) for impl in IMPLS}
+        servers = {impl: ServerProcess(impl, loop) for impl in (*IMPLS, "echo")}
         try:
             for size, count, window in configs(quick):
                 samples: dict[str, list[tuple[float, float]]] = {impl: [] for impl in IMPLS}
+                rtts: list[float] = []
                 for _ in range(rounds):
+                    rtts.append(run_on(round_trip(servers["echo"].port), loop))
                     for impl in IMPLS:  # alternate A, B in every round
                         client = CLIENTS[impl](servers[impl].port, count, size, window)
                         items, total, seconds = run_on(client, loop)
@@ -149,6 +166,9 @@ def run(rounds: int, quick: bool, as_json: bool, loops: list[str]) -> list[dict[
                 for impl in IMPLS:
                     row[f"{impl}_mb_s"] = median([s[0] for s in samples[impl]])
                     row[f"{impl}_items_s"] = median([s[1] for s in samples[impl]])
+                # at most `window` items per round trip: no request-n implementation passes this
+                row["rtt_us"] = median(rtts) * 1e6
+                row["window_bound_items_s"] = window / median(rtts)
                 ratios = [a[0] / b[0] for a, b in zip(samples["rxchannel"], samples["rsocket-py"], strict=True)]
                 row["ratio"] = median(ratios)  # each round's pair ran back to back
                 results.append(row)
@@ -170,6 +190,8 @@ def run(rounds: int, quick: bool, as_json: bool, loops: list[str]) -> list[dict[
                 "rsocket-py MB/s",
                 "rsocket-py items/s",
                 "ratio",
+                "TCP RTT µs",
+                "window/RTT items/s",
             ],
             [
                 [
@@ -181,6 +203,8 @@ def run(rounds: int, quick: bool, as_json: bool, loops: list[str]) -> list[dict[
                     r["rsocket-py_mb_s"],
                     r["rsocket-py_items_s"],
                     f"{r['ratio']:.1f}x",
+                    r["rtt_us"],
+                    r["window_bound_items_s"],
                 ]
                 for r in results
             ],
