@@ -73,8 +73,10 @@ from ._metadata import (
 )
 from ._policies import DEFAULT_WINDOW, Adaptive, LimitRate, Manual, Window, policy_for
 from ._resume import TOKEN_BYTES, ResumeStore, make_token, token_matches
+from ._setup import SETUP_REFUSALS, setup_refusal
 
 __all__ = [
+    "SETUP_REFUSALS",
     "AUTHENTICATION",
     "TOKEN_BYTES",
     "DEFAULT_WINDOW",
@@ -136,6 +138,7 @@ __all__ = [
     "Window",
     "bearer_metadata",
     "check_request_n",
+    "setup_refusal",
     "decode_composite",
     "decode_frame",
     "decode_route",

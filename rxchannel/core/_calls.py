@@ -238,8 +238,8 @@ class LocalCalls(ConnectionState):
             LocalProtocolError: the outbound half is not open, or there is no credit
                 (wait for :class:`CreditGranted`).
         """
-        self._outbound(stream_id, Signal.SEND)
         if self.send_item(stream_id, data, metadata, complete) < 0:
+            self._outbound(stream_id, Signal.SEND)  # raises if the half is not open
             raise LocalProtocolError("no credit left: wait for the peer's REQUEST_N before sending")
 
     def send_item(self, stream_id: int, data: bytes, metadata: bytes | None = None, last: bool = False) -> int:
@@ -284,8 +284,7 @@ class LocalCalls(ConnectionState):
         s = self._streams.get(stream_id)
         if s is None:
             raise LocalProtocolError(f"stream {stream_id} is not open for sending (no such stream, or it is over)")
-        if s.outbound is not Half.OPEN or signal is not Signal.SEND:  # (OPEN, SEND) -> OPEN needs no lookup
-            s.local(True, signal)
+        s.local(True, signal)
         return s
 
     def send_error(self, stream_id: int, code: int, message: str) -> bool:

@@ -64,7 +64,7 @@ from ._frames import (
 from ._metadata import COMPOSITE_METADATA, MetadataError, parse_request_metadata
 from ._resumable import ResumableCalls
 from ._resume import Session, SessionState, is_tracked
-from ._setup import check_first_frame
+from ._setup import SETUP_REFUSALS, check_first_frame
 from ._streams import Half, Stream
 
 __all__ = ["Connection"]
@@ -73,21 +73,17 @@ _PAYLOAD = int(FrameType.PAYLOAD)
 _U32 = struct.Struct(">I")
 #: the low flag byte of a PAYLOAD: FOLLOWS, COMPLETE, NEXT (a whole item has only NEXT)
 _ITEM_FLAGS = FLAG_FOLLOWS | FLAG_COMPLETE | FLAG_NEXT
-_IGNORE_BIT = 0x02  # the I flag (0x200 of the 10 flag bits), in the frame's fifth byte
-_SETUP_ERRORS = frozenset(
-    {ErrorCode.INVALID_SETUP, ErrorCode.UNSUPPORTED_SETUP, ErrorCode.REJECTED_SETUP, ErrorCode.REJECTED_RESUME}
-)
+#: the I and M flags as they stand in the frame's fifth byte (the top two of the 10 flag bits)
+_IGNORE_BIT = FLAG_IGNORE >> 8
+_HIGH_FLAGS = (FLAG_IGNORE | FLAG_METADATA) >> 8
 
 
-def _whole_items(s: Stream) -> bool:
-    """A PAYLOAD with NEXT only is one whole item for ``s``'s open inbound half, within its demand."""
-    return (
-        s.inbound is Half.OPEN
-        and s.pending_request is None
-        and s.partial is None
-        and s.interaction is not Interaction.RESPONSE
-        and s.demand is not None
-    )
+def _item_demand(s: Stream) -> InboundDemand | None:
+    """The demand a PAYLOAD with NEXT only is counted against when it is one whole item on
+    ``s``'s open inbound half (the inbound table's (OPEN, NEXT) -> OPEN); None when it is not."""
+    if s.inbound is Half.OPEN and s.pending_request is None and s.partial is None:
+        return s.demand if s.interaction is not Interaction.RESPONSE else None
+    return None
 
 
 class Connection(ResumableCalls):
@@ -125,7 +121,7 @@ class Connection(ResumableCalls):
                 )
             return
         silent = self._keepalive.silent_for(now)
-        if silent is not None and session is not None:
+        if silent is not None and self.resumable:
             reason = f"no frame from the peer for {silent:.1f} s (keepalive limit {self._keepalive.lifetime:.1f} s)"
             self.detach(now)
             self._events.append(Detached(reason=reason))
@@ -151,11 +147,7 @@ class Connection(ResumableCalls):
         Never raises for any input: a malformed frame ends the connection with
         ERROR[CONNECTION_ERROR] and a :class:`ConnectionClosed` event.
         """
-        if self._closed:
-            return
-        if not self._setup_confirmed:
-            self._confirm(data)
-        if self._session is not None and not self._count(data):
+        if self._closed or not self._admit(data):
             return
         self._keepalive.received(now)
         self._receive(data, now)
@@ -170,8 +162,8 @@ class Connection(ResumableCalls):
         """
         if self._closed:
             return
-        self._keepalive.received(now)
         streams, events = self._streams, self._events
+        alive = False
         # the stream of the last item taken on the fast path: its state allows the next one
         # as long as nothing else was processed in between
         fast_sid, fast_demand = -1, None
@@ -179,17 +171,19 @@ class Connection(ResumableCalls):
         for data in frames:
             if self._closed:
                 return
-            if not self._setup_confirmed:
-                self._confirm(data)  # may queue an event: no run continues past it
-                fast_sid, fast_demand, run = -1, None, None
-            if self._session is not None and not self._count(data):
-                continue  # dropped while a RESUME awaits its answer
+            if not self._setup_confirmed or self._session is not None:
+                if not self._admit(data):
+                    continue  # dropped while a RESUME awaits its answer
+                fast_sid, fast_demand, run = -1, None, None  # the admission may have queued an event
+            if not alive:
+                self._keepalive.received(now)
+                alive = True
             if len(data) >= 6 and data[4] >> 2 == _PAYLOAD and self._setup_done:
                 sid = _U32.unpack_from(data)[0] & 0x7FFFFFFF
-                if data[5] & _ITEM_FLAGS == FLAG_NEXT and not data[4] & 3:  # NEXT only; no METADATA, IGNORE
+                if data[5] & _ITEM_FLAGS == FLAG_NEXT and not data[4] & _HIGH_FLAGS:  # NEXT only; no M, no I
                     if sid != fast_sid:
                         s = streams.get(sid)
-                        fast_sid, fast_demand = (sid, s.demand) if s is not None and _whole_items(s) else (-1, None)
+                        fast_sid, fast_demand = sid, (_item_demand(s) if s is not None else None)
                         run = None
                     if fast_demand is not None and fast_demand.received(len(data) - 6, now):
                         # the inbound table's (OPEN, NEXT) -> OPEN: one whole item within credit
@@ -249,6 +243,13 @@ class Connection(ResumableCalls):
     def _position(self) -> int:
         return self._session.received if self._session is not None else 0
 
+    def _admit(self, data: bytes) -> bool:
+        """What every received frame goes through first: a client's SETUP confirmation and a
+        resumable connection's positions. False: the frame is dropped."""
+        if not self._setup_confirmed:
+            self._confirm(data)
+        return self._session is None or self._count(data)
+
     def _confirm(self, data: bytes) -> None:
         """A client learns that the server accepted its SETUP from the first frame that is not
         an ERROR on stream 0 (RSocket has no SETUP acknowledgement); from then on it ignores
@@ -305,11 +306,9 @@ class Connection(ResumableCalls):
                 return
         else:
             payload = data[6:]
-        demand = s.demand
+        demand = _item_demand(s)
         if (
-            flags & (FLAG_NEXT | FLAG_FOLLOWS | FLAG_COMPLETE) == FLAG_NEXT
-            and s.partial is None
-            and s.interaction is not Interaction.RESPONSE
+            flags & _ITEM_FLAGS == FLAG_NEXT
             and demand is not None
             and demand.received(len(payload) + (len(metadata) if metadata else 0), now)
         ):
@@ -360,10 +359,10 @@ class Connection(ResumableCalls):
 
     def _on_error_frame(self, frame: ErrorFrame) -> None:
         if frame.stream_id == 0:
-            if self.role is Role.SERVER and frame.code in _SETUP_ERRORS:
+            if self.role is Role.SERVER and frame.code in SETUP_REFUSALS:
                 self.ignored_frames += 1  # a server ignores setup errors (Handling the Unexpected)
                 return
-            if self.role is Role.CLIENT and self._setup_confirmed and frame.code in _SETUP_ERRORS:
+            if self.role is Role.CLIENT and self._setup_confirmed and frame.code in SETUP_REFUSALS:
                 # after the server accepted our SETUP, setup errors mean nothing (Handling the
                 # Unexpected), except REJECTED_RESUME answering our RESUME
                 resuming = self._session is not None and self._session.state is SessionState.RESUMING

@@ -56,15 +56,6 @@ class SendCredit:
         if self.available == MAX_REQUEST_N:
             self.unbounded = True
 
-    def used(self) -> None:
-        """One item is about to be sent.
-
-        Raises:
-            LocalProtocolError: no credit is left.
-        """
-        if self.take() < 0:
-            raise LocalProtocolError("no credit left: wait for the peer's REQUEST_N before sending")
-
     def take(self) -> int:
         """One item is about to be sent, if there is credit: returns the credit left (2^31-1 once
         unbounded), or -1 (and nothing used) when there is none."""

@@ -27,8 +27,9 @@ class ResumableCalls(LocalCalls):
 
     @property
     def resumable(self) -> bool:
-        """Whether this connection has a session that can be resumed."""
-        return self._session is not None and not self._closed
+        """Whether this connection has a session that can be resumed: a client's only once the
+        server accepted its SETUP (before that there is no session on the other side)."""
+        return self._session is not None and not self._closed and self._setup_confirmed
 
     @property
     def resume_token(self) -> bytes | None:
@@ -110,9 +111,10 @@ class ResumableCalls(LocalCalls):
                 f"cannot resume: the client kept frames from position {frame.first_available_client_position}, "
                 f"but this side received only up to {session.received}"
             )
-        if reason is not None or retransmit is None:
+        if reason is not None:
             self._close(ConnectionLostError(f"the session could not be resumed: {reason}"))
             return reason
+        assert retransmit is not None
         session.store.release(frame.last_received_server_position)
         session.attached()
         self._keepalive.received(now)

@@ -8,10 +8,21 @@ from __future__ import annotations
 
 from ._config import ConnectionConfig
 from ._errors import ErrorCode, RemoteProtocolError
-from ._frames import SetupFrame
+from ._frames import ErrorFrame, SetupFrame, encode_frame
 from ._resume import token_matches
 
-__all__ = ["check_first_frame", "client_setup"]
+__all__ = ["SETUP_REFUSALS", "check_first_frame", "client_setup", "setup_refusal"]
+
+#: The error codes that refuse a SETUP or a RESUME: the connection never gets going.
+SETUP_REFUSALS = frozenset(
+    {ErrorCode.INVALID_SETUP, ErrorCode.UNSUPPORTED_SETUP, ErrorCode.REJECTED_SETUP, ErrorCode.REJECTED_RESUME}
+)
+
+
+def setup_refusal(reason: str) -> bytes:
+    """The frame a server sends instead of running a connection it will not take (it is at
+    capacity, say): ERROR[REJECTED_SETUP] on stream 0, which a client reads as its SETUP refused."""
+    return encode_frame(ErrorFrame(stream_id=0, code=ErrorCode.REJECTED_SETUP, message=reason))
 
 
 def client_setup(config: ConnectionConfig) -> SetupFrame:

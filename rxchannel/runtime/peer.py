@@ -281,11 +281,7 @@ class Peer(RequesterSide, ResponderSide):
             if not self.setup_confirmed.done():
                 self.setup_confirmed.set_result(None)
         elif isinstance(ev, Detached) and self._resumption is not None:
-            if self.setup_confirmed.done():
-                self._resumption.lost(ev.reason)
-            else:  # the server never answered our SETUP: there is no session to resume
-                self._conn.connection_lost(ConnectionLostError(f"the server did not answer our SETUP: {ev.reason}"))
-                self._process_events()
+            self._resumption.lost(ev.reason)
         elif isinstance(ev, Resumed) and self._resumption is not None:
             self._resumption.resumed(ev.resumes)
         elif isinstance(ev, ResumeReceived):
@@ -321,12 +317,7 @@ class Peer(RequesterSide, ResponderSide):
         """``transport`` failed or ended: a resumable session waits to be resumed; anything else closes."""
         if transport is not self.transport or self._conn.closed:
             return  # a transport already replaced
-        if (
-            self._resumption is not None
-            and self._conn.resumable
-            and isinstance(error, ConnectionLostError)
-            and self.setup_confirmed.done()
-        ):
+        if self._resumption is not None and self._conn.resumable and isinstance(error, ConnectionLostError):
             self._resumption.lost(str(error))
         else:
             self._conn.connection_lost(error)

@@ -17,17 +17,16 @@ from typing import Any
 
 from rxchannel.core import (
     MAX_FRAME_SIZE,
+    SETUP_REFUSALS,
     ConnectionConfig,
-    ErrorCode,
-    ErrorFrame,
     RemoteProtocolError,
     ResumeFrame,
     Role,
     RxChannelError,
     SetupFrame,
     SetupRejectedError,
-    encode_frame,
     make_token,
+    setup_refusal,
 )
 from rxchannel.transports import Listener, ListenLimits, Transport, TransportOptions, dial, listen
 
@@ -38,7 +37,6 @@ __all__ = ["Server", "connect", "connect_tcp", "largest_frame", "serve", "serve_
 
 #: Connections and refused logins, one line each (events ``connection.open``/``close``/``refused``).
 log = logging.getLogger("rxchannel.server")
-_SETUP_REFUSALS = (ErrorCode.INVALID_SETUP, ErrorCode.UNSUPPORTED_SETUP, ErrorCode.REJECTED_SETUP)
 
 
 def largest_frame(config: ConnectionConfig | None) -> int:
@@ -94,7 +92,7 @@ class Server:
             reason = f"the hub is busy: {len(self.peers)} connections open (limit {self.max_peers}); try again later"
             log.warning("refused a connection from %s: %s", transport.remote, reason)
             try:  # say why (an RSocket client reads it as a refused SETUP), then close
-                transport.write([encode_frame(ErrorFrame(stream_id=0, code=ErrorCode.REJECTED_SETUP, message=reason))])
+                transport.write([setup_refusal(reason)])
             except RxChannelError:
                 transport.abort()
                 return None
@@ -114,7 +112,7 @@ class Server:
             self.peers.discard(peer)
             error = None if future.cancelled() else future.result()
             fields = {"remote": remote, "seconds": round(time.monotonic() - opened, 3)}
-            if isinstance(error, RemoteProtocolError) and error.code in _SETUP_REFUSALS:
+            if isinstance(error, RemoteProtocolError) and error.code in SETUP_REFUSALS:
                 log.warning(
                     "refused the connection from %s: %s",
                     remote,

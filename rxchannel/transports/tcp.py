@@ -19,12 +19,10 @@ from urllib.parse import urlsplit
 
 from rxchannel.core import (
     MAX_FRAME_SIZE,
-    ErrorCode,
-    ErrorFrame,
     LengthPrefixDecoder,
     RemoteProtocolError,
     RxChannelError,
-    encode_frame,
+    setup_refusal,
 )
 
 from ._base import (
@@ -256,7 +254,7 @@ class TcpListener:
             # say why before closing (an RSocket client reads it as a refused SETUP), then forget it
             reason = f"the hub is busy: {self.admission.last_refusal}; try again later"
             with contextlib.suppress(RxChannelError):
-                transport.write([encode_frame(ErrorFrame(stream_id=0, code=ErrorCode.REJECTED_SETUP, message=reason))])
+                transport.write([setup_refusal(reason)])
             transport.on_lost = None
             asyncio.get_running_loop().create_task(transport.close())
             return
