@@ -333,20 +333,19 @@ class WorkQueue:
             worker.record.failed += len(entries)
         for entry in reversed(entries):
             if failed:
-                self._failed(entry, f"{worker.record.name}: {reason}", front=True)
+                self._failed(entry, f"{worker.record.name}: {reason}")
             else:
                 self._retry.appendleft(entry)  # never started: not a failure
 
-    def _failed(self, entry: _Entry, why: str, *, front: bool = True) -> None:
+    def _failed(self, entry: _Entry, why: str) -> None:
+        """``entry`` failed: to the front of the queue again, or past ``max_failures`` to the dead letters."""
         entry.errors.append(why)
         if len(entry.errors) > self.max_failures:
             letter = DeadLetter(Job(entry.id, entry.data, entry.deliveries), tuple(entry.errors))
             self.dead_letters.append(letter)
             log.warning("job %d failed %d times; dead-lettered: %s", entry.id, len(entry.errors), why)
-        elif front:
-            self._retry.appendleft(entry)
         else:
-            self._retry.append(entry)
+            self._retry.appendleft(entry)
 
     # ------------------------------------------------------------ dispatching
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from types import TracebackType
-from typing import Any
 
 from rxchannel.core import ClosedResourceError, LocalProtocolError, RxChannelError, StreamCancelledError
 
@@ -34,7 +33,16 @@ class RemoteSink:
             or the connection ended; then with the reason as its exception).
     """
 
-    def __init__(self, outlet: Outlet, stream_id: int, *, replies: RemoteStream | None = None, on_error: Any = None):
+    def __init__(
+        self,
+        outlet: Outlet,
+        stream_id: int,
+        *,
+        on_error: Callable[[BaseException], tuple[int, str]],
+        replies: RemoteStream | None = None,
+    ):
+        """``on_error`` maps a local failure to the ERROR the remote sees (the router's
+        ``error_for``: only an ApplicationError's text leaves this side)."""
         self._outlet = outlet
         self.stream_id = stream_id
         self.replies = replies
@@ -132,7 +140,7 @@ class RemoteSink:
     def fail(self, error: BaseException) -> None:
         """End the stream with ERROR (only an ApplicationError's text reaches the remote)."""
         if not self.done.done():
-            code, message = self._error_for(error) if self._error_for is not None else (0x201, str(error))
+            code, message = self._error_for(error)
             if self._outlet.connection.send_error(self.stream_id, code, message):
                 self._outlet.flush()
         self._end(error if isinstance(error, RxChannelError) else RxChannelError(f"the sender failed: {error!r}"))
