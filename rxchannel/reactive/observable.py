@@ -196,15 +196,15 @@ class DemandObservable(Observable[T], Generic[T]):
 
         task = loop.create_task(pump())  # it first runs after the subscriptions below are in place
         if self.demand.manual is not None:
-            # a demand that ends (a remote sink whose stream is over) stops the pipeline it drove
+            # a remote sink's demand ends with its stream, and stops the pipeline it drove; any
+            # other demand that completes only means that no more will be requested
             def demand_ended(_error: Exception | None = None) -> None:
                 task.cancel()
 
+            ends = on_loop(owner, demand_ended) if getattr(self.demand.manual, "ends_pipeline", False) else None
             subscriptions.add(
                 self.demand.manual.subscribe(
-                    on_next=on_loop(owner, _guard(stream.request, observer)),
-                    on_completed=on_loop(owner, demand_ended),
-                    on_error=on_loop(owner, demand_ended),
+                    on_next=on_loop(owner, _guard(stream.request, observer)), on_completed=ends, on_error=ends
                 )
             )
         if self.demand.acks is not None:

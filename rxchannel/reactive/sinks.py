@@ -41,6 +41,13 @@ from .observable import Demand, DemandObservable, PullStream
 __all__ = ["RxChannel", "RxRemoteSink", "channel", "inbound", "outbound", "remote_sink"]
 
 
+class _SinkDemand(Observable[int]):
+    """A remote sink's ``demand``: when it ends (the stream is over), so does the pipeline it
+    drives (a plain demand Observable that completes only means "no more requests")."""
+
+    ends_pipeline = True
+
+
 class RxRemoteSink(abc.ObserverBase[Any]):
     """An Observer whose items go to a peer, within the peer's credit.
 
@@ -52,12 +59,15 @@ class RxRemoteSink(abc.ObserverBase[Any]):
         sink: the runtime's :class:`~rxchannel.runtime.RemoteSink` underneath.
     """
 
-    def __init__(self, sink: RemoteSink):
+    def __init__(self, sink: RemoteSink, *, collect_replies: bool = True):
+        """``collect_replies``: ``done`` gathers the remote's replies (a receipt); False when
+        the application reads them itself (a channel's ``inbound``)."""
         self.sink = sink
         self._owner = LoopThread()  # the Observer may be called from any thread: calls go to this loop
-        self.demand: Observable[int] = Observable(self._subscribe_demand)
+        self.demand: Observable[int] = _SinkDemand(self._subscribe_demand)
         self.done: asyncio.Future[list[Payload]] = asyncio.get_running_loop().create_future()
-        self._replies = asyncio.ensure_future(sink.replies.collect()) if sink.replies is not None else None
+        replies = sink.replies if collect_replies else None
+        self._replies = asyncio.ensure_future(replies.collect()) if replies is not None else None
         self._finisher = asyncio.ensure_future(self._finish())
 
     def _subscribe_demand(
@@ -135,8 +145,7 @@ class RxChannel(RxRemoteSink):
     def __init__(self, sink: RemoteSink, policy: ReplenishPolicy | None):
         assert sink.replies is not None
         self._inbound_stream: RemoteStream | None = sink.replies
-        super().__init__(sink)
-        self._replies = None  # the application reads the replies itself, through inbound
+        super().__init__(sink, collect_replies=False)  # the application reads them, through inbound
         self.inbound: DemandObservable[Payload] = _single(self._take_inbound, "the channel's inbound", policy)
 
     def _take_inbound(self) -> RemoteStream:

@@ -507,3 +507,17 @@ async def test_exact_demand_on_a_local_source_completes_without_more(kind: str) 
         hot.on_completed()
     await obs.wait()
     assert obs.items == list(range(count)) and obs.terminals == ["completed"]
+
+
+async def test_a_finite_demand_observable_grants_what_it_emits_and_no_more() -> None:
+    """A demand Observable that completes means "no more requests", not "stop": the items it
+    granted still arrive (only a remote sink's demand ends the pipeline it drives)."""
+    exact = Collect()
+    rxc.from_iterable(range(3)).pipe(request_n(reactivex.of(3))).subscribe(exact)
+    await exact.wait()
+    assert exact.items == [0, 1, 2] and exact.terminals == ["completed"]
+    partial = Collect()
+    rxc.from_iterable(range(10)).pipe(request_n(reactivex.of(2, 3))).subscribe(partial)
+    for _ in range(50):
+        await asyncio.sleep(0)
+    assert partial.items == [0, 1, 2, 3, 4] and partial.terminals == []

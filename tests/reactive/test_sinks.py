@@ -297,3 +297,27 @@ async def test_a_responder_in_rx_serves_a_stream_by_following_the_requesters_dem
                 peer=client,
             )
         )
+
+
+async def test_a_channels_replies_wait_for_its_inbound_however_late_it_is_subscribed(
+    connect_peers: ConnectPeers,
+) -> None:
+    router = rx.Router()
+
+    @router.channel("echo")
+    async def echo(request: rx.Request) -> AsyncIterator[bytes]:
+        assert request.inbound is not None
+        async for item in request.inbound:
+            yield item.data
+
+    client, _ = await connect_peers(router)
+    ch = rxc.channel(client, "echo", window=8)
+    rxc.from_iterable([b"a", b"b", b"c", b"d"]).pipe(request_n(ch.demand)).subscribe(ch)
+    replies = ch.sink.replies
+    assert replies is not None
+    # the replies arrive before anyone reads them, and stay there for inbound
+    await eventually(lambda: replies.buffered == 4, what="the four replies waiting")
+    got = Collect()
+    ch.inbound.subscribe(got)
+    await asyncio.wait_for(got.done, 10)
+    assert [p.data for p in got.items] == [b"a", b"b", b"c", b"d"] and got.error is None
