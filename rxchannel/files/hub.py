@@ -182,11 +182,11 @@ class Hub:
                 raise ApplicationError(
                     "sha256 must be the 64-character hex digest of the first offset bytes", ErrorCode.INVALID
                 )
+        self._reserve_file(request)  # first: a stream refused for the budget opens no file
         try:
             source = self._source(path, offset=offset, expect_prefix=prefix)
         except ValueError as exc:
             raise ApplicationError(str(exc), code=ErrorCode.INVALID) from None
-        self._reserve_file(request)
         started = time.monotonic()
 
         def logged() -> None:

@@ -79,9 +79,6 @@ class FileSink:
         self.written = 0  # bytes written by this sink
         self.expected_size: int | None = None
         self.expected_sha256: str | None = None
-        #: SHA-256 of the bytes already in the part (sent when resuming, so the sender can
-        #: tell whether they still match its file), or None when starting from 0
-        self.prefix_sha256: str | None = None
         #: why the sender started over instead of resuming (the file changed), or None
         self.restarted: str | None = None
         self._digest = hashlib.sha256()
@@ -101,7 +98,6 @@ class FileSink:
         if self.offset:
             await asyncio.to_thread(hash_prefix, handle, self.offset, self._digest)
             await asyncio.to_thread(handle.seek, self.offset)
-            self.prefix_sha256 = self._digest.copy().hexdigest()
         return self.offset
 
     def _open_part(self) -> tuple[BinaryIO, Path, int]:
