@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from ._config import ConnectionConfig
 from ._errors import ErrorCode, RemoteProtocolError
-from ._frames import ErrorFrame, SetupFrame, encode_frame
+from ._frames import ErrorFrame, FrameType, SetupFrame, encode_frame
 from ._resume import token_matches
 
 __all__ = ["SETUP_REFUSALS", "check_first_frame", "client_setup", "setup_refusal"]
@@ -49,9 +49,13 @@ def check_first_frame(frame: object, config: ConnectionConfig) -> RemoteProtocol
     failing check can never leave the connection half set up.
     """
     if not isinstance(frame, SetupFrame) or frame.stream_id != 0:
-        name = type(frame).__name__.removesuffix("Frame").upper()
+        kind = getattr(frame, "type", None)
+        name = kind.name if isinstance(kind, FrameType) else type(frame).__name__.removesuffix("Frame").upper()
+        where = getattr(frame, "stream_id", "?")
         return RemoteProtocolError(
-            f"expected SETUP on stream 0 as the first frame, got {name}", code=ErrorCode.INVALID_SETUP
+            f"expected SETUP on stream 0 as the first frame, got {name} on stream {where} "
+            "(the peer's SETUP was lost on the way, or it never sent one)",
+            code=ErrorCode.INVALID_SETUP,
         )
     reason, code = None, ErrorCode.UNSUPPORTED_SETUP
     if frame.version[0] != 1:

@@ -111,11 +111,12 @@ class Server:
         def closed(future: asyncio.Future[RxChannelError | None]) -> None:
             self.peers.discard(peer)
             error = None if future.cancelled() else future.result()
-            fields = {"remote": remote, "seconds": round(time.monotonic() - opened, 3)}
+            fields = {"remote": remote, "transport": self.kind, "seconds": round(time.monotonic() - opened, 3)}
             if isinstance(error, RemoteProtocolError) and error.code in SETUP_REFUSALS:
                 log.warning(
-                    "refused the connection from %s: %s",
+                    "refused the connection from %s (%s): %s",
                     remote,
+                    self.kind,
                     error,
                     extra={"event": "connection.refused", "fields": {**fields, "reason": str(error)}},
                 )

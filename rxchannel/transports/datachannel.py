@@ -46,16 +46,22 @@ def remote_max_message_size(pc: RTCPeerConnection) -> int:
 
 
 class DataChannelTransport(InboxTransport):
-    """An open aiortc ``RTCDataChannel`` carrying RSocket frames.
+    """An aiortc ``RTCDataChannel`` carrying RSocket frames.
+
+    Build it in the very callback that hands over the channel (``createDataChannel``'s
+    return, or the peer connection's ``datachannel`` event), before anything is awaited:
+    it listens from then on, so a message the peer sends the moment the channel opens
+    waits in the inbox (aiortc drops a message nobody listens to, and a browser sends its
+    SETUP in the same SCTP packet as the channel's OPEN). Once the channel is open, call
+    :meth:`opened` before writing.
 
     Args:
-        channel: an *open*, ordered, reliable channel.
+        channel: an ordered, reliable channel, open or not yet.
         pc: the peer connection it belongs to; this transport owns it and closes it.
 
     Raises:
-        ValueError: the channel is not ordered and reliable, or the remote side's
-            ``a=max-message-size`` is below :data:`~.offers.MIN_MESSAGE_SIZE` (the caller
-            still owns ``pc`` then, and must close it).
+        ValueError: the channel is not ordered and reliable (the caller still owns ``pc``
+            then, and must close it).
     """
 
     eof_message = "the peer closed the DataChannel"
@@ -64,12 +70,8 @@ class DataChannelTransport(InboxTransport):
         super().__init__(limits)
         if not channel.ordered or channel.maxRetransmits is not None or channel.maxPacketLifeTime is not None:
             raise ValueError("RSocket needs an ordered, reliable DataChannel (no maxRetransmits/maxPacketLifeTime)")
-        self.max_message_size = remote_max_message_size(pc)
-        if self.max_message_size < MIN_MESSAGE_SIZE:
-            raise ValueError(
-                f"the peer's a=max-message-size:{self.max_message_size} is below {MIN_MESSAGE_SIZE}, "
-                "the smallest rxchannel accepts"
-            )
+        #: what the peer accepts per message; known for sure once the remote description is set (:meth:`opened`)
+        self.max_message_size = DEFAULT_MAX_MESSAGE_SIZE
         self.channel = channel
         self.pc = pc
         self._closing: asyncio.Future[None] | None = None
@@ -78,6 +80,20 @@ class DataChannelTransport(InboxTransport):
         channel.on("bufferedamountlow", self._wake_drain)
         channel.on("close", self._on_close)
         pc.on("connectionstatechange", self._on_state)
+
+    def opened(self) -> None:
+        """The channel is open: read the largest message the peer accepts from its SDP.
+
+        Raises:
+            ValueError: the peer's ``a=max-message-size`` is below
+                :data:`~.offers.MIN_MESSAGE_SIZE` (the caller still owns ``pc``, and must close it).
+        """
+        self.max_message_size = remote_max_message_size(self.pc)
+        if self.max_message_size < MIN_MESSAGE_SIZE:
+            raise ValueError(
+                f"the peer's a=max-message-size:{self.max_message_size} is below {MIN_MESSAGE_SIZE}, "
+                "the smallest rxchannel accepts"
+            )
 
     @property
     def buffered_amount(self) -> int:

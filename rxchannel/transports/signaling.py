@@ -234,6 +234,7 @@ async def open_datachannel(
     gathered = Gathering()
     try:
         channel = pc.createDataChannel(LABEL, ordered=True)
+        transport = DataChannelTransport(channel, pc, limits)  # listening before the channel can open
         gathered = await _set_local(pc, await pc.createOffer(), hosts, udp_ports)
         answer = await send_offer({"sdp": pc.localDescription.sdp, "type": pc.localDescription.type})
         answer_sdp = str(answer.get("sdp", ""))
@@ -244,7 +245,8 @@ async def open_datachannel(
         except Exception as exc:  # aiortc's parser raises many kinds on a bad answer
             raise WebRtcConnectError(f"the hub's answer is not usable SDP ({type(exc).__name__}: {exc})") from None
         await _wait_open(channel, pc, timeout=timeout, ice_timeout=ice_timeout)
-        return DataChannelTransport(channel, pc, limits)
+        transport.opened()
+        return transport
     except _NotOpenedError as exc:
         await pc.close()
         local = describe_candidates(pc.localDescription.sdp if pc.localDescription else None)
@@ -354,11 +356,20 @@ class Answerer:
 
         @pc.on("datachannel")
         def on_datachannel(channel: RTCDataChannel) -> None:
+            # listen now, in the callback that hands over the channel: what the peer sent
+            # right behind the channel's OPEN is delivered in the same breath (issue 23)
+            try:
+                transport = DataChannelTransport(channel, pc, self.limits)
+            except ValueError as exc:
+                log.info("a WebRTC peer from %s opened an unusable channel: %s", client or "?", exc)
+                self._drop(pc)
+                return
+            transport.remote = client or "?"
+
             async def ready() -> None:
                 try:
                     await _wait_open(channel, pc, timeout=self.timeout)
-                    transport = DataChannelTransport(channel, pc, self.limits)
-                    transport.remote = client or "?"
+                    transport.opened()
                 except (_NotOpenedError, ValueError) as exc:
                     log.info("a WebRTC peer from %s did not open its channel: %s", client or "?", exc)
                     self._drop(pc)

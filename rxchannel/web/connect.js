@@ -98,6 +98,11 @@ export async function connect(base = globalThis.location ? globalThis.location.o
   try {
     const channel = pc.createDataChannel(LABEL, { ordered: true });
     channel.binaryType = "arraybuffer";
+    // listen from the instant the channel exists: a message that arrives before the Hub
+    // takes the channel over is kept and handed to it, never dropped
+    const early = [];
+    const keep = (event) => early.push(event.data);
+    channel.addEventListener("message", keep);
     await pc.setLocalDescription(await pc.createOffer());
     // no trickle: send the candidates gathered by then (host candidates come at once)
     await waitFor(pc, "icegatheringstatechange", {
@@ -122,7 +127,8 @@ export async function connect(base = globalThis.location ? globalThis.location.o
     });
     const sctp = pc.sctp && pc.sctp.maxMessageSize;
     const maxFrameSize = sctp && Number.isFinite(sctp) ? Math.min(sctp, 256 * 1024) : DEFAULT_MAX_MESSAGE;
-    return new Hub(channel, { maxFrameSize, ...hubOptions, secret, pc });
+    channel.removeEventListener("message", keep);
+    return new Hub(channel, { maxFrameSize, ...hubOptions, secret, pc, early });
   } catch (error) {
     try { pc.close(); } catch { /* closing anyway */ }
     if (error instanceof ConnectError) throw error;

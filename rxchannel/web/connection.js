@@ -71,11 +71,12 @@ export class Hub {
    * this page is gone), secret (a bearer token for a hub started with --secret),
    * maxFrameSize (frames above it are fragmented), maxPayloadSize (largest reassembled item
    * accepted), highWater/lowWater (bytes the channel may buffer), now (a clock in seconds),
-   * pc (the RTCPeerConnection, closed with the hub).
+   * pc (the RTCPeerConnection, closed with the hub), early (messages the channel delivered
+   * before this Hub listened, handled first: see connect.js).
    */
   constructor(channel, {
     keepalive = 2000, lifetime = 10000, secret = null, maxFrameSize = 64 * 1024, maxPayloadSize = 64 << 20,
-    highWater = 1 << 20, lowWater = 256 << 10, now = monotonic, pc = null,
+    highWater = 1 << 20, lowWater = 256 << 10, now = monotonic, pc = null, early = [],
   } = {}) {
     this.channel = channel;
     this.pc = pc;
@@ -109,6 +110,7 @@ export class Hub {
       metadata: secret ? bearerMetadata(secret) : null,
     }));
     this._timer = setInterval(() => this._tick(), keepalive);
+    for (const data of early) this._onMessage(data);
   }
 
   // ------------------------------------------------------------------ requests

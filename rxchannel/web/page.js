@@ -68,8 +68,8 @@ function explain(error, transfer) {
   if (error instanceof RemoteError && error.code === FILE_CHANGED) {
     return { state: "failed", reason: error.remoteMessage, todo: "press retry to fetch the new version" };
   }
-  if (error instanceof RemoteError && error.code <= 0x004) { // the hub refused our SETUP
-    return { state: "failed", reason: error.remoteMessage, todo: "open this page with the hub's secret in its address (#secret=…)" };
+  if (error instanceof RemoteError && error.code <= 0x004) { // the hub refused our SETUP: say what helps for that reason
+    return { state: "failed", reason: error.remoteMessage, todo: setupTodo(error) };
   }
   if (error instanceof RemoteError && transfer.kind === "push") {
     return { state: "failed", reason: `the hub refused: ${error.remoteMessage}`, todo: "rename the file or pick another, then send it" };
@@ -85,6 +85,17 @@ function explain(error, transfer) {
   }
   if (error && error.name === "NotAllowedError") return { state: "failed", reason: "the browser refused access to the file", todo: "allow it, or choose another file" };
   return { state: "failed", reason: String((error && error.message) || error), todo: "press retry" };
+}
+
+/** What to do about a refused SETUP: the secret only when authentication was the reason. */
+function setupTodo(error) {
+  if (error.code === 0x003 && /authentication/.test(error.remoteMessage)) {
+    return SECRET
+      ? "the secret in this page's address (#secret=…) is not the hub's: open the page with the right one"
+      : "this hub needs its secret: open this page with it in its address (#secret=…; it never leaves the browser)";
+  }
+  if (error.code === 0x003) return "press retry in a few seconds";
+  return "press retry; if it happens again, report it with the hub's log";
 }
 
 /** What to do about a failed connect, by the hub's HTTP status when it refused us. */

@@ -111,6 +111,16 @@ def test_server_refuses_bad_setup_with_the_spec_error_code_and_closes(first: obj
     assert isinstance(events[-1], ConnectionClosed) and s.closed
 
 
+def test_a_request_before_setup_is_refused_naming_the_frame_and_its_stream() -> None:
+    """When a SETUP is lost (issue 23: a transport that dropped the first messages), the refusal
+    says what arrived first, so the log shows the race instead of a generic protocol error."""
+    s = Connection(Role.SERVER, now=0)
+    inject(s, RequestFrame(stream_id=1, type=FrameType.REQUEST_RESPONSE, data=b"x"))
+    (error,) = sent(s)
+    assert isinstance(error, ErrorFrame) and error.code == ErrorCode.INVALID_SETUP
+    assert "got REQUEST_RESPONSE on stream 1" in error.message and "SETUP was lost" in error.message
+
+
 def test_setup_check_rejects_with_rejected_setup_and_the_client_sees_why() -> None:
     cfg = ConnectionConfig(setup_check=lambda setup: None if setup.data == b"secret" else "bad credentials")
     c = Connection(Role.CLIENT, now=0)

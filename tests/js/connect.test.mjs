@@ -8,6 +8,7 @@ import assert from "node:assert/strict";
 
 import { connect } from "../../rxchannel/web/connect.js";
 import { ConnectError } from "../../rxchannel/web/errors.js";
+import { encodeFrame } from "../../rxchannel/web/frames.js";
 import { signRequest } from "../../rxchannel/web/signing.js";
 import { FakeChannel, settle } from "./helpers.mjs";
 
@@ -38,6 +39,14 @@ function fakePeerConnection(outcome) {
     async setRemoteDescription(description) {
       this.remoteDescription = description;
       if (outcome === "open") setTimeout(() => { this.channel.readyState = "open"; this.channel.dispatchEvent(new Event("open")); }, 1);
+      if (outcome === "open-and-speak") {
+        // the hub's first frame arrives in the same task as the channel's open event, before connect() returns
+        setTimeout(() => {
+          this.channel.readyState = "open";
+          this.channel.dispatchEvent(new Event("open"));
+          this.channel.deliver({ type: "ERROR", streamId: 0, code: 0x003, message: "the hub is busy" }, encodeFrame);
+        }, 1);
+      }
       if (outcome === "close") setTimeout(() => this.channel.close(), 1);
     }
     close() { this.closedCalls++; }
@@ -194,4 +203,12 @@ test("an unreachable hub rejects with ConnectError naming it", async () => {
     connect("http://nowhere:9", { RTCPeerConnection: FakePeerConnection, fetch: post }),
     (e) => e instanceof ConnectError && /cannot reach the hub at http:\/\/nowhere:9/.test(e.message),
   );
+});
+
+test("a frame that arrives with the channel's open event, before the Hub exists, is handed to it, not lost", async () => {
+  const { FakePeerConnection } = fakePeerConnection("open-and-speak");
+  const hub = await connect("http://hub:1", { RTCPeerConnection: FakePeerConnection, fetch: fakeHub().request, keepalive: 60_000 });
+  assert.equal(hub.closed, true, "the hub's refusal reached the Hub");
+  assert.match(String(hub.error && hub.error.message), /the hub is busy/);
+  hub.close();
 });

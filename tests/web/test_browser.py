@@ -18,7 +18,10 @@ import json
 import os
 import re
 import shutil
+import signal
 import socket
+import subprocess
+import sys
 import time
 import urllib.parse
 from collections.abc import AsyncIterator
@@ -191,6 +194,45 @@ async def test_a_page_streams_a_file_into_its_storage_verified_within_its_grants
         assert stored["names"] == ["big.bin"], stored
         (row,) = await transfers(browser)
         assert row["state"] == "verified" and row["written"] == 4 * 1024 * 1024
+
+
+@pytest.mark.timeout(300)
+async def test_fifty_fresh_page_loads_each_connect_and_fetch_verified_with_no_retry(tmp_path: Path) -> None:
+    """Issue 23: the page sends SETUP the moment its channel opens, in the same SCTP packet as
+    the channel's OPEN; the hub must read it every time. The hub is a real ``rxchannel serve``
+    process (on uvloop, as users run it: there the race lost the SETUP of one page in two).
+    Fifty fresh loads in a row, each a new peer connection fetching its own small file,
+    checked on the page's disk; the page never retries by itself."""
+    root, loads = tmp_path / "root", 50
+    for i in range(loads):
+        make_file(root / f"small{i:02}.txt", 20_000 + i, seed=100 + i)
+    hub = subprocess.Popen(
+        [sys.executable, "-m", "rxchannel", "serve", str(root), "--port", "0", "--offer-rate", "100"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert hub.stdout is not None
+        url = (await asyncio.to_thread(hub.stdout.readline)).strip()
+        assert url.startswith("http://127.0.0.1:"), url
+        async with Chromium("about:blank") as browser:
+            for i in range(loads):
+                name = f"small{i:02}.txt"
+                await browser.send("Page.navigate", {"url": f"{url}/?fetch={name}&window=4"})
+                rows = await until(
+                    browser,
+                    f"(s => s.length && s[0].path === {json.dumps(name)} && ['verified', 'failed'].includes(s[0].state)"
+                    " && s)(rxchannelPage.status())",
+                    what=f"load {i} to finish",
+                )
+                assert rows[0]["state"] == "verified", f"load {i}: {rows[0]}"
+                stored = await browser.evaluate(opfs_sha256(name))
+                assert stored.get("sha256") == sha256_file(root / name), f"load {i}: {stored}"
+    finally:
+        hub.send_signal(signal.SIGTERM)
+        _, errors = await asyncio.to_thread(hub.communicate, timeout=15)
+    assert "refused the connection" not in errors, errors
 
 
 async def test_the_hub_reads_no_further_than_the_page_has_written_plus_its_window(
