@@ -30,7 +30,8 @@ from aiohttp import web
 from rxchannel.cli.loops import add_loop_option
 from rxchannel.cli.loops import run as run_on
 from rxchannel.cli.units import peak_rss_mb
-from rxchannel.transports.signaling import ice_host_addresses, new_peer_connection
+from rxchannel.webrtc.aiortc_stack import rtc_peer_connection as new_peer_connection
+from rxchannel.webrtc.gathering import ice_host_addresses
 
 LOW_WATER = 256 * 1024  # the same threshold rxchannel's transport uses (high-water 1 MiB / 4)
 

@@ -321,7 +321,7 @@ def lab() -> Iterator[Lab]:
 ANSWER_SCRIPT = """
 import asyncio, json, sys
 import aiohttp
-from rxchannel.transports.signaling import new_peer_connection
+from rxchannel.webrtc.aiortc_stack import rtc_peer_connection as new_peer_connection
 
 async def main(url):
     pc = new_peer_connection()

@@ -81,16 +81,30 @@ async def _connect(args: argparse.Namespace) -> Peer:
     )
 
 
+def route_of(peer: Peer) -> dict[str, str | None]:
+    """The path the peer's bytes take and the WebRTC stack under it: ``{"path", "stack"}``."""
+    return {"path": peer.transport.path, "stack": peer.transport.stack}
+
+
+def _shown(peer: Peer) -> str:
+    route = route_of(peer)
+    return f"via {route['path']}" + (f" ({route['stack']})" if route["stack"] else "")
+
+
 def _follow_link(peer: Peer, bar: Bar | None) -> None:
-    """Say when the connection breaks and when the session is resumed (bar, or a line on stderr)."""
+    """Show the path taken, and say when the connection breaks and when the session is
+    resumed (perhaps on another path): on the bar, or a line on stderr."""
+    if bar is not None:
+        bar.path(_shown(peer))
     if peer.resumption is None:
         return
 
     def changed(state: str) -> None:
         if bar is not None:
             bar.note("reconnecting…" if state == "reconnecting" else None)
+            bar.path(_shown(peer))
         else:
-            _note("the connection broke; reconnecting…" if state == "reconnecting" else "reconnected; resuming")
+            _note("the connection broke; reconnecting…" if state == "reconnecting" else f"reconnected {_shown(peer)}")
 
     peer.resumption.on_change = changed
 
@@ -140,7 +154,7 @@ async def cmd_fetch(args: argparse.Namespace) -> int:
         await peer.close()
     if result.restarted:
         _note(f"started {out.name} over from the beginning: {result.restarted}")
-    summary = _summary(result) | {"reconnects": peer.reconnects}
+    summary = _summary(result) | {"reconnects": peer.reconnects} | route_of(peer)
     if args.shared:
         summary["shared_bytes"] = result.shared  # what came from the hub's shared read (the rest: files/)
     if args.json:
@@ -190,7 +204,7 @@ async def _fetch_directory(args: argparse.Namespace) -> int:
             "skipped": result.skipped,
             "reconnects": peer.reconnects,
             "peak_rss_mb": round(peak_rss_mb(), 1),
-        }
+        } | route_of(peer)
         print(json.dumps(summary), flush=True)
     else:
         same = f", {len(result.unchanged)} already here and unchanged" if result.unchanged else ""
@@ -237,7 +251,10 @@ async def cmd_send(args: argparse.Namespace) -> int:
         await peer.close()
     seconds = time.perf_counter() - start
     receipt.update(
-        seconds=round(seconds, 3), mb_per_s=round(receipt["size"] / seconds / 1e6, 2), reconnects=peer.reconnects
+        seconds=round(seconds, 3),
+        mb_per_s=round(receipt["size"] / seconds / 1e6, 2),
+        reconnects=peer.reconnects,
+        **route_of(peer),
     )
     if args.json:
         print(json.dumps(receipt), flush=True)

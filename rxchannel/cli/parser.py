@@ -15,7 +15,7 @@ from typing import NoReturn
 from rxchannel.transports import KINDS, kind_of
 
 from .errors import UsageError
-from .ice import add_ice_options
+from .ice import add_ice_options, add_path_options
 from .loops import add_loop_option
 from .values import CHUNK, PORT, SIZE, positive_float, positive_int
 
@@ -67,6 +67,7 @@ def _remote_path(text: str) -> str:
 
 
 def _add_common(p: argparse.ArgumentParser, *, hub: bool) -> None:
+    add_path_options(p, hub=hub)
     add_ice_options(p, hub=hub)
     rsocket = p.add_argument_group("connection")
     rsocket.add_argument(
@@ -242,6 +243,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--transport", choices=TRANSPORTS, default="webrtc", help="the transport between them (default webrtc)"
     )
+    add_path_options(demo, hub=False)
     add_loop_option(demo)
 
     sub.add_parser(

@@ -38,8 +38,8 @@ KINDS: dict[str, Kind] = {
         Kind(
             "webrtc",
             ("http", "https"),
-            "rxchannel.transports.signaling",
-            "WebRTC DataChannel, offer/answer over HTTP",
+            "rxchannel.webrtc.signaling",
+            "WebRTC DataChannel (offer/answer over HTTP), or the hub's direct WebSocket",
             ("", "/"),
         ),
         Kind(

@@ -40,10 +40,15 @@ def fetch_cmd(url: str, name: str, out: Path, *extra: str) -> list[str]:
     return [*RX, "fetch", url, name, "-o", str(out), "--json", *extra]
 
 
-def test_three_worker_processes_fetch_different_files_at_once(hub: tuple[str, Path], tmp_path: Path) -> None:
+@pytest.mark.parametrize("via, path", [("webrtc", "webrtc-host"), ("auto", "direct")])
+def test_three_worker_processes_fetch_different_files_at_once(
+    hub: tuple[str, Path], tmp_path: Path, via: str, path: str
+) -> None:
     url, root = hub
     workers = [
-        subprocess.Popen(fetch_cmd(url, f"file{i}.bin", tmp_path / f"out{i}.bin"), stdout=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            fetch_cmd(url, f"file{i}.bin", tmp_path / f"out{i}.bin", "--via", via), stdout=subprocess.PIPE, text=True
+        )
         for i in range(3)
     ]
     for i, proc in enumerate(workers):
@@ -52,7 +57,9 @@ def test_three_worker_processes_fetch_different_files_at_once(hub: tuple[str, Pa
         summary = json.loads(out)
         assert summary["sha256"] == sha256_file(root / f"file{i}.bin") == sha256_file(tmp_path / f"out{i}.bin")
         assert summary["bytes"] == (root / f"file{i}.bin").stat().st_size
-        assert {"bytes", "seconds", "mb_per_s", "sha256", "peak_rss_mb"} <= summary.keys()
+        assert {"bytes", "seconds", "mb_per_s", "sha256", "peak_rss_mb", "path", "stack"} <= summary.keys()
+        assert summary["path"] == path, summary
+        assert (summary["stack"] is None) == (path == "direct"), summary
 
 
 def test_a_killed_worker_leaves_a_part_and_a_rerun_resumes(hub: tuple[str, Path], tmp_path: Path) -> None:

@@ -32,7 +32,11 @@ def test_a_worker_dials_a_hub_on_the_lan_by_ip(lab: Lab, shared: Path, tmp_path:
     _, urls = start_hub(net.hub, shared, "--host", net.hub_ip, "--port", "8765")
     assert urls == ["http://10.1.0.1:8765"]
     out = tmp_path / "out.bin"
-    assert_verified(fetch(net.worker, urls[0], out), shared, out)
+    summary = assert_verified(fetch(net.worker, urls[0], out), shared, out)
+    assert summary["path"] == "direct", "a worker that reaches the hub's port takes the direct path"
+    rtc = tmp_path / "rtc.bin"
+    summary = assert_verified(fetch(net.worker, urls[0], rtc, "--via", "webrtc"), shared, rtc)
+    assert summary["path"] == "webrtc-host", summary
     # send shares the dialing path
     pushed = net.worker.run([*RX, "send", urls[0], str(shared / "f.bin"), "--name", "up.bin", "--json"])
     assert pushed.returncode == 0, pushed.stderr
@@ -60,7 +64,8 @@ def test_a_worker_behind_nat_fetches_from_a_public_hub(lab: Lab, shared: Path, t
     net = internet(lab, worker_nat="cone", hub_nat=None)
     _, urls = start_hub(net.hub, shared, "--host", net.hub_ip, "--port", "8765")
     out = tmp_path / "out.bin"
-    assert_verified(fetch(net.worker, urls[0], out), shared, out)
+    summary = assert_verified(fetch(net.worker, urls[0], out, "--via", "webrtc"), shared, out)
+    assert str(summary["path"]).startswith("webrtc-"), summary
 
 
 def test_both_behind_symmetric_nat_relay_through_coturn_with_only_the_hub_url(
@@ -73,7 +78,10 @@ def test_both_behind_symmetric_nat_relay_through_coturn_with_only_the_hub_url(
     )  # fmt: skip
     out = tmp_path / "out.bin"
     # the worker is given nothing but the hub's (port-forwarded) URL: the TURN credentials come from the hub
-    assert_verified(fetch(net.worker, f"http://{net.public_hub_ip}:8765", out), shared, out)
+    summary = assert_verified(
+        fetch(net.worker, f"http://{net.public_hub_ip}:8765", out, "--via", "webrtc"), shared, out
+    )
+    assert summary["path"] == "webrtc-relay", summary
 
 
 def test_symmetric_nat_on_both_sides_without_turn_fails_fast_with_a_clear_message(
@@ -82,7 +90,7 @@ def test_symmetric_nat_on_both_sides_without_turn_fails_fast_with_a_clear_messag
     net = internet(lab, worker_nat="symmetric", hub_nat="symmetric")
     start_hub(net.hub, shared, "--host", net.hub_ip, "--port", "8765")
     out = tmp_path / "out.bin"
-    done = fetch(net.worker, f"http://{net.public_hub_ip}:8765", out, timeout=60)
+    done = fetch(net.worker, f"http://{net.public_hub_ip}:8765", out, "--via", "webrtc", timeout=60)
     assert done.returncode == 4, done.stderr  # type: ignore[attr-defined]
     message = done.stderr  # type: ignore[attr-defined]
     assert "no working candidate pair" in message
@@ -105,7 +113,7 @@ def test_turn_credentials_refused_say_so(lab: Lab, shared: Path, tmp_path: Path)
     out = tmp_path / "out.bin"
     done = fetch(
         net.worker, f"http://{net.public_hub_ip}:8765", out,
-        "--ice-server", turn, "--ice-username", "4102444800:w", "--ice-credential", "wrong",
+        "--ice-server", turn, "--ice-username", "4102444800:w", "--ice-credential", "wrong", "--via", "webrtc",
     )  # fmt: skip
     assert done.returncode == 4, done.stderr  # type: ignore[attr-defined]
     assert f"TURN server {net.turn_ip}:3478" in done.stderr and "401" in done.stderr  # type: ignore[attr-defined]
@@ -119,7 +127,7 @@ def test_a_fetch_over_a_slow_lossy_link_completes_verified(lab: Lab, tmp_path: P
     net = emulated(lab, "--delay-ms", "15", "--loss", "0.02", "--rate-mbit", "40", "--seed", "7")
     _, urls = start_hub(net.hub, root, "--host", net.hub_ip, "--port", "8765")
     out = tmp_path / "out.bin"
-    assert_verified(fetch(net.worker, urls[0], out), root, out)
+    assert_verified(fetch(net.worker, urls[0], out, "--via", "webrtc"), root, out)
 
 
 def test_udp_ports_let_a_firewall_admit_only_that_range(lab: Lab, shared: Path, tmp_path: Path) -> None:
@@ -133,7 +141,7 @@ def test_udp_ports_let_a_firewall_admit_only_that_range(lab: Lab, shared: Path, 
     ]
     assert ports and all(40000 <= p <= 40003 for p in ports), ports
     out = tmp_path / "out.bin"
-    assert_verified(fetch(net.worker, urls[0], out), shared, out)
+    assert_verified(fetch(net.worker, urls[0], out, "--via", "webrtc"), shared, out)
 
 
 @pytest.mark.timeout(360)
@@ -152,7 +160,9 @@ def test_a_60_second_link_cut_mid_fetch_is_resumed_without_a_rerun(lab: Lab, tmp
     out = tmp_path / "out.bin"
     part = tmp_path / "out.bin.part"
     worker = net.worker.popen(
-        [*RX, "fetch", urls[0], "f.bin", "-o", str(out), "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        [*RX, "fetch", urls[0], "f.bin", "-o", str(out), "--json", "--via", "webrtc"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
     )
     wait_until(lambda: part.exists() and part.stat().st_size >= 1024 * 1024, timeout=60, what="1 MiB received")
     net.worker.ip("link", "set", "eth0", "down")
