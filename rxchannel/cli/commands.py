@@ -28,9 +28,11 @@ from rxchannel.files import (
     list_remote,
     push_file,
 )
-from rxchannel.runtime import Peer, connect, serve
+from rxchannel.runtime import Peer, Server, connect, serve
 from rxchannel.transports import ListenLimits
+from rxchannel.transports.http import HttpListener
 from rxchannel.web import WorkerPage
+from rxchannel.webrtc.rendezvous import RendezvousLink
 
 from .errors import UsageError, printable
 from .ice import options_from
@@ -47,7 +49,7 @@ def _note(text: str) -> None:
 
 def _summary(result: TransferResult) -> dict[str, Any]:
     return {
-        "path": str(result.path),
+        "output": str(result.path),
         "bytes": result.size,
         "received": result.received,
         "resumed_from": result.resumed_from,
@@ -196,7 +198,7 @@ async def _fetch_directory(args: argparse.Namespace) -> int:
     seconds = time.perf_counter() - start
     if args.json:
         summary = {
-            "path": str(out),
+            "output": str(out),
             "files": len(result.fetched),
             "unchanged": len(result.unchanged),
             "bytes": result.size,
@@ -250,7 +252,9 @@ async def cmd_send(args: argparse.Namespace) -> int:
     finally:
         await peer.close()
     seconds = time.perf_counter() - start
+    stored = receipt.pop("path")  # the name in the hub's inbox; "path" is the network path, as for fetch
     receipt.update(
+        stored=stored,
         seconds=round(seconds, 3),
         mb_per_s=round(receipt["size"] / seconds / 1e6, 2),
         reconnects=peer.reconnects,
@@ -259,7 +263,7 @@ async def cmd_send(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(receipt), flush=True)
     else:
-        where = printable(receipt["path"])
+        where = printable(stored)
         print(f"sent {printable(path)} -> inbox/{where} ({receipt['size']} bytes), sha256 verified")
     return 0
 
@@ -299,6 +303,9 @@ async def cmd_serve(args: argparse.Namespace) -> int:
             f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}; "
             "choose another --port (0 picks a free one)"
         ) from None
+    link = await _register(args, service) if args.rendezvous else None
+    if link is not None:
+        print(link.public_url, flush=True)  # what workers and pages dial: the hub itself has no open port
     for url in service.urls:  # the first line is a usable URL; a wildcard bind prints one per address
         print(url, flush=True)
     print(f"serving {hub.root} over {args.transport}; Ctrl-C to stop", file=sys.stderr, flush=True)
@@ -314,6 +321,32 @@ async def cmd_serve(args: argparse.Namespace) -> int:
     try:
         await stop.wait()
     finally:
+        if link is not None:
+            await link.close()
         await service.close()
         hub.close()
     return 0
+
+
+async def _register(args: argparse.Namespace, service: Server) -> RendezvousLink:
+    """Register the hub at ``--rendezvous`` (workers' signaling comes through it from then on).
+
+    Raises:
+        UsageError: the flags cannot work (no --name, no secret, not a WebRTC hub), or the
+            rendezvous refused the hub (a wrong secret, a name taken) or cannot be reached.
+    """
+    if args.transport != "webrtc":
+        raise UsageError("--rendezvous needs the WebRTC transport: a rendezvous relays WebRTC signaling")
+    if not args.name or not args.rendezvous_secret:
+        raise UsageError("--rendezvous needs --name NAME and --rendezvous-secret S (the rendezvous's --secret)")
+    listener = service.listener
+    assert isinstance(listener, HttpListener)
+    try:
+        link = RendezvousLink(
+            args.rendezvous, args.name, args.rendezvous_secret, local=listener.url, relay=listener.relay_token
+        )
+        await link.start()
+    except (ValueError, ConnectionError) as exc:
+        await service.close()
+        raise UsageError(f"cannot register at the rendezvous: {exc}") from None
+    return link

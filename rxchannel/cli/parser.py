@@ -178,6 +178,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="what the hub logs on stderr: connections, transfers and refusals at info (default info)",
     )
     serve.add_argument("--log-json", action="store_true", help="log one JSON object per line instead of text")
+    meet = serve.add_argument_group("rendezvous (a hub with no inbound port)")
+    meet.add_argument(
+        "--rendezvous",
+        metavar="URL",
+        help="register at this rendezvous (http://HOST:PORT) and take workers' signaling through it: workers "
+        "then dial URL/hubs/NAME and this hub needs no open port",
+    )
+    meet.add_argument("--name", help="the name to register at the rendezvous (letters, digits, . _ -)")
+    meet.add_argument(
+        "--rendezvous-secret",
+        default=os.environ.get("RXCHANNEL_RENDEZVOUS_SECRET"),
+        metavar="S",
+        help="the rendezvous's --secret (default: $RXCHANNEL_RENDEZVOUS_SECRET)",
+    )
     _add_common(serve, hub=True)
 
     fetch = sub.add_parser(
@@ -231,6 +245,35 @@ def build_parser() -> argparse.ArgumentParser:
     ls.add_argument("prefix", nargs="?", default="", metavar="PREFIX", help="only paths starting with this")
     _add_output(ls, lines=True)
     _add_common(ls, hub=False)
+
+    relay = sub.add_parser(
+        "rendezvous",
+        help="relay signaling for hubs that have no open port",
+        description="Run a rendezvous: hubs dial out to it and register a name (serve --rendezvous URL --name "
+        "NAME); workers and pages use URL/hubs/NAME as the hub's URL. It relays offers and answers, never data.",
+    )
+    relay.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; 0.0.0.0: all)")
+    relay.add_argument("--port", type=PORT, default=8700, help="port to listen on (default 8700; 0 picks a free one)")
+    relay.add_argument(
+        "--secret",
+        default=os.environ.get("RXCHANNEL_RENDEZVOUS_SECRET"),
+        help="hubs must know it to register (default: $RXCHANNEL_RENDEZVOUS_SECRET; required)",
+    )
+    relay.add_argument(
+        "--max-hubs", type=positive_int("a hub count"), default=1024, metavar="N", help="hubs registered at once"
+    )
+    relay.add_argument(
+        "--request-rate",
+        type=positive_float("a rate", "requests per second"),
+        default=10.0,
+        metavar="PER_S",
+        help="relayed requests per second per client address (default 10)",
+    )
+    relay.add_argument(
+        "--log-level", choices=("debug", "info", "warning", "error"), default="info", help="what it logs (default info)"
+    )
+    relay.add_argument("--log-json", action="store_true", help="log one JSON object per line instead of text")
+    add_loop_option(relay)
 
     demo = sub.add_parser(
         "demo",

@@ -269,14 +269,14 @@ class InboxTransport(Transport):
         return batch
 
 
-def unreachable(url: str, exc: BaseException) -> ConnectionError:
-    """The error for a hub that could not be reached (``exc``: the socket's or aiohttp's error)."""
+def unreachable(url: str, exc: BaseException, what: str = "the hub") -> ConnectionError:
+    """The error for a hub (or ``what`` else) that could not be reached (``exc``: the socket's or aiohttp's error)."""
     cause = getattr(exc, "os_error", exc)
     number = getattr(cause, "errno", None)
     reason = os.strerror(number) if isinstance(number, int) and number > 0 else (str(exc) or type(exc).__name__)
     # refused: the host answered and nothing listens there (a ConnectionRefusedError tells callers so)
     kind = ConnectionRefusedError if number == errno.ECONNREFUSED else ConnectionError
-    error = kind(f"cannot reach {url}: {reason[:1].lower()}{reason[1:]} (is the hub running at this address?)")
+    error = kind(f"cannot reach {url}: {reason[:1].lower()}{reason[1:]} (is {what} running at this address?)")
     error.__cause__ = exc
     return error
 

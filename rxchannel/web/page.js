@@ -19,6 +19,8 @@
 import { ConnectError, ConnectionLostError, IntegrityError, RemoteError, RemoteProtocolError, Sha256, connect } from "./rxchannel.js";
 
 const params = new URLSearchParams(location.search);
+// The hub's base URL: where this page was served from (its origin, or a rendezvous's /hubs/NAME/)
+const HUB = new URL(".", location.href).href.replace(/\/$/, "");
 const $ = (id) => document.getElementById(id);
 const REPORT_TOKEN = document.querySelector('meta[name="rxchannel-report-token"]').content;
 const FILE_CHANGED = 0x301; // the hub's application code: the file changed while it was served
@@ -33,7 +35,7 @@ const SECRET = new URLSearchParams(location.hash.slice(1)).get("secret") || null
 let current = null;
 function hubConnection() {
   if (current === null) {
-    const attempt = connect(location.origin, {
+    const attempt = connect(HUB, {
       via: params.get("via") || "auto", // the hub's direct WebSocket when it opens, else WebRTC
       keepalive: 1000,
       lifetime: Number(params.get("lifetime") || 10000),
@@ -252,7 +254,7 @@ class Transfer {
       stats: hub ? { ...hub.stats } : null, via: this.via || null,
     });
     try {
-      const response = await fetch("/report", {
+      const response = await fetch(`${HUB}/report`, {
         method: "POST",
         headers: { "Content-Type": "application/json", Authorization: `Bearer ${REPORT_TOKEN}` },
         body: JSON.stringify(body),

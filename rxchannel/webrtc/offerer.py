@@ -16,7 +16,7 @@ import json
 import re
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -26,7 +26,7 @@ from rxchannel.transports import KIND_HEADER, TransportLimits
 from rxchannel.transports._base import unreachable
 from rxchannel.transports.addresses import is_loopback, worker_hosts
 from rxchannel.transports.http import REFUSAL_HEADER
-from rxchannel.transports.registry import wrong_transport
+from rxchannel.transports.registry import is_rendezvous_path, wrong_transport
 
 from .channel import DataChannelTransport
 from .ice import IceServer, PeerAddressPolicy
@@ -44,6 +44,8 @@ __all__ = [
     "wait_open",
 ]
 
+T = TypeVar("T")
+
 #: The DataChannel label rxchannel opens.
 LABEL = "rxchannel"
 #: What to do when no candidate pair works.
@@ -59,11 +61,35 @@ class WebRtcConnectError(RxChannelError, ConnectionError):
     Attributes:
         status: the HTTP status when the hub's signaling refused us (401: the shared secret,
             429: too many offers...), else ``None``.
+        retry_after: seconds the refusal asked us to wait before trying again, if it said.
     """
 
-    def __init__(self, message: str, status: int | None = None):
+    def __init__(self, message: str, status: int | None = None, retry_after: float | None = None):
         super().__init__(message)
         self.status = status
+        self.retry_after = retry_after
+
+
+#: A refusal for being busy (429, 503) is tried again this many times, when it asks for a short wait.
+BUSY_RETRIES = 3
+
+
+async def _patiently(attempt: Callable[[], Awaitable[T]]) -> T:
+    """``attempt()``, tried again after a busy refusal's ``Retry-After`` (at most 5 s, :data:`BUSY_RETRIES` times)."""
+    for tries in range(BUSY_RETRIES + 1):
+        try:
+            return await attempt()
+        except WebRtcConnectError as exc:
+            wait = exc.retry_after
+            if exc.status not in (429, 503) or wait is None or wait > 5 or tries == BUSY_RETRIES:
+                raise
+            await asyncio.sleep(wait)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _retry_after(response: aiohttp.ClientResponse) -> float | None:
+    value = response.headers.get("Retry-After", "")
+    return float(value) if value.isdigit() else None
 
 
 _CANDIDATE = re.compile(r"^a=candidate:\S+ \d+ \S+ \d+ (\S+) \d+ typ (\w+)", re.MULTILINE)
@@ -206,8 +232,14 @@ async def open_datachannel(
 
 
 def _check_kind(url: str, response: aiohttp.ClientResponse) -> None:
-    """Raise :class:`WrongTransportError` when what answered is not a WebRTC hub."""
+    """Raise :class:`WrongTransportError` when what answered is not a WebRTC hub, and
+    :class:`WebRtcConnectError` when a rendezvous answered for the hub (it is not there)."""
     kind = response.headers.get(KIND_HEADER)
+    if kind == "rendezvous":
+        reason = response.headers.get(REFUSAL_HEADER) or response.reason or ""
+        raise WebRtcConnectError(
+            f"the rendezvous refused ({response.status}): {reason}", response.status, _retry_after(response)
+        )
     if kind != "webrtc" and (kind is not None or response.status != 200):
         raise wrong_transport(url, kind)
 
@@ -257,7 +289,7 @@ async def dial_webrtc(
 
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as session:
 
-        async def hub_ice_servers() -> list[IceServer]:
+        async def ice_servers_once() -> list[IceServer]:
             path = urlsplit(base + "/ice-servers").path
             try:
                 async with session.get(base + "/ice-servers", headers=signed("GET", path, b"")) as response:
@@ -267,11 +299,13 @@ async def dial_webrtc(
                     if response.status != 200:
                         reason = await _error_reason(response)
                         raise WebRtcConnectError(
-                            f"the hub at {url} refused us ({response.status}): {reason}", response.status
+                            f"the hub at {url} refused us ({response.status}): {reason}",
+                            response.status,
+                            _retry_after(response),
                         )
                     body = await response.json(content_type=None)
             except aiohttp.ClientConnectorError as exc:
-                error = unreachable(url, exc)
+                error = unreachable(url, exc, "the rendezvous" if is_rendezvous_path(parts.path) else "the hub")
                 if isinstance(error, ConnectionRefusedError):
                     raise error from None  # nothing listens there: callers may give up at once
                 raise WebRtcConnectError(str(error)) from None
@@ -285,7 +319,7 @@ async def dial_webrtc(
             except ValueError as exc:
                 raise WebRtcConnectError(f"the hub at {url} handed out an unusable ICE server: {exc}") from None
 
-        async def post(offer: dict[str, str]) -> dict[str, Any]:
+        async def post_once(offer: dict[str, str]) -> dict[str, Any]:
             body = json.dumps(offer).encode()
             path = urlsplit(base + "/offer").path
             try:
@@ -294,7 +328,9 @@ async def dial_webrtc(
                     if response.status != 200:
                         reason = await _error_reason(response)
                         raise WebRtcConnectError(
-                            f"the hub refused the offer ({response.status}): {reason}", response.status
+                            f"the hub refused the offer ({response.status}): {reason}",
+                            response.status,
+                            _retry_after(response),
                         )
                     answer = await response.json(content_type=None)
             except TimeoutError:
@@ -305,9 +341,12 @@ async def dial_webrtc(
                 raise WebRtcConnectError(f"the hub at {url} sent no usable answer")
             return answer
 
+        async def post(offer: dict[str, str]) -> dict[str, Any]:
+            return await _patiently(lambda: post_once(offer))
+
         try:
             async with asyncio.timeout(timeout):
-                servers = [*options.servers(), *(await hub_ice_servers())]
+                servers = [*options.servers(), *(await _patiently(ice_servers_once))]
                 return await open_datachannel(
                     post,
                     ice_servers=servers,
@@ -320,6 +359,6 @@ async def dial_webrtc(
                     stack=options.stack,
                 )
         except WebRtcConnectError as exc:
-            raise WebRtcConnectError(f"WebRTC to {url} failed: {exc}", exc.status) from None
+            raise WebRtcConnectError(f"WebRTC to {url} failed: {exc}", exc.status, exc.retry_after) from None
         except TimeoutError:
             raise WebRtcConnectError(f"WebRTC to {url} did not open within {timeout:g} s") from None

@@ -36,6 +36,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Any
+from urllib.parse import urlsplit
 
 from aiohttp import web
 
@@ -48,7 +49,8 @@ from rxchannel.transports import (
     hub_url,
 )
 from rxchannel.transports.addresses import hub_hosts
-from rxchannel.transports.http import HttpListener, RequestRefusedError, refusal
+from rxchannel.transports.http import HttpListener, RequestRefusedError, client_of, refusal, signed_path_of
+from rxchannel.transports.registry import is_rendezvous_path
 from rxchannel.transports.websocket import (
     PATH,
     WebSocketRefusedError,
@@ -126,7 +128,7 @@ class WebRtcListener(HttpListener):
         body_limit = 2 * signaling.max_offer_bytes + 4096  # JSON escapes each CRLF as four characters
 
         async def offer(request: web.Request) -> web.Response:
-            client = request.remote or ""
+            client = client_of(request)
             try:
                 wait = self.rate.take(client, asyncio.get_running_loop().time())
                 if wait is not None:
@@ -176,7 +178,7 @@ class WebRtcListener(HttpListener):
         """
         if self.auth is not None:
             header = request.headers.get("Authorization") or request.query.get("auth")
-            self.auth.check(header, request.method, request.path, body, time.time())
+            self.auth.check(header, request.method, signed_path_of(request), body, time.time())
 
     def check_direct(self, request: web.Request) -> None:
         """The direct path's upgrade: signed like the signaling requests (refusals counted)."""
@@ -326,14 +328,20 @@ async def dial(url: str, options: TransportOptions) -> Transport:
     ``auto`` (the default) takes the hub's direct WebSocket (``/rsocket`` on the same port)
     when it opens within ``direct_timeout`` seconds, and WebRTC otherwise (a hub serving
     WebRTC only, a proxy in the way); ``direct`` takes only the WebSocket, ``webrtc`` only
-    WebRTC.
+    WebRTC. A hub behind a rendezvous (``http://R:P/hubs/NAME``) is reached over WebRTC.
 
     Raises:
         ConnectionRefusedError: nothing listens at the hub's address.
         WebRtcConnectError / ConnectionError: no path opened; the message says what was tried.
     """
     webrtc = webrtc_options(options.webrtc)
-    if webrtc.via != "webrtc":
+    if is_rendezvous_path(urlsplit(url).path):
+        if webrtc.via == "direct":
+            raise WrongTransportError(
+                f"{url} is a hub behind a rendezvous: signaling is relayed, data goes over WebRTC only "
+                "(use --via auto or --via webrtc)"
+            )
+    elif webrtc.via != "webrtc":
         try:
             return await dial_direct(url, options, timeout=webrtc.direct_timeout if webrtc.via == "auto" else None)
         except DirectRefusedError as exc:

@@ -84,6 +84,70 @@ def test_both_behind_symmetric_nat_relay_through_coturn_with_only_the_hub_url(
     assert summary["path"] == "webrtc-relay", summary
 
 
+RENDEZVOUS = "http://100.64.4.2:8700"
+MEET_SECRET = "lab-rendezvous-secret"
+
+
+def test_a_hub_with_no_open_port_serves_through_a_rendezvous(lab: Lab, shared: Path, tmp_path: Path) -> None:
+    """Issue 24: the hub and the worker each behind a NAT, no port forwarded anywhere; the hub
+    dials out to a rendezvous on the public side, and the worker, given only the rendezvous's
+    URL for the hub, fetches over WebRTC through both NATs (reflexive candidates from STUN)."""
+    net = internet(
+        lab, worker_nat="cone", hub_nat="cone", hub_port=None, turn_secret=TURN_SECRET, rendezvous_secret=MEET_SECRET
+    )
+    stun = f"stun:{net.turn_ip}:3478"  # coturn answers STUN too
+    # a wrong secret cannot register the name; the hub says why and exits 1
+    refused = net.hub.run(
+        [*RX, "serve", str(shared), "--host", "0.0.0.0", "--port", "0",
+         "--rendezvous", RENDEZVOUS, "--name", "lab", "--rendezvous-secret", "wrong"]
+    )  # fmt: skip
+    assert refused.returncode == 1 and "wrong shared secret" in refused.stderr, refused.stderr
+    _, urls = start_hub(
+        net.hub, shared, "--host", "0.0.0.0", "--port", "0", "--ice-server", stun,
+        "--rendezvous", RENDEZVOUS, "--name", "lab", "--rendezvous-secret", MEET_SECRET,
+    )  # fmt: skip
+    assert urls[0] == f"{RENDEZVOUS}/hubs/lab", urls
+    # nothing reaches the hub from outside: its own port is closed to the worker
+    probe = net.worker.run(
+        [*RX, "ls", f"http://{net.public_hub_ip}:{urls[1].rsplit(':', 1)[1]}", "--connect-timeout", "3"]
+    )
+    assert probe.returncode == 4, probe.stdout
+    out = tmp_path / "out.bin"
+    summary = assert_verified(fetch(net.worker, urls[0], out), shared, out)
+    assert summary["path"] == "webrtc-srflx", summary  # through the NATs, on addresses STUN saw
+    # a second hub cannot take the name over, even with the right secret
+    squatter = net.worker.run(
+        [*RX, "serve", str(shared), "--port", "0", "--rendezvous", RENDEZVOUS, "--name", "lab",
+         "--rendezvous-secret", MEET_SECRET]
+    )  # fmt: skip
+    assert squatter.returncode == 1 and "is taken by another hub" in squatter.stderr, squatter.stderr
+    # the rendezvous stopped before a worker dials: exit 4 and what to check
+    assert net.rendezvous is not None
+    net.rendezvous.terminate()
+    net.rendezvous.wait(timeout=10)
+    gone = fetch(net.worker, urls[0], tmp_path / "gone.bin", timeout=60)
+    assert gone.returncode == 4, gone.stderr  # type: ignore[attr-defined]
+    assert "is the rendezvous running at this address" in gone.stderr  # type: ignore[attr-defined]
+
+
+def test_both_behind_symmetric_nat_with_no_open_port_relay_through_coturn_via_a_rendezvous(
+    lab: Lab, shared: Path, tmp_path: Path
+) -> None:
+    net = internet(
+        lab, worker_nat="symmetric", hub_nat="symmetric", hub_port=None, turn_secret=TURN_SECRET,
+        rendezvous_secret=MEET_SECRET,
+    )  # fmt: skip
+    _, urls = start_hub(
+        net.hub, shared, "--host", net.hub_ip, "--port", "8765",
+        "--turn-url", f"turn:{net.turn_ip}:3478", "--turn-secret", TURN_SECRET,
+        "--rendezvous", RENDEZVOUS, "--name", "far", "--rendezvous-secret", MEET_SECRET,
+    )  # fmt: skip
+    out = tmp_path / "out.bin"
+    # the worker gets the minted TURN credentials through the rendezvous, and nothing else
+    summary = assert_verified(fetch(net.worker, urls[0], out), shared, out)
+    assert summary["path"] == "webrtc-relay", summary
+
+
 def test_symmetric_nat_on_both_sides_without_turn_fails_fast_with_a_clear_message(
     lab: Lab, shared: Path, tmp_path: Path
 ) -> None:
