@@ -45,6 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     json_line = "--json" in argv
     try:
         args = build_parser().parse_args(argv)
+        args.argv = argv  # serve --processes starts its children with the same command line
     except UsageError as exc:
         return fail(str(exc), 1, json_line=json_line)
     except SystemExit as exc:  # --help, --version

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
+import os
 import shutil
 import signal
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -37,6 +40,7 @@ from rxchannel.webrtc.rendezvous import RendezvousLink
 from .errors import UsageError, printable
 from .ice import options_from
 from .logs import configure_logging
+from .processes import processes_for, serve_processes
 from .progress import Bar, progress_bar
 from .units import format_size, peak_rss_mb
 
@@ -269,7 +273,12 @@ async def cmd_send(args: argparse.Namespace) -> int:
 
 
 async def cmd_serve(args: argparse.Namespace) -> int:
-    configure_logging(args.log_level, as_json=args.log_json)
+    count = processes_for(args)
+    if count > 1 and not args.process_of:
+        options_from(args)  # every option checked here, where its message is seen, before any child starts
+        Hub(args.root, inbox=args.inbox).close()
+        return await serve_processes(args, count)
+    configure_logging(args.log_level, as_json=args.log_json, process=args.process_of or "")
     page = WorkerPage()
     options = options_from(  # every option checked before anything starts
         args,
@@ -277,6 +286,7 @@ async def cmd_serve(args: argparse.Namespace) -> int:
         listen_limits=ListenLimits(
             max_connections=args.max_connections, max_per_address=max(1, args.max_connections // 8)
         ),
+        reuse_port=bool(args.process_of),  # one of a hub's processes: the port is shared
     )
     hub = Hub(
         args.root,
@@ -303,12 +313,18 @@ async def cmd_serve(args: argparse.Namespace) -> int:
             f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}; "
             "choose another --port (0 picks a free one)"
         ) from None
-    link = await _register(args, service) if args.rendezvous else None
-    if link is not None:
-        print(link.public_url, flush=True)  # what workers and pages dial: the hub itself has no open port
-    for url in service.urls:  # the first line is a usable URL; a wildcard bind prints one per address
-        print(url, flush=True)
-    print(f"serving {hub.root} over {args.transport}; Ctrl-C to stop", file=sys.stderr, flush=True)
+    if args.process_of:  # one of a hub's processes: its parent prints the URLs and registers
+        link = None
+        for url in service.urls:
+            print(url, flush=True)
+        print(flush=True)  # the end of the URLs, for the parent
+    else:
+        link = await _register(args, service) if args.rendezvous else None
+        if link is not None:
+            print(link.public_url, flush=True)  # what workers and pages dial: the hub itself has no open port
+        for url in service.urls:  # the first line is a usable URL; a wildcard bind prints one per address
+            print(url, flush=True)
+        print(f"serving {hub.root} over {args.transport}; Ctrl-C to stop", file=sys.stderr, flush=True)
     if args.turn_url and not args.secret:
         _note(
             "--turn-url without --secret: anyone who reaches this hub can get TURN credentials "
@@ -318,6 +334,8 @@ async def cmd_serve(args: argparse.Namespace) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    if args.process_of:
+        _end_with_parent(loop, stop)
     try:
         await stop.wait()
     finally:
@@ -328,8 +346,35 @@ async def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _end_with_parent(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> None:
+    """One of a hub's processes ends when its parent goes, however it went: the parent holds
+    our standard input open, and its end is our signal. A parent that stops the hub sends
+    SIGTERM first (an orderly stop); one that vanished took the hub with it, so we vanish
+    too, as one process would have (workers see the hub gone and resume elsewhere or later)."""
+
+    def watch() -> None:
+        with contextlib.suppress(OSError, ValueError):
+            while sys.stdin.buffer.read(4096):
+                pass
+        if not stop.is_set():
+            os._exit(1)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
 async def _register(args: argparse.Namespace, service: Server) -> RendezvousLink:
-    """Register the hub at ``--rendezvous`` (workers' signaling comes through it from then on).
+    """Register the hub at ``--rendezvous`` (workers' signaling comes through it from then on)."""
+    listener = service.listener
+    assert isinstance(listener, HttpListener)
+    try:
+        return await _register_link(args, listener.url, listener.relay_token)
+    except UsageError:
+        await service.close()
+        raise
+
+
+async def _register_link(args: argparse.Namespace, local: str, relay: str) -> RendezvousLink:
+    """Register at ``--rendezvous``, relaying to the hub's listener at ``local`` (marked with ``relay``).
 
     Raises:
         UsageError: the flags cannot work (no --name, no secret, not a WebRTC hub), or the
@@ -339,14 +384,9 @@ async def _register(args: argparse.Namespace, service: Server) -> RendezvousLink
         raise UsageError("--rendezvous needs the WebRTC transport: a rendezvous relays WebRTC signaling")
     if not args.name or not args.rendezvous_secret:
         raise UsageError("--rendezvous needs --name NAME and --rendezvous-secret S (the rendezvous's --secret)")
-    listener = service.listener
-    assert isinstance(listener, HttpListener)
     try:
-        link = RendezvousLink(
-            args.rendezvous, args.name, args.rendezvous_secret, local=listener.url, relay=listener.relay_token
-        )
+        link = RendezvousLink(args.rendezvous, args.name, args.rendezvous_secret, local=local, relay=relay)
         await link.start()
     except (ValueError, ConnectionError) as exc:
-        await service.close()
         raise UsageError(f"cannot register at the rendezvous: {exc}") from None
     return link

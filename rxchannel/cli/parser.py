@@ -52,6 +52,14 @@ def _window(text: str) -> int | str:
     return value
 
 
+def _processes(text: str) -> str:
+    if text == "auto":
+        return text
+    if not text.isdigit() or not 1 <= int(text) <= 256:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a process count: use 1..256, or 'auto'")
+    return str(int(text))
+
+
 def _url(text: str) -> str:
     try:
         kind_of(text)
@@ -178,6 +186,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="what the hub logs on stderr: connections, transfers and refusals at info (default info)",
     )
     serve.add_argument("--log-json", action="store_true", help="log one JSON object per line instead of text")
+    serve.add_argument(
+        "--processes",
+        type=_processes,
+        default="auto",
+        metavar="N",
+        help="processes serving the one port (default auto: one per core for WebRTC, whose DTLS and SCTP "
+        "run in Python; else 1); limits are shared out among them",
+    )
+    serve.add_argument("--process-of", default=None, help=argparse.SUPPRESS)  # set by the parent of N processes
     meet = serve.add_argument_group("rendezvous (a hub with no inbound port)")
     meet.add_argument(
         "--rendezvous",
@@ -287,6 +304,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--transport", choices=TRANSPORTS, default="webrtc", help="the transport between them (default webrtc)"
     )
     add_path_options(demo, hub=False)
+    demo.set_defaults(via="webrtc")  # the demo shows WebRTC; --via auto takes the direct path on loopback
     add_loop_option(demo)
 
     sub.add_parser(

@@ -104,6 +104,8 @@ class TransportOptions:
             timeouts); safe defaults when None.
         webrtc: for ``http://`` hubs, a :class:`rxchannel.webrtc.WebRtcOptions` (ICE servers,
             TURN, ports, the stack, the path to take); None: its defaults.
+        reuse_port: listen with ``SO_REUSEPORT``, so that several processes serve one port
+            (``rxchannel serve --processes N``; the kernel hands each new connection to one).
     """
 
     limits: TransportLimits | None = None
@@ -113,6 +115,7 @@ class TransportOptions:
     http_setup: Callable[[Any], object] | None = field(default=None, compare=False)
     listen_limits: ListenLimits | None = None
     webrtc: Any = None
+    reuse_port: bool = False
 
 
 class Listener(Protocol):

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
+import os
 import secrets
 from typing import Any
 
@@ -122,8 +123,9 @@ class HttpListener:
         self.admission = Admission(self.limits, "HTTP connections", ThrottledLog(log))
         self.host = ""
         self.port = 0
-        #: what a request relayed by this process's rendezvous link carries (see RELAY_HEADER)
-        self.relay_token = secrets.token_urlsafe(24)
+        #: what a request relayed by this hub's rendezvous link carries (see RELAY_HEADER); the
+        #: processes of one hub (``serve --processes``) share it through the environment
+        self.relay_token = os.environ.get("RXCHANNEL_RELAY_TOKEN") or secrets.token_urlsafe(24)
         self._runner: web.AppRunner | None = None
         #: open connections: their address, and whether a request has started on them
         self._open: dict[Any, list[Any]] = {}
@@ -207,12 +209,12 @@ class HttpListener:
             ) from None
         return b"".join(chunks)
 
-    async def start(self, host: str, port: int) -> None:
+    async def start(self, host: str, port: int, *, reuse_port: bool = False) -> None:
         self._runner = _GuardedRunner(
             self.app, self, handle_signals=False, access_log=None, keepalive_timeout=self.limits.keepalive_timeout
         )
         await self._runner.setup()
-        await web.TCPSite(self._runner, host, port).start()
+        await web.TCPSite(self._runner, host, port, reuse_port=reuse_port or None).start()
         self.host, self.port = self._runner.addresses[0][:2]
 
     def _url(self, host: str) -> str:

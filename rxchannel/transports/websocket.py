@@ -234,11 +234,12 @@ async def listen_ws(
     *,
     max_message_size: int = MAX_FRAME_SIZE,
     listen_limits: ListenLimits | None = None,
+    reuse_port: bool = False,
 ) -> HttpListener:
     """Serve WebSockets at ``ws://host:port/rsocket``; each one is handed to ``on_transport``."""
     listener = HttpListener("ws", PATH, kind="ws", limits=listen_limits)
     add_websocket_route(listener, on_transport, limits, max_message_size=max_message_size)
-    await listener.start(host, port)
+    await listener.start(host, port, reuse_port=reuse_port)
     return listener
 
 
@@ -289,4 +290,5 @@ async def listen(
         options.limits,
         max_message_size=options.max_message_size,
         listen_limits=options.listen_limits,
+        reuse_port=options.reuse_port,
     )

@@ -277,7 +277,7 @@ async def listen_webrtc(
         )
     if options.http_setup is not None:
         options.http_setup(listener.app)
-    await listener.start(host, port)
+    await listener.start(host, port, reuse_port=options.reuse_port)
     return listener
 
 

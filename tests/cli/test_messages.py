@@ -251,7 +251,8 @@ def test_a_hub_at_its_connection_cap_says_so(tmp_path: Path, capsys: pytest.Capt
     root = tmp_path / "root"
     make_file(root / "a.bin", 10, seed=1)
     for transport in ("tcp", "ws", "webrtc"):
-        proc, url = _start(root, "--transport", transport, "--max-connections", "8")  # 1 per address
+        # one process: the cap is that process's (with several, each has its share)
+        proc, url = _start(root, "--transport", transport, "--max-connections", "8", "--processes", "1")
         try:
             host, port = _host_port(url).rsplit(":", 1)
             with socket.create_connection((host, int(port))):  # holds this address's only slot
