@@ -42,6 +42,7 @@ from .ice import options_from
 from .logs import configure_logging
 from .processes import processes_for, serve_processes
 from .progress import Bar, progress_bar
+from .rendezvous import register_link
 from .units import format_size, peak_rss_mb
 
 __all__ = ["cmd_fetch", "cmd_ls", "cmd_send", "cmd_serve"]
@@ -367,26 +368,7 @@ async def _register(args: argparse.Namespace, service: Server) -> RendezvousLink
     listener = service.listener
     assert isinstance(listener, HttpListener)
     try:
-        return await _register_link(args, listener.url, listener.relay_token)
+        return await register_link(args, listener.url, listener.relay_token)
     except UsageError:
         await service.close()
         raise
-
-
-async def _register_link(args: argparse.Namespace, local: str, relay: str) -> RendezvousLink:
-    """Register at ``--rendezvous``, relaying to the hub's listener at ``local`` (marked with ``relay``).
-
-    Raises:
-        UsageError: the flags cannot work (no --name, no secret, not a WebRTC hub), or the
-            rendezvous refused the hub (a wrong secret, a name taken) or cannot be reached.
-    """
-    if args.transport != "webrtc":
-        raise UsageError("--rendezvous needs the WebRTC transport: a rendezvous relays WebRTC signaling")
-    if not args.name or not args.rendezvous_secret:
-        raise UsageError("--rendezvous needs --name NAME and --rendezvous-secret S (the rendezvous's --secret)")
-    try:
-        link = RendezvousLink(args.rendezvous, args.name, args.rendezvous_secret, local=local, relay=relay)
-        await link.start()
-    except (ValueError, ConnectionError) as exc:
-        raise UsageError(f"cannot register at the rendezvous: {exc}") from None
-    return link

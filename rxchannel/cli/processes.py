@@ -24,6 +24,7 @@ import socket
 import sys
 
 from .errors import UsageError
+from .rendezvous import register_link
 
 __all__ = ["child_argv", "processes_for", "serve_processes"]
 
@@ -69,8 +70,6 @@ def _reserve(host: str, port: int) -> socket.socket:
 
 async def serve_processes(args: argparse.Namespace, count: int) -> int:
     """Run the hub as ``count`` child processes on one port until interrupted; 0 on a clean stop."""
-    from .commands import _register_link  # the parent registers at a rendezvous on the children's behalf
-
     reserved = _reserve(args.host, args.port)
     port = reserved.getsockname()[1]
     env = {**os.environ, "RXCHANNEL_RELAY_TOKEN": secrets.token_urlsafe(24)}
@@ -96,7 +95,7 @@ async def serve_processes(args: argparse.Namespace, count: int) -> int:
                 code = await child.wait()
                 raise UsageError(f"process {index + 1}/{count} of the hub did not start (exit {code})")
             urls = urls or lines
-        link = await _register_link(args, urls[0], env["RXCHANNEL_RELAY_TOKEN"]) if args.rendezvous else None
+        link = await register_link(args, urls[0], env["RXCHANNEL_RELAY_TOKEN"]) if args.rendezvous else None
         if link is not None:
             print(link.public_url, flush=True)
         for url in urls:

@@ -7,12 +7,12 @@ import asyncio
 import signal
 import sys
 
-from rxchannel.webrtc.rendezvous import RendezvousLimits, serve_rendezvous
+from rxchannel.webrtc.rendezvous import RendezvousLimits, RendezvousLink, serve_rendezvous
 
 from .errors import UsageError
 from .logs import configure_logging
 
-__all__ = ["cmd_rendezvous"]
+__all__ = ["cmd_rendezvous", "register_link"]
 
 
 async def cmd_rendezvous(args: argparse.Namespace) -> int:
@@ -43,3 +43,22 @@ async def cmd_rendezvous(args: argparse.Namespace) -> int:
     finally:
         await server.listener.close()
     return 0
+
+
+async def register_link(args: argparse.Namespace, local: str, relay: str) -> RendezvousLink:
+    """Register at ``--rendezvous``, relaying to the hub's listener at ``local`` (marked with ``relay``).
+
+    Raises:
+        UsageError: the flags cannot work (no --name, no secret, not a WebRTC hub), or the
+            rendezvous refused the hub (a wrong secret, a name taken) or cannot be reached.
+    """
+    if args.transport != "webrtc":
+        raise UsageError("--rendezvous needs the WebRTC transport: a rendezvous relays WebRTC signaling")
+    if not args.name or not args.rendezvous_secret:
+        raise UsageError("--rendezvous needs --name NAME and --rendezvous-secret S (the rendezvous's --secret)")
+    try:
+        link = RendezvousLink(args.rendezvous, args.name, args.rendezvous_secret, local=local, relay=relay)
+        await link.start()
+    except (ValueError, ConnectionError) as exc:
+        raise UsageError(f"cannot register at the rendezvous: {exc}") from None
+    return link
