@@ -85,6 +85,8 @@ class PublisherFactory:
         create_failed: returns a publisher that fails (signals ``on_error``) once
             subscribed; None if you cannot make one (the rules that need it are skipped).
         max_elements: the most items ``create`` can make; rules that need more are skipped.
+        min_elements: the fewest (a file source sends at least one chunk, an empty one for
+            an empty file); rules that need fewer are skipped, or that part of them.
         infinite: ``create`` ignores ``n`` and makes a stream that never completes on its
             own (a hot source); rules that need completion are skipped.
         settle: waits until what the publisher does unprompted has happened (signals it
@@ -97,12 +99,14 @@ class PublisherFactory:
         sharing: how several subscribers at once are served (§1.11): ``"unicast"`` (a stream
             each), ``"multicast"`` (the same items to all) or ``"balance"`` (each item to one).
         max_recursion: how deep ``on_next`` -> ``request`` -> ``on_next`` may nest (§3.3).
-        timeout: seconds to wait for a signal that must come before the check fails.
+        timeout: seconds to wait for a signal that must come before the check fails (a
+            tenth of it in an optional check: what a MAY allows may never come).
     """
 
     create: Callable[[int], Publisher | Awaitable[Publisher]]
     create_failed: Callable[[], Publisher | Awaitable[Publisher]] | None = None
     max_elements: int = MAX_DEMAND
+    min_elements: int = 0
     infinite: bool = False
     settle: Callable[[], Awaitable[None]] = loop_turns
     released: Callable[[], bool] | None = None

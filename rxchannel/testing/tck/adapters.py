@@ -234,9 +234,9 @@ def from_remote_stream(open_stream: Callable[[], RemoteStream]) -> Publisher:
 
 
 class _IterableSubscription(_Pump):
-    def __init__(self, items: AsyncIterable[Any], subscriber: Subscriber):
+    def __init__(self, factory: Callable[[], AsyncIterable[Any]], subscriber: Subscriber):
         super().__init__(subscriber)
-        self._items = items
+        self._factory = factory
         self._demand = 0
         self._wake = asyncio.Event()
 
@@ -254,7 +254,11 @@ class _IterableSubscription(_Pump):
         self._wake.set()
 
     async def _run(self) -> None:
-        context: Any = self._items.__aiter__()
+        try:
+            context: Any = self._factory().__aiter__()
+        except Exception as exc:  # refused (a broadcast joined too late): on_error, after on_subscribe (§1.9)
+            self._end(exc)
+            return
         entered = hasattr(context, "__aenter__")  # aiostream's streamers are iterated inside their context
         iterator = context
         try:
@@ -290,7 +294,7 @@ class _IterablePublisher:
         self._factory = factory
 
     def subscribe(self, subscriber: Subscriber) -> None:
-        subscription = _IterableSubscription(self._factory(), subscriber)
+        subscription = _IterableSubscription(self._factory, subscriber)
         subscriber.on_subscribe(subscription)
         subscription.start()
 
