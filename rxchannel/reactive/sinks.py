@@ -104,13 +104,22 @@ class RxRemoteSink(abc.ObserverBase[Any]):
     def on_next(self, value: Any) -> None:
         """Send one item now (from another thread: as soon as the loop runs it, in order).
 
+        Once the stream is over because the remote cancelled it (or it failed), an item
+        still on its way is dropped: its outcome is in ``done``.
+
         Raises:
             LocalProtocolError: no credit for it (the stream is ended with ERROR too; from
                 another thread the error cannot reach the caller, so it ends the stream and
                 ``done``).
+            ClosedResourceError: an item after ``on_completed``.
         """
         if not self._owner.here:
             self._owner.call(self._send_or_fail, value)
+            return
+        done = self.sink.done
+        if done.done() and done.exception() is not None:
+            # the stream is over (the remote cancelled, or it failed): an item still on its
+            # way is dropped, not an error (Reactive Streams §2.8); the outcome is in ``done``
             return
         try:
             self.sink.try_send(value)
