@@ -14,7 +14,9 @@ the rules see is rxchannel's behaviour:
   rules then check what the iterable does (its end, its errors, closing on cancel).
 * :func:`sink_subscriber` — a remote sink (``rxc.remote_sink``, ``rxc.channel``,
   ``rxc.outbound``): the subscription is asked for what the remote grants (``sink.demand``)
-  and cancelled when the remote wants no more, as ``request_n(sink.demand)`` does.
+  and cancelled when the remote wants no more, as ``request_n(sink.demand)`` does. The
+  runtime's own ``RemoteSink`` (``aio.remote_sink``) is imperative: its ``try_send`` raises
+  once the remote has ended the stream, so here an item that arrives then is dropped.
 * :func:`serve` — a route that sends a publisher's items through the responder's outbound
   (itself a :func:`sink_subscriber`), so a remote requester can be checked as a subscriber.
 * :func:`round_trip` — a ``settle`` for a factory whose publisher is across a wire.
@@ -341,8 +343,10 @@ class _SinkSubscriber:
     def on_next(self, item: Any) -> None:
         if self._rx is not None:
             self._rx.on_next(item)
-        else:
+        elif not self._sink.done.done() or self._sink.done.exception() is None:
             self._sink.try_send(item)
+        # else: the runtime's sink refuses items once the remote ended it (try_send raises,
+        # its imperative contract); a subscriber drops one still on its way (§2.8)
 
     def on_error(self, error: BaseException) -> None:
         self._ended = True
