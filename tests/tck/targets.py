@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 from reactivex.subject import Subject
@@ -14,6 +14,8 @@ from reactivex.subject import Subject
 import rxchannel as rx
 from rxchannel import reactive as rxc
 from rxchannel.testing import tck
+from rxchannel.testing.tck.adapters import round_trip
+from tests.support import eventually, open_peers
 
 
 class Tracker:
@@ -143,3 +145,34 @@ class Recorder:
         return tck.SubscriberHandle(
             received=lambda: self.items, completed=lambda: self.completed, error=lambda: self.error, **options
         )
+
+
+class Remote:
+    """A client, and a server that sends each probe publisher to the request naming it
+    (its route ``probe``, the probe's key as the request's data)."""
+
+    def __init__(self, client: rx.Peer, probes: Probes):
+        self.client, self.probes = client, probes
+
+    def factory(self, create: Callable[[tck.Publisher, str], Any]) -> tck.SubscriberFactory:
+        async def make(probe: tck.Publisher) -> tck.SubscriberHandle:
+            key = self.probes.add(probe)
+            handle: tck.SubscriberHandle = create(probe, key)
+            await eventually(lambda: getattr(probe, "subscriber", None) is not None, what="the probe served")
+            handle.subscriber = probe.subscriber  # type: ignore[attr-defined]
+            return handle
+
+        return tck.SubscriberFactory(create=make, settle=round_trip(self.client))
+
+
+async def remote_probes(kind: str, router: rx.Router | None = None) -> AsyncIterator[Remote]:
+    """A :class:`Remote` over ``kind`` (``router``'s routes served too), closed at the end."""
+    probes = Probes()
+    router = router or rx.Router()
+    probes.serve(router)
+    client, server = await open_peers(kind, router)
+    try:
+        yield Remote(client, probes)
+    finally:
+        await client.close()
+        await server.close()

@@ -284,6 +284,26 @@ class TestRequestChannelReplies(tck.PublisherRules):
         )
 
 
+class TestChannelInbound(tck.PublisherRules):
+    """``rxc.channel(...).inbound`` with demand from ``request_n``; RSocket opens a channel
+    with a request for at least one item, so it opens with ``window=rx.Manual(1)``."""
+
+    @pytest.fixture
+    def tck_factory(self, peers: tuple[rx.Peer, Tracker]) -> tck.PublisherFactory:
+        client, tracker = peers
+
+        def channel(n: int, fail: bool = False) -> tck.Publisher:
+            ch = rxc.channel(client, "channel-count", info={"n": n, "fail": fail}, window=rx.Manual(1))
+            return from_observable(ch.inbound)
+
+        return tck.PublisherFactory(
+            create=channel,
+            create_failed=lambda: channel(0, fail=True),
+            released=tracker.released,
+            settle=round_trip(client),
+        )
+
+
 class TestResponderRxOutbound(tck.PublisherRules):
     """A responder sending through ``rxc.outbound(request)`` (its Rx pipeline follows the
     requester's demand), seen from the requester."""

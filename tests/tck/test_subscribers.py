@@ -30,55 +30,26 @@ from rxchannel.operators import adaptive, limit_rate, request_n, stop_and_wait, 
 from rxchannel.testing import tck
 from rxchannel.testing.tck.adapters import round_trip, sink_subscriber
 from tests.support import eventually, open_peers
-from tests.tck.targets import Probes, Recorder
+from tests.tck.targets import Recorder, Remote, remote_probes
 
 # ------------------------------------------------------------------ the probe behind a remote stream
 
 
-class Remote:
-    """A client and a server that sends each probe to the request naming it."""
-
-    def __init__(self, client: rx.Peer, probes: Probes):
-        self.client, self.probes = client, probes
-
-    def factory(self, create: Callable[[tck.Publisher, str], Any]) -> tck.SubscriberFactory:
-        async def make(probe: tck.Publisher) -> tck.SubscriberHandle:
-            key = self.probes.add(probe)
-            handle: tck.SubscriberHandle = create(probe, key)
-            await eventually(lambda: getattr(probe, "subscriber", None) is not None, what="the probe served")
-            handle.subscriber = probe.subscriber  # type: ignore[attr-defined]
-            return handle
-
-        return tck.SubscriberFactory(create=make, settle=round_trip(self.client))
-
-
-async def _remote(kind: str) -> AsyncIterator[Remote]:
-    probes = Probes()
-    router = rx.Router()
-    probes.serve(router)
-    client, server = await open_peers(kind, router)
-    try:
-        yield Remote(client, probes)
-    finally:
-        await client.close()
-        await server.close()
-
-
 @pytest.fixture(params=["memory", "tcp", "datachannel"])
 async def remote_everywhere(request: pytest.FixtureRequest) -> AsyncIterator[Remote]:
-    async for remote in _remote(request.param):
+    async for remote in remote_probes(request.param):
         yield remote
 
 
 @pytest.fixture(params=["memory", "tcp"])
 async def remote(request: pytest.FixtureRequest) -> AsyncIterator[Remote]:
-    async for remote in _remote(request.param):
+    async for remote in remote_probes(request.param):
         yield remote
 
 
 @pytest.fixture
 async def remote_in_memory() -> AsyncIterator[Remote]:
-    async for remote in _remote("memory"):
+    async for remote in remote_probes("memory"):
         yield remote
 
 
