@@ -25,6 +25,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("reactive", ("rxchannel.reactive",)),
     ("operators", ("rxchannel.operators",)),
     ("aio", ("rxchannel.aio", "rxchannel.aiostream")),
+    ("testing", ("rxchannel.testing.tck",)),  # checks anything below it, so it sits above them all
     ("cli", ("rxchannel.cli", "rxchannel.__main__")),
     ("package", ("rxchannel",)),
 ]
@@ -40,9 +41,14 @@ def module_name(path: Path) -> str:
 def layer_of(module: str) -> int:
     if module == "rxchannel":
         return len(LAYERS) - 1  # the package root re-exports (lazily) from every layer
-    for index, (_, prefixes) in enumerate(LAYERS[:-1]):
-        if any(module == p or module.startswith(p + ".") for p in prefixes):
-            return index
+    matches = [
+        (len(p), index)
+        for index, (_, prefixes) in enumerate(LAYERS[:-1])
+        for p in prefixes
+        if module == p or module.startswith(p + ".")
+    ]
+    if matches:
+        return max(matches)[1]  # the longest prefix: rxchannel.testing.tck is not rxchannel.testing's layer
     raise AssertionError(f"{module} belongs to no layer: add it to LAYERS and docs/architecture.md")
 
 

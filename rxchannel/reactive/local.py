@@ -144,6 +144,9 @@ class LocalPull(Generic[T]):
             aclose = getattr(self._items, "aclose", None)
             if aclose is not None:
                 await aclose()
+            close = getattr(self._sync, "close", None)
+            if close is not None:
+                close()  # a generator's finally runs now, not whenever it is collected (§3.12)
 
 
 def from_async_iterable(factory: Callable[[], AsyncIterable[T]] | AsyncIterable[T]) -> DemandObservable[T]:

@@ -167,7 +167,7 @@ class DemandObservable(Observable[T], Generic[T]):
         async def pump() -> None:
             since_yield = 0
             try:
-                while True:
+                while not state["disposed"]:
                     try:
                         batch = try_batch() if try_batch is not None else PENDING
                         if batch is PENDING:
@@ -210,9 +210,16 @@ class DemandObservable(Observable[T], Generic[T]):
         if self.demand.acks is not None:
             subscriptions.add(self.demand.acks.subscribe(on_next=on_loop(owner, _guard(stream.ack, observer))))
 
+        def stop() -> None:
+            # disposed from inside the pump (an on_next that disposes: take(n), a failing
+            # observer), it stops at its next check; a cancel would interrupt the await that
+            # closes the source in its finally, leaving the source to the garbage collector
+            if asyncio.current_task() is not task:
+                task.cancel()
+
         def dispose() -> None:
             state["disposed"] = True  # nothing is delivered after dispose returns
-            owner.call(task.cancel)
+            owner.call(stop)
 
         return Disposable(dispose)
 

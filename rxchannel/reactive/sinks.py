@@ -32,11 +32,11 @@ from typing import Any
 from reactivex import Observable, abc
 from reactivex.disposable import Disposable
 
-from rxchannel.core import ClosedResourceError, LocalProtocolError, ReplenishPolicy, RxChannelError
+from rxchannel.core import ClosedResourceError, LocalProtocolError, ReplenishPolicy, RxChannelError, check_request_n
 from rxchannel.runtime import Payload, Peer, RemoteSink, RemoteStream, Request
 
 from ._threads import LoopThread
-from .observable import Demand, DemandObservable, PullStream
+from .observable import PENDING, Demand, DemandObservable, PullStream
 
 __all__ = ["RxChannel", "RxRemoteSink", "channel", "inbound", "outbound", "remote_sink"]
 
@@ -104,13 +104,22 @@ class RxRemoteSink(abc.ObserverBase[Any]):
     def on_next(self, value: Any) -> None:
         """Send one item now (from another thread: as soon as the loop runs it, in order).
 
+        Once the stream is over because the remote cancelled it (or it failed), an item
+        still on its way is dropped: its outcome is in ``done``.
+
         Raises:
             LocalProtocolError: no credit for it (the stream is ended with ERROR too; from
                 another thread the error cannot reach the caller, so it ends the stream and
                 ``done``).
+            ClosedResourceError: an item after ``on_completed``.
         """
         if not self._owner.here:
             self._owner.call(self._send_or_fail, value)
+            return
+        done = self.sink.done
+        if done.done() and done.exception() is not None:
+            # the stream is over (the remote cancelled, or it failed): an item still on its
+            # way is dropped, not an error (Reactive Streams §2.8); the outcome is in ``done``
             return
         try:
             self.sink.try_send(value)
@@ -140,7 +149,9 @@ class RxRemoteSink(abc.ObserverBase[Any]):
 class RxChannel(RxRemoteSink):
     """A request-channel as one object: an Observer of what we send (with ``demand``) and
     ``inbound``, a demand Observable of what the responder sends (subscribe it once; its
-    demand is the ``window`` the channel was opened with)."""
+    demand is the ``window`` the channel was opened with; with ``window=rx.Manual(n)``,
+    ``request_n`` sets it, the ``n`` the request carried counting against its first
+    requests)."""
 
     def __init__(self, sink: RemoteSink, policy: ReplenishPolicy | None):
         assert sink.replies is not None
@@ -168,11 +179,52 @@ def _single(take: Any, description: str, policy: ReplenishPolicy | None) -> Dema
             )
         if not auto_ack:
             raise TypeError(f"{description} acknowledges items as they are taken; it takes no acks=")
-        stream: PullStream[Payload] = take()
+        stream: RemoteStream = take()
+        if chosen is None and stream.in_flight:
+            return _Prepaid(stream, stream.in_flight)
         return stream
 
     policy_marker: Any = marker  # stands in for a policy: an operator that sets one replaces it
     return DemandObservable(opener, Demand(policy=lambda: policy_marker), description=description)
+
+
+class _Prepaid:
+    """A stream that opened with credit of its own (a channel's request carries n >= 1),
+    driven by ``request_n``: its items go on only as requested (Reactive Streams §1.1), the
+    credit it opened with counting against the first requests. It holds at most one item
+    it has no request for; the end and errors need none."""
+
+    def __init__(self, stream: RemoteStream, prepaid: int):
+        self._stream = stream
+        self._prepaid = prepaid
+        self._allowed = 0
+        self._held: Any = PENDING
+        self._wake = asyncio.Event()
+
+    def request(self, n: int) -> None:
+        check_request_n(n)
+        self._allowed += n
+        covered = min(self._prepaid, n)
+        self._prepaid -= covered
+        if n > covered:
+            self._stream.request(n - covered)
+        self._wake.set()
+
+    async def next(self) -> Payload:
+        if self._held is PENDING:
+            self._held = await self._stream.next()
+        while not self._allowed:
+            self._wake.clear()
+            await self._wake.wait()
+        self._allowed -= 1
+        item, self._held = self._held, PENDING
+        return item  # type: ignore[no-any-return]
+
+    def ack(self, count: int = 1) -> None:
+        self._stream.ack(count)
+
+    async def aclose(self) -> None:
+        await self._stream.aclose()
 
 
 def remote_sink(

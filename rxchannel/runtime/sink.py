@@ -138,12 +138,22 @@ class RemoteSink:
         self._end(None)
 
     def fail(self, error: BaseException) -> None:
-        """End the stream with ERROR (only an ApplicationError's text reaches the remote)."""
+        """End the stream with ERROR (only an ApplicationError's text reaches the remote).
+
+        ERROR ends a stream in both directions (Protocol.md "ERROR"): a request-channel's
+        ``replies`` end with the same error.
+        """
+        sent = False
         if not self.done.done():
             code, message = self._error_for(error)
-            if self._outlet.connection.send_error(self.stream_id, code, message):
+            sent = self._outlet.connection.send_error(self.stream_id, code, message)
+            if sent:
                 self._outlet.flush()
-        self._end(error if isinstance(error, RxChannelError) else RxChannelError(f"the sender failed: {error!r}"))
+        reason = error if isinstance(error, RxChannelError) else RxChannelError(f"the sender failed: {error!r}")
+        self._end(reason)
+        if sent and self.replies is not None:
+            self.replies.finish(reason)
+            self.replies._link.cancel(self.stream_id)  # the peer forgets the stream (nothing more can arrive)
 
     async def finish(self) -> list[Payload]:
         """Complete our half and return the remote's replies (a receipt) once it ends its own."""

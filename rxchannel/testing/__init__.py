@@ -1,4 +1,9 @@
-"""Helpers for testing protocol code (and users' own handlers) without sockets."""
+"""Helpers for testing protocol code and users' own handlers.
+
+``transfer(a, b)`` moves frames between two sans-IO connections without sockets;
+:mod:`rxchannel.testing.tck` checks publishers and subscribers against the Reactive Streams
+rules (it needs pytest, and is imported only when asked for).
+"""
 
 from __future__ import annotations
 
