@@ -21,6 +21,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("webrtc", ("rxchannel.webrtc",)),
     ("runtime", ("rxchannel.runtime", "rxchannel.testing")),
     ("files", ("rxchannel.files",)),
+    ("pipes", ("rxchannel.pipes",)),
     ("web", ("rxchannel.web",)),
     ("reactive", ("rxchannel.reactive",)),
     ("operators", ("rxchannel.operators",)),

@@ -14,12 +14,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .commands import cmd_fetch, cmd_ls, cmd_send, cmd_serve
+from .commands import cmd_ls, cmd_serve
 from .demo import cmd_demo
 from .errors import UsageError, fail, report
 from .loops import run as run_on_loop
 from .parser import build_parser
 from .rendezvous import cmd_rendezvous
+from .stdio import cmd_fetch, cmd_send, stdout_is_data
 
 __all__ = ["build_parser", "main", "run"]
 
@@ -55,8 +56,13 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_demo(args)
         return int(run_on_loop(_COMMANDS[args.command](args), args.loop))
     except (Exception, KeyboardInterrupt) as exc:
+        to_stdout = stdout_is_data(args)  # fetch -o -: standard output is the data, and nothing resumes
         return report(
-            exc, subject=_subject(args), resumable=args.command == "fetch", json_line=getattr(args, "json", False)
+            exc,
+            subject=_subject(args),
+            resumable=args.command == "fetch" and not to_stdout,
+            json_line=getattr(args, "json", False),
+            json_file=sys.stderr if to_stdout else None,
         )
 
 

@@ -10,6 +10,8 @@ Exit codes (the contract of DESIGN.md §6):
 4     the connection failed or was lost: run the same command again (a
       fetch resumes from its ``.part``)
 130   interrupted (Ctrl-C); a fetch keeps what it received in its ``.part``
+141   ``fetch -o -``: the reader of standard output went away (``| head``),
+      quietly, as ``cat`` under ``head`` (:mod:`.stdio`)
 ====  =====================================================================
 
 Every message says what happened and what to do. Text that came from the other side
@@ -25,6 +27,7 @@ import sys
 import traceback
 import unicodedata
 from dataclasses import dataclass
+from typing import TextIO
 
 from rxchannel.core import (
     ClosedResourceError,
@@ -148,20 +151,26 @@ def explain(exc: BaseException, *, subject: str = "the request", resumable: bool
     )
 
 
-def fail(message: str, code: int, *, json_line: bool = False) -> int:
-    """Print ``rxchannel: message`` on stderr (and ``{"error", "exit"}`` on stdout with ``--json``); return ``code``."""
+def fail(message: str, code: int, *, json_line: bool = False, json_file: TextIO | None = None) -> int:
+    """Print ``rxchannel: message`` on stderr (and ``{"error", "exit"}`` on stdout, or ``json_file``,
+    with ``--json``); return ``code``."""
     text = printable(message)
     print(f"rxchannel: {text}", file=sys.stderr, flush=True)
     if json_line:
-        print(json.dumps({"error": text, "exit": code}), flush=True)
+        print(json.dumps({"error": text, "exit": code}), file=json_file or sys.stdout, flush=True)
     return code
 
 
 def report(
-    exc: BaseException, *, subject: str = "the request", resumable: bool = False, json_line: bool = False
+    exc: BaseException,
+    *,
+    subject: str = "the request",
+    resumable: bool = False,
+    json_line: bool = False,
+    json_file: TextIO | None = None,
 ) -> int:
-    """Explain ``exc`` on stderr (and stdout with ``--json``); return its exit code."""
+    """Explain ``exc`` on stderr (and stdout, or ``json_file``, with ``--json``); return its exit code."""
     failure = explain(exc, subject=subject, resumable=resumable)
     if os.environ.get("RXCHANNEL_DEBUG"):
         traceback.print_exception(exc, file=sys.stderr)
-    return fail(failure.message, failure.code, json_line=json_line)
+    return fail(failure.message, failure.code, json_line=json_line, json_file=json_file)
