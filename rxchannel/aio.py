@@ -14,6 +14,12 @@ conversions to and from ReactiveX that keep demand::
 :mod:`rxchannel.core` policy. An item counts as consumed when the loop pulls the next
 one; pass ``auto_ack=False`` and call ``ack()`` when an asynchronous sink decides.
 
+The operating system's streams (:mod:`rxchannel.pipes`), demand kept across them::
+
+    gunzip = aio.through(["gzip", "-dc"], aio.stream(peer, "files/log.gz"))  # a subprocess as a stage
+    await aio.to_writer(gunzip, writer)   # an asyncio.StreamWriter: the next item once drain() returned
+    aio.from_reader(reader)               # an asyncio.StreamReader: one read per item pulled
+
 One source for several loops, read once (the twin of the Rx ``share_demand``)::
 
     shared = aio.share_demand(aio.stream(peer, "files/big.bin"), max_lag=16, join_window=0.5)
@@ -28,9 +34,20 @@ from collections.abc import AsyncIterable, AsyncIterator, Iterable
 from typing import Any
 
 from .core import ReplenishPolicy
+from .pipes import from_reader, through, to_writer
 from .runtime import Broadcast, Payload, Peer, RemoteSink, RemoteStream
 
-__all__ = ["channel", "from_observable", "remote_sink", "share_demand", "stream", "to_observable"]
+__all__ = [
+    "channel",
+    "from_observable",
+    "from_reader",
+    "remote_sink",
+    "share_demand",
+    "stream",
+    "through",
+    "to_observable",
+    "to_writer",
+]
 
 
 def stream(

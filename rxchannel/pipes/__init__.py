@@ -7,10 +7,10 @@ the hub's disk, and a subprocess between two remote streams is never more than i
 buffers ahead of the demand downstream.
 
 * :func:`to_writer` — items into an :class:`asyncio.StreamWriter`, the next pulled once
-  ``drain()`` returned; :func:`from_reader` — an :class:`asyncio.StreamReader` read one
-  chunk per item pulled;
+  ``drain()`` returned (:func:`drain`: one drain, a reader gone is :class:`PipeClosedError`);
+  :func:`from_reader` — an :class:`asyncio.StreamReader` read one chunk per item pulled;
 * :func:`through` (:class:`Through`) — a subprocess as a transform stage;
-  :class:`ProcessFailedError` when it exits non-zero;
+  :class:`ProcessFailedError` when it exits non-zero; :func:`check_argv`;
 * :func:`stdout_writer`, :func:`stdin_source` — the standard streams (pipes, terminals,
   sockets, regular files);
 * :func:`fetch_to`, :func:`push_from` — a hub's file into a writer, a source into a
@@ -24,9 +24,9 @@ facade (``rxchannel.aio``) wrap it.
 
 from __future__ import annotations
 
-from ._process import ProcessFailedError, Through, through
+from ._process import ProcessFailedError, Through, check_argv, through
 from ._stdio import stdin_source, stdout_writer
-from ._streams import PipeClosedError, Writer, from_reader, to_writer
+from ._streams import PipeClosedError, Writer, drain, from_reader, to_writer
 from ._transfer import PipeResult, fetch_to, push_from
 
 __all__ = [
@@ -35,6 +35,8 @@ __all__ = [
     "ProcessFailedError",
     "Through",
     "Writer",
+    "check_argv",
+    "drain",
     "fetch_to",
     "from_reader",
     "push_from",

@@ -18,7 +18,7 @@ from rxchannel.core import RxChannelError
 from rxchannel.files import CHUNK_SIZE
 from rxchannel.runtime import Payload, as_payload
 
-__all__ = ["GONE", "PipeClosedError", "Writer", "aclose", "from_reader", "to_writer"]
+__all__ = ["GONE", "PipeClosedError", "Writer", "aclose", "drain", "from_reader", "to_writer"]
 
 #: what writing to a pipe or socket whose reader went away raises (EPIPE, ECONNRESET)
 GONE = (BrokenPipeError, ConnectionResetError)
@@ -43,6 +43,15 @@ async def aclose(iterator: object) -> None:
     close = getattr(iterator, "aclose", None)
     if close is not None:
         await close()
+
+
+async def drain(writer: Writer, written: int = 0) -> None:
+    """``await writer.drain()``; a reader that went away is :class:`PipeClosedError` (``written``:
+    the bytes that went out before, for its message)."""
+    try:
+        await writer.drain()
+    except GONE as exc:
+        raise PipeClosedError(f"the reader went away after {written} bytes ({exc.__class__.__name__})") from exc
 
 
 async def to_writer(
@@ -70,12 +79,10 @@ async def to_writer(
             payload = as_payload(item)
             if payload.data:
                 writer.write(payload.data)
-                await writer.drain()
+                await drain(writer, written)
                 written += len(payload.data)
             if on_written is not None:
                 on_written(payload)
-    except GONE as exc:
-        raise PipeClosedError(f"the reader went away after {written} bytes ({exc.__class__.__name__})") from exc
     finally:
         await aclose(iterator)
     return written

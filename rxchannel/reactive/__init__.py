@@ -20,6 +20,10 @@ Hot Observables have no demand to honour: :func:`~rxchannel.operators.on_backpre
 overflow policy. A :class:`DemandObservable` is also an async iterable, so it can be the
 source of a remote stream or channel, pulled only as the peer grants credit.
 
+The operating system's streams (:mod:`.pipes`): ``through(argv)``, a subprocess as a
+transform stage; ``from_reader``, an ``asyncio.StreamReader`` as a demand source;
+``RxWriterSink``, an ``asyncio.StreamWriter`` whose demand follows ``drain()``.
+
 Everything runs on the asyncio event loop (use reactivex's ``AsyncIOScheduler`` for
 time-based operators); nothing blocks the loop.
 """
@@ -29,6 +33,7 @@ from __future__ import annotations
 from .files import RxFileSink, file_source
 from .local import BufferOverflowError, from_async_iterable, from_hot, from_iterable
 from .observable import Demand, DemandObservable, to_async_iterable
+from .pipes import RxWriterSink, from_reader, through
 from .remote import request_channel, request_response, request_stream
 from .shared import balance, share_demand
 from .sinks import RxChannel, RxRemoteSink, channel, inbound, outbound, remote_sink
@@ -40,12 +45,14 @@ __all__ = [
     "RxChannel",
     "RxFileSink",
     "RxRemoteSink",
+    "RxWriterSink",
     "balance",
     "channel",
     "file_source",
     "from_async_iterable",
     "from_hot",
     "from_iterable",
+    "from_reader",
     "inbound",
     "outbound",
     "remote_sink",
@@ -53,5 +60,6 @@ __all__ = [
     "request_response",
     "request_stream",
     "share_demand",
+    "through",
     "to_async_iterable",
 ]
