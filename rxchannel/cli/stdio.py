@@ -23,7 +23,9 @@ import sys
 
 from rxchannel.pipes import PipeClosedError, fetch_to, push_from, stdin_source, stdout_writer
 
-from . import commands
+from .commands import _connect, _follow_link, route_of
+from .commands import cmd_fetch as fetch_to_file
+from .commands import cmd_send as send_file
 from .errors import UsageError, printable
 from .progress import progress_bar
 from .units import peak_rss_mb
@@ -45,7 +47,7 @@ def stdout_is_data(args: argparse.Namespace) -> bool:
 async def cmd_fetch(args: argparse.Namespace) -> int:
     """``fetch``: to standard output with ``-o -``, else :func:`.commands.cmd_fetch`."""
     if not stdout_is_data(args):
-        return await commands.cmd_fetch(args)
+        return await fetch_to_file(args)
     if args.remote_path.endswith("/"):
         raise UsageError(
             f"{args.remote_path} is a directory, and -o - writes one file to standard output: "
@@ -54,10 +56,10 @@ async def cmd_fetch(args: argparse.Namespace) -> int:
     if args.shared:
         raise UsageError("--shared cannot write to standard output (-o -): fetch into a file to join a shared read")
     name = args.remote_path.rsplit("/", 1)[-1]
-    peer = await commands._connect(args)
+    peer = await _connect(args)
     try:
         with progress_bar(sys.stderr.isatty() and (args.progress or not args.json), name) as update:
-            commands._follow_link(peer, update)
+            _follow_link(peer, update)
             async with stdout_writer() as writer:
                 result = await fetch_to(
                     peer, args.remote_path, writer, window=args.window, progress=update, max_size=args.max_size
@@ -76,7 +78,7 @@ async def cmd_fetch(args: argparse.Namespace) -> int:
         "sha256": result.sha256,
         "peak_rss_mb": round(peak_rss_mb(), 1),
         "reconnects": peer.reconnects,
-    } | commands.route_of(peer)
+    } | route_of(peer)
     if args.json:
         print(json.dumps(summary), file=sys.stderr, flush=True)
     elif sys.stderr.isatty():
@@ -92,13 +94,13 @@ async def cmd_fetch(args: argparse.Namespace) -> int:
 async def cmd_send(args: argparse.Namespace) -> int:
     """``send``: standard input with ``-``, else :func:`.commands.cmd_send`."""
     if args.file != STDIO:
-        return await commands.cmd_send(args)
+        return await send_file(args)
     if not args.name:
         raise UsageError("send - reads standard input, which has no name: give its name in the inbox with --name NAME")
-    peer = await commands._connect(args)
+    peer = await _connect(args)
     try:
         with progress_bar(sys.stderr.isatty() and not args.json, args.name) as update:
-            commands._follow_link(peer, update)
+            _follow_link(peer, update)
             async with stdin_source() as source:
                 receipt, result = await push_from(peer, source, args.name, progress=update)
     finally:
@@ -109,7 +111,7 @@ async def cmd_send(args: argparse.Namespace) -> int:
         seconds=round(result.seconds, 3),
         mb_per_s=round(result.mb_per_s, 2),
         reconnects=peer.reconnects,
-        **commands.route_of(peer),
+        **route_of(peer),
     )
     if args.json:
         print(json.dumps(receipt), flush=True)

@@ -18,8 +18,10 @@ from typing import Any
 from reactivex import Observable, abc
 from reactivex.disposable import Disposable
 
-from rxchannel import pipes
 from rxchannel.files import CHUNK_SIZE
+from rxchannel.pipes import Writer, check_argv, drain
+from rxchannel.pipes import from_reader as _from_reader
+from rxchannel.pipes import through as _through
 from rxchannel.runtime import Payload, as_payload
 
 from ._threads import LoopThread
@@ -58,7 +60,7 @@ def through(
             too when it is applied to an Observable without demand (a hot one: put an
             ``on_backpressure_*`` operator before it).
     """
-    args = pipes.check_argv(argv)
+    args = check_argv(argv)
     if chunk_size <= 0:
         raise ValueError(f"chunk_size must be positive, got {chunk_size}")
 
@@ -67,7 +69,7 @@ def through(
             to_async_iterable(source)  # raises the TypeError that says what to add
 
         def factory() -> AsyncIterable[Payload]:
-            return pipes.through(args, to_async_iterable(source), chunk_size=chunk_size, env=env, cwd=cwd)
+            return _through(args, to_async_iterable(source), chunk_size=chunk_size, env=env, cwd=cwd)
 
         return from_async_iterable(factory)
 
@@ -78,7 +80,7 @@ def from_reader(reader: asyncio.StreamReader, *, chunk_size: int = CHUNK_SIZE) -
     """An :class:`asyncio.StreamReader` (a socket, a subprocess's stdout, a pipe) as a demand source:
     one read of at most ``chunk_size`` bytes per item demanded (subscribe it once: a reader is
     read once)."""
-    return from_async_iterable(pipes.from_reader(reader, chunk_size=chunk_size))
+    return from_async_iterable(_from_reader(reader, chunk_size=chunk_size))
 
 
 class _WriterDemand(Observable[int]):
@@ -108,7 +110,7 @@ class RxWriterSink(abc.ObserverBase[Any]):
             with the source's error or the writer's.
     """
 
-    def __init__(self, writer: pipes.Writer, *, window: int = 8):
+    def __init__(self, writer: Writer, *, window: int = 8):
         if isinstance(window, bool) or not isinstance(window, int) or window <= 0:
             raise ValueError(f"window must be a positive integer, got {window!r}")
         self.writer = writer
@@ -157,7 +159,7 @@ class RxWriterSink(abc.ObserverBase[Any]):
                 data = as_payload(value).data
                 if data:
                     self.writer.write(data)
-                    await pipes.drain(self.writer, self.written)
+                    await drain(self.writer, self.written)
                     self.written += len(data)
                 self._grant(1)
         except BaseException as exc:
