@@ -227,22 +227,43 @@ class Through:
     async def aclose(self) -> None:
         """Stop: terminate the process if it still runs, close the source. Idempotent."""
         self._closed = True
+        if self._feeder is not None and not self._feeder.done():
+            self._feeder.cancel()  # it closes the process's stdin and the source (CANCEL upstream)
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._feeder
         process = self.process
-        if process is not None and process.returncode is None:
+        if process is None:
+            await aclose(self._source)
+            return
+        if process.returncode is None:
             with contextlib.suppress(ProcessLookupError):
                 process.terminate()
+        await self._reap(process)
+        if self._stderr_task is not None and not self._stderr_task.done():
+            self._stderr_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._stderr_task
+
+    async def _reap(self, process: asyncio.subprocess.Process) -> None:
+        """Wait for ``process`` to end (SIGKILL after ``kill_timeout`` seconds), discarding what is
+        left in its stdout: asyncio's ``wait()`` returns only once every pipe is closed."""
+        assert process.stdout is not None
+        discard = asyncio.ensure_future(_discard(process.stdout))
+        try:
             try:
                 await asyncio.wait_for(asyncio.shield(process.wait()), self._kill_timeout)
             except TimeoutError:
                 _kill(process)
                 await process.wait()
-        for task in (self._feeder, self._stderr_task):
-            if task is not None and not task.done():
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-        if self.process is None:
-            await aclose(self._source)
+        finally:
+            discard.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await discard
+
+
+async def _discard(stream: asyncio.StreamReader) -> None:
+    while await stream.read(1 << 16):
+        pass
 
 
 def _kill(process: asyncio.subprocess.Process) -> None:
