@@ -44,7 +44,7 @@ netlab:
 test: lint browser netlab js
 	$(PY) -m pytest -q
 	# the library runs on whatever loop the application runs: the in-process tests again on uvloop
-	$(PY) -m pytest -q --loop uvloop tests/core tests/runtime tests/transports tests/files
+	$(PY) -m pytest -q --loop uvloop tests/core tests/runtime tests/transports tests/files tests/pipes
 
 # Longer property and fuzz runs (not part of `make test`).
 fuzz: $(STAMP)

@@ -225,8 +225,8 @@ def build_parser() -> argparse.ArgumentParser:
         "-o",
         "--output",
         metavar="OUT",
-        help="where to write: a file name, or an existing directory (or one ending in '/') to write into "
-        "(default: PATH's name in the current directory)",
+        help="where to write: a file name, or an existing directory (or one ending in '/') to write into, "
+        "or '-' for standard output (default: PATH's name in the current directory)",
     )
     fetch.add_argument("--force", action="store_true", help="replace an existing output file")
     fetch.add_argument(
@@ -250,7 +250,7 @@ def build_parser() -> argparse.ArgumentParser:
         "send", help="push a file into a hub's inbox", description="Push FILE into the inbox of the hub at URL."
     )
     send.add_argument("url", type=_url, metavar="URL", help="the URL 'rxchannel serve' printed")
-    send.add_argument("file", metavar="FILE", help="the local file to send")
+    send.add_argument("file", metavar="FILE", help="the local file to send, or '-' for standard input (needs --name)")
     send.add_argument("--name", help="its name in the inbox (default: FILE's name); names already there are refused")
     _add_output(send)
     _add_common(send, hub=False)
