@@ -2,12 +2,14 @@
 comes out as items, and demand crosses the process boundary both ways.
 
 Downstream pulls an item: one read of the process's stdout (nothing is read before it is
-asked for). Upstream is pulled by a feeder only once the last item was drained into the
-process's stdin. So when downstream stops asking, the stdout pipe fills, the process
+asked for: the pipe's transport is paused but while a pull waits, so what the process
+wrote and nobody asked for stays in its pipe, on asyncio's loop and uvloop alike).
+Upstream is pulled by a feeder only once the last item was drained into the process's
+stdin. So when downstream stops asking, the stdout pipe fills, the process
 blocks writing, stops reading its stdin, that pipe fills, ``drain()`` waits and the
 upstream source is not pulled: a remote stream upstream gets no more credit. The process
-is never more than its pipe buffers (and the bounded reader buffer asyncio keeps) ahead
-of the demand downstream, and the upstream never more than its stdin pipe ahead of it.
+is never more than its stdout pipe (and the one read in hand) ahead of the demand
+downstream, and the upstream never more than its stdin pipe ahead of it.
 """
 
 from __future__ import annotations
@@ -119,6 +121,7 @@ class Through:
         self._source = source
         self._env, self._cwd, self._kill_timeout = env, cwd, kill_timeout
         self._feeder: asyncio.Task[None] | None = None
+        self._stdout: _PulledPipe | None = None
         self._stderr: deque[bytes] = deque()
         self._stderr_task: asyncio.Task[None] | None = None
         self._failure: BaseException | None = None
@@ -136,17 +139,24 @@ class Through:
         await self.aclose()
 
     async def _start(self) -> asyncio.subprocess.Process:
+        loop = asyncio.get_running_loop()
+        read_end, write_end = os.pipe()
         try:
-            process = await asyncio.create_subprocess_exec(
-                *self.argv,
-                stdin=asyncio.subprocess.PIPE,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
-                limit=self.chunk_size,  # asyncio reads at most ~2x this ahead of our reads
-                env=self._env,
-                cwd=self._cwd,
-            )
+            try:
+                process = await asyncio.create_subprocess_exec(
+                    *self.argv,
+                    stdin=asyncio.subprocess.PIPE,
+                    stdout=write_end,
+                    stderr=asyncio.subprocess.PIPE,
+                    env=self._env,
+                    cwd=self._cwd,
+                )
+            finally:
+                os.close(write_end)  # the process has its own copy: its exit is our EOF
+            _, self._stdout = await loop.connect_read_pipe(_PulledPipe, os.fdopen(read_end, "rb", buffering=0))
         except BaseException:
+            with contextlib.suppress(OSError):
+                os.close(read_end)
             self._closed = True
             await aclose(self._source)
             raise
@@ -167,14 +177,10 @@ class Through:
         try:
             async for item in items:
                 data = as_payload(item).data
-                if data:
-                    stdin.write(data)
-                    await stdin.drain()
-                    self.fed += len(data)
-            stdin.close()
-            await stdin.wait_closed()
-        except GONE:
-            pass  # the process closed its stdin (it has read all it wants, or it died: its status says)
+                if data and not await _write(stdin, data):
+                    return  # the process closed its stdin (it has read all it wants, or it died: its status says)
+                self.fed += len(data)
+            await _write(stdin, None)
         except asyncio.CancelledError:
             raise
         except BaseException as exc:
@@ -198,8 +204,8 @@ class Through:
         if self._closed:
             raise StopAsyncIteration
         process = self.process or await self._start()
-        assert process.stdout is not None
-        data = await process.stdout.read(self.chunk_size)
+        assert self._stdout is not None
+        data = await self._stdout.read(self.chunk_size)
         if data:
             self.produced += len(data)
             return Payload(data)
@@ -209,6 +215,8 @@ class Through:
     async def _finish(self, process: asyncio.subprocess.Process) -> None:
         """Its stdout ended: wait for it to exit, then for its feeder and its stderr."""
         self._closed = True
+        if self._stdout is not None:
+            self._stdout.close()
         returncode = await process.wait()
         if self._feeder is not None:
             # it exited: nothing more goes in (a feeder still waiting for the source stops, and
@@ -245,25 +253,88 @@ class Through:
                 await self._stderr_task
 
     async def _reap(self, process: asyncio.subprocess.Process) -> None:
-        """Wait for ``process`` to end (SIGKILL after ``kill_timeout`` seconds), discarding what is
-        left in its stdout: asyncio's ``wait()`` returns only once every pipe is closed."""
-        assert process.stdout is not None
-        discard = asyncio.ensure_future(_discard(process.stdout))
+        """Close its stdout and wait for ``process`` to end (SIGKILL after ``kill_timeout`` seconds)."""
+        if self._stdout is not None:
+            self._stdout.close()
         try:
+            await asyncio.wait_for(asyncio.shield(process.wait()), self._kill_timeout)
+        except TimeoutError:
+            _kill(process)
+            await process.wait()
+
+
+class _PulledPipe(asyncio.Protocol):
+    """The read end of a process's stdout, read only when asked: the transport stays paused
+    but while a :meth:`read` waits, and pauses again at the first data (one read, at most a
+    pipe's worth, whatever the loop). What the process wrote and nobody asked for stays in
+    the pipe, where it makes the process wait."""
+
+    def __init__(self) -> None:
+        self._transport: Any = None  # asyncio's ReadTransport, or uvloop's (not a subclass of it)
+        self._buffer = bytearray()
+        self._eof = False
+        self._waiter: asyncio.Future[None] | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = transport
+        self._transport.pause_reading()
+
+    def data_received(self, data: bytes) -> None:
+        self._buffer += data
+        if self._transport is not None:
+            self._transport.pause_reading()
+        self._wake()
+
+    def eof_received(self) -> bool:
+        self._eof = True
+        self._wake()
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._eof = True
+        self._wake()
+
+    def _wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    async def read(self, n: int) -> bytes:
+        """At most ``n`` bytes, once some are there (b"" at EOF)."""
+        while not self._buffer and not self._eof:
+            assert self._transport is not None
+            self._waiter = asyncio.get_running_loop().create_future()
+            self._transport.resume_reading()
             try:
-                await asyncio.wait_for(asyncio.shield(process.wait()), self._kill_timeout)
-            except TimeoutError:
-                _kill(process)
-                await process.wait()
-        finally:
-            discard.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await discard
+                await self._waiter
+            finally:
+                self._waiter = None
+        data = bytes(self._buffer[:n])
+        del self._buffer[:n]
+        return data
+
+    def close(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
+        self._eof = True
 
 
-async def _discard(stream: asyncio.StreamReader) -> None:
-    while await stream.read(1 << 16):
-        pass
+async def _write(stdin: asyncio.StreamWriter, data: bytes | None) -> bool:
+    """Write ``data`` to a process's stdin and drain it (None: close it); False when the process
+    has closed it (asyncio says EPIPE; uvloop may say its transport is closed)."""
+    try:
+        if data is None:
+            stdin.close()
+            await stdin.wait_closed()
+        else:
+            stdin.write(data)
+            await stdin.drain()
+    except GONE:
+        return False
+    except RuntimeError:
+        if not stdin.is_closing():
+            raise
+        return False
+    return True
 
 
 def _kill(process: asyncio.subprocess.Process) -> None:
