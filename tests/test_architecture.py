@@ -24,6 +24,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("reactive", ("rxchannel.reactive",)),
     ("operators", ("rxchannel.operators",)),
     ("aio", ("rxchannel.aio", "rxchannel.aiostream")),
+    ("nats", ("rxchannel.nats",)),
     ("cli", ("rxchannel.cli", "rxchannel.__main__")),
     ("package", ("rxchannel",)),
 ]

@@ -1,0 +1,35 @@
+"""NATS JetStream under rxchannel's demand.
+
+Optional: ``pip install 'rxchannel[nats]'`` (nats-py); nothing else in rxchannel imports it.
+
+* **a source** (:func:`jetstream_source`) is a demand Observable and an async iterable of
+  :class:`Message` s: each grant of its demand is a pull request for exactly that many
+  (never more delivered than granted), a message is acked when consumed (or by ``acks=``,
+  which also takes :class:`Nak`, :class:`Term` and :class:`InProgress` verdicts), and a
+  consumer made here has the window as its ``max_ack_pending``;
+* **a sink** (:func:`jetstream_sink`) is an Observer with ``demand``: at most ``window``
+  publishes not yet stored by the server, so a slow or full stream slows its source.
+"""
+
+from __future__ import annotations
+
+from ._message import InProgress, Message, Nak, Term
+from ._sink import JetStreamSink, Published, Publisher, jetstream_sink
+from ._source import ConsumerTarget, JetStreamPull, JetStreamSource, jetstream_source
+from ._wire import JetStreamError
+
+__all__ = [
+    "ConsumerTarget",
+    "InProgress",
+    "JetStreamError",
+    "JetStreamPull",
+    "JetStreamSink",
+    "JetStreamSource",
+    "Message",
+    "Nak",
+    "Published",
+    "Publisher",
+    "Term",
+    "jetstream_sink",
+    "jetstream_source",
+]

@@ -1,0 +1,83 @@
+"""A real nats-server with JetStream for the tests and benchmarks: a free port, its store in a
+temporary directory, stopped (and its store removed) when done. No mock of NATS anywhere."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from types import TracebackType
+
+__all__ = ["NatsServer", "nats_server_missing"]
+
+LISTENING = re.compile(r"Listening for client connections on [^\s]*:(\d+)")
+
+
+def nats_server_missing() -> str | None:
+    """Why the JetStream tests cannot run here, or None (``make test`` installs Debian's nats-server)."""
+    if shutil.which("nats-server") is None:
+        return "nats-server is not installed (make test installs Debian's nats-server)"
+    return None
+
+
+class NatsServer:
+    """``nats-server -js`` on 127.0.0.1 and a port it picks, storing JetStream under ``store``
+    (a new temporary directory by default)."""
+
+    def __init__(self, store: Path | None = None, *, port: int = -1):
+        self._own_store = store is None
+        self.store = store if store is not None else Path(tempfile.mkdtemp(prefix="rxc-nats-"))
+        self.port = port
+        self.process: subprocess.Popen[str] | None = None
+        self.log_path: Path | None = None
+
+    @property
+    def url(self) -> str:
+        return f"nats://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 10.0) -> NatsServer:
+        """Start it and wait until it listens (the port it picked is read from its log)."""
+        self.store.mkdir(parents=True, exist_ok=True)
+        self.log_path = self.store.parent / f"{self.store.name}.log"
+        cmd = ["nats-server", "-js", "-sd", str(self.store), "-a", "127.0.0.1", "-p", str(self.port)]
+        with open(self.log_path, "w") as log:  # a file, not a pipe: nobody has to keep reading it
+            self.process = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log, text=True)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            text = self.log_path.read_text()
+            found = LISTENING.search(text)
+            if found and "Server is ready" in text:
+                self.port = int(found.group(1))
+                return self
+            if self.process.poll() is not None:
+                break
+            time.sleep(0.01)
+        self.stop()
+        raise RuntimeError("nats-server did not start:\n" + text[-2000:])
+
+    def stop(self) -> None:
+        """Stop it (SIGTERM, then SIGKILL) and remove a store it created."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+        if self._own_store:
+            shutil.rmtree(self.store, ignore_errors=True)
+            if self.log_path is not None:
+                self.log_path.unlink(missing_ok=True)
+
+    def __enter__(self) -> NatsServer:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
