@@ -1,6 +1,7 @@
-"""NATS JetStream under rxchannel's demand.
+"""NATS JetStream under rxchannel's demand: sources, sinks, bridges, the hub's queue and broadcast.
 
 Optional: ``pip install 'rxchannel[nats]'`` (nats-py); nothing else in rxchannel imports it.
+Demand maps onto JetStream one to one:
 
 * **a source** (:func:`jetstream_source`) is a demand Observable and an async iterable of
   :class:`Message` s: each grant of its demand is a pull request for exactly that many
@@ -8,11 +9,14 @@ Optional: ``pip install 'rxchannel[nats]'`` (nats-py); nothing else in rxchannel
   which also takes :class:`Nak`, :class:`Term` and :class:`InProgress` verdicts), and a
   consumer made here has the window as its ``max_ack_pending``;
 * **a sink** (:func:`jetstream_sink`) is an Observer with ``demand``: at most ``window``
-  publishes not yet stored by the server, so a slow or full stream slows its source.
+  publishes not yet stored by the server, so a slow or full stream slows its source;
+* **bridges** (:func:`stream_to_jetstream`, :func:`jetstream_handler`): a remote stream into
+  JetStream and JetStream out to a requester, demand kept end to end.
 """
 
 from __future__ import annotations
 
+from ._bridge import jetstream_handler, stream_to_jetstream
 from ._message import InProgress, Message, Nak, Term
 from ._sink import JetStreamSink, Published, Publisher, jetstream_sink
 from ._source import ConsumerTarget, JetStreamPull, JetStreamSource, jetstream_source
@@ -30,6 +34,8 @@ __all__ = [
     "Published",
     "Publisher",
     "Term",
+    "jetstream_handler",
     "jetstream_sink",
     "jetstream_source",
+    "stream_to_jetstream",
 ]
