@@ -11,13 +11,16 @@ Demand maps onto JetStream one to one:
 * **a sink** (:func:`jetstream_sink`) is an Observer with ``demand``: at most ``window``
   publishes not yet stored by the server, so a slow or full stream slows its source;
 * **bridges** (:func:`stream_to_jetstream`, :func:`jetstream_handler`): a remote stream into
-  JetStream and JetStream out to a requester, demand kept end to end.
+  JetStream and JetStream out to a requester, demand kept end to end;
+* **the hub's work queue** (:class:`JetStreamQueue`): jobs in a work-queue stream, served by
+  any number of hubs to workers running the unchanged :func:`rxchannel.runtime.work`.
 """
 
 from __future__ import annotations
 
 from ._bridge import jetstream_handler, stream_to_jetstream
 from ._message import InProgress, Message, Nak, Term
+from ._queue import JetStreamQueue, queue_names
 from ._sink import JetStreamSink, Published, Publisher, jetstream_sink
 from ._source import ConsumerTarget, JetStreamPull, JetStreamSource, jetstream_source
 from ._wire import JetStreamError
@@ -27,6 +30,7 @@ __all__ = [
     "InProgress",
     "JetStreamError",
     "JetStreamPull",
+    "JetStreamQueue",
     "JetStreamSink",
     "JetStreamSource",
     "Message",
@@ -37,5 +41,6 @@ __all__ = [
     "jetstream_handler",
     "jetstream_sink",
     "jetstream_source",
+    "queue_names",
     "stream_to_jetstream",
 ]
