@@ -16,6 +16,7 @@ from rxchannel.transports import KINDS, kind_of
 
 from .errors import UsageError
 from .ice import add_ice_options
+from .jetstream import add_jetstream_options
 from .loops import add_loop_option
 from .values import CHUNK, PORT, SIZE, positive_float, positive_int
 
@@ -177,6 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="what the hub logs on stderr: connections, transfers and refusals at info (default info)",
     )
     serve.add_argument("--log-json", action="store_true", help="log one JSON object per line instead of text")
+    add_jetstream_options(serve)
     _add_common(serve, hub=True)
 
     fetch = sub.add_parser(

@@ -12,13 +12,18 @@ Demand maps onto JetStream one to one:
   publishes not yet stored by the server, so a slow or full stream slows its source;
 * **bridges** (:func:`stream_to_jetstream`, :func:`jetstream_handler`): a remote stream into
   JetStream and JetStream out to a requester, demand kept end to end;
-* **the hub's work queue** (:class:`JetStreamQueue`): jobs in a work-queue stream, served by
-  any number of hubs to workers running the unchanged :func:`rxchannel.runtime.work`.
+* **the hub's work queue** (:class:`JetStreamQueue`, and :class:`JetStreamRoutes` behind
+  ``rxchannel serve --nats``): jobs in a work-queue stream, served by any number of hubs to
+  workers running the unchanged :func:`rxchannel.runtime.work`;
+* **broadcast** (:func:`broadcast_file`, :func:`broadcast_source`, ``broadcast/<topic>``):
+  a stream per shared file or topic, a consumer per reader.
 """
 
 from __future__ import annotations
 
 from ._bridge import jetstream_handler, stream_to_jetstream
+from ._broadcast import broadcast_file, broadcast_names, broadcast_source, ensure_broadcast
+from ._hub import JetStreamRoutes, connect_jetstream
 from ._message import InProgress, Message, Nak, Term
 from ._queue import JetStreamQueue, queue_names
 from ._sink import JetStreamSink, Published, Publisher, jetstream_sink
@@ -31,6 +36,7 @@ __all__ = [
     "JetStreamError",
     "JetStreamPull",
     "JetStreamQueue",
+    "JetStreamRoutes",
     "JetStreamSink",
     "JetStreamSource",
     "Message",
@@ -38,6 +44,11 @@ __all__ = [
     "Published",
     "Publisher",
     "Term",
+    "broadcast_file",
+    "broadcast_names",
+    "broadcast_source",
+    "connect_jetstream",
+    "ensure_broadcast",
     "jetstream_handler",
     "jetstream_sink",
     "jetstream_source",

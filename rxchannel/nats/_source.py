@@ -153,6 +153,7 @@ class JetStreamPull:
         self._error: BaseException | None = None
         self._ended = False
         self._closed = False
+        self._closing: asyncio.Task[None] | None = None
         #: the consumer's name, once open
         self.consumer: str | None = None
         self.acked = self.nacked = self.termed = 0
@@ -326,23 +327,27 @@ class JetStreamPull:
 
     async def aclose(self) -> None:
         """Stop: every message not acknowledged goes back to JetStream (redelivered), and an
-        ephemeral consumer is deleted. Idempotent."""
-        if self._closed:
-            return
-        self._closed = True
-        self.demand.end()
-        self._wake.set()
+        ephemeral consumer is deleted. Idempotent; the cleanup finishes even if the caller is
+        cancelled meanwhile (a pipeline that ends cancels its pump while it closes)."""
+        if self._closing is None:
+            self._closed = True
+            self.demand.end()
+            self._wake.set()
+            for message in (*self._taken, *self._waiting):
+                self._outbox.send(message.reply, NAK)
+            self.nacked += len(self._taken)
+            self._taken.clear()
+            self._waiting.clear()
+            self._closing = self._loop.create_task(self._cleanup())
+        await asyncio.shield(self._closing)
+
+    async def _cleanup(self) -> None:
         if self._opening is not None and not self._opening.done():
             self._opening.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._opening
         if self._puller is not None:
             await self._puller.close()
-        for message in (*self._taken, *self._waiting):
-            self._outbox.send(message.reply, NAK)
-        self.nacked += len(self._taken)
-        self._taken.clear()
-        self._waiting.clear()
         await self._outbox.close()
         if self._target.ephemeral and self.consumer is not None and not self._nc.is_closed:
             try:

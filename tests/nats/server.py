@@ -28,10 +28,11 @@ class NatsServer:
     """``nats-server -js`` on 127.0.0.1 and a port it picks, storing JetStream under ``store``
     (a new temporary directory by default)."""
 
-    def __init__(self, store: Path | None = None, *, port: int = -1):
+    def __init__(self, store: Path | None = None, *, port: int = -1, jetstream: bool = True):
         self._own_store = store is None
         self.store = store if store is not None else Path(tempfile.mkdtemp(prefix="rxc-nats-"))
         self.port = port
+        self.jetstream = jetstream
         self.process: subprocess.Popen[str] | None = None
         self.log_path: Path | None = None
 
@@ -43,7 +44,9 @@ class NatsServer:
         """Start it and wait until it listens (the port it picked is read from its log)."""
         self.store.mkdir(parents=True, exist_ok=True)
         self.log_path = self.store.parent / f"{self.store.name}.log"
-        cmd = ["nats-server", "-js", "-sd", str(self.store), "-a", "127.0.0.1", "-p", str(self.port)]
+        cmd = ["nats-server", "-a", "127.0.0.1", "-p", str(self.port)]
+        if self.jetstream:
+            cmd += ["-js", "-sd", str(self.store)]
         with open(self.log_path, "w") as log:  # a file, not a pipe: nobody has to keep reading it
             self.process = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log, text=True)
         deadline = time.monotonic() + timeout
