@@ -294,7 +294,8 @@ class JetStreamQueue:
             self._joiners -= 1
 
     async def remaining(self) -> int:
-        """Jobs in the stream now (not acked yet, wherever they are)."""
+        """Jobs in the stream now (not acked yet, wherever they are; after a crash of nats-server,
+        possibly some it had acked: see :meth:`_check_finished`)."""
         info = await self._nc.jetstream().stream_info(self.stream, subjects_filter=self.jobs_subject)
         return int((info.state.subjects or {}).get(self.jobs_subject, 0))
 
@@ -561,7 +562,13 @@ class JetStreamQueue:
             except NotFoundError:
                 return False
             self._sealed = True
-        if self._settling or await self.remaining():
+        if self._settling:
+            return False
+        # the consumer's view (nothing left to deliver, nothing delivered and unanswered), not the
+        # stream's message count: a nats-server killed without flushing its store can come back
+        # with messages its consumer had already seen acked
+        info = await js.consumer_info(self.stream, CONSUMER)
+        if info.num_pending or info.num_ack_pending:
             return False
         self._finished.set()
         for worker in self._workers:

@@ -62,6 +62,16 @@ class NatsServer:
         self.stop()
         raise RuntimeError("nats-server did not start:\n" + text[-2000:])
 
+    def restart(self, *, kill: bool = True) -> None:
+        """Stop it (SIGKILL by default: a crash) and start it again on the same port and store."""
+        assert self.process is not None
+        if kill:
+            self.process.kill()
+        else:
+            self.process.send_signal(signal.SIGTERM)
+        self.process.wait(timeout=10)
+        self.start()
+
     def stop(self) -> None:
         """Stop it (SIGTERM, then SIGKILL) and remove a store it created."""
         if self.process is not None and self.process.poll() is None:
