@@ -127,11 +127,12 @@ def jetstream_handler(
     def handle(request: Request) -> None:
         name = stream(request) if callable(stream) else stream
         filter_subject = subject(request) if callable(subject) else subject
-        target = ConsumerTarget(name, consumer, filter_subject, config, create)
+        # a consumer made here has no max_ack_pending of its own: the requester's credit bounds it
+        # (a requester's window may grow past its initial n: "auto")
+        made = config if config is not None else ConsumerConfig(max_ack_pending=-1)
+        target = ConsumerTarget(name, consumer, filter_subject, made, create)
         sink = outbound(request)
-        # the window only sizes a consumer created here (its max_ack_pending): the demand is the requester's
-        window = max(1, min(request.initial_n, 1 << 16))
-        source = JetStreamSource(nc, target, window=window, expires=expires, max_bytes=max_bytes)
+        source = JetStreamSource(nc, target, expires=expires, max_bytes=max_bytes)
         source.pipe(request_n(sink.demand)).subscribe(
             on_next=sink.on_next, on_error=lambda error: sink.on_error(_refusal(error)), on_completed=sink.on_completed
         )

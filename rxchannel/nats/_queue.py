@@ -577,9 +577,10 @@ class JetStreamQueue:
 
     async def close(self) -> None:
         """Stop serving: workers' channels end (their jobs go back to JetStream), timers stop."""
-        for worker in list(self._workers):
-            if worker.task is not None:
-                worker.task.cancel()
+        tasks = [w.task for w in self._workers if w.task is not None and w.task is not asyncio.current_task()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)  # their jobs are handed back through the outbox
         if self._timer is not None:
             self._timer.cancel()
         await self._outbox.close()

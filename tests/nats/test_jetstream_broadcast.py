@@ -75,7 +75,7 @@ async def test_jetstream_broadcast_serves_each_worker_at_its_own_pace_from_any_h
     assert (await js.stream_info(stream)).state.messages == 101  # the stream keeps the file (+ its end)
 
 
-async def test_a_broadcast_source_gives_each_subscriber_the_whole_topic(nc: Client, tmp_path: Path) -> None:
+async def test_a_jetstream_broadcast_source_gives_each_subscriber_the_whole_topic(nc: Client, tmp_path: Path) -> None:
     content = make_file(tmp_path / "f.bin", 10 * CHUNK, seed=8)
     await broadcast_file(nc, tmp_path / "f.bin", "topic-1", chunk_size=CHUNK)
     source = broadcast_source(nc, "topic-1", window=2)
@@ -84,7 +84,7 @@ async def test_a_broadcast_source_gives_each_subscriber_the_whole_topic(nc: Clie
     assert first == second == content
 
 
-async def test_a_broadcast_topic_that_was_never_published_is_refused(nc: Client) -> None:
+async def test_a_jetstream_broadcast_topic_that_was_never_published_is_refused(nc: Client) -> None:
     router = rx.Router()
     JetStreamRoutes(nc).install(router)
     server = await rx.serve_tcp(router)

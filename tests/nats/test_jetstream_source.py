@@ -7,7 +7,6 @@ import asyncio
 from typing import Any
 
 from nats.aio.client import Client
-from nats.js.api import ConsumerConfig
 from reactivex.subject import Subject
 
 from rxchannel import reactive as rxc
@@ -106,7 +105,7 @@ async def test_a_slow_rx_consumer_on_a_jetstream_source_never_has_more_unacked_t
     assert await messages_in(nc, "SLOW", 0) == 0  # every message acked (a work-queue stream drops them)
 
 
-async def test_async_iteration_acks_what_the_loop_consumed_and_hands_back_the_rest(nc: Client) -> None:
+async def test_jetstream_async_iteration_acks_what_the_loop_consumed_and_hands_back_the_rest(nc: Client) -> None:
     await make_stream(nc, "IT", ["it.>"])
     await make_consumer(nc, "IT", "c", ack_wait=30)
     await publish_all(nc, "it.x", [str(i).encode() for i in range(20)])
@@ -158,23 +157,27 @@ async def test_jetstream_pull_verdicts_nak_term_and_in_progress(nc: Client) -> N
     assert await messages_in(nc, "V", 1) == 1  # c, handed back by the other pull (a was terminated, b acked)
 
 
-async def test_rx_acks_may_carry_verdicts(nc: Client) -> None:
+async def test_jetstream_rx_acks_may_carry_verdicts(nc: Client) -> None:
     await make_stream(nc, "RV", ["rv.>"])
     await make_consumer(nc, "RV", "c", ack_wait=30)
-    await publish_all(nc, "rv.x", [b"ok", b"bad"])
+    await publish_all(nc, "rv.x", [b"ok", b"retry", b"bad"])
     verdicts: Subject[Any] = Subject()
-    seen: list[Message] = []
+    seen: list[tuple[bytes, int]] = []
 
-    def sink(message: Message) -> None:
-        seen.append(message)
-        verdicts.on_next(1 if message.data == b"ok" else Term())
+    def sink(message: Message) -> None:  # answers in order, one per message (acks= counts upstream items)
+        seen.append((message.data, message.deliveries))
+        if message.data == b"retry" and message.deliveries == 1:
+            verdicts.on_next(Nak())  # failed this time: JetStream redelivers it
+        elif message.data == b"bad":
+            verdicts.on_next(Term())  # can never be done: JetStream drops it
+        else:
+            verdicts.on_next(1)
 
-    subscription = jetstream_source(nc, "RV", consumer="c").pipe(windowed(2, acks=verdicts)).subscribe(sink)
-    await eventually(lambda: len(seen) == 2)
-    await asyncio.sleep(0.2)
-    subscription.dispose()
+    subscription = jetstream_source(nc, "RV", consumer="c").pipe(windowed(1, acks=verdicts)).subscribe(sink)
+    await eventually(lambda: len(seen) == 4)
     assert await messages_in(nc, "RV", 0) == 0
-    assert Nak(2, 0.5).count == 2
+    subscription.dispose()
+    assert sorted(seen) == [(b"bad", 1), (b"ok", 1), (b"retry", 1), (b"retry", 2)]
 
 
 async def test_a_jetstream_source_completes_at_the_end_marker_and_fails_with_its_error(nc: Client) -> None:
@@ -197,9 +200,8 @@ async def test_a_jetstream_source_completes_at_the_end_marker_and_fails_with_its
     assert (error.message, error.code) == ("the disk is on fire", 0x301)
 
 
-async def test_a_missing_stream_is_an_error_for_the_subscriber(nc: Client) -> None:
+async def test_a_missing_jetstream_stream_is_an_error_for_the_subscriber(nc: Client) -> None:
     out = Collect()
     jetstream_source(nc, "NOPE", consumer="c").subscribe(out)
     await asyncio.wait_for(out.done, 10)
-    assert isinstance(out.error, JetStreamError)
-    _ = ConsumerConfig
+    assert isinstance(out.error, JetStreamError) and "NOPE" in str(out.error)
