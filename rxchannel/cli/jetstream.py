@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 from rxchannel.runtime import Router
 
 from .errors import UsageError
-from .values import positive_float
+from .values import positive_float, positive_int
 
 __all__ = ["add_jetstream_options", "attach_jetstream"]
 
@@ -42,6 +42,14 @@ def add_jetstream_options(parser: argparse.ArgumentParser) -> None:
         help="for a queue this hub creates: seconds JetStream waits for a job's answer before redelivering it, "
         "e.g. after a hub died holding it (default 30)",
     )
+    group.add_argument(
+        "--nats-replicas",
+        type=positive_int("a replica count"),
+        default=1,
+        metavar="N",
+        help="for a queue this hub creates: copies of its stream on a JetStream cluster (3 on a three-server "
+        "cluster: the queue survives the loss of a server; default 1)",
+    )
 
 
 async def attach_jetstream(args: argparse.Namespace, router: Router) -> Callable[[], Awaitable[None]] | None:
@@ -60,5 +68,7 @@ async def attach_jetstream(args: argparse.Namespace, router: Router) -> Callable
         nc = await connect_jetstream(args.nats, name="rxchannel hub")
     except JetStreamError as exc:
         raise UsageError(f"cannot serve from JetStream: {exc}") from None
-    routes = JetStreamRoutes(nc, owns_connection=True, ack_wait=args.nats_ack_wait).install(router)
+    routes = JetStreamRoutes(
+        nc, owns_connection=True, ack_wait=args.nats_ack_wait, replicas=args.nats_replicas
+    ).install(router)
     return routes.close

@@ -6,13 +6,14 @@ from __future__ import annotations
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 import time
 from pathlib import Path
 from types import TracebackType
 
-__all__ = ["NatsServer", "nats_server_missing"]
+__all__ = ["NatsCluster", "NatsServer", "nats_server_missing"]
 
 LISTENING = re.compile(r"Listening for client connections on [^\s]*:(\d+)")
 
@@ -28,11 +29,14 @@ class NatsServer:
     """``nats-server -js`` on 127.0.0.1 and a port it picks, storing JetStream under ``store``
     (a new temporary directory by default)."""
 
-    def __init__(self, store: Path | None = None, *, port: int = -1, jetstream: bool = True):
+    def __init__(
+        self, store: Path | None = None, *, port: int = -1, jetstream: bool = True, args: tuple[str, ...] = ()
+    ):
         self._own_store = store is None
         self.store = store if store is not None else Path(tempfile.mkdtemp(prefix="rxc-nats-"))
         self.port = port
         self.jetstream = jetstream
+        self.args = args
         self.process: subprocess.Popen[str] | None = None
         self.log_path: Path | None = None
 
@@ -47,6 +51,7 @@ class NatsServer:
         cmd = ["nats-server", "-a", "127.0.0.1", "-p", str(self.port)]
         if self.jetstream:
             cmd += ["-js", "-sd", str(self.store)]
+        cmd += self.args
         with open(self.log_path, "w") as log:  # a file, not a pipe: nobody has to keep reading it
             self.process = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log, text=True)
         deadline = time.monotonic() + timeout
@@ -94,3 +99,52 @@ class NatsServer:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.stop()
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class NatsCluster:
+    """Three (or ``size``) nats-servers routed into one JetStream cluster, each with its own store."""
+
+    def __init__(self, size: int = 3):
+        self.root = Path(tempfile.mkdtemp(prefix="rxc-nats-cluster-"))
+        routes = [f"nats://127.0.0.1:{_free_port()}" for _ in range(size)]
+        self.servers = [
+            NatsServer(
+                self.root / f"n{i}",
+                args=("-n", f"n{i}", "--cluster_name", "rxc", "--cluster", routes[i], "--routes", ",".join(routes)),
+            )
+            for i in range(size)
+        ]
+
+    @property
+    def urls(self) -> list[str]:
+        return [server.url for server in self.servers]
+
+    def by_name(self, name: str) -> NatsServer:
+        return self.servers[int(name.removeprefix("n"))]
+
+    def __enter__(self) -> NatsCluster:
+        try:
+            for server in self.servers:
+                server.start()
+            deadline = time.monotonic() + 20
+            while not all("metadata leader" in s.log_path.read_text() for s in self.servers if s.log_path):
+                if time.monotonic() > deadline:
+                    raise RuntimeError("the nats-server cluster elected no JetStream leader")
+                time.sleep(0.02)
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        for server in self.servers:
+            server.stop()
+        shutil.rmtree(self.root, ignore_errors=True)

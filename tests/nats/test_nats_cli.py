@@ -32,3 +32,36 @@ def test_serve_with_nats_without_jetstream_says_how_to_enable_it(
         code = main(["serve", str(tmp_path), "--transport", "tcp", "--port", "0", "--nats", plain.url])
     assert code == 1
     assert "-js" in capsys.readouterr().err
+
+
+def test_serve_nats_replicas_reach_jetstream_and_a_refusal_reaches_the_worker(tmp_path: Path) -> None:
+    """--nats-replicas 3 against a single server: JetStream cannot make the queue's stream, and the
+    worker's channel ends with an ERROR that says why (the hub keeps serving)."""
+    import asyncio
+    import subprocess
+    import sys
+
+    import rxchannel as rx
+    from rxchannel.runtime import work
+
+    missing = nats_server_missing()
+    if missing:
+        pytest.skip(missing)
+    with NatsServer() as server:
+        cmd = [sys.executable, "-m", "rxchannel", "serve", str(tmp_path), "--transport", "tcp", "--port", "0"]
+        hub = subprocess.Popen([*cmd, "--nats", server.url, "--nats-replicas", "3"], stdout=subprocess.PIPE, text=True)
+        try:
+            assert hub.stdout is not None
+            url = hub.stdout.readline().strip()
+
+            async def worker() -> BaseException:
+                async with await rx.connect(url) as peer:
+                    with pytest.raises(rx.RemoteError) as refused:
+                        await work(peer, "queue/jobs", lambda job: None)
+                    return refused.value
+
+            error = asyncio.run(worker())
+        finally:
+            hub.terminate()
+            hub.wait(timeout=15)
+    assert "queue is not available" in str(error) and "replicas" in str(error)
