@@ -30,7 +30,8 @@ from aiohttp import web
 from rxchannel.cli.loops import add_loop_option
 from rxchannel.cli.loops import run as run_on
 from rxchannel.cli.units import peak_rss_mb
-from rxchannel.transports.signaling import ice_host_addresses, new_peer_connection
+from rxchannel.webrtc.aiortc_stack import rtc_peer_connection as new_peer_connection
+from rxchannel.webrtc.gathering import ice_host_addresses
 
 LOW_WATER = 256 * 1024  # the same threshold rxchannel's transport uses (high-water 1 MiB / 4)
 
@@ -174,11 +175,19 @@ async def raw_recv(url: str, out: str, rate: float | None) -> None:
     )
 
 
-async def rx_recv(url: str, name: str, out: str, rate: float | None, window: int) -> None:
+def _over_webrtc(stack: str | None) -> Any:
+    """Dial options that take WebRTC (not the hub's direct path) on ``stack``."""
+    from rxchannel.transports import TransportOptions
+    from rxchannel.webrtc.options import WebRtcOptions
+
+    return TransportOptions(webrtc=WebRtcOptions(via="webrtc", stack=stack))
+
+
+async def rx_recv(url: str, name: str, out: str, rate: float | None, window: int, stack: str | None = None) -> None:
     from rxchannel.files import FileSink
     from rxchannel.runtime import connect
 
-    peer = await connect(url)
+    peer = await connect(url, options=_over_webrtc(stack))
     sink = FileSink(out, resume=False)
     await sink.open()
     pacer = Sink("/dev/null", rate) if rate else None  # FileSink already writes and hashes each chunk
@@ -200,13 +209,13 @@ async def rx_recv(url: str, name: str, out: str, rate: float | None, window: int
     )
 
 
-async def rx_go(url: str, name: str, out: str, window: int) -> None:
+async def rx_go(url: str, name: str, out: str, window: int, stack: str | None = None) -> None:
     """A hub worker that connects, says ``ready``, waits for a line on stdin, then fetches
     (``fetch_file``, as ``rxchannel fetch`` does) and prints when it started and ended."""
     from rxchannel.files import fetch_file
     from rxchannel.runtime import connect
 
-    peer = await connect(url)
+    peer = await connect(url, options=_over_webrtc(stack))
     await peer.request_response("files")  # the connection is up and SETUP is through
     print("ready", flush=True)
     await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
@@ -226,6 +235,9 @@ def main(argv: list[str]) -> None:
     parser.add_argument("args", nargs="+")
     parser.add_argument("--rate", type=float, default=None)
     parser.add_argument("--window", type=int, default=32)
+    parser.add_argument(
+        "--stack", default=None, help="the WebRTC stack of rx-recv / rx-go (default: native if installed)"
+    )
     add_loop_option(parser)
     ns = parser.parse_args(argv)
     if ns.role == "raw-send":
@@ -233,9 +245,9 @@ def main(argv: list[str]) -> None:
     elif ns.role == "raw-recv":
         run_on(raw_recv(ns.args[0], ns.args[1], ns.rate), ns.loop)
     elif ns.role == "rx-go":
-        run_on(rx_go(ns.args[0], ns.args[1], ns.args[2], ns.window), ns.loop)
+        run_on(rx_go(ns.args[0], ns.args[1], ns.args[2], ns.window, ns.stack), ns.loop)
     else:
-        run_on(rx_recv(ns.args[0], ns.args[1], ns.args[2], ns.rate, ns.window), ns.loop)
+        run_on(rx_recv(ns.args[0], ns.args[1], ns.args[2], ns.rate, ns.window, ns.stack), ns.loop)
 
 
 if __name__ == "__main__":

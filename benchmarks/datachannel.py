@@ -69,6 +69,10 @@ def run_rxchannel(
             loop,
             "--log-level",
             "warning",
+            "--processes",
+            "1",
+            "--webrtc-stack",
+            "aiortc",
         ],
         stdout=subprocess.PIPE,
         text=True,
@@ -77,7 +81,8 @@ def run_rxchannel(
         assert hub.stdout is not None
         url = hub.stdout.readline().strip()
         hub_cpu = _cpu_seconds(hub.pid)  # set up and listening: what follows is the transfer's
-        cmd = [*PEERS, "rx-recv", url, name, str(directory / f"{name}.rx-out"), "--window", str(window), "--loop", loop]
+        cmd = [*PEERS, "rx-recv", url, name, str(directory / f"{name}.rx-out"), "--window", str(window)]
+        cmd += ["--loop", loop, "--stack", "aiortc"]
         worker = subprocess.Popen([*cmd, *(["--rate", str(rate)] if rate else [])], stdout=subprocess.PIPE, text=True)
         result = _json_line(worker)
         worker.wait(timeout=30)

@@ -63,7 +63,9 @@ SCENARIOS: dict[str, tuple[Callable[[Lab], Net], list[str], bool]] = {
 
 def _fetch(net: Net, url: str, name: str, out: Path) -> dict[str, float]:
     out.unlink(missing_ok=True)
-    done = net.worker.run([*RX, "fetch", url, name, "-o", str(out), "--json", "--no-resume"], timeout=600)
+    done = net.worker.run(
+        [*RX, "fetch", url, name, "-o", str(out), "--json", "--no-resume", "--via", "webrtc"], timeout=600
+    )
     if done.returncode != 0:
         raise RuntimeError(f"fetch failed ({done.returncode}): {done.stderr.strip()}")
     summary: dict[str, float] = json.loads(done.stdout)
@@ -75,7 +77,9 @@ def _time_to_fail(work: Path) -> tuple[float, str]:
         net = internet(made, worker_nat="symmetric", hub_nat="symmetric")
         start_hub(net.hub, work, "--host", net.hub_ip, "--port", "8765")
         start = time.perf_counter()
-        done = net.worker.run([*RX, "fetch", "http://100.64.2.2:8765", "small.bin", "-o", str(work / "x")], timeout=120)
+        done = net.worker.run(
+            [*RX, "fetch", "http://100.64.2.2:8765", "small.bin", "-o", str(work / "x"), "--via", "webrtc"], timeout=120
+        )
         seconds = time.perf_counter() - start
     if done.returncode != 4:
         raise RuntimeError(f"expected exit 4, got {done.returncode}: {done.stderr}")

@@ -236,6 +236,7 @@ class Net:
     turn_ip: str = ""
     public_hub_ip: str = ""  # where workers dial the hub (its router's address when it is behind NAT)
     others: dict[str, Host] = field(default_factory=dict)
+    rendezvous: subprocess.Popen[str] | None = None  # the rendezvous process on the public side, if any
 
 
 def lan(made: Lab) -> Net:
@@ -264,16 +265,24 @@ def emulated(made: Lab, *emu_args: str) -> Net:
 
 
 def internet(
-    made: Lab, *, worker_nat: str | None, hub_nat: str | None, turn_secret: str | None = None, hub_port: int = 8765
+    made: Lab,
+    *,
+    worker_nat: str | None,
+    hub_nat: str | None,
+    turn_secret: str | None = None,
+    hub_port: int | None = 8765,
+    rendezvous_secret: str | None = None,
 ) -> Net:
     """An "internet" router (100.64.0.0/16) with the worker, the hub and optionally coturn around it.
 
     ``worker_nat``/``hub_nat``: None (a public address on the internet), ``"cone"``
     (MASQUERADE) or ``"symmetric"`` (MASQUERADE --random-fully: a new port per
     destination). A hub behind NAT has its router forward TCP ``hub_port`` to it (its
-    signaling), as a home router's port mapping would; UDP gets nothing forwarded.
+    signaling), as a home router's port mapping would, unless ``hub_port`` is None (no
+    port open at all); UDP gets nothing forwarded. With ``rendezvous_secret``, a
+    rendezvous runs on the public side (``rxchannel rendezvous``, port 8700).
     Worker: 192.168.1.2 behind 100.64.1.2, or 100.64.1.2; hub: 192.168.2.2 behind
-    100.64.2.2, or 100.64.2.2; coturn: 100.64.3.2.
+    100.64.2.2, or 100.64.2.2; coturn: 100.64.3.2; rendezvous: 100.64.4.2.
     """
     inet = made.host("inet")
     inet.forward()
@@ -293,8 +302,14 @@ def internet(
         router.forward()
         router.route_default(f"100.64.{index}.1")
         router.masquerade(wan, symmetric=nat == "symmetric")
+        # like a home router: unsolicited UDP from the internet is dropped silently (an ICMP
+        # "port unreachable" and the connection it leaves behind would make the router pick
+        # another port for the hole the inside is punching)
+        router.exec(
+            "iptables", "-A", "INPUT", "-i", wan, "-p", "udp", "-m", "conntrack", "--ctstate", "NEW", "-j", "DROP"
+        )
         machine.route_default(f"192.168.{index}.1")
-        if role == "hub":
+        if role == "hub" and hub_port is not None:
             router.port_forward(wan, "tcp", hub_port, f"192.168.{index}.2")
         return machine, f"192.168.{index}.2"
 
@@ -307,6 +322,22 @@ def internet(
         turn.route_default("100.64.3.1")
         start_coturn(turn, "100.64.3.2", turn_secret)
         net.turn, net.turn_ip = turn, "100.64.3.2"
+    if rendezvous_secret is not None:
+        meet = made.host("meet")
+        made.link(inet, "100.64.4.1/24", meet, "100.64.4.2/24")
+        meet.route_default("100.64.4.1")
+        proc = meet.popen(
+            [*RX, "rendezvous", "--host", "100.64.4.2", "--port", "8700", "--secret", rendezvous_secret],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        assert proc.stdout is not None and proc.stderr is not None
+        if proc.stdout.readline().strip() != "http://100.64.4.2:8700":
+            raise RuntimeError(f"the rendezvous did not start: {proc.stderr.read()}")
+        _drain(proc.stdout)
+        _drain(proc.stderr)
+        net.others["meet"] = meet
+        net.rendezvous = proc
     return net
 
 
@@ -321,7 +352,7 @@ def lab() -> Iterator[Lab]:
 ANSWER_SCRIPT = """
 import asyncio, json, sys
 import aiohttp
-from rxchannel.transports.signaling import new_peer_connection
+from rxchannel.webrtc.aiortc_stack import rtc_peer_connection as new_peer_connection
 
 async def main(url):
     pc = new_peer_connection()

@@ -73,7 +73,7 @@ async def _tcp(limits: TransportLimits | None) -> tuple[Transport, Transport]:
 
 
 async def _datachannel(limits: TransportLimits | None) -> tuple[Transport, Transport]:
-    from rxchannel.transports.signaling import datachannel_pair
+    from rxchannel.webrtc.signaling import datachannel_pair
 
     return await datachannel_pair(limits=limits)
 

@@ -68,7 +68,7 @@ def test_exported_names_are_pinned() -> None:
 def test_only_the_aiostream_facade_imports_aiostream() -> None:
     code = (
         "import sys, rxchannel, rxchannel.reactive, rxchannel.operators, rxchannel.aio, rxchannel.files, "
-        "rxchannel.cli, rxchannel.runtime, rxchannel.transports.signaling, rxchannel.web; "
+        "rxchannel.cli, rxchannel.runtime, rxchannel.webrtc.signaling, rxchannel.web; "
         "print('aiostream' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

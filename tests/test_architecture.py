@@ -18,6 +18,7 @@ PACKAGE = Path(rxchannel.__file__).parent
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("core", ("rxchannel.core",)),
     ("transports", ("rxchannel.transports",)),
+    ("webrtc", ("rxchannel.webrtc",)),
     ("runtime", ("rxchannel.runtime", "rxchannel.testing")),
     ("files", ("rxchannel.files",)),
     ("web", ("rxchannel.web",)),

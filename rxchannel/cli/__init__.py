@@ -1,4 +1,4 @@
-"""Command line: ``rxchannel serve | fetch | send | ls | demo | bench`` (contract: DESIGN.md §6, §8).
+"""Command line: ``rxchannel serve | fetch | send | ls | rendezvous | demo | bench`` (contract: DESIGN.md §6, §8).
 
 A thin front over the public API; :func:`main` takes ``argv`` and returns the exit code
 (never raises): 0 success (for fetch: the file is complete and verified), 1 usage or
@@ -19,10 +19,11 @@ from .demo import cmd_demo
 from .errors import UsageError, fail, report
 from .loops import run as run_on_loop
 from .parser import build_parser
+from .rendezvous import cmd_rendezvous
 
 __all__ = ["build_parser", "main", "run"]
 
-_COMMANDS = {"serve": cmd_serve, "fetch": cmd_fetch, "send": cmd_send, "ls": cmd_ls}
+_COMMANDS = {"serve": cmd_serve, "fetch": cmd_fetch, "send": cmd_send, "ls": cmd_ls, "rendezvous": cmd_rendezvous}
 
 
 def _cmd_bench(argv: list[str]) -> int:
@@ -44,6 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     json_line = "--json" in argv
     try:
         args = build_parser().parse_args(argv)
+        args.argv = argv  # serve --processes starts its children with the same command line
     except UsageError as exc:
         return fail(str(exc), 1, json_line=json_line)
     except SystemExit as exc:  # --help, --version

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
+import os
 import shutil
 import signal
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -28,14 +31,17 @@ from rxchannel.files import (
     list_remote,
     push_file,
 )
-from rxchannel.runtime import Peer, connect, serve
+from rxchannel.runtime import Peer, Server, connect, serve
 from rxchannel.transports import ListenLimits
+from rxchannel.transports.http import HttpListener
 from rxchannel.web import WorkerPage
+from rxchannel.webrtc.rendezvous import RendezvousLink
 
 from .errors import UsageError, printable
 from .ice import options_from
 from .jetstream import attach_jetstream
 from .logs import configure_logging
+from .processes import processes_for, serve_processes
 from .progress import Bar, progress_bar
 from .units import format_size, peak_rss_mb
 
@@ -48,7 +54,7 @@ def _note(text: str) -> None:
 
 def _summary(result: TransferResult) -> dict[str, Any]:
     return {
-        "path": str(result.path),
+        "output": str(result.path),
         "bytes": result.size,
         "received": result.received,
         "resumed_from": result.resumed_from,
@@ -82,16 +88,30 @@ async def _connect(args: argparse.Namespace) -> Peer:
     )
 
 
+def route_of(peer: Peer) -> dict[str, str | None]:
+    """The path the peer's bytes take and the WebRTC stack under it: ``{"path", "stack"}``."""
+    return {"path": peer.transport.path, "stack": peer.transport.stack}
+
+
+def _shown(peer: Peer) -> str:
+    route = route_of(peer)
+    return f"via {route['path']}" + (f" ({route['stack']})" if route["stack"] else "")
+
+
 def _follow_link(peer: Peer, bar: Bar | None) -> None:
-    """Say when the connection breaks and when the session is resumed (bar, or a line on stderr)."""
+    """Show the path taken, and say when the connection breaks and when the session is
+    resumed (perhaps on another path): on the bar, or a line on stderr."""
+    if bar is not None:
+        bar.path(_shown(peer))
     if peer.resumption is None:
         return
 
     def changed(state: str) -> None:
         if bar is not None:
             bar.note("reconnecting…" if state == "reconnecting" else None)
+            bar.path(_shown(peer))
         else:
-            _note("the connection broke; reconnecting…" if state == "reconnecting" else "reconnected; resuming")
+            _note("the connection broke; reconnecting…" if state == "reconnecting" else f"reconnected {_shown(peer)}")
 
     peer.resumption.on_change = changed
 
@@ -141,7 +161,7 @@ async def cmd_fetch(args: argparse.Namespace) -> int:
         await peer.close()
     if result.restarted:
         _note(f"started {out.name} over from the beginning: {result.restarted}")
-    summary = _summary(result) | {"reconnects": peer.reconnects}
+    summary = _summary(result) | {"reconnects": peer.reconnects} | route_of(peer)
     if args.shared:
         summary["shared_bytes"] = result.shared  # what came from the hub's shared read (the rest: files/)
     if args.json:
@@ -183,7 +203,7 @@ async def _fetch_directory(args: argparse.Namespace) -> int:
     seconds = time.perf_counter() - start
     if args.json:
         summary = {
-            "path": str(out),
+            "output": str(out),
             "files": len(result.fetched),
             "unchanged": len(result.unchanged),
             "bytes": result.size,
@@ -191,7 +211,7 @@ async def _fetch_directory(args: argparse.Namespace) -> int:
             "skipped": result.skipped,
             "reconnects": peer.reconnects,
             "peak_rss_mb": round(peak_rss_mb(), 1),
-        }
+        } | route_of(peer)
         print(json.dumps(summary), flush=True)
     else:
         same = f", {len(result.unchanged)} already here and unchanged" if result.unchanged else ""
@@ -237,19 +257,29 @@ async def cmd_send(args: argparse.Namespace) -> int:
     finally:
         await peer.close()
     seconds = time.perf_counter() - start
+    stored = receipt.pop("path")  # the name in the hub's inbox; "path" is the network path, as for fetch
     receipt.update(
-        seconds=round(seconds, 3), mb_per_s=round(receipt["size"] / seconds / 1e6, 2), reconnects=peer.reconnects
+        stored=stored,
+        seconds=round(seconds, 3),
+        mb_per_s=round(receipt["size"] / seconds / 1e6, 2),
+        reconnects=peer.reconnects,
+        **route_of(peer),
     )
     if args.json:
         print(json.dumps(receipt), flush=True)
     else:
-        where = printable(receipt["path"])
+        where = printable(stored)
         print(f"sent {printable(path)} -> inbox/{where} ({receipt['size']} bytes), sha256 verified")
     return 0
 
 
 async def cmd_serve(args: argparse.Namespace) -> int:
-    configure_logging(args.log_level, as_json=args.log_json)
+    count = processes_for(args)
+    if count > 1 and not args.process_of:
+        options_from(args)  # every option checked here, where its message is seen, before any child starts
+        Hub(args.root, inbox=args.inbox).close()
+        return await serve_processes(args, count)
+    configure_logging(args.log_level, as_json=args.log_json, process=args.process_of or "")
     page = WorkerPage()
     options = options_from(  # every option checked before anything starts
         args,
@@ -257,6 +287,7 @@ async def cmd_serve(args: argparse.Namespace) -> int:
         listen_limits=ListenLimits(
             max_connections=args.max_connections, max_per_address=max(1, args.max_connections // 8)
         ),
+        reuse_port=bool(args.process_of),  # one of a hub's processes: the port is shared
     )
     hub = Hub(
         args.root,
@@ -292,11 +323,25 @@ async def cmd_serve(args: argparse.Namespace) -> int:
             f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}; "
             "choose another --port (0 picks a free one)"
         ) from None
-    for url in service.urls:  # the first line is a usable URL; a wildcard bind prints one per address
-        print(url, flush=True)
-    print(f"serving {hub.root} over {args.transport}; Ctrl-C to stop", file=sys.stderr, flush=True)
-    if detach is not None:
-        _note(f"queue/NAME and broadcast/TOPIC are served from JetStream at {args.nats}")
+    if args.process_of:  # one of a hub's processes: its parent prints the URLs and registers
+        link = None
+        for url in service.urls:
+            print(url, flush=True)
+        print(flush=True)  # the end of the URLs, for the parent
+    else:
+        try:
+            link = await _register(args, service) if args.rendezvous else None
+        except BaseException:
+            if detach is not None:
+                await detach()
+            raise
+        if link is not None:
+            print(link.public_url, flush=True)  # what workers and pages dial: the hub itself has no open port
+        for url in service.urls:  # the first line is a usable URL; a wildcard bind prints one per address
+            print(url, flush=True)
+        print(f"serving {hub.root} over {args.transport}; Ctrl-C to stop", file=sys.stderr, flush=True)
+        if detach is not None:
+            _note(f"queue/NAME and broadcast/TOPIC are served from JetStream at {args.nats}")
     if args.turn_url and not args.secret:
         _note(
             "--turn-url without --secret: anyone who reaches this hub can get TURN credentials "
@@ -306,11 +351,61 @@ async def cmd_serve(args: argparse.Namespace) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    if args.process_of:
+        _end_with_parent(loop, stop)
     try:
         await stop.wait()
     finally:
+        if link is not None:
+            await link.close()
         await service.close()
         if detach is not None:
             await detach()
         hub.close()
     return 0
+
+
+def _end_with_parent(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> None:
+    """One of a hub's processes ends when its parent goes, however it went: the parent holds
+    our standard input open, and its end is our signal. A parent that stops the hub sends
+    SIGTERM first (an orderly stop); one that vanished took the hub with it, so we vanish
+    too, as one process would have (workers see the hub gone and resume elsewhere or later)."""
+
+    def watch() -> None:
+        with contextlib.suppress(OSError, ValueError):
+            while sys.stdin.buffer.read(4096):
+                pass
+        if not stop.is_set():
+            os._exit(1)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
+async def _register(args: argparse.Namespace, service: Server) -> RendezvousLink:
+    """Register the hub at ``--rendezvous`` (workers' signaling comes through it from then on)."""
+    listener = service.listener
+    assert isinstance(listener, HttpListener)
+    try:
+        return await _register_link(args, listener.url, listener.relay_token)
+    except UsageError:
+        await service.close()
+        raise
+
+
+async def _register_link(args: argparse.Namespace, local: str, relay: str) -> RendezvousLink:
+    """Register at ``--rendezvous``, relaying to the hub's listener at ``local`` (marked with ``relay``).
+
+    Raises:
+        UsageError: the flags cannot work (no --name, no secret, not a WebRTC hub), or the
+            rendezvous refused the hub (a wrong secret, a name taken) or cannot be reached.
+    """
+    if args.transport != "webrtc":
+        raise UsageError("--rendezvous needs the WebRTC transport: a rendezvous relays WebRTC signaling")
+    if not args.name or not args.rendezvous_secret:
+        raise UsageError("--rendezvous needs --name NAME and --rendezvous-secret S (the rendezvous's --secret)")
+    try:
+        link = RendezvousLink(args.rendezvous, args.name, args.rendezvous_secret, local=local, relay=relay)
+        await link.start()
+    except (ValueError, ConnectionError) as exc:
+        raise UsageError(f"cannot register at the rendezvous: {exc}") from None
+    return link

@@ -32,7 +32,8 @@ _OVER = {"webrtc": "a WebRTC DataChannel", "tcp": "TCP", "ws": "a WebSocket"}
 
 
 def _quiet(transport: str) -> list[str]:
-    return ["--transport", transport, "--log-level", "warning"]
+    # one hub process: one worker needs no more, and its memory is then the hub's
+    return ["--transport", transport, "--log-level", "warning", "--processes", "1"]
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -60,6 +61,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
                 "--loop",
                 args.loop,
                 *_quiet(args.transport),
+                *(["--webrtc-stack", args.webrtc_stack] if args.webrtc_stack else []),
             ],
             stdout=subprocess.PIPE,
             text=True,
@@ -84,6 +86,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
                     "--progress",
                     "--loop",
                     args.loop,
+                    "--via",
+                    args.via,
+                    *(["--webrtc-stack", args.webrtc_stack] if args.webrtc_stack else []),
                 ]
             )
             with contextlib.redirect_stdout(_Capture()) as captured:
@@ -99,8 +104,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
             except subprocess.TimeoutExpired:
                 hub.kill()
         verified = sha256_file(out) == sha256_file(source) == summary["sha256"]
+        over = _OVER[args.transport] if summary["path"] != "direct" or args.transport != "webrtc" else "a WebSocket"
+        stack = f", stack {summary['stack']}" if summary["stack"] else ""
         print(
-            f"demo: {summary['bytes']} bytes over {_OVER[args.transport]} in {summary['seconds']} s "
+            f"demo: {summary['bytes']} bytes over {over} (path {summary['path']}{stack}) in {summary['seconds']} s "
             f"({summary['mb_per_s']} MB/s)\n"
             f"demo: peak RSS hub {hub_rss:.0f} MB, worker {summary['peak_rss_mb']:.0f} MB\n"
             f"demo: sha256 {summary['sha256']} {'verified' if verified else 'MISMATCH'}"

@@ -18,7 +18,7 @@ import os
 from typing import Any
 
 from rxchannel.transports import TransportOptions
-from rxchannel.transports.ice import (
+from rxchannel.webrtc.ice import (
     IceServer,
     PeerAddressPolicy,
     SignalingLimits,
@@ -26,10 +26,12 @@ from rxchannel.transports.ice import (
     ice_servers_from_json,
     parse_port_range,
 )
+from rxchannel.webrtc.options import VIAS, WebRtcOptions
+from rxchannel.webrtc.stack import STACKS, default_stack
 
 from .values import positive_float, positive_int
 
-__all__ = ["add_ice_options", "options_from"]
+__all__ = ["add_ice_options", "add_path_options", "options_from"]
 
 _DEFAULTS = SignalingLimits()
 
@@ -39,6 +41,32 @@ def _port_range(text: str) -> tuple[int, int]:
         return parse_port_range(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def add_path_options(parser: argparse.ArgumentParser, *, hub: bool, dials: bool = True) -> None:
+    """``--webrtc-stack`` (both sides), ``--via`` (a worker) or ``--no-direct`` (a hub)."""
+    group = parser.add_argument_group("paths")
+    group.add_argument(
+        "--webrtc-stack",
+        choices=tuple(STACKS),
+        default=None,
+        help=f"the WebRTC stack: native (libwebrtc, compiled) or aiortc (pure Python); default: native when "
+        f"installed (here: {default_stack()})",
+    )
+    if hub:
+        group.add_argument(
+            "--no-direct",
+            action="store_true",
+            help="serve WebRTC only: no RSocket over a WebSocket at /rsocket on the HTTP port",
+        )
+    elif dials:
+        group.add_argument(
+            "--via",
+            choices=VIAS,
+            default="auto",
+            help="how to reach an http:// hub: auto takes the hub's direct WebSocket when it opens, else WebRTC "
+            "(default auto); direct or webrtc take only that path",
+        )
 
 
 def add_ice_options(parser: argparse.ArgumentParser, *, hub: bool) -> None:
@@ -156,20 +184,23 @@ def options_from(args: argparse.Namespace, **extra: Any) -> TransportOptions:
     Raises:
         ValueError: the options cannot be used together; the message says how to fix them.
     """
-    fields: dict[str, Any] = {
+    webrtc: dict[str, Any] = {
         "ice_servers": _ice_servers(args),
         "ice_timeout": args.ice_timeout,
-        "secret": getattr(args, "secret", None) or None,
+        "stack": getattr(args, "webrtc_stack", None),
+        "via": getattr(args, "via", "auto"),
+        "direct": not getattr(args, "no_direct", False),
     }
+    fields: dict[str, Any] = {"secret": getattr(args, "secret", None) or None}
     if getattr(args, "connect_timeout", None) is not None:
         fields["timeout"] = args.connect_timeout
     if hasattr(args, "turn_url"):
         if args.turn_url or args.turn_secret:
             if not args.turn_url:
                 raise ValueError("--turn-secret needs --turn-url turn:HOST:3478")
-            fields["turn"] = TurnRest(tuple(args.turn_url), args.turn_secret or "", args.turn_ttl)
+            webrtc["turn"] = TurnRest(tuple(args.turn_url), args.turn_secret or "", args.turn_ttl)
         peers = PeerAddressPolicy.build(args.denied_peer_ip, args.allowed_peer_ip)
-        fields["signaling"] = SignalingLimits(
+        webrtc["signaling"] = SignalingLimits(
             max_offer_bytes=args.max_offer_bytes,
             max_candidates=args.max_candidates,
             max_pending=args.max_pending_offers,
@@ -177,6 +208,11 @@ def options_from(args: argparse.Namespace, **extra: Any) -> TransportOptions:
             offer_rate=args.offer_rate,
             peers=peers,
         )
-        fields["udp_ports"] = args.udp_ports
+        webrtc["udp_ports"] = args.udp_ports
+    if webrtc["stack"] is not None:
+        from rxchannel.webrtc.stack import get_stack
+
+        get_stack(webrtc["stack"])  # not installed: say so now, with how to install it
+    fields["webrtc"] = WebRtcOptions(**webrtc)
     fields.update(extra)
     return TransportOptions(**fields)

@@ -30,9 +30,14 @@ def _timestamp(record: logging.LogRecord) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{millis:03d}Z"
 
 
+#: This process's place among the hub's (``serve --processes``): ``"2/4"``, or "" for a lone hub.
+_PROCESS = ""
+
+
 class _Text(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        line = f"{_timestamp(record)} {record.levelname.lower():7} {printable(record.getMessage(), 2000)}"
+        who = f"[{_PROCESS}] " if _PROCESS else ""
+        line = f"{_timestamp(record)} {record.levelname.lower():7} {who}{printable(record.getMessage(), 2000)}"
         if record.exc_info:
             line += "\n" + self.formatException(record.exc_info)
         return line
@@ -47,6 +52,8 @@ class _Json(logging.Formatter):
             "event": getattr(record, "event", "log"),
             "message": printable(record.getMessage(), 2000),
         }
+        if _PROCESS:
+            entry["process"] = _PROCESS
         fields = getattr(record, "fields", None)
         if isinstance(fields, dict):
             for key, value in fields.items():
@@ -68,8 +75,11 @@ class _Stderr(logging.StreamHandler):  # type: ignore[type-arg]
         pass
 
 
-def configure_logging(level: str = "info", *, as_json: bool = False) -> None:
-    """Send rxchannel's (and aiortc's warnings) log records to stderr at ``level``."""
+def configure_logging(level: str = "info", *, as_json: bool = False, process: str = "") -> None:
+    """Send rxchannel's (and aiortc's warnings) log records to stderr at ``level``; ``process``
+    (``"2/4"``) marks every line of one of a hub's processes."""
+    global _PROCESS
+    _PROCESS = process
     handler = _Stderr()
     handler.setFormatter(_Json() if as_json else _Text())
     root = logging.getLogger()

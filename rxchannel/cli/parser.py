@@ -15,7 +15,7 @@ from typing import NoReturn
 from rxchannel.transports import KINDS, kind_of
 
 from .errors import UsageError
-from .ice import add_ice_options
+from .ice import add_ice_options, add_path_options
 from .jetstream import add_jetstream_options
 from .loops import add_loop_option
 from .values import CHUNK, PORT, SIZE, positive_float, positive_int
@@ -53,6 +53,14 @@ def _window(text: str) -> int | str:
     return value
 
 
+def _processes(text: str) -> str:
+    if text == "auto":
+        return text
+    if not text.isdigit() or not 1 <= int(text) <= 256:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a process count: use 1..256, or 'auto'")
+    return str(int(text))
+
+
 def _url(text: str) -> str:
     try:
         kind_of(text)
@@ -68,6 +76,7 @@ def _remote_path(text: str) -> str:
 
 
 def _add_common(p: argparse.ArgumentParser, *, hub: bool) -> None:
+    add_path_options(p, hub=hub)
     add_ice_options(p, hub=hub)
     rsocket = p.add_argument_group("connection")
     rsocket.add_argument(
@@ -178,6 +187,29 @@ def build_parser() -> argparse.ArgumentParser:
         help="what the hub logs on stderr: connections, transfers and refusals at info (default info)",
     )
     serve.add_argument("--log-json", action="store_true", help="log one JSON object per line instead of text")
+    serve.add_argument(
+        "--processes",
+        type=_processes,
+        default="auto",
+        metavar="N",
+        help="processes serving the one port (default auto: one per core for WebRTC, whose DTLS and SCTP "
+        "run in Python; else 1); limits are shared out among them",
+    )
+    serve.add_argument("--process-of", default=None, help=argparse.SUPPRESS)  # set by the parent of N processes
+    meet = serve.add_argument_group("rendezvous (a hub with no inbound port)")
+    meet.add_argument(
+        "--rendezvous",
+        metavar="URL",
+        help="register at this rendezvous (http://HOST:PORT) and take workers' signaling through it: workers "
+        "then dial URL/hubs/NAME and this hub needs no open port",
+    )
+    meet.add_argument("--name", help="the name to register at the rendezvous (letters, digits, . _ -)")
+    meet.add_argument(
+        "--rendezvous-secret",
+        default=os.environ.get("RXCHANNEL_RENDEZVOUS_SECRET"),
+        metavar="S",
+        help="the rendezvous's --secret (default: $RXCHANNEL_RENDEZVOUS_SECRET)",
+    )
     add_jetstream_options(serve)
     _add_common(serve, hub=True)
 
@@ -233,6 +265,35 @@ def build_parser() -> argparse.ArgumentParser:
     _add_output(ls, lines=True)
     _add_common(ls, hub=False)
 
+    relay = sub.add_parser(
+        "rendezvous",
+        help="relay signaling for hubs that have no open port",
+        description="Run a rendezvous: hubs dial out to it and register a name (serve --rendezvous URL --name "
+        "NAME); workers and pages use URL/hubs/NAME as the hub's URL. It relays offers and answers, never data.",
+    )
+    relay.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; 0.0.0.0: all)")
+    relay.add_argument("--port", type=PORT, default=8700, help="port to listen on (default 8700; 0 picks a free one)")
+    relay.add_argument(
+        "--secret",
+        default=os.environ.get("RXCHANNEL_RENDEZVOUS_SECRET"),
+        help="hubs must know it to register (default: $RXCHANNEL_RENDEZVOUS_SECRET; required)",
+    )
+    relay.add_argument(
+        "--max-hubs", type=positive_int("a hub count"), default=1024, metavar="N", help="hubs registered at once"
+    )
+    relay.add_argument(
+        "--request-rate",
+        type=positive_float("a rate", "requests per second"),
+        default=10.0,
+        metavar="PER_S",
+        help="relayed requests per second per client address (default 10)",
+    )
+    relay.add_argument(
+        "--log-level", choices=("debug", "info", "warning", "error"), default="info", help="what it logs (default info)"
+    )
+    relay.add_argument("--log-json", action="store_true", help="log one JSON object per line instead of text")
+    add_loop_option(relay)
+
     demo = sub.add_parser(
         "demo",
         help="a hub and a worker in two processes on loopback",
@@ -244,6 +305,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--transport", choices=TRANSPORTS, default="webrtc", help="the transport between them (default webrtc)"
     )
+    add_path_options(demo, hub=False)
+    demo.set_defaults(via="webrtc")  # the demo shows WebRTC; --via auto takes the direct path on loopback
     add_loop_option(demo)
 
     sub.add_parser(

@@ -15,6 +15,10 @@ class Bar:
     def __init__(self, bar: Any, task: Any, label: str):
         self._bar, self._task, self._label = bar, task, label
 
+    def path(self, path: str) -> None:
+        """Show the path the bytes take (``direct``, ``webrtc-host (native)``...)."""
+        self._bar.update(self._task, path=path)
+
     def __call__(self, done: int, total: int | None, credits: int) -> None:
         self._bar.update(self._task, completed=done, total=total, credits=credits)
 
@@ -45,8 +49,9 @@ def progress_bar(enabled: bool, label: str) -> Iterator[Bar | None]:
         TransferSpeedColumn(),
         TimeRemainingColumn(),
         TextColumn("credits in flight: {task.fields[credits]}"),
+        TextColumn("{task.fields[path]}"),
     )
     from rich.console import Console
 
     with Progress(*columns, console=Console(stderr=True), transient=False) as bar:
-        yield Bar(bar, bar.add_task(label, total=None, credits=0), label)
+        yield Bar(bar, bar.add_task(label, total=None, credits=0, path=""), label)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import struct
 
 from ._credit import InboundDemand, ReplenishPolicy, check_request_n
-from ._errors import ClosedResourceError, ErrorCode, LocalProtocolError
+from ._errors import ClosedResourceError, ConnectionLostError, ErrorCode, LocalProtocolError
 from ._events import Interaction
 from ._fragments import encode_item
 from ._frames import (
@@ -113,6 +113,16 @@ class LocalCalls(ConnectionState):
         """Send METADATA_PUSH. Queues it."""
         self._check_open()
         self._queue(encode_frame(MetadataPushFrame(metadata=metadata)))
+
+    def fail_locally(self, reason: str) -> None:
+        """This side cannot go on (a fault of its own: an unexpected exception, a transport
+        that would not take a frame): queue ERROR[CONNECTION_ERROR] saying ``reason`` and
+        close; every stream ends with :class:`ConnectionLostError` saying it. Emits
+        :class:`ConnectionClosed`. Idempotent."""
+        if not self._closed:
+            message = f"the connection failed on this side: {reason}"
+            self._queue(encode_frame(ErrorFrame(stream_id=0, code=ErrorCode.CONNECTION_ERROR, message=message)))
+            self._close(ConnectionLostError(message))
 
     def close(self) -> None:
         """Close locally: every stream is over. Emits :class:`ConnectionClosed` (error None).

@@ -49,6 +49,10 @@ class ConnectionConfig:
             connection keeps for retransmission; sending items waits while it is full.
         resume_session_timeout: seconds a session whose transport broke is kept (server)
             or tried to be resumed (client) before its streams fail.
+        resume_ack_timeout: seconds the resume store may stay full with the peer
+            acknowledging nothing; then the session stops being resumable (logged) and
+            its streams go on without it, instead of waiting for ever on a peer that
+            never reports its position.
         resume_secret: a shared secret resume tokens must be minted with (see
             :func:`~rxchannel.core.make_token`); set by ``with_secret``.
     """
@@ -70,6 +74,7 @@ class ConnectionConfig:
     resumable: bool = False
     resume_store_bytes: int = 8 << 20
     resume_session_timeout: float = 120.0
+    resume_ack_timeout: float = 30.0
     resume_secret: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
@@ -82,7 +87,9 @@ class ConnectionConfig:
             )
         if self.max_streams <= 0 or self.max_payload_size <= 0 or self.max_reassembly_bytes <= 0:
             raise ValueError("max_streams, max_payload_size and max_reassembly_bytes must be positive")
-        if self.resume_store_bytes < 64 << 10 or self.resume_session_timeout <= 0:
-            raise ValueError("resume_store_bytes must be at least 64 KiB and resume_session_timeout positive")
+        if self.resume_store_bytes < 64 << 10 or self.resume_session_timeout <= 0 or self.resume_ack_timeout <= 0:
+            raise ValueError(
+                "resume_store_bytes must be at least 64 KiB, resume_session_timeout and resume_ack_timeout positive"
+            )
         if self.resume_token is not None and not 16 <= len(self.resume_token) <= 0xFFFF:
             raise ValueError("a resume token has 16 bytes at least (128 bits; make_token() makes one)")

@@ -12,7 +12,7 @@ import struct
 from dataclasses import dataclass
 from enum import IntEnum
 
-from ._errors import ErrorCode, RemoteProtocolError
+from ._errors import ErrorCode, LocalProtocolError, RemoteProtocolError
 
 __all__ = [
     "MAX_FRAME_SIZE",
@@ -35,6 +35,7 @@ __all__ = [
     "decode_frame",
     "encode_frame",
     "encode_payload",
+    "fit_frame",
 ]
 
 #: Frames (header + body) are limited to 2^24-1 bytes (Protocol.md, "Max Frame Size").
@@ -296,6 +297,30 @@ def encode_frame(frame: Frame) -> bytes:
             + (frame.metadata or b"")
         )
     raise TypeError(f"cannot encode {type(frame).__name__}")
+
+
+def fit_frame(frame: bytes, limit: int) -> bytes:
+    """``frame`` cut down to ``limit`` bytes where RSocket lets it be, for frames that cannot be
+    fragmented: a KEEPALIVE's data is shortened (an echo of 256 KiB to a peer whose transport
+    takes 64 KiB would never arrive, and would break the connection trying), an ERROR's
+    message is shortened on a character boundary and marked with an ellipsis.
+
+    Raises:
+        LocalProtocolError: any other frame over ``limit`` (a SETUP or METADATA_PUSH built
+            too large by the application): it cannot be sent whole nor cut.
+    """
+    if len(frame) <= limit:
+        return frame
+    kind = frame[4] >> 2
+    if kind == FrameType.KEEPALIVE:
+        return frame[: max(limit, 14)]  # header, position, as much of the data as fits
+    if kind == FrameType.ERROR:
+        message = frame[10:].decode("utf-8", "replace").encode()[: max(0, limit - 10 - 3)]
+        return frame[:10] + message.decode("utf-8", "ignore").encode() + "…".encode()
+    raise LocalProtocolError(
+        f"a {FrameType(kind).name if kind in set(FrameType) else kind} frame of {len(frame)} bytes "
+        f"does not fit the transport's {limit}-byte messages and cannot be fragmented"
+    )
 
 
 # --------------------------------------------------------------------------- decode

@@ -55,6 +55,17 @@ class ResumableCalls(LocalCalls):
         """Bytes of sent, unacknowledged frames kept for retransmission."""
         return self._session.store.size if self._session is not None else 0
 
+    def drop_resumption(self) -> bool:
+        """Stop being resumable: forget the session and free its store (sending no longer waits
+        for the peer's acknowledgements; a broken transport then ends the connection). For a
+        peer that never acknowledges what it received. False when there was nothing to drop
+        (or the transport is gone: then the session is what the streams wait on)."""
+        session = self._session
+        if session is None or session.state is not SessionState.ATTACHED or self._closed:
+            return False
+        self._session = None
+        return True
+
     def detach(self, now: float) -> None:
         """The transport broke: keep the streams, keep what is sent in the store, and wait to be
         resumed within ``resume_session_timeout`` (then the connection closes).

@@ -14,7 +14,7 @@ from ._credit import InboundDemand
 from ._errors import RemoteProtocolError, RxChannelError
 from ._events import ConnectionClosed, Event, Interaction, StreamErrored
 from ._fragments import Budget, Reassembly
-from ._frames import MAX_REQUEST_N, ErrorFrame, KeepaliveFrame, encode_frame
+from ._frames import MAX_REQUEST_N, ErrorFrame, KeepaliveFrame, encode_frame, fit_frame
 from ._keepalive import Keepalive
 from ._output import Output
 from ._resume import Session, SessionState, is_tracked
@@ -110,6 +110,9 @@ class ConnectionState:
         return self._events.popleft() if self._events else None
 
     def _queue(self, frame: bytes) -> None:
+        """Queue ``frame``, made to fit the transport first (:func:`fit_frame`). Queues it."""
+        if len(frame) > self.config.max_frame_size:
+            frame = fit_frame(frame, self.config.max_frame_size)
         self._out.add(frame)
 
     # ------------------------------------------------------------------ queries

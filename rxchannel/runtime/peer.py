@@ -9,7 +9,9 @@ keepalive. Protocol decisions live in the core.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
+import logging
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -47,6 +49,9 @@ from .router import Router, error_for
 from .sink import RemoteSink
 from .stream import RemoteStream
 from .values import Payload
+
+#: A connection that failed on this side (an unexpected exception): one line each.
+log = logging.getLogger("rxchannel.peer")
 
 __all__ = ["Peer"]
 
@@ -198,13 +203,32 @@ class Peer(RequesterSide, ResponderSide):
         room = self._conn.store_room
         return self.transport.writable and (room is None or room > 0)
 
+    def _acks_stalled(self) -> None:
+        """The resume store stayed full, the peer acknowledging nothing, for ``resume_ack_timeout``:
+        go on without resumability rather than wait for ever (said once, in the log)."""
+        size = self._conn.store_size
+        if self._conn.drop_resumption():
+            log.warning(
+                "%s acknowledged none of the last %d KiB for %.0f s: this session can no longer be resumed; "
+                "its streams go on without it",
+                self.transport.remote,
+                size >> 10,
+                self._conn.config.resume_ack_timeout,
+                extra={"event": "session.unresumable", "fields": {"remote": self.transport.remote}},
+            )
+        self._room.set()
+
     async def _wait_writable(self) -> None:
         """Wait until :meth:`_writable` (a resumable peer also waits out a broken transport)."""
         while not self._writable() and not self._conn.closed:
             transport = self.transport
             if transport.writable:  # the resume store is full: acknowledgements will free it
                 self._room.clear()
-                await self._room.wait()
+                try:
+                    async with asyncio.timeout(self._conn.config.resume_ack_timeout):
+                        await self._room.wait()
+                except TimeoutError:
+                    self._acks_stalled()
                 continue
             try:
                 await transport.drain()
@@ -378,6 +402,27 @@ class Peer(RequesterSide, ResponderSide):
         except asyncio.CancelledError:
             if transport is self.transport:
                 conn.connection_lost(ClosedResourceError("the connection was closed by this side"))
+        except Exception as exc:  # a fault of ours: end the connection visibly, never half alive
+            self._failed_here(exc, "reading from the peer")
+        self._process_events()
+
+    def _failed_here(self, exc: BaseException, doing: str) -> None:
+        """An unexpected exception while ``doing``: one log line naming it (with its
+        traceback at debug), ERROR[CONNECTION_ERROR] to the peer if it can still be sent,
+        and every stream ends with the cause."""
+        if self._conn.closed:
+            return
+        reason = f"{type(exc).__name__} while {doing}: {exc}"
+        log.error(
+            "connection with %s ended: %s",
+            self.transport.remote,
+            reason,
+            exc_info=log.isEnabledFor(logging.DEBUG),
+            extra={"event": "connection.failed", "fields": {"remote": self.transport.remote, "reason": reason}},
+        )
+        self._conn.fail_locally(reason)
+        with contextlib.suppress(Exception):  # the ERROR goes out if the transport still takes frames
+            self.transport.write(self._conn.frames_to_send())
         self._process_events()
 
     async def _stall_watchdog(self) -> None:
@@ -409,6 +454,9 @@ class Peer(RequesterSide, ResponderSide):
             transport.write(frames)
         except RxChannelError as exc:
             self._loop.call_soon(self._transport_ended, transport, _transport_failure(exc))
+            return
+        except Exception as exc:  # the transport refused a frame (too large, a bug): end visibly
+            self._loop.call_soon(self._failed_here, exc, "writing to the peer")
             return
         if self._watchdog is None and not self.transport.writable and not self._conn.closed:
             self._watchdog = self._spawn(self._stall_watchdog())

@@ -101,11 +101,15 @@ class Server:
         peer = Peer(transport, Role.SERVER, router=self.router, config=self.config, host=self)
         self.peers.add(peer)
         remote, opened = transport.remote, time.monotonic()
+        path = transport.path + (f", {transport.stack}" if transport.stack else "")
         log.info(
             "connection from %s (%s)",
             remote,
-            self.kind,
-            extra={"event": "connection.open", "fields": {"remote": remote, "transport": self.kind}},
+            path,
+            extra={
+                "event": "connection.open",
+                "fields": {"remote": remote, "transport": self.kind, "path": transport.path, "stack": transport.stack},
+            },
         )
 
         def closed(future: asyncio.Future[RxChannelError | None]) -> None:

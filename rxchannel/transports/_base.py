@@ -15,14 +15,13 @@ import asyncio
 import errno
 import os
 from collections import deque
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from rxchannel.core import MAX_FRAME_SIZE, ClosedResourceError, ConnectionLostError, RxChannelError
 
 from ._limits import ListenLimits
-from .ice import IceServer, SignalingLimits, TurnRest
 
 __all__ = [
     "KIND_HEADER",
@@ -95,36 +94,28 @@ class TransportOptions:
         limits: high/low water marks of the send queue.
         max_message_size: the largest message (frame) accepted from the peer; more breaks
             the connection before anything is buffered.
-        ice_servers: WebRTC: STUN/TURN servers (:class:`~.ice.IceServer`, or bare STUN URLs);
-            none by default, so no STUN server is contacted unless asked.
-        turn: WebRTC hub: a TURN server with coturn ``use-auth-secret`` credentials; the hub
-            relays through it itself and hands time-limited credentials to workers
-            (``GET /ice-servers``, signed when ``secret`` is set).
-        secret: WebRTC: the shared secret that signs signaling requests (the hub refuses
-            unsigned offers before creating a peer connection; see :mod:`.offers`).
-        udp_ports: WebRTC: ``(lo, hi)``, the UDP ports host candidates bind (a firewall's range).
-        ice_timeout: WebRTC dialing: seconds from the hub's answer until some candidate pair
-            must work; past it the dial fails, naming the candidates tried.
-        signaling: WebRTC hub: what one offer may cost (rate, size, pending connections,
-            which peer addresses may be checked).
+        secret: the shared secret that signs HTTP requests to a hub (WebRTC signaling, the
+            direct WebSocket of a WebRTC hub): the hub refuses unsigned ones before they
+            cost it anything.
         timeout: seconds to wait for a connection to open.
         http_setup: called with the aiohttp application of an HTTP-based listener before it
             starts, to add routes of its own (the hub's worker page).
         listen_limits: what a listener admits (connections in all and per address, HTTP
             timeouts); safe defaults when None.
+        webrtc: for ``http://`` hubs, a :class:`rxchannel.webrtc.WebRtcOptions` (ICE servers,
+            TURN, ports, the stack, the path to take); None: its defaults.
+        reuse_port: listen with ``SO_REUSEPORT``, so that several processes serve one port
+            (``rxchannel serve --processes N``; the kernel hands each new connection to one).
     """
 
     limits: TransportLimits | None = None
     max_message_size: int = MAX_FRAME_SIZE
-    ice_servers: Sequence[IceServer | str] = ()
-    turn: TurnRest | None = None
     secret: str | None = field(default=None, repr=False)
-    udp_ports: tuple[int, int] | None = None
-    ice_timeout: float = 4.0
-    signaling: SignalingLimits = field(default_factory=SignalingLimits)
     timeout: float = 20.0
     http_setup: Callable[[Any], object] | None = field(default=None, compare=False)
     listen_limits: ListenLimits | None = None
+    webrtc: Any = None
+    reuse_port: bool = False
 
 
 class Listener(Protocol):
@@ -145,6 +136,11 @@ class Transport(abc.ABC):
     limits: TransportLimits
     #: who is at the other end, for logs (``host:port``; a WebRTC peer: its signaling address)
     remote: str = "?"
+    #: the path the bytes take, as the CLI reports it: ``direct`` (TCP, WebSocket, memory), or
+    #: for WebRTC ``webrtc-host``, ``webrtc-srflx`` (through a NAT), ``webrtc-relay`` (TURN)
+    path: str = "direct"
+    #: the WebRTC stack under the transport (``aiortc``, ``native``), None for the others
+    stack: str | None = None
 
     def __init__(self, limits: TransportLimits | None = None) -> None:
         self.limits = limits or TransportLimits()
@@ -276,14 +272,14 @@ class InboxTransport(Transport):
         return batch
 
 
-def unreachable(url: str, exc: BaseException) -> ConnectionError:
-    """The error for a hub that could not be reached (``exc``: the socket's or aiohttp's error)."""
+def unreachable(url: str, exc: BaseException, what: str = "the hub") -> ConnectionError:
+    """The error for a hub (or ``what`` else) that could not be reached (``exc``: the socket's or aiohttp's error)."""
     cause = getattr(exc, "os_error", exc)
     number = getattr(cause, "errno", None)
     reason = os.strerror(number) if isinstance(number, int) and number > 0 else (str(exc) or type(exc).__name__)
     # refused: the host answered and nothing listens there (a ConnectionRefusedError tells callers so)
     kind = ConnectionRefusedError if number == errno.ECONNREFUSED else ConnectionError
-    error = kind(f"cannot reach {url}: {reason[:1].lower()}{reason[1:]} (is the hub running at this address?)")
+    error = kind(f"cannot reach {url}: {reason[:1].lower()}{reason[1:]} (is {what} running at this address?)")
     error.__cause__ = exc
     return error
 

@@ -12,7 +12,10 @@ default is an hour), and a deadline for request bodies (:meth:`HttpListener.read
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
+import os
+import secrets
 from typing import Any
 
 from aiohttp import web
@@ -21,10 +24,22 @@ from ._base import KIND_HEADER
 from ._limits import Admission, ListenLimits, ThrottledLog
 from .addresses import dialable_hosts
 
-__all__ = ["REFUSAL_HEADER", "HttpListener", "RequestRefusedError", "refusal"]
+__all__ = [
+    "REFUSAL_HEADER",
+    "RELAY_HEADER",
+    "HttpListener",
+    "RequestRefusedError",
+    "client_of",
+    "refusal",
+    "signed_path_of",
+]
 
 #: Why a connection was refused before any request (the hub is at its connection cap).
 REFUSAL_HEADER = "Rxchannel-Refusal"
+#: A request a rendezvous relayed to this process (:mod:`rxchannel.webrtc.rendezvous`) carries
+#: ``<relay token> <client address> <path the client signed>``: honoured only with the token,
+#: which never leaves the process.
+RELAY_HEADER = "Rxchannel-Relay"
 
 log = logging.getLogger("rxchannel.http")
 
@@ -43,6 +58,22 @@ def refusal(exc: RequestRefusedError) -> web.Response:
     """The JSON answer to a refused request: ``{"error": message, "status": N}`` (+ ``Retry-After``)."""
     headers = {"Retry-After": str(max(1, round(exc.retry_after)))} if exc.retry_after else None
     return web.json_response({"error": exc.message, "status": exc.status}, status=exc.status, headers=headers)
+
+
+# where a relayed request's client and signed path are kept (typed keys where aiohttp has them)
+_KEY: Any = getattr(web, "RequestKey", None)
+_CLIENT: Any = _KEY("rxchannel_client", str) if _KEY else "rxchannel_client"
+_PATH: Any = _KEY("rxchannel_path", str) if _KEY else "rxchannel_path"
+
+
+def client_of(request: web.Request) -> str:
+    """The address a request came from: the relayed client's for a request a rendezvous relayed."""
+    return str(request.get(_CLIENT) or request.remote or "")
+
+
+def signed_path_of(request: web.Request) -> str:
+    """The path the client signed: the rendezvous's ``/hubs/NAME/...`` for a relayed request."""
+    return str(request.get(_PATH) or request.path)
 
 
 class _GuardedRunner(web.AppRunner):
@@ -92,6 +123,9 @@ class HttpListener:
         self.admission = Admission(self.limits, "HTTP connections", ThrottledLog(log))
         self.host = ""
         self.port = 0
+        #: what a request relayed by this hub's rendezvous link carries (see RELAY_HEADER); the
+        #: processes of one hub (``serve --processes``) share it through the environment
+        self.relay_token = os.environ.get("RXCHANNEL_RELAY_TOKEN") or secrets.token_urlsafe(24)
         self._runner: web.AppRunner | None = None
         #: open connections: their address, and whether a request has started on them
         self._open: dict[Any, list[Any]] = {}
@@ -101,13 +135,16 @@ class HttpListener:
         entry = self._open.get(request.protocol)
         if entry is not None:
             entry[1] = True
+        relayed = request.headers.get(RELAY_HEADER, "").split(" ")
+        if len(relayed) == 3 and hmac.compare_digest(relayed[0], self.relay_token):
+            request[_CLIENT], request[_PATH] = relayed[1], relayed[2]
         try:
             response: web.StreamResponse = await handler(request)
         except web.HTTPException as exc:  # 404s included: a worker that dialed the wrong scheme learns ours
             exc.headers[KIND_HEADER] = self.kind
             raise
         if not response.prepared:
-            response.headers[KIND_HEADER] = self.kind
+            response.headers.setdefault(KIND_HEADER, self.kind)  # a relayed answer keeps its own
         return response
 
     def _connection_made(self, handler: Any, transport: asyncio.Transport) -> None:
@@ -172,12 +209,12 @@ class HttpListener:
             ) from None
         return b"".join(chunks)
 
-    async def start(self, host: str, port: int) -> None:
+    async def start(self, host: str, port: int, *, reuse_port: bool = False) -> None:
         self._runner = _GuardedRunner(
             self.app, self, handle_signals=False, access_log=None, keepalive_timeout=self.limits.keepalive_timeout
         )
         await self._runner.setup()
-        await web.TCPSite(self._runner, host, port).start()
+        await web.TCPSite(self._runner, host, port, reuse_port=reuse_port or None).start()
         self.host, self.port = self._runner.addresses[0][:2]
 
     def _url(self, host: str) -> str:

@@ -9,6 +9,7 @@ load aiohttp or aiortc.
 from __future__ import annotations
 
 import importlib
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -16,7 +17,17 @@ from urllib.parse import urlsplit
 
 from ._base import Listener, Transport, TransportOptions, WrongTransportError
 
-__all__ = ["KINDS", "Kind", "dial", "hub_url", "kind_of", "listen", "wrong_transport"]
+__all__ = [
+    "KINDS",
+    "RENDEZVOUS_PATH",
+    "Kind",
+    "dial",
+    "hub_url",
+    "is_rendezvous_path",
+    "kind_of",
+    "listen",
+    "wrong_transport",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,8 +49,8 @@ KINDS: dict[str, Kind] = {
         Kind(
             "webrtc",
             ("http", "https"),
-            "rxchannel.transports.signaling",
-            "WebRTC DataChannel, offer/answer over HTTP",
+            "rxchannel.webrtc.signaling",
+            "WebRTC DataChannel (offer/answer over HTTP), or the hub's direct WebSocket",
             ("", "/"),
         ),
         Kind(
@@ -71,6 +82,8 @@ def kind_of(url: str) -> Kind:
         raise ValueError(f"{url!r} is not a valid URL ({exc}): use {_EXAMPLES}") from None
     for kind in KINDS.values():
         if parts.scheme in kind.schemes and parts.hostname:
+            if kind.name == "webrtc" and is_rendezvous_path(parts.path) and not parts.query and not parts.fragment:
+                return kind
             if parts.path not in kind.paths or parts.query or parts.fragment:
                 raise ValueError(
                     f"{url!r} is not a hub URL: a {kind.name} hub is dialed as {hub_url(url, kind.name)} "
@@ -78,6 +91,15 @@ def kind_of(url: str) -> Kind:
                 )
             return kind
     raise ValueError(f"unsupported URL {url!r}: use {_EXAMPLES}")
+
+
+#: A hub reached through a rendezvous: ``http://rendezvous:port/hubs/NAME`` (:mod:`rxchannel.webrtc.rendezvous`).
+RENDEZVOUS_PATH = re.compile(r"^/hubs/([A-Za-z0-9][A-Za-z0-9._-]{0,62})/?$")
+
+
+def is_rendezvous_path(path: str) -> bool:
+    """True for ``/hubs/NAME``: the URL names a hub registered at a rendezvous."""
+    return RENDEZVOUS_PATH.match(path) is not None
 
 
 def hub_url(url: str, kind: str) -> str:

@@ -223,8 +223,10 @@ async def start_tcp_server(
     limits: TransportLimits | None = None,
     *,
     max_message_size: int = MAX_FRAME_SIZE,
+    reuse_port: bool = False,
 ) -> asyncio.Server:
-    """Listen on ``host:port``; call ``on_transport(transport)`` (sync) for each accepted connection."""
+    """Listen on ``host:port``; call ``on_transport(transport)`` (sync) for each accepted connection.
+    ``reuse_port``: with ``SO_REUSEPORT``, beside other processes on the same port."""
     loop = asyncio.get_running_loop()
 
     def factory() -> TcpTransport:
@@ -232,7 +234,7 @@ async def start_tcp_server(
         proto.connected.add_done_callback(lambda _f: on_transport(proto))
         return proto
 
-    return await loop.create_server(factory, host, port)
+    return await loop.create_server(factory, host, port, reuse_port=reuse_port or None)
 
 
 class TcpListener:
@@ -310,6 +312,7 @@ async def listen(
         port,
         options.limits,
         max_message_size=options.max_message_size,
+        reuse_port=options.reuse_port,
     )
     listener.host, listener.port = listener.server.sockets[0].getsockname()[:2]
     return listener

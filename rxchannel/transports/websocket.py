@@ -25,10 +25,20 @@ from rxchannel.core import MAX_FRAME_SIZE, RemoteProtocolError
 
 from ._base import KIND_HEADER, EndOfStream, Transport, TransportLimits, TransportOptions, lost, unreachable
 from ._limits import ListenLimits
-from .http import REFUSAL_HEADER, HttpListener
+from .http import REFUSAL_HEADER, HttpListener, RequestRefusedError, refusal
 from .registry import wrong_transport
 
-__all__ = ["CLOSE_TIMEOUT", "PATH", "WebSocketTransport", "connect_websocket_transport", "dial", "listen", "listen_ws"]
+__all__ = [
+    "CLOSE_TIMEOUT",
+    "PATH",
+    "WebSocketRefusedError",
+    "WebSocketTransport",
+    "add_websocket_route",
+    "connect_websocket_transport",
+    "dial",
+    "listen",
+    "listen_ws",
+]
 
 #: Where a WebSocket hub accepts RSocket connections.
 PATH = "/rsocket"
@@ -36,6 +46,14 @@ PATH = "/rsocket"
 _WS = web.WebSocketResponse | aiohttp.ClientWebSocketResponse
 #: seconds to wait for the peer to answer our CLOSE before dropping the connection
 CLOSE_TIMEOUT = 2.0
+
+
+class WebSocketRefusedError(ConnectionError):
+    """The server answered the WebSocket handshake with an HTTP error (:attr:`status`)."""
+
+    def __init__(self, message: str, status: int):
+        super().__init__(message)
+        self.status = status
 
 
 class WebSocketTransport(Transport):
@@ -161,12 +179,15 @@ async def connect_websocket_transport(
     *,
     max_message_size: int = MAX_FRAME_SIZE,
     timeout: float = 20.0,
+    headers: dict[str, str] | None = None,
 ) -> WebSocketTransport:
     """Dial a ``ws://`` URL and return the open transport (it owns its HTTP session).
 
     Raises:
-        ConnectionError: nothing answers, the server does not speak WebSocket there, or
-            the handshake did not finish within ``timeout`` seconds.
+        WrongTransportError: what answered is a hub of another kind (the message says which URL to use).
+        WebSocketRefusedError: the server refused the handshake (its HTTP status and reason).
+        ConnectionError: nothing answers (``ConnectionRefusedError`` when nothing listens),
+            or the handshake did not finish within ``timeout`` seconds.
     """
     session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_connect=timeout))
     try:
@@ -175,6 +196,7 @@ async def connect_websocket_transport(
                 websocket_url(url),
                 max_msg_size=max_message_size + 1024,
                 timeout=aiohttp.ClientWSTimeout(ws_close=CLOSE_TIMEOUT),
+                headers=headers,
             )
     except TimeoutError:
         await session.close()
@@ -188,9 +210,9 @@ async def connect_websocket_transport(
             raise wrong_transport(url, kind) from None
         refusal = exc.headers.get(REFUSAL_HEADER) if exc.headers else None
         if refusal:
-            raise ConnectionError(f"{url}: {refusal}") from None
-        raise ConnectionError(
-            f"{url} did not accept a WebSocket ({exc.status} {exc.message}): is it a ws:// hub?"
+            raise WebSocketRefusedError(f"{url}: {refusal}", exc.status) from None
+        raise WebSocketRefusedError(
+            f"{url} did not accept a WebSocket ({exc.status} {exc.message}): is it a ws:// hub?", exc.status
         ) from None
     except (aiohttp.ClientConnectorError, OSError) as exc:
         await session.close()
@@ -212,11 +234,33 @@ async def listen_ws(
     *,
     max_message_size: int = MAX_FRAME_SIZE,
     listen_limits: ListenLimits | None = None,
+    reuse_port: bool = False,
 ) -> HttpListener:
     """Serve WebSockets at ``ws://host:port/rsocket``; each one is handed to ``on_transport``."""
     listener = HttpListener("ws", PATH, kind="ws", limits=listen_limits)
+    add_websocket_route(listener, on_transport, limits, max_message_size=max_message_size)
+    await listener.start(host, port, reuse_port=reuse_port)
+    return listener
 
-    async def handler(request: web.Request) -> web.WebSocketResponse:
+
+def add_websocket_route(
+    listener: HttpListener,
+    on_transport: Callable[[WebSocketTransport], object],
+    limits: TransportLimits | None = None,
+    *,
+    max_message_size: int = MAX_FRAME_SIZE,
+    check: Callable[[web.Request], None] | None = None,
+) -> None:
+    """Serve RSocket over WebSockets at ``PATH`` on ``listener`` (a WebSocket hub's only
+    route; on a WebRTC hub, its direct path). ``check(request)`` may refuse an upgrade
+    before it happens by raising :class:`~.http.RequestRefusedError` (the hub's secret)."""
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        if check is not None:
+            try:
+                check(request)
+            except RequestRefusedError as exc:
+                return refusal(exc)
         ws = web.WebSocketResponse(max_msg_size=max_message_size, timeout=CLOSE_TIMEOUT)
         await ws.prepare(request)
         transport = WebSocketTransport(ws, limits, max_message_size=max_message_size)
@@ -226,8 +270,6 @@ async def listen_ws(
         return ws
 
     listener.app.router.add_get(PATH, handler)
-    await listener.start(host, port)
-    return listener
 
 
 async def dial(url: str, options: TransportOptions) -> WebSocketTransport:
@@ -248,4 +290,5 @@ async def listen(
         options.limits,
         max_message_size=options.max_message_size,
         listen_limits=options.listen_limits,
+        reuse_port=options.reuse_port,
     )

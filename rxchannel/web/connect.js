@@ -9,13 +9,33 @@
 // connection.
 
 import { Hub } from "./connection.js";
+import { openDirect } from "./direct.js";
 import { ConnectError } from "./errors.js";
 import { signRequest } from "./signing.js";
 
-/** The DataChannel label rxchannel opens (rxchannel/transports/signaling.py LABEL). */
+/** The DataChannel label rxchannel opens (rxchannel/webrtc/offerer.py LABEL). */
 export const LABEL = "rxchannel";
 /** Largest frame sent unfragmented when the peer connection does not say (aiortc's default message size). */
 const DEFAULT_MAX_MESSAGE = 64 * 1024;
+/** Largest frame sent unfragmented (the hub accepts items of this size in one frame on every path). */
+const MAX_FRAME = 256 * 1024;
+
+/** The path a peer connection took, from its selected candidate pair: webrtc-host, -srflx or -relay. */
+export async function selectedPath(pc) {
+  try {
+    const stats = await pc.getStats();
+    let pair = null;
+    stats.forEach((s) => { if (s.type === "transport" && s.selectedCandidatePairId) pair = stats.get(s.selectedCandidatePairId); });
+    if (!pair) stats.forEach((s) => { if (s.type === "candidate-pair" && s.nominated && s.state === "succeeded") pair = s; });
+    if (!pair) return "webrtc";
+    const types = [stats.get(pair.localCandidateId), stats.get(pair.remoteCandidateId)].map((c) => c && c.candidateType);
+    if (types.includes("relay")) return "webrtc-relay";
+    if (types.includes("srflx")) return "webrtc-srflx"; // peer-reflexive (learned from a check) is direct: host
+    return "webrtc-host";
+  } catch {
+    return "webrtc";
+  }
+}
 
 /** The hub's refusal as a ConnectError: its JSON {"error", "status"} and Retry-After, in words. */
 async function refused(response, what) {
@@ -49,15 +69,32 @@ function waitFor(target, event, { ms, failEvents = [], already = () => false, fa
  * Options: secret (the hub's --secret: signs GET /ice-servers and POST /offer, and goes in
  * SETUP), iceServers (RTCIceServer dictionaries used before the hub's own), hubIceServers
  * (false: do not ask the hub for its ICE servers), timeout (ms for the whole connect),
- * gatherTimeout (ms to wait for ICE candidates), and the Hub's options (keepalive,
- * lifetime, ...). RTCPeerConnection and fetch may be passed in.
+ * gatherTimeout (ms to wait for ICE candidates), via ("auto": the hub's direct WebSocket
+ * when it opens within directTimeout ms, else WebRTC; "direct"; "webrtc"), and the Hub's
+ * options (keepalive, lifetime, ...). RTCPeerConnection, WebSocket and fetch may be passed
+ * in. The Hub's `path` says which path it took ("direct", "webrtc-host", "webrtc-srflx",
+ * "webrtc-relay").
  */
 export async function connect(base = globalThis.location ? globalThis.location.origin : "", options = {}) {
   const {
     iceServers = [], hubIceServers = true, secret = null, timeout = 20000, gatherTimeout = 2000,
+    via = "auto", directTimeout = 3000, WebSocket: Socket = globalThis.WebSocket,
     RTCPeerConnection: PeerConnection = globalThis.RTCPeerConnection, fetch: request = (...a) => globalThis.fetch(...a),
     ...hubOptions
   } = options;
+  if (!["auto", "direct", "webrtc"].includes(via)) throw new ConnectError(`via must be auto, direct or webrtc, not ${via}`);
+  if (via !== "webrtc") {
+    // the direct path first: RSocket over a WebSocket at the hub's /rsocket (signed when there is a secret)
+    const url = `${base.replace(/^http/, "ws")}/rsocket`;
+    const auth = secret ? await signRequest(secret, "GET", new URL(url, "ws://hub").pathname, "") : null;
+    const channel = await openDirect(url, { ms: via === "auto" ? Math.min(directTimeout, timeout) : timeout, auth, WebSocket: Socket });
+    if (channel) {
+      return new Hub(channel, { maxFrameSize: MAX_FRAME, ...hubOptions, secret, early: channel.takeEarly(), path: "direct" });
+    }
+    if (via === "direct") {
+      throw new ConnectError(`the hub's direct path (${url}) did not open: it serves WebRTC only, or a proxy is in the way; connect with via "auto" or "webrtc"`);
+    }
+  }
   if (typeof PeerConnection !== "function") throw new ConnectError("this browser has no WebRTC (RTCPeerConnection)");
   const deadline = Date.now() + timeout;
   const left = () => deadline - Date.now();
@@ -126,9 +163,11 @@ export async function connect(base = globalThis.location ? globalThis.location.o
       ),
     });
     const sctp = pc.sctp && pc.sctp.maxMessageSize;
-    const maxFrameSize = sctp && Number.isFinite(sctp) ? Math.min(sctp, 256 * 1024) : DEFAULT_MAX_MESSAGE;
+    const maxFrameSize = sctp && Number.isFinite(sctp) ? Math.min(sctp, MAX_FRAME) : DEFAULT_MAX_MESSAGE;
     channel.removeEventListener("message", keep);
-    return new Hub(channel, { maxFrameSize, ...hubOptions, secret, pc, early });
+    const hub = new Hub(channel, { maxFrameSize, ...hubOptions, secret, pc, early, path: "webrtc" });
+    hub.path = await selectedPath(pc); // the Hub listens already: nothing is lost meanwhile
+    return hub;
   } catch (error) {
     try { pc.close(); } catch { /* closing anyway */ }
     if (error instanceof ConnectError) throw error;

@@ -72,13 +72,16 @@ export class Hub {
    * maxFrameSize (frames above it are fragmented), maxPayloadSize (largest reassembled item
    * accepted), highWater/lowWater (bytes the channel may buffer), now (a clock in seconds),
    * pc (the RTCPeerConnection, closed with the hub), early (messages the channel delivered
-   * before this Hub listened, handled first: see connect.js).
+   * before this Hub listened, handled first: see connect.js), path (the path it took, for
+   * display: "direct", "webrtc-host", ...).
    */
   constructor(channel, {
     keepalive = 2000, lifetime = 10000, secret = null, maxFrameSize = 64 * 1024, maxPayloadSize = 64 << 20,
-    highWater = 1 << 20, lowWater = 256 << 10, now = monotonic, pc = null, early = [],
+    highWater = 1 << 20, lowWater = 256 << 10, now = monotonic, pc = null, early = [], path = null,
   } = {}) {
     this.channel = channel;
+    /** The path this connection took ("direct", "webrtc-host", "webrtc-srflx", "webrtc-relay"), when known. */
+    this.path = path;
     this.pc = pc;
     this.now = now;
     this.maxFrameSize = Math.max(64, Math.min(maxFrameSize, 0xffffff));

@@ -9,6 +9,9 @@
 // for download (from the file, never from a copy in memory). An interrupted fetch keeps its
 // partial file and resumes from it ({"offset", "sha256"} of what is there).
 //
+// The page takes the hub's direct WebSocket when it can reach it, else WebRTC (?via=webrtc or
+// ?via=direct to insist), and shows which path it took.
+//
 // Job mode (DESIGN.md §8): /?fetch=PATH&window=N|auto&report=1 fetches at once and POSTs
 // {"ok", "path", "bytes", "sha256", "seconds"} (or {"ok": false, "error"}) to /report,
 // authenticated with the token the hub put in this page (see rxchannel/web/__init__.py).
@@ -16,6 +19,8 @@
 import { ConnectError, ConnectionLostError, IntegrityError, RemoteError, RemoteProtocolError, Sha256, connect } from "./rxchannel.js";
 
 const params = new URLSearchParams(location.search);
+// The hub's base URL: where this page was served from (its origin, or a rendezvous's /hubs/NAME/)
+const HUB = new URL(".", location.href).href.replace(/\/$/, "");
 const $ = (id) => document.getElementById(id);
 const REPORT_TOKEN = document.querySelector('meta[name="rxchannel-report-token"]').content;
 const FILE_CHANGED = 0x301; // the hub's application code: the file changed while it was served
@@ -30,7 +35,8 @@ const SECRET = new URLSearchParams(location.hash.slice(1)).get("secret") || null
 let current = null;
 function hubConnection() {
   if (current === null) {
-    const attempt = connect(location.origin, {
+    const attempt = connect(HUB, {
+      via: params.get("via") || "auto", // the hub's direct WebSocket when it opens, else WebRTC
       keepalive: 1000,
       lifetime: Number(params.get("lifetime") || 10000),
       secret: SECRET,
@@ -153,6 +159,7 @@ class Transfer {
       id: this.id, kind: this.kind, path: this.path, state: this.state, detail: this.detail, written: this.written,
       size: this.size, offset: this.offset, sha256: this.sha256, error: this.error, storage: this.storage,
       attempts: this.attempts, inFlight: stats ? stats.inFlight : null, granted: stats ? stats.granted : null,
+      via: this.via || null,
     };
   }
 
@@ -244,10 +251,10 @@ class Transfer {
     const hub = await current?.catch(() => null);
     Object.assign(body, {
       window: this.options.window ?? DEFAULT_WINDOW, resumedFrom: this.offset, storage: this.storage, attempt: this.attempts,
-      stats: hub ? { ...hub.stats } : null,
+      stats: hub ? { ...hub.stats } : null, via: this.via || null,
     });
     try {
-      const response = await fetch("/report", {
+      const response = await fetch(`${HUB}/report`, {
         method: "POST",
         headers: { "Content-Type": "application/json", Authorization: `Bearer ${REPORT_TOKEN}` },
         body: JSON.stringify(body),
@@ -262,6 +269,7 @@ class Transfer {
 
   async fetch(signal) {
     const hub = await hubConnection();
+    this.via = hub.path;
     signal.throwIfAborted();
     if (this.options.handle) await this.fetchToPickedFile(hub, signal);
     else await this.fetchToStorage(hub, signal);
@@ -314,7 +322,7 @@ class Transfer {
       await part.move(name);
       this.handle = await dir.getFileHandle(name);
       const resumed = this.offset ? ` (resumed at ${mb(this.offset)})` : "";
-      this.set("verified", `sha256 ${this.sha256.slice(0, 16)}… in this browser's storage${resumed}`);
+      this.set("verified", `sha256 ${this.sha256.slice(0, 16)}… in this browser's storage${resumed} · via ${this.via}`);
     } finally {
       disk.terminate();
     }
@@ -427,6 +435,7 @@ class Transfer {
 
   async push(signal) {
     const hub = await hubConnection();
+    this.via = hub.path;
     signal.throwIfAborted();
     const blob = this.options.blob;
     this.size = blob.size;
@@ -524,7 +533,7 @@ async function showFiles() {
   try {
     const hub = await hubConnection();
     status.className = "";
-    status.textContent = "connected";
+    status.textContent = `connected · via ${hub.path}`;
     const files = await hub.list();
     const rows = files.map(({ path, size }) => {
       const row = document.createElement("tr");

@@ -1,8 +1,10 @@
-// rxchannel browser client: RSocket 1.0 with end-to-end demand over a WebRTC DataChannel.
+// rxchannel browser client: RSocket 1.0 with end-to-end demand over the hub's direct WebSocket
+// (when the page can reach it) or a WebRTC DataChannel.
 // ES modules, no build step, no dependencies; the hub serves them beside its worker page.
 //
 //   import { connect } from "/rxchannel.js";
-//   const hub = await connect();                                  // GET /ice-servers, POST /offer, DataChannel, SETUP
+//   const hub = await connect();                                  // ws://…/rsocket, else GET /ice-servers, POST /offer, DataChannel; SETUP
+//   console.log(hub.path);                                        // direct, webrtc-host, webrtc-srflx or webrtc-relay
 //   const hub = await connect(location.origin, { secret });       // a hub with --secret: signed, and in SETUP
 //   for (const { path, size } of await hub.list()) console.log(path, size);
 //   const file = hub.fetch("big.bin", { highWaterMark: 32 });     // or { window: "auto" }
@@ -12,10 +14,12 @@
 //
 // Modules: frames.js (codec), metadata.js (composite metadata, routing), fragments.js,
 // demand.js (the demand engine, twin of rxchannel.core.InboundDemand), queue.js (the send
-// queue), connection.js (Hub: requests, streams, uploads), connect.js (signaling),
+// queue), connection.js (Hub: requests, streams, uploads), connect.js (the path, signaling),
+// direct.js (the direct WebSocket as a channel),
 // signing.js (signed signaling requests), sha256.js (incremental digest), errors.js.
 
-export { connect, LABEL } from "./connect.js";
+export { connect, LABEL, selectedPath } from "./connect.js";
+export { WebSocketChannel, openDirect } from "./direct.js";
 export { CHUNK_SIZE, Hub } from "./connection.js";
 export { Adaptive, DEFAULT_WINDOW, InboundDemand, LimitRate, Manual, Window, checkRequestN, policyFor } from "./demand.js";
 export {

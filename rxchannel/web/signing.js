@@ -1,5 +1,5 @@
 // Signed signaling requests: what a hub started with --secret asks of GET /ice-servers and
-// POST /offer (rxchannel/transports/offers.py, sign_request and RequestAuth).
+// POST /offer (rxchannel/webrtc/offers.py, sign_request and RequestAuth).
 //
 //   Authorization: RXCHANNEL-HMAC-SHA256 ts=<unix seconds>,nonce=<8-64 of [A-Za-z0-9_-]>,mac=<hex>
 //   mac = hex(HMAC-SHA256(secret, ts + "\n" + nonce + "\n" + METHOD + "\n" + path + "\n" + hex(SHA-256(body))))

@@ -54,6 +54,7 @@ def hubs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hubs]:
     procs, urls = [], {}
     for name, args in {
         "webrtc": (),
+        "webrtc-only": ("--no-direct",),
         "tcp": ("--transport", "tcp"),
         "ws": ("--transport", "ws"),
         "tcp-secret": ("--transport", "tcp", "--secret", SECRET),
@@ -130,16 +131,22 @@ CASES = [
         r"is a tcp hub, not a webrtc one: dial tcp://",
     ),
     Case(
-        "http:// at a WebSocket hub",
-        lambda h, t: ["fetch", "http://" + _host_port(h.urls["ws"]), "a.bin", "-o", str(t / "x")],
+        "http:// over WebRTC at a WebSocket hub",
+        lambda h, t: ["fetch", "http://" + _host_port(h.urls["ws"]), "a.bin", "-o", str(t / "x"), "--via", "webrtc"],
         1,
         r"is a ws hub, not a webrtc one: dial ws://127\.0\.0\.1:\d+/rsocket$",
     ),
     Case(
-        "ws:// at a WebRTC hub",
-        lambda h, t: ["fetch", "ws://" + _host_port(h.urls["webrtc"]), "a.bin", "-o", str(t / "x")],
+        "ws:// at a WebRTC-only hub",
+        lambda h, t: ["fetch", "ws://" + _host_port(h.urls["webrtc-only"]), "a.bin", "-o", str(t / "x")],
         1,
         r"is a webrtc hub, not a ws one: dial http://",
+    ),
+    Case(
+        "--via direct at a WebRTC-only hub",
+        lambda h, t: ["fetch", h.urls["webrtc-only"], "a.bin", "-o", str(t / "x"), "--via", "direct"],
+        1,
+        r"serves WebRTC only \(it runs with --no-direct, or is older\): use --via auto or --via webrtc$",
     ),
     Case(
         "tcp:// at an HTTP hub",
@@ -244,7 +251,8 @@ def test_a_hub_at_its_connection_cap_says_so(tmp_path: Path, capsys: pytest.Capt
     root = tmp_path / "root"
     make_file(root / "a.bin", 10, seed=1)
     for transport in ("tcp", "ws", "webrtc"):
-        proc, url = _start(root, "--transport", transport, "--max-connections", "8")  # 1 per address
+        # one process: the cap is that process's (with several, each has its share)
+        proc, url = _start(root, "--transport", transport, "--max-connections", "8", "--processes", "1")
         try:
             host, port = _host_port(url).rsplit(":", 1)
             with socket.create_connection((host, int(port))):  # holds this address's only slot

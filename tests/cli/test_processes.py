@@ -6,9 +6,11 @@ These run the ``rxchannel`` command itself (``python -m rxchannel``), as users d
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -40,10 +42,15 @@ def fetch_cmd(url: str, name: str, out: Path, *extra: str) -> list[str]:
     return [*RX, "fetch", url, name, "-o", str(out), "--json", *extra]
 
 
-def test_three_worker_processes_fetch_different_files_at_once(hub: tuple[str, Path], tmp_path: Path) -> None:
+@pytest.mark.parametrize("via, path", [("webrtc", "webrtc-host"), ("auto", "direct")])
+def test_three_worker_processes_fetch_different_files_at_once(
+    hub: tuple[str, Path], tmp_path: Path, via: str, path: str
+) -> None:
     url, root = hub
     workers = [
-        subprocess.Popen(fetch_cmd(url, f"file{i}.bin", tmp_path / f"out{i}.bin"), stdout=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            fetch_cmd(url, f"file{i}.bin", tmp_path / f"out{i}.bin", "--via", via), stdout=subprocess.PIPE, text=True
+        )
         for i in range(3)
     ]
     for i, proc in enumerate(workers):
@@ -52,7 +59,9 @@ def test_three_worker_processes_fetch_different_files_at_once(hub: tuple[str, Pa
         summary = json.loads(out)
         assert summary["sha256"] == sha256_file(root / f"file{i}.bin") == sha256_file(tmp_path / f"out{i}.bin")
         assert summary["bytes"] == (root / f"file{i}.bin").stat().st_size
-        assert {"bytes", "seconds", "mb_per_s", "sha256", "peak_rss_mb"} <= summary.keys()
+        assert {"bytes", "seconds", "mb_per_s", "sha256", "peak_rss_mb", "path", "stack"} <= summary.keys()
+        assert summary["path"] == path, summary
+        assert (summary["stack"] is None) == (path == "direct"), summary
 
 
 def test_a_killed_worker_leaves_a_part_and_a_rerun_resumes(hub: tuple[str, Path], tmp_path: Path) -> None:
@@ -113,3 +122,65 @@ def test_serve_and_fetch_over_tcp_and_websocket(transport: str, tmp_path: Path) 
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=15)
+
+
+def test_a_hub_on_two_processes_shares_its_port_and_each_process_serves_workers(tmp_path: Path) -> None:
+    """serve --processes 2: the kernel hands each connection to one process; each logs what it
+    served with its place ([1/2], [2/2]); killing the parent takes its children with it."""
+    root = tmp_path / "root"
+    make_file(root / "f.bin", 300_000, seed=21)
+    hub = subprocess.Popen(
+        [*RX, "serve", str(root), "--port", "0", "--processes", "2"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert hub.stdout is not None and hub.stderr is not None
+    url = hub.stdout.readline().strip()
+    log: list[str] = []
+    reader = threading.Thread(target=lambda: log.extend(hub.stderr), daemon=True)  # type: ignore[arg-type]
+    reader.start()
+    served: set[str] = set()
+    try:
+        for attempt in range(30):  # connections land on either process: until both have served
+            out = tmp_path / f"o{attempt}.bin"
+            done = subprocess.run(fetch_cmd(url, "f.bin", out, "--via", "webrtc"), capture_output=True, timeout=60)
+            assert done.returncode == 0, done.stderr
+            assert sha256_file(out) == sha256_file(root / "f.bin")
+            served = {m for line in list(log) for m in re.findall(r"\[(\d/2)\] sent f\.bin", line)}
+            if served == {"1/2", "2/2"}:
+                break
+        assert served == {"1/2", "2/2"}, log
+        children = _children_of(hub.pid)
+        assert len(children) == 2, children
+    finally:
+        hub.kill()  # no goodbye: the children must notice by themselves
+        hub.wait()
+    wait_until(lambda: not any(Path(f"/proc/{pid}").exists() for pid in children), what="the children to end")
+
+
+def test_each_process_gets_its_share_of_the_hubs_limits() -> None:
+    from rxchannel.cli.parser import build_parser
+    from rxchannel.cli.processes import child_argv, processes_for
+
+    args = build_parser().parse_args(["serve", "root", "--max-connections", "100", "--processes", "4"])
+    argv = child_argv(["serve", "root"], 2, 4, 8765, args)
+    assert argv[-12:] == [
+        "--port", "8765", "--processes", "1", "--process-of", "3/4",
+        "--max-connections", "25", "--max-open-files", "256", "--max-pending-offers", "16",
+    ]  # fmt: skip
+    assert processes_for(build_parser().parse_args(["serve", "root", "--transport", "tcp"])) == 1
+    assert processes_for(args) == 4
+
+
+def _children_of(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            if ppid == pid:
+                found.append(int(entry.name))
+    return found

@@ -14,7 +14,7 @@ import rxchannel as rx
 from rxchannel.core import Role
 from rxchannel.files import FileSink, Hub, IntegrityError, fetch_file, push_file, sha256_file
 from rxchannel.runtime import Peer
-from rxchannel.transports.signaling import datachannel_pair
+from rxchannel.webrtc.signaling import datachannel_pair
 from tests.support import eventually, make_file
 
 CHUNK = 16 * 1024

@@ -206,7 +206,9 @@ async def _round(kind: str, seconds: float, root: Path, tmp: Path) -> dict[str, 
     secret = SECRET if kind == "webrtc" else None
     if secret:
         args += ["--secret", secret]
-    hub = subprocess.Popen([*RX, "serve", str(root), "--port", "0", *args], stdout=subprocess.PIPE, text=True)
+    hub = subprocess.Popen(  # one process: its RSS and fds are the hub's
+        [*RX, "serve", str(root), "--port", "0", "--processes", "1", *args], stdout=subprocess.PIPE, text=True
+    )
     assert hub.stdout is not None
     url = hub.stdout.readline().strip()
     try:

@@ -24,10 +24,12 @@ import rxchannel as rx
 from rxchannel.core import with_secret
 from rxchannel.files import Hub, fetch_file, sha256_file
 from rxchannel.transports import TransportOptions
-from rxchannel.transports.gathering import ice_host_addresses
-from rxchannel.transports.ice import PeerAddressPolicy, SignalingLimits
-from rxchannel.transports.offers import OfferRefusedError, RequestAuth, sign_request
-from rxchannel.transports.signaling import WebRtcListener, new_peer_connection
+from rxchannel.webrtc.aiortc_stack import rtc_peer_connection as new_peer_connection
+from rxchannel.webrtc.gathering import ice_host_addresses
+from rxchannel.webrtc.ice import PeerAddressPolicy, SignalingLimits
+from rxchannel.webrtc.offers import OfferRefusedError, RequestAuth, sign_request
+from rxchannel.webrtc.options import WebRtcOptions
+from rxchannel.webrtc.signaling import WebRtcListener
 from tests.support import eventually, make_file
 
 ATTACKER = "127.0.0.2"
@@ -46,7 +48,7 @@ class Lab:
 
     async def legit_fetch(self, name: str = "f.bin") -> None:
         """Fetch over WebRTC from 127.0.0.1 and check the file; raises if anything is off."""
-        options = TransportOptions(secret=self.secret)
+        options = TransportOptions(secret=self.secret, webrtc=WebRtcOptions(via="webrtc"))
         peer = await rx.connect(self.server.url, options=options, config=with_secret(None, self.secret, server=False))
         try:
             out = self.tmp / f"out-{time.monotonic_ns()}.bin"
@@ -81,7 +83,7 @@ async def make_lab(tmp_path: Path) -> AsyncIterator[Callable[..., Awaitable[Lab]
         root = tmp_path / "root"
         make_file(root / "f.bin", 2 * 1024 * 1024, seed=7)
         hub = Hub(root, inbox=tmp_path / "inbox")
-        options = TransportOptions(secret=secret, signaling=SignalingLimits(**limits))
+        options = TransportOptions(secret=secret, webrtc=WebRtcOptions(signaling=SignalingLimits(**limits)))
         server = await rx.serve(
             hub.router, transport="webrtc", options=options, config=with_secret(None, secret, server=True)
         )

@@ -32,7 +32,11 @@ def test_a_worker_dials_a_hub_on_the_lan_by_ip(lab: Lab, shared: Path, tmp_path:
     _, urls = start_hub(net.hub, shared, "--host", net.hub_ip, "--port", "8765")
     assert urls == ["http://10.1.0.1:8765"]
     out = tmp_path / "out.bin"
-    assert_verified(fetch(net.worker, urls[0], out), shared, out)
+    summary = assert_verified(fetch(net.worker, urls[0], out), shared, out)
+    assert summary["path"] == "direct", "a worker that reaches the hub's port takes the direct path"
+    rtc = tmp_path / "rtc.bin"
+    summary = assert_verified(fetch(net.worker, urls[0], rtc, "--via", "webrtc"), shared, rtc)
+    assert summary["path"] == "webrtc-host", summary
     # send shares the dialing path
     pushed = net.worker.run([*RX, "send", urls[0], str(shared / "f.bin"), "--name", "up.bin", "--json"])
     assert pushed.returncode == 0, pushed.stderr
@@ -60,7 +64,8 @@ def test_a_worker_behind_nat_fetches_from_a_public_hub(lab: Lab, shared: Path, t
     net = internet(lab, worker_nat="cone", hub_nat=None)
     _, urls = start_hub(net.hub, shared, "--host", net.hub_ip, "--port", "8765")
     out = tmp_path / "out.bin"
-    assert_verified(fetch(net.worker, urls[0], out), shared, out)
+    summary = assert_verified(fetch(net.worker, urls[0], out, "--via", "webrtc"), shared, out)
+    assert str(summary["path"]).startswith("webrtc-"), summary
 
 
 def test_both_behind_symmetric_nat_relay_through_coturn_with_only_the_hub_url(
@@ -73,7 +78,74 @@ def test_both_behind_symmetric_nat_relay_through_coturn_with_only_the_hub_url(
     )  # fmt: skip
     out = tmp_path / "out.bin"
     # the worker is given nothing but the hub's (port-forwarded) URL: the TURN credentials come from the hub
-    assert_verified(fetch(net.worker, f"http://{net.public_hub_ip}:8765", out), shared, out)
+    summary = assert_verified(
+        fetch(net.worker, f"http://{net.public_hub_ip}:8765", out, "--via", "webrtc"), shared, out
+    )
+    assert summary["path"] == "webrtc-relay", summary
+
+
+RENDEZVOUS = "http://100.64.4.2:8700"
+MEET_SECRET = "lab-rendezvous-secret"
+
+
+def test_a_hub_with_no_open_port_serves_through_a_rendezvous(lab: Lab, shared: Path, tmp_path: Path) -> None:
+    """Issue 24: the hub and the worker each behind a NAT, no port forwarded anywhere; the hub
+    dials out to a rendezvous on the public side, and the worker, given only the rendezvous's
+    URL for the hub, fetches over WebRTC through both NATs (reflexive candidates from STUN)."""
+    net = internet(
+        lab, worker_nat="cone", hub_nat="cone", hub_port=None, turn_secret=TURN_SECRET, rendezvous_secret=MEET_SECRET
+    )
+    stun = f"stun:{net.turn_ip}:3478"  # coturn answers STUN too
+    # a wrong secret cannot register the name; the hub says why and exits 1
+    refused = net.hub.run(
+        [*RX, "serve", str(shared), "--host", "0.0.0.0", "--port", "0",
+         "--rendezvous", RENDEZVOUS, "--name", "lab", "--rendezvous-secret", "wrong"]
+    )  # fmt: skip
+    assert refused.returncode == 1 and "wrong shared secret" in refused.stderr, refused.stderr
+    _, urls = start_hub(
+        net.hub, shared, "--host", "0.0.0.0", "--port", "0", "--ice-server", stun,
+        "--rendezvous", RENDEZVOUS, "--name", "lab", "--rendezvous-secret", MEET_SECRET,
+    )  # fmt: skip
+    assert urls[0] == f"{RENDEZVOUS}/hubs/lab", urls
+    # nothing reaches the hub from outside: its own port is closed to the worker
+    probe = net.worker.run(
+        [*RX, "ls", f"http://{net.public_hub_ip}:{urls[1].rsplit(':', 1)[1]}", "--connect-timeout", "3"]
+    )
+    assert probe.returncode == 4, probe.stdout
+    out = tmp_path / "out.bin"
+    summary = assert_verified(fetch(net.worker, urls[0], out), shared, out)
+    assert summary["path"] == "webrtc-srflx", summary  # through the NATs, on addresses STUN saw
+    # a second hub cannot take the name over, even with the right secret
+    squatter = net.worker.run(
+        [*RX, "serve", str(shared), "--port", "0", "--rendezvous", RENDEZVOUS, "--name", "lab",
+         "--rendezvous-secret", MEET_SECRET]
+    )  # fmt: skip
+    assert squatter.returncode == 1 and "is taken by another hub" in squatter.stderr, squatter.stderr
+    # the rendezvous stopped before a worker dials: exit 4 and what to check
+    assert net.rendezvous is not None
+    net.rendezvous.terminate()
+    net.rendezvous.wait(timeout=10)
+    gone = fetch(net.worker, urls[0], tmp_path / "gone.bin", timeout=60)
+    assert gone.returncode == 4, gone.stderr  # type: ignore[attr-defined]
+    assert "is the rendezvous running at this address" in gone.stderr  # type: ignore[attr-defined]
+
+
+def test_both_behind_symmetric_nat_with_no_open_port_relay_through_coturn_via_a_rendezvous(
+    lab: Lab, shared: Path, tmp_path: Path
+) -> None:
+    net = internet(
+        lab, worker_nat="symmetric", hub_nat="symmetric", hub_port=None, turn_secret=TURN_SECRET,
+        rendezvous_secret=MEET_SECRET,
+    )  # fmt: skip
+    _, urls = start_hub(
+        net.hub, shared, "--host", net.hub_ip, "--port", "8765",
+        "--turn-url", f"turn:{net.turn_ip}:3478", "--turn-secret", TURN_SECRET,
+        "--rendezvous", RENDEZVOUS, "--name", "far", "--rendezvous-secret", MEET_SECRET,
+    )  # fmt: skip
+    out = tmp_path / "out.bin"
+    # the worker gets the minted TURN credentials through the rendezvous, and nothing else
+    summary = assert_verified(fetch(net.worker, urls[0], out), shared, out)
+    assert summary["path"] == "webrtc-relay", summary
 
 
 def test_symmetric_nat_on_both_sides_without_turn_fails_fast_with_a_clear_message(
@@ -82,7 +154,7 @@ def test_symmetric_nat_on_both_sides_without_turn_fails_fast_with_a_clear_messag
     net = internet(lab, worker_nat="symmetric", hub_nat="symmetric")
     start_hub(net.hub, shared, "--host", net.hub_ip, "--port", "8765")
     out = tmp_path / "out.bin"
-    done = fetch(net.worker, f"http://{net.public_hub_ip}:8765", out, timeout=60)
+    done = fetch(net.worker, f"http://{net.public_hub_ip}:8765", out, "--via", "webrtc", timeout=60)
     assert done.returncode == 4, done.stderr  # type: ignore[attr-defined]
     message = done.stderr  # type: ignore[attr-defined]
     assert "no working candidate pair" in message
@@ -105,7 +177,7 @@ def test_turn_credentials_refused_say_so(lab: Lab, shared: Path, tmp_path: Path)
     out = tmp_path / "out.bin"
     done = fetch(
         net.worker, f"http://{net.public_hub_ip}:8765", out,
-        "--ice-server", turn, "--ice-username", "4102444800:w", "--ice-credential", "wrong",
+        "--ice-server", turn, "--ice-username", "4102444800:w", "--ice-credential", "wrong", "--via", "webrtc",
     )  # fmt: skip
     assert done.returncode == 4, done.stderr  # type: ignore[attr-defined]
     assert f"TURN server {net.turn_ip}:3478" in done.stderr and "401" in done.stderr  # type: ignore[attr-defined]
@@ -119,7 +191,7 @@ def test_a_fetch_over_a_slow_lossy_link_completes_verified(lab: Lab, tmp_path: P
     net = emulated(lab, "--delay-ms", "15", "--loss", "0.02", "--rate-mbit", "40", "--seed", "7")
     _, urls = start_hub(net.hub, root, "--host", net.hub_ip, "--port", "8765")
     out = tmp_path / "out.bin"
-    assert_verified(fetch(net.worker, urls[0], out), root, out)
+    assert_verified(fetch(net.worker, urls[0], out, "--via", "webrtc"), root, out)
 
 
 def test_udp_ports_let_a_firewall_admit_only_that_range(lab: Lab, shared: Path, tmp_path: Path) -> None:
@@ -133,7 +205,7 @@ def test_udp_ports_let_a_firewall_admit_only_that_range(lab: Lab, shared: Path, 
     ]
     assert ports and all(40000 <= p <= 40003 for p in ports), ports
     out = tmp_path / "out.bin"
-    assert_verified(fetch(net.worker, urls[0], out), shared, out)
+    assert_verified(fetch(net.worker, urls[0], out, "--via", "webrtc"), shared, out)
 
 
 @pytest.mark.timeout(360)
@@ -152,7 +224,9 @@ def test_a_60_second_link_cut_mid_fetch_is_resumed_without_a_rerun(lab: Lab, tmp
     out = tmp_path / "out.bin"
     part = tmp_path / "out.bin.part"
     worker = net.worker.popen(
-        [*RX, "fetch", urls[0], "f.bin", "-o", str(out), "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        [*RX, "fetch", urls[0], "f.bin", "-o", str(out), "--json", "--via", "webrtc"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
     )
     wait_until(lambda: part.exists() and part.stat().st_size >= 1024 * 1024, timeout=60, what="1 MiB received")
     net.worker.ip("link", "set", "eth0", "down")

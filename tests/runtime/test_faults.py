@@ -71,7 +71,9 @@ async def test_a_killed_worker_process_frees_the_hub_at_the_keepalive_deadline(t
     hub = Hub(root)
     service = await serve(hub.router, transport="webrtc")
     out = tmp_path / "big.bin"
-    worker = subprocess.Popen([*RX, "fetch", service.url, "big.bin", "-o", str(out), "--window", "2", *FAST])
+    worker = subprocess.Popen(  # over WebRTC: a killed process sends nothing, the hub must notice by itself
+        [*RX, "fetch", service.url, "big.bin", "-o", str(out), "--window", "2", "--via", "webrtc", *FAST]
+    )
     part = tmp_path / "big.bin.part"
     await eventually(lambda: part.exists() and part.stat().st_size >= 500_000, timeout=30, what="the transfer")
     assert hub.sources, "the transfer should be under way"

@@ -21,7 +21,8 @@ from rxchannel import reactive as rxc
 from rxchannel.core import ConnectionConfig, Role, make_token
 from rxchannel.operators import windowed
 from rxchannel.runtime import Peer, Server, connect, serve
-from rxchannel.transports import Transport
+from rxchannel.transports import Transport, TransportOptions
+from rxchannel.webrtc.options import WebRtcOptions
 from tests.support import PEER_TRANSPORTS, TRANSPORTS, eventually
 
 N = 200
@@ -220,20 +221,24 @@ async def test_a_setup_may_not_take_a_live_session_s_token() -> None:
         await server.close()
 
 
-async def test_connect_resumes_over_a_real_hub_url(tmp_path: Any) -> None:
-    """The whole path through serve() and connect(url, resume_timeout=...), WebRTC signaling included."""
-    for transport in ("tcp", "webrtc"):
-        server = await serve(router(), transport=transport, config=ConnectionConfig(resumable=True))
-        client = await connect(server.url, resume_timeout=30)
-        try:
-            stream = client.request_stream("numbers", str(N).encode(), window=4)
-            got = [int((await stream.next()).data) for _ in range(N // 2)]
-            client.transport.abort()
-            got += [int(item.data) async for item in stream]
-            assert got == list(range(N)) and client.reconnects == 1
-        finally:
-            await client.close()
-            await server.close()
+@pytest.mark.parametrize("transport, via", [("tcp", None), ("webrtc", "webrtc"), ("webrtc", "direct")])
+async def test_connect_resumes_over_a_real_hub_url(transport: str, via: str | None) -> None:
+    """The whole path through serve() and connect(url, resume_timeout=...): TCP, and a WebRTC
+    hub dialed over WebRTC (signaling included) and over its direct WebSocket."""
+    options = TransportOptions(webrtc=WebRtcOptions(via=via)) if via else None
+    server = await serve(router(), transport=transport, config=ConnectionConfig(resumable=True))
+    client = await connect(server.url, resume_timeout=30, options=options)
+    try:
+        assert client.transport.path == ("webrtc-host" if via == "webrtc" else "direct")
+        stream = client.request_stream("numbers", str(N).encode(), window=4)
+        got = [int((await stream.next()).data) for _ in range(N // 2)]
+        client.transport.abort()
+        got += [int(item.data) async for item in stream]
+        assert got == list(range(N)) and client.reconnects == 1
+        assert client.transport.path == ("webrtc-host" if via == "webrtc" else "direct"), "resumed on the same path"
+    finally:
+        await client.close()
+        await server.close()
 
 
 async def test_a_server_that_does_not_resume_gets_a_plain_connection(caplog: pytest.LogCaptureFixture) -> None:

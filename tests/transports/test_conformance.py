@@ -212,7 +212,7 @@ async def test_tcp_peer_closing_mid_frame_is_a_connection_lost_error() -> None:
 
 async def test_datachannel_text_message_is_a_protocol_error() -> None:
     from rxchannel.core import RemoteProtocolError
-    from rxchannel.transports.signaling import datachannel_pair
+    from rxchannel.webrtc.signaling import datachannel_pair
 
     a, b = await datachannel_pair()
     a.channel.send("not binary")
@@ -223,17 +223,17 @@ async def test_datachannel_text_message_is_a_protocol_error() -> None:
 
 
 async def test_datachannel_refuses_unordered_or_unreliable_channels() -> None:
-    from rxchannel.transports.datachannel import DataChannelTransport
-    from rxchannel.transports.signaling import new_peer_connection
+    from rxchannel.webrtc.aiortc_stack import AiortcPeer
+    from rxchannel.webrtc.channel import DataChannelTransport
 
-    pc = new_peer_connection()
+    peer = AiortcPeer()
     try:
         for options in ({"ordered": False}, {"maxRetransmits": 0}, {"maxPacketLifeTime": 100}):
-            channel = pc.createDataChannel("x", **options)
+            channel = peer.pc.createDataChannel("x", **options)
             with pytest.raises(ValueError, match="ordered, reliable"):
-                DataChannelTransport(channel, pc)
+                DataChannelTransport(channel, peer)
     finally:
-        await pc.close()
+        await peer.close()
 
 
 async def test_websocket_text_message_is_a_protocol_error() -> None:

@@ -6,8 +6,8 @@ produces now, and the ``node --test`` suite (``tests/js/``) checks the JS module
 them: frames (every type, flags, metadata, fragments) and their decode errors, composite
 metadata, demand traces of ``InboundDemand`` with every policy, including simulated
 transfers that make ``Adaptive`` grow and shrink, and signed signaling requests
-(``Authorization`` headers from :func:`rxchannel.transports.offers.sign_request`, each
-accepted by the hub's :class:`~rxchannel.transports.offers.RequestAuth`).
+(``Authorization`` headers from :func:`rxchannel.webrtc.offers.sign_request`, each
+accepted by the hub's :class:`~rxchannel.webrtc.offers.RequestAuth`).
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ from rxchannel.core import (
 from rxchannel.core._fragments import encode_item
 from rxchannel.core._frames import LeaseFrame, ResumeFrame, ResumeOkFrame, UnsupportedFrame
 from rxchannel.core._metadata import MetadataError, decode_composite, encode_composite
-from rxchannel.transports import offers
+from rxchannel.webrtc import offers
 
 VECTORS = Path(__file__).resolve().parent.parent / "js" / "vectors"
 

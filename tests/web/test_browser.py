@@ -37,11 +37,13 @@ from rxchannel.files import Hub, sha256_file
 from rxchannel.files.source import FileSource
 from rxchannel.runtime import Server, serve
 from rxchannel.transports import TransportOptions
-from rxchannel.transports.gathering import ice_host_addresses
-from rxchannel.transports.ice import SignalingLimits, TurnRest
-from rxchannel.transports.signaling import WebRtcListener, check_turn, new_peer_connection
 from rxchannel.web import WorkerPage
 from rxchannel.web.chromium import Chromium
+from rxchannel.webrtc.aiortc_stack import rtc_peer_connection as new_peer_connection
+from rxchannel.webrtc.gathering import ice_host_addresses
+from rxchannel.webrtc.ice import SignalingLimits, TurnRest
+from rxchannel.webrtc.options import WebRtcOptions
+from rxchannel.webrtc.signaling import WebRtcListener, check_turn
 from tests.support import eventually, make_file
 
 CHUNK = 32 * 1024
@@ -119,7 +121,7 @@ async def serving(hub: Hub, *, secret: str | None = None, **options: Any) -> Asy
         hub.router,
         transport="webrtc",
         config=with_secret(None, secret, server=True),
-        options=TransportOptions(http_setup=setup, secret=secret, **options),
+        options=TransportOptions(http_setup=setup, secret=secret, webrtc=WebRtcOptions(**options)),
     )
     try:
         yield Served(hub, server, page, requests)
@@ -175,9 +177,11 @@ def keep_screenshot(path: Path, name: str) -> None:
             shutil.copy(path, Path(target) / name)
 
 
-@pytest.mark.parametrize("window", ["8", "auto"])
-async def test_a_page_streams_a_file_into_its_storage_verified_within_its_grants(served: Served, window: str) -> None:
-    async with Chromium(f"{served.url}/?fetch=big.bin&window={window}&report=1") as browser:
+@pytest.mark.parametrize("window, via", [("8", "webrtc"), ("auto", "webrtc"), ("8", "auto")])
+async def test_a_page_streams_a_file_into_its_storage_verified_within_its_grants(
+    served: Served, window: str, via: str
+) -> None:
+    async with Chromium(f"{served.url}/?fetch=big.bin&window={window}&via={via}&report=1") as browser:
         report = await served.report()
         assert report["ok"], report
         expected = sha256_file(served.hub.root / "big.bin")
@@ -186,6 +190,8 @@ async def test_a_page_streams_a_file_into_its_storage_verified_within_its_grants
         assert report["storage"] == "opfs" and report["resumedFrom"] == 0
         assert report["stats"]["violations"] == 0, "the hub sent more than the page granted"
         assert report["window"] == (window if window == "auto" else int(window))
+        # auto: the page reaches the hub's port, so it takes the direct WebSocket
+        assert report["via"] == ("webrtc-host" if via == "webrtc" else "direct"), report
         if window != "auto":
             assert report["stats"]["maxInFlight"] <= int(window)
         # the copy on disk, hashed by WebCrypto (not the page's hasher): complete, no partial left
@@ -219,7 +225,7 @@ async def test_fifty_fresh_page_loads_each_connect_and_fetch_verified_with_no_re
         async with Chromium("about:blank") as browser:
             for i in range(loads):
                 name = f"small{i:02}.txt"
-                await browser.send("Page.navigate", {"url": f"{url}/?fetch={name}&window=4"})
+                await browser.send("Page.navigate", {"url": f"{url}/?fetch={name}&window=4&via=webrtc"})
                 rows = await until(
                     browser,
                     f"(s => s.length && s[0].path === {json.dumps(name)} && ['verified', 'failed'].includes(s[0].state)"
@@ -235,11 +241,12 @@ async def test_fifty_fresh_page_loads_each_connect_and_fetch_verified_with_no_re
     assert "refused the connection" not in errors, errors
 
 
+@pytest.mark.parametrize("via", ["webrtc", "direct"])
 async def test_the_hub_reads_no_further_than_the_page_has_written_plus_its_window(
-    served: Served, tmp_path: Path
+    served: Served, tmp_path: Path, via: str
 ) -> None:
     window = 4
-    async with Chromium(f"{served.url}/?fetch=paced.bin&window={window}&delay=15&report=1") as browser:
+    async with Chromium(f"{served.url}/?fetch=paced.bin&window={window}&delay=15&via={via}&report=1") as browser:
         reporting = asyncio.ensure_future(served.report())
         source = await served.first_source()
         samples, worst = 0, -1 << 62
@@ -259,7 +266,8 @@ async def test_the_hub_reads_no_further_than_the_page_has_written_plus_its_windo
     assert samples >= 5, f"only {samples} samples were taken mid-transfer"
     bound = (window + 1) * CHUNK
     assert worst <= bound, f"the hub read {worst} bytes past what the page had written (bound {bound})"
-    keep_screenshot(tmp_path / "receiving.png", "worker-page-receiving.png")
+    if via == "webrtc":
+        keep_screenshot(tmp_path / "receiving.png", "worker-page-receiving.png")
 
 
 async def test_cancel_stops_the_stream_and_frees_the_hubs_file(served: Served) -> None:
@@ -278,7 +286,7 @@ async def test_cancel_stops_the_stream_and_frees_the_hubs_file(served: Served) -
 
 async def test_an_interrupted_fetch_resumes_from_the_partial_file_and_verifies(served: Served, tmp_path: Path) -> None:
     size = 4 * 1024 * 1024
-    async with Chromium(f"{served.url}/?fetch=big.bin&window=4&delay=10&report=1") as browser:
+    async with Chromium(f"{served.url}/?fetch=big.bin&window=4&delay=10&via=webrtc&report=1") as browser:
         await served.first_source(at_least=1024 * 1024)
         (hub_side,) = served.peers
         await hub_side.close()  # the network drops the connection mid-transfer
@@ -352,7 +360,10 @@ async def test_the_buttons_show_each_transfer_in_its_own_row_and_failures_instea
 
 async def test_closing_the_tab_frees_the_hub_stream_and_file_within_the_keepalive_deadline(served: Served) -> None:
     lifetime_ms = 2000
-    async with Chromium(f"{served.url}/?fetch=paced.bin&window=4&delay=50&lifetime={lifetime_ms}") as browser:
+    # over WebRTC: a closed tab sends nothing the hub can see; the keepalive deadline must free it
+    async with Chromium(
+        f"{served.url}/?fetch=paced.bin&window=4&delay=50&via=webrtc&lifetime={lifetime_ms}"
+    ) as browser:
         source = await served.first_source(at_least=256 * 1024)
         (hub_side,) = served.peers
         browser.kill()
@@ -403,7 +414,7 @@ async def test_a_hub_with_a_secret_answers_only_the_page_that_signs_with_it(tmp_
     make_file(tmp_path / "root" / "small.txt", 100_000, seed=13)
     async with serving(Hub(tmp_path / "root", inbox=tmp_path / "inbox"), secret=secret) as served:
         fragment = urllib.parse.quote(secret)
-        async with Chromium(f"{served.url}/?fetch=small.txt&report=1#secret={fragment}") as browser:
+        async with Chromium(f"{served.url}/?fetch=small.txt&via=webrtc&report=1#secret={fragment}") as browser:
             report = await served.report()
             assert report["ok"] and report["sha256"] == sha256_file(served.hub.root / "small.txt"), report
             (row,) = await transfers(browser)
@@ -420,7 +431,7 @@ async def test_a_hub_with_a_secret_answers_only_the_page_that_signs_with_it(tmp_
             ("#secret=wrong", "wrong shared secret", "is not the hub's"),
             ("", "requires the shared secret", "this hub needs its secret"),
         ]:
-            async with Chromium(f"{served.url}/?fetch=small.txt&report=1{given}") as browser:
+            async with Chromium(f"{served.url}/?fetch=small.txt&via=webrtc&report=1{given}") as browser:
                 refused = await served.report()
                 (row,) = await until(browser, "(s => s[0]?.state === 'failed' && s)(rxchannelPage.status())")
                 status = await until(
@@ -478,7 +489,7 @@ async def test_the_page_dials_with_the_ice_servers_the_hub_hands_out(tmp_path: P
         stun = turn.urls[0].replace("turn:", "stun:")  # coturn answers STUN too
         hub = Hub(tmp_path / "root", inbox=tmp_path / "inbox")
         async with serving(hub, turn=turn, ice_servers=[stun]) as served:
-            async with Chromium(f"{served.url}/?fetch=small.txt&report=1") as browser:
+            async with Chromium(f"{served.url}/?fetch=small.txt&via=webrtc&report=1") as browser:
                 report = await served.report()
                 given = await browser.evaluate(
                     "rxchannelPage.connection().then(h => h.pc.getConfiguration().iceServers)"
@@ -539,7 +550,7 @@ async def test_a_refused_offer_shows_the_hubs_reason_and_when_to_retry_in_the_ro
     make_file(tmp_path / "root" / "small.txt", 100_000, seed=13)
     async with serving(Hub(tmp_path / "root", inbox=tmp_path / "inbox"), signaling=limits) as served:
         assert await offer_and_never_connect(served.url) == 200  # takes the one token / the one pending slot
-        async with Chromium(f"{served.url}/?fetch=small.txt&report=1") as browser:
+        async with Chromium(f"{served.url}/?fetch=small.txt&via=webrtc&report=1") as browser:
             refused = await served.report()
             (row,) = await until(browser, "(s => s[0]?.state === 'failed' && s)(rxchannelPage.status())")
             shown = await browser.evaluate("document.querySelector('tr[data-kind=fetch] .info').textContent")

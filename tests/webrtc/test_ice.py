@@ -19,10 +19,12 @@ from rxchannel.cli import main
 from rxchannel.core import with_secret
 from rxchannel.files import Hub
 from rxchannel.transports import TransportOptions
-from rxchannel.transports.gathering import ice_host_addresses
-from rxchannel.transports.ice import IceServer, IceServerError, TurnRest, ice_servers_from_json
-from rxchannel.transports.offers import sign_request
-from rxchannel.transports.signaling import Answerer, WebRtcListener, new_peer_connection
+from rxchannel.webrtc.aiortc_stack import rtc_peer_connection as new_peer_connection
+from rxchannel.webrtc.answerer import Answerer
+from rxchannel.webrtc.gathering import ice_host_addresses
+from rxchannel.webrtc.ice import IceServer, IceServerError, TurnRest, ice_servers_from_json
+from rxchannel.webrtc.offers import sign_request
+from rxchannel.webrtc.signaling import WebRtcListener
 
 
 @pytest.mark.parametrize(

@@ -36,9 +36,11 @@ from rxchannel.core import (
 )
 from rxchannel.core._metadata import COMPOSITE_METADATA, OCTET_STREAM
 from rxchannel.transports import TransportOptions
-from rxchannel.transports.gathering import gathering
-from rxchannel.transports.ice import SignalingLimits
-from rxchannel.transports.signaling import LABEL, new_peer_connection
+from rxchannel.webrtc.aiortc_stack import rtc_peer_connection as new_peer_connection
+from rxchannel.webrtc.gathering import gathering
+from rxchannel.webrtc.ice import SignalingLimits
+from rxchannel.webrtc.offerer import LABEL
+from rxchannel.webrtc.options import WebRtcOptions
 
 CONNECTIONS = 200
 
@@ -134,7 +136,9 @@ class HubThread:
 
         # one client dials 200 times in a row: lift the per-address offer rate, nothing else
         signaling = SignalingLimits(offer_rate=1000.0, offer_burst=1000)
-        return await rx.serve(router, transport="webrtc", options=TransportOptions(signaling=signaling))
+        return await rx.serve(
+            router, transport="webrtc", options=TransportOptions(webrtc=WebRtcOptions(signaling=signaling))
+        )
 
     def hold(self, seconds: float) -> None:
         """Block the hub's loop for ``seconds`` (a callback that sleeps), from any thread."""

@@ -14,7 +14,7 @@ Standard library only. In the order the hub applies them:
 4. :func:`check_offer`: the SDP itself: at least one ``m=application`` DataChannel
    section, at most ``max_candidates`` candidates, every candidate line well formed, a
    usable ``a=max-message-size``; candidates whose address the
-   :class:`~rxchannel.transports.ice.PeerAddressPolicy` refuses are removed, so the hub
+   :class:`~rxchannel.webrtc.ice.PeerAddressPolicy` refuses are removed, so the hub
    never sends a connectivity check there.
 
 Every refusal is an :class:`OfferRefusedError` carrying the HTTP status and a message that
@@ -30,7 +30,8 @@ import secrets
 from collections import OrderedDict
 from dataclasses import dataclass
 
-from .http import RequestRefusedError
+from rxchannel.transports.http import RequestRefusedError
+
 from .ice import PeerAddressPolicy, SignalingLimits
 
 __all__ = [

@@ -1,12 +1,12 @@
-"""WebRTC DataChannel transport (aiortc): one RSocket frame per binary message.
+"""WebRTC DataChannel transport, on any stack (:mod:`.stack`): one RSocket frame per binary message.
 
 Sending waits on ``bufferedamountlow`` (``bufferedAmountLowThreshold`` = the low-water
-mark), so aiortc's SCTP queue never holds more than the high-water mark: a fast sender
+mark), so the stack's SCTP queue never holds more than the high-water mark: a fast sender
 cannot queue a whole file inside the peer connection. Only ordered, reliable channels are
 accepted (RSocket needs in-order, lossless frames), and frames are limited to the
 ``a=max-message-size`` the remote side advertised (the core fragments larger items).
 
-A DataChannel has no receive-side flow control that an application can apply (aiortc
+A DataChannel has no receive-side flow control that an application can apply (a stack
 delivers every message it receives): what bounds the receiver's memory is RSocket's
 credit, which limits how many items the peer may send.
 """
@@ -19,12 +19,12 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from aiortc import RTCDataChannel, RTCPeerConnection
-
 from rxchannel.core import RemoteProtocolError
+from rxchannel.transports import InboxTransport, TransportLimits
+from rxchannel.transports._base import lost
 
-from ._base import InboxTransport, TransportLimits, lost
 from .offers import MIN_MESSAGE_SIZE
+from .stack import Channel, PeerConnection, path_of
 
 __all__ = ["DEFAULT_MAX_MESSAGE_SIZE", "DataChannelTransport", "remote_max_message_size"]
 
@@ -35,10 +35,10 @@ CLOSE_TIMEOUT = 2.0
 _MAX_MESSAGE_SIZE = re.compile(r"^a=max-message-size:(\d+)", re.MULTILINE)
 
 
-def remote_max_message_size(pc: RTCPeerConnection) -> int:
+def remote_max_message_size(pc: PeerConnection) -> int:
     """The largest message the remote side accepts, read from its SDP (0 there means no limit)."""
-    description = pc.remoteDescription
-    match = _MAX_MESSAGE_SIZE.search(description.sdp) if description is not None else None
+    sdp = pc.remote_sdp
+    match = _MAX_MESSAGE_SIZE.search(sdp) if sdp is not None else None
     if match is None:
         return DEFAULT_MAX_MESSAGE_SIZE
     value = int(match.group(1))
@@ -46,12 +46,12 @@ def remote_max_message_size(pc: RTCPeerConnection) -> int:
 
 
 class DataChannelTransport(InboxTransport):
-    """An aiortc ``RTCDataChannel`` carrying RSocket frames.
+    """A DataChannel carrying RSocket frames.
 
     Build it in the very callback that hands over the channel (``createDataChannel``'s
     return, or the peer connection's ``datachannel`` event), before anything is awaited:
     it listens from then on, so a message the peer sends the moment the channel opens
-    waits in the inbox (aiortc drops a message nobody listens to, and a browser sends its
+    waits in the inbox (a stack drops a message nobody listens to, and a browser sends its
     SETUP in the same SCTP packet as the channel's OPEN). Once the channel is open, call
     :meth:`opened` before writing.
 
@@ -66,7 +66,7 @@ class DataChannelTransport(InboxTransport):
 
     eof_message = "the peer closed the DataChannel"
 
-    def __init__(self, channel: RTCDataChannel, pc: RTCPeerConnection, limits: TransportLimits | None = None):
+    def __init__(self, channel: Channel, pc: PeerConnection, limits: TransportLimits | None = None):
         super().__init__(limits)
         if not channel.ordered or channel.maxRetransmits is not None or channel.maxPacketLifeTime is not None:
             raise ValueError("RSocket needs an ordered, reliable DataChannel (no maxRetransmits/maxPacketLifeTime)")
@@ -74,12 +74,13 @@ class DataChannelTransport(InboxTransport):
         self.max_message_size = DEFAULT_MAX_MESSAGE_SIZE
         self.channel = channel
         self.pc = pc
+        self.stack = pc.stack
         self._closing: asyncio.Future[None] | None = None
         channel.bufferedAmountLowThreshold = self.limits.low_water
         channel.on("message", self._on_message)
         channel.on("bufferedamountlow", self._wake_drain)
         channel.on("close", self._on_close)
-        pc.on("connectionstatechange", self._on_state)
+        pc.on_state(self._on_state)
 
     def opened(self) -> None:
         """The channel is open: read the largest message the peer accepts from its SDP.
@@ -89,6 +90,7 @@ class DataChannelTransport(InboxTransport):
                 :data:`~.offers.MIN_MESSAGE_SIZE` (the caller still owns ``pc``, and must close it).
         """
         self.max_message_size = remote_max_message_size(self.pc)
+        self.path = path_of(self.pc)
         if self.max_message_size < MIN_MESSAGE_SIZE:
             raise ValueError(
                 f"the peer's a=max-message-size:{self.max_message_size} is below {MIN_MESSAGE_SIZE}, "
@@ -124,15 +126,14 @@ class DataChannelTransport(InboxTransport):
     def _on_close(self) -> None:
         # the channel closed: orderly if SCTP is still up (the peer reset just this stream),
         # broken if the association went down under it (the peer aborted or vanished)
-        sctp = self.pc.sctp
-        if (sctp is None or sctp.state == "closed" or self.pc.connectionState == "failed") and not self._closed:
+        if self.pc.transport_closed() and not self._closed:
             self._set_error(lost("the WebRTC peer connection closed under the DataChannel"))
         self._eof = True
         self._wake()
         self._wake_drain()
 
     def _on_state(self) -> None:
-        if self.pc.connectionState == "failed" and not self._closed:
+        if self.pc.connection_state == "failed" and not self._closed:
             self._set_error(lost("the WebRTC connection failed (ICE or DTLS): the peer is unreachable"))
             self._wake()
 

@@ -1,0 +1,45 @@
+"""``rxchannel rendezvous``: signaling for hubs with no inbound port (see :mod:`rxchannel.webrtc.rendezvous`)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+
+from rxchannel.webrtc.rendezvous import RendezvousLimits, serve_rendezvous
+
+from .errors import UsageError
+from .logs import configure_logging
+
+__all__ = ["cmd_rendezvous"]
+
+
+async def cmd_rendezvous(args: argparse.Namespace) -> int:
+    configure_logging(args.log_level, as_json=args.log_json)
+    if not args.secret:
+        raise UsageError(
+            "a rendezvous needs --secret S (or $RXCHANNEL_RENDEZVOUS_SECRET): only hubs that know it may register "
+            "(rxchannel serve ROOT --rendezvous URL --name NAME --rendezvous-secret S)"
+        )
+    limits = RendezvousLimits(max_hubs=args.max_hubs, request_rate=args.request_rate)
+    try:
+        server = await serve_rendezvous(args.secret, args.host, args.port, limits=limits)
+    except OSError as exc:
+        raise UsageError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from None
+    for url in server.listener.urls:
+        print(url, flush=True)
+    print(
+        "rendezvous: hubs register with --rendezvous URL --name NAME; workers dial URL/hubs/NAME; Ctrl-C to stop",
+        file=sys.stderr,
+        flush=True,
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        await server.listener.close()
+    return 0
