@@ -115,8 +115,7 @@ class Publisher:
         self._full_since: float | None = None
         self._resend: asyncio.TimerHandle | None = None
         self._timer: asyncio.TimerHandle | None = None
-        self._room: asyncio.Future[None] | None = None
-        self._empty: asyncio.Future[None] | None = None
+        self._changed = asyncio.Event()  # a message was stored, or the publisher failed
         self._stored_callbacks: list[Callable[[int], object]] = []
         self._writer: asyncio.Task[None] | None = None
         self._queue: list[_Out] = []
@@ -192,8 +191,8 @@ class Publisher:
         while self.room <= 0:
             if self.done.done():
                 break
-            self._room = self._loop.create_future()
-            await self._room
+            self._changed.clear()
+            await self._changed.wait()
         self.try_publish(item)
 
     def _headers(self, out: _Out) -> dict[str, str]:
@@ -253,10 +252,7 @@ class Publisher:
             self.last_seq = seq if self.last_seq is None else max(self.last_seq, seq)
         self._full_since = None
         self._pause = 0.005
-        if self._room is not None and not self._room.done():
-            self._room.set_result(None)
-        if not self._out and self._empty is not None and not self._empty.done():
-            self._empty.set_result(None)
+        self._changed.set()
         for callback in list(self._stored_callbacks):
             callback(1)
 
@@ -324,8 +320,8 @@ class Publisher:
             JetStreamError: the publisher failed meanwhile.
         """
         while self._out and not self.done.done():
-            self._empty = self._loop.create_future()
-            await self._empty  # resolved by the last PubAck, or by a failure
+            self._changed.clear()
+            await self._changed.wait()
         if self.done.done() and not self.done.cancelled():
             error = self.done.exception()
             if error is not None:
@@ -362,9 +358,7 @@ class Publisher:
         if not self.done.done():
             self.done.set_exception(error)
             self.done.exception()  # retrieved: awaiting it is optional
-        for waiter in (self._room, self._empty):
-            if waiter is not None and not waiter.done():
-                waiter.set_result(None)
+        self._changed.set()
 
     async def _stop(self) -> None:
         for timer in (self._timer, self._resend):
