@@ -39,6 +39,7 @@ from rxchannel.webrtc.rendezvous import RendezvousLink
 
 from .errors import UsageError, printable
 from .ice import options_from
+from .jetstream import attach_jetstream
 from .logs import configure_logging
 from .processes import processes_for, serve_processes
 from .progress import Bar, progress_bar
@@ -297,6 +298,11 @@ async def cmd_serve(args: argparse.Namespace) -> int:
         max_open_files=args.max_open_files,
     )
     try:
+        detach = await attach_jetstream(args, hub.router)  # --nats: queue/ and broadcast/ on JetStream
+    except BaseException:
+        hub.close()
+        raise
+    try:
         service = await serve(
             hub.router,
             transport=args.transport,
@@ -307,9 +313,13 @@ async def cmd_serve(args: argparse.Namespace) -> int:
         )
     except ConnectionError as exc:  # e.g. the TURN server refused the hub's credentials
         hub.close()
+        if detach is not None:
+            await detach()
         raise UsageError(f"cannot start the hub: {exc}") from None
     except OSError as exc:
         hub.close()
+        if detach is not None:
+            await detach()
         raise UsageError(
             f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}; "
             "choose another --port (0 picks a free one)"
@@ -320,12 +330,19 @@ async def cmd_serve(args: argparse.Namespace) -> int:
             print(url, flush=True)
         print(flush=True)  # the end of the URLs, for the parent
     else:
-        link = await _register(args, service) if args.rendezvous else None
+        try:
+            link = await _register(args, service) if args.rendezvous else None
+        except BaseException:
+            if detach is not None:
+                await detach()
+            raise
         if link is not None:
             print(link.public_url, flush=True)  # what workers and pages dial: the hub itself has no open port
         for url in service.urls:  # the first line is a usable URL; a wildcard bind prints one per address
             print(url, flush=True)
         print(f"serving {hub.root} over {args.transport}; Ctrl-C to stop", file=sys.stderr, flush=True)
+        if detach is not None:
+            _note(f"queue/NAME and broadcast/TOPIC are served from JetStream at {args.nats}")
     if args.turn_url and not args.secret:
         _note(
             "--turn-url without --secret: anyone who reaches this hub can get TURN credentials "
@@ -343,6 +360,8 @@ async def cmd_serve(args: argparse.Namespace) -> int:
         if link is not None:
             await link.close()
         await service.close()
+        if detach is not None:
+            await detach()
         hub.close()
     return 0
 
