@@ -328,6 +328,8 @@ async def cmd_serve(args: argparse.Namespace) -> int:
         link = None
         for url in service.urls:
             print(url, flush=True)
+        # where siblings pass requests on (an HTTP hub's; a TCP hub has none: its sessions stay per process)
+        print(f"#private {getattr(service.listener, 'private_url', '')}", flush=True)
         print(flush=True)  # the end of the URLs, for the parent
     else:
         try:
@@ -353,7 +355,7 @@ async def cmd_serve(args: argparse.Namespace) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     if args.process_of:
-        _end_with_parent(loop, stop)
+        _end_with_parent(loop, stop, service.listener)
     try:
         await stop.wait()
     finally:
@@ -366,14 +368,18 @@ async def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _end_with_parent(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> None:
-    """One of a hub's processes ends when its parent goes, however it went: the parent holds
-    our standard input open, and its end is our signal. A parent that stops the hub sends
-    SIGTERM first (an orderly stop); one that vanished took the hub with it, so we vanish
-    too, as one process would have (workers see the hub gone and resume elsewhere or later)."""
+def _end_with_parent(loop: asyncio.AbstractEventLoop, stop: asyncio.Event, listener: object) -> None:
+    """One of a hub's processes: its parent writes the siblings' private URLs on our standard
+    input (one JSON line), then holds it open; its end is our signal that the parent went,
+    however it went. A parent that stops the hub sends SIGTERM first (an orderly stop); one
+    that vanished took the hub with it, so we vanish too, as one process would have."""
 
     def watch() -> None:
         with contextlib.suppress(OSError, ValueError):
+            first = sys.stdin.buffer.readline()
+            if first and isinstance(listener, HttpListener):
+                siblings = json.loads(first)
+                loop.call_soon_threadsafe(listener.siblings.update, {str(k): str(v) for k, v in siblings.items()})
             while sys.stdin.buffer.read(4096):
                 pass
         if not stop.is_set():
