@@ -4,12 +4,12 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install browser js netlab test lint fuzz soak bench demo clean
+.PHONY: install browser js netlab nats test lint fuzz soak bench demo clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test,aiostream]'
+	$(PY) -m pip install --quiet -e '.[test,aiostream,nats,native]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -41,7 +41,14 @@ netlab:
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; fi
 
-test: lint browser netlab js
+# The JetStream tests (tests/nats/) start real servers: Debian's nats-server (installed here if missing).
+nats:
+	@command -v nats-server >/dev/null 2>&1 || { \
+	  echo "installing Debian's nats-server for the JetStream tests"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq nats-server >/dev/null; }
+
+test: lint browser netlab js nats
 	$(PY) -m pytest -q
 	# the library runs on whatever loop the application runs: the in-process tests again on uvloop
 	$(PY) -m pytest -q --loop uvloop tests/core tests/runtime tests/transports tests/files tests/pipes

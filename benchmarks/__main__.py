@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import adaptive, browser, datachannel, hub_workers, network, pipelines, share, tcp_throughput
+from . import adaptive, browser, datachannel, hub_workers, jetstream, network, paths, pipelines, share, tcp_throughput
 
 BENCHMARKS = {
     "tcp": tcp_throughput.main,
@@ -16,11 +16,13 @@ BENCHMARKS = {
     "hub": hub_workers.main,
     "share": share.main,
     "browser": browser.main,
+    "jetstream": jetstream.main,
+    "paths": paths.main,
 }
 
 #: the benchmarks that take --loop (adaptive measures a policy over an emulated path; network runs the CLI,
 #: which is on uvloop by default)
-WITH_LOOP = {"tcp", "datachannel", "pipelines", "hub"}
+WITH_LOOP = {"tcp", "datachannel", "pipelines", "hub", "jetstream"}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -4,6 +4,8 @@
     python -m benchmarks._dc_peers raw-recv URL OUT [--rate B]  # prints a JSON summary
     python -m benchmarks._dc_peers rx-recv URL NAME OUT CHUNK [--rate B] [--window W]
     python -m benchmarks._dc_peers rx-go URL NAME OUT [--window W]   # connects, waits for a line, fetches
+    python -m benchmarks._dc_peers stack-send FILE CHUNK --stack S --host H   # the raw pattern on any stack
+    python -m benchmarks._dc_peers stack-recv URL SIZE --stack S --host H
 
 The raw pair is aiortc's DataChannel file-transfer pattern: the sender sends while
 ``bufferedAmount`` is under ``bufferedAmountLowThreshold`` and resumes on
@@ -175,6 +177,98 @@ async def raw_recv(url: str, out: str, rate: float | None) -> None:
     )
 
 
+async def stack_send(path: str, chunk: int, stack: str, host: str) -> None:
+    """The raw drain pattern on ``stack`` through rxchannel's stack interface (no RSocket):
+    what a stack's DataChannels do by themselves, for comparing rxchannel against on that stack."""
+    from rxchannel.webrtc.stack import get_stack
+
+    done = asyncio.Event()
+    pcs: list[Any] = []
+
+    async def offer(request: web.Request) -> web.Response:
+        pc = get_stack(stack).new_peer_connection([])
+        pcs.append(pc)
+
+        def on_state() -> None:
+            if pc.connection_state in ("closed", "failed"):
+                done.set()
+
+        def on_channel(channel: Any) -> None:
+            fp = open(path, "rb")  # noqa: SIM115 - closed when the last chunk is read
+
+            def send_data() -> None:
+                while channel.bufferedAmount <= channel.bufferedAmountLowThreshold:
+                    data = fp.read(chunk)
+                    if not data:
+                        fp.close()
+                        channel.remove_listener("bufferedamountlow", send_data)
+                        break
+                    channel.send(data)
+
+            channel.bufferedAmountLowThreshold = LOW_WATER
+            channel.on("bufferedamountlow", send_data)
+            channel.on("message", lambda _m: done.set())  # the receiver says "done"
+            channel.on("close", done.set)
+            send_data()
+
+        pc.on_state(on_state)
+        pc.on_channel(on_channel)
+        body = await request.json()
+        await pc.answer(body["sdp"], [host], None)
+        return web.json_response({"sdp": pc.local_sdp, "type": "answer"})
+
+    app = web.Application()
+    app.router.add_post("/offer", offer)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, host, 0).start()
+    print(f"http://{host}:{runner.addresses[0][1]}", flush=True)
+    cpu = time.process_time()
+    await done.wait()
+    print(json.dumps({"peak_rss_mb": peak_rss_mb(), "cpu_s": time.process_time() - cpu}), flush=True)
+    for pc in pcs:
+        await pc.close()
+    await runner.cleanup()
+
+
+async def stack_recv(url: str, size: int, stack: str, host: str) -> None:
+    """The receiving side of :func:`stack_send`: counts ``size`` bytes, hashes them, says done."""
+    import aiohttp
+
+    from rxchannel.webrtc.stack import get_stack
+
+    pc = get_stack(stack).new_peer_connection([])
+    channel = pc.create_channel("filexfer")
+    got, finished = 0, asyncio.Event()
+    digest = hashlib.sha256()
+
+    def on_message(message: bytes) -> None:
+        nonlocal got
+        digest.update(message)
+        got += len(message)
+        if got >= size:
+            finished.set()
+
+    channel.on("message", on_message)
+    await pc.offer([host], None)
+    async with aiohttp.ClientSession() as session, session.post(url + "/offer", json={"sdp": pc.local_sdp}) as answer:
+        await pc.accept((await answer.json())["sdp"])
+    start, cpu = time.perf_counter(), time.process_time()
+    await finished.wait()
+    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
+    channel.send(b"done")
+    await asyncio.sleep(0.1)
+    await pc.close()
+    summary = {
+        "bytes": got,
+        "seconds": seconds,
+        "cpu_s": cpu,
+        "sha256": digest.hexdigest(),
+        "peak_rss_mb": peak_rss_mb(),
+    }
+    print(json.dumps(summary), flush=True)
+
+
 def _over_webrtc(stack: str | None) -> Any:
     """Dial options that take WebRTC (not the hub's direct path) on ``stack``."""
     from rxchannel.transports import TransportOptions
@@ -231,7 +325,7 @@ async def rx_go(url: str, name: str, out: str, window: int, stack: str | None = 
 
 def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("role", choices=["raw-send", "raw-recv", "rx-recv", "rx-go"])
+    parser.add_argument("role", choices=["raw-send", "raw-recv", "rx-recv", "rx-go", "stack-send", "stack-recv"])
     parser.add_argument("args", nargs="+")
     parser.add_argument("--rate", type=float, default=None)
     parser.add_argument("--window", type=int, default=32)
@@ -244,6 +338,10 @@ def main(argv: list[str]) -> None:
         run_on(raw_send(ns.args[0], int(ns.args[1])), ns.loop)
     elif ns.role == "raw-recv":
         run_on(raw_recv(ns.args[0], ns.args[1], ns.rate), ns.loop)
+    elif ns.role == "stack-send":
+        run_on(stack_send(ns.args[0], int(ns.args[1]), ns.stack or "native", ns.host), ns.loop)
+    elif ns.role == "stack-recv":
+        run_on(stack_recv(ns.args[0], int(ns.args[1]), ns.stack or "native", ns.host), ns.loop)
     elif ns.role == "rx-go":
         run_on(rx_go(ns.args[0], ns.args[1], ns.args[2], ns.window, ns.stack), ns.loop)
     else:

@@ -75,7 +75,24 @@ async def _tcp(limits: TransportLimits | None) -> tuple[Transport, Transport]:
 async def _datachannel(limits: TransportLimits | None) -> tuple[Transport, Transport]:
     from rxchannel.webrtc.signaling import datachannel_pair
 
-    return await datachannel_pair(limits=limits)
+    return await datachannel_pair(limits=limits, stack="aiortc")
+
+
+def interface_address() -> str:
+    """This machine's first non-loopback IPv4 address: the native WebRTC stack (libwebrtc)
+    never gathers on loopback, so its tests run on a real interface (of this host only)."""
+    from rxchannel.transports.addresses import interface_addresses
+
+    found = interface_addresses()
+    if not found:
+        raise RuntimeError("the native WebRTC stack needs a non-loopback IPv4 interface, and this host has none")
+    return found[0]
+
+
+async def _datachannel_native(limits: TransportLimits | None) -> tuple[Transport, Transport]:
+    from rxchannel.webrtc.signaling import datachannel_pair
+
+    return await datachannel_pair(limits=limits, stack="native", hosts=[interface_address()])
 
 
 async def _websocket(limits: TransportLimits | None) -> tuple[Transport, Transport]:
@@ -96,6 +113,7 @@ TRANSPORTS: dict[str, PairFactory] = {
     "memory-shaped": _memory_shaped,
     "tcp": _tcp,
     "datachannel": _datachannel,
+    "datachannel-native": _datachannel_native,
 }
 #: Transports whose sender feels a reader that stops reading. A DataChannel does not:
 #: aiortc delivers every message it receives, so there only RSocket credit bounds memory.

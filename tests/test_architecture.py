@@ -26,6 +26,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("reactive", ("rxchannel.reactive",)),
     ("operators", ("rxchannel.operators",)),
     ("aio", ("rxchannel.aio", "rxchannel.aiostream")),
+    ("nats", ("rxchannel.nats",)),
     ("testing", ("rxchannel.testing.tck",)),  # checks anything below it, so it sits above them all
     ("cli", ("rxchannel.cli", "rxchannel.__main__")),
     ("package", ("rxchannel",)),

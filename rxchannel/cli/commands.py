@@ -39,6 +39,7 @@ from rxchannel.webrtc.rendezvous import RendezvousLink
 
 from .errors import UsageError, printable
 from .ice import options_from
+from .jetstream import attach_jetstream
 from .logs import configure_logging
 from .processes import processes_for, serve_processes
 from .progress import Bar, progress_bar
@@ -297,6 +298,11 @@ async def cmd_serve(args: argparse.Namespace) -> int:
         max_open_files=args.max_open_files,
     )
     try:
+        detach = await attach_jetstream(args, hub.router)  # --nats: queue/ and broadcast/ on JetStream
+    except BaseException:
+        hub.close()
+        raise
+    try:
         service = await serve(
             hub.router,
             transport=args.transport,
@@ -307,9 +313,13 @@ async def cmd_serve(args: argparse.Namespace) -> int:
         )
     except ConnectionError as exc:  # e.g. the TURN server refused the hub's credentials
         hub.close()
+        if detach is not None:
+            await detach()
         raise UsageError(f"cannot start the hub: {exc}") from None
     except OSError as exc:
         hub.close()
+        if detach is not None:
+            await detach()
         raise UsageError(
             f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}; "
             "choose another --port (0 picks a free one)"
@@ -318,14 +328,23 @@ async def cmd_serve(args: argparse.Namespace) -> int:
         link = None
         for url in service.urls:
             print(url, flush=True)
+        # where siblings pass requests on (an HTTP hub's; a TCP hub has none: its sessions stay per process)
+        print(f"#private {getattr(service.listener, 'private_url', '')}", flush=True)
         print(flush=True)  # the end of the URLs, for the parent
     else:
-        link = await _register(args, service) if args.rendezvous else None
+        try:
+            link = await _register(args, service) if args.rendezvous else None
+        except BaseException:
+            if detach is not None:
+                await detach()
+            raise
         if link is not None:
             print(link.public_url, flush=True)  # what workers and pages dial: the hub itself has no open port
         for url in service.urls:  # the first line is a usable URL; a wildcard bind prints one per address
             print(url, flush=True)
         print(f"serving {hub.root} over {args.transport}; Ctrl-C to stop", file=sys.stderr, flush=True)
+        if detach is not None:
+            _note(f"queue/NAME and broadcast/TOPIC are served from JetStream at {args.nats}")
     if args.turn_url and not args.secret:
         _note(
             "--turn-url without --secret: anyone who reaches this hub can get TURN credentials "
@@ -336,25 +355,31 @@ async def cmd_serve(args: argparse.Namespace) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     if args.process_of:
-        _end_with_parent(loop, stop)
+        _end_with_parent(loop, stop, service.listener)
     try:
         await stop.wait()
     finally:
         if link is not None:
             await link.close()
         await service.close()
+        if detach is not None:
+            await detach()
         hub.close()
     return 0
 
 
-def _end_with_parent(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> None:
-    """One of a hub's processes ends when its parent goes, however it went: the parent holds
-    our standard input open, and its end is our signal. A parent that stops the hub sends
-    SIGTERM first (an orderly stop); one that vanished took the hub with it, so we vanish
-    too, as one process would have (workers see the hub gone and resume elsewhere or later)."""
+def _end_with_parent(loop: asyncio.AbstractEventLoop, stop: asyncio.Event, listener: object) -> None:
+    """One of a hub's processes: its parent writes the siblings' private URLs on our standard
+    input (one JSON line), then holds it open; its end is our signal that the parent went,
+    however it went. A parent that stops the hub sends SIGTERM first (an orderly stop); one
+    that vanished took the hub with it, so we vanish too, as one process would have."""
 
     def watch() -> None:
         with contextlib.suppress(OSError, ValueError):
+            first = sys.stdin.buffer.readline()
+            if first and isinstance(listener, HttpListener):
+                siblings = json.loads(first)
+                loop.call_soon_threadsafe(listener.siblings.update, {str(k): str(v) for k, v in siblings.items()})
             while sys.stdin.buffer.read(4096):
                 pass
         if not stop.is_set():

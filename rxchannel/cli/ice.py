@@ -51,7 +51,7 @@ def add_path_options(parser: argparse.ArgumentParser, *, hub: bool, dials: bool 
         choices=tuple(STACKS),
         default=None,
         help=f"the WebRTC stack: native (libwebrtc, compiled) or aiortc (pure Python); default: native when "
-        f"installed (here: {default_stack()})",
+        f"installed (here: {default_stack()}), except on loopback, where libwebrtc cannot gather",
     )
     if hub:
         group.add_argument(

@@ -16,6 +16,7 @@ from rxchannel.transports import KINDS, kind_of
 
 from .errors import UsageError
 from .ice import add_ice_options, add_path_options
+from .jetstream import add_jetstream_options
 from .loops import add_loop_option
 from .values import CHUNK, PORT, SIZE, positive_float, positive_int
 
@@ -209,6 +210,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="S",
         help="the rendezvous's --secret (default: $RXCHANNEL_RENDEZVOUS_SECRET)",
     )
+    add_jetstream_options(serve)
     _add_common(serve, hub=True)
 
     fetch = sub.add_parser(

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import secrets
 import signal
@@ -73,6 +74,7 @@ async def serve_processes(args: argparse.Namespace, count: int) -> int:
     reserved = _reserve(args.host, args.port)
     port = reserved.getsockname()[1]
     env = {**os.environ, "RXCHANNEL_RELAY_TOKEN": secrets.token_urlsafe(24)}
+    privates: dict[str, str] = {}
     argv = list(args.argv)  # its --processes is overridden by the "--processes 1" added last
     children = []
     try:
@@ -80,9 +82,9 @@ async def serve_processes(args: argparse.Namespace, count: int) -> int:
             children.append(
                 await asyncio.create_subprocess_exec(
                     *child_argv(argv, index, count, port, args),
-                    stdin=asyncio.subprocess.PIPE,  # held open: a child ends when its parent does
+                    stdin=asyncio.subprocess.PIPE,  # the siblings' addresses, then held open: a child ends with us
                     stdout=asyncio.subprocess.PIPE,
-                    env=env,
+                    env={**env, "RXCHANNEL_PROCESS": str(index + 1)},
                 )
             )
         urls: list[str] = []
@@ -90,11 +92,19 @@ async def serve_processes(args: argparse.Namespace, count: int) -> int:
             assert child.stdout is not None
             lines = []
             while line := (await child.stdout.readline()).decode().strip():
-                lines.append(line)
+                if line.startswith("#private"):
+                    if line.split(" ", 1)[1:] != [""]:
+                        privates[str(index + 1)] = line.split(" ", 1)[1]
+                else:
+                    lines.append(line)
             if not lines:
                 code = await child.wait()
                 raise UsageError(f"process {index + 1}/{count} of the hub did not start (exit {code})")
             urls = urls or lines
+        for child in children:  # each learns where its siblings are (a resumed session may land on any)
+            assert child.stdin is not None
+            child.stdin.write(json.dumps(privates).encode() + b"\n")
+            await child.stdin.drain()
         link = await register_link(args, urls[0], env["RXCHANNEL_RELAY_TOKEN"]) if args.rendezvous else None
         if link is not None:
             print(link.public_url, flush=True)

@@ -249,6 +249,7 @@ async def connect(
         transport = await dial(url, dial_options)
         return Peer(transport, Role.CLIENT, router=router, config=config)
     base = config or ConnectionConfig()
+    dial_options = dataclasses.replace(dial_options, affinity={})  # every re-dial of this session finds its process
     resumable = dataclasses.replace(
         base, resume_token=make_token(base.resume_secret), resume_session_timeout=resume_timeout
     )

@@ -106,6 +106,9 @@ class TransportOptions:
             TURN, ports, the stack, the path to take); None: its defaults.
         reuse_port: listen with ``SO_REUSEPORT``, so that several processes serve one port
             (``rxchannel serve --processes N``; the kernel hands each new connection to one).
+        affinity: dialing a hub of several processes: where the last dial landed (its
+            ``Rxchannel-Process``), filled in by the dial and sent again by the next one, so
+            that a resumed session reaches the process that holds it. One dict per session.
     """
 
     limits: TransportLimits | None = None
@@ -116,6 +119,7 @@ class TransportOptions:
     listen_limits: ListenLimits | None = None
     webrtc: Any = None
     reuse_port: bool = False
+    affinity: dict[str, str] | None = field(default=None, compare=False)
 
 
 class Listener(Protocol):

@@ -18,6 +18,7 @@ import os
 import secrets
 from typing import Any
 
+import aiohttp
 from aiohttp import web
 
 from ._base import KIND_HEADER
@@ -36,6 +37,9 @@ __all__ = [
 
 #: Why a connection was refused before any request (the hub is at its connection cap).
 REFUSAL_HEADER = "Rxchannel-Refusal"
+#: Which of a hub's processes (``serve --processes``) answered, on every response; a client
+#: sends it back when it re-dials, so that a resumed session reaches the process that holds it.
+PROCESS_HEADER = "Rxchannel-Process"
 #: A request a rendezvous relayed to this process (:mod:`rxchannel.webrtc.rendezvous`) carries
 #: ``<relay token> <client address> <path the client signed>``: honoured only with the token,
 #: which never leaves the process.
@@ -126,6 +130,14 @@ class HttpListener:
         #: what a request relayed by this hub's rendezvous link carries (see RELAY_HEADER); the
         #: processes of one hub (``serve --processes``) share it through the environment
         self.relay_token = os.environ.get("RXCHANNEL_RELAY_TOKEN") or secrets.token_urlsafe(24)
+        #: this process's number among the hub's processes (``RXCHANNEL_PROCESS``, set by
+        #: ``serve --processes`` for each child), or None for a hub of one process
+        self.process = os.environ.get("RXCHANNEL_PROCESS") or None
+        #: the other processes' private URLs, by number: a request for another process is
+        #: passed on to it (set by the parent once every child listens)
+        self.siblings: dict[str, str] = {}
+        #: this process's private URL (127.0.0.1), where its siblings pass requests on to it
+        self.private_url = ""
         self._runner: web.AppRunner | None = None
         #: open connections: their address, and whether a request has started on them
         self._open: dict[Any, list[Any]] = {}
@@ -138,6 +150,9 @@ class HttpListener:
         relayed = request.headers.get(RELAY_HEADER, "").split(" ")
         if len(relayed) == 3 and hmac.compare_digest(relayed[0], self.relay_token):
             request[_CLIENT], request[_PATH] = relayed[1], relayed[2]
+        wanted = request.headers.get(PROCESS_HEADER)
+        if wanted and self.process and wanted != self.process and wanted in self.siblings:
+            return await _pass_on(request, self.siblings[wanted], self.relay_token)
         try:
             response: web.StreamResponse = await handler(request)
         except web.HTTPException as exc:  # 404s included: a worker that dialed the wrong scheme learns ours
@@ -209,13 +224,23 @@ class HttpListener:
             ) from None
         return b"".join(chunks)
 
+    async def _stamp(self, _request: web.Request, response: web.StreamResponse) -> None:
+        if self.process:
+            response.headers.setdefault(PROCESS_HEADER, self.process)  # a passed-on answer keeps its own
+
     async def start(self, host: str, port: int, *, reuse_port: bool = False) -> None:
+        if self.process:
+            self.app.on_response_prepare.append(self._stamp)
         self._runner = _GuardedRunner(
             self.app, self, handle_signals=False, access_log=None, keepalive_timeout=self.limits.keepalive_timeout
         )
         await self._runner.setup()
         await web.TCPSite(self._runner, host, port, reuse_port=reuse_port or None).start()
         self.host, self.port = self._runner.addresses[0][:2]
+        if self.process:  # one of a hub's processes: a private door for its siblings
+            private = web.TCPSite(self._runner, "127.0.0.1", 0)
+            await private.start()
+            self.private_url = f"http://127.0.0.1:{self._runner.addresses[-1][1]}"
 
     def _url(self, host: str) -> str:
         host = f"[{host}]" if ":" in host else host
@@ -235,3 +260,39 @@ class HttpListener:
         if self._runner is not None:
             runner, self._runner = self._runner, None
             await runner.cleanup()
+
+
+async def _pass_on(request: web.Request, sibling: str, token: str) -> web.StreamResponse:
+    """Pass ``request`` on to a sibling process (the one holding the session it resumes) and
+    answer with what it answers; a WebSocket is joined to one opened to the sibling."""
+    headers = {k: v for k, v in request.headers.items() if k in ("Authorization", "Content-Type", "Accept")}
+    headers[RELAY_HEADER] = f"{token} {client_of(request) or '?'} {signed_path_of(request)}"
+    target = sibling + request.path_qs
+    async with aiohttp.ClientSession() as session:
+        if request.headers.get("Upgrade", "").lower() == "websocket":
+            async with session.ws_connect(target, headers=headers, max_msg_size=0) as upstream:
+                downstream = web.WebSocketResponse(max_msg_size=0)
+                answered_by = getattr(upstream, "_response", None)
+                if answered_by is not None and PROCESS_HEADER in answered_by.headers:
+                    downstream.headers[PROCESS_HEADER] = answered_by.headers[PROCESS_HEADER]
+                await downstream.prepare(request)
+
+                async def pump(source: Any, sink: Any) -> None:
+                    async for message in source:
+                        if message.type == aiohttp.WSMsgType.BINARY:
+                            await sink.send_bytes(message.data)
+                        elif message.type == aiohttp.WSMsgType.TEXT:
+                            await sink.send_str(message.data)
+                    await sink.close()
+
+                await asyncio.gather(pump(downstream, upstream), pump(upstream, downstream), return_exceptions=True)
+                return downstream
+        body = await request.read()
+        async with session.request(request.method, target, data=body or None, headers=headers) as answer:
+            content = await answer.read()
+            kept = {k: v for k, v in answer.headers.items() if k.lower() not in _HOP_BY_HOP}
+            return web.Response(status=answer.status, body=content, headers=kept)
+
+
+#: headers that belong to one hop of HTTP, not to the answer passed on
+_HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "date", "server", "upgrade"}

@@ -25,7 +25,7 @@ from rxchannel.core import MAX_FRAME_SIZE, RemoteProtocolError
 
 from ._base import KIND_HEADER, EndOfStream, Transport, TransportLimits, TransportOptions, lost, unreachable
 from ._limits import ListenLimits
-from .http import REFUSAL_HEADER, HttpListener, RequestRefusedError, refusal
+from .http import PROCESS_HEADER, REFUSAL_HEADER, HttpListener, RequestRefusedError, refusal
 from .registry import wrong_transport
 
 __all__ = [
@@ -81,6 +81,8 @@ class WebSocketTransport(Transport):
         #: set once the transport is over (closed, broken or ended by the peer)
         self.done = asyncio.Event()
         self._writer = asyncio.ensure_future(self._write_loop())
+        #: which of a hub's processes took this WebSocket (its ``Rxchannel-Process``), if it said
+        self.process: str | None = None
 
     @property
     def buffered_amount(self) -> int:
@@ -223,7 +225,10 @@ async def connect_websocket_transport(
     except BaseException:
         await session.close()
         raise
-    return WebSocketTransport(ws, limits, session=session, max_message_size=max_message_size)
+    transport = WebSocketTransport(ws, limits, session=session, max_message_size=max_message_size)
+    answer = getattr(ws, "_response", None)
+    transport.process = answer.headers.get(PROCESS_HEADER) if answer is not None else None
+    return transport
 
 
 async def listen_ws(

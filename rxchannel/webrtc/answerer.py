@@ -23,7 +23,7 @@ from .channel import DataChannelTransport
 from .ice import IceServer, SignalingLimits, TurnRest
 from .offerer import NotOpenedError, wait_open
 from .offers import OfferRefusedError, check_offer
-from .stack import Channel, PeerConnection, get_stack
+from .stack import Channel, PeerConnection, choose_stack
 
 __all__ = ["Answerer"]
 
@@ -55,7 +55,13 @@ class Answerer:
         self.on_transport = on_transport
         self.ice_servers = tuple(s if isinstance(s, IceServer) else IceServer.parse(s) for s in ice_servers)
         #: the WebRTC stack the hub's peer connections run on
-        self.stack = get_stack(stack)
+        self.stack = choose_stack(stack, hosts)
+        if self.stack.name == "native" and hosts is not None and all(is_loopback(h) for h in hosts):
+            log.warning(
+                "the native WebRTC stack cannot gather on loopback: this hub advertises no candidate, and only "
+                "workers that advertise theirs on loopback (aiortc ones) can connect; use --webrtc-stack aiortc "
+                "or bind the hub to a real address (--host)"
+            )
         self.turn = turn
         self.hosts = hosts
         self.udp_ports = udp_ports
@@ -144,6 +150,7 @@ class Answerer:
                 try:
                     await wait_open(channel, pc, timeout=self.timeout)
                     transport.opened()
+                    transport.path = await pc.selected_path()
                 except (NotOpenedError, ValueError) as exc:
                     log.info("a WebRTC peer from %s did not open its channel: %s", client or "?", exc)
                     self._drop(pc)

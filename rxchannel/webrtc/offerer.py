@@ -25,14 +25,14 @@ from rxchannel.core import RxChannelError
 from rxchannel.transports import KIND_HEADER, TransportLimits
 from rxchannel.transports._base import unreachable
 from rxchannel.transports.addresses import is_loopback, worker_hosts
-from rxchannel.transports.http import REFUSAL_HEADER
+from rxchannel.transports.http import PROCESS_HEADER, REFUSAL_HEADER
 from rxchannel.transports.registry import is_rendezvous_path, wrong_transport
 
 from .channel import DataChannelTransport
 from .ice import IceServer, PeerAddressPolicy
 from .offers import sign_request
 from .options import WebRtcOptions
-from .stack import Channel, PeerConnection, get_stack
+from .stack import Channel, PeerConnection, choose_stack
 
 __all__ = [
     "LABEL",
@@ -202,7 +202,7 @@ async def open_datachannel(
         ConnectionError: ``send_offer`` failed.
     """
     servers = [s if isinstance(s, IceServer) else IceServer.parse(s) for s in ice_servers]
-    pc = get_stack(stack).new_peer_connection(servers)
+    pc = choose_stack(stack, hosts).new_peer_connection(servers)
     answer_sdp: str | None = None
     failures: list[str] = []
     try:
@@ -219,6 +219,7 @@ async def open_datachannel(
             raise WebRtcConnectError(f"the hub's answer is not usable SDP ({exc})") from None
         await wait_open(channel, pc, timeout=timeout, ice_timeout=ice_timeout)
         transport.opened()
+        transport.path = await pc.selected_path()
         return transport
     except NotOpenedError as exc:
         await pc.close()
@@ -261,9 +262,11 @@ async def dial_webrtc(
     secret: str | None = None,
     limits: TransportLimits | None = None,
     timeout: float = 20.0,
+    affinity: dict[str, str] | None = None,
 ) -> DataChannelTransport:
     """Dial a hub's ``http://host:port``: fetch its ICE servers, POST our offer to ``/offer``,
-    then open the DataChannel on ``options.stack``.
+    then open the DataChannel on ``options.stack``. ``affinity``: see
+    :attr:`~rxchannel.transports.TransportOptions.affinity`.
 
     The worker gathers on its own interfaces (loopback only when the hub is on loopback),
     uses ``options.ice_servers`` first and then those the hub hands out (TURN credentials
@@ -285,7 +288,13 @@ async def dial_webrtc(
         headers = {"Content-Type": "application/json"} if body else {}
         if secret:
             headers["Authorization"] = sign_request(secret, method, path, body, time.time())
+        if affinity is not None and "process" in affinity:
+            headers[PROCESS_HEADER] = affinity["process"]
         return headers
+
+    def landed(response: aiohttp.ClientResponse) -> None:
+        if affinity is not None and PROCESS_HEADER in response.headers:
+            affinity["process"] = response.headers[PROCESS_HEADER]
 
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as session:
 
@@ -325,6 +334,7 @@ async def dial_webrtc(
             try:
                 async with session.post(base + "/offer", data=body, headers=signed("POST", path, body)) as response:
                     _check_kind(url, response)
+                    landed(response)
                     if response.status != 200:
                         reason = await _error_reason(response)
                         raise WebRtcConnectError(

@@ -45,7 +45,14 @@ import aiohttp
 from aiohttp import web
 
 from rxchannel.transports import KIND_HEADER, ListenLimits
-from rxchannel.transports.http import REFUSAL_HEADER, RELAY_HEADER, HttpListener, RequestRefusedError, client_of
+from rxchannel.transports.http import (
+    PROCESS_HEADER,
+    REFUSAL_HEADER,
+    RELAY_HEADER,
+    HttpListener,
+    RequestRefusedError,
+    client_of,
+)
 from rxchannel.transports.registry import RENDEZVOUS_PATH
 
 from .offers import AddressRateLimiter, RequestAuth, sign_request
@@ -66,13 +73,14 @@ log = logging.getLogger("rxchannel.rendezvous")
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 _ID = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
 #: Request headers relayed to the hub, and response headers relayed back (nothing else crosses).
-_TO_HUB = ("Authorization", "Content-Type", "Accept")
+_TO_HUB = ("Authorization", "Content-Type", "Accept", PROCESS_HEADER)
 _FROM_HUB = (
     "Content-Type",
     "Cache-Control",
     "Retry-After",
     KIND_HEADER,
     REFUSAL_HEADER,
+    PROCESS_HEADER,
     "Content-Security-Policy",
     "X-Content-Type-Options",
     "Referrer-Policy",

@@ -49,7 +49,14 @@ from rxchannel.transports import (
     hub_url,
 )
 from rxchannel.transports.addresses import hub_hosts
-from rxchannel.transports.http import HttpListener, RequestRefusedError, client_of, refusal, signed_path_of
+from rxchannel.transports.http import (
+    PROCESS_HEADER,
+    HttpListener,
+    RequestRefusedError,
+    client_of,
+    refusal,
+    signed_path_of,
+)
 from rxchannel.transports.registry import is_rendezvous_path
 from rxchannel.transports.websocket import (
     PATH,
@@ -81,16 +88,22 @@ log = logging.getLogger("rxchannel.signaling")
 
 
 async def datachannel_pair(
-    *, limits: TransportLimits | None = None, hosts: Sequence[str] | None = ("127.0.0.1",)
+    *,
+    limits: TransportLimits | None = None,
+    hosts: Sequence[str] | None = ("127.0.0.1",),
+    stack: str | None = None,
+    answerer_stack: str | None = None,
 ) -> tuple[DataChannelTransport, DataChannelTransport]:
-    """Two real aiortc peer connections in this process, joined over loopback ICE.
+    """Two real peer connections in this process, joined over ICE on ``hosts`` (loopback by
+    default: aiortc; the native stack needs a real interface's address). ``stack`` is the
+    offerer's, ``answerer_stack`` the answerer's (default: the offerer's).
 
     Returns (offerer's transport, answerer's transport).
     """
     answered: asyncio.Future[DataChannelTransport] = asyncio.get_running_loop().create_future()
-    answerer = Answerer(answered.set_result, hosts=hosts, limits=limits)
+    answerer = Answerer(answered.set_result, hosts=hosts, limits=limits, stack=answerer_stack or stack)
     try:
-        offerer = await open_datachannel(answerer.answer, hosts=hosts, limits=limits)
+        offerer = await open_datachannel(answerer.answer, hosts=hosts, limits=limits, stack=stack)
         async with asyncio.timeout(20):
             return offerer, await answered
     finally:
@@ -299,14 +312,20 @@ async def dial_direct(url: str, options: TransportOptions, *, timeout: float | N
     headers = {}
     if options.secret:
         headers["Authorization"] = sign_request(options.secret, "GET", PATH, b"", time.time())
+    affinity = options.affinity
+    if affinity is not None and "process" in affinity:
+        headers[PROCESS_HEADER] = affinity["process"]
     try:
-        return await connect_websocket_transport(
+        transport = await connect_websocket_transport(
             ws_url,
             options.limits,
             max_message_size=options.max_message_size,
             timeout=timeout if timeout is not None else options.timeout,
             headers=headers,
         )
+        if affinity is not None and transport.process is not None:
+            affinity["process"] = transport.process
+        return transport
     except (WrongTransportError, WebSocketRefusedError) as exc:
         if isinstance(exc, WrongTransportError) or exc.status in (404, 405):
             raise DirectRefusedError(
@@ -348,7 +367,9 @@ async def dial(url: str, options: TransportOptions) -> Transport:
             if webrtc.via == "direct":
                 raise WrongTransportError(str(exc)) from None  # the flag is wrong for this hub
             log.debug("no direct path to %s (%s): trying WebRTC", url, exc)
-    return await dial_webrtc(url, webrtc, secret=options.secret, limits=options.limits, timeout=options.timeout)
+    return await dial_webrtc(
+        url, webrtc, secret=options.secret, limits=options.limits, timeout=options.timeout, affinity=options.affinity
+    )
 
 
 async def listen(

@@ -26,6 +26,7 @@ from __future__ import annotations
 import abc
 import importlib
 import importlib.util
+import ipaddress
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -39,6 +40,7 @@ __all__ = [
     "PeerConnection",
     "Stack",
     "available_stacks",
+    "choose_stack",
     "default_stack",
     "get_stack",
     "path_of",
@@ -146,6 +148,11 @@ class PeerConnection(abc.ABC):
         """The types of the selected candidate pair, (local, remote) (``host``, ``srflx``,
         ``prflx``, ``relay``), or None before a pair is selected."""
 
+    async def selected_path(self) -> str:
+        """The path the connection took (:func:`path_of`), once its channel is open; a stack
+        whose statistics are asynchronous reads them here."""
+        return path_of(self)
+
     @abc.abstractmethod
     async def close(self) -> None:
         """Close the peer connection and everything it holds. Idempotent."""
@@ -189,6 +196,27 @@ def available_stacks() -> list[str]:
 def default_stack() -> str:
     """``native`` when it is installed, else ``aiortc``."""
     return available_stacks()[0]
+
+
+def choose_stack(name: str | None, hosts: Sequence[str] | None) -> Stack:
+    """The stack for a peer connection gathering on ``hosts``: ``name`` when given, else the
+    native one when it is installed and ``hosts`` are not all loopback addresses (libwebrtc
+    never gathers on loopback: a hub bound to 127.0.0.1, or a worker dialing one, runs on
+    aiortc), else aiortc.
+
+    Raises:
+        ValueError: as :func:`get_stack`.
+    """
+    if name is None and hosts is not None and all(_loopback(h) for h in hosts):
+        return get_stack("aiortc")
+    return get_stack(name)
+
+
+def _loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return host == "localhost"
 
 
 def get_stack(name: str | None = None) -> Stack:

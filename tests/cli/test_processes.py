@@ -5,6 +5,7 @@ These run the ``rxchannel`` command itself (``python -m rxchannel``), as users d
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import signal
@@ -184,3 +185,40 @@ def _children_of(pid: int) -> list[int]:
             if ppid == pid:
                 found.append(int(entry.name))
     return found
+
+
+@pytest.mark.parametrize("via", ["webrtc", "direct"])
+async def test_a_session_resumed_on_a_hub_of_two_processes_reaches_the_process_that_holds_it(
+    tmp_path: Path, via: str
+) -> None:
+    """Each re-dial lands on either process; the one that does not hold the session passes the
+    offer (or the WebSocket) on to the one that does (Rxchannel-Process), so every resume works."""
+    from rxchannel.runtime import connect
+    from rxchannel.transports import TransportOptions
+    from rxchannel.webrtc.options import WebRtcOptions
+
+    root = tmp_path / "root"
+    data = make_file(root / "f.bin", 2_000_000, seed=22)
+    hub = subprocess.Popen(
+        [*RX, "serve", str(root), "--port", "0", "--processes", "2"], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert hub.stdout is not None
+        url = await asyncio.to_thread(hub.stdout.readline)
+        options = TransportOptions(webrtc=WebRtcOptions(via=via))
+        peer = await connect(url.strip(), resume_timeout=30, options=options)
+        try:
+            stream = peer.request_stream("files/f.bin", window=2)
+            got, cuts = bytearray(), 0
+            async for item in stream:
+                got += item.data
+                if len(got) > (cuts + 1) * 300_000 and cuts < 5:
+                    cuts += 1
+                    peer.transport.abort()  # the link breaks: re-dial, RESUME on whichever process we land
+            assert bytes(got) == data and cuts == 5
+            assert peer.reconnects == 5
+        finally:
+            await peer.close()
+    finally:
+        hub.terminate()
+        hub.wait(timeout=15)

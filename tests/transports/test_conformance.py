@@ -90,7 +90,11 @@ async def test_broken_peer_is_a_connection_lost_error_not_a_hang(make_pair: Pair
     a.write([b"before"])
     assert await receive_n(b, 1) == [b"before"]
     a.abort()
-    with pytest.raises(ConnectionLostError):
+    # libwebrtc has no abort: dropping a peer connection resets its channels in order, and a
+    # native receiver (whose connection state changes only seconds later) sees an orderly end;
+    # the runtime treats either as the peer gone
+    native = b.stack == "native"
+    with pytest.raises((ConnectionLostError, EndOfStream) if native else ConnectionLostError):
         async with asyncio.timeout(5):
             await b.receive()
     with pytest.raises(ConnectionLostError):

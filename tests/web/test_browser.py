@@ -44,7 +44,7 @@ from rxchannel.webrtc.gathering import ice_host_addresses
 from rxchannel.webrtc.ice import SignalingLimits, TurnRest
 from rxchannel.webrtc.options import WebRtcOptions
 from rxchannel.webrtc.signaling import WebRtcListener, check_turn
-from tests.support import eventually, make_file
+from tests.support import eventually, interface_address, make_file
 
 CHUNK = 32 * 1024
 
@@ -104,7 +104,9 @@ class Served:
 
 
 @contextlib.asynccontextmanager
-async def serving(hub: Hub, *, secret: str | None = None, **options: Any) -> AsyncIterator[Served]:
+async def serving(
+    hub: Hub, *, secret: str | None = None, host: str = "127.0.0.1", **options: Any
+) -> AsyncIterator[Served]:
     """``hub`` served over WebRTC with its page, as ``rxchannel serve`` sets it up: a
     ``secret`` both signs signaling and authenticates SETUP."""
     page = WorkerPage()
@@ -120,6 +122,7 @@ async def serving(hub: Hub, *, secret: str | None = None, **options: Any) -> Asy
     server = await serve(
         hub.router,
         transport="webrtc",
+        host=host,
         config=with_secret(None, secret, server=True),
         options=TransportOptions(http_setup=setup, secret=secret, webrtc=WebRtcOptions(**options)),
     )
@@ -239,6 +242,25 @@ async def test_fifty_fresh_page_loads_each_connect_and_fetch_verified_with_no_re
         hub.send_signal(signal.SIGTERM)
         _, errors = await asyncio.to_thread(hub.communicate, timeout=15)
     assert "refused the connection" not in errors, errors
+
+
+async def test_a_page_fetches_from_a_hub_on_the_native_stack_verified(tmp_path: Path) -> None:
+    """Chromium's libwebrtc and the hub's (reactor-webrtc): on the host's own address, since
+    libwebrtc never gathers on loopback."""
+    root = tmp_path / "root"
+    make_file(root / "big.bin", 4 * 1024 * 1024, seed=11)
+    hub = Hub(root, inbox=tmp_path / "inbox", chunk_size=CHUNK)
+    async with serving(hub, host=interface_address(), stack="native") as served:
+        # OPFS needs a secure context: an http:// page off loopback is one only when told so
+        secure = [f"--unsafely-treat-insecure-origin-as-secure={served.url}"]
+        async with Chromium(f"{served.url}/?fetch=big.bin&via=webrtc&report=1", extra_flags=secure) as browser:
+            report = await served.report()
+            assert report["ok"] and report["sha256"] == sha256_file(root / "big.bin"), report
+            assert report["via"] == "webrtc-host", report
+            (hub_side,) = served.peers
+            assert hub_side.transport.stack == "native"
+            stored = await browser.evaluate(opfs_sha256("big.bin"))
+            assert stored.get("sha256") == report["sha256"], stored
 
 
 @pytest.mark.parametrize("via", ["webrtc", "direct"])

@@ -41,6 +41,7 @@ from rxchannel.webrtc.gathering import gathering
 from rxchannel.webrtc.ice import SignalingLimits
 from rxchannel.webrtc.offerer import LABEL
 from rxchannel.webrtc.options import WebRtcOptions
+from tests.support import interface_address
 
 CONNECTIONS = 200
 
@@ -78,7 +79,9 @@ def opens_like_a_browser(pc: Any, channel: Any, on_open: Callable[[], None], bef
     channel.once("open", on_open)
 
 
-async def setup_and_ask_at_open(url: str, session: aiohttp.ClientSession, hold_hub: Callable[[], None]) -> bytes:
+async def setup_and_ask_at_open(
+    url: str, session: aiohttp.ClientSession, hold_hub: Callable[[], None], host: str = "127.0.0.1"
+) -> bytes:
     """One fresh connection: SETUP and a request-response sent in the tick the channel opens;
     returns the hub's answer (its PAYLOAD data)."""
     pc = new_peer_connection()
@@ -98,7 +101,7 @@ async def setup_and_ask_at_open(url: str, session: aiohttp.ClientSession, hold_h
             channel.send(encode_frame(ask))
 
         opens_like_a_browser(pc, channel, send_at_once, hold_hub)
-        with gathering(["127.0.0.1"], None):
+        with gathering([host], None):
             await pc.setLocalDescription(await pc.createOffer())
         offer = {"sdp": pc.localDescription.sdp, "type": "offer"}
         async with session.post(url + "/offer", json=offer) as response:
@@ -120,14 +123,14 @@ class HubThread:
     """A WebRTC hub serving ``echo`` on an event loop of its own, in a thread, so that the
     test can hold the hub's loop while the client's loop goes on sending."""
 
-    def __init__(self) -> None:
+    def __init__(self, stack: str = "aiortc", host: str = "127.0.0.1") -> None:
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, name="hub", daemon=True)
         self.thread.start()
-        self.server: rx.Server = asyncio.run_coroutine_threadsafe(self._serve(), self.loop).result(10)
+        self.server: rx.Server = asyncio.run_coroutine_threadsafe(self._serve(stack, host), self.loop).result(10)
 
     @staticmethod
-    async def _serve() -> rx.Server:
+    async def _serve(stack: str, host: str) -> rx.Server:
         router = rx.Router()
 
         @router.response("echo")
@@ -136,9 +139,8 @@ class HubThread:
 
         # one client dials 200 times in a row: lift the per-address offer rate, nothing else
         signaling = SignalingLimits(offer_rate=1000.0, offer_burst=1000)
-        return await rx.serve(
-            router, transport="webrtc", options=TransportOptions(webrtc=WebRtcOptions(signaling=signaling))
-        )
+        options = TransportOptions(webrtc=WebRtcOptions(signaling=signaling, stack=stack))
+        return await rx.serve(router, transport="webrtc", host=host, options=options)
 
     def hold(self, seconds: float) -> None:
         """Block the hub's loop for ``seconds`` (a callback that sleeps), from any thread."""
@@ -152,18 +154,21 @@ class HubThread:
 
 
 @pytest.mark.timeout(600)
+@pytest.mark.parametrize("stack", ["aiortc", "native"])
 @pytest.mark.parametrize("held", [False, True], ids=["prompt-hub", "held-hub"])
-async def test_setup_and_a_request_sent_as_the_channel_opens_are_answered_every_time(held: bool) -> None:
-    """200 fresh connections in a row, each sending SETUP and a request in the same tick as
-    its channel opens; with ``held``, the hub's loop is blocked (a callback that sleeps)
-    from the moment the client's SCTP association is up, so the channel's OPEN and the
-    first frames wait in the hub's socket and are read in one burst."""
-    hub = await asyncio.to_thread(HubThread)
+async def test_setup_and_a_request_sent_as_the_channel_opens_are_answered_every_time(held: bool, stack: str) -> None:
+    """200 fresh connections in a row (50 to a native hub, whose gathering takes 0.1 s), each
+    sending SETUP and a request in the same tick as its channel opens; with ``held``, the
+    hub's loop is blocked (a callback that sleeps) from the moment the client's SCTP
+    association is up, so the channel's OPEN and the first frames wait in the hub's queues
+    and are read in one burst."""
+    host = "127.0.0.1" if stack == "aiortc" else interface_address()  # libwebrtc never gathers on loopback
+    hub = await asyncio.to_thread(HubThread, stack, host)
     try:
         async with aiohttp.ClientSession() as session:
-            for attempt in range(CONNECTIONS):
+            for attempt in range(CONNECTIONS if stack == "aiortc" else 50):
                 hold = (lambda: hub.hold(0.05)) if held else (lambda: None)
-                answer = await setup_and_ask_at_open(hub.server.url, session, hold)
+                answer = await setup_and_ask_at_open(hub.server.url, session, hold, host)
                 assert answer == b"pong:ping", f"connection {attempt}: {answer!r}"
     finally:
         await asyncio.to_thread(hub.close)
