@@ -32,11 +32,11 @@ from typing import Any
 
 from aiohttp import web
 
-from rxchannel.files import Hub
+from rxchannel.hub import Hub
 from rxchannel.runtime import serve
 from rxchannel.transports import TransportOptions
 from rxchannel.web import WorkerPage
-from rxchannel.web.chromium import Chromium, chromium_path
+from tests.chromium import Chromium, chromium_path
 
 from ._report import emit_json, print_table
 

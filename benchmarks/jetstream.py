@@ -138,15 +138,15 @@ async def queue_round(url: str, jobs: int, backend: str, round_: int) -> float:
     import nats
 
     import rxchannel as rx
+    from rxchannel.fanout import WorkQueue, work
     from rxchannel.nats import JetStreamQueue
-    from rxchannel.runtime import work
 
     router = rx.Router()
     nc = await nats.connect(url)
     queue: Any
     try:
         if backend == "memory":
-            queue = router.queue("jobs", (b"%d" % n for n in range(jobs)))
+            queue = WorkQueue(b"%d" % n for n in range(jobs)).serve(router, "jobs")
         else:
             queue = JetStreamQueue(nc, f"bench{round_}")
             await queue.publish(b"%d" % n for n in range(jobs))

@@ -31,7 +31,7 @@ MIB = 1 << 20
 async def serve(root: str, join_window: float) -> None:
     """The hub process: prints its URL, serves until stdin closes. ``stats`` reports its counters."""
     import rxchannel as rx
-    from rxchannel.files import Hub
+    from rxchannel.hub import Hub
 
     hub = Hub(root, share_join_window=join_window)
     egress = [0]

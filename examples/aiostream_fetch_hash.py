@@ -17,7 +17,7 @@ from pathlib import Path
 from aiostream import pipe
 
 from rxchannel import aiostream as rxpipe
-from rxchannel.files import Hub
+from rxchannel.hub import Hub
 from rxchannel.runtime import connect, serve
 
 

@@ -18,7 +18,8 @@ import tempfile
 from pathlib import Path
 
 import rxchannel as rx
-from rxchannel.files import Hub, fetch_file, sha256_file
+from rxchannel.files import fetch_file, sha256_file
+from rxchannel.hub import Hub
 
 
 async def main() -> None:

@@ -18,7 +18,7 @@ import reactivex
 from reactivex import operators as ops
 
 from rxchannel import reactive as rxc
-from rxchannel.files import Hub
+from rxchannel.hub import Hub
 from rxchannel.operators import windowed
 from rxchannel.runtime import connect, serve
 

@@ -25,7 +25,7 @@ from reactivex import operators as ops
 
 import rxchannel as rx
 from rxchannel import reactive as rxc
-from rxchannel.files import Hub
+from rxchannel.hub import Hub
 from rxchannel.operators import request_n
 
 

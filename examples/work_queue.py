@@ -2,7 +2,7 @@
 
     python examples/work_queue.py
 
-The hub (this process) serves ``router.queue("jobs", ...)``; each worker process runs
+The hub (this process) serves ``WorkQueue(...).serve(router, "jobs")``; each worker process runs
 ``work(peer, "jobs", handler, window=16)``: it holds at most 16 unacknowledged jobs, and
 whoever has room gets the next one. When 3,000 results are in, the busiest worker is
 killed with SIGKILL: the jobs it held go to the others (at least once, with their
@@ -18,7 +18,7 @@ import time
 from collections import Counter
 
 import rxchannel as rx
-from rxchannel.runtime import Job, WorkQueue, work
+from rxchannel.fanout import Job, WorkQueue, work
 
 JOBS, WINDOW, KILL_AFTER = 10_000, 16, 3_000
 
@@ -60,7 +60,7 @@ async def hub() -> None:
             yield str(n)
 
     router = rx.Router()
-    queue = state["queue"] = router.queue("jobs", numbers(), on_result=on_result)
+    queue = state["queue"] = WorkQueue(numbers(), on_result=on_result).serve(router, "jobs")
     server = await rx.serve_tcp(router)
     url = f"tcp://127.0.0.1:{server.port}"
     for i in range(4):

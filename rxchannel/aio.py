@@ -34,8 +34,9 @@ from collections.abc import AsyncIterable, AsyncIterator, Iterable
 from typing import Any
 
 from .core import ReplenishPolicy
+from .fanout import Broadcast
 from .pipes import from_reader, through, to_writer
-from .runtime import Broadcast, Payload, Peer, RemoteSink, RemoteStream
+from .runtime import Payload, Peer, RemoteSink, RemoteStream
 
 __all__ = [
     "channel",

@@ -3,7 +3,7 @@
 * ``hub ROOT [--chunk-size N]`` — a file hub over TCP, plus a ``stats`` route
   (``{"bytes_read", "files_opened"}``); prints its URL.
 * ``relay URL [--window W]`` — serves ``files/`` by relaying every request to the hub at
-  URL (``rxchannel.runtime.relay``), plus ``stats`` (``{"rss_kb", "in_flight",
+  URL (``rxchannel.fanout.relay``), plus ``stats`` (``{"rss_kb", "in_flight",
   "buffered"}`` of its relayed streams); prints its URL.
 * ``worker URL --name N --log FILE [--window W] [--work SECONDS]`` — a work-queue worker on route ``jobs``:
   each job's result is the SHA-256 of its data; the job's id is appended to FILE once it
@@ -24,8 +24,8 @@ import time
 from typing import Any
 
 import rxchannel as rx
-from rxchannel.files import Hub
-from rxchannel.runtime import Job, Relay, relay, work
+from rxchannel.fanout import Job, Relay, relay, work
+from rxchannel.hub import Hub
 
 
 async def _until_stdin_closes() -> None:

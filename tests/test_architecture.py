@@ -22,7 +22,9 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("runtime", ("rxchannel.runtime", "rxchannel.testing")),
     ("files", ("rxchannel.files",)),
     ("pipes", ("rxchannel.pipes",)),
+    ("fanout", ("rxchannel.fanout",)),
     ("web", ("rxchannel.web",)),
+    ("hub", ("rxchannel.hub",)),
     ("reactive", ("rxchannel.reactive",)),
     ("operators", ("rxchannel.operators",)),
     ("aio", ("rxchannel.aio", "rxchannel.aiostream")),
@@ -137,4 +139,4 @@ def test_the_checks_see_real_edges() -> None:
     assert "rxchannel.core" in edges["rxchannel.runtime.peer"]
     assert "rxchannel.runtime.router" in edges["rxchannel.runtime.peer"]
     assert "rxchannel.core._credit" in edges["rxchannel.core._policies"]
-    assert layer_of("rxchannel.cli.commands") > layer_of("rxchannel.files.hub") > layer_of("rxchannel.core._frames")
+    assert layer_of("rxchannel.cli.commands") > layer_of("rxchannel.hub._hub") > layer_of("rxchannel.core._frames")

@@ -23,7 +23,6 @@ from typing import Any
 from rxchannel.core import Budget, ConnectionConfig, with_secret
 from rxchannel.files import (
     DirectoryResult,
-    Hub,
     TargetExistsError,
     TransferResult,
     fetch_directory,
@@ -31,6 +30,7 @@ from rxchannel.files import (
     list_remote,
     push_file,
 )
+from rxchannel.hub import Hub
 from rxchannel.runtime import Peer, Server, connect, serve
 from rxchannel.transports import ListenLimits
 from rxchannel.transports.http import HttpListener

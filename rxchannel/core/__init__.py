@@ -11,6 +11,10 @@ from ._config import ConnectionConfig, Role
 from ._connection import Connection
 from ._credit import InboundDemand, ReplenishPolicy, SendCredit, check_request_n
 from ._errors import (
+    ACK_TIMEOUT,
+    FILE_CHANGED,
+    JOINED_LATE,
+    LAGGED,
     ApplicationError,
     ClosedResourceError,
     ConnectionLostError,
@@ -76,6 +80,10 @@ from ._resume import TOKEN_BYTES, ResumeStore, make_token, token_matches
 from ._setup import SETUP_REFUSALS, setup_refusal
 
 __all__ = [
+    "ACK_TIMEOUT",
+    "FILE_CHANGED",
+    "JOINED_LATE",
+    "LAGGED",
     "SETUP_REFUSALS",
     "AUTHENTICATION",
     "TOKEN_BYTES",

@@ -19,6 +19,10 @@ from __future__ import annotations
 from enum import IntEnum
 
 __all__ = [
+    "ACK_TIMEOUT",
+    "FILE_CHANGED",
+    "JOINED_LATE",
+    "LAGGED",
     "ApplicationError",
     "ClosedResourceError",
     "ConnectionLostError",
@@ -50,6 +54,18 @@ class ErrorCode(IntEnum):
     @property
     def is_connection_level(self) -> bool:
         return self < 0x200
+
+
+#: rxchannel's own application error codes (Protocol.md leaves 0x301..0xFFFFFFFE to
+#: applications), one table for the hub, the fan-out patterns and their clients:
+#: the file changed while it was served (transient: fetching again gets the new version)
+FILE_CHANGED = 0x00000301
+#: a shared read had already moved past its first item when this subscriber asked to join
+JOINED_LATE = 0x00000302
+#: this subscriber held a shared read back too long and was detached
+LAGGED = 0x00000303
+#: a worker holding jobs answered none for ``ack_timeout`` seconds; its jobs went to others
+ACK_TIMEOUT = 0x00000304
 
 
 class RxChannelError(Exception):

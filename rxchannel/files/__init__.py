@@ -3,14 +3,14 @@
 * :mod:`.source` — :class:`FileSource`, read one chunk per item pulled (never ahead of demand);
 * :mod:`.sink` — :class:`FileSink`, a partial file verified then moved into place atomically;
 * :mod:`.transfer` — :func:`list_remote`, :func:`fetch_file`, :func:`fetch_directory`, :func:`push_file`;
-* :mod:`.sandbox` — names kept inside a root;
-* :mod:`.hub` — :class:`Hub`, the file-sharing routes of DESIGN.md §2.
+* :mod:`.sandbox` — names kept inside a root.
+
+The hub that serves files is :mod:`rxchannel.hub`, one room up.
 """
 
 from __future__ import annotations
 
 from ._common import CHUNK_SIZE, IntegrityError, sha256_file
-from .hub import Hub
 from .sandbox import PathRefusedError, resolve_inside
 from .sink import FileBusyError, FileSink, TargetExistsError, TooLargeError
 from .source import FILE_CHANGED, FileChangedError, FileSource
@@ -34,7 +34,6 @@ __all__ = [
     "FileChangedError",
     "FileSink",
     "FileSource",
-    "Hub",
     "IntegrityError",
     "PathRefusedError",
     "Progress",
@@ -50,3 +49,13 @@ __all__ = [
     "resolve_inside",
     "sha256_file",
 ]
+
+
+def __getattr__(name: str) -> object:
+    if name == "Hub":  # moved one room up; kept one release here, with a warning
+        import importlib
+        import warnings
+
+        warnings.warn("rxchannel.files.Hub moved to rxchannel.hub.Hub", DeprecationWarning, stacklevel=2)
+        return importlib.import_module("rxchannel.hub").Hub
+    raise AttributeError(f"module 'rxchannel.files' has no attribute {name!r}")

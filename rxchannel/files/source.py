@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from rxchannel.core import ApplicationError, request_metadata
+from rxchannel.core import FILE_CHANGED, ApplicationError, request_metadata
 from rxchannel.runtime import Payload
 
 from ._common import CHUNK_SIZE, hash_prefix
@@ -33,11 +33,6 @@ class FileChangedError(ApplicationError):
 
     def __init__(self, message: str):
         super().__init__(message, code=FILE_CHANGED)
-
-
-#: Application error code (Protocol.md reserves 0x301..0xFFFFFFFE for applications): the
-#: file changed while it was served. Transient: fetching again gets the new version.
-FILE_CHANGED = 0x00000301
 
 
 #: Linux (4.14+): read only what the page cache holds, never waiting for the disk

@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rxchannel.core import MetadataError, RemoteError
-from rxchannel.runtime import JOINED_LATE, LAGGED, Payload, Peer, RemoteStream
+from rxchannel.core import JOINED_LATE, LAGGED, MetadataError, RemoteError
+from rxchannel.runtime import Payload, Peer, RemoteStream
 
 from ._common import CHUNK_SIZE, IntegrityError, item_info, sha256_file
 from .sandbox import PathRefusedError, resolve_inside

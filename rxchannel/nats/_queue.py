@@ -1,7 +1,7 @@
 """The hub's work queue on JetStream: the jobs live in a work-queue stream, any number of hubs serve them.
 
 The worker's side is the in-memory queue's, unchanged (:func:`rxchannel.runtime.work`; the
-protocol is in :mod:`rxchannel.runtime.queue`): a worker opens a request-channel, gets jobs
+protocol is in :mod:`rxchannel.fanout.queue`): a worker opens a request-channel, gets jobs
 with ``{"job": id, "deliveries": n}`` and answers ``{"ack": id}`` or ``{"nack": id, "error"}``.
 Here ``id`` is the job's stream sequence and ``n`` JetStream's delivery count.
 
@@ -58,7 +58,8 @@ from rxchannel.core import (
     parse_request_metadata,
     request_metadata,
 )
-from rxchannel.runtime import ACK_TIMEOUT, Job, Payload, RemoteSink, Request, Router, WorkerRecord
+from rxchannel.fanout import ACK_TIMEOUT, Job, WorkerRecord
+from rxchannel.runtime import Payload, RemoteSink, Request, Router
 
 from ._sink import Publisher
 from ._wire import ACK, NAK, PROGRESS, TERM, JetStreamError, Outbox, Puller, ack_info

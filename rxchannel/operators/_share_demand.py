@@ -7,8 +7,8 @@ from typing import TypeVar
 
 from reactivex import Observable
 
+from rxchannel.fanout.broadcast import check_broadcast
 from rxchannel.reactive.shared import share_demand
-from rxchannel.runtime.broadcast import check_broadcast
 
 from ._demand import demand_source
 

@@ -23,8 +23,8 @@ from collections.abc import AsyncIterable, AsyncIterator
 from typing import Any, Generic, TypeVar
 
 from rxchannel.core import InboundDemand, ReplenishPolicy
-from rxchannel.runtime import Broadcast, JoinedLateError
-from rxchannel.runtime.broadcast import check_broadcast
+from rxchannel.fanout import Broadcast, JoinedLateError
+from rxchannel.fanout.broadcast import check_broadcast
 
 from .local import LocalPull
 from .observable import PENDING, DemandObservable, PullStream

@@ -18,15 +18,16 @@ code and message; any other exception reaches it only as "the handler for 'route
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import logging
+import warnings
 from collections.abc import AsyncIterable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from rxchannel.core import ApplicationError, ErrorCode, Interaction, LocalProtocolError, ReplenishPolicy
 
-from .queue import ResultHandler, Source, WorkQueue
 from .sink import RemoteSink
 from .stream import RemoteStream
 from .values import Payload
@@ -190,32 +191,16 @@ class Router:
         """
         return self._decorator(Interaction.CHANNEL, route, window)
 
-    def queue(
-        self,
-        route: str,
-        source: Source,
-        *,
-        max_failures: int = 3,
-        ack_timeout: float | None = None,
-        max_window: int = 1024,
-        on_result: ResultHandler | None = None,
-    ) -> WorkQueue:
-        """Hand the jobs of ``source`` to the workers that open a channel on ``route``, each
-        holding at most its window of unacknowledged jobs, at least once (see
-        :mod:`rxchannel.runtime.queue`; workers use :func:`rxchannel.runtime.work`).
-
-        Returns:
-            the :class:`~rxchannel.runtime.WorkQueue` (``await queue.join()``; its counts and
-            ``dead_letters``).
-
-        Raises:
-            ValueError: a bad option (checked now).
-        """
-        queue = WorkQueue(
-            source, max_failures=max_failures, ack_timeout=ack_timeout, max_window=max_window, on_result=on_result
+    def queue(self, route: str, source: Any, **options: Any) -> Any:
+        """Deprecated: ``WorkQueue(source, ...).serve(router, route)`` (:mod:`rxchannel.fanout`).
+        Kept one release; it warns."""
+        warnings.warn(
+            "Router.queue(route, source) is deprecated: use rxchannel.fanout.WorkQueue(source).serve(router, route)",
+            DeprecationWarning,
+            stacklevel=2,
         )
-        self.add(Interaction.CHANNEL, route, queue.handle, window=64)  # acknowledgements in flight
-        return queue
+        fanout = importlib.import_module("rxchannel.fanout")  # the layer above: a deprecation shim only
+        return fanout.WorkQueue(source, **options).serve(self, route)
 
     def find(self, interaction: Interaction, route: str | None) -> Handler | None:
         found = self.resolve(interaction, route)

@@ -20,7 +20,7 @@ import rxchannel as rx
 from rxchannel import aio
 from rxchannel import aiostream as rxpipe
 from rxchannel import reactive as rxc
-from rxchannel.files import Hub
+from rxchannel.hub import Hub
 from rxchannel.operators import windowed
 from rxchannel.runtime import Peer
 from tests.support import Counter, eventually, make_file

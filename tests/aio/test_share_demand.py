@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from rxchannel import aio
-from rxchannel.runtime import Broadcast, JoinedLateError, LaggedError
+from rxchannel.fanout import Broadcast, JoinedLateError, LaggedError
 from tests.support import run_in_virtual_time, settle
 
 

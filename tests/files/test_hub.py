@@ -12,7 +12,8 @@ import pytest
 
 import rxchannel as rx
 from rxchannel.core import Role
-from rxchannel.files import FileSink, Hub, IntegrityError, fetch_file, push_file, sha256_file
+from rxchannel.files import FileSink, IntegrityError, fetch_file, push_file, sha256_file
+from rxchannel.hub import Hub
 from rxchannel.runtime import Peer
 from rxchannel.webrtc.signaling import datachannel_pair
 from tests.support import eventually, make_file

@@ -9,7 +9,8 @@ import pytest
 
 import rxchannel as rx
 from rxchannel.core import ConnectionConfig, with_secret
-from rxchannel.files import Hub, PathRefusedError, resolve_inside
+from rxchannel.files import PathRefusedError, resolve_inside
+from rxchannel.hub import Hub
 from tests.support import eventually, make_file
 
 

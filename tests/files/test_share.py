@@ -22,9 +22,10 @@ from typing import Any
 import pytest
 
 import rxchannel as rx
-from rxchannel.core import ErrorCode, Role
-from rxchannel.files import FILE_CHANGED, Hub, fetch_file, sha256_file
-from rxchannel.runtime import JOINED_LATE, Peer
+from rxchannel.core import JOINED_LATE, ErrorCode, Role
+from rxchannel.files import FILE_CHANGED, fetch_file, sha256_file
+from rxchannel.hub import Hub
+from rxchannel.runtime import Peer
 from rxchannel.transports import memory_pair
 from tests.support import eventually, make_file
 

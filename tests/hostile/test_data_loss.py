@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 import rxchannel as rx
-from rxchannel.files import FILE_CHANGED, Hub, fetch_file, push_file, sha256_file
+from rxchannel.files import FILE_CHANGED, fetch_file, push_file, sha256_file
+from rxchannel.hub import Hub
 from tests.support import ConnectPeers, make_file
 
 CHUNK = 16 * 1024

@@ -38,7 +38,8 @@ from rxchannel.core import (
     prefix,
     request_metadata,
 )
-from rxchannel.files import Hub, TooLargeError, fetch_file, push_file, sha256_file
+from rxchannel.files import TooLargeError, fetch_file, push_file, sha256_file
+from rxchannel.hub import Hub
 from rxchannel.runtime import Server, connect, serve
 from rxchannel.transports import ListenLimits, TransportLimits, TransportOptions
 from tests.support import eventually, make_file, run_in_virtual_time

@@ -22,7 +22,8 @@ import pytest
 
 import rxchannel as rx
 from rxchannel.core import with_secret
-from rxchannel.files import Hub, fetch_file, sha256_file
+from rxchannel.files import fetch_file, sha256_file
+from rxchannel.hub import Hub
 from rxchannel.transports import TransportOptions
 from rxchannel.webrtc.aiortc_stack import rtc_peer_connection as new_peer_connection
 from rxchannel.webrtc.gathering import ice_host_addresses

@@ -14,7 +14,7 @@ import sys
 from itertools import cycle
 
 import rxchannel as rx
-from rxchannel.runtime import Job, WorkerStats, work
+from rxchannel.fanout import Job, WorkerStats, work
 
 
 async def main(log_path: str, window: int, urls: list[str]) -> None:

@@ -12,7 +12,7 @@ from nats.aio.client import Client
 
 import rxchannel as rx
 from rxchannel.core import Window, parse_request_metadata
-from rxchannel.files import Hub
+from rxchannel.hub import Hub
 from rxchannel.nats import jetstream_handler, stream_to_jetstream
 from tests.nats.helpers import make_consumer, make_stream
 from tests.support import make_file

@@ -12,8 +12,9 @@ from nats.aio.client import Client
 
 import rxchannel as rx
 from rxchannel.core import Manual, request_metadata
+from rxchannel.fanout import Job, WorkerStats, work
 from rxchannel.nats import JetStreamQueue
-from rxchannel.runtime import Job, Payload, WorkerStats, work
+from rxchannel.runtime import Payload
 from tests.nats.helpers import Sampler
 
 

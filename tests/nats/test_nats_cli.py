@@ -42,7 +42,7 @@ def test_serve_nats_replicas_reach_jetstream_and_a_refusal_reaches_the_worker(tm
     import sys
 
     import rxchannel as rx
-    from rxchannel.runtime import work
+    from rxchannel.fanout import work
 
     missing = nats_server_missing()
     if missing:

@@ -9,8 +9,8 @@ import signal
 import pytest
 
 import rxchannel as rx
+from rxchannel.fanout import Job, work
 from rxchannel.nats import JetStreamError, JetStreamQueue, connect_jetstream
-from rxchannel.runtime import Job, work
 from tests.nats.server import NatsCluster, nats_server_missing
 
 JOBS = 2000

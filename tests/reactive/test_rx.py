@@ -19,7 +19,7 @@ from reactivex.subject import Subject
 import rxchannel as rx
 from rxchannel import reactive as rxc
 from rxchannel.core import RequestNFrame, Role
-from rxchannel.files import Hub
+from rxchannel.hub import Hub
 from rxchannel.operators import (
     adaptive,
     limit_rate,

@@ -16,8 +16,8 @@ from reactivex.subject import Subject
 
 import rxchannel as rx
 from rxchannel import reactive as rxc
+from rxchannel.fanout import JOINED_LATE, LAGGED, JoinedLateError, LaggedError
 from rxchannel.operators import balance, request_n, share_demand, windowed
-from rxchannel.runtime import JOINED_LATE, LAGGED, JoinedLateError, LaggedError
 from tests.support import run_in_virtual_time, settle
 
 

@@ -17,7 +17,8 @@ from reactivex import operators as ops
 import rxchannel as rx
 from rxchannel import aio
 from rxchannel import reactive as rxc
-from rxchannel.files import FileSource, Hub, sha256_file
+from rxchannel.files import FileSource, sha256_file
+from rxchannel.hub import Hub
 from rxchannel.operators import request_n
 from tests.support import ConnectPeers, eventually, make_file
 

@@ -18,7 +18,8 @@ import pytest
 
 import rxchannel as rx
 from rxchannel.core import Role
-from rxchannel.files import Hub, fetch_file, sha256_file
+from rxchannel.files import fetch_file, sha256_file
+from rxchannel.hub import Hub
 from rxchannel.runtime import Peer, serve
 from tests.support import eventually, make_file, open_peers, run_in_virtual_time, wait_until
 

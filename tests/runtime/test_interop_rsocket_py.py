@@ -202,7 +202,7 @@ async def test_py_client_granting_exactly_n_gets_n_items_and_complete(rsocket_py
 
 
 async def test_py_client_exact_demand_on_a_file_gets_complete_with_the_last_chunk(tmp_path: Any) -> None:
-    from rxchannel.files import Hub
+    from rxchannel.hub import Hub
 
     (tmp_path / "root").mkdir()
     data = bytes(range(256)) * 64 * EXACT  # 17 chunks of 16 KiB

@@ -17,7 +17,8 @@ import pytest
 
 import rxchannel as rx
 from rxchannel.core import ConnectionConfig, Role
-from rxchannel.files import Hub, fetch_file, sha256_file
+from rxchannel.files import fetch_file, sha256_file
+from rxchannel.hub import Hub
 from rxchannel.runtime import Peer
 from rxchannel.transports import memory_pair
 from tests.support import eventually, make_file

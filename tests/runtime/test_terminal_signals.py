@@ -19,7 +19,8 @@ import pytest
 
 import rxchannel as rx
 from rxchannel.core._frames import PayloadFrame, RequestFrame
-from rxchannel.files import FileSource, Hub, fetch_file
+from rxchannel.files import FileSource, fetch_file
+from rxchannel.hub import Hub
 from tests.support import ConnectPeers, Counter, FrameTap, make_file
 
 N = 17

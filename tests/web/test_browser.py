@@ -33,17 +33,18 @@ import pytest
 from aiohttp import web
 
 from rxchannel.core import with_secret
-from rxchannel.files import Hub, sha256_file
+from rxchannel.files import sha256_file
 from rxchannel.files.source import FileSource
+from rxchannel.hub import Hub
 from rxchannel.runtime import Server, serve
 from rxchannel.transports import TransportOptions
 from rxchannel.web import WorkerPage
-from rxchannel.web.chromium import Chromium
 from rxchannel.webrtc.aiortc_stack import rtc_peer_connection as new_peer_connection
 from rxchannel.webrtc.gathering import ice_host_addresses
 from rxchannel.webrtc.ice import SignalingLimits, TurnRest
 from rxchannel.webrtc.options import WebRtcOptions
 from rxchannel.webrtc.signaling import WebRtcListener, check_turn
+from tests.chromium import Chromium
 from tests.support import eventually, interface_address, make_file
 
 CHUNK = 32 * 1024

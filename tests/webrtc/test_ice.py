@@ -17,7 +17,7 @@ import pytest
 import rxchannel as rx
 from rxchannel.cli import main
 from rxchannel.core import with_secret
-from rxchannel.files import Hub
+from rxchannel.hub import Hub
 from rxchannel.transports import TransportOptions
 from rxchannel.webrtc.aiortc_stack import rtc_peer_connection as new_peer_connection
 from rxchannel.webrtc.answerer import Answerer

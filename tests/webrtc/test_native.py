@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 import rxchannel as rx
-from rxchannel.files import Hub, fetch_file, sha256_file
+from rxchannel.files import fetch_file, sha256_file
+from rxchannel.hub import Hub
 from rxchannel.transports import TransportOptions
 from rxchannel.webrtc.options import WebRtcOptions
 from rxchannel.webrtc.stack import choose_stack

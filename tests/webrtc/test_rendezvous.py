@@ -17,7 +17,8 @@ import aiohttp
 import pytest
 
 import rxchannel as rx
-from rxchannel.files import Hub, fetch_file, sha256_file
+from rxchannel.files import fetch_file, sha256_file
+from rxchannel.hub import Hub
 from rxchannel.transports import TransportOptions, WrongTransportError
 from rxchannel.webrtc.offers import sign_request
 from rxchannel.webrtc.options import WebRtcOptions

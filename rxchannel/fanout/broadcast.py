@@ -34,17 +34,11 @@ from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Callable
 from typing import Generic, TypeVar
 
-from rxchannel.core import ApplicationError, ClosedResourceError
+from rxchannel.core import JOINED_LATE, LAGGED, ApplicationError, ClosedResourceError
 
 __all__ = ["JOINED_LATE", "LAGGED", "Broadcast", "JoinedLateError", "LaggedError", "Subscription"]
 
 T = TypeVar("T")
-
-#: Application error code (Protocol.md: 0x301..0xFFFFFFFE are the application's): the
-#: broadcast had already moved past its first item when this subscriber asked to join.
-JOINED_LATE = 0x00000302
-#: Application error code: this subscriber held the others back too long and was detached.
-LAGGED = 0x00000303
 
 
 class LaggedError(ApplicationError):

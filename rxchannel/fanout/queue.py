@@ -1,6 +1,6 @@
 """Work balanced by demand: jobs go to whichever worker has room, at least once.
 
-Hub side, ``queue = router.queue("jobs", source)``; worker side,
+Hub side, ``queue = WorkQueue(source).serve(router, "jobs")``; worker side,
 ``await work(peer, "jobs", handler, window=8)`` (:mod:`.worker`).
 
 A worker opens a request-channel on the route. Hub to worker: jobs, each one PAYLOAD whose
@@ -36,26 +36,24 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from rxchannel.core import (
+    ACK_TIMEOUT,
     ApplicationError,
     ErrorCode,
+    Interaction,
     MetadataError,
     RemoteProtocolError,
     RxChannelError,
     parse_request_metadata,
     request_metadata,
 )
-
-from .sink import RemoteSink
-from .stream import RemoteStream
-from .values import Payload, as_payload
+from rxchannel.runtime.router import Router
+from rxchannel.runtime.sink import RemoteSink
+from rxchannel.runtime.stream import RemoteStream
+from rxchannel.runtime.values import Payload, as_payload
 
 __all__ = ["ACK_TIMEOUT", "DeadLetter", "Job", "WorkQueue", "WorkerRecord"]
 
 log = logging.getLogger("rxchannel.queue")
-
-#: Application error code: a worker holding jobs answered none for ``ack_timeout`` seconds;
-#: its stream was ended and its jobs handed to others.
-ACK_TIMEOUT = 0x00000304
 
 
 @dataclass(frozen=True, slots=True)
@@ -241,6 +239,12 @@ class WorkQueue:
             raise self._error
 
     # ------------------------------------------------------------ one worker (the channel handler)
+
+    def serve(self, router: Router, route: str) -> WorkQueue:
+        """Hand this queue's jobs to the workers that open a channel on ``route`` of ``router``
+        (workers use :func:`~rxchannel.fanout.work`). Returns the queue itself."""
+        router.add(Interaction.CHANNEL, route, self.handle, window=64)  # acknowledgements in flight
+        return self
 
     async def handle(self, request: QueueRequest) -> None:
         """Serve one worker's channel: jobs out within its window, acknowledgements in."""

@@ -23,10 +23,9 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from rxchannel.core import ApplicationError, ConnectionLostError, ErrorCode, RemoteError, ReplenishPolicy
-
-from .router import Handler, Request, Requester
-from .stream import RemoteStream
-from .values import Payload
+from rxchannel.runtime.router import Handler, Request, Requester
+from rxchannel.runtime.stream import RemoteStream
+from rxchannel.runtime.values import Payload
 
 __all__ = ["Relay", "forward", "relay"]
 

@@ -18,8 +18,9 @@ import pytest
 
 import rxchannel as rx
 from rxchannel.core import ErrorCode
-from rxchannel.files import FILE_CHANGED, FileSource, Hub, fetch_file, sha256_file
-from rxchannel.runtime import Relay, forward, relay
+from rxchannel.fanout import Relay, forward, relay
+from rxchannel.files import FILE_CHANGED, FileSource, fetch_file, sha256_file
+from rxchannel.hub import Hub
 from tests.support import ConnectPeers, eventually, make_file
 
 CHUNK = 16 * 1024

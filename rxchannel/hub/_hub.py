@@ -47,14 +47,13 @@ from pathlib import Path
 from typing import Any
 
 from rxchannel.core import ApplicationError, ErrorCode, request_metadata
-from rxchannel.runtime import Broadcast, Payload, Request, Router, Subscription
-from rxchannel.runtime.broadcast import check_broadcast
-
-from ._common import CHUNK_SIZE, IntegrityError
-from .listing import list_page
-from .sandbox import resolve_inside
-from .sink import FileSink, TargetExistsError, TooLargeError
-from .source import FileSource
+from rxchannel.fanout.broadcast import Broadcast, Subscription, check_broadcast
+from rxchannel.files._common import CHUNK_SIZE, IntegrityError
+from rxchannel.files.listing import list_page
+from rxchannel.files.sandbox import resolve_inside
+from rxchannel.files.sink import FileSink, TargetExistsError, TooLargeError
+from rxchannel.files.source import FileSource
+from rxchannel.runtime import Payload, Request, Router
 
 #: One line per transfer (event ``transfer``) and upload (event ``upload``).
 log = logging.getLogger("rxchannel.hub")

@@ -23,7 +23,8 @@ import pytest
 
 import rxchannel as rx
 from rxchannel.core import ErrorCode, Role, request_metadata
-from rxchannel.runtime import ACK_TIMEOUT, Job, Peer, WorkerStats, WorkQueue, work
+from rxchannel.fanout import ACK_TIMEOUT, Job, WorkerStats, WorkQueue, work
+from rxchannel.runtime import Peer
 from rxchannel.transports import memory_pair
 from tests.support import eventually, run_in_virtual_time
 
@@ -36,7 +37,7 @@ async def hub() -> AsyncIterator[Any]:
 
     async def start(source: Any, **options: Any) -> tuple[WorkQueue, Any]:
         router = rx.Router()
-        queue = router.queue("jobs", source, **options)
+        queue = WorkQueue(source, **options).serve(router, "jobs")
         server = await rx.serve_tcp(router)
         servers.append(server)
 
@@ -238,7 +239,7 @@ def test_the_queue_and_work_check_their_arguments() -> None:
     router = rx.Router()
     for bad in ({"max_failures": -1}, {"ack_timeout": 0}, {"max_window": 0}):
         with pytest.raises(ValueError):
-            router.queue("jobs", [], **bad)
+            WorkQueue([], **bad).serve(router, "jobs")
     with pytest.raises(ValueError, match="window"):
         asyncio.run(work(None, "jobs", lambda job: None, window=0))  # type: ignore[arg-type]
 
@@ -273,7 +274,7 @@ async def test_four_worker_processes_ten_thousand_jobs_one_killed_midway(tmp_pat
             yield b"job %d" % i
 
     router = rx.Router()
-    queue = state["queue"] = router.queue("jobs", jobs(), on_result=on_result)
+    queue = state["queue"] = WorkQueue(jobs(), on_result=on_result).serve(router, "jobs")
     server = await rx.serve_tcp(router)
     url = f"tcp://127.0.0.1:{server.port}"
     try:
@@ -346,7 +347,7 @@ def test_ack_timeout_measures_the_worker_not_a_job_waiting_in_its_window() -> No
 
     async def main() -> None:
         router = rx.Router()
-        queue = router.queue("jobs", (b"%d" % i for i in range(12)), ack_timeout=0.25)
+        queue = WorkQueue((b"%d" % i for i in range(12)), ack_timeout=0.25).serve(router, "jobs")
         a, b = memory_pair()
         server, client = Peer(b, Role.SERVER, router=router), Peer(a, Role.CLIENT)
 
@@ -359,7 +360,7 @@ def test_ack_timeout_measures_the_worker_not_a_job_waiting_in_its_window() -> No
         assert stats.acked == 12 and queue.redelivered == 0 and stats.peak_held == 4
 
         stuck_router = rx.Router()
-        stuck_router.queue("jobs", [b"1", b"2"], ack_timeout=0.25)
+        WorkQueue([b"1", b"2"], ack_timeout=0.25).serve(stuck_router, "jobs")
         c, d = memory_pair()
         stuck_server, stuck = Peer(d, Role.SERVER, router=stuck_router), Peer(c, Role.CLIENT)
         sink = stuck.request_sink("jobs", window=rx.Manual(2))

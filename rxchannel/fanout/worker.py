@@ -8,10 +8,10 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from rxchannel.core import Window, request_metadata
+from rxchannel.runtime.sink import RemoteSink
+from rxchannel.runtime.values import Payload, as_payload
 
 from .queue import Job
-from .sink import RemoteSink
-from .values import Payload, as_payload
 
 __all__ = ["WorkerStats", "work"]
 
