@@ -6,6 +6,7 @@ import asyncio
 from dataclasses import dataclass
 from typing import Any
 
+from . import _subscription  # noqa: F401 - registers the §3 checks
 from ._api import ProcessorFactory, PublisherFactory, RuleViolation, SubscriberFactory
 from ._probes import Env
 from ._processor import ProcessorEnv
