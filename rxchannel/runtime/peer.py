@@ -71,15 +71,17 @@ def _transport_failure(exc: RxChannelError) -> RxChannelError:
 
 
 class _Link:
-    """The peer as its streams and producers see it (:class:`InboundLink`, :class:`Outlet`)."""
+    """The peer as its stream adapters see it (:class:`~.requester.Link`): the connection,
+    the loop's clock, room on the transport, flushing, and cancelling an inbound half."""
 
-    __slots__ = ("flush", "flush_soon", "peer")
+    __slots__ = ("flush", "flush_soon", "now", "peer")
 
     def __init__(self, peer: Peer):
         self.peer = peer
-        # the peer's own bound methods: a producer calls flush_soon once per item
+        # the peer's own bound methods: an adapter calls them once per item
         self.flush: Callable[[], None] = peer._flush
         self.flush_soon: Callable[[], None] = peer._flush_soon
+        self.now: Callable[[], float] = peer._loop.time
 
     @property
     def connection(self) -> Connection:
@@ -92,32 +94,6 @@ class _Link:
     async def drain(self) -> None:
         await self.peer._wait_writable()
 
-    def wants_next(self, stream_id: int) -> None:
-        peer = self.peer
-        peer._conn.wants_next(stream_id, peer._loop.time())
-        if peer._conn.has_output:
-            peer._flush()  # credit goes out now: waiting a loop turn halves small-item throughput
-
-    def take_next(self, stream_id: int, told: int = 0) -> int:
-        peer = self.peer
-        quiet = peer._conn.take_next(stream_id, peer._loop.time(), told)
-        if peer._conn.has_output:
-            peer._flush()
-        return quiet
-
-    def pulled(self, stream_id: int) -> None:
-        self.peer._conn.pulled(stream_id)
-
-    def ack(self, stream_id: int, count: int) -> None:
-        peer = self.peer
-        peer._conn.ack(stream_id, count, peer._loop.time())
-        peer._flush()
-
-    def request(self, stream_id: int, n: int) -> None:
-        peer = self.peer
-        peer._conn.request_n(stream_id, n, peer._loop.time())
-        peer._flush_soon()
-
     def cancel(self, stream_id: int) -> None:
         peer = self.peer
         peer._inbound.pop(stream_id, None)
@@ -125,10 +101,6 @@ class _Link:
         if not peer._conn.can_send(stream_id):  # a channel we requested: our half is over too
             peer._stop_outbound(stream_id)
         peer._flush_soon()
-
-    def in_flight(self, stream_id: int) -> int:
-        demand = self.peer._conn.demand(stream_id)
-        return demand.in_flight if demand is not None else 0
 
 
 class Peer(RequesterSide, ResponderSide):
