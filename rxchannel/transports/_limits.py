@@ -7,6 +7,7 @@ import logging
 import time
 from collections import Counter
 from dataclasses import dataclass
+from typing import Any
 
 __all__ = ["Admission", "ListenLimits", "ThrottledLog"]
 
@@ -48,7 +49,8 @@ class ThrottledLog:
         self._count = 0
         self._held_back = 0
 
-    def warning(self, message: str, *args: object) -> None:
+    def warning(self, message: str, *args: object, **kwargs: Any) -> None:
+        """``logger.warning(message, *args, **kwargs)`` unless this window's burst is spent."""
         now = time.monotonic()
         if now - self._window_start >= self.interval:
             if self._held_back:
@@ -56,7 +58,7 @@ class ThrottledLog:
             self._window_start, self._count, self._held_back = now, 0, 0
         if self._count < self.burst:
             self._count += 1
-            self.logger.warning(message, *args)
+            self.logger.warning(message, *args, **kwargs)
         else:
             self._held_back += 1
 
