@@ -64,6 +64,13 @@ STALE_UPLOAD = 3600.0
 __all__ = ["Hub"]
 
 
+def _is_dir(path: Path) -> bool:
+    try:
+        return path.is_dir()
+    except OSError:
+        return False
+
+
 class Hub:
     """Serves the files under ``root`` (and receives pushes into ``inbox``).
 
@@ -146,6 +153,12 @@ class Hub:
         self.router.response("buffers/")(self.buffer)
         self.router.channel("push/")(self.receive_push)
 
+    def first_files(self, limit: int) -> tuple[list[tuple[str, int]], bool]:
+        """The first ``limit`` files (``(path, size)``, in the listing's order) and whether
+        more remain: what the worker page shows before it has connected (a blocking call)."""
+        page = list_page(self.root, limit=min(limit, self.max_list))
+        return [(str(e["path"]), int(e["size"])) for e in page.entries], page.next is not None  # type: ignore[call-overload]
+
     def close(self) -> None:
         """Stop the listing thread (the hub serves no more listings)."""
         self._lister.shutdown(wait=False, cancel_futures=True)
@@ -158,7 +171,14 @@ class Hub:
         except OSError:
             is_file = False
         if not is_file:
-            raise ApplicationError(f"no such file: {relative[:200]!r}", code=ErrorCode.REJECTED)
+            shown = relative[:200]
+            if relative and _is_dir(path):
+                name = shown.rstrip("/") + "/"
+                raise ApplicationError(
+                    f"{shown!r} is a directory, not a file: name it {name!r} (with the '/') to fetch the files in it",
+                    code=ErrorCode.REJECTED,
+                )
+            raise ApplicationError(f"no such file: {shown!r}", code=ErrorCode.REJECTED)
         return path
 
     async def stream_file(self, request: Request) -> FileSource:
