@@ -37,10 +37,11 @@ from rxchannel.transports.http import HttpListener
 from rxchannel.web import WorkerPage
 from rxchannel.webrtc.rendezvous import RendezvousLink
 
-from .errors import UsageError, printable
+from .errors import NothingToFetchError, UsageError, cannot_listen, printable
 from .ice import options_from
 from .jetstream import attach_jetstream
 from .logs import configure_logging
+from .parser import WHOLE_SHARE
 from .processes import processes_for, serve_processes
 from .progress import Bar, progress_bar
 from .rendezvous import register_link
@@ -134,12 +135,63 @@ def _target(args: argparse.Namespace) -> Path:
     return out / name if args.output.endswith("/") or out.is_dir() else out
 
 
+def _is_directory_fetch(args: argparse.Namespace) -> bool:
+    return bool(args.remote_path.endswith("/") or args.remote_path in WHOLE_SHARE)
+
+
+def _directory_target(args: argparse.Namespace) -> Path:
+    """Where a directory fetch writes: ``-o`` or the directory's own name (the whole share needs ``-o``)."""
+    if args.output:
+        return Path(args.output)
+    if args.remote_path in WHOLE_SHARE:
+        raise UsageError(
+            f"{args.remote_path or repr('')} is the hub's whole share: say which directory to fetch it into "
+            "with -o DIR/ (e.g. -o ./share/)"
+        )
+    return Path(args.remote_path.rstrip("/").rsplit("/", 1)[-1])
+
+
+def _check_parents(directory: Path, args: argparse.Namespace, *, named: bool) -> None:
+    """A fetch creates at most the last directory the user named as one (``-o new/``, or a
+    directory fetch's ``-o new``), and only where its parent exists; never the directories
+    above it, nor the directory of a file (``-o missing/x.txt``), unless ``--parents``
+    (``mkdir`` vs ``mkdir -p``)."""
+    if args.parents or directory.is_dir():
+        return
+    missing = (directory.parent if str(directory.parent) else Path(".")) if named else directory
+    if not missing.is_dir():
+        raise UsageError(
+            f"{missing} does not exist, so {args.output} cannot be written there: create it first, "
+            "or add --parents to create it"
+        )
+
+
+def kept_to_resume(args: argparse.Namespace) -> str | None:
+    """What a failed fetch kept that running it again resumes from (``'a.bin.part' (1.5 MiB)``),
+    or None when it kept nothing (nothing was received, or the output was not decided yet)."""
+    try:
+        if _is_directory_fetch(args):
+            parts = [p for p in _directory_target(args).rglob("*.part") if p.is_file() and p.stat().st_size]
+            if not parts:
+                return None
+            held = format_size(sum(p.stat().st_size for p in parts))
+            return f"the {len(parts)} partial file(s) it kept ({held})"
+        part = _target(args)
+        part = part.with_name(part.name + ".part")
+        size = part.stat().st_size if part.is_file() else 0
+    except (OSError, ValueError, UsageError):
+        return None
+    return f"{printable(str(part))} ({format_size(size)} received)" if size else None
+
+
 async def cmd_fetch(args: argparse.Namespace) -> int:
-    if args.remote_path.endswith("/"):
+    if _is_directory_fetch(args):
         return await _fetch_directory(args)
     out = _target(args)
     if out.exists() and not args.force:  # before dialing: nothing to undo
         raise TargetExistsError(f"{out} already exists; it was not replaced")
+    named = bool(args.output and args.output.endswith("/"))  # -o DIR/: DIR itself may be created
+    _check_parents(out.parent if str(out.parent) else Path("."), args, named=named)
     part = out.with_name(out.name + ".part")
     if part.exists() and not args.no_resume and part.stat().st_size:
         _note(f"resuming {out.name} from {format_size(part.stat().st_size)} (its partial copy {part.name})")
@@ -178,18 +230,21 @@ async def cmd_fetch(args: argparse.Namespace) -> int:
 
 
 async def _fetch_directory(args: argparse.Namespace) -> int:
-    name = args.remote_path.rstrip("/").rsplit("/", 1)[-1]
-    out = Path(args.output) if args.output else Path(name)
+    whole = args.remote_path in WHOLE_SHARE
+    remote = "" if whole else args.remote_path
+    name = "the whole share" if whole else args.remote_path.rstrip("/").rsplit("/", 1)[-1]
+    out = _directory_target(args)
     if out.exists() and not out.is_dir():
         raise UsageError(f"{out} is a file: a directory fetch needs a directory for -o")
+    _check_parents(out, args, named=True)
     peer = await _connect(args)
     start = time.perf_counter()
     try:
-        with progress_bar(sys.stderr.isatty() and (args.progress or not args.json), f"{name}/") as update:
+        with progress_bar(sys.stderr.isatty() and (args.progress or not args.json), name) as update:
             _follow_link(peer, update)
             result: DirectoryResult = await fetch_directory(
                 peer,
-                args.remote_path,
+                remote,
                 out,
                 window=args.window,
                 resume=not args.no_resume,
@@ -201,6 +256,14 @@ async def _fetch_directory(args: argparse.Namespace) -> int:
         await peer.close()
     for reason, count in result.skipped.items():
         _note(f"the hub left out {count} name(s) it cannot serve ({reason})")
+    if not result.fetched and not result.unchanged:
+        if not args.allow_empty:
+            under = "in its share" if whole else f"under {args.remote_path!r}"
+            raise NothingToFetchError(
+                f"the hub has no files {under}, so nothing was fetched (check the name with 'rxchannel ls URL'; "
+                "add --allow-empty if an empty directory is a success)"
+            )
+        out.mkdir(parents=args.parents, exist_ok=True)  # what was asked for: the directory, empty
     seconds = time.perf_counter() - start
     if args.json:
         summary = {
@@ -247,8 +310,22 @@ async def cmd_ls(args: argparse.Namespace) -> int:
 
 async def cmd_send(args: argparse.Namespace) -> int:
     path = Path(args.file)
+    if path.is_dir():
+        raise UsageError(
+            f"{path} is a directory, and send takes one file: pack it first, "
+            f"e.g. tar c {path} | rxchannel send URL - --name {path.name or 'dir'}.tar"
+        )
+    if not path.exists():
+        raise UsageError(f"no such file: {path}")
     if not path.is_file():
-        raise UsageError(f"{path} is not a file: send takes one file")
+        raise UsageError(f"{path} is not a regular file: send takes one file (or '-' for standard input)")
+    if args.name is None:
+        try:
+            path.name.encode("utf-8")
+        except UnicodeEncodeError:
+            raise UsageError(
+                f"'{printable(path.name)}' is not valid UTF-8, and names on a hub are: give it one with --name NAME"
+            ) from None
     peer = await _connect(args)
     start = time.perf_counter()
     try:
@@ -274,7 +351,23 @@ async def cmd_send(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_inbox(args: argparse.Namespace) -> None:
+    """An inbox inside ROOT (or ROOT inside the inbox) would serve every upload to everyone:
+    refused unless ``--inbox-public`` says that is the point."""
+    if args.inbox is None or args.inbox_public:
+        return
+    root, inbox = Path(args.root).resolve(), Path(args.inbox).resolve()
+    if inbox.is_relative_to(root) or root.is_relative_to(inbox):
+        where = "inside ROOT" if inbox.is_relative_to(root) else "around ROOT (ROOT is inside it)"
+        raise UsageError(
+            f"--inbox {args.inbox} is {where}, so every upload would be listed and served to everyone who "
+            f"reaches this hub: choose an inbox outside {args.root} (by default it is {root.name}.inbox beside "
+            "it), or add --inbox-public if that is what you want"
+        )
+
+
 async def cmd_serve(args: argparse.Namespace) -> int:
+    _check_inbox(args)
     count = processes_for(args)
     if count > 1 and not args.process_of:
         options_from(args)  # every option checked here, where its message is seen, before any child starts
@@ -297,6 +390,8 @@ async def cmd_serve(args: argparse.Namespace) -> int:
         max_upload=args.max_upload,
         max_open_files=args.max_open_files,
     )
+    if not args.secret:  # the page is served to anyone: its first paint lists files only when anyone may list them
+        page.listing = hub.first_files
     try:
         detach = await attach_jetstream(args, hub.router)  # --nats: queue/ and broadcast/ on JetStream
     except BaseException:
@@ -320,10 +415,12 @@ async def cmd_serve(args: argparse.Namespace) -> int:
         hub.close()
         if detach is not None:
             await detach()
-        raise UsageError(
-            f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}; "
-            "choose another --port (0 picks a free one)"
-        ) from None
+        raise cannot_listen(args.host, args.port, exc) from None
+    # before the URL is printed: whoever read it may stop the hub at once, and it then stops in order
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
     if args.process_of:  # one of a hub's processes: its parent prints the URLs and registers
         link = None
         for url in service.urls:
@@ -342,7 +439,8 @@ async def cmd_serve(args: argparse.Namespace) -> int:
             print(link.public_url, flush=True)  # what workers and pages dial: the hub itself has no open port
         for url in service.urls:  # the first line is a usable URL; a wildcard bind prints one per address
             print(url, flush=True)
-        print(f"serving {hub.root} over {args.transport}; Ctrl-C to stop", file=sys.stderr, flush=True)
+        if args.log_level in ("debug", "info"):  # a line for people: --log-level warning keeps stderr for trouble
+            print(f"serving {hub.root} over {args.transport}; Ctrl-C to stop", file=sys.stderr, flush=True)
         if detach is not None:
             _note(f"queue/NAME and broadcast/TOPIC are served from JetStream at {args.nats}")
     if args.turn_url and not args.secret:
@@ -350,10 +448,6 @@ async def cmd_serve(args: argparse.Namespace) -> int:
             "--turn-url without --secret: anyone who reaches this hub can get TURN credentials "
             "(GET /ice-servers); give the hub a --secret on untrusted networks"
         )
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
     if args.process_of:
         _end_with_parent(loop, stop, service.listener)
     try:
@@ -375,13 +469,21 @@ def _end_with_parent(loop: asyncio.AbstractEventLoop, stop: asyncio.Event, liste
     that vanished took the hub with it, so we vanish too, as one process would have."""
 
     def watch() -> None:
+        # the raw descriptor, not sys.stdin.buffer: a daemon thread blocked inside the buffered
+        # reader holds its lock, and the interpreter's exit then dies with "Fatal Python error:
+        # _enter_buffered_busy" on stderr
+        fd = sys.stdin.fileno()
         with contextlib.suppress(OSError, ValueError):
-            first = sys.stdin.buffer.readline()
+            received = b""
+            while b"\n" not in received and (chunk := os.read(fd, 4096)):
+                received += chunk
+            first = received.partition(b"\n")[0]
             if first and isinstance(listener, HttpListener):
                 siblings = json.loads(first)
                 loop.call_soon_threadsafe(listener.siblings.update, {str(k): str(v) for k, v in siblings.items()})
-            while sys.stdin.buffer.read(4096):
-                pass
+            if b"\n" in received:
+                while os.read(fd, 4096):
+                    pass
         if not stop.is_set():
             os._exit(1)
 
