@@ -44,6 +44,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import re
 import socket
 import time
@@ -51,7 +52,7 @@ from collections import Counter
 from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote, unquote
+from urllib.parse import quote, unquote, urlsplit
 
 import aiohttp
 from multidict import CIMultiDict
@@ -173,7 +174,7 @@ class Endpoint:
             raise ValueError(f"endpoint {self.name}: {self.url[:200]!r} must be http://HOST:PORT[/prefix] (or https)")
         if base.query_string or base.fragment or base.user or base.password:
             raise ValueError(f"endpoint {self.name}: the URL may not have a query, a fragment or credentials")
-        if any(segment in (".", "..") for segment in base.path.split("/")):
+        if any(segment in (".", "..") for segment in urlsplit(self.url).path.split("/")):  # before yarl resolves them
             raise ValueError(f"endpoint {self.name}: the URL's path may not contain '.' or '..'")
 
     @property
@@ -506,7 +507,8 @@ class Exchange:
                 raise self._failed(f"the request body stalled for {limits.idle_timeout:g} s") from None
             raise self._failed(f"its upstream sent no response within {limits.response_timeout:g} s") from None
         except aiohttp.ClientConnectorError as exc:
-            reason = exc.os_error.strerror or type(exc.os_error).__name__
+            number = exc.os_error.errno
+            reason = os.strerror(number) if number else type(exc.os_error).__name__  # strerror names the address
             raise self._failed(f"cannot connect to its upstream ({reason.lower()})") from None
         except (aiohttp.ClientError, OSError) as exc:
             if self.upload_error is not None:
