@@ -57,6 +57,7 @@ def _note(text: str) -> None:
 def _summary(result: TransferResult) -> dict[str, Any]:
     return {
         "output": str(result.path),
+        "type": "file",  # the hub's first metadata says so (a FileSink refuses any other type)
         "bytes": result.size,
         "received": result.received,
         "resumed_from": result.resumed_from,

@@ -75,6 +75,7 @@ async def cmd_fetch(args: argparse.Namespace) -> int:
         await peer.close()
     summary = {
         "output": STDIO,
+        "type": "file",
         "bytes": result.size,
         "received": result.size,
         "resumed_from": 0,
