@@ -327,8 +327,10 @@ def _within(endpoint: Endpoint, url: URL) -> bool:
     if (url.scheme, url.host, url.port) != (base.scheme, base.host, base.port):
         return False
     path, prefix = url.path, endpoint.prefix
-    if any(segment in (".", "..") for segment in url.raw_path.split("/")):
-        return False
+    for segment in url.raw_path.split("/"):  # a redirect's Location may hide dot segments or separators
+        decoded = unquote(segment)
+        if decoded in (".", "..") or "/" in decoded or "\\" in decoded:
+            return False
     return not prefix or path == prefix or path.startswith(prefix + "/")
 
 
@@ -803,6 +805,9 @@ class EndpointRoutes:
     async def _open(self, exchange: Exchange, body: bytes | AsyncIterator[bytes] | None) -> None:
         try:
             await exchange.open(body)
+        except asyncio.CancelledError:
+            exchange.close("stopped")  # the worker cancelled before the response came
+            raise
         except BaseException:
             exchange.close("failed")
             raise

@@ -108,6 +108,12 @@ async def test_a_redirect_out_of_the_prefix_on_the_same_host_is_refused(world: W
     assert "/elsewhere" not in world.upstream.requests
 
 
+async def test_a_redirect_that_hides_dot_segments_is_refused(world: World) -> None:
+    with pytest.raises(RemoteError, match="outside the endpoint"):
+        await request_endpoint(world.peer, "api", "away", query={"to": "/v1/a%2f..%2f.."})
+    assert len(world.upstream.requests) == 1  # only the redirecting request: nothing followed
+
+
 async def test_a_redirect_within_the_endpoint_is_followed(world: World) -> None:
     response = await request_endpoint(world.peer, "api", "hop")
     assert response.status == 200
