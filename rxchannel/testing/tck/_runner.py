@@ -6,7 +6,7 @@ import asyncio
 from dataclasses import dataclass
 from typing import Any
 
-from . import _subscription  # noqa: F401 - registers the §3 checks
+from ._subscription import spec_3_2 as _registered  # noqa: F401 - importing registers the §3 checks
 from ._api import ProcessorFactory, PublisherFactory, RuleViolation, SubscriberFactory
 from ._probes import Env
 from ._processor import ProcessorEnv
