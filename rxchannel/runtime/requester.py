@@ -22,9 +22,9 @@ from rxchannel.core import (
 )
 from rxchannel.transports import Transport
 
+from .link import Link
 from .router import error_for
 from .sink import RemoteSink
-from .link import Link
 from .stream import RemoteStream
 from .values import Payload
 

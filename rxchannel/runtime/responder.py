@@ -68,7 +68,8 @@ class ResponderSide(PeerParts):
             self._start(sid, lambda sink: self._respond(request, handler, sink))
 
     def _take_outbound(self, sid: int, route: str | None) -> RemoteSink:
-        """The handler sends this stream's items itself: a sink it pushes to takes the place of the one that would have pulled its result."""
+        """The handler sends this stream's items itself: a sink it pushes to replaces the one
+        that would have pulled its result."""
         sink = RemoteSink(self._link, sid, on_error=lambda exc: error_for(exc, route, remote=self.transport.remote))
         self._outbound[sid] = sink
         return sink

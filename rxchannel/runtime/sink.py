@@ -118,10 +118,10 @@ class RemoteSink:
     async def run(self, source: AsyncIterable[Any] | Iterable[Any]) -> None:
         """Send every item of ``source``, then COMPLETE.
 
-        COMPLETE needs no credit (Protocol.md "Reactive Streams Semantics"; Reactive Streams
-        §1.5 and §2.9), so the end of the source must be found without any: when credit runs
-        out, the next item is pulled anyway and held (at most one item ahead of demand); if
-        the source has ended instead, COMPLETE goes out at once. A source that marks its
+        COMPLETE needs no credit, so when credit runs out the next item is read ahead (one
+        at most) and an ended source completes at once: the rule of :class:`~.ahead.Ahead`,
+        written inline here because this loop runs once per item on the wire (an await
+        more per item costs ~5% of the per-item budget; ``benchmarks/pipelines.py``). A source that marks its
         last item (``Payload.last``; such a source sets ``marks_last``) is never pulled
         ahead: its last item goes out as one PAYLOAD with NEXT|COMPLETE.
 
