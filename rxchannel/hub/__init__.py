@@ -3,8 +3,10 @@ limits, and what it serves over HTTP beside them.
 
 * :mod:`._hub` — :class:`Hub`, the routes of the hub (``docs/architecture.md``) over any transport, sandboxed
   to one root.
-* :mod:`.endpoints` — ``endpoints/<name>/<path>``: HTTP upstreams served with demand;
-  :mod:`.endpoint_client` — :func:`request_endpoint`, a worker's side of them.
+* :mod:`.endpoints` — ``endpoints/<name>/<path>``: HTTP upstreams served with demand (what
+  an endpoint is in ``_endpoint_config``, the path and header rules in ``_endpoint_rules``,
+  one request upstream in ``_exchange``); :mod:`.endpoint_client` —
+  :func:`request_endpoint`, a worker's side of them.
 """
 
 from __future__ import annotations
