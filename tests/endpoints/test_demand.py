@@ -75,11 +75,15 @@ class Samples:
         self.upstream_excess = max(self.upstream_excess, produced - upstream_bound)
 
 
-async def slow_read(world: World, size: int, *, window: int, pause_every: int, pause: float) -> tuple[str, Samples]:
-    """Read ``/v1/big`` of ``size`` bytes, stopping for ``pause`` seconds every ``pause_every``
-    bytes (meanwhile the hub and the upstream run as they like); sample at every chunk."""
-    response = await request_endpoint(world.peer, "api", f"big?size={size}", window=window)
-    assert response.status == 200 and response.size == size
+async def slow_read(
+    world: World, size: int, *, window: int, pause_every: int, pause: float, chunked: bool = False
+) -> tuple[str, Samples]:
+    """Read ``/v1/big`` of ``size`` bytes (``chunked``: without a Content-Length), stopping for
+    ``pause`` seconds every ``pause_every`` bytes (meanwhile the hub and the upstream run as
+    they like); sample at every chunk."""
+    path = f"big?size={size}" + ("&chunked=1" if chunked else "")
+    response = await request_endpoint(world.peer, "api", path, window=window)
+    assert response.status == 200 and response.size == (None if chunked else size)
     exchange = world.exchange()
     samples = Samples()
     digest = hashlib.sha256()
@@ -106,6 +110,16 @@ async def test_a_64_mib_body_is_read_from_the_upstream_only_as_a_slow_worker_tak
     # and the bound is a bound, not a formality: far less than the body
     assert samples.upstream_ahead < 4 << 20, samples
     await eventually(lambda: not world.hub.endpoints.exchanges, what="the exchange to be over")
+
+
+async def test_a_chunked_body_of_unknown_length_is_read_with_the_same_demand(world: World) -> None:
+    """No Content-Length: the end is found by one read past the credit (the +1 of the bound)."""
+    size = 16 << 20
+    digest, samples = await slow_read(world, size, window=8, pause_every=2 << 20, pause=0.05, chunked=True)
+    assert digest == expected(size)
+    print(f"\n16 MiB chunked, window 8: {samples}")
+    assert samples.hub_excess <= 0, f"the hub read {samples.hub_excess} bytes past its bound: {samples}"
+    assert samples.upstream_excess <= 0, f"the upstream got {samples.upstream_excess} bytes past its bound: {samples}"
 
 
 async def test_the_bound_check_fails_for_a_hub_that_reads_ahead(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
