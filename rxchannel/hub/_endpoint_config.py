@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 
 from yarl import URL
 
+from rxchannel.core import ENDPOINT_FAILED
 from rxchannel.files._common import CHUNK_SIZE
 
 __all__ = [
@@ -22,10 +23,6 @@ __all__ = [
     "parse_endpoint",
 ]
 
-#: The endpoint's upstream could not be reached, timed out, or broke off its response: a
-#: transient failure (asking again may work). An application code (Protocol.md leaves
-#: 0x301.. to applications) beside those of ``rxchannel.core``'s table.
-ENDPOINT_FAILED = 0x00000305
 
 #: Request headers a worker may send upstream (lower case); any other is dropped.
 REQUEST_HEADERS = frozenset(
