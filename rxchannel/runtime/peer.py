@@ -1,7 +1,7 @@
 """The asyncio runtime: one sans-IO :class:`~rxchannel.core.Connection` bound to one transport.
 
-Thin on purpose (STYLE.md habit 10): a read loop feeds frames to the core, events are
-dispatched to stream objects (:class:`RemoteStream`), producers (:class:`Producer`) and
+Thin on purpose: a read loop feeds frames to the core, events are
+dispatched to stream objects (:class:`RemoteStream`), outbound sinks (:class:`RemoteSink`) and
 handler tasks, queued frames are flushed to the transport, and one timer drives
 keepalive. Protocol decisions live in the core.
 """
@@ -41,7 +41,6 @@ from rxchannel.core import (
 )
 from rxchannel.transports import EndOfStream, Transport
 
-from .producer import Producer
 from .requester import RequesterSide
 from .responder import ResponderSide
 from .resumption import Gone, Redial, Resumption, SessionHost
@@ -71,7 +70,7 @@ def _transport_failure(exc: RxChannelError) -> RxChannelError:
 
 
 class _Link:
-    """The peer as its stream adapters see it (:class:`~.requester.Link`): the connection,
+    """The peer as its stream adapters see it (:class:`~.link.Link`): the connection,
     the loop's clock, room on the transport, flushing, and cancelling an inbound half."""
 
     __slots__ = ("flush", "flush_soon", "now", "peer")
@@ -134,7 +133,7 @@ class Peer(RequesterSide, ResponderSide):
         self._conn = Connection(role, config, now=self._loop.time())
         self._link = _Link(self)
         self._inbound: dict[int, RemoteStream] = {}
-        self._outbound: dict[int, Producer | RemoteSink] = {}
+        self._outbound: dict[int, RemoteSink] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._timer: asyncio.Handle | None = None
         self._timer_at = 0.0
@@ -211,10 +210,10 @@ class Peer(RequesterSide, ResponderSide):
 
     # ------------------------------------------------------------ producing and responding
 
-    def _start(self, sid: int, work: Callable[[Producer], Coroutine[Any, Any, None]]) -> None:
-        """Run ``work`` as the task that produces our outbound half of ``sid``."""
-        producer = self._outbound[sid] = Producer(self._link, sid)
-        producer.task = self._spawn(work(producer))
+    def _start(self, sid: int, work: Callable[[RemoteSink], Coroutine[Any, Any, None]]) -> None:
+        """Run ``work`` as the task that sends our outbound half of ``sid`` (through the sink it is given)."""
+        sink = self._outbound[sid] = RemoteSink(self._link, sid)
+        sink.task = self._spawn(work(sink))
 
     def _spawn(self, coro: Any) -> asyncio.Task[Any]:
         task = self._loop.create_task(coro)
@@ -257,7 +256,7 @@ class Peer(RequesterSide, ResponderSide):
                 if stream is not None:
                     stream.finish(ev.error)
                     # a channel handler reading its inbound sees the error first; then its
-                    # producer stops (the stream is over: nothing more can be sent)
+                    # outbound sink stops (the stream is over: nothing more can be sent)
                     self._loop.call_soon(self._stop_outbound, ev.stream_id, ev.error)
                 else:
                     self._stop_outbound(ev.stream_id, ev.error)

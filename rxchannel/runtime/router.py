@@ -34,9 +34,9 @@ from rxchannel.core import (
     Interaction,
     LocalProtocolError,
     RemoteError,
-    ReplenishPolicy,
     RxChannelError,
     StreamCancelledError,
+    WindowSpec,
 )
 
 from .sink import RemoteSink
@@ -46,8 +46,6 @@ from .values import Payload
 __all__ = ["Handler", "Request", "Requester", "Router", "error_for", "handler_result"]
 
 log = logging.getLogger("rxchannel.runtime")
-
-Window = int | str | ReplenishPolicy | None
 
 
 class Requester(Protocol):
@@ -60,7 +58,7 @@ class Requester(Protocol):
         *,
         info: dict[str, Any] | None = None,
         metadata: bytes | None = None,
-        window: Window = None,
+        window: WindowSpec = None,
         auto_ack: bool = True,
     ) -> RemoteStream: ...
 
@@ -72,7 +70,7 @@ class Requester(Protocol):
         *,
         info: dict[str, Any] | None = None,
         metadata: bytes | None = None,
-        window: Window = None,
+        window: WindowSpec = None,
         auto_ack: bool = True,
     ) -> RemoteStream: ...
 
@@ -86,14 +84,14 @@ class Requester(Protocol):
 
     async def metadata_push(self, metadata: bytes) -> None: ...
 
-    def request_sink(
+    def remote_sink(
         self,
         route: str | None,
         data: bytes = b"",
         *,
         info: dict[str, Any] | None = None,
         metadata: bytes | None = None,
-        window: Window = None,
+        window: WindowSpec = None,
     ) -> RemoteSink: ...
 
 
@@ -162,11 +160,11 @@ class Router:
     """Maps (interaction, route) to handlers (and, for channels, the inbound window)."""
 
     def __init__(self) -> None:
-        self._exact: dict[tuple[Interaction, str], tuple[Handler, Window]] = {}
-        self._prefix: list[tuple[Interaction, str, Handler, Window]] = []
+        self._exact: dict[tuple[Interaction, str], tuple[Handler, WindowSpec]] = {}
+        self._prefix: list[tuple[Interaction, str, Handler, WindowSpec]] = []
         self.on_metadata_push: Callable[[bytes], Any] | None = None
 
-    def add(self, interaction: Interaction, route: str, handler: Handler, *, window: Window = None) -> None:
+    def add(self, interaction: Interaction, route: str, handler: Handler, *, window: WindowSpec = None) -> None:
         """Register ``handler``; ``window`` is the demand a channel handler grants on its inbound half."""
         if route.endswith("/"):
             self._prefix.append((interaction, route, handler, window))
@@ -174,7 +172,9 @@ class Router:
         else:
             self._exact[(interaction, route)] = (handler, window)
 
-    def _decorator(self, interaction: Interaction, route: str, window: Window = None) -> Callable[[Handler], Handler]:
+    def _decorator(
+        self, interaction: Interaction, route: str, window: WindowSpec = None
+    ) -> Callable[[Handler], Handler]:
         def register(handler: Handler) -> Handler:
             self.add(interaction, route, handler, window=window)
             return handler
@@ -205,7 +205,7 @@ class Router:
         """
         return self._decorator(Interaction.STREAM, route)
 
-    def channel(self, route: str, *, window: Window = None) -> Callable[[Handler], Handler]:
+    def channel(self, route: str, *, window: WindowSpec = None) -> Callable[[Handler], Handler]:
         """Decorator: register a request-channel handler (``request.inbound`` has the requester's items).
 
         ``window``: the demand granted for the requester's items — an item count, ``"auto"``,
@@ -229,7 +229,7 @@ class Router:
         found = self.resolve(interaction, route)
         return found[0] if found is not None else None
 
-    def resolve(self, interaction: Interaction, route: str | None) -> tuple[Handler, Window] | None:
+    def resolve(self, interaction: Interaction, route: str | None) -> tuple[Handler, WindowSpec] | None:
         """The handler for ``route`` and the window it was registered with, or None."""
         key = "" if route is None else route
         found = self._exact.get((interaction, key))

@@ -13,25 +13,13 @@ import asyncio
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from types import TracebackType
-from typing import Protocol
 
-from rxchannel.core import Connection, InboundDemand, RxChannelError, StreamCancelledError, check_request_n
+from rxchannel.core import InboundDemand, RxChannelError, StreamCancelledError, check_request_n
 
+from .link import Link
 from .values import Payload
 
-__all__ = ["InboundLink", "RemoteStream"]
-
-
-class InboundLink(Protocol):
-    """What a :class:`RemoteStream` asks of the peer it belongs to (beyond the stream's own
-    demand, which it drives directly: :class:`~rxchannel.core.InboundDemand`)."""
-
-    @property
-    def connection(self) -> Connection: ...
-    def now(self) -> float: ...
-    def flush(self) -> None: ...
-    def flush_soon(self) -> None: ...
-    def cancel(self, stream_id: int) -> None: ...
+__all__ = ["RemoteStream"]
 
 
 #: Opens the stream on first use: called with the stream and the initial demand (None: the policy's).
@@ -49,7 +37,7 @@ class RemoteStream:
         delivered: items handed to the consumer so far.
     """
 
-    def __init__(self, link: InboundLink, *, stream_id: int = 0, opener: Opener | None = None, lazy: bool = False):
+    def __init__(self, link: Link, *, stream_id: int = 0, opener: Opener | None = None, lazy: bool = False):
         self._link = link
         self._opener = opener
         self.stream_id = stream_id
