@@ -165,8 +165,9 @@ def test_ctrl_c_during_the_imports_is_an_interruption_not_a_traceback(delay: flo
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
-    # interrupted (130), or done before the signal came (4: nothing listens at port 9)
-    assert proc.returncode in (130, 4), err
+    # interrupted (130), or done before the signal came (4: nothing listens at port 9; -SIGINT: it
+    # came while the interpreter was exiting, after Python gave SIGINT back to the system)
+    assert proc.returncode in (130, 4, -signal.SIGINT), err
     if proc.returncode == 130:
         assert err == "rxchannel: interrupted\n"
 
