@@ -3,7 +3,8 @@
 The first URL is the authority for the file's manifest; the others are dialed together,
 and one that cannot be dialed, or whose manifest differs, is listed as dropped and not
 used. ``--json`` adds ``"sources": [{"url", "bytes", "chunks", "dropped"}]``; the progress
-bar says how many sources are feeding it.
+bar says how many sources are feeding it. Each source's window is ``auto`` unless
+``--window`` is given (a fixed one holds as much in flight on a slow link as on a fast one).
 """
 
 from __future__ import annotations
@@ -42,6 +43,9 @@ async def fetch_from_sources(args: argparse.Namespace, out: Path) -> int:
     part = out.with_name(out.name + ".part")
     if part.exists() and not args.no_resume and part.stat().st_size:
         _note(f"resuming {out.name}: its partial copy {part.name} is checked chunk by chunk first")
+    # a fixed window keeps as much in flight on the slowest link as on the fastest, and what is in
+    # flight cannot go to another source: unless told otherwise, each source's window adapts to it
+    window = args.window if "--window" in getattr(args, "argv", ()) else "auto"
     dialed = await asyncio.gather(*(_dial(args, url) for url in urls), return_exceptions=True)
     first = dialed[0]
     peers = [p for p in dialed if isinstance(p, Peer)]
@@ -57,7 +61,7 @@ async def fetch_from_sources(args: argparse.Namespace, out: Path) -> int:
                 first,
                 args.remote_path,
                 out,
-                window=args.window,
+                window=window,
                 resume=not args.no_resume,
                 progress=bar,
                 max_size=args.max_size if args.max_size is not None else _free_space(out),
