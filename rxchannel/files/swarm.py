@@ -40,6 +40,8 @@ __all__ = ["DEFAULT_STALL_TIMEOUT", "SourceReport", "fetch_manifest", "fetch_ver
 
 #: seconds without a byte from a source that has credit before it is dropped
 DEFAULT_STALL_TIMEOUT = 15.0
+#: a steal leaves the victim what it will receive within this many seconds (the rest is taken)
+STEAL_HORIZON = 0.25
 
 Progress = Callable[[int, int | None, int], None]
 
@@ -199,10 +201,21 @@ class _Swarm:
         return piece
 
     def _in_flight_chunks(self, src: _Source) -> int:
+        """Chunks the victim has asked for and will receive soon: a steal leaves them to it.
+
+        At most what it receives in :data:`STEAL_HORIZON` seconds at its rate: past that, a
+        slow source's window (as many chunks in flight on a slow link as on a fast one) is
+        better fetched again by a faster source than waited for (its stream is cancelled
+        when it reaches the new end of its range; what was in flight beyond is dropped)."""
         stream = src.stream
         if stream is None:
             return 0
-        return math.ceil(stream.in_flight * (src.item_size or self.manifest.chunk_size) / self.manifest.chunk_size) + 1
+        chunk = self.manifest.chunk_size
+        flying = math.ceil(stream.in_flight * (src.item_size or chunk) / chunk) + 1
+        rate = src.rate(self.loop.time())
+        if rate is None:
+            return flying
+        return min(flying, math.ceil(rate * STEAL_HORIZON / chunk) + 1)
 
     def _give_back(self, rng: _Range | None) -> None:
         if rng is not None and rng.next < rng.end:
@@ -288,11 +301,19 @@ class _Swarm:
                     src.item_size = len(item.data)
                 src.received += len(item.data)
                 unacked += 1
-                buf += item.data
-                while rng.next < rng.end and len(buf) >= manifest.length(rng.next):
-                    n = manifest.length(rng.next)
-                    chunk = bytes(buf[:n])
-                    del buf[:n]
+                if buf or len(item.data) != manifest.length(rng.next):
+                    buf += item.data
+                    pieces: list[bytes] = []
+                    while rng.next + len(pieces) < rng.end and len(buf) >= manifest.length(rng.next + len(pieces)):
+                        n = manifest.length(rng.next + len(pieces))
+                        pieces.append(bytes(buf[:n]))
+                        del buf[:n]
+                else:  # an item that is exactly the next chunk (hub and manifest chunks alike): no copy
+                    pieces = [item.data]
+                for chunk in pieces:
+                    if rng.next >= rng.end:
+                        break
+                    n = len(chunk)
                     try:
                         new = await self.sink.write_chunk(rng.next, chunk, source=src.name)
                     except ChunkMismatchError as exc:
