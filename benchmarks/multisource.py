@@ -5,7 +5,7 @@
 Three parts, in one run, rounds alternating the cases (medians, and ratios to the first):
 
 * loopback: three ``rxchannel serve`` processes on 127.0.0.1 with the same file; a real
-  worker process (``rxchannel fetch --json``) pulls it from the first hub alone
+  worker process (``rxchannel fetch --json --window 32``) pulls it from the first hub alone
   (``--verify file``: today's single SHA-256 at the end; ``--verify chunks``), then from
   two and three (``--source``);
 * emulated links (root, ``tests/netlab.py``): the same three hubs in namespaces behind
@@ -49,9 +49,9 @@ def _make(path: Path, size: int) -> None:
             handle.write(block[: min(MIB, size - start)])
 
 
-def _fetch(prefix: list[str], urls: list[str], out: Path, verify: str) -> dict[str, Any]:
-    """One ``rxchannel fetch --json`` process; adds its CPU seconds (user + system, from wait4)."""
-    argv = [*prefix, *RX, "fetch", urls[0], "f.bin", "-o", str(out), "--json", "--force", "--verify", verify]
+def _fetch(prefix: list[str], urls: list[str], out: Path, verify: str, *extra: str) -> dict[str, Any]:
+    """One ``rxchannel fetch --json`` process; adds its CPU seconds (user + system, of children)."""
+    argv = [*prefix, *RX, "fetch", urls[0], "f.bin", "-o", str(out), "--json", "--force", "--verify", verify, *extra]
     for url in urls[1:]:
         argv += ["--source", url]
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -105,7 +105,8 @@ def loopback(size: int, rounds: int, as_json: bool) -> None:
             for r in range(rounds):
                 order = cases if r % 2 == 0 else cases[::-1]
                 for name, n, verify in order:
-                    results[name].append(_fetch([], urls[:n], Path(scratch) / "out.bin", verify))
+                    # one window for every case (--source alone would make it auto: see the README)
+                    results[name].append(_fetch([], urls[:n], Path(scratch) / "out.bin", verify, "--window", "32"))
         finally:
             for proc in procs:
                 proc.terminate()
