@@ -334,3 +334,36 @@ def test_chunk_sink_never_writes_a_chunk_that_does_not_match(roots: dict[str, Pa
     part = (tmp_path / "x.bin.part").read_bytes()
     assert part[BAD_CHUNK * CHUNK : (BAD_CHUNK + 1) * CHUNK] == bytes(CHUNK)
     assert os.path.getsize(tmp_path / "x.bin.part") == SIZE
+
+
+async def test_the_rx_form_emits_the_result_and_disposing_cancels(
+    roots: dict[str, Path], hubs: Hubs, dial: Callable[[str], Any], tmp_path: Path
+) -> None:
+    from rxchannel.reactive.fetch import fetch_file as rx_fetch_file
+
+    _, a = hubs.start(roots["good"])
+    _, b = hubs.start(roots["good"], "--delay", "0.01")
+    peer_a, peer_b = await dial(a), await dial(b)
+    got: list[Any] = []
+    done = asyncio.Event()
+    rx_fetch_file(peer_a, "f.bin", tmp_path / "o.bin", peers=[(b, peer_b)]).subscribe(
+        on_next=got.append, on_completed=done.set
+    )
+    await asyncio.wait_for(done.wait(), 60)
+    assert len(got) == 1 and got[0].sha256 == sha256_file(roots["good"] / "f.bin") and len(got[0].sources) == 2
+    # disposed mid-way: the fetch stops, its part stays for a resume
+    written: list[int] = []
+    subscription = rx_fetch_file(
+        peer_b, "f.bin", tmp_path / "p.bin", verify="chunks", window=2, progress=lambda done, *_: written.append(done)
+    ).subscribe()
+    part = tmp_path / "p.bin.part"
+    for _ in range(500):
+        if len(written) >= 3:
+            break
+        await asyncio.sleep(0.01)
+    subscription.dispose()
+    await asyncio.sleep(0.05)
+    stopped_at = len(written)
+    await asyncio.sleep(0.3)  # the hub sends a chunk every 10 ms: 30 more had the fetch gone on
+    assert len(written) == stopped_at < 97, "it stopped"
+    assert part.exists() and not (tmp_path / "p.bin").exists()
