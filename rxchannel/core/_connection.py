@@ -463,7 +463,7 @@ class Connection(ResumableCalls):
             if s.inbound is Half.OPEN:
                 # a responder's inbound half (a channel) gets demand when the application sets
                 # its policy (set_policy); until then nothing is granted
-                s.demand = InboundDemand()
+                s.demand = self._demand_of(s.id, InboundDemand())
                 if complete:
                     s.inbound = Half.DONE
                     # a responder answers every REQUEST_CHANNEL with REQUEST_N (Request Channel), even

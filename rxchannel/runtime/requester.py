@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterable, Callable, Coroutine, Iterable
-from typing import Any, Protocol
+from typing import Any
 
 from rxchannel.core import (
     Connection,
@@ -22,19 +22,15 @@ from rxchannel.core import (
 )
 from rxchannel.transports import Transport
 
-from .producer import Outlet, Producer
+from .link import Link
 from .router import error_for
 from .sink import RemoteSink
-from .stream import InboundLink, RemoteStream
+from .stream import RemoteStream
 from .values import Payload
 
-__all__ = ["Link", "PeerParts", "RequesterSide", "Window"]
+__all__ = ["PeerParts", "RequesterSide", "Window"]
 
 Window = int | str | ReplenishPolicy | None
-
-
-class Link(InboundLink, Outlet, Protocol):
-    """The peer as its streams, sinks and producers see it."""
 
 
 class PeerParts:
@@ -44,9 +40,9 @@ class PeerParts:
     _loop: asyncio.AbstractEventLoop
     _link: Link
     _inbound: dict[int, RemoteStream]
-    _outbound: dict[int, Producer | RemoteSink]
+    _outbound: dict[int, RemoteSink]
     transport: Transport
-    _start: Callable[[int, Callable[[Producer], Coroutine[Any, Any, None]]], None]
+    _start: Callable[[int, Callable[[RemoteSink], Coroutine[Any, Any, None]]], None]
     _flush: Callable[[], None]
     _fail_stream: Callable[[int, BaseException, str | None], None]
     _wait_writable: Callable[[], Coroutine[Any, Any, None]]
@@ -82,7 +78,7 @@ class RequesterSide(PeerParts):
             )
             self._inbound[sid] = stream
             if source is not None:
-                self._start(sid, lambda producer: self._run_source(producer, source, route))
+                self._start(sid, lambda sink: self._run_source(sink, source, route))
             self._flush()
             return sid
 
@@ -186,12 +182,12 @@ class RequesterSide(PeerParts):
         await self._wait_writable()
 
     async def _run_source(
-        self, producer: Producer, source: AsyncIterable[Any] | Iterable[Any], route: str | None
+        self, sink: RemoteSink, source: AsyncIterable[Any] | Iterable[Any], route: str | None
     ) -> None:
         """Our side of a channel we requested: a failing source ends the channel with ERROR."""
-        sid = producer.stream_id
+        sid = sink.stream_id
         try:
-            await producer.run(source)
+            await sink.run(source)
         except asyncio.CancelledError:
             pass
         except Exception as exc:
