@@ -136,16 +136,10 @@ def _target(args: argparse.Namespace) -> Path:
 
 async def cmd_fetch(args: argparse.Namespace) -> int:
     if args.remote_path.endswith("/"):
-        if args.sources:
-            raise UsageError("--source fetches one file from several hubs; a directory comes from one hub")
         return await _fetch_directory(args)
     out = _target(args)
     if out.exists() and not args.force:  # before dialing: nothing to undo
         raise TargetExistsError(f"{out} already exists; it was not replaced")
-    if args.sources or args.verify == "chunks":
-        from .sources import fetch_from_sources  # imports this module
-
-        return await fetch_from_sources(args, out)
     part = out.with_name(out.name + ".part")
     if part.exists() and not args.no_resume and part.stat().st_size:
         _note(f"resuming {out.name} from {format_size(part.stat().st_size)} (its partial copy {part.name})")

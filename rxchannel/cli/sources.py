@@ -13,13 +13,12 @@ import argparse
 import asyncio
 import json
 import sys
-from pathlib import Path
 from typing import Any
 
-from rxchannel.files import fetch_file
+from rxchannel.files import TargetExistsError, fetch_file
 from rxchannel.runtime import Peer, connect
 
-from .commands import _config, _follow_link, _free_space, _note, _summary, route_of
+from .commands import _config, _follow_link, _free_space, _note, _summary, _target, route_of
 from .errors import UsageError, printable
 from .ice import options_from
 from .progress import progress_bar
@@ -33,8 +32,13 @@ async def _dial(args: argparse.Namespace, url: str) -> Peer:
     return await connect(url, config=_config(args, server=False), options=options_from(args), resume_timeout=resume)
 
 
-async def fetch_from_sources(args: argparse.Namespace, out: Path) -> int:
-    """Fetch ``args.remote_path`` into ``out`` from ``args.url`` and every ``--source``, chunk-verified."""
+async def fetch_from_sources(args: argparse.Namespace) -> int:
+    """Fetch ``args.remote_path`` from ``args.url`` and every ``--source``, each chunk verified."""
+    if args.remote_path.endswith("/"):
+        raise UsageError("--source and --verify chunks fetch one file; a directory comes from one hub")
+    out = _target(args)
+    if out.exists() and not args.force:  # before dialing: nothing to undo
+        raise TargetExistsError(f"{out} already exists; it was not replaced")
     if args.shared:
         raise UsageError("--shared reads from one hub; it cannot be combined with --source")
     urls = [args.url, *(args.sources or [])]

@@ -28,6 +28,7 @@ from .commands import cmd_fetch as fetch_to_file
 from .commands import cmd_send as send_file
 from .errors import UsageError, printable
 from .progress import progress_bar
+from .sources import fetch_from_sources
 from .units import peak_rss_mb
 
 __all__ = ["EXIT_PIPE", "STDIO", "cmd_fetch", "cmd_send", "stdout_is_data"]
@@ -45,7 +46,12 @@ def stdout_is_data(args: argparse.Namespace) -> bool:
 
 
 async def cmd_fetch(args: argparse.Namespace) -> int:
-    """``fetch``: to standard output with ``-o -``, else :func:`.commands.cmd_fetch`."""
+    """``fetch``: to standard output with ``-o -``, from several sources (:mod:`.sources`), else
+    :func:`.commands.cmd_fetch`."""
+    if args.sources or args.verify == "chunks":
+        if stdout_is_data(args):
+            raise UsageError("--source and --verify chunks write a file (chunks arrive out of order): not -o -")
+        return await fetch_from_sources(args)
     if not stdout_is_data(args):
         return await fetch_to_file(args)
     if args.remote_path.endswith("/"):
