@@ -50,39 +50,43 @@ export class ChunkCheck {
     this.manifest = manifest;
     this.index = offset / manifest.chunkSize;
     this.source = source;
-    this.buffer = new Uint8Array(0);
+    this.buffer = null;
+    this.held = 0; // bytes of the current chunk collected so far
   }
 
-  get pending() { return this.buffer.length; }
+  get pending() { return this.held; }
 
   /** The chunks `data` completes, verified, as [{index, at, bytes}]; throws ChunkMismatch. */
   push(data) {
-    let buffer = this.buffer.length ? concat(this.buffer, data) : data;
     const done = [];
-    for (;;) {
+    let at = 0;
+    while (at < data.length) {
       if (this.index >= this.manifest.count) {
-        if (buffer.length) throw new ChunkMismatch(`${this.source} sent ${buffer.length} bytes past the end of the file`, this.index);
-        break;
+        throw new ChunkMismatch(`${this.source} sent ${data.length - at} bytes past the end of the file`, this.index);
       }
       const length = chunkLength(this.manifest, this.index);
-      if (buffer.length < length) break;
-      const bytes = buffer.subarray(0, length);
+      let bytes;
+      if (!this.held && data.length - at >= length) {
+        bytes = data.subarray(at, at + length); // a whole chunk in hand: no copy
+        at += length;
+      } else {
+        // collect the chunk in one buffer of its size (items smaller than chunks are copied once)
+        if (!this.held) this.buffer = new Uint8Array(length);
+        const take = Math.min(length - this.held, data.length - at);
+        this.buffer.set(data.subarray(at, at + take), this.held);
+        this.held += take;
+        at += take;
+        if (this.held < length) break;
+        bytes = this.buffer;
+        this.held = 0;
+      }
       if (!chunkMatches(this.manifest, this.index, bytes)) {
-        const at = this.index * this.manifest.chunkSize;
-        throw new ChunkMismatch(`chunk ${this.index} (bytes ${at}-${at + length - 1}) from ${this.source} does not match the manifest: not written`, this.index);
+        const start = this.index * this.manifest.chunkSize;
+        throw new ChunkMismatch(`chunk ${this.index} (bytes ${start}-${start + length - 1}) from ${this.source} does not match the manifest: not written`, this.index);
       }
       done.push({ index: this.index, at: this.index * this.manifest.chunkSize, bytes });
       this.index += 1;
-      buffer = buffer.subarray(length);
     }
-    this.buffer = buffer.slice(); // a copy: the caller may reuse or transfer `data`
     return done;
   }
-}
-
-function concat(a, b) {
-  const out = new Uint8Array(a.length + b.length);
-  out.set(a, 0);
-  out.set(b, a.length);
-  return out;
 }
