@@ -89,3 +89,22 @@ def test_source_is_for_one_file(root: Path, tmp_path: Path) -> None:
     assert code == 1
     code = main(["fetch", "tcp://127.0.0.1:1", "f.bin", "--source", "tcp://127.0.0.1:1", "-o", str(tmp_path / "x")])
     assert code == 1
+
+
+def test_the_progress_line_says_how_many_sources_feed_it() -> None:
+    from rxchannel.cli.progress import Bar
+
+    shown: list[str] = []
+
+    class Rich:
+        def update(self, task: object, **fields: object) -> None:
+            if "description" in fields:
+                shown.append(str(fields["description"]))
+
+    bar = Bar(Rich(), 0, "f.bin")
+    bar.feeding(3)
+    bar.note("reconnecting…")
+    bar.feeding(2)
+    bar.note(None)
+    assert shown == ["f.bin (3 sources)", "f.bin (reconnecting…, 3 sources)", "f.bin (reconnecting…, 2 sources)",
+                     "f.bin (2 sources)"]  # fmt: skip
