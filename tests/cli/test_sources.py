@@ -108,3 +108,35 @@ def test_the_progress_line_says_how_many_sources_feed_it() -> None:
     bar.note(None)
     assert shown == ["f.bin (3 sources)", "f.bin (reconnecting…, 3 sources)", "f.bin (reconnecting…, 2 sources)",
                      "f.bin (2 sources)"]  # fmt: skip
+
+
+def test_a_hub_killed_midway_is_dropped_and_its_chunks_come_from_the_other(root: Path, tmp_path: Path) -> None:
+    from tests.support import wait_until
+
+    hubs = []
+    for _ in range(2):
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "tests.sourcehub", str(root), "--delay", "0.02"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parents[2],
+        )  # fmt: skip
+        assert proc.stdout is not None
+        hubs.append((proc, proc.stdout.readline().strip()))
+    try:
+        out = tmp_path / "out.bin"
+        worker = subprocess.Popen(
+            [*RX, "fetch", hubs[0][1], "f.bin", "-o", str(out), "--source", hubs[1][1], "--json"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        part = out.with_name("out.bin.part")
+        wait_until(part.exists, timeout=30, what="the fetch under way")
+        hubs[1][0].kill()  # the second hub dies with its share (24 chunks at 20 ms each) under way
+        stdout, stderr = worker.communicate(timeout=60)
+    finally:
+        for proc, _ in hubs:
+            proc.kill()
+            proc.wait()
+    assert worker.returncode == 0, stderr
+    summary = json.loads(stdout)
+    assert summary["sha256"] == sha256_file(root / "f.bin") == sha256_file(out)
+    first, killed = summary["sources"]
+    assert killed["dropped"] and killed["chunks"] < 24 and first["chunks"] + killed["chunks"] == 48, summary
