@@ -194,8 +194,9 @@ class FrameTap:
 
 
 class GuardedSource:
-    """A request-stream handler yielding ``count`` items whose every pull checks DESIGN.md §3:
-    the source is never pulled more than one item beyond the credit the requester granted.
+    """A request-stream handler yielding ``count`` items whose every pull checks the
+    flow-control rules (docs/architecture.md): the source is never pulled more than one
+    item beyond the credit the requester granted.
 
     The check runs at each pull, against the serving connection's own credit ledger, so a
     test does not have to sleep and hope to catch a violation.

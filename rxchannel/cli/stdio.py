@@ -26,7 +26,9 @@ from rxchannel.pipes import PipeClosedError, fetch_to, push_from, stdin_source, 
 from .commands import _connect, _follow_link, route_of
 from .commands import cmd_fetch as fetch_to_file
 from .commands import cmd_send as send_file
+from .endpoints import is_endpoint
 from .errors import UsageError, printable
+from .fetch_endpoint import fetch_endpoint
 from .progress import progress_bar
 from .sources import fetch_from_sources
 from .units import peak_rss_mb
@@ -46,8 +48,11 @@ def stdout_is_data(args: argparse.Namespace) -> bool:
 
 
 async def cmd_fetch(args: argparse.Namespace) -> int:
-    """``fetch``: to standard output with ``-o -``, from several sources (:mod:`.sources`), else
-    :func:`.commands.cmd_fetch`."""
+    """``fetch``: to standard output with ``-o -``, else :func:`.commands.cmd_fetch`; an
+    endpoint's response (``endpoints/NAME/PATH``) with :func:`.fetch_endpoint.fetch_endpoint`;
+    from several sources (or each chunk verified) with :func:`.sources.fetch_from_sources`."""
+    if is_endpoint(args.remote_path):
+        return await fetch_endpoint(args)
     if args.sources or args.verify == "chunks":
         if stdout_is_data(args):
             raise UsageError("--source and --verify chunks write a file (chunks arrive out of order): not -o -")
@@ -76,6 +81,7 @@ async def cmd_fetch(args: argparse.Namespace) -> int:
         await peer.close()
     summary = {
         "output": STDIO,
+        "type": "file",
         "bytes": result.size,
         "received": result.size,
         "resumed_from": 0,

@@ -12,11 +12,13 @@ from ._connection import Connection
 from ._credit import InboundDemand, ReplenishPolicy, SendCredit, check_request_n
 from ._errors import (
     ACK_TIMEOUT,
+    ENDPOINT_FAILED,
     FILE_CHANGED,
     JOINED_LATE,
     LAGGED,
     ApplicationError,
     ClosedResourceError,
+    ConnectFailedError,
     ConnectionLostError,
     ErrorCode,
     LocalProtocolError,
@@ -75,12 +77,13 @@ from ._metadata import (
     parse_request_metadata,
     request_metadata,
 )
-from ._policies import DEFAULT_WINDOW, Adaptive, LimitRate, Manual, Window, policy_for
+from ._policies import DEFAULT_WINDOW, Adaptive, LimitRate, Manual, Window, WindowSpec, policy_for
 from ._resume import TOKEN_BYTES, ResumeStore, make_token, token_matches
 from ._setup import SETUP_REFUSALS, setup_refusal
 
 __all__ = [
     "ACK_TIMEOUT",
+    "ENDPOINT_FAILED",
     "FILE_CHANGED",
     "JOINED_LATE",
     "LAGGED",
@@ -96,6 +99,7 @@ __all__ = [
     "Budget",
     "CancelFrame",
     "ClosedResourceError",
+    "ConnectFailedError",
     "Connection",
     "ConnectionClosed",
     "ConnectionConfig",
@@ -144,6 +148,7 @@ __all__ = [
     "StreamCancelledError",
     "StreamErrored",
     "Window",
+    "WindowSpec",
     "bearer_metadata",
     "check_request_n",
     "setup_refusal",

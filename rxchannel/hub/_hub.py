@@ -1,4 +1,5 @@
-"""The file-sharing hub: DESIGN.md §2's routes over any transport, sandboxed to one root.
+"""The file-sharing hub: the routes of docs/architecture.md ("The hub's routes") over any
+transport, sandboxed to one root.
 
 | route                | interaction      | what                                                     |
 |----------------------|------------------|----------------------------------------------------------|
@@ -8,6 +9,10 @@
 | ``files``            | request-response | JSON list of ``{"path", "size"}``; ``{"prefix", "cursor", "limit"}`` |
 | ``buffers/<path>``   | request-response | the whole file as one payload, up to ``max_buffer`` bytes |
 | ``push/<path>``      | request-channel  | the requester streams a file into the inbox; receipt back |
+| ``endpoints/<n>/<path>`` | stream, response, channel | an HTTP request to a configured upstream (:mod:`.endpoints`) |
+
+Every stream's first item says what it is in its metadata (JSON entry): ``"type"`` is
+``"file"`` (``files/``, ``share/``), ``"buffer"`` (``buffers/``) or ``"endpoint"``.
 
 A listing comes a page at a time: the reply's metadata (JSON entry) has ``{"next": cursor}``
 when more remain (never a silent cut), and ``{"skipped": {reason: count}}`` for names that
@@ -42,7 +47,7 @@ import os
 import shutil
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -56,6 +61,8 @@ from rxchannel.files.sandbox import resolve_inside
 from rxchannel.files.sink import FileSink, TargetExistsError, TooLargeError
 from rxchannel.files.source import FileSource
 from rxchannel.runtime import Payload, Request, Router
+
+from .endpoints import Endpoint, EndpointLimits, EndpointRoutes
 
 #: One line per transfer (event ``transfer``) and upload (event ``upload``).
 log = logging.getLogger("rxchannel.hub")
@@ -86,6 +93,9 @@ class Hub:
         share_max_lag: chunks a shared read may be ahead of its slowest worker (what it keeps).
         share_patience: seconds in total a worker may hold a shared read back before it is
             detached (it continues on ``files/``).
+        endpoints: HTTP upstreams served as ``endpoints/<name>/<path>``: ``{"name":
+            "http://HOST:PORT[/prefix]"}`` (see :mod:`rxchannel.hub.endpoints`).
+        endpoint_limits: sizes and times one endpoint request may take.
 
     Attributes:
         sources: file sources currently open (tests and benchmarks read their offsets).
@@ -110,6 +120,8 @@ class Hub:
         share_join_window: float = 0.5,
         share_max_lag: int = 64,
         share_patience: float = 2.0,
+        endpoints: Mapping[str, str | Endpoint] | None = None,
+        endpoint_limits: EndpointLimits | None = None,
     ):
         self.root = Path(root).resolve()
         if not self.root.is_dir():
@@ -150,6 +162,8 @@ class Hub:
         self.manifests = ManifestCache(base=chunk_size)
         self.router.response("manifest/")(self.manifest)
         self.router.channel("push/")(self.receive_push)
+        self.endpoints = EndpointRoutes(endpoints, endpoint_limits)
+        self.endpoints.register(self.router)
 
     def close(self) -> None:
         """Stop the listing thread (the hub serves no more listings)."""
@@ -334,7 +348,7 @@ class Hub:
             info["skipped"] = page.skipped
         return Payload(json.dumps(page.entries).encode(), request_metadata(None, info) if info else None)
 
-    async def buffer(self, request: Request) -> bytes:
+    async def buffer(self, request: Request) -> Payload:
         """The whole file as one reply, up to ``max_buffer`` bytes, ``max_buffers`` at a time hub-wide.
 
         A slot is held from the read until the reply is queued for the transport (and the
@@ -356,7 +370,8 @@ class Hub:
             )
         self.buffers_in_flight += 1
         request.on_finish(self._buffer_done)
-        return await asyncio.to_thread(path.read_bytes)
+        data = await asyncio.to_thread(path.read_bytes)
+        return Payload(data, request_metadata(None, {"type": "buffer", "size": len(data)}))
 
     def _buffer_done(self) -> None:
         self.buffers_in_flight -= 1

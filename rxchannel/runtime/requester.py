@@ -9,6 +9,7 @@ which feeds it the connection's events.
 from __future__ import annotations
 
 import asyncio
+import warnings
 from collections.abc import AsyncIterable, Callable, Coroutine, Iterable
 from typing import Any
 
@@ -17,6 +18,7 @@ from rxchannel.core import (
     Interaction,
     ReplenishPolicy,
     RxChannelError,
+    WindowSpec,
     policy_for,
     request_metadata,
 )
@@ -28,9 +30,7 @@ from .sink import RemoteSink
 from .stream import RemoteStream
 from .values import Payload
 
-__all__ = ["PeerParts", "RequesterSide", "Window"]
-
-Window = int | str | ReplenishPolicy | None
+__all__ = ["PeerParts", "RequesterSide"]
 
 
 class PeerParts:
@@ -92,7 +92,7 @@ class RequesterSide(PeerParts):
         *,
         info: dict[str, Any] | None = None,
         metadata: bytes | None = None,
-        window: Window = None,
+        window: WindowSpec = None,
         auto_ack: bool = True,
     ) -> RemoteStream:
         """A request-stream, opened when first iterated; at most ``window`` items in flight.
@@ -117,7 +117,7 @@ class RequesterSide(PeerParts):
         *,
         info: dict[str, Any] | None = None,
         metadata: bytes | None = None,
-        window: Window = None,
+        window: WindowSpec = None,
         auto_ack: bool = True,
     ) -> RemoteStream:
         """A request-channel: ``source`` items go out as the responder grants credit;
@@ -125,14 +125,14 @@ class RequesterSide(PeerParts):
         policy = policy_for(window)
         return self._remote_stream(Interaction.CHANNEL, route, data, info, metadata, policy, source, auto_ack)
 
-    def request_sink(
+    def remote_sink(
         self,
         route: str | None,
         data: bytes = b"",
         *,
         info: dict[str, Any] | None = None,
         metadata: bytes | None = None,
-        window: Window = None,
+        window: WindowSpec = None,
     ) -> RemoteSink:
         """A request-channel you send to item by item: the returned sink's ``send`` waits for
         the responder's credit (``try_send`` refuses without it, ``on_credit`` shows each
@@ -151,6 +151,11 @@ class RequesterSide(PeerParts):
         self._outbound[sid] = sink
         self._flush()
         return sink
+
+    def request_sink(self, *args: Any, **kwargs: Any) -> RemoteSink:
+        """Deprecated: the same as :meth:`remote_sink` (the name every facade uses)."""
+        warnings.warn("Peer.request_sink is now Peer.remote_sink", DeprecationWarning, stacklevel=2)
+        return self.remote_sink(*args, **kwargs)
 
     async def request_response(
         self, route: str | None, data: bytes = b"", *, info: dict[str, Any] | None = None, metadata: bytes | None = None

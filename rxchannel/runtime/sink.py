@@ -9,7 +9,7 @@ its high-water mark. A :class:`RemoteSink` is fed one of two ways:
 - pushed: the application calls :meth:`RemoteSink.send` (waits for credit and transport
   room) or :meth:`RemoteSink.try_send` (refuses without credit: never a silent buffer), and
   sees every grant the remote makes (:meth:`RemoteSink.on_credit`), which is the demand an
-  Rx pipeline follows. A requester gets one from ``Peer.request_sink`` (a request-channel;
+  Rx pipeline follows. A requester gets one from ``Peer.remote_sink`` (a request-channel;
   ``replies`` has the responder's items), a responder from ``Request.outbound``.
 
 The credit itself is the core's (:class:`rxchannel.core.SendCredit`): this adapter keeps

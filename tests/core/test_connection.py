@@ -1,6 +1,6 @@
 """The sans-IO connection: two Connections joined by ``transfer`` (no sockets, no clock).
 
-Tests named ``test_rule_*`` check the flow-control rules of DESIGN.md §3.
+Tests named ``test_rule_*`` check the flow-control rules of docs/architecture.md ("Flow control: two levels").
 """
 
 from __future__ import annotations
@@ -249,7 +249,7 @@ def test_metadata_push_reaches_the_peer() -> None:
     assert events == [MetadataPushed(metadata=b"hello")]
 
 
-# ---------------------------------------------------------------- rules (DESIGN.md §3)
+# ---------------------------------------------------------------- rules (docs/architecture.md, flow control)
 
 
 def test_rule_items_sent_never_exceed_credits_granted() -> None:

@@ -2,7 +2,7 @@
 
 Two real core connections, joined by two in-order queues that deliver a random number of
 frames at a time, so credits and items cross in flight as they would on a network. The
-invariants are the flow-control rules of DESIGN.md §3.
+invariants are the flow-control rules of docs/architecture.md ("Flow control: two levels").
 """
 
 from __future__ import annotations

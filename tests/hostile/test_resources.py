@@ -379,7 +379,7 @@ async def test_case_09_listings_come_in_pages_and_cannot_starve_file_reads(
 
             # thirty listings that never finish must not hold up file reads
             gate = threading.Event()
-            from rxchannel.files import hub as hub_module
+            from rxchannel.hub import _hub as hub_module
 
             real = hub_module.list_page
             monkeypatch.setattr(hub_module, "list_page", lambda *a, **k: (gate.wait(30), real(*a, **k))[1])
