@@ -76,7 +76,6 @@ async def main(args: argparse.Namespace) -> None:
             return _Slow(source, args.delay, args.stall_after)
         return source
 
-    hub.router._prefix = [entry for entry in hub.router._prefix if entry[1] != "files/"]  # ours instead
     hub.router.stream("files/")(stream_file)
 
     @hub.router.response("stats")
