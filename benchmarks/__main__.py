@@ -22,6 +22,7 @@ from . import (
     datachannel,
     hub_workers,
     jetstream,
+    multisource,
     network,
     paths,
     pipelines,
@@ -42,6 +43,7 @@ BENCHMARKS = {
     "browser": browser.main,
     "jetstream": jetstream.main,
     "paths": paths.main,
+    "multisource": multisource.main,
     "slow": slow_worker.main,
 }
 

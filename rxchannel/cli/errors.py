@@ -1,6 +1,6 @@
 """What the CLI says when something goes wrong, and with which exit code: one table.
 
-Exit codes (the contract; docs/cli.md):
+Exit codes (the contract; docs/architecture.md, "URLs and exit codes"):
 
 ====  =====================================================================
 0     success (for ``fetch``: the file is complete and its SHA-256 verified)
