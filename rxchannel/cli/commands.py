@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import json
 import os
-import shutil
 import signal
 import sys
 import threading
@@ -42,6 +41,14 @@ from .errors import NothingToFetchError, UsageError, cannot_listen, printable
 from .ice import options_from
 from .jetstream import attach_jetstream
 from .logs import configure_logging
+from .outputs import (
+    check_inbox,
+    check_parents,
+    directory_target,
+    file_target,
+    free_space,
+    is_directory_fetch,
+)
 from .parser import WHOLE_SHARE
 from .processes import processes_for, serve_processes
 from .progress import Bar, progress_bar
@@ -120,80 +127,14 @@ def _follow_link(peer: Peer, bar: Bar | None) -> None:
     peer.resumption.on_change = changed
 
 
-def _free_space(out: Path) -> int:
-    """What a fetch may write by default: the free space where ``out`` goes, minus a reserve."""
-    directory = out.parent if str(out.parent) else Path(".")
-    while not directory.exists() and directory != directory.parent:
-        directory = directory.parent
-    return max(0, shutil.disk_usage(directory).free - (64 << 20))
-
-
-def _target(args: argparse.Namespace) -> Path:
-    """Where a single-file fetch writes: ``-o`` (a file, or a directory to write into) or PATH's name."""
-    name = args.remote_path.rstrip("/").rsplit("/", 1)[-1]
-    if args.output is None:
-        return Path(name)
-    out = Path(args.output)
-    return out / name if args.output.endswith("/") or out.is_dir() else out
-
-
-def _is_directory_fetch(args: argparse.Namespace) -> bool:
-    return bool(args.remote_path.endswith("/") or args.remote_path in WHOLE_SHARE)
-
-
-def _directory_target(args: argparse.Namespace) -> Path:
-    """Where a directory fetch writes: ``-o`` or the directory's own name (the whole share needs ``-o``)."""
-    if args.output:
-        return Path(args.output)
-    if args.remote_path in WHOLE_SHARE:
-        raise UsageError(
-            f"{args.remote_path or repr('')} is the hub's whole share: say which directory to fetch it into "
-            "with -o DIR/ (e.g. -o ./share/)"
-        )
-    return Path(args.remote_path.rstrip("/").rsplit("/", 1)[-1])
-
-
-def _check_parents(directory: Path, args: argparse.Namespace, *, named: bool) -> None:
-    """A fetch creates at most the last directory the user named as one (``-o new/``, or a
-    directory fetch's ``-o new``), and only where its parent exists; never the directories
-    above it, nor the directory of a file (``-o missing/x.txt``), unless ``--parents``
-    (``mkdir`` vs ``mkdir -p``)."""
-    if args.parents or directory.is_dir():
-        return
-    missing = (directory.parent if str(directory.parent) else Path(".")) if named else directory
-    if not missing.is_dir():
-        raise UsageError(
-            f"{missing} does not exist, so {args.output} cannot be written there: create it first, "
-            "or add --parents to create it"
-        )
-
-
-def kept_to_resume(args: argparse.Namespace) -> str | None:
-    """What a failed fetch kept that running it again resumes from (``'a.bin.part' (1.5 MiB)``),
-    or None when it kept nothing (nothing was received, or the output was not decided yet)."""
-    try:
-        if _is_directory_fetch(args):
-            parts = [p for p in _directory_target(args).rglob("*.part") if p.is_file() and p.stat().st_size]
-            if not parts:
-                return None
-            held = format_size(sum(p.stat().st_size for p in parts))
-            return f"the {len(parts)} partial file(s) it kept ({held})"
-        part = _target(args)
-        part = part.with_name(part.name + ".part")
-        size = part.stat().st_size if part.is_file() else 0
-    except (OSError, ValueError, UsageError):
-        return None
-    return f"{printable(str(part))} ({format_size(size)} received)" if size else None
-
-
 async def cmd_fetch(args: argparse.Namespace) -> int:
-    if _is_directory_fetch(args):
+    if is_directory_fetch(args):
         return await _fetch_directory(args)
-    out = _target(args)
+    out = file_target(args)
     if out.exists() and not args.force:  # before dialing: nothing to undo
         raise TargetExistsError(f"{out} already exists; it was not replaced")
     named = bool(args.output and args.output.endswith("/"))  # -o DIR/: DIR itself may be created
-    _check_parents(out.parent if str(out.parent) else Path("."), args, named=named)
+    check_parents(out.parent if str(out.parent) else Path("."), args, named=named)
     part = out.with_name(out.name + ".part")
     if part.exists() and not args.no_resume and part.stat().st_size:
         _note(f"resuming {out.name} from {format_size(part.stat().st_size)} (its partial copy {part.name})")
@@ -208,7 +149,7 @@ async def cmd_fetch(args: argparse.Namespace) -> int:
                 window=args.window,
                 resume=not args.no_resume,
                 progress=update,
-                max_size=args.max_size if args.max_size is not None else _free_space(out),
+                max_size=args.max_size if args.max_size is not None else free_space(out),
                 overwrite=args.force,
                 shared=args.shared,
             )
@@ -235,10 +176,10 @@ async def _fetch_directory(args: argparse.Namespace) -> int:
     whole = args.remote_path in WHOLE_SHARE
     remote = "" if whole else args.remote_path
     name = "the whole share" if whole else args.remote_path.rstrip("/").rsplit("/", 1)[-1]
-    out = _directory_target(args)
+    out = directory_target(args)
     if out.exists() and not out.is_dir():
         raise UsageError(f"{out} is a file: a directory fetch needs a directory for -o")
-    _check_parents(out, args, named=True)
+    check_parents(out, args, named=True)
     peer = await _connect(args)
     start = time.perf_counter()
     try:
@@ -251,7 +192,7 @@ async def _fetch_directory(args: argparse.Namespace) -> int:
                 window=args.window,
                 resume=not args.no_resume,
                 overwrite=args.force,
-                max_size=args.max_size if args.max_size is not None else _free_space(out / "x"),
+                max_size=args.max_size if args.max_size is not None else free_space(out / "x"),
                 progress=update,
             )
     finally:
@@ -353,23 +294,8 @@ async def cmd_send(args: argparse.Namespace) -> int:
     return 0
 
 
-def _check_inbox(args: argparse.Namespace) -> None:
-    """An inbox inside ROOT (or ROOT inside the inbox) would serve every upload to everyone:
-    refused unless ``--inbox-public`` says that is the point."""
-    if args.inbox is None or args.inbox_public:
-        return
-    root, inbox = Path(args.root).resolve(), Path(args.inbox).resolve()
-    if inbox.is_relative_to(root) or root.is_relative_to(inbox):
-        where = "inside ROOT" if inbox.is_relative_to(root) else "around ROOT (ROOT is inside it)"
-        raise UsageError(
-            f"--inbox {args.inbox} is {where}, so every upload would be listed and served to everyone who "
-            f"reaches this hub: choose an inbox outside {args.root} (by default it is {root.name}.inbox beside "
-            "it), or add --inbox-public if that is what you want"
-        )
-
-
 async def cmd_serve(args: argparse.Namespace) -> int:
-    _check_inbox(args)
+    check_inbox(args)
     count = processes_for(args)
     if count > 1 and not args.process_of:
         options_from(args)  # every option checked here, where its message is seen, before any child starts

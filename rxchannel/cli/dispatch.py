@@ -15,10 +15,11 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
-from .commands import cmd_ls, cmd_serve, kept_to_resume
+from .commands import cmd_ls, cmd_serve
 from .demo import cmd_demo
 from .errors import EXIT_INTERRUPTED, UsageError, fail, report
 from .loops import run as run_on_loop
+from .outputs import kept_to_resume
 from .parser import build_parser
 from .rendezvous import cmd_rendezvous
 from .stdio import cmd_fetch, cmd_send, stdout_is_data

@@ -73,7 +73,7 @@ class UsageError(Exception):
     """The command line cannot work as given; the message says what to change."""
 
 
-class NothingToFetchError(Exception):
+class NothingToFetchError(RxChannelError):
     """A directory fetch found no files on the hub (exit 2, as "no such file"; ``--allow-empty``
     makes it a success): a script must not carry on as if something had been fetched."""
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
-from rxchannel.core import MAX_FRAME_SIZE, ClosedResourceError, ConnectionLostError, RxChannelError
+from rxchannel.core import MAX_FRAME_SIZE, ClosedResourceError, ConnectFailedError, ConnectionLostError, RxChannelError
 
 from ._limits import ListenLimits
 
@@ -279,7 +279,7 @@ class InboxTransport(Transport):
         return batch
 
 
-class HostNotFoundError(ConnectionError):
+class HostNotFoundError(ConnectFailedError):
     """The URL's host name does not resolve: no address to dial. The URL is wrong (or the
     name service is down): dialing again as it is will not help."""
 
