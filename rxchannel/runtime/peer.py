@@ -54,6 +54,10 @@ log = logging.getLogger("rxchannel.peer")
 
 __all__ = ["Peer"]
 
+#: seconds a transport that failed to send has to let the read loop see its end (after what
+#: the peer sent before it) before the peer ends it anyway
+_READ_GRACE = 2.0
+
 
 def _transport_failure(exc: RxChannelError) -> RxChannelError:
     """What the connection's streams see when its transport fails under it.
@@ -206,6 +210,11 @@ class Peer(RequesterSide, ResponderSide):
             except RxChannelError as exc:
                 if self._resumption is None or not self._conn.resumable:
                     raise
+                # the read loop first reads what the peer sent before the break (a CANCEL
+                # before its close), then ends the transport; one that never says so, soon
+                reader = self._reader
+                if transport is self.transport and not reader.done():
+                    await asyncio.wait({reader}, timeout=_READ_GRACE)
                 self._transport_ended(transport, _transport_failure(exc))
 
     # ------------------------------------------------------------ producing and responding
@@ -358,8 +367,11 @@ class Peer(RequesterSide, ResponderSide):
                     # everything we send unasked (KEEPALIVE echoes, replies, errors) answers what we
                     # read: while the peer does not read us, we do not read it (the stall watchdog
                     # drops it if that lasts)
-                    await transport.drain()
-                    continue
+                    try:
+                        await transport.drain()
+                        continue
+                    except RxChannelError:
+                        pass  # sending broke: what the peer sent before it went is read first, then the end
                 conn.receive_frames(await transport.receive(), self._loop.time())
                 self._process_events()
                 self._flush()
@@ -424,7 +436,9 @@ class Peer(RequesterSide, ResponderSide):
         try:
             transport.write(frames)
         except RxChannelError as exc:
-            self._loop.call_soon(self._transport_ended, transport, _transport_failure(exc))
+            # what the peer sent before the transport broke (a CANCEL before its close) is still
+            # to be read: the read loop ends the transport after it; one that never says so, soon
+            self._loop.call_later(_READ_GRACE, self._transport_ended, transport, _transport_failure(exc))
             return
         except Exception as exc:  # the transport refused a frame (too large, a bug): end visibly
             self._loop.call_soon(self._failed_here, exc, "writing to the peer")

@@ -21,7 +21,7 @@ from urllib.parse import urlsplit, urlunsplit
 import aiohttp
 from aiohttp import WSMsgType, web
 
-from rxchannel.core import MAX_FRAME_SIZE, ConnectFailedError, RemoteProtocolError
+from rxchannel.core import MAX_FRAME_SIZE, ClosedResourceError, ConnectFailedError, RemoteProtocolError, RxChannelError
 
 from ._base import KIND_HEADER, EndOfStream, Transport, TransportLimits, TransportOptions, lost, unreachable
 from ._limits import ListenLimits
@@ -75,6 +75,10 @@ class WebSocketTransport(Transport):
         self._idle = asyncio.Event()  # set while nothing is queued
         self._idle.set()
         self._closing: asyncio.Task[None] | None = None
+        #: the error that ended sending, if that is what ended it (reading goes on to the close)
+        self._send_error: RxChannelError | None = None
+        #: aiohttp's pending receive(), kept across a cancelled read (see :meth:`receive`)
+        self._receiving: asyncio.Future[aiohttp.WSMessage] | None = None
         self._eof = False
         #: set once the transport is over (closed, broken or ended by the peer)
         self.done = asyncio.Event()
@@ -110,14 +114,29 @@ class WebSocketTransport(Transport):
         except asyncio.CancelledError:
             raise
         except (ConnectionError, RuntimeError, aiohttp.ClientError) as exc:
-            self._set_error(lost(f"the WebSocket broke while sending: {exc}", exc))
-            self.done.set()
+            self._send_error = lost(f"the WebSocket broke while sending: {exc}", exc)
+            self._set_error(self._send_error)
+
+    def _check_readable(self) -> None:
+        # a send that broke does not stop us reading what the peer sent before it went (a
+        # CANCEL, an ERROR before its close): aiohttp hands those over first, then the close
+        if self._error is not None and self._error is not self._send_error:
+            raise self._error
+        if self._closed:
+            raise ClosedResourceError("the transport was closed by this side")
 
     async def receive(self) -> list[bytes]:
-        self._check_usable()
+        self._check_readable()
         if self._eof:
             raise EndOfStream("the peer closed the WebSocket")
-        msg = await self._ws.receive()
+        # aiohttp's receive() must not be cancelled: a cancelled one marks the connection
+        # abnormal, and close() then drops TCP without the closing handshake, so a peer may
+        # lose what we sent last (a CANCEL, the ERROR that ends a resumable session). A read
+        # loop that is cancelled leaves it running; the next receive() or close() takes it.
+        if self._receiving is None:
+            self._receiving = asyncio.ensure_future(self._ws.receive())
+        msg = await asyncio.shield(self._receiving)
+        self._receiving = None
         if msg.type == WSMsgType.BINARY:
             return [msg.data]
         if msg.type == WSMsgType.TEXT:
@@ -125,9 +144,11 @@ class WebSocketTransport(Transport):
             await self._ws.close(code=aiohttp.WSCloseCode.UNSUPPORTED_DATA, message=b"binary frames only")
             self.done.set()
             raise self._error  # type: ignore[misc]
-        self._check_usable()  # closed locally while waiting
+        self._check_readable()  # closed locally while waiting
         self.done.set()
-        code = self._ws.close_code
+        # the peer's own code is the CLOSE message's (aiohttp's close_code becomes 1006 when its
+        # reply to that CLOSE cannot be written, the peer having gone as it may)
+        code = msg.data if msg.type == WSMsgType.CLOSE else self._ws.close_code
         if msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED) and code in (1000, 1001):
             self._eof = True
             raise EndOfStream("the peer closed the WebSocket")
@@ -146,10 +167,17 @@ class WebSocketTransport(Transport):
                     await self._idle.wait()
         self._writer.cancel()
         with contextlib.suppress(ConnectionError, RuntimeError, aiohttp.ClientError):
-            await self._ws.close()
+            await self._ws.close()  # ends a pending receive() first (it answers CLOSING), then the handshake
+        self._drop_receiving()
         if self._session is not None:
             await self._session.close()
         self.done.set()
+
+    def _drop_receiving(self) -> None:
+        receiving, self._receiving = self._receiving, None
+        if receiving is not None:
+            receiving.add_done_callback(lambda f: f.cancelled() or f.exception())  # retrieved: not logged
+            receiving.cancel()
 
     def abort(self) -> None:
         if self._closed:
@@ -160,6 +188,8 @@ class WebSocketTransport(Transport):
         transport = getattr(writer, "transport", None)
         if transport is not None:
             transport.abort()
+        if self._receiving is not None:  # it ends with the connection: a read loop waiting on it sees why
+            self._receiving.add_done_callback(lambda f: f.cancelled() or f.exception())
         if self._session is not None:
             self._closing = asyncio.ensure_future(self._session.close())  # kept referenced until done
         self._wake_drain()
