@@ -4,9 +4,12 @@ The WebSocket transport serves ``GET /rsocket`` on it, WebRTC signaling serves
 ``POST /offer``; an application may add its own routes (the hub's worker page) through
 :attr:`HttpListener.app` before :meth:`HttpListener.start`.
 
-It admits connections under :class:`ListenLimits`: a cap in all and per address, a
-deadline for a new connection's first request (slow-loris), a short keep-alive (aiohttp's
-default is an hour), and a deadline for request bodies (:meth:`HttpListener.read_body`).
+It admits connections under :class:`ListenLimits` through an :class:`~.admission.Admission`:
+a cap in all and per address where a newcomer evicts the least-proven connection (one
+that has not sent a complete request, then one that asked but has no SETUP), deadlines
+for a new connection's first request (slow-loris) and for its SETUP that shrink as the cap
+fills, a short keep-alive (aiohttp's default is an hour), a deadline for request bodies
+(:meth:`HttpListener.read_body`), and a budget for WebSocket messages half-sent.
 """
 
 from __future__ import annotations
@@ -22,7 +25,8 @@ import aiohttp
 from aiohttp import web
 
 from ._base import KIND_HEADER
-from ._limits import Admission, ListenLimits, ThrottledLog
+from ._limits import ListenLimits
+from .admission import ASKED, PROVEN, ThrottledLog, Ticket, Unfinished
 from .addresses import dialable_hosts
 
 __all__ = [
@@ -124,7 +128,9 @@ class HttpListener:
         self.path = path
         self.limits = limits or ListenLimits()
         self.app = web.Application(client_max_size=client_max_size, middlewares=[self._mark_request])
-        self.admission = Admission(self.limits, "HTTP connections", ThrottledLog(log))
+        self.admission = self.limits.admission("HTTP connections", ThrottledLog(log))
+        #: what WebSocket messages not yet received whole hold, on all connections together
+        self.unfinished = Unfinished(self.limits.max_unfinished, "WebSocket messages", self.admission.log)
         self.host = ""
         self.port = 0
         #: what a request relayed by this hub's rendezvous link carries (see RELAY_HEADER); the
@@ -139,14 +145,15 @@ class HttpListener:
         #: this process's private URL (127.0.0.1), where its siblings pass requests on to it
         self.private_url = ""
         self._runner: web.AppRunner | None = None
-        #: open connections: their address, and whether a request has started on them
-        self._open: dict[Any, list[Any]] = {}
+        #: open connections (aiohttp's handlers) and their places in :attr:`admission`
+        self._open: dict[Any, Ticket] = {}
 
     @web.middleware
     async def _mark_request(self, request: web.Request, handler: Any) -> web.StreamResponse:
-        entry = self._open.get(request.protocol)
-        if entry is not None:
-            entry[1] = True
+        ticket = self._open.get(request.protocol)
+        if ticket is not None:  # a complete request: no longer silent, and its deadline starts again
+            ticket.advance(ASKED)
+            ticket.touch()
         relayed = request.headers.get(RELAY_HEADER, "").split(" ")
         if len(relayed) == 3 and hmac.compare_digest(relayed[0], self.relay_token):
             request[_CLIENT], request[_PATH] = relayed[1], relayed[2]
@@ -165,7 +172,8 @@ class HttpListener:
     def _connection_made(self, handler: Any, transport: asyncio.Transport) -> None:
         peer = transport.get_extra_info("peername")
         address = peer[0] if isinstance(peer, tuple) else None
-        if not self.admission.admit(address):
+        ticket = self.admission.admit(address, lambda _reason: self._evicted(handler, transport))
+        if ticket is None:
             # answer 503 with the reason, and close after aiohttp's handler task has started
             # (closing inside connection_made trips an assertion in it)
             reason = f"the hub is busy: {self.admission.last_refusal}; try again later"
@@ -178,27 +186,30 @@ class HttpListener:
             )
             asyncio.get_running_loop().call_soon(transport.close)
             return
-        entry: list[Any] = [address, False, None]
-        self._open[handler] = entry
-        loop = asyncio.get_running_loop()
-        entry[2] = loop.call_later(self.limits.header_timeout, self._header_deadline, handler, transport)
+        self._open[handler] = ticket
 
-    def _header_deadline(self, handler: Any, transport: asyncio.Transport) -> None:
-        entry = self._open.get(handler)
-        if entry is not None and not entry[1]:
-            self.admission.log.warning(
-                "closed an HTTP connection from %s: no request within %.0f s (header timeout)",
-                entry[0],
-                self.limits.header_timeout,
-            )
-            transport.abort()
+    def _evicted(self, handler: Any, transport: asyncio.Transport) -> None:
+        """An eviction (the admission logged why): drop the connection at once."""
+        self._open.pop(handler, None)
+        self.unfinished.forget(handler)
+        asyncio.get_running_loop().call_soon(transport.abort)  # not inside aiohttp's own callbacks
 
     def _connection_lost(self, handler: Any) -> None:
-        entry = self._open.pop(handler, None)
-        if entry is not None:
-            if entry[2] is not None:
-                entry[2].cancel()
-            self.admission.leave(entry[0])
+        ticket = self._open.pop(handler, None)
+        if ticket is not None:
+            ticket.leave()
+        self.unfinished.forget(handler)
+
+    def ticket_of(self, request: web.Request) -> Ticket | None:
+        """The place in :attr:`admission` of the connection ``request`` came on."""
+        return self._open.get(request.protocol)
+
+    def proven(self, request: web.Request) -> None:
+        """The connection ``request`` came on proved itself otherwise than by a SETUP (a hub
+        registering with the rendezvous's secret): it is no longer evicted for newcomers."""
+        ticket = self.ticket_of(request)
+        if ticket is not None:
+            ticket.advance(PROVEN)
 
     async def read_body(self, request: web.Request, limit: int, *, hint: str = "") -> bytes:
         """A request's body: at most ``limit`` bytes, arriving within the body timeout.
@@ -257,6 +268,7 @@ class HttpListener:
         return [self._url(host) for host in dialable_hosts(self.host)]
 
     async def close(self) -> None:
+        self.admission.close()
         if self._runner is not None:
             runner, self._runner = self._runner, None
             await runner.cleanup()
