@@ -91,7 +91,7 @@ class Ticket:
             (no stream open for a while); None: never.
     """
 
-    __slots__ = ("_evict", "admission", "gone", "idle", "key", "rank", "since")
+    __slots__ = ("_evict", "admission", "cause", "gone", "idle", "key", "rank", "since")
 
     def __init__(self, admission: Admission, key: str, rank: int, evict: Callable[[str], object], now: float):
         self.admission = admission
@@ -101,6 +101,8 @@ class Ticket:
         self._evict = evict
         self.idle: Callable[[], bool] | None = None
         self.gone = False
+        #: why it was evicted, once it was: ``full`` (a newcomer took its place), ``deadline``, ``idle``
+        self.cause = ""
 
     def advance(self, rank: int) -> None:
         """Raise this holder to ``rank`` (never lowers it); becoming proven over the cap makes
@@ -136,8 +138,14 @@ class Admission:
             admission is at most half full, what it failed to do, for the log): e.g.
             ``{SILENT: (60.0, "sent no request")}``.
         floor: what the deadlines shrink to at 90 % full.
+        grace: seconds during which a newcomer is evicted only after every older holder of
+            its rank (a burst of arrivals must not evict the connections that arrived a
+            moment ago and are still sending their first request).
         limit_hint: how to raise ``limit`` (``": --max-connections"``), for refusals.
         key_name: what a key is (``address``, ``connection``), for refusals.
+        same_key_evicts: a newcomer whose key is at ``per_key`` evicts that key's own
+            least-proven holder (a NAT's workers are not locked out by one of them); when
+            False it is refused (what it costs to admit one is worth keeping for others).
     """
 
     def __init__(
@@ -150,8 +158,10 @@ class Admission:
         headroom: int = 0,
         deadlines: Mapping[int, tuple[float, str]] | None = None,
         floor: float = 2.0,
+        grace: float = 0.25,
         limit_hint: str = "",
         key_name: str = "address",
+        same_key_evicts: bool = True,
         clock: Callable[[], float] = time.monotonic,
     ):
         if limit <= 0 or (per_key is not None and per_key <= 0) or headroom < 0:
@@ -163,8 +173,10 @@ class Admission:
         self.headroom = headroom
         self.deadlines = dict(deadlines or {})
         self.floor = floor
+        self.grace = grace
         self.limit_hint = limit_hint
         self.key_name = key_name
+        self.same_key_evicts = same_key_evicts
         self.clock = clock
         self.holders: dict[Ticket, None] = {}  # in order of admission
         self.by_key: Counter[str] = Counter()
@@ -172,8 +184,9 @@ class Admission:
         #: evictions by cause (``full``, ``deadline``, ``idle``, or the caller's own)
         self.evicted: Counter[str] = Counter()
         self.peak = 0
-        #: why the last refused newcomer was refused (to tell it)
+        #: why the last refused newcomer was refused (to tell it), and which cap: ``key`` or ``limit``
         self.last_refusal = ""
+        self.last_cap = ""
         self._sweeper: asyncio.TimerHandle | None = None
 
     # ------------------------------------------------------------------ reading
@@ -203,20 +216,23 @@ class Admission:
         """
         key = key or "?"
         if self.by_key[key] >= self.per_key:
-            victim = self._victim(rank, same_key=key)
+            victim = self._victim(rank, same_key=key) if self.same_key_evicts else None
             if victim is None:
-                return self._refuse(
-                    key, f"{self.by_key[key]} {self.what} open from {key} (limit {self.per_key} per {self.key_name})"
+                self._refuse(
+                    key,
+                    f"{self.by_key[key]} {self.what} open from {key} (limit {self.per_key} per {self.key_name})",
+                    "key",
                 )
+                return None
             self._evict(victim, "full", f"made room for a newer one from the same address ({self.what})")
         elif len(self.holders) >= self.limit:
             victim = self._victim(rank, newcomer=key)
             if victim is not None:
                 self._evict(victim, "full", f"made room for a newcomer: {len(self.holders)} {self.what} open")
             elif len(self.holders) >= self.limit + self.headroom:
-                return self._refuse(
-                    key, f"{len(self.holders)} {self.what} open (limit {self.limit}{self.limit_hint}), all proven"
-                )
+                total = len(self.holders)
+                self._refuse(key, f"{total} {self.what} open (limit {self.limit}{self.limit_hint})", "limit")
+                return None
         ticket = Ticket(self, key, rank, evict, self.clock())
         self.holders[ticket] = None
         self.by_key[key] += 1
@@ -224,32 +240,32 @@ class Admission:
         self._arm()
         return ticket
 
-    def _refuse(self, key: str, reason: str) -> None:
+    def _refuse(self, key: str, reason: str, cap: str) -> None:
         self.refused += 1
-        self.last_refusal = reason
+        self.last_refusal, self.last_cap = reason, cap
         self.log.warning("refused %s from %s: %s", self.what, key, reason)
-        return None
 
     def _victim(self, rank: int, *, newcomer: str | None = None, same_key: str | None = None) -> Ticket | None:
         """Whom a newcomer of ``rank`` may displace: an unproven holder (lowest rank, then the
         key with the most unproven holders, then the oldest), or for a proven newcomer an
         idle proven one."""
         unproven = Counter(t.key for t in self.holders if t.rank < PROVEN)
+        young = self.clock() - self.grace
         best: Ticket | None = None
-        best_key: tuple[int, int, float] | None = None
+        best_key: tuple[int, bool, int, float] | None = None
         for ticket in self.holders:
             if same_key is not None and ticket.key != same_key:
                 continue
-            if ticket.rank >= PROVEN:
-                if rank < PROVEN or ticket.idle is None or not ticket.idle():
-                    continue
-            order = (ticket.rank, -unproven[ticket.key], ticket.since)
+            if ticket.rank >= PROVEN and (rank < PROVEN or ticket.idle is None or not ticket.idle()):
+                continue
+            order = (ticket.rank, ticket.since > young, -unproven[ticket.key], ticket.since)
             if best_key is None or order < best_key:
                 best, best_key = ticket, order
         return best
 
     def _evict(self, ticket: Ticket, cause: str, reason: str) -> None:
         self.evicted[cause] += 1
+        ticket.cause = cause
         self._leave(ticket)
         self.log.warning("evicted one of the %s from %s (%s): %s", self.what, ticket.key, _RANKS[ticket.rank], reason)
         ticket._evict(reason)

@@ -26,8 +26,8 @@ from aiohttp import web
 
 from ._base import KIND_HEADER
 from ._limits import ListenLimits
-from .admission import ASKED, PROVEN, ThrottledLog, Ticket, Unfinished
 from .addresses import dialable_hosts
+from .admission import ASKED, PROVEN, SILENT, ThrottledLog, Ticket, Unfinished
 
 __all__ = [
     "REFUSAL_HEADER",
@@ -172,27 +172,35 @@ class HttpListener:
     def _connection_made(self, handler: Any, transport: asyncio.Transport) -> None:
         peer = transport.get_extra_info("peername")
         address = peer[0] if isinstance(peer, tuple) else None
-        ticket = self.admission.admit(address, lambda _reason: self._evicted(handler, transport))
+        ticket = self.admission.admit(address, lambda reason: self._evicted(handler, transport, reason))
         if ticket is None:
-            # answer 503 with the reason, and close after aiohttp's handler task has started
-            # (closing inside connection_made trips an assertion in it)
-            reason = f"the hub is busy: {self.admission.last_refusal}; try again later"
-            text = reason.encode()
-            transport.write(
-                b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 5\r\nContent-Type: text/plain; charset=utf-8\r\n"
-                + f"{KIND_HEADER}: {self.kind}\r\n{REFUSAL_HEADER}: {reason}\r\n".encode("ascii", "replace")
-                + f"Content-Length: {len(text)}\r\nConnection: close\r\n\r\n".encode()
-                + text
-            )
-            asyncio.get_running_loop().call_soon(transport.close)
+            self._busy(transport, self.admission.last_refusal)
             return
         self._open[handler] = ticket
 
-    def _evicted(self, handler: Any, transport: asyncio.Transport) -> None:
-        """An eviction (the admission logged why): drop the connection at once."""
-        self._open.pop(handler, None)
+    def _busy(self, transport: asyncio.Transport, why: str) -> None:
+        """Answer 503 with the reason, and close after aiohttp's handler task has started
+        (closing inside connection_made trips an assertion in it)."""
+        reason = f"the hub is busy: {why}; try again later"
+        text = reason.encode()
+        transport.write(
+            b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 5\r\nContent-Type: text/plain; charset=utf-8\r\n"
+            + f"{KIND_HEADER}: {self.kind}\r\n{REFUSAL_HEADER}: {reason}\r\n".encode("ascii", "replace")
+            + f"Content-Length: {len(text)}\r\nConnection: close\r\n\r\n".encode()
+            + text
+        )
+        asyncio.get_running_loop().call_soon(transport.close)
+
+    def _evicted(self, handler: Any, transport: asyncio.Transport, reason: str) -> None:
+        """An eviction (the admission logged why): a connection that sent no request yet and
+        made room for a newcomer is answered 503 (a worker that was about to send one learns
+        the hub is busy); any other is dropped at once."""
+        ticket = self._open.pop(handler, None)
         self.unfinished.forget(handler)
-        asyncio.get_running_loop().call_soon(transport.abort)  # not inside aiohttp's own callbacks
+        if ticket is not None and ticket.rank == SILENT and ticket.cause == "full" and not transport.is_closing():
+            self._busy(transport, f"this connection {reason}")
+        else:
+            asyncio.get_running_loop().call_soon(transport.abort)  # not inside aiohttp's own callbacks
 
     def _connection_lost(self, handler: Any) -> None:
         ticket = self._open.pop(handler, None)

@@ -35,8 +35,8 @@ from ._base import (
     unreachable,
 )
 from ._limits import ListenLimits
-from .admission import PROVEN, ThrottledLog, Unfinished
 from .addresses import dialable_hosts
+from .admission import PROVEN, ThrottledLog, Unfinished
 
 log = logging.getLogger("rxchannel.tcp")
 
