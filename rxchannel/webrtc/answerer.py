@@ -136,6 +136,7 @@ class Answerer:
         Raises:
             OfferRefusedError: 429 (this address has its share pending), 503 (none can make room).
         """
+
         def evict(_reason: str) -> None:
             if holder:
                 self._drop(holder[0])
