@@ -295,6 +295,7 @@ async def cmd_serve(args: argparse.Namespace) -> int:
         inbox=args.inbox,
         chunk_size=args.chunk_size,
         max_upload=args.max_upload,
+        max_upload_per_address=None if args.secret else args.max_upload_per_address,
         max_open_files=args.max_open_files,
     )
     try:

@@ -174,6 +174,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--max-upload", type=SIZE, default=1 << 30, help="largest push accepted (default 1GiB)")
     serve.add_argument(
+        "--max-upload-per-address",
+        type=SIZE,
+        default=1 << 30,
+        help="what one address may hold in the inbox, finished and unfinished pushes together, when the hub has "
+        "no --secret (default 1GiB; with a secret, peers are authenticated and only --max-upload applies)",
+    )
+    serve.add_argument(
         "--max-open-files",
         type=positive_int("a file count"),
         default=1024,

@@ -54,14 +54,81 @@ from rxchannel.files.sandbox import resolve_inside
 from rxchannel.files.sink import FileSink, TargetExistsError, TooLargeError
 from rxchannel.files.source import FileSource
 from rxchannel.runtime import Payload, Request, Router
+from rxchannel.runtime.values import as_payload
+from rxchannel.transports.admission import PROVEN, Admission, ThrottledLog
 
 #: One line per transfer (event ``transfer``) and upload (event ``upload``).
 log = logging.getLogger("rxchannel.hub")
 
-#: Partial uploads older than this are removed from the inbox (a sender that vanished).
-STALE_UPLOAD = 3600.0
+#: Partial uploads not written to for this long are removed from the inbox (left by a hub
+#: that was killed mid-push; a push that stalls while its hub runs ends after ``upload_idle``).
+STALE_UPLOAD = 600.0
+#: How often the inbox is swept for such partials (at the next push after this many seconds).
+SWEEP_EVERY = 60.0
 
-__all__ = ["Hub"]
+__all__ = ["HeldFile", "Hub"]
+
+_closing: set[asyncio.Task[None]] = set()
+
+
+class HeldFile:
+    """A ``files/`` stream's source as the hub holds it in its open-file budget: the chunks of
+    its :class:`FileSource`, and, while it waits for demand, a place another stream may take.
+
+    Once it has waited ``idle_after`` seconds for a pull, it is idle; evicted then (the
+    budget is full and a new stream needs its place), its file is closed at once and its
+    next pull fails with REJECTED, saying to resume from the offset the worker has.
+    """
+
+    #: the last chunk says it is the last (see :class:`FileSource`)
+    marks_last = True
+
+    def __init__(self, idle_after: float):
+        self.source: FileSource | None = None
+        self._items: AsyncIterator[Payload] | None = None
+        self._idle_after = idle_after
+        self._since = time.monotonic()
+        self._pulling = False
+        self._error: ApplicationError | None = None
+
+    def __aiter__(self) -> AsyncIterator[Payload]:
+        return self
+
+    def idle(self) -> bool:
+        """Waiting for demand for at least ``idle_after`` seconds."""
+        return self.source is not None and not self._pulling and time.monotonic() - self._since >= self._idle_after
+
+    async def __anext__(self) -> Payload:
+        if self._error is not None:
+            raise self._error
+        if self._items is None:
+            assert self.source is not None
+            self._items = self.source.__aiter__()
+        self._pulling = True
+        try:
+            return await self._items.__anext__()
+        finally:
+            self._pulling = False
+            self._since = time.monotonic()
+
+    def evict(self, _reason: str) -> None:
+        """Close the file now (it waits at a chunk); the next pull fails saying why."""
+        waited = time.monotonic() - self._since
+        self._error = ApplicationError(
+            f"this stream waited {waited:.0f} s for demand while the hub's open-file budget was full: its file was "
+            "closed to make room for another; fetch it again to resume from your offset",
+            ErrorCode.REJECTED,
+        )
+        items, self._items = self._items, None
+        if items is not None and not self._pulling:
+            task = asyncio.ensure_future(items.aclose())  # type: ignore[attr-defined]
+            _closing.add(task)
+            task.add_done_callback(_closing.discard)
+
+    async def aclose(self) -> None:
+        items, self._items = self._items, None
+        if items is not None:
+            await items.aclose()  # type: ignore[attr-defined]
 
 
 class Hub:
@@ -77,6 +144,15 @@ class Hub:
             all connections; more are REJECTED (each holds up to ``max_buffer`` bytes until
             its reply is queued).
         max_upload: the largest push accepted, in bytes.
+        max_upload_per_address: bytes that one address may hold in the inbox (its finished
+            pushes still there and its unfinished ones together) when the hub has no
+            secret: pushes past it are REJECTED. None: no such budget (a hub with a secret,
+            whose peers are authenticated, passes None).
+        upload_idle: seconds a push may go without sending anything before it is failed
+            and its partial file removed.
+        stream_idle: seconds a file stream may wait for demand before, when the open-file
+            budget is full, a new stream takes its place (it fails with REJECTED on its
+            next pull: resume it from its offset).
         min_free: bytes that must stay free on the inbox's disk after an upload.
         max_list: the largest page of a listing.
         share_join_window: seconds after a shared read's first worker during which others
@@ -104,6 +180,9 @@ class Hub:
         max_files_per_connection: int = 16,
         max_buffers: int = 4,
         max_upload: int = 1 << 30,
+        max_upload_per_address: int | None = 1 << 30,
+        upload_idle: float = 120.0,
+        stream_idle: float = 5.0,
         min_free: int = 256 << 20,
         share_join_window: float = 0.5,
         share_max_lag: int = 64,
@@ -121,12 +200,27 @@ class Hub:
         self.max_list = max_list
         self.max_open_files = max_open_files
         self.max_files_per_connection = max_files_per_connection
-        #: file streams accepted and not over yet, in all and by connection
-        self.streams_open = 0
-        self._streams_by_peer: Counter[int] = Counter()
+        self.stream_idle = stream_idle
+        #: file streams accepted and not over yet, by connection: when it is full, a stream
+        #: that has waited ``stream_idle`` for demand makes room for a new one
+        self.files = Admission(
+            "file streams",
+            ThrottledLog(log),
+            limit=max_open_files,
+            per_key=max_files_per_connection,
+            limit_hint=", --max-open-files",
+            key_name="connection",
+            grace=0.0,
+        )
         self.max_buffers = max_buffers
-        self.buffers_in_flight = 0
+        #: whole-file buffers being read or sent (never evicted: a slot lasts until its reply is queued)
+        self.buffers = Admission("whole-file buffers", ThrottledLog(log), limit=max_buffers, grace=0.0)
         self.max_upload = max_upload
+        self.max_upload_per_address = max_upload_per_address
+        self.upload_idle = upload_idle
+        #: what each address holds in the inbox: its finished pushes (path: size) and unfinished bytes
+        self._stored: dict[str, dict[Path, int]] = {}
+        self._unfinished: Counter[str] = Counter()
         self.min_free = min_free
         self.sources: set[FileSource] = set()
         self.bytes_read = 0
@@ -146,6 +240,16 @@ class Hub:
         self.router.response("buffers/")(self.buffer)
         self.router.channel("push/")(self.receive_push)
 
+    @property
+    def streams_open(self) -> int:
+        """File streams accepted and not over yet."""
+        return self.files.total
+
+    @property
+    def buffers_in_flight(self) -> int:
+        """Whole-file buffers being read or sent."""
+        return self.buffers.total
+
     def close(self) -> None:
         """Stop the listing thread (the hub serves no more listings)."""
         self._lister.shutdown(wait=False, cancel_futures=True)
@@ -161,7 +265,7 @@ class Hub:
             raise ApplicationError(f"no such file: {relative[:200]!r}", code=ErrorCode.REJECTED)
         return path
 
-    async def stream_file(self, request: Request) -> FileSource:
+    async def stream_file(self, request: Request) -> HeldFile:
         path = self._file(request, "files/")
         offset, prefix = 0, None
         if request.data:
@@ -181,11 +285,12 @@ class Hub:
                 raise ApplicationError(
                     "sha256 must be the 64-character hex digest of the first offset bytes", ErrorCode.INVALID
                 )
-        self._reserve_file(request)  # first: a stream refused for the budget opens no file
+        held = self._reserve_file(request)  # first: a stream refused for the budget opens no file
         try:
             source = self._source(path, offset=offset, expect_prefix=prefix)
         except ValueError as exc:
             raise ApplicationError(str(exc), code=ErrorCode.INVALID) from None
+        held.source = source
         started = time.monotonic()
 
         def logged() -> None:
@@ -213,7 +318,7 @@ class Hub:
             )
 
         request.on_finish(logged)
-        return source
+        return held
 
     def _source(self, path: Path, *, offset: int = 0, expect_prefix: str | None = None) -> FileSource:
         source = FileSource(
@@ -240,7 +345,7 @@ class Hub:
                 '{"offset": N, "sha256": "<hex of those N bytes>"}',
                 ErrorCode.INVALID,
             )
-        self._reserve_file(request)  # released when the stream is over, however it ends
+        self._reserve_file(request)  # released when the stream is over, however it ends (never idle: LAGGED is)
         group = self.shares.get(path)
         if group is None or group.closed:
             group = Broadcast(
@@ -260,31 +365,26 @@ class Hub:
         if self.shares.get(path) is group:
             del self.shares[path]
 
-    def _reserve_file(self, request: Request) -> None:
-        """Count one more file stream in (released when the stream is over), or refuse it."""
-        peer = id(request.peer)
-        if self.streams_open >= self.max_open_files:
+    def _reserve_file(self, request: Request) -> HeldFile:
+        """Count one more file stream in (released when the stream is over, or when it made
+        room for another after waiting ``stream_idle`` for demand), or refuse it."""
+        held = HeldFile(self.stream_idle)
+        ticket = self.files.admit(str(id(request.peer)), held.evict, rank=PROVEN)
+        if ticket is None:
+            if self.files.last_cap == "key":
+                raise ApplicationError(
+                    f"this connection already has {self.files.by_key[str(id(request.peer))]} file streams open "
+                    f"(limit {self.max_files_per_connection} per connection): finish or cancel one first",
+                    ErrorCode.REJECTED,
+                )
             raise ApplicationError(
-                f"the hub has {self.streams_open} file streams open (limit {self.max_open_files}, "
+                f"the hub has {self.files.total} file streams open (limit {self.max_open_files}, "
                 "--max-open-files): try again when a transfer finishes",
                 ErrorCode.REJECTED,
             )
-        if self._streams_by_peer[peer] >= self.max_files_per_connection:
-            raise ApplicationError(
-                f"this connection already has {self._streams_by_peer[peer]} file streams open "
-                f"(limit {self.max_files_per_connection} per connection): finish or cancel one first",
-                ErrorCode.REJECTED,
-            )
-        self.streams_open += 1
-        self._streams_by_peer[peer] += 1
-
-        def release() -> None:
-            self.streams_open -= 1
-            self._streams_by_peer[peer] -= 1
-            if not self._streams_by_peer[peer]:
-                del self._streams_by_peer[peer]
-
-        request.on_finish(release)
+        ticket.idle = held.idle
+        request.on_finish(ticket.leave)
+        return held
 
     async def list_files(self, request: Request) -> Payload:
         """A page of the listing; its metadata's JSON entry has ``next`` when more remain."""
@@ -326,18 +426,15 @@ class Hub:
                 f"{path.name} is {size} bytes; buffers are limited to {self.max_buffer}: stream it from files/",
                 code=ErrorCode.REJECTED,
             )
-        if self.buffers_in_flight >= self.max_buffers:
+        ticket = self.buffers.admit(request.remote, lambda _reason: None, rank=PROVEN)  # proven, never idle
+        if ticket is None:
             raise ApplicationError(
-                f"the hub is already sending {self.buffers_in_flight} whole-file buffers (limit {self.max_buffers}): "
+                f"the hub is already sending {self.buffers.total} whole-file buffers (limit {self.max_buffers}): "
                 "stream the file from files/ or try again shortly",
                 ErrorCode.REJECTED,
             )
-        self.buffers_in_flight += 1
-        request.on_finish(self._buffer_done)
+        request.on_finish(ticket.leave)
         return await asyncio.to_thread(path.read_bytes)
-
-    def _buffer_done(self) -> None:
-        self.buffers_in_flight -= 1
 
     async def receive_push(self, request: Request) -> AsyncIterator[Payload]:
         """Write the requester's items to the inbox, then send one receipt.
@@ -364,6 +461,16 @@ class Hub:
         await asyncio.to_thread(self._prepare_inbox)
         target = resolve_inside(self.inbox, relative)
         await asyncio.to_thread(self._check_room, size or 0)
+        address = _host(request.remote)
+        budget = self.max_upload_per_address
+        if budget is not None:
+            held = await asyncio.to_thread(self._held_by, address)
+            if held + (size or 0) > budget:
+                raise ApplicationError(
+                    f"{address} already has {held >> 20} MiB in this hub's inbox; an address may hold "
+                    f"{budget >> 20} MiB (unauthenticated pushes; --max-upload-per-address)",
+                    ErrorCode.REJECTED,
+                )
         if target.exists():
             raise ApplicationError(
                 f"inbox/{relative[:200]} already exists: send it under another name (send --name)", ErrorCode.REJECTED
@@ -375,8 +482,31 @@ class Hub:
         created = await asyncio.to_thread(_make_parents, target.parent, self.inbox)
         await sink.open()
         self.uploads.add(sink.part)
+        items = request.inbound.__aiter__()
+        mine = 0  # this push's bytes, counted in what its address holds while it is under way
         try:
-            async for item in request.inbound:  # pulling the next one acknowledges the last: writes set the pace
+            while True:
+                try:  # pulling the next one acknowledges the last: writes set the pace
+                    async with asyncio.timeout(self.upload_idle):
+                        item = await items.__anext__()
+                except StopAsyncIteration:
+                    break
+                except TimeoutError:
+                    raise ApplicationError(
+                        f"nothing of this upload arrived for {self.upload_idle:.0f} s: it was abandoned and its "
+                        "partial file removed; send it again",
+                        ErrorCode.REJECTED,
+                    ) from None
+                if budget is not None:
+                    size_now = len(as_payload(item).data)
+                    mine += size_now
+                    self._unfinished[address] += size_now
+                    if self._unfinished[address] + self._stored_bytes(address) > budget:
+                        raise ApplicationError(
+                            f"this upload would take {address} past the {budget >> 20} MiB an address may hold in "
+                            "the inbox (unauthenticated pushes; --max-upload-per-address)",
+                            ErrorCode.REJECTED,
+                        )
                 await sink.write(item)
             digest = await sink.finish()
         except TooLargeError:
@@ -399,6 +529,11 @@ class Hub:
             raise
         finally:
             self.uploads.discard(sink.part)
+            self._unfinished[address] -= mine
+            if self._unfinished[address] <= 0:
+                del self._unfinished[address]
+        if budget is not None:
+            self._stored.setdefault(address, {})[target] = sink.written
         log.info(
             "received inbox/%s from %s: %d bytes",
             relative,
@@ -408,11 +543,23 @@ class Hub:
         )
         yield Payload(json.dumps({"path": relative, "size": sink.written, "sha256": digest}).encode(), last=True)
 
+    def _stored_bytes(self, address: str) -> int:
+        return sum(self._stored.get(address, {}).values())
+
+    def _held_by(self, address: str) -> int:
+        """What ``address`` holds in the inbox: its pushes still there, and those under way."""
+        stored = self._stored.get(address, {})
+        for path in [p for p in stored if not p.exists()]:  # moved away or deleted by the operator
+            del stored[path]
+        if not stored:
+            self._stored.pop(address, None)
+        return sum(stored.values()) + self._unfinished[address]
+
     def _prepare_inbox(self) -> None:
         """Create the inbox if needed, and now and then remove partial uploads whose sender vanished."""
         self.inbox.mkdir(parents=True, exist_ok=True)
         now = time.time()
-        if now - self._last_sweep < 600:
+        if now - self._last_sweep < SWEEP_EVERY:
             return
         self._last_sweep = now
         for part in self.inbox.rglob("*.part"):
@@ -430,6 +577,12 @@ class Hub:
                 f"and has {free >> 20} MiB; try later or ask the operator",
                 ErrorCode.REJECTED,
             )
+
+
+def _host(remote: str) -> str:
+    """The address of ``host:port`` (``[v6]:port`` too)."""
+    host = remote.rsplit(":", 1)[0] if remote.count(":") == 1 or remote.startswith("[") else remote
+    return host.strip("[]")
 
 
 def _make_parents(directory: Path, inbox: Path) -> list[Path]:
