@@ -286,7 +286,9 @@ async def cmd_serve(args: argparse.Namespace) -> int:
         args,
         http_setup=page.setup,
         listen_limits=ListenLimits(
-            max_connections=args.max_connections, max_per_address=max(1, args.max_connections // 8)
+            max_connections=args.max_connections,
+            max_per_address=max(1, args.max_connections // 8),
+            max_unfinished=args.max_unfinished,
         ),
         reuse_port=bool(args.process_of),  # one of a hub's processes: the port is shared
     )

@@ -172,6 +172,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="connections at once (default 256; an eighth of it per address)",
     )
+    serve.add_argument(
+        "--max-unfinished",
+        type=SIZE,
+        default=64 << 20,
+        help="what messages half-sent (WebSocket messages, TCP frames) may hold on all connections together; "
+        "past it the least-proven sender of the most stalled one is dropped (default 64MiB)",
+    )
     serve.add_argument("--max-upload", type=SIZE, default=1 << 30, help="largest push accepted (default 1GiB)")
     serve.add_argument(
         "--max-upload-per-address",

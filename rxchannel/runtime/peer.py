@@ -175,8 +175,9 @@ class Peer(RequesterSide, ResponderSide):
         #: says whether this connection is idle (a server's admission may let it make room
         #: for a newer one); None: never
         self.idle: Callable[[], bool] | None = None
-        #: when (the loop's clock) the peer last made a request of us
+        #: when (the loop's clock) the peer last made a request of us, and how many it made
         self.last_request = self._loop.time()
+        self.requests = 0
         self.error: RxChannelError | None = None
         self.closed: asyncio.Future[RxChannelError | None] = self._loop.create_future()
         self._host = host
@@ -286,6 +287,7 @@ class Peer(RequesterSide, ResponderSide):
                     stream.finish()
             elif isinstance(ev, RequestReceived):
                 self.last_request = self._loop.time()
+                self.requests += 1
                 self._on_request(ev)
             elif isinstance(ev, StreamCancelled):
                 self._stop_outbound(ev.stream_id)

@@ -64,8 +64,9 @@ def _options(options: TransportOptions | None, config: ConnectionConfig | None) 
     return dataclasses.replace(options or TransportOptions(), max_message_size=largest_frame(config))
 
 
-#: seconds a proven connection must have had no stream open, and no request, before it may
-#: make room for a newly proven one when every place is taken by proven connections
+#: seconds a proven connection that made requests must have had none, and no stream open,
+#: before it may make room for a newly proven one when every place is taken by proven
+#: connections (one that never made a request may at once: oldest first)
 IDLE_GRACE = 1.0
 
 
@@ -151,7 +152,9 @@ class Server:
         loop = asyncio.get_running_loop()
 
         def idle() -> bool:
-            return peer.connection.open_streams == 0 and loop.time() - peer.last_request >= IDLE_GRACE
+            if peer.connection.open_streams:
+                return False
+            return peer.requests == 0 or loop.time() - peer.last_request >= IDLE_GRACE
 
         peer.idle = idle
 

@@ -245,7 +245,15 @@ class Admission:
         self.last_refusal, self.last_cap = reason, cap
         self.log.warning("refused %s from %s: %s", self.what, key, reason)
 
-    def _victim(self, rank: int, *, newcomer: str | None = None, same_key: str | None = None) -> Ticket | None:
+    def _victim(
+        self,
+        rank: int,
+        *,
+        newcomer: str | None = None,
+        same_key: str | None = None,
+        proven_only: bool = False,
+        besides: Ticket | None = None,
+    ) -> Ticket | None:
         """Whom a newcomer of ``rank`` may displace: an unproven holder (lowest rank, then the
         key with the most unproven holders, then the oldest), or for a proven newcomer an
         idle proven one."""
@@ -254,7 +262,9 @@ class Admission:
         best: Ticket | None = None
         best_key: tuple[int, bool, int, float] | None = None
         for ticket in self.holders:
-            if same_key is not None and ticket.key != same_key:
+            if (same_key is not None and ticket.key != same_key) or ticket is besides:
+                continue
+            if proven_only and ticket.rank < PROVEN:
                 continue
             if ticket.rank >= PROVEN and (rank < PROVEN or ticket.idle is None or not ticket.idle()):
                 continue
@@ -273,10 +283,13 @@ class Admission:
     def _advance(self, ticket: Ticket, rank: int) -> None:
         ticket.rank = rank
         ticket.since = self.clock()
-        if rank >= PROVEN and len(self.holders) > self.limit:
-            victim = self._victim(PROVEN)
-            if victim is not None and victim is not ticket:
-                self._evict(victim, "idle", f"made room for a newly proven one: {len(self.holders)} {self.what} open")
+        # a newcomer that waited in the headroom proved itself: idle proven holders make room
+        # until the cap holds again, so that the headroom is free for the next newcomers
+        while rank >= PROVEN and len(self.holders) > self.limit:
+            victim = self._victim(PROVEN, proven_only=True, besides=ticket)
+            if victim is None:
+                break
+            self._evict(victim, "idle", f"made room for a newly proven one: {len(self.holders)} {self.what} open")
 
     def _leave(self, ticket: Ticket) -> None:
         ticket.gone = True

@@ -364,7 +364,10 @@ def add_websocket_route(
                 connection.abort()
 
         ws.report = lambda size: listener.unfinished.update(handler, size, ticket, drop)
-        await ws.prepare(request)
+        try:
+            await ws.prepare(request)
+        except ConnectionError:  # evicted, or gone, before its upgrade was answered: nothing to log
+            return web.Response(status=499)
         transport = WebSocketTransport(ws, limits, max_message_size=max_message_size)
         transport.remote = request.remote or "?"
         if ticket is not None:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -35,6 +35,51 @@ from .offers import OfferRefusedError, check_offer
 from .stack import Channel, PeerConnection, choose_stack
 
 __all__ = ["Answerer"]
+
+#: offers answered at once (each answer creates a peer connection, a certificate, sockets:
+#: CPU a flood of offers must not take from the rest of the hub)
+ANSWERING = 2
+
+
+class _NewestFirst:
+    """At most ``slots`` holders at once; those waiting are let in newest first, and past
+    ``max_waiting`` the oldest waiting is refused (a flood's stale offers go first, a
+    worker's fresh one is answered at once)."""
+
+    def __init__(self, slots: int, max_waiting: int):
+        self.free = slots
+        self.max_waiting = max_waiting
+        self.waiting: deque[asyncio.Future[None]] = deque()
+
+    async def enter(self) -> None:
+        """Raises:
+        OfferRefusedError: 503, pushed out of the queue by newer offers."""
+        if self.free > 0 and not self.waiting:
+            self.free -= 1
+            return
+        turn: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.waiting.append(turn)
+        if len(self.waiting) > self.max_waiting:
+            oldest = self.waiting.popleft()
+            oldest.set_exception(
+                OfferRefusedError(503, "the hub is busy answering offers from many addresses: try again", retry_after=2)
+            )
+        try:
+            await turn
+        except asyncio.CancelledError:
+            if turn in self.waiting:
+                self.waiting.remove(turn)
+            elif turn.done() and not turn.cancelled() and turn.exception() is None:
+                self.leave()  # let in, but gone: pass the turn on
+            raise
+
+    def leave(self) -> None:
+        while self.waiting:
+            turn = self.waiting.pop()
+            if not turn.done():
+                turn.set_result(None)
+                return
+        self.free += 1
 
 log = logging.getLogger("rxchannel.signaling")
 
@@ -95,6 +140,7 @@ class Answerer:
             same_key_evicts=False,
         )
         self._tickets: dict[PeerConnection, Ticket] = {}
+        self._answering = _NewestFirst(ANSWERING, self.signaling.max_pending)
         self._tasks: set[asyncio.Task[Any]] = set()
 
     @property
@@ -174,6 +220,27 @@ class Answerer:
         checked = check_offer(offer["sdp"], self.signaling, self.peers)
         holder: list[PeerConnection] = []  # the peer connection, once it exists (an eviction closes it)
         ticket = self._admit(client, holder)
+        try:
+            await self._answering.enter()
+        except BaseException:
+            ticket.leave()
+            raise
+        try:
+            return await self._answer(checked.sdp, client, ticket, holder, gone)
+        finally:
+            self._answering.leave()
+
+    async def _answer(
+        self,
+        sdp: str,
+        client: str,
+        ticket: Ticket,
+        holder: list[PeerConnection],
+        gone: Callable[[], bool] | None,
+    ) -> dict[str, str]:
+        busy = OfferRefusedError(503, "the hub is busy with offers from many addresses: try again", retry_after=2)
+        if ticket.gone:  # evicted while it waited for its turn
+            raise busy
         pc = self.stack.new_peer_connection(self.hub_ice_servers(time.time()))
         holder.append(pc)
         self._tickets[pc] = ticket
@@ -218,10 +285,9 @@ class Answerer:
             self._spawn(ready())
 
         pc.on_channel(on_datachannel)
-        busy = OfferRefusedError(503, "the hub is busy with offers from many addresses: try again", retry_after=2)
         try:
             try:
-                gathered = await pc.answer(checked.sdp, self.hosts, self.udp_ports)
+                gathered = await pc.answer(sdp, self.hosts, self.udp_ports)
             except ValueError as exc:
                 if pc not in self.pending:
                     raise busy from None
