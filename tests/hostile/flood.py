@@ -228,11 +228,13 @@ async def offer_flood(crowd: Crowd, kind: str, sources: list[str], url: str, eac
     try:
         first = True
         while True:
-            rounds = [offers_from(sources[:half], url, body, secret=None, each=each)]
-            rounds.append(offers_from(sources[half:], url, body, secret=secret, each=each))
-            for statuses in await asyncio.gather(*rounds):
-                crowd.statuses.update(statuses)
-                crowd.opened += len(statuses)
+            for batch in range(0, half, 25):  # 25 addresses at a time, each half in turn
+                rounds = [offers_from(sources[batch : batch + 25], url, body, secret=None, each=each)]
+                signed = sources[half + batch : half + batch + 25]
+                rounds.append(offers_from(signed, url, body, secret=secret, each=each))
+                for statuses in await asyncio.gather(*rounds):
+                    crowd.statuses.update(statuses)
+                    crowd.opened += len(statuses)
             if first:
                 crowd.ready.set()
                 first = False
