@@ -298,7 +298,14 @@ async def test_websocket_messages_half_sent_hold_at_most_their_budget(tmp_path: 
 
 
 @pytest.mark.timeout(150)
-async def test_unsigned_and_signed_but_abandoned_offers_do_not_lock_out_a_webrtc_worker(tmp_path: Path) -> None:
+async def test_unsigned_and_signed_but_abandoned_offers_do_not_lock_out_a_webrtc_worker(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from rxchannel.webrtc import offerer
+
+    # the legitimate worker's offer must be answered the first time: a hub that refused it
+    # while the cap is full of abandoned offers would let it in only once they expire
+    monkeypatch.setattr(offerer, "BUSY_RETRIES", 0)
     options: dict[str, Any] = {"secret": SECRET, "webrtc": WebRtcOptions(via="webrtc")}
     async with hub_process(tmp_path, "webrtc", "--secret", SECRET, "--max-pending-offers", "32") as hub:
         await legit_fetches(hub, tmp_path, 1, **options)
