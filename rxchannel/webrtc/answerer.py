@@ -81,6 +81,7 @@ class _NewestFirst:
                 return
         self.free += 1
 
+
 log = logging.getLogger("rxchannel.signaling")
 
 

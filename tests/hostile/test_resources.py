@@ -267,6 +267,39 @@ async def test_case_04_file_streams_past_the_budget_are_refused_and_others_keep_
         await server.close()
 
 
+async def test_case_04_file_streams_that_wait_for_demand_make_room_when_the_budget_is_full(
+    root: Path, tmp_path: Path
+) -> None:
+    """Issue 26: four connections hold the whole open-file budget (8) with streams they never
+    read past the first chunk; once those have waited ``stream_idle`` for demand, a new
+    worker's stream takes a place (the oldest idle one's file is closed at once), and the
+    evicted stream fails on its next pull saying to resume."""
+    hub, server = await start_hub(root, hub={"max_open_files": 8, "max_files_per_connection": 2, "stream_idle": 0.3})
+    hogs = [await connect(server.url) for _ in range(4)]
+    try:
+        streams = [hog.request_stream("files/big.bin", window=1) for hog in hogs for _ in range(2)]
+        await asyncio.gather(*(s.next() for s in streams))  # one chunk each, then nothing: idle
+        assert hub.streams_open == 8 and len(hub.sources) == 8
+        await asyncio.sleep(0.4)
+        await legit_fetch(server.url, "legit.bin", root, tmp_path / "legit.bin")
+        assert hub.files.evicted["full"] >= 1 and hub.streams_open <= 8
+        await eventually(lambda: len(hub.sources) <= 8 - hub.files.evicted["full"], what="evicted files closed")
+        failed = []
+        for stream in streams:
+            stream.request(2)
+            try:
+                await stream.next()
+                await stream.next()
+            except rx.RemoteError as exc:
+                failed.append(exc.message)
+        assert len(failed) == hub.files.evicted["full"], failed
+        assert all("closed to make room for another" in m and "resume from your offset" in m for m in failed)
+    finally:
+        for hog in hogs:
+            await hog.close()
+        await server.close()
+
+
 # ------------------------------------------------------------------ 5. a SETUP asking for a longer lifetime
 
 
@@ -415,6 +448,51 @@ async def test_case_10_uploads_are_capped_checked_for_space_and_never_left_behin
             with pytest.raises(rx.RemoteError, match="not enough space"):
                 await push_file(peer, tmp_path / "small.up")
         assert sorted(p.name for p in inbox.iterdir()) == [], "nothing partial or refused is left in the inbox"
+    finally:
+        await server.close()
+
+
+async def test_case_10_unauthenticated_pushes_have_a_per_address_budget_and_stalled_ones_are_removed(
+    root: Path, tmp_path: Path
+) -> None:
+    """Issue 26: without a secret, one address holds at most ``max_upload_per_address`` in the
+    inbox (finished and unfinished pushes together); a push that sends nothing for
+    ``upload_idle`` fails and its partial is removed at once, the connection kept."""
+    inbox = tmp_path / "inbox"
+    hub, server = await start_hub(root, hub={"inbox": inbox, "max_upload_per_address": 3 << 20, "upload_idle": 0.5})
+    try:
+        async with await connect(server.url) as peer:
+            for n in range(2):
+                make_file(tmp_path / f"up{n}.bin", 1 << 20, seed=n)
+                await push_file(peer, tmp_path / f"up{n}.bin")
+            make_file(tmp_path / "big.up", 2 << 20, seed=9)
+            with pytest.raises(rx.RemoteError, match=r"already has 2 MiB .* may hold 3 MiB"):
+                await push_file(peer, tmp_path / "big.up")  # announced: refused before a byte is written
+
+            async def unannounced() -> AsyncIterator[bytes]:
+                for _ in range(32):
+                    yield b"z" * CHUNK  # 2 MiB, no size announced
+
+            replies = peer.request_channel("push/sneaky.bin", unannounced())
+            with pytest.raises(rx.RemoteError, match=r"past the 3 MiB an address may hold"):
+                await replies.collect()
+            (inbox / "up0.bin").unlink()  # the operator took one away: room again
+            make_file(tmp_path / "small.up", 500_000, seed=10)
+            await push_file(peer, tmp_path / "small.up")
+
+            stalled = asyncio.Event()
+
+            async def stalls() -> AsyncIterator[bytes]:
+                yield b"s" * CHUNK
+                await stalled.wait()  # the sender goes quiet, its connection alive
+
+            replies = peer.request_channel("push/stalled.bin", stalls())
+            with pytest.raises(rx.RemoteError, match="nothing of this upload arrived for 0 s"):
+                await replies.collect()
+            assert not list(inbox.glob("*.part")), "the stalled push's partial file is removed at once"
+            assert await peer.request_response("files", b"") is not None  # the connection goes on
+            stalled.set()
+        assert sorted(p.name for p in inbox.iterdir()) == ["small.up", "up1.bin"]
     finally:
         await server.close()
 
