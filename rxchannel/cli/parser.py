@@ -296,6 +296,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-hubs", type=positive_int("a hub count"), default=1024, metavar="N", help="hubs registered at once"
     )
     relay.add_argument(
+        "--max-connections",
+        type=positive_int("a connection count"),
+        default=256,
+        metavar="N",
+        help="connections at once (default 256; an eighth of it per address); when they are all taken, a newcomer "
+        "takes the place of one that has not sent its request",
+    )
+    relay.add_argument(
         "--request-rate",
         type=positive_float("a rate", "requests per second"),
         default=10.0,

@@ -73,8 +73,9 @@ IDLE_GRACE = 1.0
 class Server:
     """Accepts transports and runs one server-role :class:`Peer` per connection.
 
-    ``max_peers`` caps open connections whatever their transport (listeners cap their own
-    sockets too; a WebRTC connection arrives through signaling, so this is its cap), through
+    ``max_peers`` caps the open connections that no listener admitted (a WebRTC connection
+    arrives through signaling, so this is its cap; TCP and WebSocket listeners admit their
+    own sockets under the same limits), through
     an :class:`~rxchannel.transports.admission.Admission`: when it is full, a newcomer
     evicts a connection that has not sent its SETUP (the oldest, from the address with the
     most), and one that has sent none within ``limits.setup_timeout`` (shorter as the cap
@@ -125,8 +126,10 @@ class Server:
         (every place taken by a proven connection, see the class docstring)."""
         address = transport.remote.rsplit(":", 1)[0] if transport.remote.count(":") == 1 else transport.remote
         evicted: list[Peer] = []
-        ticket = self.admission.admit(address, lambda reason: self._evict(evicted, transport, reason))
-        if ticket is None:
+        ticket = None
+        if transport.tickets:
+            pass  # its listener admitted it (TCP, WebSocket): that cap is this one, and one eviction is enough
+        elif (ticket := self.admission.admit(address, lambda reason: self._evict(evicted, transport, reason))) is None:
             reason = f"the hub is busy: {self.admission.last_refusal}; try again later"
             try:  # say why (an RSocket client reads it as a refused SETUP), then close
                 transport.write([setup_refusal(reason)])
@@ -135,7 +138,8 @@ class Server:
                 return None
             asyncio.get_running_loop().create_task(transport.close())
             return None
-        transport.tickets.append(ticket)
+        if ticket is not None:
+            transport.tickets.append(ticket)
         peer = Peer(transport, Role.SERVER, router=self.router, config=self.config, host=self)
         evicted.append(peer)
         self.peers.add(peer)
@@ -160,7 +164,8 @@ class Server:
 
         def closed(future: asyncio.Future[RxChannelError | None]) -> None:
             self.peers.discard(peer)
-            ticket.leave()
+            if ticket is not None:
+                ticket.leave()
             error = None if future.cancelled() else future.result()
             fields = {"remote": remote, "transport": self.kind, "seconds": round(time.monotonic() - opened, 3)}
             if isinstance(error, RemoteProtocolError) and error.code in SETUP_REFUSALS:
@@ -246,8 +251,20 @@ class Server:
         return int(getattr(self.listener, "port", 0))
 
     async def close(self) -> None:
-        """Stop listening and close every connection."""
+        """Stop listening and close every connection; say what the admissions had to evict or refuse."""
         self.admission.close()
+        listener = self.listener
+        admissions = [self.admission] + [
+            a
+            for a in (
+                getattr(listener, "admission", None),
+                getattr(getattr(listener, "answerer", None), "admission", None),
+            )
+            if isinstance(a, Admission)
+        ]
+        for admission in admissions:
+            if admission.evicted or admission.refused:
+                log.warning("under pressure while it ran: %s", admission.summary(), extra={"event": "admission"})
         await asyncio.gather(*(peer.close() for peer in list(self.peers)), return_exceptions=True)
         if self.listener is not None:
             await self.listener.close()

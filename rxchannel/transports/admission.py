@@ -111,6 +111,11 @@ class Ticket:
             return
         self.admission._advance(self, rank)
 
+    def rekey(self, key: str) -> None:
+        """Count this holder under ``key`` from now on (a request relayed for a client: its address)."""
+        if not self.gone and key != self.key:
+            self.admission._rekey(self, key)
+
     def touch(self) -> None:
         """The holder made progress: its deadline counts from now."""
         self.since = self.admission.clock()
@@ -291,12 +296,25 @@ class Admission:
                 break
             self._evict(victim, "idle", f"made room for a newly proven one: {len(self.holders)} {self.what} open")
 
+    def _rekey(self, ticket: Ticket, key: str) -> None:
+        self.by_key[ticket.key] -= 1
+        if not self.by_key[ticket.key]:
+            del self.by_key[ticket.key]
+        ticket.key = key
+        self.by_key[key] += 1
+
     def _leave(self, ticket: Ticket) -> None:
         ticket.gone = True
         if self.holders.pop(ticket, 0) is None:
             self.by_key[ticket.key] -= 1
             if not self.by_key[ticket.key]:
                 del self.by_key[ticket.key]
+
+    def summary(self) -> str:
+        """What it admitted under pressure: evictions by cause, refusals, the peak."""
+        causes = ", ".join(f"{cause} {n}" for cause, n in sorted(self.evicted.items()))
+        evicted = sum(self.evicted.values())
+        return f"{self.what}: evicted {evicted} ({causes or 'none'}), refused {self.refused}, peak {self.peak}"
 
     # ------------------------------------------------------------------ deadlines
 

@@ -157,6 +157,8 @@ class HttpListener:
         relayed = request.headers.get(RELAY_HEADER, "").split(" ")
         if len(relayed) == 3 and hmac.compare_digest(relayed[0], self.relay_token):
             request[_CLIENT], request[_PATH] = relayed[1], relayed[2]
+            if ticket is not None:  # the rendezvous link's connection: counted for the client it relays
+                ticket.rekey(relayed[1])
         wanted = request.headers.get(PROCESS_HEADER)
         if wanted and self.process and wanted != self.process and wanted in self.siblings:
             return await _pass_on(request, self.siblings[wanted], self.relay_token)

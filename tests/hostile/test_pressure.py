@@ -87,13 +87,15 @@ class Hub:
 
 
 @contextlib.asynccontextmanager
-async def hub_process(tmp: Path, kind: str, *args: str) -> AsyncIterator[Hub]:
+async def hub_process(tmp: Path, kind: str, *args: str, command: list[str] | None = None) -> AsyncIterator[Hub]:
+    """A hub process (or, given ``command``, another: a rendezvous) logging warnings to a file."""
     root = tmp / "root"
     make_file(root / "legit.bin", 1 << 20, seed=26)
-    log = tmp / f"hub-{kind}.log"
-    with open(log, "w") as err:
+    log = tmp / f"hub-{kind}-{time.monotonic_ns()}.log"
+    if command is None:
         command = [*RX, "serve", str(root), "--port", "0", "--processes", "1", "--transport", kind]
         command += ["--log-level", "warning", "--max-connections", str(CAP), *args]
+    with open(log, "w") as err:
         proc = subprocess.Popen(
             command,
             stdout=subprocess.PIPE,
@@ -232,7 +234,7 @@ async def test_silent_tcp_connections_from_many_addresses_do_not_lock_out_a_work
         assert attack["opened"] >= 2 * CAP and attack["closed_by_hub"] > 0, attack
         check_bounds(hub, base)
         check_log(hub, attack["opened"])
-        report("silent TCP connections", attack, fetched, hub, base)
+    report("silent TCP connections", attack, fetched, hub, base)
 
 
 @pytest.mark.timeout(120)
@@ -247,7 +249,7 @@ async def test_slowloris_headers_from_many_addresses_do_not_lock_out_a_webrtc_wo
         assert attack["opened"] >= 2 * CAP and attack["closed_by_hub"] > 0, attack
         check_bounds(hub, base)
         check_log(hub, attack["opened"])
-        report("slow-loris headers", attack, fetched, hub, base)
+    report("slow-loris headers", attack, fetched, hub, base)
 
 
 @pytest.mark.timeout(120)
@@ -260,7 +262,7 @@ async def test_websocket_upgrades_that_never_send_setup_do_not_lock_out_a_worker
         assert attack["opened"] >= 2 * CAP and attack["closed_by_hub"] > 0, attack
         check_bounds(hub, base)
         check_log(hub, attack["opened"])
-        report("WebSocket upgrades without SETUP", attack, fetched, hub, base)
+    report("WebSocket upgrades without SETUP", attack, fetched, hub, base)
 
 
 @pytest.mark.timeout(120)
@@ -273,7 +275,7 @@ async def test_setups_that_never_request_do_not_lock_out_a_worker(tmp_path: Path
         assert attack["opened"] >= 2 * CAP and attack["closed_by_hub"] > 0, attack
         check_bounds(hub, base)
         check_log(hub, attack["opened"])
-        report("SETUPs that never request", attack, fetched, hub, base)
+    report("SETUPs that never request", attack, fetched, hub, base)
 
 
 # ------------------------------------------------------------------ half-sent messages
@@ -291,7 +293,7 @@ async def test_websocket_messages_half_sent_hold_at_most_their_budget(tmp_path: 
         check_bounds(hub, base, rss_growth=16 + 32)  # the budget, plus what the allocator keeps
         assert attack["closed_by_hub"] >= 20, attack
         assert any("unfinished WebSocket messages" in line for line in hub.log_lines()), hub.log_lines()
-        report("half-sent WebSocket messages", attack, fetched, hub, base)
+    report("half-sent WebSocket messages", attack, fetched, hub, base)
 
 
 # ------------------------------------------------------------------ offers
@@ -321,7 +323,39 @@ async def test_unsigned_and_signed_but_abandoned_offers_do_not_lock_out_a_webrtc
         # each pending offer holds a few UDP sockets: at most 32 of them at once
         check_bounds(hub, base, rss_growth=96, fds=CAP + 8 + base[1] + 8 + 32 * 4)
         check_log(hub, attack["opened"])
-        report("unsigned and signed-but-abandoned offers", attack, fetched, hub, base)
+    report("unsigned and signed-but-abandoned offers", attack, fetched, hub, base)
+
+
+@pytest.mark.timeout(150)
+async def test_a_flood_at_a_rendezvous_from_many_addresses_does_not_lock_out_a_worker_behind_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Offers (unsigned, and signed ones abandoned) and silent connections from 200 addresses at
+    a rendezvous process, relayed to a hub process registered there; a worker dials the hub
+    by its name through the rendezvous, over WebRTC, and must get its first byte in time."""
+    from rxchannel.webrtc import offerer
+
+    monkeypatch.setattr(offerer, "BUSY_RETRIES", 0)
+    meet = [*RX, "rendezvous", "--port", "0", "--secret", "rv", "--log-level", "warning"]
+    meet += ["--max-connections", str(CAP)]
+    async with hub_process(tmp_path, "rendezvous", command=meet) as rendezvous:
+        register = ["--rendezvous", rendezvous.url, "--name", "lab", "--rendezvous-secret", "rv", "--secret", SECRET]
+        async with hub_process(tmp_path, "webrtc", *register) as hub:
+            assert hub.url == rendezvous.url + "/hubs/lab", hub.url
+            options: dict[str, Any] = {"secret": SECRET, "webrtc": WebRtcOptions(via="webrtc")}
+            await legit_fetches(hub, tmp_path, 1, **options)
+            base, hub_base = rendezvous.sample(), hub.sample()
+            async with attacking("relay", hub.url, 18, per_address=1, secret=SECRET) as attack:
+                fetched = await sampled(rendezvous, legit_fetches(hub, tmp_path, **options))
+            hub.sample()
+        statuses = {int(k): v for k, v in attack["statuses"].items()}
+        assert set(statuses) <= {0, 200, 401, 429, 503, 504}, statuses
+        check_bounds(rendezvous, base)
+        check_bounds(hub, hub_base, rss_growth=96, fds=CAP + 8 + hub_base[1] + 8 + 64 * 4)
+        check_log(rendezvous, attack["opened"])
+        check_log(hub, attack["opened"])
+    report("a rendezvous flood", attack, fetched, rendezvous, base)
+    report("... the hub behind it", attack, fetched, hub, hub_base)
 
 
 def report(what: str, attack: dict[str, Any], fetched: Fetches, hub: Hub, base: tuple[float, int]) -> None:
@@ -332,3 +366,6 @@ def report(what: str, attack: dict[str, Any], fetched: Fetches, hub: Hub, base: 
         f"hub RSS {base[0]:.0f} -> {hub.peak_rss:.0f} MB, fds {base[1]} -> {hub.peak_fds}; "
         f"{len(hub.log_lines())} log lines"
     )
+    for line in hub.log_lines():
+        if "under pressure" in line:
+            print("   ", line.split("under pressure while it ran: ", 1)[1])
