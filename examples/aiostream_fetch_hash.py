@@ -2,7 +2,7 @@
 
     python examples/aiostream_fetch_hash.py
 
-``rxpipe.fetch`` keeps 8 chunks in flight; each is consumed when the pipeline pulls the
+``rxpipe.request_stream`` keeps 8 chunks in flight; each is consumed when the pipeline pulls the
 next one, so the hashing and the writing pace the hub's disk reads.
 """
 
@@ -37,7 +37,7 @@ async def main() -> None:
             return chunk
 
         written = await (
-            rxpipe.fetch(peer, "files/blob.bin", window=8)
+            rxpipe.request_stream(peer, "files/blob.bin", window=8)
             | pipe.map(lambda item: item.data)
             | pipe.map(hash_chunk)
             | rxpipe.to_file(Path(tmp, "copy.bin"))

@@ -2,8 +2,9 @@
 
 The wire protocol is RSocket 1.0. Layers, bottom up (``docs/architecture.md``):
 :mod:`rxchannel.core` (sans-IO protocol), :mod:`rxchannel.transports`,
-:mod:`rxchannel.runtime` (:class:`Peer`), :mod:`rxchannel.files` (sources, sinks, the hub),
-and the facades :mod:`rxchannel.reactive` + :mod:`rxchannel.operators` (ReactiveX),
+:mod:`rxchannel.webrtc`, :mod:`rxchannel.runtime` (:class:`Peer`), :mod:`rxchannel.files`,
+:mod:`rxchannel.pipes`, :mod:`rxchannel.fanout`, :mod:`rxchannel.hub` (the file-sharing
+application), and the facades :mod:`rxchannel.reactive` + :mod:`rxchannel.operators` (ReactiveX),
 :mod:`rxchannel.aio` and :mod:`rxchannel.aiostream`.
 
 Names are imported lazily, so ``import rxchannel.core`` stays free of asyncio.
@@ -20,6 +21,7 @@ if TYPE_CHECKING:
         Adaptive,
         ApplicationError,
         ClosedResourceError,
+        ConnectFailedError,
         ConnectionConfig,
         ConnectionLostError,
         ErrorCode,
@@ -34,10 +36,12 @@ if TYPE_CHECKING:
         SetupRejectedError,
         StreamCancelledError,
         Window,
+        WindowSpec,
     )
     from .runtime import (
         Payload,
         Peer,
+        RemoteSink,
         RemoteStream,
         Request,
         Router,
@@ -50,45 +54,14 @@ if TYPE_CHECKING:
 
 __version__ = "0.2.0"
 
-_CORE = [
-    "DEFAULT_WINDOW",
-    "Adaptive",
-    "ApplicationError",
-    "ClosedResourceError",
-    "ConnectionConfig",
-    "ConnectionLostError",
-    "ErrorCode",
-    "InboundDemand",
-    "LimitRate",
-    "LocalProtocolError",
-    "Manual",
-    "RemoteError",
-    "RemoteProtocolError",
-    "Role",
-    "RxChannelError",
-    "SetupRejectedError",
-    "StreamCancelledError",
-    "Window",
-]
-_RUNTIME = [
-    "Payload",
-    "Peer",
-    "RemoteStream",
-    "Request",
-    "Router",
-    "Server",
-    "connect",
-    "connect_tcp",
-    "serve",
-    "serve_tcp",
-]
-_WHERE = dict.fromkeys(_CORE, ".core") | dict.fromkeys(_RUNTIME, ".runtime")
-
+#: The public names, written once: the lazy loader below and tests/test_api.py read this list
+#: (the TYPE_CHECKING imports above give type checkers the same names; the test holds them equal).
 __all__ = [
     "DEFAULT_WINDOW",
     "Adaptive",
     "ApplicationError",
     "ClosedResourceError",
+    "ConnectFailedError",
     "ConnectionConfig",
     "ConnectionLostError",
     "ErrorCode",
@@ -100,6 +73,7 @@ __all__ = [
     "Peer",
     "RemoteError",
     "RemoteProtocolError",
+    "RemoteSink",
     "RemoteStream",
     "Request",
     "Role",
@@ -109,20 +83,27 @@ __all__ = [
     "SetupRejectedError",
     "StreamCancelledError",
     "Window",
+    "WindowSpec",
     "connect",
     "connect_tcp",
     "serve",
     "serve_tcp",
 ]
 
+#: Where the names live, cheapest first: the sans-IO core never pulls in asyncio.
+_LAYERS = (".core", ".runtime")
+
 
 def __getattr__(name: str) -> Any:
-    module = _WHERE.get(name)
-    if module is None:
+    if name not in __all__:
         raise AttributeError(f"module 'rxchannel' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module, __name__), name)
-    globals()[name] = value
-    return value
+    for layer in _LAYERS:
+        module = importlib.import_module(layer, __name__)
+        if name in module.__all__:
+            value = getattr(module, name)
+            globals()[name] = value
+            return value
+    raise AttributeError(f"rxchannel.{name} is listed in __all__ but no layer exports it")
 
 
 def __dir__() -> list[str]:

@@ -9,12 +9,12 @@ own operators (``pipe.map``, ``pipe.chunks``, ``pipe.take`` ...)::
     from rxchannel import aiostream as rxpipe
 
     size = await (
-        rxpipe.fetch(peer, "files/big.bin", window=16)
+        rxpipe.request_stream(peer, "files/big.bin", window=16)
         | pipe.map(lambda chunk: chunk.data)
         | rxpipe.to_file("big.bin")
     )
 
-Demand: ``fetch`` keeps at most ``window`` items granted-but-unconsumed (or ``"auto"``);
+Demand: ``request_stream`` keeps at most ``window`` items granted-but-unconsumed (or ``"auto"``);
 an item counts as consumed when the pipeline pulls the next one, so a slow operator or
 sink downstream paces the remote source. Leaving early (``pipe.take``, ``break``, an
 error, task cancellation) closes the stream and sends CANCEL.
@@ -23,13 +23,15 @@ error, task cancellation) closes the stream and sends CANCEL.
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import importlib
 import os
+import warnings
 from collections.abc import AsyncIterable, AsyncIterator, Callable
 from typing import Any, TypeVar
 
 try:
     from aiostream import operator, pipable_operator, streamcontext
+    from aiostream import stream as aiostream_stream
 except ImportError as exc:  # the optional dependency is not installed: say how to get it
     raise ImportError(
         "rxchannel.aiostream needs the aiostream package (GPL-3.0, so not installed with rxchannel): "
@@ -38,23 +40,45 @@ except ImportError as exc:  # the optional dependency is not installed: say how 
         name=exc.name,
     ) from None
 
-from .core import ReplenishPolicy
+from .core import WindowSpec
 from .files import FileSink
 from .runtime import Payload, Peer
 
-__all__ = ["channel", "fetch", "from_observable", "push", "to_file", "window"]
+__all__ = ["push", "read_ahead", "request_channel", "request_stream", "to_file"]
+
+#: Old names, kept one release (they warn): the verbs are the same in every facade, and
+#: "window" means credit everywhere (this operator is a read-ahead buffer).
+_RENAMED = {"fetch": "request_stream", "channel": "request_channel", "window": "read_ahead"}
+
+
+def __getattr__(name: str) -> Any:
+    if name == "from_observable":  # the conversion is the Rx facade's (facades never import each other)
+        warnings.warn(
+            "rxchannel.aiostream.from_observable(obs) is now "
+            "aiostream.stream.iterate(rxchannel.reactive.to_async_iterable(obs))",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        to_async_iterable = importlib.import_module("rxchannel.reactive").to_async_iterable  # a deprecation shim only
+        return lambda observable: aiostream_stream.iterate(to_async_iterable(observable))
+    new = _RENAMED.get(name)
+    if new is None:
+        raise AttributeError(f"module 'rxchannel.aiostream' has no attribute {name!r}")
+    warnings.warn(f"rxchannel.aiostream.{name} is now rxchannel.aiostream.{new}", DeprecationWarning, stacklevel=2)
+    return globals()[new]
+
 
 T = TypeVar("T")
 
 
 @operator
-async def fetch(
+async def request_stream(
     peer: Peer,
     route: str,
     data: bytes = b"",
     *,
     info: dict[str, Any] | None = None,
-    window: int | str | ReplenishPolicy | None = None,
+    window: WindowSpec = None,
 ) -> AsyncIterator[Payload]:
     """A remote request-stream as an aiostream source (opened when the stream is iterated)."""
     async with peer.request_stream(route, data, info=info, window=window) as remote:
@@ -63,14 +87,14 @@ async def fetch(
 
 
 @operator
-async def channel(
+async def request_channel(
     peer: Peer,
     route: str,
     source: AsyncIterable[Any],
     data: bytes = b"",
     *,
     info: dict[str, Any] | None = None,
-    window: int | str | ReplenishPolicy | None = None,
+    window: WindowSpec = None,
 ) -> AsyncIterator[Payload]:
     """A remote request-channel: ``source`` goes out on the responder's credit; yields its replies."""
     async with peer.request_channel(route, source, data, info=info, window=window) as remote:
@@ -86,7 +110,7 @@ async def _push(
     data: bytes = b"",
     *,
     info: dict[str, Any] | None = None,
-    window: int | str | ReplenishPolicy | None = None,
+    window: WindowSpec = None,
 ) -> AsyncIterator[Payload]:
     """``items | rxpipe.push(peer, "push/x")``: send the items as a request-channel, yield the replies."""
     async with (
@@ -98,14 +122,14 @@ async def _push(
 
 
 @pipable_operator
-async def _window(source: AsyncIterable[T], size: int) -> AsyncIterator[T]:
+async def _read_ahead(source: AsyncIterable[T], size: int) -> AsyncIterator[T]:
     """Read ahead at most ``size`` items from upstream while downstream is busy.
 
     A bounded decoupling buffer: upstream runs at most ``size`` items ahead of the
     consumer, never more (with a remote upstream, on top of its own credit window).
     """
     if size <= 0:
-        raise ValueError(f"window size must be positive, got {size}")
+        raise ValueError(f"read_ahead size must be positive, got {size}")
     queue: asyncio.Queue[tuple[bool, Any]] = asyncio.Queue(maxsize=size)
 
     async def reader(items: AsyncIterator[T]) -> None:
@@ -154,17 +178,7 @@ async def _to_file(
         raise
 
 
-@operator
-async def from_observable(observable: Any) -> AsyncIterator[Any]:
-    """A demand-keeping Observable (:mod:`rxchannel.reactive`) as an aiostream source."""
-    from .reactive import to_async_iterable
-
-    async with contextlib.aclosing(to_async_iterable(observable)) as items:
-        async for item in items:
-            yield item
-
-
-# The pipe forms, as aiostream's ``pipe`` module exposes its own: ``source | rxpipe.window(16)``.
+# The pipe forms, as aiostream's ``pipe`` module exposes its own: ``source | rxpipe.read_ahead(16)``.
 push: Callable[..., Any] = _push.pipe
-window: Callable[..., Any] = _window.pipe
+read_ahead: Callable[..., Any] = _read_ahead.pipe
 to_file: Callable[..., Any] = _to_file.pipe

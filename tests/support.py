@@ -136,6 +136,19 @@ async def open_peers(kind: str, router: Any = None, config: Any = None, **pair_o
     return client, server
 
 
+def demand_of(conn: Any, stream_id: int) -> Any:
+    """The demand of ``stream_id`` on a sans-IO connection, driven as the application drives it;
+    an ended one when the stream is over (its verbs are then no-ops, as they are for the
+    application, and ``request`` still refuses a non-positive n)."""
+    from rxchannel.core import InboundDemand
+
+    demand = conn.demand(stream_id)
+    if demand is None:
+        demand = InboundDemand()
+        demand.end()
+    return demand
+
+
 # ------------------------------------------------------------------ sources and taps
 
 
@@ -181,8 +194,9 @@ class FrameTap:
 
 
 class GuardedSource:
-    """A request-stream handler yielding ``count`` items whose every pull checks DESIGN.md §3:
-    the source is never pulled more than one item beyond the credit the requester granted.
+    """A request-stream handler yielding ``count`` items whose every pull checks the
+    flow-control rules (docs/architecture.md): the source is never pulled more than one
+    item beyond the credit the requester granted.
 
     The check runs at each pull, against the serving connection's own credit ledger, so a
     test does not have to sleep and hope to catch a violation.

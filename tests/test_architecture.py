@@ -140,3 +140,127 @@ def test_the_checks_see_real_edges() -> None:
     assert "rxchannel.runtime.router" in edges["rxchannel.runtime.peer"]
     assert "rxchannel.core._credit" in edges["rxchannel.core._policies"]
     assert layer_of("rxchannel.cli.commands") > layer_of("rxchannel.hub._hub") > layer_of("rxchannel.core._frames")
+
+
+#: Rules the layer order alone does not say: (who, never imports, why).
+NEVER: list[tuple[str, str, str]] = [
+    ("rxchannel.transports", "rxchannel.webrtc", "frame pipes know no signaling service"),
+    ("rxchannel.runtime", "rxchannel.fanout", "runtime is one connection; serving many peers is a room above"),
+    ("rxchannel.runtime", "rxchannel.hub", "runtime is one connection; the file-sharing application is above"),
+    ("rxchannel.files", "rxchannel.hub", "files are sources and sinks any application may use"),
+    ("rxchannel.fanout", "rxchannel.hub", "fan-out patterns serve any application"),
+    ("rxchannel.core", "rxchannel.transports", "the core is sans-IO"),
+]
+#: Facades: each is complete on its own and none imports another (conversions to and from
+#: ReactiveX are the Rx facade's: rxchannel.reactive.to_async_iterable / from_async_iterable).
+FACADES: dict[str, tuple[str, ...]] = {
+    "rx": ("rxchannel.reactive", "rxchannel.operators"),
+    "aio": ("rxchannel.aio",),
+    "aiostream": ("rxchannel.aiostream",),
+}
+
+
+def _within(module: str, prefix: str) -> bool:
+    return module == prefix or module.startswith(prefix + ".")
+
+
+def test_the_never_rules_hold() -> None:
+    broken = [
+        f"{source} imports {target}: {why}"
+        for source, targets in graph().items()
+        for target in targets
+        for who, never, why in NEVER
+        if _within(source, who) and _within(target, never)
+    ]
+    assert broken == [], "\n".join(broken)
+
+
+def test_facades_never_import_each_other() -> None:
+    def facade_of(module: str) -> str | None:
+        return next((name for name, prefixes in FACADES.items() if any(_within(module, p) for p in prefixes)), None)
+
+    crossing = [
+        f"{source} ({facade_of(source)}) imports {target} ({facade_of(target)})"
+        for source, targets in graph().items()
+        for target in targets
+        if facade_of(source) and facade_of(target) and facade_of(source) != facade_of(target)
+    ]
+    assert crossing == [], "\n".join(crossing)
+
+
+def code_lines(path: Path) -> int:
+    """Lines of code in ``path``: docstrings, comments and blank lines not counted."""
+    import io
+    import tokenize
+
+    source = path.read_text()
+    docstrings: set[int] = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and node.body:
+            first = node.body[0]
+            value = getattr(first, "value", None)
+            if isinstance(first, ast.Expr) and isinstance(value, ast.Constant) and isinstance(value.value, str):
+                docstrings.update(range(first.lineno, (first.end_lineno or first.lineno) + 1))
+    skip = {tokenize.COMMENT, tokenize.NL, tokenize.NEWLINE, tokenize.INDENT, tokenize.DEDENT, tokenize.ENDMARKER}
+    lines: set[int] = set()
+    for token in tokenize.generate_tokens(io.StringIO(source).readline):
+        if token.type not in skip:
+            lines.update(range(token.start[0], token.end[0] + 1))
+    return len(lines - docstrings)
+
+
+#: The one module allowed past the bound: every frame type's layout, in the spec's order.
+BIG_ON_PURPOSE = {"rxchannel.core._frames"}
+MAX_CODE_LINES = 400
+
+
+def size_report() -> dict[str, tuple[int, int, str]]:
+    """Per package: (modules, code lines, its largest module)."""
+    report: dict[str, tuple[int, int, str]] = {}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        module = module_name(path)
+        package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+        count, total, largest = report.get(package, (0, 0, ""))
+        lines = code_lines(path)
+        if not largest or lines > int(largest.rpartition(" ")[2]):
+            largest = f"{module} {lines}"
+        report[package] = (count + 1, total + lines, largest)
+    return report
+
+
+def test_no_module_is_over_the_size_bound(capsys: object) -> None:
+    """No module over 400 code lines (the frame codec aside); the per-package report is printed
+    (``pytest -s tests/test_architecture.py -k size``)."""
+    for package, (count, total, largest) in sorted(size_report().items()):
+        print(f"{package:32} {count:3} modules {total:6} code lines   largest: {largest}")
+    over = [
+        f"{module_name(path)}: {code_lines(path)} code lines"
+        for path in sorted(PACKAGE.rglob("*.py"))
+        if module_name(path) not in BIG_ON_PURPOSE and code_lines(path) > MAX_CODE_LINES
+    ]
+    assert over == [], "split these by what they hold:\n" + "\n".join(over)
+    assert code_lines(PACKAGE / "core" / "_frames.py") > 100  # the counter counts
+
+
+def test_code_and_docs_cite_only_what_is_in_the_repository() -> None:
+    """Comments and docstrings cite the RSocket spec, the Reactive Streams spec, or the
+    project's own docs/: never design notes that live outside the repository."""
+    root = PACKAGE.parent
+    outside = ("DESIGN.md", "STYLE.md")
+    cited = [
+        f"{path.relative_to(root)}:{number}"
+        for folder in ("rxchannel", "tests", "benchmarks", "examples", "docs", "web")
+        if (root / folder).exists()
+        for path in sorted((root / folder).rglob("*"))
+        if path.is_file()
+        and path.suffix in (".py", ".js", ".mjs", ".md", ".html", ".css")
+        and path.name != "test_architecture.py"
+        for number, line in enumerate(path.read_text(errors="replace").splitlines(), 1)
+        if any(name in line for name in outside)
+    ]
+    cited += [
+        f"README.md:{n}"
+        for n, line in enumerate((root / "README.md").read_text().splitlines(), 1)
+        if any(x in line for x in outside)
+    ]
+    assert cited == [], "cite docs/ or the specs instead:\n" + "\n".join(cited)

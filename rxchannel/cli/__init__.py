@@ -1,4 +1,5 @@
-"""Command line: ``rxchannel serve | fetch | send | ls | rendezvous | demo | bench`` (contract: DESIGN.md §6, §8).
+"""Command line: ``rxchannel serve | fetch | send | ls | rendezvous | demo | bench``
+(contract: docs/architecture.md, "URLs and exit codes").
 
 A thin front over the public API; :func:`main` takes ``argv`` and returns the exit code
 (never raises): 0 success (for fetch: the file is complete and verified), 1 usage or

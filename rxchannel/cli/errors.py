@@ -1,6 +1,6 @@
 """What the CLI says when something goes wrong, and with which exit code: one table.
 
-Exit codes (the contract of DESIGN.md §6):
+Exit codes (the contract; docs/cli.md):
 
 ====  =====================================================================
 0     success (for ``fetch``: the file is complete and its SHA-256 verified)
@@ -31,6 +31,7 @@ from typing import TextIO
 
 from rxchannel.core import (
     ClosedResourceError,
+    ConnectFailedError,
     ConnectionLostError,
     ErrorCode,
     RemoteError,
@@ -132,8 +133,7 @@ def explain(exc: BaseException, *, subject: str = "the request", resumable: bool
         )
     if isinstance(exc, IntegrityError):
         return Failure(EXIT_INTEGRITY, str(exc))
-    status = getattr(exc, "status", None)
-    if isinstance(exc, ConnectionError) and status in (401, 403):
+    if isinstance(exc, ConnectFailedError) and exc.status in (401, 403):
         return Failure(EXIT_REFUSED, str(exc))
     if isinstance(exc, ConnectionLostError):
         return Failure(EXIT_LOST, _with_hint(f"connection lost: {exc}", keep))

@@ -1,4 +1,5 @@
-"""ICE, TURN and signaling options of ``serve``, ``fetch`` and ``send`` (names: DESIGN.md §8).
+"""ICE, TURN and signaling options of ``serve``, ``fetch`` and ``send``
+(names: docs/architecture.md, "URLs and exit codes").
 
 The parser only calls :func:`add_ice_options`; the commands build their
 :class:`~rxchannel.transports.TransportOptions` with :func:`options_from`.

@@ -17,6 +17,7 @@ from ._errors import (
     LAGGED,
     ApplicationError,
     ClosedResourceError,
+    ConnectFailedError,
     ConnectionLostError,
     ErrorCode,
     LocalProtocolError,
@@ -75,7 +76,7 @@ from ._metadata import (
     parse_request_metadata,
     request_metadata,
 )
-from ._policies import DEFAULT_WINDOW, Adaptive, LimitRate, Manual, Window, policy_for
+from ._policies import DEFAULT_WINDOW, Adaptive, LimitRate, Manual, Window, WindowSpec, policy_for
 from ._resume import TOKEN_BYTES, ResumeStore, make_token, token_matches
 from ._setup import SETUP_REFUSALS, setup_refusal
 
@@ -96,6 +97,7 @@ __all__ = [
     "Budget",
     "CancelFrame",
     "ClosedResourceError",
+    "ConnectFailedError",
     "Connection",
     "ConnectionClosed",
     "ConnectionConfig",
@@ -144,6 +146,7 @@ __all__ = [
     "StreamCancelledError",
     "StreamErrored",
     "Window",
+    "WindowSpec",
     "bearer_metadata",
     "check_request_n",
     "setup_refusal",

@@ -92,7 +92,7 @@ class LocalCalls(ConnectionState):
         self._next_stream_id += 2
         if interaction is not Interaction.FNF:
             s = Stream(sid, interaction, requester=True)
-            s.demand = demand
+            s.demand = self._demand_of(sid, demand) if demand is not None else None
             if complete:
                 s.outbound = Half.DONE
             self._streams[sid] = s
@@ -140,6 +140,14 @@ class LocalCalls(ConnectionState):
 
     # ------------------------------------------------------------------ local API: our inbound halves
 
+    def _demand_of(self, stream_id: int, demand: InboundDemand) -> InboundDemand:
+        """``demand`` bound to ``stream_id``: its grants queue REQUEST_N from now on. The
+        application drives it directly (:meth:`demand`: take, ack, request); the connection
+        feeds it what arrives and ends it with the stream."""
+        out = self._out
+        demand.on_grant = lambda n: out.request_n(stream_id, n)
+        return demand
+
     def set_policy(self, stream_id: int, policy: ReplenishPolicy, now: float, *, auto_ack: bool = True) -> None:
         """Give a channel we respond to its inbound demand and grant its initial demand now.
 
@@ -149,68 +157,8 @@ class LocalCalls(ConnectionState):
         s = self._streams.get(stream_id)
         if s is None or s.inbound is not Half.OPEN:
             return
-        s.demand = InboundDemand(policy, auto_ack=auto_ack)
-        self._grant(s, s.demand.start(now))
-
-    def request_n(self, stream_id: int, n: int, now: float) -> None:
-        """Grant the peer ``n`` more items on our inbound half. Queues REQUEST_N.
-
-        A no-op once the inbound half is over (Reactive Streams §3.6).
-
-        Raises:
-            LocalProtocolError: ``n`` is not positive (§3.9).
-        """
-        check_request_n(n)
-        demand, s = self._inbound(stream_id)
-        if demand is not None:
-            self._grant(s, demand.request(n, now))
-
-    def wants_next(self, stream_id: int, now: float) -> None:
-        """The application asks for the next item (with auto-ack: it is done with the ones it took).
-
-        May queue REQUEST_N. A no-op once the inbound half is over.
-        """
-        demand, s = self._inbound(stream_id)
-        if demand is not None:
-            self._grant(s, demand.wants_next(now))
-
-    def take_next(self, stream_id: int, now: float, told: int = 0) -> int:
-        """:meth:`wants_next` then :meth:`pulled`: the application takes an item already delivered.
-
-        ``told`` earlier takes (at most the ``quiet`` this returned last time) are accounted
-        first, in one step (:meth:`InboundDemand.took`). Returns ``quiet``: how many of the
-        items already delivered the application may take next without telling the core
-        each time (none of them could let the policy grant more). May queue REQUEST_N. A
-        no-op (returning 0) once the inbound half is over.
-        """
-        s = self._streams.get(stream_id)
-        if s is None or s.inbound is not Half.OPEN or s.demand is None:
-            return 0
-        demand = s.demand
-        if told:
-            demand.took(told)
-        n = demand.take_next(now)
-        if n > 0:
-            self._out.request_n(stream_id, n)
-        return demand.quiet_takes()
-
-    def pulled(self, stream_id: int) -> None:
-        """The application took one delivered item."""
-        demand, _ = self._inbound(stream_id)
-        if demand is not None:
-            demand.pulled()
-
-    def ack(self, stream_id: int, count: int, now: float) -> None:
-        """The application is done with ``count`` items it took; the policy may grant more.
-
-        May queue REQUEST_N. A no-op once the inbound half is over.
-
-        Raises:
-            LocalProtocolError: more than were taken and not yet acknowledged.
-        """
-        demand, s = self._inbound(stream_id)
-        if demand is not None:
-            self._grant(s, demand.ack(count, now))
+        s.demand = self._demand_of(stream_id, InboundDemand(policy, auto_ack=auto_ack))
+        s.demand.start(now)
 
     def cancel(self, stream_id: int) -> None:
         """Cancel our inbound half: the peer stops sending. Idempotent. Queues CANCEL.
@@ -226,16 +174,6 @@ class LocalCalls(ConnectionState):
                 s.outbound = Half.CANCELLED
             self._queue(encode_frame(CancelFrame(stream_id=stream_id)))
             self._maybe_forget(s)
-
-    def _inbound(self, stream_id: int) -> tuple[InboundDemand | None, Stream]:
-        s = self._streams.get(stream_id)
-        if s is None or s.inbound is not Half.OPEN:
-            return None, s  # type: ignore[return-value]
-        return s.demand, s
-
-    def _grant(self, s: Stream, n: int) -> None:
-        if n > 0:
-            self._out.request_n(s.id, n)
 
     # ------------------------------------------------------------------ local API: our outbound halves
 

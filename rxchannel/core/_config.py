@@ -25,7 +25,8 @@ class Role(Enum):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ConnectionConfig:
-    """Limits and parameters of one connection (safe defaults; see DESIGN.md §3 and §5).
+    """Limits and parameters of one connection (safe defaults; see docs/architecture.md,
+    "Flow control: two levels" and "Errors by blame").
 
     Attributes:
         keepalive_interval: seconds between the client's KEEPALIVE frames.

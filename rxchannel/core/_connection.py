@@ -31,10 +31,8 @@ from ._events import (
     ItemsReceived,
     MetadataPushed,
     PayloadReceived,
-    RequestReceived,
     ResumeReceived,
     SetupConfirmed,
-    SetupReceived,
     StreamErrored,
 )
 from ._frames import (
@@ -43,7 +41,6 @@ from ._frames import (
     FLAG_IGNORE,
     FLAG_METADATA,
     FLAG_NEXT,
-    MAX_REQUEST_N,
     CancelFrame,
     ErrorFrame,
     FrameDecodeError,
@@ -62,9 +59,10 @@ from ._frames import (
     split_metadata,
 )
 from ._metadata import COMPOSITE_METADATA, MetadataError, parse_request_metadata
+from ._requests import request_received, request_refusal, stream_id_violation
 from ._resumable import ResumableCalls
 from ._resume import Session, SessionState, is_tracked
-from ._setup import SETUP_REFUSALS, check_first_frame
+from ._setup import SETUP_REFUSALS, check_first_frame, setup_received
 from ._streams import Half, Stream
 
 __all__ = ["Connection"]
@@ -345,17 +343,7 @@ class Connection(ResumableCalls):
             self._session = Session(
                 bytes(frame.resume_token), self.config.resume_store_bytes, self.config.resume_session_timeout
             )
-        self._events.append(
-            SetupReceived(
-                keepalive_ms=frame.keepalive_ms,
-                lifetime_ms=frame.lifetime_ms,
-                metadata_mime=frame.metadata_mime,
-                data_mime=frame.data_mime,
-                metadata=frame.metadata,
-                data=frame.data,
-                resume_token=frame.resume_token,
-            )
-        )
+        self._events.append(setup_received(frame))
 
     def _on_error_frame(self, frame: ErrorFrame) -> None:
         if frame.stream_id == 0:
@@ -396,22 +384,15 @@ class Connection(ResumableCalls):
 
     def _on_request(self, frame: RequestFrame) -> None:
         sid = frame.stream_id
-        peer_is_client = self.role is Role.SERVER
-        if sid == 0 or (sid % 2 == 1) != peer_is_client:
-            parity = "odd" if peer_is_client else "even"
-            self._fail(
-                RemoteProtocolError(
-                    f"{frame.type.name} on stream {sid}: the {'client' if peer_is_client else 'server'} "
-                    f"must use {parity} stream ids",
-                    code=ErrorCode.CONNECTION_ERROR,
-                )
-            )
+        wrong_id = stream_id_violation(self.role, frame)
+        if wrong_id is not None:
+            self._fail(wrong_id)
             return
         if sid in self._streams:
             self.ignored_frames += 1  # a request on a stream id in use MUST be ignored
             return
         interaction = Interaction(frame.type)
-        refusal = self._refusal(interaction, frame)
+        refusal = request_refusal(self.config, self._draining is not None, len(self._streams), interaction, frame)
         if refusal is not None:
             if interaction is Interaction.FNF:  # fire-and-forget has no stream to answer on
                 self.ignored_frames += 1
@@ -427,17 +408,6 @@ class Connection(ResumableCalls):
             self._on_request_fragment(s, first)
             return
         self._open_request(s, frame, frame.metadata, frame.data)
-
-    def _refusal(self, interaction: Interaction, frame: RequestFrame) -> tuple[int, str] | None:
-        if self._draining is not None:
-            return ErrorCode.REJECTED, "the connection is closing (CONNECTION_CLOSE): no new streams"
-        if len(self._streams) >= self.config.max_streams:
-            return ErrorCode.REJECTED, f"too many concurrent streams (limit {self.config.max_streams})"
-        if interaction in (Interaction.STREAM, Interaction.CHANNEL) and not 1 <= frame.initial_n <= MAX_REQUEST_N:
-            return ErrorCode.INVALID, f"initial request n of {frame.initial_n} is outside 1..{MAX_REQUEST_N}"
-        if frame.metadata is not None and len(frame.metadata) > self.config.max_metadata_size:
-            return ErrorCode.REJECTED, f"request metadata exceeds {self.config.max_metadata_size} bytes"
-        return None
 
     def _open_request(
         self, s: Stream, frame: RequestFrame, metadata: bytes | None, data: bytes, *, complete: bool = False
@@ -463,25 +433,14 @@ class Connection(ResumableCalls):
             if s.inbound is Half.OPEN:
                 # a responder's inbound half (a channel) gets demand when the application sets
                 # its policy (set_policy); until then nothing is granted
-                s.demand = InboundDemand()
+                s.demand = self._demand_of(s.id, InboundDemand())
                 if complete:
                     s.inbound = Half.DONE
                     # a responder answers every REQUEST_CHANNEL with REQUEST_N (Request Channel), even
                     # one that needs none: the requester ignores credit for a half it completed
                     self._out.request_n(s.id, 1)
             self._streams[s.id] = s
-        self._events.append(
-            RequestReceived(
-                stream_id=s.id,
-                interaction=s.interaction,
-                metadata=metadata,
-                data=data,
-                route=route,
-                info=info,
-                initial_n=frame.initial_n,
-                complete=complete,
-            )
-        )
+        self._events.append(request_received(s.id, s.interaction, frame, metadata, data, route, info, complete))
 
     def _on_stream_frame(self, frame: PayloadFrame | RequestNFrame | CancelFrame, now: float) -> None:
         s = self._streams.get(frame.stream_id)

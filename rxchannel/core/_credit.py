@@ -14,6 +14,7 @@ which then means "unbounded" for the rest of the stream.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Protocol
 
 from ._errors import LocalProtocolError
@@ -119,13 +120,16 @@ class InboundDemand:
         "auto_ack",
         "ended",
         "granted_total",
+        "on_grant",
         "outstanding",
         "policy",
+        "quiet_left",
         "received_bytes",
         "received_total",
         "rtt",
         "unacked",
         "unbounded",
+        "untold",
         "waiting",
     )
 
@@ -144,10 +148,18 @@ class InboundDemand:
         self.rtt: float | None = None
         self._probe: tuple[float, int] | None = None
         self._quiet = _quiet(policy)
+        #: where a grant goes besides the verb's return value: a connection queues REQUEST_N
+        #: for it (set once the request that carried the initial demand is out)
+        self.on_grant: Callable[[int], object] | None = None
+        #: consumer takes (:meth:`take_one`) that cannot let the policy grant, left to make,
+        #: and those made and not yet accounted (one step, :meth:`took`, with the next verb)
+        self.quiet_left = 0
+        self.untold = 0
 
     @property
     def in_flight(self) -> int:
         """Granted items the application has not finished with (what a window bounds)."""
+        self.settle()
         return self.outstanding + self.waiting + self.unacked
 
     @property
@@ -169,6 +181,7 @@ class InboundDemand:
                 even after the end.
         """
         n = check_request_n(n)
+        self.settle()
         return 0 if self.ended else self._grant(n, now)
 
     def received(self, size: int, now: float) -> bool:
@@ -191,6 +204,7 @@ class InboundDemand:
 
     def wants_next(self, now: float) -> int:
         """The application asks for the next item; with ``auto_ack`` it is done with those it took."""
+        self.settle()
         if self.auto_ack and self.unacked and not self.ended:
             return self.ack(self.unacked, now)
         return 0
@@ -208,6 +222,30 @@ class InboundDemand:
             self.waiting -= 1
             self.unacked += 1
         return granted
+
+    def take_one(self, now: float) -> int:
+        """The consumer takes one item already delivered (``async for``'s step): with auto-ack
+        the ones it took before are done. Returns the grant it made (0 mostly).
+
+        The per-item cost of a stream: a take that cannot let the policy grant (counted by
+        :meth:`quiet_takes`) only moves two counters; they are accounted in one step with
+        the next take that can, or the next verb (:meth:`settle`). Same grants, at the
+        same takes, as telling each one.
+        """
+        if self.quiet_left:
+            self.quiet_left -= 1
+            self.untold += 1
+            return 0
+        self.settle()
+        granted = self.take_next(now)
+        self.quiet_left = self.quiet_takes()
+        return granted
+
+    def settle(self) -> None:
+        """Account the quiet takes not told yet (every verb does this first)."""
+        if self.untold:
+            told, self.untold, self.quiet_left = self.untold, 0, 0
+            self.took(told)
 
     def quiet_takes(self) -> int:
         """How many of the waiting items the application may take next (auto-ack) without any
@@ -242,6 +280,7 @@ class InboundDemand:
         Raises:
             LocalProtocolError: more than were taken and not yet acknowledged.
         """
+        self.settle()
         if self.ended:
             return 0
         if not 0 < n <= self.unacked:
@@ -282,6 +321,7 @@ class InboundDemand:
 
     def end(self) -> None:
         """The direction is over (completed, failed or cancelled): nothing more is granted."""
+        self.settle()
         self.ended = True
 
     # ------------------------------------------------------------ ledger
@@ -296,6 +336,8 @@ class InboundDemand:
         self.granted_total += n
         if self.outstanding >= MAX_REQUEST_N:
             self.unbounded = True
+        if self.on_grant is not None:
+            self.on_grant(n)
         return n
 
     def __repr__(self) -> str:

@@ -1,4 +1,4 @@
-"""Errors, named by who is at fault (DESIGN.md §5).
+"""Errors, named by who is at fault (docs/architecture.md, "Errors by blame").
 
 * :class:`LocalProtocolError` — *you* misused the API (sent without credit,
   ``request(0)``, used a closed stream). Fix the calling code.
@@ -127,6 +127,21 @@ class ConnectionLostError(RxChannelError):
 
     A resumable sink keeps its partial data; reconnect and retry.
     """
+
+
+class ConnectFailedError(RxChannelError, ConnectionError):
+    """A connection could not be opened: nothing listens, a server refused us, or no path worked.
+
+    Attributes:
+        status: the HTTP status when a server refused us (401: the shared secret, 403, 409:
+            a name taken, 429: too many requests...), else ``None``.
+        retry_after: seconds the refusal asked us to wait before trying again, if it said.
+    """
+
+    def __init__(self, message: str, status: int | None = None, retry_after: float | None = None):
+        super().__init__(message)
+        self.status = status
+        self.retry_after = retry_after
 
 
 class ClosedResourceError(RxChannelError):

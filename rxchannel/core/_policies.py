@@ -7,12 +7,18 @@ is checked against vectors generated from these classes).
 
 from __future__ import annotations
 
+from typing import TypeAlias
+
 from ._credit import InboundDemand, ReplenishPolicy
 
-__all__ = ["DEFAULT_WINDOW", "Adaptive", "LimitRate", "Manual", "Window", "policy_for"]
+__all__ = ["DEFAULT_WINDOW", "Adaptive", "LimitRate", "Manual", "Window", "WindowSpec", "policy_for"]
 
 #: Items in flight on a stream when no window is given.
 DEFAULT_WINDOW = 16
+
+#: What a ``window=`` argument accepts everywhere: an item count, ``"auto"`` (:class:`Adaptive`),
+#: a replenish policy, or None (:data:`DEFAULT_WINDOW`); :func:`policy_for` turns it into a policy.
+WindowSpec: TypeAlias = int | str | ReplenishPolicy | None
 
 
 class Manual:
@@ -70,11 +76,25 @@ class Window:
         return f"Window(size={self.size}, refill={self.refill})"
 
 
-def LimitRate(high: int, low: int) -> Window:  # noqa: N802 - reads as a policy constructor
-    """Request ``high`` items, then top up to ``high`` whenever only ``low`` remain in flight."""
-    if not 0 <= low < high:
-        raise ValueError(f"limit_rate needs 0 <= low < high, got high={high}, low={low}")
-    return Window(high, refill=high - low)
+class LimitRate(Window):
+    """Request ``high`` items, then top up to ``high`` whenever only ``low`` remain in flight
+    (Reactor's ``limitRate(high, low)``: a :class:`Window` of ``high`` refilled by ``high - low``)."""
+
+    def __init__(self, high: int, low: int):
+        if isinstance(high, bool) or not isinstance(high, int) or not isinstance(low, int) or not 0 <= low < high:
+            raise ValueError(f"LimitRate needs integers 0 <= low < high, got high={high!r}, low={low!r}")
+        super().__init__(high, refill=high - low)
+
+    @property
+    def high(self) -> int:
+        return self.size
+
+    @property
+    def low(self) -> int:
+        return self.size - self.refill
+
+    def __repr__(self) -> str:
+        return f"LimitRate(high={self.high}, low={self.low})"
 
 
 class Adaptive:
@@ -141,7 +161,7 @@ class Adaptive:
         return f"Adaptive(window={self.window}, rate={self.rate})"
 
 
-def policy_for(window: int | str | ReplenishPolicy | None) -> ReplenishPolicy:
+def policy_for(window: WindowSpec) -> ReplenishPolicy:
     """A policy from a window size, ``"auto"`` (:class:`Adaptive`), a policy, or None (the default window).
 
     Raises:

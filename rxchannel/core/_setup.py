@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from ._config import ConnectionConfig
 from ._errors import ErrorCode, RemoteProtocolError
+from ._events import SetupReceived
 from ._frames import ErrorFrame, FrameType, SetupFrame, encode_frame
 from ._resume import token_matches
 
-__all__ = ["SETUP_REFUSALS", "check_first_frame", "client_setup", "setup_refusal"]
+__all__ = ["SETUP_REFUSALS", "check_first_frame", "client_setup", "setup_received", "setup_refusal"]
 
 #: The error codes that refuse a SETUP or a RESUME: the connection never gets going.
 SETUP_REFUSALS = frozenset(
@@ -83,3 +84,16 @@ def check_first_frame(frame: object, config: ConnectionConfig) -> RemoteProtocol
             ErrorCode.REJECTED_SETUP,
         )
     return None if reason is None else RemoteProtocolError(reason, code=code)
+
+
+def setup_received(frame: SetupFrame) -> SetupReceived:
+    """The event an accepted SETUP becomes."""
+    return SetupReceived(
+        keepalive_ms=frame.keepalive_ms,
+        lifetime_ms=frame.lifetime_ms,
+        metadata_mime=frame.metadata_mime,
+        data_mime=frame.data_mime,
+        metadata=frame.metadata,
+        data=frame.data,
+        resume_token=frame.resume_token,
+    )

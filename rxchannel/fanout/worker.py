@@ -26,7 +26,7 @@ class WorkerStats:
 
 
 class _Requester(Protocol):
-    def request_sink(
+    def remote_sink(
         self, route: str | None, data: bytes = b"", *, info: dict[str, Any] | None = None, window: Any = None
     ) -> RemoteSink: ...
 
@@ -59,7 +59,7 @@ async def work(
         raise ValueError(f"window must be a positive number of jobs, got {window!r}")
     stats = stats if stats is not None else WorkerStats()
     info = {"name": name} if name else None
-    sink = peer.request_sink(route, info=info, window=Window(window))
+    sink = peer.remote_sink(route, info=info, window=Window(window))
     jobs = sink.replies
     assert jobs is not None
     try:

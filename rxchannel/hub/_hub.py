@@ -1,4 +1,5 @@
-"""The file-sharing hub: DESIGN.md §2's routes over any transport, sandboxed to one root.
+"""The file-sharing hub: the routes of docs/architecture.md ("The hub's routes") over any
+transport, sandboxed to one root.
 
 | route                | interaction      | what                                                     |
 |----------------------|------------------|----------------------------------------------------------|

@@ -36,9 +36,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import itertools
-import json
 import logging
-import re
 from collections import deque
 from collections.abc import AsyncIterable, Iterable
 from typing import Any
@@ -46,8 +44,6 @@ from typing import Any
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
-from nats.js.api import AckPolicy, ConsumerConfig, RetentionPolicy, StorageType, StreamConfig
-from nats.js.errors import APIError, NotFoundError
 
 from rxchannel.core import (
     ApplicationError,
@@ -61,27 +57,24 @@ from rxchannel.core import (
 from rxchannel.fanout import ACK_TIMEOUT, Job, WorkerRecord
 from rxchannel.runtime import Payload, RemoteSink, Request, Router
 
+from ._queue_store import (
+    CONSUMER,
+    consumer_done,
+    count_jobs,
+    dead_letter_headers,
+    ensure_stream_and_consumer,
+    is_sealed,
+    queue_names,
+    read_dead_letters,
+)
 from ._sink import Publisher
-from ._wire import ACK, NAK, PROGRESS, TERM, JetStreamError, Outbox, Puller, ack_info
+from ._wire import ACK, NAK, PROGRESS, TERM, Outbox, Puller, ack_info
 
 __all__ = ["JetStreamQueue", "queue_names"]
 
 log = logging.getLogger("rxchannel.nats.queue")
 
-NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-CONSUMER = "workers"
 ResultHandler = Any  # Callable[[Job, Payload], Awaitable[object] | object]
-
-
-def queue_names(name: str) -> tuple[str, str]:
-    """(stream, subject prefix) of queue ``name``.
-
-    Raises:
-        ValueError: a name JetStream cannot take (letters, digits, ``_`` and ``-``, 1 to 64).
-    """
-    if not NAME.match(name):
-        raise ValueError(f"a queue name is 1-64 letters, digits, '_' or '-', got {name!r}")
-    return f"RXC_QUEUE_{name}", f"rxchannel.queue.{name}"
 
 
 class _Worker:
@@ -199,43 +192,16 @@ class JetStreamQueue:
         await asyncio.shield(self._ready)
 
     async def _setup(self) -> None:
-        js = self._nc.jetstream()
-        try:
-            try:
-                await js.stream_info(self.stream)
-            except NotFoundError:
-                config = StreamConfig(
-                    name=self.stream,
-                    subjects=[self.jobs_subject, self.dead_subject, self.sealed_subject],
-                    retention=RetentionPolicy.WORK_QUEUE,
-                    storage=StorageType.FILE,
-                    num_replicas=self.replicas,
-                    max_msgs=self.max_jobs if self.max_jobs is not None else -1,
-                )
-                try:
-                    await js.add_stream(config)
-                except APIError as exc:
-                    if exc.err_code != 10058:  # "stream name already in use": another hub made it meanwhile
-                        raise
-            try:
-                info = await js.consumer_info(self.stream, CONSUMER)
-            except NotFoundError:
-                consumer = ConsumerConfig(
-                    durable_name=CONSUMER,
-                    filter_subject=self.jobs_subject,
-                    ack_policy=AckPolicy.EXPLICIT,
-                    ack_wait=self.ack_wait,
-                    max_deliver=-1,  # the hubs count failures themselves and dead-letter
-                    max_ack_pending=-1,  # the hubs enforce every worker's window
-                    max_waiting=4096,  # one open pull request per worker, across the hubs
-                )
-                info = await js.add_consumer(self.stream, consumer)
-        except APIError as exc:
-            raise JetStreamError(f"queue {self.name!r}: {exc.description}", exc.err_code or 0) from None
-        except Exception as exc:
-            raise JetStreamError(
-                f"queue {self.name!r}: JetStream did not answer ({exc!r}); is it enabled (-js)?"
-            ) from None
+        info = await ensure_stream_and_consumer(
+            self._nc.jetstream(),
+            self.name,
+            self.stream,
+            [self.jobs_subject, self.dead_subject, self.sealed_subject],
+            self.jobs_subject,
+            ack_wait=self.ack_wait,
+            replicas=self.replicas,
+            max_jobs=self.max_jobs,
+        )
         if info.config.ack_wait:
             self.ack_wait = float(info.config.ack_wait)
         self._confirm_inbox = self._nc.new_inbox()
@@ -297,22 +263,11 @@ class JetStreamQueue:
     async def remaining(self) -> int:
         """Jobs in the stream now (not acked yet, wherever they are; after a crash of nats-server,
         possibly some it had acked: see :meth:`_check_finished`)."""
-        info = await self._nc.jetstream().stream_info(self.stream, subjects_filter=self.jobs_subject)
-        return int((info.state.subjects or {}).get(self.jobs_subject, 0))
+        return await count_jobs(self._nc.jetstream(), self.stream, self.jobs_subject)
 
     async def dead(self) -> list[Job]:
         """The dead letters (``id``: the job's sequence in the queue; ``deliveries``: how many it had)."""
-        js = self._nc.jetstream()
-        found: list[Job] = []
-        seq = 1
-        while True:
-            try:
-                raw = await js.get_msg(self.stream, seq, subject=self.dead_subject, next=True)
-            except NotFoundError:
-                return found
-            headers = raw.headers or {}
-            found.append(Job(int(headers.get("Rxc-Job", 0)), raw.data or b"", int(headers.get("Rxc-Deliveries", 0))))
-            seq = int(raw.seq or seq) + 1
+        return await read_dead_letters(self._nc.jetstream(), self.stream, self.dead_subject)
 
     # ------------------------------------------------------------ one worker
 
@@ -471,12 +426,7 @@ class JetStreamQueue:
         self, msg: Msg, seq: int, deliveries: int, errors: list[str], *, worker: _Worker | None = None
     ) -> None:
         """Copy the job to the dead letters, then terminate it (the copy first: never lost)."""
-        headers = {
-            "Rxc-Job": str(seq),
-            "Rxc-Deliveries": str(deliveries),
-            "Rxc-Errors": json.dumps([" ".join(e.split()) for e in errors])[:2000],
-            "Nats-Msg-Id": f"dead-{self.stream}-{seq}",  # two hubs dead-lettering it keep one copy
-        }
+        headers = dead_letter_headers(self.stream, seq, deliveries, errors)
         self.dead_letters += 1
         if worker is not None:
             worker.settling.add(seq)  # answered: a second answer is a stray
@@ -558,18 +508,8 @@ class JetStreamQueue:
     async def _check_finished(self) -> bool:
         js = self._nc.jetstream()
         if not self._sealed:
-            try:
-                await js.get_last_msg(self.stream, self.sealed_subject)
-            except NotFoundError:
-                return False
-            self._sealed = True
-        if self._settling:
-            return False
-        # the consumer's view (nothing left to deliver, nothing delivered and unanswered), not the
-        # stream's message count: a nats-server killed without flushing its store can come back
-        # with messages its consumer had already seen acked
-        info = await js.consumer_info(self.stream, CONSUMER)
-        if info.num_pending or info.num_ack_pending:
+            self._sealed = await is_sealed(js, self.stream, self.sealed_subject)
+        if not self._sealed or self._settling or not await consumer_done(js, self.stream):
             return False
         self._finished.set()
         for worker in self._workers:

@@ -31,6 +31,7 @@ from rxchannel.core import (
     LocalProtocolError,
     ReplenishPolicy,
     Window,
+    WindowSpec,
     policy_for,
 )
 from rxchannel.reactive import Demand, DemandObservable
@@ -411,7 +412,7 @@ class JetStreamSource(DemandObservable[Message]):
         self._pull_opener = opener
         self.target = target
 
-    def pull(self, window: int | str | ReplenishPolicy | None = None, *, auto_ack: bool = True) -> JetStreamPull:
+    def pull(self, window: WindowSpec = None, *, auto_ack: bool = True) -> JetStreamPull:
         """One pull stream for ``async for`` / ``async with``, with its own window (the
         source's by default). With ``auto_ack=False`` acknowledge with ``ack()``/``nak()``/``term()``."""
         policy = self.demand.policy() if window is None else policy_for(window)

@@ -34,7 +34,7 @@ from .files import RxFileSink, file_source
 from .local import BufferOverflowError, from_async_iterable, from_hot, from_iterable
 from .observable import Demand, DemandObservable, to_async_iterable
 from .pipes import RxWriterSink, from_reader, through
-from .remote import request_channel, request_response, request_stream
+from .remote import fire_and_forget, request_channel, request_response, request_stream
 from .shared import balance, share_demand
 from .sinks import RxChannel, RxRemoteSink, channel, inbound, outbound, remote_sink
 
@@ -49,6 +49,7 @@ __all__ = [
     "balance",
     "channel",
     "file_source",
+    "fire_and_forget",
     "from_async_iterable",
     "from_hot",
     "from_iterable",

@@ -12,6 +12,7 @@ from typing import Any, Generic, TypeVar
 from reactivex import Observable
 
 from rxchannel.core import InboundDemand, ReplenishPolicy, RxChannelError
+from rxchannel.runtime.ahead import Ahead
 
 from ._threads import LoopThread
 from .observable import PENDING, DemandObservable, PullStream
@@ -40,10 +41,10 @@ class LocalPull(Generic[T]):
     synchronous iterable is pulled synchronously, a batch at a time (:meth:`try_batch`), so
     an in-process pipeline pays no await per item.
 
-    Completion needs no demand (Reactive Streams §2.9): when demand runs out, the next
-    item is pulled and held (at most one ahead of demand) so that the end of a cold
-    source is found at once. A hot source is never pulled ahead (a held item would go
-    stale under ``latest``); its end is signalled by the :class:`HotBuffer` itself.
+    Completion needs no demand: a cold source is read one item ahead of demand
+    (:class:`~rxchannel.runtime.ahead.Ahead`) so that its end is found at once. A hot
+    source is never read ahead (a held item would go stale under ``latest``); its end is
+    signalled by the :class:`HotBuffer` itself.
     """
 
     def __init__(
@@ -55,6 +56,7 @@ class LocalPull(Generic[T]):
         sync: Iterator[T] | None = None,
     ):
         self._items = items
+        self._ahead = Ahead(items) if items is not None else None
         self._sync = sync
         self._loop = asyncio.get_running_loop()
         self.demand = InboundDemand(policy, auto_ack=auto_ack)
@@ -107,25 +109,20 @@ class LocalPull(Generic[T]):
                 raise StopAsyncIteration
             self._wake.clear()
             await self._wake.wait()
-        assert self._items is not None
-        demand = self.demand
-        try:
-            if self._held is PENDING and self._hot is None:
-                self._held = await self._items.__anext__()  # one ahead: finds the end without demand
-            while not demand.take(1, self._loop.time()):
-                if self._closed:
-                    raise StopAsyncIteration
-                if self._hot is not None and self._hot.drained:
-                    await self._items.__anext__()  # the hot source ended: its end (or error) needs no demand
-                self._wake.clear()
-                await self._wake.wait()
-            if self._held is PENDING:
-                item = await self._items.__anext__()
-            else:
-                item, self._held = self._held, PENDING
-        except StopAsyncIteration:
-            raise self._ended() from None
-        return item
+        ahead, demand = self._ahead, self.demand
+        assert ahead is not None
+        if self._hot is None and not await ahead.fill():
+            raise self._ended()
+        while not demand.take(1, self._loop.time()):
+            if self._closed:
+                raise StopAsyncIteration
+            if self._hot is not None and self._hot.drained and not await ahead.fill():
+                raise self._ended()  # the hot source ended: its end (or error) needs no demand
+            self._wake.clear()
+            await self._wake.wait()
+        if not await ahead.fill():
+            raise self._ended()
+        return ahead.take()
 
     def ack(self, count: int = 1) -> None:
         if not self._closed and self.demand.ack(count, self._loop.time()):
@@ -141,9 +138,8 @@ class LocalPull(Generic[T]):
             self._held = PENDING
             self.demand.end()
             self._wake.set()
-            aclose = getattr(self._items, "aclose", None)
-            if aclose is not None:
-                await aclose()
+            if self._ahead is not None:
+                await self._ahead.aclose()
             close = getattr(self._sync, "close", None)
             if close is not None:
                 close()  # a generator's finally runs now, not whenever it is collected (§3.12)

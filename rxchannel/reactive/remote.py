@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-from collections.abc import AsyncIterable, Iterable
+from collections.abc import AsyncIterable, Callable, Coroutine, Iterable
 from typing import Any
 
 import reactivex
@@ -16,7 +16,7 @@ from rxchannel.runtime import Payload, Peer
 
 from .observable import DemandObservable, PullStream
 
-__all__ = ["request_channel", "request_response", "request_stream"]
+__all__ = ["fire_and_forget", "request_channel", "request_response", "request_stream"]
 
 
 def request_stream(
@@ -53,20 +53,35 @@ def request_response(
     peer: Peer, route: str | None, data: bytes = b"", *, info: dict[str, Any] | None = None
 ) -> Observable[Payload]:
     """A remote request-response as a cold Observable of one item."""
+    return _one_call(peer, lambda: peer.request_response(route, data, info=info))
 
-    def subscribe(observer: abc.ObserverBase[Payload], scheduler: abc.SchedulerBase | None = None) -> Disposable:
-        # from another thread, the request runs on the peer's loop (and the observer is called there)
-        future = asyncio.run_coroutine_threadsafe(peer.request_response(route, data, info=info), peer.loop)
 
-        def done(f: concurrent.futures.Future[Payload]) -> None:
+def fire_and_forget(
+    peer: Peer, route: str | None, data: bytes = b"", *, info: dict[str, Any] | None = None
+) -> Observable[Any]:
+    """A remote fire-and-forget as a cold Observable that completes, with no item, once the
+    request is queued under the transport's high-water mark (each subscription sends one)."""
+    return _one_call(peer, lambda: peer.fire_and_forget(route, data, info=info))
+
+
+def _one_call(peer: Peer, call: Callable[[], Coroutine[Any, Any, Any]]) -> Observable[Any]:
+    """One call on the peer per subscription: its result (if not None) then completion, or its error."""
+
+    def subscribe(observer: abc.ObserverBase[Any], scheduler: abc.SchedulerBase | None = None) -> Disposable:
+        # from another thread, the call runs on the peer's loop (and the observer is called there)
+        future = asyncio.run_coroutine_threadsafe(call(), peer.loop)
+
+        def done(f: concurrent.futures.Future[Any]) -> None:
             if f.cancelled():
                 return
             error = f.exception()
             if error is not None:
                 observer.on_error(error)  # type: ignore[arg-type]
-            else:
-                observer.on_next(f.result())
-                observer.on_completed()
+                return
+            result = f.result()
+            if result is not None:
+                observer.on_next(result)
+            observer.on_completed()
 
         future.add_done_callback(done)
 

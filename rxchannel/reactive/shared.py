@@ -25,9 +25,10 @@ from typing import Any, Generic, TypeVar
 from rxchannel.core import InboundDemand, ReplenishPolicy
 from rxchannel.fanout import Broadcast, JoinedLateError
 from rxchannel.fanout.broadcast import check_broadcast
+from rxchannel.runtime.ahead import Ahead
 
 from .local import LocalPull
-from .observable import PENDING, DemandObservable, PullStream
+from .observable import DemandObservable, PullStream
 
 __all__ = ["balance", "share_demand"]
 
@@ -84,11 +85,8 @@ class _Balancer(Generic[T]):
 
     def __init__(self, source: AsyncIterable[T]):
         self._source = source
-        self._items: AsyncIterator[T] | None = None
-        self._held: Any = PENDING
+        self._ahead: Ahead[T] | None = None
         self._fetch: asyncio.Task[None] | None = None
-        self._ended = False
-        self._error: BaseException | None = None
         self.members: set[_BalancedPull[T]] = set()
         self.queue: deque[_BalancedPull[T]] = deque()
         self.closed = False
@@ -99,40 +97,38 @@ class _Balancer(Generic[T]):
         return member
 
     def ensure_fetch(self) -> None:
-        """Read the next item ahead (one at most), so that the end is found without demand."""
-        if self._held is PENDING and self._fetch is None and not self._ended and not self.closed:
-            if self._items is None:
-                self._items = self._source.__aiter__()
-            self._fetch = asyncio.get_running_loop().create_task(self._fetch_one(self._items))
+        """Read the next item ahead (one at most: :class:`~rxchannel.runtime.ahead.Ahead`), so
+        that the end is found without demand; members wait for it, none of them reads."""
+        if self._ahead is None:
+            self._ahead = Ahead(self._source.__aiter__())
+        ahead = self._ahead
+        if not ahead.holding and not ahead.ended and self._fetch is None and not self.closed:
+            self._fetch = asyncio.get_running_loop().create_task(self._fetch_one(ahead))
 
-    async def _fetch_one(self, items: AsyncIterator[T]) -> None:
+    async def _fetch_one(self, ahead: Ahead[T]) -> None:
         try:
-            self._held = await items.__anext__()
-        except StopAsyncIteration:
-            self._ended = True
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            self._ended, self._error = True, exc
+            await ahead.fill(catch=True)  # a failure is the end every member sees
         finally:
             self._fetch = None
             self.changed()
 
     @property
     def has_item(self) -> bool:
-        return self._held is not PENDING
+        return self._ahead is not None and self._ahead.holding
 
     @property
     def exhausted(self) -> bool:
-        return self._ended and self._held is PENDING
+        return self._ahead is not None and self._ahead.exhausted
 
     def take(self) -> T:
-        item, self._held = self._held, PENDING
+        assert self._ahead is not None
+        item = self._ahead.take()
         self.ensure_fetch()
-        return item  # type: ignore[no-any-return]
+        return item
 
     def end(self) -> BaseException:
-        return self._error if self._error is not None else StopAsyncIteration()
+        error = self._ahead.error if self._ahead is not None else None
+        return error if error is not None else StopAsyncIteration()
 
     def changed(self) -> None:
         for member in self.members:
@@ -149,9 +145,8 @@ class _Balancer(Generic[T]):
             if fetch is not None:
                 fetch.cancel()
                 await asyncio.gather(fetch, return_exceptions=True)
-            aclose = getattr(self._items, "aclose", None)
-            if aclose is not None:
-                await aclose()
+            if self._ahead is not None:
+                await self._ahead.aclose()
 
 
 class _BalancedPull(Generic[T]):

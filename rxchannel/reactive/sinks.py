@@ -32,7 +32,14 @@ from typing import Any
 from reactivex import Observable, abc
 from reactivex.disposable import Disposable
 
-from rxchannel.core import ClosedResourceError, LocalProtocolError, ReplenishPolicy, RxChannelError, check_request_n
+from rxchannel.core import (
+    ClosedResourceError,
+    LocalProtocolError,
+    ReplenishPolicy,
+    RxChannelError,
+    WindowSpec,
+    check_request_n,
+)
 from rxchannel.runtime import Payload, Peer, RemoteSink, RemoteStream, Request
 
 from ._threads import LoopThread
@@ -233,12 +240,12 @@ def remote_sink(
     data: bytes = b"",
     *,
     info: dict[str, Any] | None = None,
-    window: int | str | ReplenishPolicy | None = None,
+    window: WindowSpec = None,
 ) -> RxRemoteSink:
     """An Observer whose items go to ``route`` on ``peer`` as a request-channel (the hub's
     ``push/<path>`` is one); ``done`` resolves to the responder's replies (a receipt).
     ``window`` bounds the replies in flight. The request goes out at once."""
-    return RxRemoteSink(peer.request_sink(route, data, info=info, window=window))
+    return RxRemoteSink(peer.remote_sink(route, data, info=info, window=window))
 
 
 def channel(
@@ -247,13 +254,13 @@ def channel(
     data: bytes = b"",
     *,
     info: dict[str, Any] | None = None,
-    window: int | str | ReplenishPolicy | None = None,
+    window: WindowSpec = None,
 ) -> RxChannel:
     """A request-channel as an Observer (outbound, following ``demand``) with ``inbound``
     (the responder's items, at most ``window`` in flight). The request goes out at once."""
     from rxchannel.core import policy_for
 
-    return RxChannel(peer.request_sink(route, data, info=info, window=window), policy_for(window))
+    return RxChannel(peer.remote_sink(route, data, info=info, window=window), policy_for(window))
 
 
 def inbound(request: Request) -> DemandObservable[Payload]:

@@ -2,7 +2,9 @@
 
 * :mod:`.peer` — the read loop, flushing, the keepalive timer, event dispatch;
 * :mod:`.stream` — :class:`RemoteStream`, our inbound half of a stream as an async iterator;
-* :mod:`.producer` — our outbound half: a source pulled within credit and transport room;
+* :mod:`.sink` — :class:`RemoteSink`, our outbound half: a source pulled, or items pushed,
+  within the remote's credit and the transport's room;
+* :mod:`.link` — the one interface between a stream's adapters and its peer;
 * :mod:`.router` — routes, the :class:`Request` handlers see, results and errors;
 * :mod:`.server` — serving and dialing by URL.
 

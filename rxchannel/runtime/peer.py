@@ -1,7 +1,7 @@
 """The asyncio runtime: one sans-IO :class:`~rxchannel.core.Connection` bound to one transport.
 
-Thin on purpose (STYLE.md habit 10): a read loop feeds frames to the core, events are
-dispatched to stream objects (:class:`RemoteStream`), producers (:class:`Producer`) and
+Thin on purpose: a read loop feeds frames to the core, events are
+dispatched to stream objects (:class:`RemoteStream`), outbound sinks (:class:`RemoteSink`) and
 handler tasks, queued frames are flushed to the transport, and one timer drives
 keepalive. Protocol decisions live in the core.
 """
@@ -42,7 +42,6 @@ from rxchannel.core import (
 from rxchannel.transports import EndOfStream, Transport
 from rxchannel.transports.admission import PROVEN
 
-from .producer import Producer
 from .requester import RequesterSide
 from .responder import ResponderSide
 from .resumption import Gone, Redial, Resumption, SessionHost
@@ -72,15 +71,17 @@ def _transport_failure(exc: RxChannelError) -> RxChannelError:
 
 
 class _Link:
-    """The peer as its streams and producers see it (:class:`InboundLink`, :class:`Outlet`)."""
+    """The peer as its stream adapters see it (:class:`~.link.Link`): the connection,
+    the loop's clock, room on the transport, flushing, and cancelling an inbound half."""
 
-    __slots__ = ("flush", "flush_soon", "peer")
+    __slots__ = ("flush", "flush_soon", "now", "peer")
 
     def __init__(self, peer: Peer):
         self.peer = peer
-        # the peer's own bound methods: a producer calls flush_soon once per item
+        # the peer's own bound methods: an adapter calls them once per item
         self.flush: Callable[[], None] = peer._flush
         self.flush_soon: Callable[[], None] = peer._flush_soon
+        self.now: Callable[[], float] = peer._loop.time
 
     @property
     def connection(self) -> Connection:
@@ -93,32 +94,6 @@ class _Link:
     async def drain(self) -> None:
         await self.peer._wait_writable()
 
-    def wants_next(self, stream_id: int) -> None:
-        peer = self.peer
-        peer._conn.wants_next(stream_id, peer._loop.time())
-        if peer._conn.has_output:
-            peer._flush()  # credit goes out now: waiting a loop turn halves small-item throughput
-
-    def take_next(self, stream_id: int, told: int = 0) -> int:
-        peer = self.peer
-        quiet = peer._conn.take_next(stream_id, peer._loop.time(), told)
-        if peer._conn.has_output:
-            peer._flush()
-        return quiet
-
-    def pulled(self, stream_id: int) -> None:
-        self.peer._conn.pulled(stream_id)
-
-    def ack(self, stream_id: int, count: int) -> None:
-        peer = self.peer
-        peer._conn.ack(stream_id, count, peer._loop.time())
-        peer._flush()
-
-    def request(self, stream_id: int, n: int) -> None:
-        peer = self.peer
-        peer._conn.request_n(stream_id, n, peer._loop.time())
-        peer._flush_soon()
-
     def cancel(self, stream_id: int) -> None:
         peer = self.peer
         peer._inbound.pop(stream_id, None)
@@ -126,10 +101,6 @@ class _Link:
         if not peer._conn.can_send(stream_id):  # a channel we requested: our half is over too
             peer._stop_outbound(stream_id)
         peer._flush_soon()
-
-    def in_flight(self, stream_id: int) -> int:
-        demand = self.peer._conn.demand(stream_id)
-        return demand.in_flight if demand is not None else 0
 
 
 class Peer(RequesterSide, ResponderSide):
@@ -163,7 +134,7 @@ class Peer(RequesterSide, ResponderSide):
         self._conn = Connection(role, config, now=self._loop.time())
         self._link = _Link(self)
         self._inbound: dict[int, RemoteStream] = {}
-        self._outbound: dict[int, Producer | RemoteSink] = {}
+        self._outbound: dict[int, RemoteSink] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._timer: asyncio.Handle | None = None
         self._timer_at = 0.0
@@ -248,10 +219,10 @@ class Peer(RequesterSide, ResponderSide):
 
     # ------------------------------------------------------------ producing and responding
 
-    def _start(self, sid: int, work: Callable[[Producer], Coroutine[Any, Any, None]]) -> None:
-        """Run ``work`` as the task that produces our outbound half of ``sid``."""
-        producer = self._outbound[sid] = Producer(self._link, sid)
-        producer.task = self._spawn(work(producer))
+    def _start(self, sid: int, work: Callable[[RemoteSink], Coroutine[Any, Any, None]]) -> None:
+        """Run ``work`` as the task that sends our outbound half of ``sid`` (through the sink it is given)."""
+        sink = self._outbound[sid] = RemoteSink(self._link, sid)
+        sink.task = self._spawn(work(sink))
 
     def _spawn(self, coro: Any) -> asyncio.Task[Any]:
         task = self._loop.create_task(coro)
@@ -296,7 +267,7 @@ class Peer(RequesterSide, ResponderSide):
                 if stream is not None:
                     stream.finish(ev.error)
                     # a channel handler reading its inbound sees the error first; then its
-                    # producer stops (the stream is over: nothing more can be sent)
+                    # outbound sink stops (the stream is over: nothing more can be sent)
                     self._loop.call_soon(self._stop_outbound, ev.stream_id, ev.error)
                 else:
                     self._stop_outbound(ev.stream_id, ev.error)

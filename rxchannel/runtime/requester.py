@@ -9,32 +9,28 @@ which feeds it the connection's events.
 from __future__ import annotations
 
 import asyncio
+import warnings
 from collections.abc import AsyncIterable, Callable, Coroutine, Iterable
-from typing import Any, Protocol
+from typing import Any
 
 from rxchannel.core import (
     Connection,
     Interaction,
     ReplenishPolicy,
     RxChannelError,
+    WindowSpec,
     policy_for,
     request_metadata,
 )
 from rxchannel.transports import Transport
 
-from .producer import Outlet, Producer
+from .link import Link
 from .router import error_for
 from .sink import RemoteSink
-from .stream import InboundLink, RemoteStream
+from .stream import RemoteStream
 from .values import Payload
 
-__all__ = ["Link", "PeerParts", "RequesterSide", "Window"]
-
-Window = int | str | ReplenishPolicy | None
-
-
-class Link(InboundLink, Outlet, Protocol):
-    """The peer as its streams, sinks and producers see it."""
+__all__ = ["PeerParts", "RequesterSide"]
 
 
 class PeerParts:
@@ -44,9 +40,9 @@ class PeerParts:
     _loop: asyncio.AbstractEventLoop
     _link: Link
     _inbound: dict[int, RemoteStream]
-    _outbound: dict[int, Producer | RemoteSink]
+    _outbound: dict[int, RemoteSink]
     transport: Transport
-    _start: Callable[[int, Callable[[Producer], Coroutine[Any, Any, None]]], None]
+    _start: Callable[[int, Callable[[RemoteSink], Coroutine[Any, Any, None]]], None]
     _flush: Callable[[], None]
     _fail_stream: Callable[[int, BaseException, str | None], None]
     _wait_writable: Callable[[], Coroutine[Any, Any, None]]
@@ -82,7 +78,7 @@ class RequesterSide(PeerParts):
             )
             self._inbound[sid] = stream
             if source is not None:
-                self._start(sid, lambda producer: self._run_source(producer, source, route))
+                self._start(sid, lambda sink: self._run_source(sink, source, route))
             self._flush()
             return sid
 
@@ -96,7 +92,7 @@ class RequesterSide(PeerParts):
         *,
         info: dict[str, Any] | None = None,
         metadata: bytes | None = None,
-        window: Window = None,
+        window: WindowSpec = None,
         auto_ack: bool = True,
     ) -> RemoteStream:
         """A request-stream, opened when first iterated; at most ``window`` items in flight.
@@ -121,7 +117,7 @@ class RequesterSide(PeerParts):
         *,
         info: dict[str, Any] | None = None,
         metadata: bytes | None = None,
-        window: Window = None,
+        window: WindowSpec = None,
         auto_ack: bool = True,
     ) -> RemoteStream:
         """A request-channel: ``source`` items go out as the responder grants credit;
@@ -129,14 +125,14 @@ class RequesterSide(PeerParts):
         policy = policy_for(window)
         return self._remote_stream(Interaction.CHANNEL, route, data, info, metadata, policy, source, auto_ack)
 
-    def request_sink(
+    def remote_sink(
         self,
         route: str | None,
         data: bytes = b"",
         *,
         info: dict[str, Any] | None = None,
         metadata: bytes | None = None,
-        window: Window = None,
+        window: WindowSpec = None,
     ) -> RemoteSink:
         """A request-channel you send to item by item: the returned sink's ``send`` waits for
         the responder's credit (``try_send`` refuses without it, ``on_credit`` shows each
@@ -155,6 +151,11 @@ class RequesterSide(PeerParts):
         self._outbound[sid] = sink
         self._flush()
         return sink
+
+    def request_sink(self, *args: Any, **kwargs: Any) -> RemoteSink:
+        """Deprecated: the same as :meth:`remote_sink` (the name every facade uses)."""
+        warnings.warn("Peer.request_sink is now Peer.remote_sink", DeprecationWarning, stacklevel=2)
+        return self.remote_sink(*args, **kwargs)
 
     async def request_response(
         self, route: str | None, data: bytes = b"", *, info: dict[str, Any] | None = None, metadata: bytes | None = None
@@ -186,12 +187,12 @@ class RequesterSide(PeerParts):
         await self._wait_writable()
 
     async def _run_source(
-        self, producer: Producer, source: AsyncIterable[Any] | Iterable[Any], route: str | None
+        self, sink: RemoteSink, source: AsyncIterable[Any] | Iterable[Any], route: str | None
     ) -> None:
         """Our side of a channel we requested: a failing source ends the channel with ERROR."""
-        sid = producer.stream_id
+        sid = sink.stream_id
         try:
-            await producer.run(source)
+            await sink.run(source)
         except asyncio.CancelledError:
             pass
         except Exception as exc:

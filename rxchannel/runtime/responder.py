@@ -19,7 +19,6 @@ from rxchannel.core import (
     policy_for,
 )
 
-from .producer import Producer
 from .requester import PeerParts
 from .router import Handler, Request, Requester, Router, error_for, handler_result
 from .sink import RemoteSink
@@ -66,15 +65,16 @@ class ResponderSide(PeerParts):
         if kind is Interaction.FNF:
             self._spawn(self._respond(request, handler, None))
         else:
-            self._start(sid, lambda producer: self._respond(request, handler, producer))
+            self._start(sid, lambda sink: self._respond(request, handler, sink))
 
     def _take_outbound(self, sid: int, route: str | None) -> RemoteSink:
-        """The handler sends this stream's items itself: a sink takes the producer's place."""
+        """The handler sends this stream's items itself: a sink it pushes to replaces the one
+        that would have pulled its result."""
         sink = RemoteSink(self._link, sid, on_error=lambda exc: error_for(exc, route, remote=self.transport.remote))
         self._outbound[sid] = sink
         return sink
 
-    async def _respond(self, request: Request, handler: Handler, producer: Producer | None) -> None:
+    async def _respond(self, request: Request, handler: Handler, sink: RemoteSink | None) -> None:
         sid, kind = request.stream_id, request.interaction
         try:
             result = await handler_result(handler, request)
@@ -86,8 +86,8 @@ class ResponderSide(PeerParts):
                     self._flush()
             elif request._outbound is not None:
                 await asyncio.shield(request._outbound.done)  # the handler sends; the stream ends with its sink
-            elif producer is not None:
-                await producer.run(result)
+            elif sink is not None:
+                await sink.run(result)
         except (asyncio.CancelledError, StreamCancelledError):
             pass  # the peer cancelled, or the connection is closing
         except Exception as exc:

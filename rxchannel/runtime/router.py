@@ -26,7 +26,7 @@ from collections.abc import AsyncIterable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from rxchannel.core import ApplicationError, ErrorCode, Interaction, LocalProtocolError, ReplenishPolicy
+from rxchannel.core import ApplicationError, ErrorCode, Interaction, LocalProtocolError, WindowSpec
 
 from .sink import RemoteSink
 from .stream import RemoteStream
@@ -35,8 +35,6 @@ from .values import Payload
 __all__ = ["Handler", "Request", "Requester", "Router", "error_for", "handler_result"]
 
 log = logging.getLogger("rxchannel.runtime")
-
-Window = int | str | ReplenishPolicy | None
 
 
 class Requester(Protocol):
@@ -49,7 +47,7 @@ class Requester(Protocol):
         *,
         info: dict[str, Any] | None = None,
         metadata: bytes | None = None,
-        window: Window = None,
+        window: WindowSpec = None,
         auto_ack: bool = True,
     ) -> RemoteStream: ...
 
@@ -61,7 +59,7 @@ class Requester(Protocol):
         *,
         info: dict[str, Any] | None = None,
         metadata: bytes | None = None,
-        window: Window = None,
+        window: WindowSpec = None,
         auto_ack: bool = True,
     ) -> RemoteStream: ...
 
@@ -75,14 +73,14 @@ class Requester(Protocol):
 
     async def metadata_push(self, metadata: bytes) -> None: ...
 
-    def request_sink(
+    def remote_sink(
         self,
         route: str | None,
         data: bytes = b"",
         *,
         info: dict[str, Any] | None = None,
         metadata: bytes | None = None,
-        window: Window = None,
+        window: WindowSpec = None,
     ) -> RemoteSink: ...
 
 
@@ -151,11 +149,11 @@ class Router:
     """Maps (interaction, route) to handlers (and, for channels, the inbound window)."""
 
     def __init__(self) -> None:
-        self._exact: dict[tuple[Interaction, str], tuple[Handler, Window]] = {}
-        self._prefix: list[tuple[Interaction, str, Handler, Window]] = []
+        self._exact: dict[tuple[Interaction, str], tuple[Handler, WindowSpec]] = {}
+        self._prefix: list[tuple[Interaction, str, Handler, WindowSpec]] = []
         self.on_metadata_push: Callable[[bytes], Any] | None = None
 
-    def add(self, interaction: Interaction, route: str, handler: Handler, *, window: Window = None) -> None:
+    def add(self, interaction: Interaction, route: str, handler: Handler, *, window: WindowSpec = None) -> None:
         """Register ``handler``; ``window`` is the demand a channel handler grants on its inbound half."""
         if route.endswith("/"):
             self._prefix.append((interaction, route, handler, window))
@@ -163,7 +161,9 @@ class Router:
         else:
             self._exact[(interaction, route)] = (handler, window)
 
-    def _decorator(self, interaction: Interaction, route: str, window: Window = None) -> Callable[[Handler], Handler]:
+    def _decorator(
+        self, interaction: Interaction, route: str, window: WindowSpec = None
+    ) -> Callable[[Handler], Handler]:
         def register(handler: Handler) -> Handler:
             self.add(interaction, route, handler, window=window)
             return handler
@@ -182,7 +182,7 @@ class Router:
         """Decorator: register a request-stream handler."""
         return self._decorator(Interaction.STREAM, route)
 
-    def channel(self, route: str, *, window: Window = None) -> Callable[[Handler], Handler]:
+    def channel(self, route: str, *, window: WindowSpec = None) -> Callable[[Handler], Handler]:
         """Decorator: register a request-channel handler (``request.inbound`` has the requester's items).
 
         ``window``: the demand granted for the requester's items — an item count, ``"auto"``,
@@ -206,7 +206,7 @@ class Router:
         found = self.resolve(interaction, route)
         return found[0] if found is not None else None
 
-    def resolve(self, interaction: Interaction, route: str | None) -> tuple[Handler, Window] | None:
+    def resolve(self, interaction: Interaction, route: str | None) -> tuple[Handler, WindowSpec] | None:
         """The handler for ``route`` and the window it was registered with, or None."""
         key = "" if route is None else route
         found = self._exact.get((interaction, key))

@@ -1,6 +1,6 @@
 """Serving a router and dialing a peer, by URL over any transport.
 
-URL schemes (DESIGN.md §6): ``http://host:port`` (WebRTC DataChannel, HTTP offer/answer
+URL schemes (docs/architecture.md, "URLs and exit codes"): ``http://host:port`` (WebRTC DataChannel, HTTP offer/answer
 signaling at ``POST /offer``), ``ws://host:port/rsocket`` (WebSocket) and
 ``tcp://host:port``; the transport registry (:mod:`rxchannel.transports.registry`) maps
 them to transports.

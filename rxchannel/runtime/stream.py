@@ -13,25 +13,13 @@ import asyncio
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from types import TracebackType
-from typing import Protocol
 
-from rxchannel.core import RxChannelError, StreamCancelledError, check_request_n
+from rxchannel.core import InboundDemand, RxChannelError, StreamCancelledError, check_request_n
 
+from .link import Link
 from .values import Payload
 
-__all__ = ["InboundLink", "RemoteStream"]
-
-
-class InboundLink(Protocol):
-    """What a :class:`RemoteStream` asks of the connection it belongs to (the peer implements it)."""
-
-    def wants_next(self, stream_id: int) -> None: ...
-    def take_next(self, stream_id: int, told: int = 0) -> int: ...
-    def pulled(self, stream_id: int) -> None: ...
-    def ack(self, stream_id: int, count: int) -> None: ...
-    def request(self, stream_id: int, n: int) -> None: ...
-    def cancel(self, stream_id: int) -> None: ...
-    def in_flight(self, stream_id: int) -> int: ...
+__all__ = ["RemoteStream"]
 
 
 #: Opens the stream on first use: called with the stream and the initial demand (None: the policy's).
@@ -49,7 +37,7 @@ class RemoteStream:
         delivered: items handed to the consumer so far.
     """
 
-    def __init__(self, link: InboundLink, *, stream_id: int = 0, opener: Opener | None = None, lazy: bool = False):
+    def __init__(self, link: Link, *, stream_id: int = 0, opener: Opener | None = None, lazy: bool = False):
         self._link = link
         self._opener = opener
         self.stream_id = stream_id
@@ -61,10 +49,8 @@ class RemoteStream:
         self.delivered = 0
         #: opened by the first request(n) rather than the first pull (manual demand from 0)
         self._lazy = lazy
-        #: takes the core said cannot change demand (``quiet``), and those made and not told yet:
-        #: they are told in one step with the next take that is (see InboundDemand.quiet_takes)
-        self._quiet = 0
-        self._untold = 0
+        #: the stream's demand, the core's (looked up once the stream is open and has one)
+        self._d: InboundDemand | None = None
 
     # ------------------------------------------------------------ fed by the runtime
 
@@ -105,12 +91,16 @@ class RemoteStream:
         return len(self._items)
 
     @property
+    def _demand(self) -> InboundDemand | None:
+        if self._d is None and self.stream_id:
+            self._d = self._link.connection.demand(self.stream_id)
+        return self._d
+
+    @property
     def in_flight(self) -> int:
         """Items granted that the consumer has not finished with (0 once the stream is over)."""
-        if not self.stream_id:
-            return 0
-        self._tell()
-        return self._link.in_flight(self.stream_id)
+        demand = self._demand
+        return demand.in_flight if demand is not None and not demand.ended else 0
 
     def ack(self, count: int = 1) -> None:
         """Mark ``count`` pulled items as done, letting the window refill (``auto_ack=False``).
@@ -119,9 +109,9 @@ class RemoteStream:
             LocalProtocolError: more than were pulled and not yet acknowledged (while the
                 stream is live; after its end acknowledgements are harmless no-ops).
         """
-        if self.stream_id and not self._closed:
-            self._tell()
-            self._link.ack(self.stream_id, count)
+        demand = self._demand
+        if demand is not None and not self._closed and demand.ack(count, self._link.now()):
+            self._link.flush()
 
     def request(self, n: int) -> None:
         """Grant ``n`` more items by hand (for a manual policy).
@@ -135,9 +125,12 @@ class RemoteStream:
         if self._opener is not None:
             self._open(first_n=check_request_n(n))
             self._wake()
-        else:
-            self._tell()
-            self._link.request(self.stream_id, n)
+            return
+        demand = self._demand
+        if demand is None:
+            check_request_n(n)
+        elif demand.request(n, self._link.now()):
+            self._link.flush_soon()
 
     async def next(self) -> Payload:
         """The next item.
@@ -151,31 +144,23 @@ class RemoteStream:
         while self._lazy and self._opener is not None and not self._closed:
             await self._wait()  # the first request(n) opens the stream
         self._open()
+        demand = self._demand
         if self._items:  # the common case under load: at most one call into the core
-            if self._quiet:
-                self._quiet -= 1
-                self._untold += 1
-            else:
-                self._quiet = self._link.take_next(self.stream_id, self._untold)
-                self._untold = 0
+            if demand is not None and demand.take_one(self._link.now()):
+                self._link.flush()  # credit goes out now: waiting a loop turn halves small-item throughput
         else:
-            self._tell()
-            self._link.wants_next(self.stream_id)
+            if demand is not None and demand.wants_next(self._link.now()):
+                self._link.flush()
             while not self._items:
                 if self._done or self._closed:
                     if self._error is not None:
                         raise self._error
                     raise StopAsyncIteration
                 await self._wait()
-            self._link.pulled(self.stream_id)
+            if demand is not None:
+                demand.pulled()
         self.delivered += 1
         return self._items.popleft()
-
-    def _tell(self) -> None:
-        """Account the takes not told to the core yet (before anything else reads or moves demand)."""
-        if self._untold:
-            self._link.take_next(self.stream_id, self._untold - 1)
-            self._untold = self._quiet = 0
 
     async def _wait(self) -> None:
         self._waiter = waiter = asyncio.get_running_loop().create_future()
@@ -188,10 +173,11 @@ class RemoteStream:
         items = self._items
         try:
             while True:
-                if items and self._quiet and not self._closed:
-                    # next()'s common case, inlined: a quiet take of a buffered item
-                    self._quiet -= 1
-                    self._untold += 1
+                demand = self._d
+                if items and demand is not None and demand.quiet_left and not self._closed:
+                    # next()'s common case, inlined: a quiet take of a buffered item (InboundDemand.take_one)
+                    demand.quiet_left -= 1
+                    demand.untold += 1
                     self.delivered += 1
                     yield items.popleft()
                     continue

@@ -5,7 +5,7 @@ and never refuses for lack of room: it queues, reports how much is queued
 (:attr:`Transport.buffered_amount`), and :meth:`Transport.drain` waits until the queue
 is back under the low-water mark. The runtime writes control frames at once and holds
 back new items while the transport is above its high-water mark: that is flow-control
-level 2 of DESIGN.md §3.
+level 2 of docs/architecture.md, "Flow control: two levels".
 """
 
 from __future__ import annotations

@@ -24,6 +24,8 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+from rxchannel.core import RxChannelError
+
 from ._base import KIND_HEADER
 from ._limits import ListenLimits
 from .addresses import dialable_hosts
@@ -52,7 +54,7 @@ RELAY_HEADER = "Rxchannel-Relay"
 log = logging.getLogger("rxchannel.http")
 
 
-class RequestRefusedError(ValueError):
+class RequestRefusedError(RxChannelError, ValueError):
     """An HTTP request refused; :attr:`status` is the status to answer with, the message says why."""
 
     def __init__(self, status: int, message: str, *, retry_after: float | None = None):

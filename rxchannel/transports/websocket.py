@@ -21,7 +21,7 @@ from urllib.parse import urlsplit, urlunsplit
 import aiohttp
 from aiohttp import WSMsgType, web
 
-from rxchannel.core import MAX_FRAME_SIZE, RemoteProtocolError
+from rxchannel.core import MAX_FRAME_SIZE, ConnectFailedError, RemoteProtocolError
 
 from ._base import KIND_HEADER, EndOfStream, Transport, TransportLimits, TransportOptions, lost, unreachable
 from ._limits import ListenLimits
@@ -48,12 +48,10 @@ _WS = web.WebSocketResponse | aiohttp.ClientWebSocketResponse
 CLOSE_TIMEOUT = 2.0
 
 
-class WebSocketRefusedError(ConnectionError):
+class WebSocketRefusedError(ConnectFailedError):
     """The server answered the WebSocket handshake with an HTTP error (:attr:`status`)."""
 
-    def __init__(self, message: str, status: int):
-        super().__init__(message)
-        self.status = status
+    status: int
 
 
 class WebSocketTransport(Transport):

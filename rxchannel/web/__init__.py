@@ -4,9 +4,10 @@ The JavaScript lives beside this module (no build step); :class:`WorkerPage` add
 routes to a hub's HTTP application (``TransportOptions.http_setup``).
 
 **Reports are authenticated.** A page in job mode (``/?fetch=PATH&window=N|auto&report=1``,
-DESIGN.md §8) POSTs its result to ``/report``. Each time the hub serves the page it puts a
-fresh random token in it; ``/report`` accepts a report only with ``Authorization: Bearer
-<token>`` for a token this hub issued and that has not expired, and only in the §8 shape.
+docs/architecture.md, "The worker page's job mode") POSTs its result to ``/report``. Each
+time the hub serves the page it puts a fresh random token in it; ``/report`` accepts a
+report only with ``Authorization: Bearer <token>`` for a token this hub issued and that
+has not expired, and only in that shape.
 Anything else gets 403 (no valid token) or 400 (not a report) and never reaches
 :attr:`WorkerPage.reports`. Another web site cannot forge one either: it cannot read the
 page to learn a token, and a cross-origin request with an ``Authorization`` header needs a
@@ -27,6 +28,8 @@ from importlib import resources
 from typing import Any
 
 from aiohttp import web
+
+from rxchannel.core import RxChannelError
 
 __all__ = ["ReportRefusedError", "WorkerPage", "check_report"]
 
@@ -51,8 +54,8 @@ def _modules() -> list[str]:
     return [entry.name for entry in resources.files(__name__).iterdir() if entry.name.endswith(".js")]
 
 
-class ReportRefusedError(ValueError):
-    """A ``/report`` body that is not a report in DESIGN.md §8's shape; the message says which field."""
+class ReportRefusedError(RxChannelError, ValueError):
+    """A ``/report`` body that is not a report (docs/browser.md, "The report"); the message says which field."""
 
 
 def check_report(report: object) -> dict[str, Any]:

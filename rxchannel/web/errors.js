@@ -1,4 +1,4 @@
-// Errors, named by who is at fault (DESIGN.md §5), as in the Python core (rxchannel/core/_errors.py).
+// Errors, named by who is at fault (docs/architecture.md, "Errors by blame"), as in the Python core (rxchannel/core/_errors.py).
 //
 //   LocalProtocolError   you misused the API (request(0), sending without credit, a closed stream)
 //   RemoteProtocolError  the hub broke the RSocket protocol; `code` is the ERROR code sent back

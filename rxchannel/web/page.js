@@ -12,7 +12,7 @@
 // The page takes the hub's direct WebSocket when it can reach it, else WebRTC (?via=webrtc or
 // ?via=direct to insist), and shows which path it took.
 //
-// Job mode (DESIGN.md §8): /?fetch=PATH&window=N|auto&report=1 fetches at once and POSTs
+// Job mode (docs/architecture.md, "The worker page's job mode"): /?fetch=PATH&window=N|auto&report=1 fetches at once and POSTs
 // {"ok", "path", "bytes", "sha256", "seconds"} (or {"ok": false, "error"}) to /report,
 // authenticated with the token the hub put in this page (see rxchannel/web/__init__.py).
 

@@ -1,5 +1,5 @@
 // The send queue of one DataChannel: frames go out in the order they were queued, and the
-// channel's own buffer never grows past a high-water mark (DESIGN.md §3, level 2).
+// channel's own buffer never grows past a high-water mark (docs/architecture.md, "Flow control: two levels", level 2).
 //
 // Only the queue's single writer ever waits for "bufferedamountlow": any number of callers
 // may send concurrently without replacing each other's wake-up (the old client assigned

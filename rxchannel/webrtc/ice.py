@@ -29,6 +29,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from rxchannel.core import RxChannelError
+
 __all__ = [
     "DEFAULT_DENIED_PEERS",
     "IceServer",
@@ -43,7 +45,7 @@ __all__ = [
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
-class IceServerError(ValueError):
+class IceServerError(RxChannelError, ValueError):
     """An ICE server description that cannot be used; the message says how to fix it."""
 
 

@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
-from rxchannel.core import RxChannelError
+from rxchannel.core import ConnectFailedError, RxChannelError
 from rxchannel.transports import KIND_HEADER, TransportLimits
 from rxchannel.transports._base import unreachable
 from rxchannel.transports.addresses import is_loopback, worker_hosts
@@ -55,19 +55,9 @@ NO_PAIR_HINT = (
 )
 
 
-class WebRtcConnectError(RxChannelError, ConnectionError):
-    """A WebRTC connection could not be opened; the message says what was tried and what failed.
-
-    Attributes:
-        status: the HTTP status when the hub's signaling refused us (401: the shared secret,
-            429: too many offers...), else ``None``.
-        retry_after: seconds the refusal asked us to wait before trying again, if it said.
-    """
-
-    def __init__(self, message: str, status: int | None = None, retry_after: float | None = None):
-        super().__init__(message)
-        self.status = status
-        self.retry_after = retry_after
+class WebRtcConnectError(ConnectFailedError):
+    """A WebRTC connection could not be opened; the message says what was tried and what
+    failed (:attr:`status`: the hub's signaling refused us)."""
 
 
 #: A refusal for being busy (429, 503) is tried again this many times, when it asks for a short wait.
@@ -113,7 +103,7 @@ def _permitted(line: str, peers: PeerAddressPolicy) -> bool:
     return len(fields) < 5 or peers.permits(fields[4])
 
 
-class NotOpenedError(Exception):
+class NotOpenedError(RxChannelError):
     """Why a channel did not open (internal; turned into a :class:`WebRtcConnectError`)."""
 
     def __init__(self, reason: str, *, no_pair: bool = False):

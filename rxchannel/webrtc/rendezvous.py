@@ -44,6 +44,7 @@ from urllib.parse import urlsplit, urlunsplit
 import aiohttp
 from aiohttp import web
 
+from rxchannel.core import ConnectFailedError
 from rxchannel.transports import KIND_HEADER, ListenLimits
 from rxchannel.transports.admission import ASKED, Admission, ThrottledLog
 from rxchannel.transports.http import (
@@ -359,12 +360,10 @@ async def serve_rendezvous(
     return server
 
 
-class RendezvousRefusedError(ConnectionError):
-    """The rendezvous refused the hub's registration (a wrong secret, a name taken)."""
+class RendezvousRefusedError(ConnectFailedError):
+    """The rendezvous refused the hub's registration (a wrong secret, a name taken: :attr:`status`)."""
 
-    def __init__(self, message: str, status: int):
-        super().__init__(message)
-        self.status = status
+    status: int
 
 
 class RendezvousLink:

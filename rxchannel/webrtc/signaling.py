@@ -40,6 +40,7 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
+from rxchannel.core import ConnectFailedError
 from rxchannel.transports import (
     ListenLimits,
     Transport,
@@ -297,7 +298,7 @@ async def listen_webrtc(
     return listener
 
 
-class DirectRefusedError(ConnectionError):
+class DirectRefusedError(ConnectFailedError):
     """The hub has no direct path for us: it serves WebRTC only (``--no-direct``), or the
     WebSocket did not open in time (a proxy in the way); WebRTC may still work."""
 

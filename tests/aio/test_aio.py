@@ -48,7 +48,7 @@ async def settle(client: Peer, server: Any) -> None:
 async def test_fetch_pipeline_by_iterating_and_by_awaiting(peers: Any, how: str) -> None:
     client, server, router = peers
     router.stream("n")(Counter())
-    xs = rxpipe.fetch(client, "n", b"50", window=4) | pipe.map(lambda p: int(p.data))
+    xs = rxpipe.request_stream(client, "n", b"50", window=4) | pipe.map(lambda p: int(p.data))
     if how == "iterate":
         got = []
         async with xs.stream() as streamer:
@@ -75,7 +75,7 @@ async def test_window_is_never_exceeded_with_a_slow_consumer(peers: Any, how: st
         await asyncio.sleep(0.002)
         return int(p.data)
 
-    xs = rxpipe.fetch(client, "n", b"60", window=3) | pipe.map(slow, task_limit=1)
+    xs = rxpipe.request_stream(client, "n", b"60", window=3) | pipe.map(slow, task_limit=1)
     if how == "iterate":
         assert await stream.list(xs) == list(range(60))
     else:
@@ -87,13 +87,13 @@ async def test_take_and_break_cancel_the_remote_source(peers: Any) -> None:
     client, server, router = peers
     source = Counter()
     router.stream("n")(source)
-    assert await stream.list(rxpipe.fetch(client, "n", b"1000000", window=8) | pipe.take(5)) != []
+    assert await stream.list(rxpipe.request_stream(client, "n", b"1000000", window=8) | pipe.take(5)) != []
     async with asyncio.timeout(5):
         await source.closed.wait()
     assert source.pulled <= 5 + 8 + 1
     source2 = Counter()
     router.stream("m")(source2)
-    async for item in aio.stream(client, "m", b"1000000", window=4):
+    async for item in aio.request_stream(client, "m", b"1000000", window=4):
         if item.data == b"3":
             break
     async with asyncio.timeout(5):
@@ -108,7 +108,7 @@ async def test_task_cancellation_sends_cancel(peers: Any) -> None:
     started = asyncio.Event()
 
     async def consume() -> None:
-        async for _ in aio.stream(client, "n", b"1000000", window=2):
+        async for _ in aio.request_stream(client, "n", b"1000000", window=2):
             started.set()
             await asyncio.sleep(0.01)
 
@@ -130,7 +130,7 @@ async def test_errors_cross_the_wire_into_the_pipeline(peers: Any) -> None:
         raise rx.ApplicationError("disk failed")
 
     with pytest.raises(rx.RemoteError, match="disk failed"):
-        await stream.list(rxpipe.fetch(client, "boom"))
+        await stream.list(rxpipe.request_stream(client, "boom"))
     await settle(client, server)
 
 
@@ -152,7 +152,7 @@ async def test_channel_and_push_pull_their_source_only_on_credit(peers: Any) -> 
             produced += 1
             yield str(i % 10).encode()
 
-    got = await stream.list(rxpipe.channel(client, "double", numbers(), window=4) | pipe.map(lambda p: p.data))
+    got = await stream.list(rxpipe.request_channel(client, "double", numbers(), window=4) | pipe.map(lambda p: p.data))
     assert got[:3] == [b"00", b"11", b"22"] and len(got) == 40
     pushed = await stream.list(
         stream.iterate([b"a", b"b"]) | rxpipe.push(client, "double") | pipe.map(lambda p: p.data)
@@ -181,7 +181,9 @@ async def test_slow_consumer_paces_a_remote_file_source(tmp_path: Path, no_leake
 
     out = tmp_path / "out.bin"
     total = await (
-        rxpipe.fetch(client, "files/f.bin", window=window) | pipe.map(slow_hash, task_limit=1) | rxpipe.to_file(out)
+        rxpipe.request_stream(client, "files/f.bin", window=window)
+        | pipe.map(slow_hash, task_limit=1)
+        | rxpipe.to_file(out)
     )
     assert total == len(data) and out.read_bytes() == data
     assert worst <= window + 1, f"the hub read {worst} chunks ahead of consumption"
@@ -195,8 +197,8 @@ async def test_round_trip_rx_to_aiostream_to_rx_keeps_the_bound(peers: Any) -> N
     router.stream("n")(source)
     window = 4
     observable = rxc.request_stream(client, "n", b"100").pipe(windowed(window))
-    through_aiostream = rxpipe.from_observable(observable) | pipe.map(lambda p: int(p.data))
-    back_to_rx = aio.to_observable(through_aiostream).pipe(windowed(2))
+    through_aiostream = stream.iterate(rxc.to_async_iterable(observable)) | pipe.map(lambda p: int(p.data))
+    back_to_rx = rxc.from_async_iterable(through_aiostream).pipe(windowed(2))
     got: list[int] = []
     ahead: list[int] = []
     done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -217,11 +219,15 @@ async def test_round_trip_rx_to_aiostream_to_rx_keeps_the_bound(peers: Any) -> N
 async def test_auto_window_and_read_ahead_operator(peers: Any) -> None:
     client, server, router = peers
     router.stream("n")(Counter())
-    xs = rxpipe.fetch(client, "n", b"300", window="auto") | rxpipe.window(8) | pipe.map(lambda p: int(p.data))
+    xs = (
+        rxpipe.request_stream(client, "n", b"300", window="auto")
+        | rxpipe.read_ahead(8)
+        | pipe.map(lambda p: int(p.data))
+    )
     assert await stream.list(xs) == list(range(300))
     with pytest.raises(ValueError):
-        await stream.list(rxpipe.fetch(client, "n", b"1") | rxpipe.window(0))
+        await stream.list(rxpipe.request_stream(client, "n", b"1") | rxpipe.read_ahead(0))
     digest = hashlib.sha256()
-    async for item in aio.stream(client, "n", b"10", window="auto"):
+    async for item in aio.request_stream(client, "n", b"10", window="auto"):
         digest.update(item.data)
     await settle(client, server)

@@ -52,6 +52,7 @@ from rxchannel.core import (
 )
 from rxchannel.core._frames import LeaseFrame
 from rxchannel.testing import transfer
+from tests.support import demand_of
 
 #: metadata the core passes through without parsing (no composite metadata, no routing)
 RAW = ConnectionConfig(metadata_mime="application/octet-stream")
@@ -725,7 +726,7 @@ def test_a_stream_starved_of_request_n_is_never_ended_by_the_protocol() -> None:
     assert not c.closed and not s.closed
     assert [e for e in c.events() + s.events() if e.stream_id == sid] == []
     assert s.send_window(sid) == 0 and s.can_send(sid) and c.demand(sid) is not None
-    c.request_n(sid, 1, 31.0)
+    demand_of(c, sid).request(1, 31.0)
     _, events = transfer(c, s)
     assert events == [CreditGranted(stream_id=sid, n=1)]
 

@@ -1,6 +1,6 @@
 """The sans-IO connection: two Connections joined by ``transfer`` (no sockets, no clock).
 
-Tests named ``test_rule_*`` check the flow-control rules of DESIGN.md §3.
+Tests named ``test_rule_*`` check the flow-control rules of docs/architecture.md ("Flow control: two levels").
 """
 
 from __future__ import annotations
@@ -46,6 +46,7 @@ from rxchannel.core._frames import (
     SetupFrame,
 )
 from rxchannel.testing import LivelockError, transfer
+from tests.support import demand_of
 
 
 def pair(client_config: ConnectionConfig | None = None, server_config: ConnectionConfig | None = None):
@@ -248,7 +249,7 @@ def test_metadata_push_reaches_the_peer() -> None:
     assert events == [MetadataPushed(metadata=b"hello")]
 
 
-# ---------------------------------------------------------------- rules (DESIGN.md §3)
+# ---------------------------------------------------------------- rules (docs/architecture.md, flow control)
 
 
 def test_rule_items_sent_never_exceed_credits_granted() -> None:
@@ -280,7 +281,7 @@ def test_rule_request_n_not_positive_is_a_local_error(n: object) -> None:
     c, s = pair()
     sid = open_stream(c, s)
     with pytest.raises(LocalProtocolError, match="positive integer"):
-        c.request_n(sid, n, 0)
+        demand_of(c, sid).request(n, 0)
     with pytest.raises(LocalProtocolError):
         c.request(Interaction.STREAM, now=0, initial_n=0)
     assert sent(c) == []
@@ -299,9 +300,9 @@ def test_rule_request_n_from_peer_outside_range_is_error_invalid(n: int) -> None
 def test_rule_demand_adds_up_and_saturates_at_2_31_minus_1() -> None:
     c, s = pair()
     sid = open_stream(c, s, n=5)
-    c.request_n(sid, 3, 0)
-    c.request_n(sid, MAX_REQUEST_N, 0)
-    c.request_n(sid, 10, 0)  # already unbounded: nothing more on the wire
+    demand_of(c, sid).request(3, 0)
+    demand_of(c, sid).request(MAX_REQUEST_N, 0)
+    demand_of(c, sid).request(10, 0)  # already unbounded: nothing more on the wire
     frames = sent(c)  # consecutive grants for one stream go out as one REQUEST_N
     assert frames == [RequestNFrame(stream_id=sid, n=3 + MAX_REQUEST_N - 8)]
     for frame in frames:
@@ -316,16 +317,16 @@ def test_request_n_is_coalesced_per_flush_but_not_across_other_frames() -> None:
     c, s = pair()
     a = open_stream(c, s, n=1)
     b = open_stream(c, s, n=1)
-    c.request_n(a, 1, 0)
-    c.request_n(a, 2, 0)
-    c.request_n(b, 4, 0)
-    c.request_n(a, 8, 0)
+    demand_of(c, a).request(1, 0)
+    demand_of(c, a).request(2, 0)
+    demand_of(c, b).request(4, 0)
+    demand_of(c, a).request(8, 0)
     assert sent(c) == [
         RequestNFrame(stream_id=a, n=3),
         RequestNFrame(stream_id=b, n=4),
         RequestNFrame(stream_id=a, n=8),
     ]
-    c.request_n(a, 1, 0)
+    demand_of(c, a).request(1, 0)
     assert sent(c) == [RequestNFrame(stream_id=a, n=1)]  # a new flush starts afresh
 
 

@@ -2,7 +2,7 @@
 
 Two real core connections, joined by two in-order queues that deliver a random number of
 frames at a time, so credits and items cross in flight as they would on a network. The
-invariants are the flow-control rules of DESIGN.md §3.
+invariants are the flow-control rules of docs/architecture.md ("Flow control: two levels").
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from rxchannel.core import (
 )
 from rxchannel.core._frames import PayloadFrame, RequestNFrame
 from rxchannel.testing import transfer
+from tests.support import demand_of
 
 EXAMPLES = int(os.environ.get("RXCHANNEL_FUZZ_EXAMPLES", "300"))
 
@@ -79,13 +80,13 @@ class CreditMachine(RuleBasedStateMachine):
 
     @rule(n=st.one_of(st.integers(1, 50), st.just(MAX_REQUEST_N)))
     def request(self, n: int) -> None:
-        self.client.request_n(self.sid, n, 0)
+        demand_of(self.client, self.sid).request(n, 0)
         self._pump_client()
 
     @rule(n=st.integers(-5, 0))
     def request_non_positive_is_refused(self, n: int) -> None:
         try:
-            self.client.request_n(self.sid, n, 0)
+            demand_of(self.client, self.sid).request(n, 0)
         except LocalProtocolError:
             pass
         else:
@@ -122,8 +123,8 @@ class CreditMachine(RuleBasedStateMachine):
     @precondition(lambda self: self.received > self.consumed)
     @rule()
     def consume(self) -> None:
-        self.client.pulled(self.sid)
-        self.client.ack(self.sid, 1, 0)
+        demand_of(self.client, self.sid).pulled()
+        demand_of(self.client, self.sid).ack(1, 0)
         self.consumed += 1
         self._pump_client()
 
@@ -183,6 +184,6 @@ def test_window_policy_keeps_in_flight_within_the_window() -> None:
         demand = client.demand(sid)
         assert demand is not None and demand.in_flight <= 8
         if step % 3 and pending:
-            client.pulled(sid)
-            client.ack(sid, 1, 0)
+            demand_of(client, sid).pulled()
+            demand_of(client, sid).ack(1, 0)
             pending -= 1

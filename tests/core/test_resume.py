@@ -45,6 +45,7 @@ from rxchannel.core import (
     token_matches,
     with_secret,
 )
+from tests.support import demand_of
 
 STORE = 64 << 10
 
@@ -182,7 +183,7 @@ def test_a_cut_mid_stream_loses_nothing_and_duplicates_nothing() -> None:
     assert any(isinstance(e, Resumed) for e in wire.client_events)
     assert any(isinstance(e, Resumed) for e in wire.server_events)
     # credit survived exactly: the stream asked for 10 and got 10; asking for more works
-    c.request_n(sid, 2, now=0.0)
+    demand_of(c, sid).request(2, 0.0)
     wire.settle()
     assert any(isinstance(e, CreditGranted) and e.n == 2 for e in wire.server_events)
 
@@ -411,11 +412,11 @@ class ResumeMachine(RuleBasedStateMachine):
     @rule(sid_is_stream=st.booleans(), n=st.integers(1, 20))
     def client_grants(self, sid_is_stream: bool, n: int) -> None:
         if self.connected or self.wire.client.detached:
-            self.wire.client.request_n(self.stream if sid_is_stream else self.channel, n, now=0.0)
+            demand_of(self.wire.client, self.stream if sid_is_stream else self.channel).request(n, 0.0)
 
     @rule(n=st.integers(1, 20))
     def server_grants(self, n: int) -> None:
-        self.wire.server.request_n(self.channel, n, now=0.0)
+        demand_of(self.wire.server, self.channel).request(n, 0.0)
 
     @precondition(lambda self: self.connected)
     @rule(to_server=st.integers(0, 8), to_client=st.integers(0, 8))

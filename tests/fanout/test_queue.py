@@ -116,7 +116,7 @@ async def test_workers_hold_at_most_their_window_and_every_job_is_acknowledged_o
 async def test_a_greedy_worker_granting_credit_without_acking_gets_no_more_than_its_window(hub: Any) -> None:
     queue, dial = await hub(str(i).encode() for i in range(100))
     peer = await dial()
-    sink = peer.request_sink("jobs", window=rx.Manual(3))  # the window is the request's initial n: 3
+    sink = peer.remote_sink("jobs", window=rx.Manual(3))  # the window is the request's initial n: 3
     replies = sink.replies
     assert replies is not None
     replies.request(500)  # credit for far more
@@ -136,7 +136,7 @@ async def test_the_jobs_of_a_worker_that_disconnects_go_to_another_with_their_de
     results = Results()
     queue, dial = await hub((str(i).encode() for i in range(50)), on_result=results)
     quitter = await dial()
-    sink = quitter.request_sink("jobs", window=rx.Manual(4))
+    sink = quitter.remote_sink("jobs", window=rx.Manual(4))
     assert sink.replies is not None
     held = [Job.from_payload(await sink.replies.next()) for _ in range(4)]
     await quitter.close()  # gone, with four jobs unacknowledged
@@ -160,7 +160,7 @@ async def test_a_worker_that_does_not_acknowledge_in_time_is_dropped_and_its_job
     results = Results()
     queue, dial = await hub((str(i).encode() for i in range(20)), ack_timeout=0.3, on_result=results)
     stuck = await dial()
-    sink = stuck.request_sink("jobs", window=rx.Manual(2))
+    sink = stuck.remote_sink("jobs", window=rx.Manual(2))
     assert sink.replies is not None
     await sink.replies.next()  # takes a job and never answers
     worker = await dial()
@@ -199,7 +199,7 @@ async def test_a_worker_answering_nonsense_is_refused_and_its_jobs_redelivered(h
     results = Results()
     queue, dial = await hub((str(i).encode() for i in range(10)), on_result=results)
     rogue = await dial()
-    sink = rogue.request_sink("jobs", window=rx.Manual(2))
+    sink = rogue.remote_sink("jobs", window=rx.Manual(2))
     assert sink.replies is not None
     await sink.replies.next()
     await sink.send(ack(9999))  # a job it never had: ignored
@@ -326,7 +326,7 @@ async def test_a_dead_letter_in_a_lost_workers_hands_does_not_end_the_queue_earl
     results = Results()
     queue, dial = await hub([b"x", b"y"], max_failures=1, on_result=results)
     first = await dial()
-    sink = first.request_sink("jobs", window=rx.Manual(3))
+    sink = first.remote_sink("jobs", window=rx.Manual(3))
     assert sink.replies is not None
     x, y = Job.from_payload(await sink.replies.next()), Job.from_payload(await sink.replies.next())
     await sink.send(rx.Payload(b"", request_metadata(None, {"nack": y.id, "error": "no"})))
@@ -363,7 +363,7 @@ def test_ack_timeout_measures_the_worker_not_a_job_waiting_in_its_window() -> No
         WorkQueue([b"1", b"2"], ack_timeout=0.25).serve(stuck_router, "jobs")
         c, d = memory_pair()
         stuck_server, stuck = Peer(d, Role.SERVER, router=stuck_router), Peer(c, Role.CLIENT)
-        sink = stuck.request_sink("jobs", window=rx.Manual(2))
+        sink = stuck.remote_sink("jobs", window=rx.Manual(2))
         assert sink.replies is not None
         loop = asyncio.get_running_loop()
         job = Job.from_payload(await sink.replies.next())

@@ -205,7 +205,7 @@ async def _enumerate(items: AsyncIterator[rx.Payload]) -> AsyncIterator[tuple[in
 
 
 async def test_demand_reaches_the_disk_with_a_slow_worker(hub_and_client: tuple[Hub, Peer, Peer]) -> None:
-    """DESIGN.md §3: the hub's read offset never exceeds (consumed + outstanding + 1) chunks."""
+    """Flow control (docs/architecture.md): the hub's read offset never exceeds (consumed + outstanding + 1) chunks."""
     hub, client, server = hub_and_client
     window = 3
     stream = client.request_stream("files/small.bin", window=window, auto_ack=False)

@@ -62,7 +62,7 @@ async def test_jetstream_queue_holds_a_worker_to_its_window_whatever_credit_it_g
     await queue.publish(b"x" for _ in range(40))
     await queue.seal()
     async with await rx.connect_tcp("127.0.0.1", server.port) as peer:
-        sink = peer.request_sink("jobs", window=Manual(3))
+        sink = peer.remote_sink("jobs", window=Manual(3))
         jobs = sink.replies
         assert jobs is not None
         jobs.request(50)  # greedy: credit far past the window
@@ -115,7 +115,7 @@ async def test_jetstream_queue_hands_a_lost_workers_jobs_to_another(nc: Client) 
     lost = await rx.connect_tcp("127.0.0.1", server.port)
 
     async def quitter() -> None:  # takes 4 jobs, answers none, and its connection drops
-        sink = lost.request_sink("jobs", window=Manual(4))
+        sink = lost.remote_sink("jobs", window=Manual(4))
         assert sink.replies is not None
         async for payload in sink.replies:
             taken.append(Job.from_payload(payload).id)

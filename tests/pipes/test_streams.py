@@ -81,7 +81,7 @@ async def served(tmp_path: Path) -> AsyncIterator[tuple[rx.Peer, list[FileSource
 async def copy(facade: str, peer: rx.Peer, fd: int) -> int:
     async with stdout_writer(fd) as writer:
         if facade == "aio":
-            return await aio.to_writer(aio.stream(peer, "big", window=WINDOW), writer)
+            return await aio.to_writer(aio.request_stream(peer, "big", window=WINDOW), writer)
         sink = rxc.RxWriterSink(writer, window=WINDOW)
         rxc.request_stream(peer, "big").pipe(request_n(sink.demand)).subscribe(sink)
         return await sink.done

@@ -1,6 +1,7 @@
 """ReactiveX facade and backpressure operators, over real peers (TCP, memory) where the wire is the point.
 
-Tests named ``test_rule_*`` check DESIGN.md §3 through the Rx API.
+Tests named ``test_rule_*`` check the flow-control rules (docs/architecture.md, "Flow
+control: two levels") through the Rx API.
 """
 
 from __future__ import annotations

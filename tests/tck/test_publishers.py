@@ -198,15 +198,15 @@ class TestAioShareDemand(tck.PublisherRules):
 
 
 class TestAioFromObservable(tck.PublisherRules):
-    """``aio.from_observable``: a demand Observable pulled by async iteration."""
+    """``rxc.to_async_iterable``: a demand Observable pulled by async iteration."""
 
     @pytest.fixture
     def tck_factory(self) -> tck.PublisherFactory:
         tracker = Tracker()
         return tck.PublisherFactory(
-            create=lambda n: from_async_iterable(lambda: aio.from_observable(rxc.from_iterable(Numbers(n, tracker)))),
+            create=lambda n: from_async_iterable(lambda: rxc.to_async_iterable(rxc.from_iterable(Numbers(n, tracker)))),
             create_failed=lambda: from_async_iterable(
-                lambda: aio.from_observable(rxc.from_iterable(Numbers(0, tracker, fail=True)))
+                lambda: rxc.to_async_iterable(rxc.from_iterable(Numbers(0, tracker, fail=True)))
             ),
             released=tracker.released,
         )
@@ -319,7 +319,7 @@ class TestResponderRxOutbound(tck.PublisherRules):
 
 
 class TestAioStream(tck.PublisherRules):
-    """``aio.stream`` (a window of 4 across the wire), pulled by async iteration."""
+    """``aio.request_stream`` (a window of 4 across the wire), pulled by async iteration."""
 
     @pytest.fixture
     def tck_factory(self, peers: tuple[rx.Peer, Tracker]) -> tck.PublisherFactory:
@@ -327,12 +327,12 @@ class TestAioStream(tck.PublisherRules):
         return _remote(
             client,
             tracker,
-            lambda peer, route, n: from_async_iterable(lambda: aio.stream(peer, route, b"%d" % n, window=4)),
+            lambda peer, route, n: from_async_iterable(lambda: aio.request_stream(peer, route, b"%d" % n, window=4)),
         )
 
 
 class TestAiostreamPipe(tck.PublisherRules):
-    """An aiostream pipeline: ``rxpipe.fetch(...) | pipe.map(...)``."""
+    """An aiostream pipeline: ``rxpipe.request_stream(...) | pipe.map(...)``."""
 
     @pytest.fixture
     def tck_factory(self, peers: tuple[rx.Peer, Tracker]) -> tck.PublisherFactory:
@@ -340,7 +340,7 @@ class TestAiostreamPipe(tck.PublisherRules):
 
         def fetch(peer: rx.Peer, route: str, n: int) -> tck.Publisher:
             return from_async_iterable(
-                lambda: rxpipe.fetch(peer, route, b"%d" % n, window=4) | pipe.map(lambda item: item.data)
+                lambda: rxpipe.request_stream(peer, route, b"%d" % n, window=4) | pipe.map(lambda item: item.data)
             )
 
         return _remote(client, tracker, fetch)

@@ -6,7 +6,7 @@ and cancel that reaches it:
 * on the far side of a remote stream, sending through the responder's outbound (an Rx
   remote sink, ``tck.adapters.serve``): the subscriber is the requester's demand operator
   (``windowed``, ``stop_and_wait``, ``limit_rate``, ``adaptive``, ``request_n``) with what
-  it feeds, an ``RxFileSink`` acknowledging writes, or an ``async for`` over ``aio.stream``;
+  it feeds, an ``RxFileSink`` acknowledging writes, or an ``async for`` over ``aio.request_stream``;
   with ``request_n`` that chain is the responder's outbound following the requester's demand;
 * on the requester's side of a channel: the subscriber is a remote sink (``rxc.remote_sink``,
   ``rxc.channel``, ``aio.remote_sink``) sending what the responder asks for.
@@ -129,7 +129,7 @@ class TestRxFileSink(tck.SubscriberRules):
 
 
 class TestAsyncForOverAioStream(tck.SubscriberRules):
-    """An ``async for`` loop over ``aio.stream(window=4)``; leaving it is the cancel."""
+    """An ``async for`` loop over ``aio.request_stream(window=4)``; leaving it is the cancel."""
 
     @pytest.fixture
     def tck_factory(self, remote_in_memory: Remote) -> tck.SubscriberFactory:
@@ -138,7 +138,7 @@ class TestAsyncForOverAioStream(tck.SubscriberRules):
 
             async def loop() -> None:
                 try:
-                    async for item in aio.stream(remote_in_memory.client, "probe", key.encode(), window=4):
+                    async for item in aio.request_stream(remote_in_memory.client, "probe", key.encode(), window=4):
                         recorder.on_next(item)
                 except rx.RxChannelError as exc:
                     recorder.on_error(exc)

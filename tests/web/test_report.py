@@ -1,4 +1,5 @@
-"""``/report`` accepts only reports from pages this hub served, in DESIGN.md §8's shape.
+"""``/report`` accepts only reports from pages this hub served, in the shape of
+docs/architecture.md, "The worker page's job mode".
 
 Each page load carries its own token; a report without one, with a made-up, expired or
 forgotten one, or with a body that is not a report, is refused (403 / 400 / 413) and never

@@ -12,6 +12,7 @@ from ._processor import ProcessorEnv
 from ._publisher import PublisherEnv, SkipCheck
 from ._rules import Check, checks_for
 from ._subscriber import SubscriberEnv
+from ._subscription import spec_3_2 as _registered  # noqa: F401 - importing registers the §3 checks
 
 __all__ = ["Outcome", "Report", "run_check", "verify_processor", "verify_publisher", "verify_subscriber"]
 

@@ -9,7 +9,7 @@ the rules see is rxchannel's behaviour:
   you build around the demand (``source.pipe(request_n(requests), observe_on(...))``).
 * :func:`from_remote_stream` — the runtime's :class:`~rxchannel.RemoteStream`, opened with
   manual demand: ``request(n)`` is ``stream.request(n)``, ``cancel()`` is ``aclose()``.
-* :func:`from_async_iterable` — an async iterable (``aio.stream``, an aiostream pipe): an
+* :func:`from_async_iterable` — an async iterable (``aio.request_stream``, an aiostream pipe): an
   async iterator has no demand of its own, so here ``request(n)`` allows ``n`` pulls; the
   rules then check what the iterable does (its end, its errors, closing on cancel).
 * :func:`sink_subscriber` — a remote sink (``rxc.remote_sink``, ``rxc.channel``,
