@@ -3,6 +3,7 @@ limits, and what it serves over HTTP beside them.
 
 * :mod:`._hub` — :class:`Hub`, the routes of the hub (``docs/architecture.md``) over any transport, sandboxed
   to one root.
+* :mod:`._parts` — :class:`HeldFile` (a file stream's place in the open-file budget) and the inbox's helpers.
 """
 
 from __future__ import annotations

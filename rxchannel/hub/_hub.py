@@ -58,6 +58,8 @@ from rxchannel.runtime import Payload, Request, Router
 from rxchannel.runtime.values import as_payload
 from rxchannel.transports.admission import PROVEN, Admission, ThrottledLog
 
+from ._parts import HeldFile, host_of, make_parents, remove_empty
+
 #: One line per transfer (event ``transfer``) and upload (event ``upload``).
 log = logging.getLogger("rxchannel.hub")
 
@@ -68,68 +70,6 @@ STALE_UPLOAD = 600.0
 SWEEP_EVERY = 60.0
 
 __all__ = ["HeldFile", "Hub"]
-
-_closing: set[asyncio.Task[None]] = set()
-
-
-class HeldFile:
-    """A ``files/`` stream's source as the hub holds it in its open-file budget: the chunks of
-    its :class:`FileSource`, and, while it waits for demand, a place another stream may take.
-
-    Once it has waited ``idle_after`` seconds for a pull, it is idle; evicted then (the
-    budget is full and a new stream needs its place), its file is closed at once and its
-    next pull fails with REJECTED, saying to resume from the offset the worker has.
-    """
-
-    #: the last chunk says it is the last (see :class:`FileSource`)
-    marks_last = True
-
-    def __init__(self, idle_after: float):
-        self.source: FileSource | None = None
-        self._items: AsyncIterator[Payload] | None = None
-        self._idle_after = idle_after
-        self._since = time.monotonic()
-        self._pulling = False
-        self._error: ApplicationError | None = None
-
-    def __aiter__(self) -> AsyncIterator[Payload]:
-        return self
-
-    def idle(self) -> bool:
-        """Waiting for demand for at least ``idle_after`` seconds."""
-        return self.source is not None and not self._pulling and time.monotonic() - self._since >= self._idle_after
-
-    async def __anext__(self) -> Payload:
-        if self._error is not None:
-            raise self._error
-        if self._items is None:
-            assert self.source is not None
-            self._items = self.source.__aiter__()
-        self._pulling = True
-        try:
-            return await self._items.__anext__()
-        finally:
-            self._pulling = False
-            self._since = time.monotonic()
-
-    def evict(self, _reason: str) -> None:
-        """Close the file now (it waits at a chunk); the next pull fails saying why."""
-        waited = time.monotonic() - self._since
-        self._error = ApplicationError(
-            f"this stream waited {waited:.0f} s for demand while the hub's open-file budget was full: its file was "
-            "closed to make room for another; fetch it again to resume from your offset",
-            ErrorCode.REJECTED,
-        )
-        items, self._items = self._items, None
-        if items is not None and not self._pulling:
-            task = asyncio.ensure_future(items.aclose())  # type: ignore[attr-defined]
-            _closing.add(task)
-            task.add_done_callback(_closing.discard)
-
-    async def aclose(self) -> None:
-        items, self._items = self._items, None
-        if items is not None:
-            await items.aclose()  # type: ignore[attr-defined]
 
 
 class Hub:
@@ -462,7 +402,7 @@ class Hub:
         await asyncio.to_thread(self._prepare_inbox)
         target = resolve_inside(self.inbox, relative)
         await asyncio.to_thread(self._check_room, size or 0)
-        address = _host(request.remote)
+        address = host_of(request.remote)
         budget = self.max_upload_per_address
         if budget is not None:
             held = await asyncio.to_thread(self._held_by, address)
@@ -480,7 +420,7 @@ class Hub:
         # a digest the sender announces (a file it pushes as is) is checked here; one that cannot
         # know it in advance (a transformed stream) checks the receipt's instead
         sink = FileSink(target, private_part=True, overwrite=False, max_size=self.max_upload, require_digest=False)
-        created = await asyncio.to_thread(_make_parents, target.parent, self.inbox)
+        created = await asyncio.to_thread(make_parents, target.parent, self.inbox)
         await sink.open()
         self.uploads.add(sink.part)
         items = request.inbound.__aiter__()
@@ -526,7 +466,7 @@ class Hub:
             ) from None
         except BaseException:
             await sink.abort()
-            await asyncio.to_thread(_remove_empty, created)
+            await asyncio.to_thread(remove_empty, created)
             raise
         finally:
             self.uploads.discard(sink.part)
@@ -578,28 +518,3 @@ class Hub:
                 f"and has {free >> 20} MiB; try later or ask the operator",
                 ErrorCode.REJECTED,
             )
-
-
-def _host(remote: str) -> str:
-    """The address of ``host:port`` (``[v6]:port`` too)."""
-    host = remote.rsplit(":", 1)[0] if remote.count(":") == 1 or remote.startswith("[") else remote
-    return host.strip("[]")
-
-
-def _make_parents(directory: Path, inbox: Path) -> list[Path]:
-    """Create ``directory`` (inside ``inbox``); returns those it created, deepest first."""
-    created = []
-    here = directory
-    while here != inbox and not here.exists():
-        created.append(here)
-        here = here.parent
-    directory.mkdir(parents=True, exist_ok=True)
-    return created
-
-
-def _remove_empty(directories: list[Path]) -> None:
-    for directory in directories:
-        try:
-            directory.rmdir()
-        except OSError:
-            return
