@@ -89,9 +89,13 @@ class Answerer:
     """The answering side: answers offers, and owns every peer connection until its channel opens.
 
     A peer that posts an offer and never connects does not leave a connection behind: it is
-    closed after ``timeout`` seconds, and :meth:`close` closes every one still pending. At
-    most ``signaling.max_pending`` are pending at once (``max_pending_per_address`` per
-    client); the candidates an offer names are checked against ``signaling.peers`` first.
+    closed after ``timeout`` seconds (sooner as the pending offers fill up, 2 s from 90 %),
+    at once when its peer connection fails or it hung up before reading the answer, and
+    :meth:`close` closes every one still pending. At most ``signaling.max_pending`` are
+    pending at once (``max_pending_per_address`` per client, past which it gets 429); when
+    they are all taken, a new offer takes the place of the oldest of the address with the
+    most. Two offers are answered at once, the newest first. The candidates an offer
+    names are checked against ``signaling.peers`` first.
     """
 
     def __init__(
