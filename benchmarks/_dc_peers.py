@@ -332,6 +332,7 @@ def main(argv: list[str]) -> None:
     parser.add_argument(
         "--stack", default=None, help="the WebRTC stack of rx-recv / rx-go (default: native if installed)"
     )
+    parser.add_argument("--host", default="127.0.0.1", help="the address stack-send / stack-recv gather on")
     add_loop_option(parser)
     ns = parser.parse_args(argv)
     if ns.role == "raw-send":

@@ -264,3 +264,39 @@ def test_code_and_docs_cite_only_what_is_in_the_repository() -> None:
         if any(x in line for x in outside)
     ]
     assert cited == [], "cite docs/ or the specs instead:\n" + "\n".join(cited)
+
+
+def test_citations_of_the_projects_docs_resolve() -> None:
+    """A comment or docstring that cites a doc of the project and a section in quotes names
+    a file and a heading that are there (a reader who follows it lands somewhere); every
+    ``docs/*.md`` named anywhere exists."""
+    import re
+
+    root = PACKAGE.parent
+    cite = re.compile(r'docs/([\w.-]+\.md)(?:,|\s*\()\s*"([^"]+)"')
+    broken = []
+    found = 0
+    for folder in ("rxchannel", "tests"):
+        for path in sorted((root / folder).rglob("*")):
+            if not path.is_file() or path.suffix not in (".py", ".js", ".mjs"):
+                continue
+            text = " ".join(path.read_text(errors="replace").split())  # a citation may wrap
+            for doc, section in cite.findall(text):
+                found += 1
+                target = root / "docs" / doc
+                headings = (
+                    [line.lstrip("#").strip() for line in target.read_text().splitlines() if line.startswith("#")]
+                    if target.exists()
+                    else []
+                )
+                if not any(section.strip().rstrip(".") in heading for heading in headings):
+                    broken.append(f"{path.relative_to(root)}: docs/{doc}, {section!r}")
+    named = re.compile(r"docs/([\w.-]+\.md)")
+    for folder in ("rxchannel", "tests", "benchmarks", "examples"):
+        for path in sorted((root / folder).rglob("*")):
+            if path.is_file() and path.suffix in (".py", ".js", ".mjs"):
+                for doc in named.findall(path.read_text(errors="replace")):
+                    if not (root / "docs" / doc).exists():
+                        broken.append(f"{path.relative_to(root)}: docs/{doc} is not there")
+    assert broken == [], "\n".join(broken)
+    assert found > 10  # the pattern finds the citations that are there

@@ -37,6 +37,7 @@ from rxchannel.transports.http import HttpListener
 from rxchannel.web import WorkerPage
 from rxchannel.webrtc.rendezvous import RendezvousLink
 
+from .endpoints import endpoint_limits
 from .errors import UsageError, printable
 from .ice import options_from
 from .jetstream import attach_jetstream
@@ -56,6 +57,7 @@ def _note(text: str) -> None:
 def _summary(result: TransferResult) -> dict[str, Any]:
     return {
         "output": str(result.path),
+        "type": "file",  # the hub's first metadata says so (a FileSink refuses any other type)
         "bytes": result.size,
         "received": result.received,
         "resumed_from": result.resumed_from,
@@ -299,6 +301,8 @@ async def cmd_serve(args: argparse.Namespace) -> int:
         max_upload=args.max_upload,
         max_upload_per_address=None if args.secret else args.max_upload_per_address,
         max_open_files=args.max_open_files,
+        endpoints=args.endpoint,
+        endpoint_limits=endpoint_limits(args),
     )
     try:
         detach = await attach_jetstream(args, hub.router)  # --nats: queue/ and broadcast/ on JetStream
@@ -348,6 +352,8 @@ async def cmd_serve(args: argparse.Namespace) -> int:
         print(f"serving {hub.root} over {args.transport}; Ctrl-C to stop", file=sys.stderr, flush=True)
         if detach is not None:
             _note(f"queue/NAME and broadcast/TOPIC are served from JetStream at {args.nats}")
+        for endpoint in args.endpoint:
+            _note(f"endpoints/{endpoint.name}/PATH goes to {endpoint.url}/PATH")
     if args.turn_url and not args.secret:
         _note(
             "--turn-url without --secret: anyone who reaches this hub can get TURN credentials "

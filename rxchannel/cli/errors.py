@@ -1,6 +1,6 @@
 """What the CLI says when something goes wrong, and with which exit code: one table.
 
-Exit codes (the contract; docs/cli.md):
+Exit codes (the contract; docs/architecture.md, "URLs and exit codes"):
 
 ====  =====================================================================
 0     success (for ``fetch``: the file is complete and its SHA-256 verified)
@@ -40,6 +40,8 @@ from rxchannel.core import (
     SetupRejectedError,
 )
 from rxchannel.files import FILE_CHANGED, FileBusyError, IntegrityError, TargetExistsError, TooLargeError
+from rxchannel.hub import EndpointStatusError
+from rxchannel.hub.endpoints import ENDPOINT_FAILED
 from rxchannel.transports import WrongTransportError
 
 __all__ = [
@@ -121,6 +123,10 @@ def explain(exc: BaseException, *, subject: str = "the request", resumable: bool
         return Failure(EXIT_REFUSED, f"the hub refused the connection: {exc.message or exc}")
     if isinstance(exc, RemoteError) and exc.code in (ErrorCode.CONNECTION_ERROR, ErrorCode.CONNECTION_CLOSE):
         return Failure(EXIT_LOST, _with_hint(f"the hub ended the connection: {exc.message or exc}", keep))
+    if isinstance(exc, EndpointStatusError):  # the service behind the hub answered with an error
+        return Failure(EXIT_REFUSED, f"the endpoint answered {subject} with {exc}")
+    if isinstance(exc, RemoteError) and exc.code == ENDPOINT_FAILED:
+        return Failure(EXIT_LOST, f"{exc.message}; run the same command again")
     if isinstance(exc, RemoteError):
         if exc.code == FILE_CHANGED:
             return Failure(EXIT_LOST, f"{exc.message}; run the same command again")

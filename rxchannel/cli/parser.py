@@ -14,6 +14,7 @@ from typing import NoReturn
 
 from rxchannel.transports import KINDS, kind_of
 
+from .endpoints import add_endpoint_options
 from .errors import UsageError
 from .ice import add_ice_options, add_path_options
 from .jetstream import add_jetstream_options
@@ -225,13 +226,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="the rendezvous's --secret (default: $RXCHANNEL_RENDEZVOUS_SECRET)",
     )
     add_jetstream_options(serve)
+    add_endpoint_options(serve)
     _add_common(serve, hub=True)
 
     fetch = sub.add_parser(
         "fetch",
-        help="fetch a file (or a directory: PATH/) from a hub",
+        help="fetch a file (or a directory: PATH/, or an endpoint's response) from a hub",
         description="Fetch PATH from the hub at URL into a local file, verified by SHA-256; an interrupted "
-        "fetch resumes from its .part when run again. PATH ending in '/' fetches the directory.",
+        "fetch resumes from its .part when run again. PATH ending in '/' fetches the directory; "
+        "endpoints/NAME/PATH fetches the response of one of the hub's endpoints (HTTP status >= 400: exit 2).",
     )
     fetch.add_argument("url", type=_url, metavar="URL", help="the URL 'rxchannel serve' printed")
     fetch.add_argument(

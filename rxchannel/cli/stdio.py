@@ -26,7 +26,9 @@ from rxchannel.pipes import PipeClosedError, fetch_to, push_from, stdin_source, 
 from .commands import _connect, _follow_link, route_of
 from .commands import cmd_fetch as fetch_to_file
 from .commands import cmd_send as send_file
+from .endpoints import is_endpoint
 from .errors import UsageError, printable
+from .fetch_endpoint import fetch_endpoint
 from .progress import progress_bar
 from .units import peak_rss_mb
 
@@ -45,7 +47,10 @@ def stdout_is_data(args: argparse.Namespace) -> bool:
 
 
 async def cmd_fetch(args: argparse.Namespace) -> int:
-    """``fetch``: to standard output with ``-o -``, else :func:`.commands.cmd_fetch`."""
+    """``fetch``: to standard output with ``-o -``, else :func:`.commands.cmd_fetch`; an
+    endpoint's response (``endpoints/NAME/PATH``) with :func:`.fetch_endpoint.fetch_endpoint`."""
+    if is_endpoint(args.remote_path):
+        return await fetch_endpoint(args)
     if not stdout_is_data(args):
         return await fetch_to_file(args)
     if args.remote_path.endswith("/"):
@@ -70,6 +75,7 @@ async def cmd_fetch(args: argparse.Namespace) -> int:
         await peer.close()
     summary = {
         "output": STDIO,
+        "type": "file",
         "bytes": result.size,
         "received": result.size,
         "resumed_from": 0,

@@ -12,6 +12,7 @@ from ._connection import Connection
 from ._credit import InboundDemand, ReplenishPolicy, SendCredit, check_request_n
 from ._errors import (
     ACK_TIMEOUT,
+    ENDPOINT_FAILED,
     FILE_CHANGED,
     JOINED_LATE,
     LAGGED,
@@ -82,6 +83,7 @@ from ._setup import SETUP_REFUSALS, setup_refusal
 
 __all__ = [
     "ACK_TIMEOUT",
+    "ENDPOINT_FAILED",
     "FILE_CHANGED",
     "JOINED_LATE",
     "LAGGED",

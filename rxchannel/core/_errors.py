@@ -20,6 +20,7 @@ from enum import IntEnum
 
 __all__ = [
     "ACK_TIMEOUT",
+    "ENDPOINT_FAILED",
     "FILE_CHANGED",
     "JOINED_LATE",
     "LAGGED",
@@ -66,6 +67,8 @@ JOINED_LATE = 0x00000302
 LAGGED = 0x00000303
 #: a worker holding jobs answered none for ``ack_timeout`` seconds; its jobs went to others
 ACK_TIMEOUT = 0x00000304
+#: an endpoint's upstream failed (refused, timed out, reset, went silent)
+ENDPOINT_FAILED = 0x00000305
 
 
 class RxChannelError(Exception):

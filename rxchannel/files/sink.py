@@ -149,6 +149,8 @@ class FileSink:
 
     async def _start(self, info: dict[str, Any]) -> None:
         size, offset = info.get("size"), info.get("offset", 0)
+        if info.get("type", "file") != "file":  # a buffer or an endpoint's response is not a file to verify
+            raise self._refuse(f"the sender sent a {str(info['type'])[:40]!r} stream, not a file")
         if size is not None:
             if isinstance(size, bool) or not isinstance(size, int) or size < 0:
                 raise self._refuse(f"the sender announced an impossible size: {str(size)[:40]}")

@@ -1,7 +1,7 @@
 """A demand-driven file source: one chunk read per item pulled, never ahead of demand.
 
 Wire format of a file stream (route ``files/<path>``): each PAYLOAD's data is a chunk; the
-first PAYLOAD's metadata (composite, ``application/json``) has ``{"size", "offset"}`` (and
+first PAYLOAD's metadata (composite, ``application/json``) has ``{"type": "file", "size", "offset"}`` (and
 ``"restart"`` when a resume had to start over), the last one's has ``{"sha256"}`` of the
 *whole* file, which the receiver checks end to end.
 """
@@ -195,7 +195,7 @@ class FileSource:
                     self._on_read(len(data))
                 info: dict[str, Any] = {}
                 if first:
-                    info.update(size=self.size, offset=self.offset)
+                    info.update(type="file", size=self.size, offset=self.offset)
                     if restart is not None:
                         info["restart"] = restart
                 last = position >= self.size

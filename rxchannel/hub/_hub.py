@@ -8,6 +8,10 @@ transport, sandboxed to one root.
 | ``files``            | request-response | JSON list of ``{"path", "size"}``; ``{"prefix", "cursor", "limit"}`` |
 | ``buffers/<path>``   | request-response | the whole file as one payload, up to ``max_buffer`` bytes |
 | ``push/<path>``      | request-channel  | the requester streams a file into the inbox; receipt back |
+| ``endpoints/<n>/<path>`` | stream, response, channel | an HTTP request to a configured upstream (:mod:`.endpoints`) |
+
+Every stream's first item says what it is in its metadata (JSON entry): ``"type"`` is
+``"file"`` (``files/``, ``share/``), ``"buffer"`` (``buffers/``) or ``"endpoint"``.
 
 A listing comes a page at a time: the reply's metadata (JSON entry) has ``{"next": cursor}``
 when more remain (never a silent cut), and ``{"skipped": {reason: count}}`` for names that
@@ -42,7 +46,7 @@ import os
 import shutil
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -59,6 +63,7 @@ from rxchannel.runtime.values import as_payload
 from rxchannel.transports.admission import PROVEN, Admission, ThrottledLog
 
 from ._parts import HeldFile, host_of, make_parents, remove_empty
+from .endpoints import Endpoint, EndpointLimits, EndpointRoutes
 
 #: One line per transfer (event ``transfer``) and upload (event ``upload``).
 log = logging.getLogger("rxchannel.hub")
@@ -101,6 +106,9 @@ class Hub:
         share_max_lag: chunks a shared read may be ahead of its slowest worker (what it keeps).
         share_patience: seconds in total a worker may hold a shared read back before it is
             detached (it continues on ``files/``).
+        endpoints: HTTP upstreams served as ``endpoints/<name>/<path>``: ``{"name":
+            "http://HOST:PORT[/prefix]"}`` (see :mod:`rxchannel.hub.endpoints`).
+        endpoint_limits: sizes and times one endpoint request may take.
 
     Attributes:
         sources: file sources currently open (tests and benchmarks read their offsets).
@@ -128,6 +136,8 @@ class Hub:
         share_join_window: float = 0.5,
         share_max_lag: int = 64,
         share_patience: float = 2.0,
+        endpoints: Mapping[str, str | Endpoint] | None = None,
+        endpoint_limits: EndpointLimits | None = None,
     ):
         self.root = Path(root).resolve()
         if not self.root.is_dir():
@@ -180,6 +190,8 @@ class Hub:
         self.router.response("files")(self.list_files)
         self.router.response("buffers/")(self.buffer)
         self.router.channel("push/")(self.receive_push)
+        self.endpoints = EndpointRoutes(endpoints, endpoint_limits)
+        self.endpoints.register(self.router)
 
     @property
     def streams_open(self) -> int:
@@ -353,7 +365,7 @@ class Hub:
             info["skipped"] = page.skipped
         return Payload(json.dumps(page.entries).encode(), request_metadata(None, info) if info else None)
 
-    async def buffer(self, request: Request) -> bytes:
+    async def buffer(self, request: Request) -> Payload:
         """The whole file as one reply, up to ``max_buffer`` bytes, ``max_buffers`` at a time hub-wide.
 
         A slot is held from the read until the reply is queued for the transport (and the
@@ -375,7 +387,8 @@ class Hub:
                 ErrorCode.REJECTED,
             )
         request.on_finish(ticket.leave)
-        return await asyncio.to_thread(path.read_bytes)
+        data = await asyncio.to_thread(path.read_bytes)
+        return Payload(data, request_metadata(None, {"type": "buffer", "size": len(data)}))
 
     async def receive_push(self, request: Request) -> AsyncIterator[Payload]:
         """Write the requester's items to the inbox, then send one receipt.

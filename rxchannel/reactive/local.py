@@ -37,7 +37,9 @@ class BufferOverflowError(RxChannelError):
 class LocalPull(Generic[T]):
     """Pulls from a local source only within the demand its :class:`InboundDemand` allows.
 
-    The same demand engine as a remote stream (rxchannel.core), without a wire. A
+    The same demand engine as a remote stream (rxchannel.core), without a wire; every local
+    pull is one (iterables, hot buffers, a balanced share's members, a channel's prepaid
+    inbound), differing only in its source and how :meth:`next` waits for its turn. A
     synchronous iterable is pulled synchronously, a batch at a time (:meth:`try_batch`), so
     an in-process pipeline pays no await per item.
 
@@ -54,19 +56,23 @@ class LocalPull(Generic[T]):
         auto_ack: bool,
         *,
         sync: Iterator[T] | None = None,
+        on_request: Callable[[int], object] | None = None,
     ):
+        """``on_request(n)``: told of every :meth:`request` (a source whose own demand follows
+        this one's: a remote stream asked for more only as the pipeline requests)."""
         self._items = items
+        self._on_request = on_request
         self._ahead = Ahead(items) if items is not None else None
         self._sync = sync
         self._loop = asyncio.get_running_loop()
         self.demand = InboundDemand(policy, auto_ack=auto_ack)
         self._held: Any = PENDING
         self._exhausted = False
-        self._wake: asyncio.Event = asyncio.Event()
+        self.wake: asyncio.Event = asyncio.Event()
         self._closed = False
         self._hot = items if isinstance(items, HotBuffer) else None
         if self._hot is not None:
-            self._hot.on_end = self._wake.set
+            self._hot.on_end = self.wake.set
         self.demand.start(self._loop.time())
 
     def _ended(self) -> StopAsyncIteration:
@@ -107,8 +113,8 @@ class LocalPull(Generic[T]):
                 return items[0]
             if self._closed:
                 raise StopAsyncIteration
-            self._wake.clear()
-            await self._wake.wait()
+            self.wake.clear()
+            await self.wake.wait()
         ahead, demand = self._ahead, self.demand
         assert ahead is not None
         if self._hot is None and not await ahead.fill():
@@ -118,26 +124,28 @@ class LocalPull(Generic[T]):
                 raise StopAsyncIteration
             if self._hot is not None and self._hot.drained and not await ahead.fill():
                 raise self._ended()  # the hot source ended: its end (or error) needs no demand
-            self._wake.clear()
-            await self._wake.wait()
+            self.wake.clear()
+            await self.wake.wait()
         if not await ahead.fill():
             raise self._ended()
         return ahead.take()
 
     def ack(self, count: int = 1) -> None:
         if not self._closed and self.demand.ack(count, self._loop.time()):
-            self._wake.set()
+            self.wake.set()
 
     def request(self, n: int) -> None:
         self.demand.request(n, self._loop.time())
-        self._wake.set()
+        if self._on_request is not None:
+            self._on_request(n)
+        self.wake.set()
 
     async def aclose(self) -> None:
         if not self._closed:
             self._closed = True
             self._held = PENDING
             self.demand.end()
-            self._wake.set()
+            self.wake.set()
             if self._ahead is not None:
                 await self._ahead.aclose()
             close = getattr(self._sync, "close", None)

@@ -22,7 +22,7 @@ from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator
 from typing import Any, Generic, TypeVar
 
-from rxchannel.core import InboundDemand, ReplenishPolicy
+from rxchannel.core import ReplenishPolicy
 from rxchannel.fanout import Broadcast, JoinedLateError
 from rxchannel.fanout.broadcast import check_broadcast
 from rxchannel.runtime.ahead import Ahead
@@ -149,16 +149,12 @@ class _Balancer(Generic[T]):
                 await self._ahead.aclose()
 
 
-class _BalancedPull(Generic[T]):
-    """One member's pull stream: takes the shared next item when its own demand allows and its turn comes."""
+class _BalancedPull(LocalPull[T]):
+    """One member's pull: takes the shared next item when its own demand allows and its turn comes."""
 
     def __init__(self, balancer: _Balancer[T], policy: ReplenishPolicy | None, auto_ack: bool):
+        super().__init__(None, policy, auto_ack)
         self._balancer = balancer
-        self._loop = asyncio.get_running_loop()
-        self.demand = InboundDemand(policy, auto_ack=auto_ack)
-        self.demand.start(self._loop.time())
-        self.wake = asyncio.Event()
-        self._closed = False
 
     async def next(self) -> T:
         balancer, demand = self._balancer, self.demand
@@ -184,14 +180,6 @@ class _BalancedPull(Generic[T]):
                 raise balancer.end()
             self.wake.clear()
             await self.wake.wait()
-
-    def ack(self, count: int = 1) -> None:
-        if not self._closed and self.demand.ack(count, self._loop.time()):
-            self.wake.set()
-
-    def request(self, n: int) -> None:
-        self.demand.request(n, self._loop.time())
-        self.wake.set()
 
     async def aclose(self) -> None:
         if not self._closed:

@@ -35,15 +35,16 @@ from reactivex.disposable import Disposable
 from rxchannel.core import (
     ClosedResourceError,
     LocalProtocolError,
+    Manual,
     ReplenishPolicy,
     RxChannelError,
     WindowSpec,
-    check_request_n,
 )
 from rxchannel.runtime import Payload, Peer, RemoteSink, RemoteStream, Request
 
 from ._threads import LoopThread
-from .observable import PENDING, Demand, DemandObservable, PullStream
+from .local import LocalPull
+from .observable import Demand, DemandObservable, PullStream
 
 __all__ = ["RxChannel", "RxRemoteSink", "channel", "inbound", "outbound", "remote_sink"]
 
@@ -188,50 +189,28 @@ def _single(take: Any, description: str, policy: ReplenishPolicy | None) -> Dema
             raise TypeError(f"{description} acknowledges items as they are taken; it takes no acks=")
         stream: RemoteStream = take()
         if chosen is None and stream.in_flight:
-            return _Prepaid(stream, stream.in_flight)
+            return _prepaid(stream, stream.in_flight)
         return stream
 
     policy_marker: Any = marker  # stands in for a policy: an operator that sets one replaces it
     return DemandObservable(opener, Demand(policy=lambda: policy_marker), description=description)
 
 
-class _Prepaid:
+def _prepaid(stream: RemoteStream, prepaid: int) -> LocalPull[Payload]:
     """A stream that opened with credit of its own (a channel's request carries n >= 1),
     driven by ``request_n``: its items go on only as requested (Reactive Streams §1.1), the
-    credit it opened with counting against the first requests. It holds at most one item
-    it has no request for; the end and errors need none."""
+    credit it opened with counting against the first requests (only the rest is asked of
+    the remote). It holds at most one item it has no request for; the end and errors need none."""
+    left = prepaid
 
-    def __init__(self, stream: RemoteStream, prepaid: int):
-        self._stream = stream
-        self._prepaid = prepaid
-        self._allowed = 0
-        self._held: Any = PENDING
-        self._wake = asyncio.Event()
-
-    def request(self, n: int) -> None:
-        check_request_n(n)
-        self._allowed += n
-        covered = min(self._prepaid, n)
-        self._prepaid -= covered
+    def forward(n: int) -> None:
+        nonlocal left
+        covered = min(left, n)
+        left -= covered
         if n > covered:
-            self._stream.request(n - covered)
-        self._wake.set()
+            stream.request(n - covered)
 
-    async def next(self) -> Payload:
-        if self._held is PENDING:
-            self._held = await self._stream.next()
-        while not self._allowed:
-            self._wake.clear()
-            await self._wake.wait()
-        self._allowed -= 1
-        item, self._held = self._held, PENDING
-        return item  # type: ignore[no-any-return]
-
-    def ack(self, count: int = 1) -> None:
-        self._stream.ack(count)
-
-    async def aclose(self) -> None:
-        await self._stream.aclose()
+    return LocalPull(stream, Manual(0), True, on_request=forward)
 
 
 def remote_sink(

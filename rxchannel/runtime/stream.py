@@ -169,6 +169,11 @@ class RemoteStream:
     def __aiter__(self) -> AsyncIterator[Payload]:
         return self._iterate()
 
+    async def __anext__(self) -> Payload:
+        """The next item (:meth:`next`): the stream is also an async iterator of its own,
+        for a pull that holds it directly (``async for`` uses :meth:`__aiter__`'s faster loop)."""
+        return await self.next()
+
     async def _iterate(self) -> AsyncIterator[Payload]:
         items = self._items
         try:

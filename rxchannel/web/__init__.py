@@ -55,7 +55,8 @@ def _modules() -> list[str]:
 
 
 class ReportRefusedError(RxChannelError, ValueError):
-    """A ``/report`` body that is not a report (docs/browser.md, "The report"); the message says which field."""
+    """A ``/report`` body that is not a report (docs/architecture.md, "The worker page's
+    job mode"); the message says which field."""
 
 
 def check_report(report: object) -> dict[str, Any]:

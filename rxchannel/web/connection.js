@@ -13,6 +13,7 @@
 // ERROR[CONNECTION_ERROR], never an exception inside the message handler.
 
 import { InboundDemand, Manual, policyFor } from "./demand.js";
+import { requestEndpoint } from "./endpoint.js";
 import {
   ClosedResourceError, ConnectionLostError, ERROR_CODE, FrameError, IntegrityError, LocalProtocolError,
   RemoteError, RemoteProtocolError, errorCodeName,
@@ -193,6 +194,18 @@ export class Hub {
   }
 
   /**
+   * An endpoint of the hub (route `endpoints/<name>/<path>`: an HTTP service behind it) as
+   * a fetch() Response, resolved once the status and headers have arrived; its body is a
+   * ReadableStream pulled with demand, so `await (await hub.endpoint("api", "/items")).json()`
+   * works and a slow reader slows the hub's reads of the upstream. `init`: method, headers,
+   * query, body (a string or bytes in the request; a Blob or ReadableStream streamed with
+   * the hub's demand), size, window, signal. See endpoint.js.
+   */
+  endpoint(name, path = "/", init = {}) {
+    return requestEndpoint(this, name, path, init);
+  }
+
+  /**
    * Upload `source` (a ReadableStream of bytes, or a Blob/File) into the hub's inbox as
    * `path` (request-channel `push/<path>`). Items go out only within the hub's REQUEST_N
    * credit and the channel's bufferedAmount; the source is read at most one chunk ahead of
@@ -323,7 +336,9 @@ export class Hub {
     return s;
   }
 
-  _readable(route, data, info, policy, map, { fail: onFail = () => {}, arrived = () => {} } = {}) {
+  _readable(route, data, info, policy, map, {
+    fail: onFail = () => {}, arrived = () => {}, kind = "STREAM", events: extra = {}, opened = () => {},
+  } = {}) {
     const hub = this;
     const buffer = [];
     let s = null, done = false, failure = null, wake = null;
@@ -356,9 +371,10 @@ export class Hub {
     if (this.closed) throw this._closedError();
     const readable = new ReadableStream({
       start() {
-        s = hub._open("STREAM", route, {
+        s = hub._open(kind, route, {
           data, info, policy,
           events: {
+            ...extra, // a channel's outbound half: credit, cancel
             item: (item) => {
               try {
                 arrived(item);
@@ -371,9 +387,10 @@ export class Hub {
               nudge();
             },
             complete: () => { done = true; nudge(); },
-            error: fail,
+            error: (error) => { fail(error); if (extra.error) extra.error(error); },
           },
         });
+        opened(s);
       },
       pull(controller) {
         hub._grant(s, s.demand.wantsNext(hub.now()));

@@ -15,8 +15,15 @@
 // Job mode (docs/architecture.md, "The worker page's job mode"): /?fetch=PATH&window=N|auto&report=1 fetches at once and POSTs
 // {"ok", "path", "bytes", "sha256", "seconds"} (or {"ok": false, "error"}) to /report,
 // authenticated with the token the hub put in this page (see rxchannel/web/__init__.py).
+// /?endpoint=NAME/PATH&report=1 does the same for an endpoint's response body.
+//
+// Each row says what its stream is, as the hub's first metadata does: a file, or an
+// endpoint (with its HTTP status). An endpoint's body goes to storage as a file's does, its
+// size checked against the Content-Length when there is one (an HTTP response has no digest).
 
-import { ConnectError, ConnectionLostError, IntegrityError, RemoteError, RemoteProtocolError, Sha256, connect } from "./rxchannel.js";
+import {
+  ConnectError, ConnectionLostError, IntegrityError, RemoteError, RemoteProtocolError, RxChannelError, Sha256, connect,
+} from "./rxchannel.js";
 
 const params = new URLSearchParams(location.search);
 // The hub's base URL: where this page was served from (its origin, or a rendezvous's /hubs/NAME/)
@@ -24,6 +31,7 @@ const HUB = new URL(".", location.href).href.replace(/\/$/, "");
 const $ = (id) => document.getElementById(id);
 const REPORT_TOKEN = document.querySelector('meta[name="rxchannel-report-token"]').content;
 const FILE_CHANGED = 0x301; // the hub's application code: the file changed while it was served
+const ENDPOINT_FAILED = 0x305; // the hub's application code: an endpoint's upstream failed (refused, timed out, reset)
 const DEFAULT_WINDOW = 32;
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 // The hub's --secret, from the address's fragment (#secret=…): a fragment is never sent to
@@ -71,6 +79,10 @@ function explain(error, transfer) {
   }
   if (error instanceof ConnectError) return { state: "failed", reason: error.message, todo: connectTodo(error) };
   if (error instanceof ConnectionLostError) return { state: "failed", reason: error.message, todo: `press retry to resume${kept}` };
+  if (error instanceof EndpointStatusError) return { state: "failed", reason: error.message, todo: "check the path and the service behind the hub" };
+  if (error instanceof RemoteError && error.code === ENDPOINT_FAILED) {
+    return { state: "failed", reason: error.remoteMessage, todo: "press retry; the service behind the hub may be down" };
+  }
   if (error instanceof RemoteError && error.code === FILE_CHANGED) {
     return { state: "failed", reason: error.remoteMessage, todo: "press retry to fetch the new version" };
   }
@@ -118,6 +130,15 @@ function connectTodo(error) {
   return "check that the hub is running, then press retry";
 }
 
+/** An endpoint answered with a status of 400 or more (its page's first line says why). */
+class EndpointStatusError extends RxChannelError {
+  constructor(status, reason, firstLine) {
+    super(`the endpoint answered HTTP ${status} ${reason}`.trim() + (firstLine ? `: ${firstLine}` : ""));
+    this.name = "EndpointStatusError";
+    this.status = status;
+  }
+}
+
 // ------------------------------------------------------------------ rows
 
 const transfers = [];
@@ -126,7 +147,9 @@ let ticker = null;
 class Transfer {
   constructor(kind, path, options) {
     this.id = transfers.length + 1;
-    this.kind = kind; // "fetch" | "push"
+    this.kind = kind; // "fetch" | "push" | "endpoint"
+    this.type = kind === "endpoint" ? "endpoint" : null; // what the hub's first metadata says the stream is
+    this.httpStatus = null;
     this.path = path;
     this.options = options;
     this.state = "connecting";
@@ -146,7 +169,7 @@ class Transfer {
     this.row.dataset.kind = kind;
     this.row.dataset.path = path;
     this.row.innerHTML = `<td class="path"></td><td class="state"></td><td><progress value="0" max="1"></progress><div class="detail bytes"></div></td><td class="detail info"></td><td class="actions"></td>`;
-    this.row.cells[0].textContent = `${kind === "fetch" ? "⇣" : "⇡"} ${path}`;
+    this.row.cells[0].textContent = `${kind === "push" ? "⇡" : "⇣"} ${path}`;
     const empty = $("empty");
     if (empty) empty.remove();
     $("transfers").prepend(this.row);
@@ -159,7 +182,7 @@ class Transfer {
       id: this.id, kind: this.kind, path: this.path, state: this.state, detail: this.detail, written: this.written,
       size: this.size, offset: this.offset, sha256: this.sha256, error: this.error, storage: this.storage,
       attempts: this.attempts, inFlight: stats ? stats.inFlight : null, granted: stats ? stats.granted : null,
-      via: this.via || null,
+      via: this.via || null, type: this.type, httpStatus: this.httpStatus,
     };
   }
 
@@ -188,6 +211,9 @@ class Transfer {
 
   render() {
     const cells = this.row.cells;
+    const what = this.type === "endpoint" ? `endpoint${this.httpStatus !== null ? ` · HTTP ${this.httpStatus}` : ""}` : this.type;
+    cells[0].textContent = `${this.kind === "push" ? "⇡" : "⇣"} ${this.path}${what ? ` (${what})` : ""}`;
+    this.row.dataset.type = this.type || "";
     cells[1].textContent = this.state;
     const bar = this.row.querySelector("progress");
     bar.max = this.size || 1;
@@ -236,8 +262,9 @@ class Transfer {
     const started = performance.now();
     try {
       if (this.kind === "fetch") await this.fetch(this.controller.signal);
+      else if (this.kind === "endpoint") await this.fetchEndpoint(this.controller.signal);
       else await this.push(this.controller.signal);
-      this.actions(this.kind === "fetch" && this.storage === "opfs" ? [["download", () => this.download()], ["delete", () => this.remove()]] : []);
+      this.actions(this.kind !== "push" && this.storage === "opfs" ? [["download", () => this.download()], ["delete", () => this.remove()]] : []);
     } catch (error) {
       this.fail(error);
     }
@@ -245,13 +272,14 @@ class Transfer {
   }
 
   async report(seconds) {
-    const body = this.state === "verified"
-      ? { ok: true, path: this.path, bytes: this.size, sha256: this.sha256, seconds: Number(seconds.toFixed(3)) }
+    const done = this.state === "verified" || this.state === "received";
+    const body = done
+      ? { ok: true, path: this.path, bytes: this.written, sha256: this.sha256, seconds: Number(seconds.toFixed(3)) }
       : { ok: false, error: this.error || this.state, path: this.path };
     const hub = await current?.catch(() => null);
     Object.assign(body, {
       window: this.options.window ?? DEFAULT_WINDOW, resumedFrom: this.offset, storage: this.storage, attempt: this.attempts,
-      stats: hub ? { ...hub.stats } : null, via: this.via || null,
+      stats: hub ? { ...hub.stats } : null, via: this.via || null, type: this.type, httpStatus: this.httpStatus,
     });
     try {
       const response = await fetch(`${HUB}/report`, {
@@ -372,10 +400,76 @@ class Transfer {
     this.set("verified", `sha256 ${this.sha256.slice(0, 16)}… saved as ${handle.name}`);
   }
 
+  /**
+   * An endpoint's response body into the origin-private file system (opfs-worker.js writes
+   * and hashes it), pulled with demand: the next chunk is asked for once the last is on
+   * disk. Nothing resumes (a response has no digest to resume against); the size is
+   * checked against the Content-Length when the upstream sent one ("verified"), else the
+   * row ends "received".
+   */
+  async fetchEndpoint(signal) {
+    const hub = await hubConnection();
+    this.via = hub.path;
+    signal.throwIfAborted();
+    this.storage = "opfs";
+    const [, name, ...rest] = this.path.split("/");
+    this.set("connecting", "asking the endpoint");
+    const response = await hub.endpoint(name, `/${rest.join("/")}`, { window: this.options.window ?? DEFAULT_WINDOW, signal });
+    this.httpStatus = response.status;
+    this.stream = response.rxchannel;
+    this.size = response.rxchannel.info.size ?? null;
+    if (!response.ok) {
+      const text = await response.text().catch(() => "");
+      throw new EndpointStatusError(response.status, response.statusText, text.split("\n")[0].slice(0, 300));
+    }
+    const storage = storageName(this.path);
+    const disk = new DiskWorker();
+    try {
+      await abortable(disk.call({ op: "open", name: storage, resume: false }), signal);
+      this.offset = this.written = 0;
+      this.samples = [];
+      await this.checkRoom(this.size);
+      this.set("receiving");
+      disk.post({ op: "begin", restart: false, delay: this.options.delay || 0 });
+      const reader = response.body.getReader();
+      let failure = null;
+      try {
+        for (;;) {
+          const { done, value } = await reader.read(); // asking for the next chunk grants the hub more credit
+          if (done) break;
+          const reply = await disk.call({ op: "chunk", data: value }, [value.buffer]);
+          this.progressed(reply.written - this.written);
+        }
+      } catch (error) {
+        failure = error;
+        reader.cancel(error).catch(() => {});
+      }
+      const outcome = failure ? "failed" : signal.aborted ? "cancelled" : "done";
+      const result = await disk.call({ op: "end", outcome });
+      this.written = result.written;
+      if (failure) throw failure;
+      if (outcome === "cancelled") throw new DOMException("the fetch was cancelled", "AbortError");
+      if (this.size !== null && this.written !== this.size) {
+        throw new IntegrityError(`the response ended at ${mb(this.written)} of the ${mb(this.size)} announced`);
+      }
+      const dir = await storageDir();
+      await dir.removeEntry(storage).catch(() => {});
+      await (await dir.getFileHandle(`${storage}.part`)).move(storage);
+      this.handle = await dir.getFileHandle(storage);
+      this.sha256 = result.sha256;
+      const checked = this.size !== null ? "size as announced" : "no size announced";
+      this.set(this.size !== null ? "verified" : "received",
+        `HTTP ${response.status} · ${checked} · sha256 ${this.sha256.slice(0, 16)}… in this browser's storage · via ${this.via}`);
+    } finally {
+      disk.terminate();
+    }
+  }
+
   /** The first item's information (size, offset, restart), once the room for the rest is checked. */
   async started(file, signal) {
     try {
       const first = await abortable(file.ready, signal);
+      this.type = first.type ?? "file"; // a hub from before types were announced sends only files here
       this.size = first.size ?? null;
       if (first.restart) this.offset = this.written = 0;
       await this.checkRoom(this.size - this.written);
@@ -517,6 +611,12 @@ function fetchFile(path, options = {}) {
   return transfer;
 }
 
+function fetchEndpoint(path, options = {}) {
+  const transfer = new Transfer("endpoint", path.startsWith("endpoints/") ? path : `endpoints/${path}`, options);
+  transfer.done = transfer.start();
+  return transfer;
+}
+
 function pushFile(name, blob, options = {}) {
   const transfer = new Transfer("push", name, { ...options, blob });
   transfer.done = transfer.start();
@@ -559,6 +659,7 @@ async function showFiles() {
     $("files").replaceChildren(...rows);
     if (!files.length) $("files").innerHTML = `<tr><td colspan="3" class="muted">the hub shares no files</td></tr>`;
     $("send").disabled = false;
+    showEndpoints(hub);
   } catch (error) {
     status.className = "bad";
     const todo = error instanceof ConnectError ? ` — ${connectTodo(error)}` : "";
@@ -570,6 +671,21 @@ async function showFiles() {
   }
 }
 
+/** The hub's endpoint names (route "endpoints"), for the form that fetches one's response. */
+async function showEndpoints(hub) {
+  let names = [];
+  try {
+    names = JSON.parse(new TextDecoder().decode((await hub.request("endpoints")).data));
+  } catch { /* a hub from before endpoints: none to show */ }
+  if (!Array.isArray(names) || !names.length) return;
+  $("endpoint-name").replaceChildren(...names.map((name) => Object.assign(document.createElement("option"), { textContent: name })));
+  $("endpoints").hidden = false;
+}
+
+$("endpoint-fetch").onclick = () => {
+  const path = $("endpoint-path").value.trim().replace(/^\/+/, "");
+  fetchEndpoint(`${$("endpoint-name").value}/${path}`);
+};
 $("upload").onchange = () => { $("send").disabled = !$("upload").files.length; };
 $("send").onclick = () => {
   const [file] = $("upload").files;
@@ -579,12 +695,25 @@ $("send").onclick = () => {
 /** For scripts driving the page (tests, benchmarks): start transfers and read their state. */
 window.rxchannelPage = {
   fetchFile: (path, options) => fetchFile(path, options).id,
+  /** Stream an endpoint's response body ("NAME/PATH" or "endpoints/NAME/PATH") to storage, as a row. */
+  fetchEndpoint: (path, options) => fetchEndpoint(path, options).id,
+  /** hub.endpoint() on the page's connection: a Response pulled with demand. */
+  endpoint: async (name, path, init) => (await hubConnection()).endpoint(name, path, init),
   pushFile: (name, blob, options) => pushFile(name, blob, options).id,
   status: () => transfers.map((t) => t.status()),
   transfer: (id) => transfers[id - 1],
   connection: () => current,
 };
 
+const endpointJob = params.get("endpoint");
+if (endpointJob) {
+  const window_ = params.get("window") || String(DEFAULT_WINDOW);
+  fetchEndpoint(endpointJob, {
+    window: window_ === "auto" ? "auto" : Number(window_),
+    delay: Number(params.get("delay") || 0),
+    report: params.get("report") === "1",
+  });
+}
 const job = params.get("fetch");
 if (job) {
   const window_ = params.get("window") || String(DEFAULT_WINDOW);

@@ -11,16 +11,19 @@
 //   await file.pipeTo(writable);                                  // the sink paces the hub's disk
 //   for await (const chunk of hub.fetch("log.txt")) { ... }       // also async-iterable
 //   await hub.push("notes.txt", new Blob(["hello"]));             // into the hub's inbox
+//   const items = await (await hub.endpoint("api", "/items")).json(); // an HTTP service behind the hub
 //
 // Modules: frames.js (codec), metadata.js (composite metadata, routing), fragments.js,
 // demand.js (the demand engine, twin of rxchannel.core.InboundDemand), queue.js (the send
-// queue), connection.js (Hub: requests, streams, uploads), connect.js (the path, signaling),
+// queue), connection.js (Hub: requests, streams, uploads), endpoint.js (hub.endpoint(): a
+// Response pulled with demand), connect.js (the path, signaling),
 // direct.js (the direct WebSocket as a channel),
 // signing.js (signed signaling requests), sha256.js (incremental digest), errors.js.
 
 export { connect, LABEL, selectedPath } from "./connect.js";
 export { WebSocketChannel, openDirect } from "./direct.js";
 export { CHUNK_SIZE, Hub } from "./connection.js";
+export { UPLOAD_CHUNK, requestEndpoint } from "./endpoint.js";
 export { Adaptive, DEFAULT_WINDOW, InboundDemand, LimitRate, Manual, Window, checkRequestN, policyFor } from "./demand.js";
 export {
   ClosedResourceError, ConnectError, ConnectionLostError, ERROR_CODE, FrameError, IntegrityError, LocalProtocolError,

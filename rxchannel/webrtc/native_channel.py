@@ -327,8 +327,23 @@ class NativeDataChannel(Emitter):
 
     @property
     def bufferedAmount(self) -> int:  # noqa: N802
+        """The bytes queued to send. Reading it above the threshold arms ``bufferedamountlow``.
+
+        Unlike W3C (where every send arms the event), only a read does: asking libwebrtc for
+        the amount is a blocking hop to its network thread (~0.15 ms), paid here only by who
+        asks, and every drain pattern (the transport's ``writable``/``drain``, a sender's
+        ``while bufferedAmount <= threshold: send``) reads the amount before it waits."""
         raw = self._raw
-        return 0 if raw is None else int(raw.buffered_amount())
+        if raw is None:
+            return 0
+        amount = int(raw.buffered_amount())
+        if amount > self._threshold and not self._armed:
+            self._armed = True
+            # libwebrtc may have drained it (calling _raw_low, which ignores it while unarmed)
+            # between the read and the arming: read again, deliver the crossing ourselves
+            if raw.buffered_amount() <= self._threshold:
+                self._dispatcher.post(self._on_low)
+        return amount
 
     @property
     def bufferedAmountLowThreshold(self) -> int:  # noqa: N802
@@ -341,7 +356,8 @@ class NativeDataChannel(Emitter):
         self._threshold = value
         if self._raw is not None:
             self._raw.set_buffered_amount_low_threshold(value)
-            self._arm()  # aiortc: the next decrease to <= value fires
+            self._armed = False
+            _ = self.bufferedAmount  # aiortc: the next decrease to <= value fires (armed if above it now)
 
     @property
     def ordered(self) -> bool:
@@ -370,21 +386,6 @@ class NativeDataChannel(Emitter):
             self._raw.send(data.encode("utf-8"), False)
         else:
             self._raw.send(data if isinstance(data, bytes) else bytes(data), True)
-        if not self._armed:
-            self._arm()
-
-    def _arm(self) -> None:
-        """Await a crossing if the buffered amount is above the threshold now.
-
-        With network-thread callbacks, libwebrtc may drain the buffer (and call _raw_low,
-        which ignores it while unarmed) between our reading the amount and arming: so arm,
-        then read again, and deliver the crossing ourselves if it already happened."""
-        raw = self._raw
-        if raw is None or raw.buffered_amount() <= self._threshold:
-            return
-        self._armed = True
-        if raw.buffered_amount() <= self._threshold:
-            self._dispatcher.post(self._on_low)
 
     def close(self) -> None:
         if self._state in ("closing", "closed"):

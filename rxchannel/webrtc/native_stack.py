@@ -1,7 +1,7 @@
 """The native stack: libwebrtc compiled (the ``reactor-webrtc`` package, extra ``[native]``).
 
 libwebrtc's DataChannels move several times what aiortc's pure-Python SCTP does, for a
-seventh of the CPU (the benchmarks in ``docs/benchmarks.md``). Two layers:
+seventh of the CPU (``benchmarks/paths.py``, ``benchmarks/datachannel.py``). Two layers:
 
 * :class:`NativeDataChannel` / :class:`NativePeerConnection`: aiortc-shaped objects
   (``readyState``, ``bufferedAmount``, ``bufferedAmountLowThreshold``, ``send``,
