@@ -5,7 +5,19 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import adaptive, browser, datachannel, hub_workers, jetstream, network, paths, pipelines, share, tcp_throughput
+from . import (
+    adaptive,
+    browser,
+    datachannel,
+    hub_workers,
+    jetstream,
+    multisource,
+    network,
+    paths,
+    pipelines,
+    share,
+    tcp_throughput,
+)
 
 BENCHMARKS = {
     "tcp": tcp_throughput.main,
@@ -18,6 +30,7 @@ BENCHMARKS = {
     "browser": browser.main,
     "jetstream": jetstream.main,
     "paths": paths.main,
+    "multisource": multisource.main,
 }
 
 #: the benchmarks that take --loop (adaptive measures a policy over an emulated path; network runs the CLI,

@@ -261,6 +261,33 @@ def build_parser() -> argparse.ArgumentParser:
     fetch.add_argument(
         "--max-size", type=SIZE, default=None, help="refuse files larger than this (default: the free disk space)"
     )
+    many = fetch.add_argument_group("several sources (each chunk verified as it arrives)")
+    many.add_argument(
+        "--source",
+        dest="sources",
+        action="append",
+        type=_url,
+        metavar="URL2",
+        help="another hub (or a worker serving what it fetched) with the same file: chunks come from URL and "
+        "every --source at once, each in proportion to how fast it keeps up; URL is the authority for the "
+        "file's manifest (repeatable)",
+    )
+    many.add_argument(
+        "--verify",
+        choices=("file", "chunks"),
+        default=None,
+        help="'chunks': check each chunk against the hub's manifest before writing it, and resume from the "
+        "chunks of OUT.part that still match (implied by --source); 'file' (default with one hub): the "
+        "whole file's SHA-256 at the end",
+    )
+    many.add_argument(
+        "--stall-timeout",
+        type=float,
+        default=15.0,
+        metavar="SECONDS",
+        help="drop a source that sends nothing for this long while it has credit; its chunks come from the "
+        "others (default 15)",
+    )
     _add_output(fetch)
     fetch.add_argument("--progress", action="store_true", help="show the progress bar on a terminal even with --json")
     _add_common(fetch, hub=False)

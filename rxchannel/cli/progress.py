@@ -14,6 +14,8 @@ class Bar:
 
     def __init__(self, bar: Any, task: Any, label: str):
         self._bar, self._task, self._label = bar, task, label
+        self._state: str | None = None
+        self._sources: int | None = None
 
     def path(self, path: str) -> None:
         """Show the path the bytes take (``direct``, ``webrtc-host (native)``...)."""
@@ -24,7 +26,17 @@ class Bar:
 
     def note(self, state: str | None) -> None:
         """Show ``state`` beside the label (``reconnecting…``), or nothing."""
-        self._bar.update(self._task, description=f"{self._label} ({state})" if state else self._label)
+        self._state = state
+        self._describe()
+
+    def feeding(self, sources: int) -> None:
+        """Show how many sources are feeding the transfer (``3 sources``)."""
+        self._sources = sources
+        self._describe()
+
+    def _describe(self) -> None:
+        shown = [s for s in (self._state, f"{self._sources} sources" if self._sources is not None else None) if s]
+        self._bar.update(self._task, description=f"{self._label} ({', '.join(shown)})" if shown else self._label)
 
 
 @contextlib.contextmanager

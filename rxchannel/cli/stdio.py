@@ -30,6 +30,7 @@ from .endpoints import is_endpoint
 from .errors import UsageError, printable
 from .fetch_endpoint import fetch_endpoint
 from .progress import progress_bar
+from .sources import fetch_from_sources
 from .units import peak_rss_mb
 
 __all__ = ["EXIT_PIPE", "STDIO", "cmd_fetch", "cmd_send", "stdout_is_data"]
@@ -48,9 +49,14 @@ def stdout_is_data(args: argparse.Namespace) -> bool:
 
 async def cmd_fetch(args: argparse.Namespace) -> int:
     """``fetch``: to standard output with ``-o -``, else :func:`.commands.cmd_fetch`; an
-    endpoint's response (``endpoints/NAME/PATH``) with :func:`.fetch_endpoint.fetch_endpoint`."""
+    endpoint's response (``endpoints/NAME/PATH``) with :func:`.fetch_endpoint.fetch_endpoint`;
+    from several sources (or each chunk verified) with :func:`.sources.fetch_from_sources`."""
     if is_endpoint(args.remote_path):
         return await fetch_endpoint(args)
+    if args.sources or args.verify == "chunks":
+        if stdout_is_data(args):
+            raise UsageError("--source and --verify chunks write a file (chunks arrive out of order): not -o -")
+        return await fetch_from_sources(args)
     if not stdout_is_data(args):
         return await fetch_to_file(args)
     if args.remote_path.endswith("/"):

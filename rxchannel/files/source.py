@@ -80,17 +80,24 @@ class FileSource:
         expect_prefix: str | None = None,
         tracker: set[FileSource] | None = None,
         on_read: Callable[[int], object] | None = None,
+        end: int | None = None,
+        announce: Callable[[tuple[int, int, int, int]], dict[str, Any] | None] | None = None,
     ):
         """``tracker``: a set this source is in while it reads (from the first pull until closed);
         ``on_read(n)`` is called for every ``n`` bytes read from the disk (a resumed prefix's
         hashing included), so a hub can count its reads.
 
+        ``end`` makes it a range: bytes ``[offset, end)`` only (``end`` past the file's end
+        is its end), with no whole-file digest (nothing hashed: the receiver checks each
+        chunk against the file's manifest). ``announce(identity)`` adds entries to the first
+        item's metadata for the file as opened (the hub's manifest of that version).
+
         Raises:
             ValueError: a bad chunk size or offset, or (without ``expect_prefix``) an
                 offset past the end of the file.
         """
-        if chunk_size <= 0 or offset < 0:
-            raise ValueError("chunk_size must be positive and offset non-negative")
+        if chunk_size <= 0 or offset < 0 or (end is not None and end < offset):
+            raise ValueError("chunk_size must be positive, offset non-negative and end not before offset")
         self.path = Path(path)
         self.chunk_size = chunk_size
         self.offset = offset
@@ -102,8 +109,10 @@ class FileSource:
         self.closed = asyncio.Event()
         self._tracker = tracker
         self._on_read = on_read
+        self.end = end
+        self._announce = announce
         self.size = self.path.stat().st_size
-        if offset > self.size and expect_prefix is None:
+        if offset > self.size and (expect_prefix is None or end is not None):
             raise ValueError(
                 f"offset {offset} is past the end of the file ({self.size} bytes): the partial copy is not "
                 "of this file; fetch it again without resuming"
@@ -120,6 +129,10 @@ class FileSource:
             self.size = snapshot[2]
             digest = hashlib.sha256()
             offset, restart = self.offset, None
+            if self.end is not None:  # a range: checked per chunk by the receiver, nothing to hash
+                if offset > self.size:
+                    raise FileChangedError(f"{self.path.name} is shorter than the range asked for")
+                return handle, snapshot, None, offset, None
             if offset > self.size:
                 restart = "the file on the hub is shorter than your partial copy"
             elif offset:
@@ -140,7 +153,8 @@ class FileSource:
         """Read and hash one chunk (in a worker thread: hashlib releases the GIL, the loop goes on)."""
         data = os.pread(handle.fileno(), size, position) if size else b""
         self._check(handle, data, size, snapshot)
-        digest.update(data)
+        if digest is not None:
+            digest.update(data)
         return data
 
     def _read_cached(
@@ -163,7 +177,8 @@ class FileSource:
             return None  # partly cached (or the file shrank): the thread's read decides
         data = bytes(buffer)
         self._check(handle, data, size, snapshot)
-        digest.update(data)
+        if digest is not None:
+            digest.update(data)
         return data
 
     def _check(self, handle: BinaryIO, data: bytes, size: int, snapshot: tuple[int, int, int, int]) -> None:
@@ -179,12 +194,13 @@ class FileSource:
         try:
             handle, snapshot, digest, position, restart = await asyncio.to_thread(self._open)
             opened = handle
-            if self._on_read is not None and 0 < self.offset <= self.size:
+            if self._on_read is not None and 0 < self.offset <= self.size and self.end is None:
                 self._on_read(self.offset)  # the resumed prefix was read to hash it
             self.offset = self.read_offset = position
             first = True
+            stop = self.size if self.end is None else min(self.end, self.size)
             while True:
-                size = min(self.chunk_size, self.size - position)
+                size = min(self.chunk_size, stop - position)
                 data = self._read_cached(handle, size, position, snapshot, digest)
                 if data is None:
                     data = await asyncio.to_thread(self._read, handle, size, position, snapshot, digest)
@@ -196,10 +212,14 @@ class FileSource:
                 info: dict[str, Any] = {}
                 if first:
                     info.update(type="file", size=self.size, offset=self.offset)
+                    if self.end is not None:
+                        info["end"] = stop
                     if restart is not None:
                         info["restart"] = restart
-                last = position >= self.size
-                if last:
+                    if self._announce is not None:
+                        info.update(self._announce(snapshot) or {})
+                last = position >= stop
+                if last and digest is not None:
                     info["sha256"] = digest.hexdigest()
                 self.finished = last  # the runtime does not resume us after the last chunk
                 yield Payload(data, request_metadata(None, info) if info else None, last=last)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,6 +17,7 @@ from ._common import CHUNK_SIZE, IntegrityError, item_info, sha256_file
 from .sandbox import PathRefusedError, resolve_inside
 from .sink import FileSink, TargetExistsError
 from .source import FileSource
+from .swarm import DEFAULT_STALL_TIMEOUT, SourceReport, fetch_verified
 
 __all__ = [
     "DirectoryResult",
@@ -44,6 +45,8 @@ class TransferResult:
     restarted: str | None = None  # why a resume started over from 0 (the file had changed), if it did
     shared: int = 0  # bytes received from a shared read (share/<path>)
     fallback: str | None = None  # why the rest came from files/<path> instead (late, or detached), if it did
+    #: per source, with per-chunk verification (``peers=`` or ``verify="chunks"``); empty otherwise
+    sources: tuple[SourceReport, ...] = ()
 
     @property
     def mb_per_s(self) -> float:
@@ -98,6 +101,10 @@ async def fetch_file(
     max_size: int | None = None,
     overwrite: bool = False,
     shared: bool = False,
+    peers: Sequence[Peer | tuple[str, Peer]] = (),
+    verify: str | None = None,
+    stall_timeout: float = DEFAULT_STALL_TIMEOUT,
+    feeding: Callable[[int], None] | None = None,
 ) -> TransferResult:
     """Fetch ``files/<remote_path>`` from a hub into ``out``, verified; resumes from ``out.part``.
 
@@ -115,6 +122,18 @@ async def fetch_file(
     what was written (the hub checks that prefix), and the whole file is verified as
     always. A partial file to resume skips the shared read.
 
+    ``peers`` are more sources of the same file (hubs, or workers serving what they
+    fetched), each a :class:`Peer` or ``(name, peer)``: the file is pulled from ``peer`` and
+    all of them at once, in disjoint chunk ranges balanced by how fast each one keeps up
+    (:mod:`.swarm`). ``peer`` is the authority for the file's manifest; a source whose
+    manifest differs is not used, and one that stalls for ``stall_timeout`` seconds, fails
+    or sends a chunk that does not match is dropped (its chunks come from the others).
+    ``verify="chunks"`` (implied by ``peers``) checks every chunk against the manifest as
+    it arrives, before it is written, and a resume keeps exactly the chunks of the
+    ``.part`` that still match it; ``verify="file"`` (the default with one source) checks
+    the whole file's SHA-256 at the end. ``result.sources`` says what each source did;
+    ``feeding(n)`` is told how many sources are streaming as that changes.
+
     Raises:
         TargetExistsError: ``out`` exists and ``overwrite`` is False.
         RemoteError: the hub refused (missing file, path outside its root, ...); no
@@ -127,6 +146,32 @@ async def fetch_file(
     out = _output(out, remote_path)
     if not overwrite and out.exists():
         raise TargetExistsError(f"{out} already exists; it was not replaced")
+    if verify not in (None, "file", "chunks") or (verify == "file" and peers) or (shared and peers):
+        raise ValueError('verify is "file" or "chunks" ("chunks" with peers; shared reads have one source)')
+    if peers or verify == "chunks":
+        named = [(_peer_name(peer), peer)] + [p if isinstance(p, tuple) else (_peer_name(p), p) for p in peers]
+        start = loop.time()
+        chunk_sink, digest, reports = await fetch_verified(
+            named,
+            remote_path,
+            out,
+            window=window,
+            resume=resume,
+            overwrite=overwrite,
+            max_size=max_size,
+            progress=progress,
+            feeding=feeding,
+            stall_timeout=stall_timeout,
+        )
+        return TransferResult(
+            path=chunk_sink.path,
+            size=chunk_sink.manifest.size,
+            sha256=digest,
+            received=chunk_sink.written,
+            resumed_from=chunk_sink.kept_bytes,
+            seconds=loop.time() - start,
+            sources=tuple(reports),
+        )
     sink = FileSink(out, resume=resume, max_size=max_size, overwrite=overwrite)
     offset = await sink.open()
     start = loop.time()
@@ -158,6 +203,10 @@ async def fetch_file(
         shared=received_shared,
         fallback=fallback,
     )
+
+
+def _peer_name(peer: Peer) -> str:
+    return str(getattr(peer, "url", None) or peer.transport.remote or repr(peer))
 
 
 class RemoteListing:

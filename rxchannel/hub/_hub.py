@@ -3,7 +3,8 @@ transport, sandboxed to one root.
 
 | route                | interaction      | what                                                     |
 |----------------------|------------------|----------------------------------------------------------|
-| ``files/<path>``     | request-stream   | the file's chunks, read on demand; JSON ``{"offset"}`` resumes |
+| ``files/<path>``     | request-stream   | the chunks, read on demand; ``{"offset"}`` resumes, ``+"end"`` a range |
+| ``manifest/<path>``  | request-response | the file's manifest (a digest per chunk, :mod:`rxchannel.files.manifest`) |
 | ``share/<path>``     | request-stream   | the same chunks from one read shared by the workers that ask together |
 | ``files``            | request-response | JSON list of ``{"path", "size"}``; ``{"prefix", "cursor", "limit"}`` |
 | ``buffers/<path>``   | request-response | the whole file as one payload, up to ``max_buffer`` bytes |
@@ -55,6 +56,7 @@ from rxchannel.core import ApplicationError, ErrorCode, request_metadata
 from rxchannel.fanout.broadcast import Broadcast, Subscription, check_broadcast
 from rxchannel.files._common import CHUNK_SIZE, IntegrityError
 from rxchannel.files.listing import list_page
+from rxchannel.files.manifest import ManifestCache
 from rxchannel.files.sandbox import resolve_inside
 from rxchannel.files.sink import FileSink, TargetExistsError, TooLargeError
 from rxchannel.files.source import FileSource
@@ -189,6 +191,9 @@ class Hub:
         self.router.stream("share/")(self.share_file)
         self.router.response("files")(self.list_files)
         self.router.response("buffers/")(self.buffer)
+        #: manifests computed once per file version (route ``manifest/``, announced by ``files/``)
+        self.manifests = ManifestCache(base=chunk_size)
+        self.router.response("manifest/")(self.manifest)
         self.router.channel("push/")(self.receive_push)
         self.endpoints = EndpointRoutes(endpoints, endpoint_limits)
         self.endpoints.register(self.router)
@@ -220,11 +225,11 @@ class Hub:
 
     async def stream_file(self, request: Request) -> HeldFile:
         path = self._file(request, "files/")
-        offset, prefix = 0, None
+        offset, prefix, end = 0, None, None
         if request.data:
             try:
                 spec = json.loads(request.data)
-                offset, prefix = spec.get("offset", 0), spec.get("sha256")
+                offset, prefix, end = spec.get("offset", 0), spec.get("sha256"), spec.get("end")
             except (ValueError, AttributeError):
                 raise ApplicationError(
                     'request data must be JSON {"offset": N, "sha256": "<hex of those N bytes>"}',
@@ -234,13 +239,17 @@ class Hub:
                 raise ApplicationError(
                     f"offset must be a non-negative integer, got {str(offset)[:40]}", ErrorCode.INVALID
                 )
+            if end is not None and (isinstance(end, bool) or not isinstance(end, int) or end < offset):
+                raise ApplicationError(
+                    "end must be an integer not before offset (a range [offset, end))", ErrorCode.INVALID
+                )
             if prefix is not None and not (isinstance(prefix, str) and len(prefix) == 64):
                 raise ApplicationError(
                     "sha256 must be the 64-character hex digest of the first offset bytes", ErrorCode.INVALID
                 )
         held = self._reserve_file(request)  # first: a stream refused for the budget opens no file
         try:
-            source = self._source(path, offset=offset, expect_prefix=prefix)
+            source = self._source(path, offset=offset, expect_prefix=prefix, end=end)
         except ValueError as exc:
             raise ApplicationError(str(exc), code=ErrorCode.INVALID) from None
         held.source = source
@@ -273,7 +282,13 @@ class Hub:
         request.on_finish(logged)
         return held
 
-    def _source(self, path: Path, *, offset: int = 0, expect_prefix: str | None = None) -> FileSource:
+    def _source(
+        self, path: Path, *, offset: int = 0, expect_prefix: str | None = None, end: int | None = None
+    ) -> FileSource:
+        def announce(identity: tuple[int, int, int, int]) -> dict[str, Any] | None:
+            manifest = self.manifests.lookup(path, identity)
+            return {"manifest": manifest.summary()} if manifest is not None else None
+
         source = FileSource(
             path,
             chunk_size=self.chunk_size,
@@ -281,9 +296,16 @@ class Hub:
             expect_prefix=expect_prefix,
             tracker=self.sources,
             on_read=self._count_read,
+            end=end,
+            announce=announce,
         )
         self.files_opened += 1
         return source
+
+    async def manifest(self, request: Request) -> bytes:
+        """The file's manifest (JSON), computed on first request and kept while the file is unchanged."""
+        path = self._file(request, "manifest/")
+        return (await self.manifests.get(path)).encode()
 
     def _count_read(self, n: int) -> None:
         self.bytes_read += n

@@ -154,8 +154,13 @@ class Router:
         self.on_metadata_push: Callable[[bytes], Any] | None = None
 
     def add(self, interaction: Interaction, route: str, handler: Handler, *, window: WindowSpec = None) -> None:
-        """Register ``handler``; ``window`` is the demand a channel handler grants on its inbound half."""
+        """Register ``handler``; ``window`` is the demand a channel handler grants on its inbound half.
+
+        A route ending in ``/`` is a prefix (the longest registered prefix wins). Registering
+        the same interaction and route again replaces the earlier handler, exact or prefix alike.
+        """
         if route.endswith("/"):
+            self._prefix = [e for e in self._prefix if (e[0], e[1]) != (interaction, route)]
             self._prefix.append((interaction, route, handler, window))
             self._prefix.sort(key=lambda entry: -len(entry[1]))
         else:

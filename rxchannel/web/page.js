@@ -310,12 +310,23 @@ class Transfer {
     const disk = new DiskWorker();
     try {
       this.set("connecting", "opening the partial copy");
-      const opened = await abortable(disk.call({ op: "open", name, resume: this.options.resume !== false }), signal);
+      // with the hub's manifest, the storage worker checks each chunk before writing it, and a
+      // resume keeps only the chunks of the partial copy that still match (opfs-worker.js)
+      const manifest = await this.manifestOf(hub);
+      const opened = await abortable(
+        disk.call({ op: "open", name, resume: this.options.resume !== false, manifest, source: `the hub (${this.via})` }),
+        signal,
+      );
       this.offset = this.written = opened.offset;
       this.samples = [];
       const file = hub.fetch(this.path, { offset: opened.offset, sha256: opened.sha256, window: this.options.window ?? DEFAULT_WINDOW });
       this.stream = file;
       const first = await this.started(file, signal);
+      if (manifest && first.manifest && first.manifest.sha256 !== JSON.parse(manifest).sha256) {
+        await file.cancel().catch(() => {});
+        throw new IntegrityError("the file changed on the hub since its manifest was read: fetch it again");
+      }
+      this.chunkVerified = Boolean(manifest);
       this.set("receiving", first.restart ? `started over: ${first.restart}` : "");
       disk.post({ op: "begin", restart: Boolean(first.restart), delay: this.options.delay || 0 });
       const reader = file.getReader();
@@ -350,7 +361,8 @@ class Transfer {
       await part.move(name);
       this.handle = await dir.getFileHandle(name);
       const resumed = this.offset ? ` (resumed at ${mb(this.offset)})` : "";
-      this.set("verified", `sha256 ${this.sha256.slice(0, 16)}… in this browser's storage${resumed} · via ${this.via}`);
+      const chunks = this.chunkVerified ? "each chunk and the " : "";
+      this.set("verified", `${chunks}sha256 ${this.sha256.slice(0, 16)}… in this browser's storage${resumed} · via ${this.via}`);
     } finally {
       disk.terminate();
     }
@@ -462,6 +474,17 @@ class Transfer {
         `HTTP ${response.status} · ${checked} · sha256 ${this.sha256.slice(0, 16)}… in this browser's storage · via ${this.via}`);
     } finally {
       disk.terminate();
+    }
+  }
+
+  /** The hub's manifest of the file (JSON text), or null from a hub that has none to give. */
+  async manifestOf(hub) {
+    try {
+      const reply = await hub.request(`manifest/${this.path}`);
+      return new TextDecoder().decode(reply.data);
+    } catch (error) {
+      if (error instanceof RemoteError) return null; // an older hub, or no such file: files/ says which
+      throw error;
     }
   }
 

@@ -205,3 +205,22 @@ async def test_a_resumable_peer_that_never_acknowledges_gets_its_stream_without_
     warnings = [r.getMessage() for r in caplog.records if "can no longer be resumed" in r.getMessage()]
     assert len(warnings) == 1, caplog.records
     await hub.close()
+
+
+def test_registering_a_route_again_replaces_it_for_prefixes_as_for_exact_routes() -> None:
+    from rxchannel.core import Interaction
+
+    router = rx.Router()
+
+    def first(request: rx.Request) -> bytes:
+        return b"first"
+
+    def second(request: rx.Request) -> bytes:
+        return b"second"
+
+    for route in ("files/", "files"):
+        router.add(Interaction.RESPONSE, route, first)
+        router.add(Interaction.RESPONSE, route, second)
+        found = router.resolve(Interaction.RESPONSE, route + ("x" if route.endswith("/") else ""))
+        assert found is not None and found[0] is second, route
+    assert router.resolve(Interaction.STREAM, "files/x") is None  # another interaction is another route

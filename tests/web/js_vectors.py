@@ -48,6 +48,7 @@ from rxchannel.core._fragments import encode_item
 from rxchannel.core._frames import LeaseFrame, ResumeFrame, ResumeOkFrame, UnsupportedFrame
 from rxchannel.core._metadata import MetadataError, decode_composite, encode_composite
 from rxchannel.webrtc import offers
+from tests.web import manifest_vectors
 
 VECTORS = Path(__file__).resolve().parent.parent / "js" / "vectors"
 
@@ -570,6 +571,7 @@ def build() -> dict[str, str]:
         "metadata.json": metadata(),
         "demand.json": demand(),
         "signing.json": signing(),
+        "manifest.json": manifest_vectors.manifest(),
     }
     return {
         name: json.dumps(value, indent=None if name == "demand.json" else 1, ensure_ascii=False) + "\n"
