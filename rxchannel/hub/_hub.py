@@ -46,7 +46,6 @@ import logging
 import os
 import shutil
 import time
-from collections import Counter
 from collections.abc import AsyncIterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -64,7 +63,7 @@ from rxchannel.runtime import Payload, Request, Router
 from rxchannel.runtime.values import as_payload
 from rxchannel.transports.admission import PROVEN, Admission, ThrottledLog
 
-from ._parts import HeldFile, host_of, make_parents, remove_empty
+from ._parts import HeldFile, InboxBudget, host_of, make_parents, remove_empty
 from .endpoints import Endpoint, EndpointLimits, EndpointRoutes
 
 #: One line per transfer (event ``transfer``) and upload (event ``upload``).
@@ -172,8 +171,7 @@ class Hub:
         self.max_upload_per_address = max_upload_per_address
         self.upload_idle = upload_idle
         #: what each address holds in the inbox: its finished pushes (path: size) and unfinished bytes
-        self._stored: dict[str, dict[Path, int]] = {}
-        self._unfinished: Counter[str] = Counter()
+        self.inbox_budget = InboxBudget(max_upload_per_address)
         self.min_free = min_free
         self.sources: set[FileSource] = set()
         self.bytes_read = 0
@@ -438,15 +436,9 @@ class Hub:
         target = resolve_inside(self.inbox, relative)
         await asyncio.to_thread(self._check_room, size or 0)
         address = host_of(request.remote)
-        budget = self.max_upload_per_address
-        if budget is not None:
-            held = await asyncio.to_thread(self._held_by, address)
-            if held + (size or 0) > budget:
-                raise ApplicationError(
-                    f"{address} already has {held >> 20} MiB in this hub's inbox; an address may hold "
-                    f"{budget >> 20} MiB (unauthenticated pushes; --max-upload-per-address)",
-                    ErrorCode.REJECTED,
-                )
+        budget = self.inbox_budget
+        if budget.limit is not None:
+            await asyncio.to_thread(budget.check, address, size or 0)
         if target.exists():
             raise ApplicationError(
                 f"inbox/{relative[:200]} already exists: send it under another name (send --name)", ErrorCode.REJECTED
@@ -473,16 +465,10 @@ class Hub:
                         "partial file removed; send it again",
                         ErrorCode.REJECTED,
                     ) from None
-                if budget is not None:
+                if budget.limit is not None:
                     size_now = len(as_payload(item).data)
                     mine += size_now
-                    self._unfinished[address] += size_now
-                    if self._unfinished[address] + self._stored_bytes(address) > budget:
-                        raise ApplicationError(
-                            f"this upload would take {address} past the {budget >> 20} MiB an address may hold in "
-                            "the inbox (unauthenticated pushes; --max-upload-per-address)",
-                            ErrorCode.REJECTED,
-                        )
+                    budget.add(address, size_now)
                 await sink.write(item)
             digest = await sink.finish()
         except TooLargeError:
@@ -505,11 +491,9 @@ class Hub:
             raise
         finally:
             self.uploads.discard(sink.part)
-            self._unfinished[address] -= mine
-            if self._unfinished[address] <= 0:
-                del self._unfinished[address]
-        if budget is not None:
-            self._stored.setdefault(address, {})[target] = sink.written
+            budget.release(address, mine)
+        if budget.limit is not None:
+            budget.stored(address, target, sink.written)
         log.info(
             "received inbox/%s from %s: %d bytes",
             relative,
@@ -518,18 +502,6 @@ class Hub:
             extra={"event": "upload", "fields": {"path": relative, "remote": request.remote, "bytes": sink.written}},
         )
         yield Payload(json.dumps({"path": relative, "size": sink.written, "sha256": digest}).encode(), last=True)
-
-    def _stored_bytes(self, address: str) -> int:
-        return sum(self._stored.get(address, {}).values())
-
-    def _held_by(self, address: str) -> int:
-        """What ``address`` holds in the inbox: its pushes still there, and those under way."""
-        stored = self._stored.get(address, {})
-        for path in [p for p in stored if not p.exists()]:  # moved away or deleted by the operator
-            del stored[path]
-        if not stored:
-            self._stored.pop(address, None)
-        return sum(stored.values()) + self._unfinished[address]
 
     def _prepare_inbox(self) -> None:
         """Create the inbox if needed, and now and then remove partial uploads whose sender vanished."""

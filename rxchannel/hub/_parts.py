@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -12,7 +13,7 @@ from rxchannel.core import ApplicationError, ErrorCode
 from rxchannel.files.source import FileSource
 from rxchannel.runtime import Payload
 
-__all__ = ["HeldFile", "host_of", "make_parents", "remove_empty"]
+__all__ = ["HeldFile", "InboxBudget", "host_of", "make_parents", "remove_empty"]
 
 _closing: set[asyncio.Task[None]] = set()
 
@@ -57,6 +58,13 @@ class HeldFile:
             self._pulling = False
             self._since = time.monotonic()
 
+    def __getattr__(self, name: str) -> object:
+        """The source's own attributes (``size``, ``offset``, ``read_offset``...), once it has one."""
+        source = self.__dict__.get("source")
+        if source is None:
+            raise AttributeError(name)
+        return getattr(source, name)
+
     def evict(self, _reason: str) -> None:
         """Close the file now (it waits at a chunk); the next pull fails saying why."""
         waited = time.monotonic() - self._since
@@ -75,6 +83,61 @@ class HeldFile:
         items, self._items = self._items, None
         if items is not None:
             await items.aclose()  # type: ignore[attr-defined]
+
+
+class InboxBudget:
+    """What each address holds in the inbox (pushes to a hub without a secret): its finished
+    pushes still there and its unfinished ones, against ``limit`` bytes (None: no budget).
+    Counted by this process: with ``serve --processes N``, each process counts its own."""
+
+    def __init__(self, limit: int | None):
+        self.limit = limit
+        self._stored: dict[str, dict[Path, int]] = {}
+        self._unfinished: Counter[str] = Counter()
+
+    def check(self, address: str, size: int) -> None:
+        """Refuse a push of ``size`` bytes announced from ``address`` (blocking: run it in a thread).
+
+        Raises:
+            ApplicationError: REJECTED, past the budget.
+        """
+        stored = self._stored.get(address, {})
+        for path in [p for p in stored if not p.exists()]:  # moved away or deleted by the operator
+            del stored[path]
+        if not stored:
+            self._stored.pop(address, None)
+        held = sum(stored.values()) + self._unfinished[address]
+        if self.limit is not None and held + size > self.limit:
+            raise ApplicationError(
+                f"{address} already has {held >> 20} MiB in this hub's inbox; an address may hold "
+                f"{self.limit >> 20} MiB (unauthenticated pushes; --max-upload-per-address)",
+                ErrorCode.REJECTED,
+            )
+
+    def add(self, address: str, size: int) -> None:
+        """``size`` more bytes of a push under way from ``address``.
+
+        Raises:
+            ApplicationError: REJECTED, past the budget.
+        """
+        self._unfinished[address] += size
+        held = self._unfinished[address] + sum(self._stored.get(address, {}).values())
+        if self.limit is not None and held > self.limit:
+            raise ApplicationError(
+                f"this upload would take {address} past the {self.limit >> 20} MiB an address may hold in "
+                "the inbox (unauthenticated pushes; --max-upload-per-address)",
+                ErrorCode.REJECTED,
+            )
+
+    def release(self, address: str, size: int) -> None:
+        """A push from ``address`` is over: its ``size`` bytes are no longer under way."""
+        self._unfinished[address] -= size
+        if self._unfinished[address] <= 0:
+            del self._unfinished[address]
+
+    def stored(self, address: str, path: Path, size: int) -> None:
+        """A push from ``address`` is in the inbox at ``path``."""
+        self._stored.setdefault(address, {})[path] = size
 
 
 def host_of(remote: str) -> str:
