@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install browser js netlab nats test lint fuzz soak bench demo clean
+.PHONY: install browser js netlab nats test lint fuzz soak bench figures demo clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,8 +15,8 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check rxchannel tests benchmarks examples
-	$(VENV)/bin/ruff format --check rxchannel tests benchmarks examples
+	$(VENV)/bin/ruff check rxchannel tests benchmarks examples docs/figures
+	$(VENV)/bin/ruff format --check rxchannel tests benchmarks examples docs/figures
 	$(VENV)/bin/mypy
 
 # The browser tests drive Debian's Chromium (installed here if missing; needs root or sudo).
@@ -69,8 +69,16 @@ soak: $(STAMP)
 	$(PY) -m tests.hostile.soak --seconds $(SOAK_ADDRESS_SECONDS) --addresses $(SOAK_ADDRESSES)
 	RXCHANNEL_FUZZ_EXAMPLES=20000 RXCHANNEL_SOAK_STREAMS=10000 $(PY) -m pytest -q tests/runtime/test_fuzz_live.py tests/runtime/test_load.py -p no:timeout
 
+# Every benchmark side by side; the results are kept in docs/figures/bench-results.jsonl and
+# drawn as the plots of docs/benchmarks.md (benchmarks/plots.py). BENCH_FLAGS=--quick for a short run.
 bench: $(STAMP)
-	$(PY) -m benchmarks
+	$(PY) -m benchmarks --record docs/figures/bench-results.jsonl $(BENCH_FLAGS)
+
+# The diagrams of the README and docs/ (docs/figures/diagrams.py writes them; tests/test_figures.py
+# checks the committed ones are what it draws).
+figures: $(STAMP)
+	$(PY) docs/figures/diagrams.py
+	$(PY) -m benchmarks.plots docs/figures/bench-results.jsonl
 
 demo: $(STAMP)
 	$(VENV)/bin/rxchannel demo

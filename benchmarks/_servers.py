@@ -20,18 +20,18 @@ async def _wait_stdin_closed() -> None:
 
 
 async def serve_rxchannel() -> None:
-    import rxchannel as rx
+    import rxchannel as rxc
 
-    router = rx.Router()
+    router = rxc.Router()
 
     @router.stream("bench")
-    async def bench(req: rx.Request) -> AsyncIterator[bytes]:
+    async def bench(req: rxc.Request) -> AsyncIterator[bytes]:
         spec = json.loads(req.data)
         blob = b"x" * spec["size"]
         for _ in range(spec["count"]):
             yield blob
 
-    server = await rx.serve_tcp(router)
+    server = await rxc.serve_tcp(router)
     print(server.port, flush=True)
     await _wait_stdin_closed()
     await server.close()

@@ -17,7 +17,7 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-import rxchannel as rx
+import rxchannel as rxc
 from rxchannel.core import Role
 from rxchannel.runtime import Peer
 from rxchannel.transports import memory_pair
@@ -28,11 +28,11 @@ ITEM = 16 * 1024
 
 
 async def one_run(latency: float, bandwidth: float, total: int, policy: Any) -> dict[str, float]:
-    router = rx.Router()
+    router = rxc.Router()
     blob = b"a" * ITEM
 
     @router.stream("data")
-    async def data(request: rx.Request) -> AsyncIterator[bytes]:
+    async def data(request: rxc.Request) -> AsyncIterator[bytes]:
         for _ in range(total // ITEM):
             yield blob
 
@@ -74,9 +74,9 @@ def main(argv: list[str] | None = None) -> int:
     for latency in (0.020, 0.100):
         bdp = args.bandwidth * 2 * latency
         for name, make in (
-            ("window 4", lambda: rx.Window(4)),
-            ("window 16", lambda: rx.Window(16)),
-            ("adaptive", lambda: rx.Adaptive()),
+            ("window 4", lambda: rxc.Window(4)),
+            ("window 16", lambda: rxc.Window(16)),
+            ("adaptive", lambda: rxc.Adaptive()),
         ):
             result = asyncio.run(one_run(latency, args.bandwidth, total, make()))
             row = {

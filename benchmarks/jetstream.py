@@ -137,11 +137,11 @@ async def queue_round(url: str, jobs: int, backend: str, round_: int) -> float:
     """jobs/s of one hub and four workers, in memory or on JetStream."""
     import nats
 
-    import rxchannel as rx
+    import rxchannel as rxc
     from rxchannel.fanout import WorkQueue, work
     from rxchannel.nats import JetStreamQueue
 
-    router = rx.Router()
+    router = rxc.Router()
     nc = await nats.connect(url)
     queue: Any
     try:
@@ -152,8 +152,8 @@ async def queue_round(url: str, jobs: int, backend: str, round_: int) -> float:
             await queue.publish(b"%d" % n for n in range(jobs))
             await queue.seal()
             queue.serve(router, "jobs")
-        server = await rx.serve_tcp(router)
-        peers = [await rx.connect_tcp("127.0.0.1", server.port) for _ in range(4)]
+        server = await rxc.serve_tcp(router)
+        peers = [await rxc.connect_tcp("127.0.0.1", server.port) for _ in range(4)]
         try:
             start = time.perf_counter()
             workers = asyncio.gather(*(work(p, "jobs", lambda job: job.data, window=16) for p in peers))

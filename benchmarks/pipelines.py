@@ -21,11 +21,11 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-import reactivex
+import reactivex as rx
 from reactivex import operators as ops
 
-import rxchannel as rx
-from rxchannel import reactive as rxc
+import rxchannel as rxc
+from rxchannel import reactive
 from rxchannel.core import Role
 from rxchannel.operators import windowed
 from rxchannel.runtime import Peer
@@ -62,11 +62,11 @@ async def _rx_rate(source: Any, n: int) -> Rates:
 
 
 async def rx_plain(n: int) -> Rates:
-    return await _rx_rate(reactivex.from_iterable(range(n)), n)
+    return await _rx_rate(rx.from_iterable(range(n)), n)
 
 
 async def rx_windowed(n: int) -> Rates:
-    return await _rx_rate(rxc.from_iterable(range(n)).pipe(windowed(64)), n)
+    return await _rx_rate(reactive.from_iterable(range(n)).pipe(windowed(64)), n)
 
 
 async def aio_plain(n: int) -> Rates:
@@ -84,10 +84,10 @@ async def aio_plain(n: int) -> Rates:
 
 
 async def aio_remote(n: int) -> Rates:
-    router = rx.Router()
+    router = rxc.Router()
 
     @router.stream("items")
-    async def items(request: rx.Request) -> AsyncIterator[bytes]:
+    async def items(request: rxc.Request) -> AsyncIterator[bytes]:
         item = b"x" * 64
         for _ in range(n):
             yield item

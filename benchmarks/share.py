@@ -30,19 +30,19 @@ MIB = 1 << 20
 
 async def serve(root: str, join_window: float) -> None:
     """The hub process: prints its URL, serves until stdin closes. ``stats`` reports its counters."""
-    import rxchannel as rx
+    import rxchannel as rxc
     from rxchannel.hub import Hub
 
     hub = Hub(root, share_join_window=join_window)
     egress = [0]
 
     @hub.router.response("stats")
-    def stats(request: rx.Request) -> bytes:
+    def stats(request: rxc.Request) -> bytes:
         return json.dumps(
             {"bytes_read": hub.bytes_read, "files_opened": hub.files_opened, "egress": egress[0]}
         ).encode()
 
-    server = await rx.serve(hub.router, transport="tcp")
+    server = await rxc.serve(hub.router, transport="tcp")
     accept = server.accept
 
     def counting_accept(transport: Any) -> Any:  # count what each connection writes
@@ -63,11 +63,11 @@ async def serve(root: str, join_window: float) -> None:
 
 
 async def one_run(url: str, n: int, route: str, out_dir: Path, size: int) -> dict[str, Any]:
-    import rxchannel as rx
+    import rxchannel as rxc
     from rxchannel.files import fetch_file
 
-    peers = [await rx.connect(url) for _ in range(n)]
-    control = await rx.connect(url)
+    peers = [await rxc.connect(url) for _ in range(n)]
+    control = await rxc.connect(url)
     try:
         before = json.loads((await control.request_response("stats")).data)
         start = time.perf_counter()

@@ -46,9 +46,9 @@ class ServerProcess:
 
 
 async def client_rxchannel(port: int, count: int, size: int, window: int) -> tuple[int, int, float]:
-    import rxchannel as rx
+    import rxchannel as rxc
 
-    async with await rx.connect_tcp("127.0.0.1", port) as peer:
+    async with await rxc.connect_tcp("127.0.0.1", port) as peer:
         spec = json.dumps({"count": count, "size": size}).encode()
         start = time.perf_counter()
         items = total = 0

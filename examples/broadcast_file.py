@@ -17,7 +17,7 @@ import os
 import tempfile
 from pathlib import Path
 
-import rxchannel as rx
+import rxchannel as rxc
 from rxchannel.files import fetch_file, sha256_file
 from rxchannel.hub import Hub
 
@@ -28,8 +28,8 @@ async def main() -> None:
         root.mkdir()
         (root / "big.bin").write_bytes(os.urandom(8 << 20))
         hub = Hub(root, share_join_window=0.5, share_max_lag=32)
-        server = await rx.serve_tcp(hub.router)  # any transport: rx.serve(hub.router, transport="webrtc")
-        workers = [await rx.connect_tcp("127.0.0.1", server.port) for _ in range(4)]
+        server = await rxc.serve_tcp(hub.router)  # any transport: rxc.serve(hub.router, transport="webrtc")
+        workers = [await rxc.connect_tcp("127.0.0.1", server.port) for _ in range(4)]
         results = await asyncio.gather(
             *(
                 fetch_file(peer, "big.bin", Path(tmp) / f"worker{i}" / "big.bin", window=16, shared=True)

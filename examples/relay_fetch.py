@@ -15,7 +15,7 @@ import os
 import tempfile
 from pathlib import Path
 
-import rxchannel as rx
+import rxchannel as rxc
 from rxchannel.fanout import forward
 from rxchannel.files import fetch_file, sha256_file
 from rxchannel.hub import Hub
@@ -27,14 +27,14 @@ async def main() -> None:
         root.mkdir()
         (root / "big.bin").write_bytes(os.urandom(4 << 20))
         hub = Hub(root)
-        a = await rx.serve_tcp(hub.router)  # A: the hub
+        a = await rxc.serve_tcp(hub.router)  # A: the hub
 
-        upstream = await rx.connect_tcp("127.0.0.1", a.port)
-        relay_router = rx.Router()
+        upstream = await rxc.connect_tcp("127.0.0.1", a.port)
+        relay_router = rxc.Router()
         relay_router.stream("files/")(forward(upstream, window=4))
-        b = await rx.serve_tcp(relay_router)  # B: the relay
+        b = await rxc.serve_tcp(relay_router)  # B: the relay
 
-        c = await rx.connect_tcp("127.0.0.1", b.port)  # C: the worker; its writes set the pace
+        c = await rxc.connect_tcp("127.0.0.1", b.port)  # C: the worker; its writes set the pace
         most_ahead = 0
 
         def written(done: int, size: int | None, in_flight: int) -> None:

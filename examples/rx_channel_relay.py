@@ -2,7 +2,7 @@
 
     python examples/rx_channel_relay.py
 
-The requester sends numbers and reads back their squares through one ``rxc.channel``:
+The requester sends numbers and reads back their squares through one ``reactive.channel``:
 an Observer (what it sends follows ``ch.demand``) with ``inbound`` (what comes back). The
 responder is a relay written the same way: its inbound is driven by its outbound's demand
 (``window=Manual(0)`` + ``request_n``), so a slow reader at the requester slows the
@@ -16,26 +16,26 @@ import time
 
 from reactivex import operators as ops
 
-import rxchannel as rx
-from rxchannel import reactive as rxc
+import rxchannel as rxc
+from rxchannel import reactive
 from rxchannel.operators import request_n
 
 
 async def main() -> None:
-    router = rx.Router()
+    router = rxc.Router()
 
-    @router.channel("square", window=rx.Manual(0))  # grant only what our own outbound is granted
-    def square(request: rx.Request) -> None:
-        out = rxc.outbound(request)
-        rxc.inbound(request).pipe(
+    @router.channel("square", window=rxc.Manual(0))  # grant only what our own outbound is granted
+    def square(request: rxc.Request) -> None:
+        out = reactive.outbound(request)
+        reactive.inbound(request).pipe(
             request_n(out.demand),
             ops.map(lambda item: str(int(item.data) ** 2).encode()),
         ).subscribe(out)
 
-    server = await rx.serve_tcp(router)
-    peer = await rx.connect_tcp("127.0.0.1", server.port)
+    server = await rxc.serve_tcp(router)
+    peer = await rxc.connect_tcp("127.0.0.1", server.port)
 
-    ch = rxc.channel(peer, "square", window=4)  # at most 4 squares in flight to us
+    ch = reactive.channel(peer, "square", window=4)  # at most 4 squares in flight to us
     pulled = 0
     squares: list[int] = []
     done = asyncio.get_running_loop().create_future()
@@ -47,12 +47,12 @@ async def main() -> None:
             assert pulled <= len(squares) + 4 + 2, "the source ran ahead of the reader"
             yield str(i).encode()
 
-    def read(item: rx.Payload) -> None:
+    def read(item: rxc.Payload) -> None:
         time.sleep(0.0005)  # a slow reader
         squares.append(int(item.data))
 
     ch.inbound.subscribe(on_next=read, on_completed=lambda: done.set_result(None), on_error=done.set_exception)
-    rxc.from_iterable(numbers()).pipe(request_n(ch.demand)).subscribe(ch)
+    reactive.from_iterable(numbers()).pipe(request_n(ch.demand)).subscribe(ch)
     await done
     assert squares == [i * i for i in range(1000)]
     print(f"1000 squares through a relay; the source never ran more than 6 ahead of the reader ({pulled} pulled)")

@@ -14,10 +14,10 @@ import tempfile
 import zlib
 from pathlib import Path
 
-import reactivex
+import reactivex as rx
 from reactivex import operators as ops
 
-from rxchannel import reactive as rxc
+from rxchannel import reactive
 from rxchannel.hub import Hub
 from rxchannel.operators import windowed
 from rxchannel.runtime import connect, serve
@@ -34,11 +34,11 @@ async def main() -> None:
         peer = await connect(service.url)
 
         compressor = zlib.compressobj()
-        sink = rxc.RxFileSink(Path(tmp, "data.bin.z"))
-        rxc.request_stream(peer, "files/data.bin").pipe(
+        sink = reactive.RxFileSink(Path(tmp, "data.bin.z"))
+        reactive.request_stream(peer, "files/data.bin").pipe(
             windowed(4, acks=sink.acks),  # at most 4 chunks in flight, freed when written
             ops.map(lambda chunk: compressor.compress(chunk.data)),
-            ops.concat(reactivex.defer(lambda _s: reactivex.of(compressor.flush()))),
+            ops.concat(rx.defer(lambda _s: rx.of(compressor.flush()))),
         ).subscribe(sink)
         await sink.done
 

@@ -15,24 +15,24 @@ from collections.abc import AsyncIterator
 
 from reactivex.subject import Subject
 
-import rxchannel as rx
+import rxchannel as rxc
 from rxchannel.operators import on_backpressure_latest
 
 
 async def main() -> None:
-    router = rx.Router()
+    router = rxc.Router()
     seen: list[int] = []
 
     @router.channel("ingest")
-    async def ingest(request: rx.Request) -> AsyncIterator[bytes]:
+    async def ingest(request: rxc.Request) -> AsyncIterator[bytes]:
         assert request.inbound is not None
         async for reading in request.inbound:
             seen.append(int(reading.data))
             await asyncio.sleep(0.01)  # a slow consumer
         yield f"{len(seen)} readings".encode()
 
-    server = await rx.serve_tcp(router)
-    peer = await rx.connect_tcp("127.0.0.1", server.port)
+    server = await rxc.serve_tcp(router)
+    peer = await rxc.connect_tcp("127.0.0.1", server.port)
 
     sensor: Subject[bytes] = Subject()
     loop = asyncio.get_running_loop()

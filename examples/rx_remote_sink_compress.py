@@ -2,7 +2,7 @@
 
     python examples/rx_remote_sink_compress.py
 
-``rxc.remote_sink(peer, "push/...")`` is an Observer whose ``demand`` is the credit the
+``reactive.remote_sink(peer, "push/...")`` is an Observer whose ``demand`` is the credit the
 hub grants; ``request_n(sink.demand)`` makes the local file source read a chunk only when
 the hub asked for one, so the hub's disk writes pace this process's disk reads.
 
@@ -23,8 +23,8 @@ from pathlib import Path
 
 from reactivex import operators as ops
 
-import rxchannel as rx
-from rxchannel import reactive as rxc
+import rxchannel as rxc
+from rxchannel import reactive
 from rxchannel.hub import Hub
 from rxchannel.operators import request_n
 
@@ -35,18 +35,18 @@ async def main() -> None:
         Path(tmp, "log.txt").write_bytes(original)
         Path(tmp, "hub").mkdir()
         hub = Hub(Path(tmp, "hub"), inbox=Path(tmp, "inbox"))
-        server = await rx.serve(hub.router, transport="webrtc")  # loopback ICE, no STUN
-        peer = await rx.connect(server.url)
+        server = await rxc.serve(hub.router, transport="webrtc")  # loopback ICE, no STUN
+        peer = await rxc.connect(server.url)
 
         compressor, sent = zlib.compressobj(), hashlib.sha256()
 
-        def compress(chunk: rx.Payload) -> bytes:
+        def compress(chunk: rxc.Payload) -> bytes:
             out = compressor.compress(chunk.data) + (compressor.flush() if chunk.last else b"")
             sent.update(out)
             return out
 
-        sink = rxc.remote_sink(peer, "push/log.txt.z")
-        rxc.file_source(Path(tmp, "log.txt")).pipe(
+        sink = reactive.remote_sink(peer, "push/log.txt.z")
+        reactive.file_source(Path(tmp, "log.txt")).pipe(
             request_n(sink.demand),  # read only what the hub asked for
             ops.map(compress),
         ).subscribe(sink)

@@ -10,22 +10,22 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 
-import rxchannel as rx
+import rxchannel as rxc
 
 
 async def main() -> None:
-    router = rx.Router()
+    router = rxc.Router()
     produced = 0
 
     @router.stream("squares")
-    async def squares(request: rx.Request) -> AsyncIterator[bytes]:
+    async def squares(request: rxc.Request) -> AsyncIterator[bytes]:
         nonlocal produced
         for i in range(int(request.data)):
             produced += 1
             yield str(i * i).encode()
 
-    server = await rx.serve_tcp(router)  # 127.0.0.1, a free port
-    async with await rx.connect_tcp("127.0.0.1", server.port) as client:
+    server = await rxc.serve_tcp(router)  # 127.0.0.1, a free port
+    async with await rxc.connect_tcp("127.0.0.1", server.port) as client:
         received = []
         async for item in client.request_stream("squares", b"1000", window=8):
             received.append(int(item.data))

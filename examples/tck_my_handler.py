@@ -3,7 +3,7 @@
     python examples/tck_my_handler.py
 
 A ``Router`` stream handler is served over TCP; the requester sees it as a demand
-Observable (``rxc.request_stream``), and ``rxchannel.testing.tck`` drives it as a
+Observable (``reactive.request_stream``), and ``rxchannel.testing.tck`` drives it as a
 Reactive Streams publisher: subscribe, ``request(n)`` (REQUEST_N across the wire),
 ``cancel()`` (CANCEL), with a recording subscriber checking every rule it can see. The
 factory says how to make a publisher of ``n`` items, a failing one, how to tell that the
@@ -26,8 +26,8 @@ import asyncio
 import sys
 from collections.abc import AsyncIterator
 
-import rxchannel as rx
-from rxchannel import reactive as rxc
+import rxchannel as rxc
+from rxchannel import reactive
 from rxchannel.testing import tck
 from rxchannel.testing.tck.adapters import from_observable, round_trip
 
@@ -35,14 +35,14 @@ open_sources = 0  # countdowns started and not yet closed: the handler's resourc
 
 
 async def main() -> int:
-    router = rx.Router()
+    router = rxc.Router()
 
     @router.stream("countdown")
-    async def countdown(request: rx.Request) -> AsyncIterator[bytes]:
+    async def countdown(request: rxc.Request) -> AsyncIterator[bytes]:
         global open_sources
         n = int(request.data)
         if n < 0:
-            raise rx.ApplicationError(f"cannot count down from {n}")
+            raise rxc.ApplicationError(f"cannot count down from {n}")
         open_sources += 1
         try:
             for i in range(n, 0, -1):
@@ -50,11 +50,11 @@ async def main() -> int:
         finally:
             open_sources -= 1
 
-    server = await rx.serve_tcp(router)
-    async with await rx.connect_tcp("127.0.0.1", server.port) as peer:
+    server = await rxc.serve_tcp(router)
+    async with await rxc.connect_tcp("127.0.0.1", server.port) as peer:
         factory = tck.PublisherFactory(
-            create=lambda n: from_observable(rxc.request_stream(peer, "countdown", b"%d" % n)),
-            create_failed=lambda: from_observable(rxc.request_stream(peer, "countdown", b"-1")),
+            create=lambda n: from_observable(reactive.request_stream(peer, "countdown", b"%d" % n)),
+            create_failed=lambda: from_observable(reactive.request_stream(peer, "countdown", b"-1")),
             released=lambda: open_sources == 0,
             settle=round_trip(peer),
         )

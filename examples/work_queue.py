@@ -17,7 +17,7 @@ import sys
 import time
 from collections import Counter
 
-import rxchannel as rx
+import rxchannel as rxc
 from rxchannel.fanout import Job, WorkQueue, work
 
 JOBS, WINDOW, KILL_AFTER = 10_000, 16, 3_000
@@ -32,7 +32,7 @@ async def worker(url: str, name: str) -> None:
         time.sleep(0.0005)  # the work takes a while: the workers, not the hub, set the pace
         return b"1" if is_prime(int(job.data)) else b"0"
 
-    peer = await rx.connect(url)
+    peer = await rxc.connect(url)
     stats = await work(peer, "jobs", handle, window=WINDOW, name=name)
     await peer.close()
     print(f"{name}: {stats.acked} jobs done, at most {stats.peak_held} held at once", flush=True)
@@ -45,7 +45,7 @@ async def hub() -> None:
     ready = asyncio.Event()
     state: dict[str, WorkQueue] = {}
 
-    def on_result(job: Job, result: rx.Payload) -> None:
+    def on_result(job: Job, result: rxc.Payload) -> None:
         nonlocal primes
         results[job.id] += 1
         primes += result.data == b"1"
@@ -59,9 +59,9 @@ async def hub() -> None:
         for n in range(JOBS):
             yield str(n)
 
-    router = rx.Router()
+    router = rxc.Router()
     queue = state["queue"] = WorkQueue(numbers(), on_result=on_result).serve(router, "jobs")
-    server = await rx.serve_tcp(router)
+    server = await rxc.serve_tcp(router)
     url = f"tcp://127.0.0.1:{server.port}"
     for i in range(4):
         procs[f"worker{i}"] = await asyncio.create_subprocess_exec(

@@ -96,8 +96,15 @@ async def request_channel(
     info: dict[str, Any] | None = None,
     window: WindowSpec = None,
 ) -> AsyncIterator[Payload]:
-    """A remote request-channel: ``source`` goes out on the responder's credit; yields its replies."""
-    async with peer.request_channel(route, source, data, info=info, window=window) as remote:
+    """A remote request-channel: ``source`` goes out on the responder's credit; yields its replies.
+
+    ``source`` may be any async iterable, an aiostream ``Stream`` included: it is iterated
+    inside its own stream context (as aiostream asks), and closed with the channel.
+    """
+    async with (
+        streamcontext(source) as items,
+        peer.request_channel(route, items, data, info=info, window=window) as remote,
+    ):
         async for item in remote:
             yield item
 

@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import json
 import os
-import shutil
 import signal
 import sys
 import threading
@@ -38,10 +37,19 @@ from rxchannel.web import WorkerPage
 from rxchannel.webrtc.rendezvous import RendezvousLink
 
 from .endpoints import endpoint_limits
-from .errors import UsageError, printable
+from .errors import NothingToFetchError, UsageError, cannot_listen, printable
 from .ice import options_from
 from .jetstream import attach_jetstream
 from .logs import configure_logging
+from .outputs import (
+    check_inbox,
+    check_parents,
+    directory_target,
+    file_target,
+    free_space,
+    is_directory_fetch,
+)
+from .parser import WHOLE_SHARE
 from .processes import processes_for, serve_processes
 from .progress import Bar, progress_bar
 from .rendezvous import register_link
@@ -119,29 +127,14 @@ def _follow_link(peer: Peer, bar: Bar | None) -> None:
     peer.resumption.on_change = changed
 
 
-def _free_space(out: Path) -> int:
-    """What a fetch may write by default: the free space where ``out`` goes, minus a reserve."""
-    directory = out.parent if str(out.parent) else Path(".")
-    while not directory.exists() and directory != directory.parent:
-        directory = directory.parent
-    return max(0, shutil.disk_usage(directory).free - (64 << 20))
-
-
-def _target(args: argparse.Namespace) -> Path:
-    """Where a single-file fetch writes: ``-o`` (a file, or a directory to write into) or PATH's name."""
-    name = args.remote_path.rstrip("/").rsplit("/", 1)[-1]
-    if args.output is None:
-        return Path(name)
-    out = Path(args.output)
-    return out / name if args.output.endswith("/") or out.is_dir() else out
-
-
 async def cmd_fetch(args: argparse.Namespace) -> int:
-    if args.remote_path.endswith("/"):
+    if is_directory_fetch(args):
         return await _fetch_directory(args)
-    out = _target(args)
+    out = file_target(args)
     if out.exists() and not args.force:  # before dialing: nothing to undo
         raise TargetExistsError(f"{out} already exists; it was not replaced")
+    named = bool(args.output and args.output.endswith("/"))  # -o DIR/: DIR itself may be created
+    check_parents(out.parent if str(out.parent) else Path("."), args, named=named)
     part = out.with_name(out.name + ".part")
     if part.exists() and not args.no_resume and part.stat().st_size:
         _note(f"resuming {out.name} from {format_size(part.stat().st_size)} (its partial copy {part.name})")
@@ -156,7 +149,7 @@ async def cmd_fetch(args: argparse.Namespace) -> int:
                 window=args.window,
                 resume=not args.no_resume,
                 progress=update,
-                max_size=args.max_size if args.max_size is not None else _free_space(out),
+                max_size=args.max_size if args.max_size is not None else free_space(out),
                 overwrite=args.force,
                 shared=args.shared,
             )
@@ -180,29 +173,40 @@ async def cmd_fetch(args: argparse.Namespace) -> int:
 
 
 async def _fetch_directory(args: argparse.Namespace) -> int:
-    name = args.remote_path.rstrip("/").rsplit("/", 1)[-1]
-    out = Path(args.output) if args.output else Path(name)
+    whole = args.remote_path in WHOLE_SHARE
+    remote = "" if whole else args.remote_path
+    name = "the whole share" if whole else args.remote_path.rstrip("/").rsplit("/", 1)[-1]
+    out = directory_target(args)
     if out.exists() and not out.is_dir():
         raise UsageError(f"{out} is a file: a directory fetch needs a directory for -o")
+    check_parents(out, args, named=True)
     peer = await _connect(args)
     start = time.perf_counter()
     try:
-        with progress_bar(sys.stderr.isatty() and (args.progress or not args.json), f"{name}/") as update:
+        with progress_bar(sys.stderr.isatty() and (args.progress or not args.json), name) as update:
             _follow_link(peer, update)
             result: DirectoryResult = await fetch_directory(
                 peer,
-                args.remote_path,
+                remote,
                 out,
                 window=args.window,
                 resume=not args.no_resume,
                 overwrite=args.force,
-                max_size=args.max_size if args.max_size is not None else _free_space(out / "x"),
+                max_size=args.max_size if args.max_size is not None else free_space(out / "x"),
                 progress=update,
             )
     finally:
         await peer.close()
     for reason, count in result.skipped.items():
         _note(f"the hub left out {count} name(s) it cannot serve ({reason})")
+    if not result.fetched and not result.unchanged:
+        if not args.allow_empty:
+            under = "in its share" if whole else f"under {args.remote_path!r}"
+            raise NothingToFetchError(
+                f"the hub has no files {under}, so nothing was fetched (check the name with 'rxchannel ls URL'; "
+                "add --allow-empty if an empty directory is a success)"
+            )
+        out.mkdir(parents=args.parents, exist_ok=True)  # what was asked for: the directory, empty
     seconds = time.perf_counter() - start
     if args.json:
         summary = {
@@ -249,8 +253,22 @@ async def cmd_ls(args: argparse.Namespace) -> int:
 
 async def cmd_send(args: argparse.Namespace) -> int:
     path = Path(args.file)
+    if path.is_dir():
+        raise UsageError(
+            f"{path} is a directory, and send takes one file: pack it first, "
+            f"e.g. tar c {path} | rxchannel send URL - --name {path.name or 'dir'}.tar"
+        )
+    if not path.exists():
+        raise UsageError(f"no such file: {path}")
     if not path.is_file():
-        raise UsageError(f"{path} is not a file: send takes one file")
+        raise UsageError(f"{path} is not a regular file: send takes one file (or '-' for standard input)")
+    if args.name is None:
+        try:
+            path.name.encode("utf-8")
+        except UnicodeEncodeError:
+            raise UsageError(
+                f"'{printable(path.name)}' is not valid UTF-8, and names on a hub are: give it one with --name NAME"
+            ) from None
     peer = await _connect(args)
     start = time.perf_counter()
     try:
@@ -277,6 +295,7 @@ async def cmd_send(args: argparse.Namespace) -> int:
 
 
 async def cmd_serve(args: argparse.Namespace) -> int:
+    check_inbox(args)
     count = processes_for(args)
     if count > 1 and not args.process_of:
         options_from(args)  # every option checked here, where its message is seen, before any child starts
@@ -304,6 +323,8 @@ async def cmd_serve(args: argparse.Namespace) -> int:
         endpoints=args.endpoint,
         endpoint_limits=endpoint_limits(args),
     )
+    if not args.secret:  # the page is served to anyone: its first paint lists files only when anyone may list them
+        page.listing = hub.first_files
     try:
         detach = await attach_jetstream(args, hub.router)  # --nats: queue/ and broadcast/ on JetStream
     except BaseException:
@@ -327,10 +348,12 @@ async def cmd_serve(args: argparse.Namespace) -> int:
         hub.close()
         if detach is not None:
             await detach()
-        raise UsageError(
-            f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}; "
-            "choose another --port (0 picks a free one)"
-        ) from None
+        raise cannot_listen(args.host, args.port, exc) from None
+    # before the URL is printed: whoever read it may stop the hub at once, and it then stops in order
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
     if args.process_of:  # one of a hub's processes: its parent prints the URLs and registers
         link = None
         for url in service.urls:
@@ -349,7 +372,8 @@ async def cmd_serve(args: argparse.Namespace) -> int:
             print(link.public_url, flush=True)  # what workers and pages dial: the hub itself has no open port
         for url in service.urls:  # the first line is a usable URL; a wildcard bind prints one per address
             print(url, flush=True)
-        print(f"serving {hub.root} over {args.transport}; Ctrl-C to stop", file=sys.stderr, flush=True)
+        if args.log_level in ("debug", "info"):  # a line for people: --log-level warning keeps stderr for trouble
+            print(f"serving {hub.root} over {args.transport}; Ctrl-C to stop", file=sys.stderr, flush=True)
         if detach is not None:
             _note(f"queue/NAME and broadcast/TOPIC are served from JetStream at {args.nats}")
         for endpoint in args.endpoint:
@@ -359,10 +383,6 @@ async def cmd_serve(args: argparse.Namespace) -> int:
             "--turn-url without --secret: anyone who reaches this hub can get TURN credentials "
             "(GET /ice-servers); give the hub a --secret on untrusted networks"
         )
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
     if args.process_of:
         _end_with_parent(loop, stop, service.listener)
     try:
@@ -384,13 +404,21 @@ def _end_with_parent(loop: asyncio.AbstractEventLoop, stop: asyncio.Event, liste
     that vanished took the hub with it, so we vanish too, as one process would have."""
 
     def watch() -> None:
+        # the raw descriptor, not sys.stdin.buffer: a daemon thread blocked inside the buffered
+        # reader holds its lock, and the interpreter's exit then dies with "Fatal Python error:
+        # _enter_buffered_busy" on stderr
+        fd = sys.stdin.fileno()
         with contextlib.suppress(OSError, ValueError):
-            first = sys.stdin.buffer.readline()
+            received = b""
+            while b"\n" not in received and (chunk := os.read(fd, 4096)):
+                received += chunk
+            first = received.partition(b"\n")[0]
             if first and isinstance(listener, HttpListener):
                 siblings = json.loads(first)
                 loop.call_soon_threadsafe(listener.siblings.update, {str(k): str(v) for k, v in siblings.items()})
-            while sys.stdin.buffer.read(4096):
-                pass
+            if b"\n" in received:
+                while os.read(fd, 4096):
+                    pass
         if not stop.is_set():
             os._exit(1)
 

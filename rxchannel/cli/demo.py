@@ -41,6 +41,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="rxchannel-demo-") as tmp:
         root, out = Path(tmp, "hub"), Path(tmp, "worker", "demo.bin")
         root.mkdir()
+        out.parent.mkdir()
         source = root / "demo.bin"
         with open(source, "wb") as handle:
             left = size
@@ -109,7 +110,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print(
             f"demo: {summary['bytes']} bytes over {over} (path {summary['path']}{stack}) in {summary['seconds']} s "
             f"({summary['mb_per_s']} MB/s)\n"
-            f"demo: peak RSS hub {hub_rss:.0f} MB, worker {summary['peak_rss_mb']:.0f} MB\n"
+            f"demo: peak RSS hub {hub_rss:.0f} MiB, worker {summary['peak_rss_mb']:.0f} MiB\n"
             f"demo: sha256 {summary['sha256']} {'verified' if verified else 'MISMATCH'}"
         )
         return 0 if verified else 3

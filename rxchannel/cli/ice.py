@@ -7,7 +7,7 @@ The parser only calls :func:`add_ice_options`; the commands build their
 Both sides: ``--ice-server URL`` (repeatable: ``stun:``, ``turn:``, ``turns:``) with
 ``--ice-username``/``--ice-credential`` for its TURN URLs, or ``RXCHANNEL_ICE_SERVERS``
 (a JSON list of W3C ``RTCIceServer`` dictionaries; ignored when ``--ice-server`` is
-given), and ``--ice-timeout``. The hub also takes ``--turn-url``/``--turn-secret``
+given); the dialing commands take ``--ice-timeout``. The hub also takes ``--turn-url``/``--turn-secret``
 (``RXCHANNEL_TURN_SECRET``)/``--turn-ttl``, ``--udp-ports LO-HI`` and the signaling
 limits of issue 11 (cases 7 and 8).
 """
@@ -83,14 +83,14 @@ def add_ice_options(parser: argparse.ArgumentParser, *, hub: bool) -> None:
     )
     group.add_argument("--ice-username", metavar="U", help="username for the --ice-server TURN URLs")
     group.add_argument("--ice-credential", metavar="C", help="credential for the --ice-server TURN URLs")
-    group.add_argument(
-        "--ice-timeout",
-        type=positive_float("an ICE timeout"),
-        default=4.0,
-        metavar="SECONDS",
-        help="dialing: give up when no ICE candidate pair works this long after the answer (default 4)",
-    )
-    if not hub:
+    if not hub:  # only the dialing side waits for a candidate pair; a hub answers
+        group.add_argument(
+            "--ice-timeout",
+            type=positive_float("an ICE timeout"),
+            default=4.0,
+            metavar="SECONDS",
+            help="give up when no ICE candidate pair works this long after the hub's answer (default 4)",
+        )
         return
     group.add_argument(
         "--turn-url",
@@ -187,7 +187,7 @@ def options_from(args: argparse.Namespace, **extra: Any) -> TransportOptions:
     """
     webrtc: dict[str, Any] = {
         "ice_servers": _ice_servers(args),
-        "ice_timeout": args.ice_timeout,
+        "ice_timeout": getattr(args, "ice_timeout", 4.0),  # only a dialing command has --ice-timeout
         "stack": getattr(args, "webrtc_stack", None),
         "via": getattr(args, "via", "auto"),
         "direct": not getattr(args, "no_direct", False),

@@ -15,7 +15,7 @@ from typing import NoReturn
 from rxchannel.transports import KINDS, kind_of
 
 from .endpoints import add_endpoint_options
-from .errors import UsageError
+from .errors import UsageError, printable
 from .ice import add_ice_options, add_path_options
 from .jetstream import add_jetstream_options
 from .loops import add_loop_option
@@ -30,7 +30,8 @@ class Parser(argparse.ArgumentParser):
     """An ArgumentParser that raises :class:`UsageError` instead of exiting with status 2."""
 
     def error(self, message: str) -> NoReturn:
-        raise UsageError(f"{self.prog}: {message} (see '{self.prog} --help')")
+        # every error line already starts with "rxchannel: " (.errors.fail): the command is named in the hint
+        raise UsageError(f"{message} (see '{self.prog} --help')")
 
 
 def _version() -> str:
@@ -70,10 +71,28 @@ def _url(text: str) -> str:
     return text
 
 
-def _remote_path(text: str) -> str:
-    if not text.strip("/"):
-        raise argparse.ArgumentTypeError("name a file (or a directory ending in '/') of the hub, e.g. data/big.bin")
+def _utf8(text: str, what: str) -> str:
+    """``text`` as given, if it can name something on a hub (names on the wire are UTF-8)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise argparse.ArgumentTypeError(
+            f"'{printable(text)}' is not valid UTF-8, and {what} on a hub are UTF-8 text: "
+            "check the name's encoding ('rxchannel ls URL' shows the hub's names)"
+        ) from None
     return text
+
+
+#: PATH values that mean the whole share (a directory fetch of everything the hub lists)
+WHOLE_SHARE = ("", "/", ".", "./")
+
+
+def _remote_path(text: str) -> str:
+    return _utf8(text, "names")
+
+
+def _inbox_name(text: str) -> str:
+    return _utf8(text, "inbox names")
 
 
 def _add_common(p: argparse.ArgumentParser, *, hub: bool) -> None:
@@ -142,7 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Share files between a hub and workers over WebRTC, TCP or WebSocket, with demand that "
         "travels from the receiver back to the sender's disk.",
         epilog="exit codes: 0 ok, 1 usage or local error, 2 the hub refused, 3 integrity failure, "
-        "4 connection failed or lost (run again: a fetch resumes), 130 interrupted",
+        "4 connection failed or lost, 130 interrupted; a fetch that stopped keeps a .part and resumes when run again",
     )
     parser.add_argument("--version", action="version", version=f"rxchannel {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=Parser)
@@ -163,6 +182,11 @@ def build_parser() -> argparse.ArgumentParser:
         "ws: ws://HOST:PORT/rsocket",
     )
     serve.add_argument("--inbox", default=None, help="where pushed files go (default: ROOT.inbox beside ROOT)")
+    serve.add_argument(
+        "--inbox-public",
+        action="store_true",
+        help="allow an --inbox inside ROOT, where every upload is listed and served to everyone",
+    )
     serve.add_argument(
         "--chunk-size", type=CHUNK, default=64 * 1024, help="bytes per item of a file stream (default 64KiB)"
     )
@@ -233,12 +257,16 @@ def build_parser() -> argparse.ArgumentParser:
         "fetch",
         help="fetch a file (or a directory: PATH/, or an endpoint's response) from a hub",
         description="Fetch PATH from the hub at URL into a local file, verified by SHA-256; an interrupted "
-        "fetch resumes from its .part when run again. PATH ending in '/' fetches the directory; "
-        "endpoints/NAME/PATH fetches the response of one of the hub's endpoints (HTTP status >= 400: exit 2).",
+        "fetch resumes from its .part when run again. PATH ending in '/' fetches the directory ('/' the whole "
+        "share, with -o DIR/); endpoints/NAME/PATH fetches the response of one of the hub's endpoints "
+        "(HTTP status >= 400: exit 2).",
     )
     fetch.add_argument("url", type=_url, metavar="URL", help="the URL 'rxchannel serve' printed")
     fetch.add_argument(
-        "remote_path", type=_remote_path, metavar="PATH", help="the file on the hub (as 'rxchannel ls' shows it)"
+        "remote_path",
+        type=_remote_path,
+        metavar="PATH",
+        help="the file on the hub (as 'rxchannel ls' shows it); a directory ends in '/'; '/' is the whole share",
     )
     fetch.add_argument(
         "-o",
@@ -248,6 +276,16 @@ def build_parser() -> argparse.ArgumentParser:
         "or '-' for standard output (default: PATH's name in the current directory)",
     )
     fetch.add_argument("--force", action="store_true", help="replace an existing output file")
+    fetch.add_argument(
+        "--parents",
+        action="store_true",
+        help="create the missing directories above OUT too (without it, only OUT's own directory is created)",
+    )
+    fetch.add_argument(
+        "--allow-empty",
+        action="store_true",
+        help="a directory with no files on the hub is a success (without it, fetching nothing exits 2)",
+    )
     fetch.add_argument(
         "--window", type=_window, default=32, help="chunks in flight: a number, or 'auto' to adapt (default 32)"
     )
@@ -297,7 +335,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     send.add_argument("url", type=_url, metavar="URL", help="the URL 'rxchannel serve' printed")
     send.add_argument("file", metavar="FILE", help="the local file to send, or '-' for standard input (needs --name)")
-    send.add_argument("--name", help="its name in the inbox (default: FILE's name); names already there are refused")
+    send.add_argument(
+        "--name",
+        type=_inbox_name,
+        help="its name in the inbox (default: FILE's name); names already there are refused",
+    )
     _add_output(send)
     _add_common(send, hub=False)
 
@@ -305,7 +347,9 @@ def build_parser() -> argparse.ArgumentParser:
         "ls", help="list a hub's files", description="List the files the hub at URL shares (under PREFIX)."
     )
     ls.add_argument("url", type=_url, metavar="URL", help="the URL 'rxchannel serve' printed")
-    ls.add_argument("prefix", nargs="?", default="", metavar="PREFIX", help="only paths starting with this")
+    ls.add_argument(
+        "prefix", nargs="?", type=_remote_path, default="", metavar="PREFIX", help="only paths starting with this"
+    )
     _add_output(ls, lines=True)
     _add_common(ls, hub=False)
 

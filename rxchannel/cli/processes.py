@@ -24,7 +24,7 @@ import signal
 import socket
 import sys
 
-from .errors import UsageError
+from .errors import UsageError, cannot_listen
 from .rendezvous import register_link
 
 __all__ = ["child_argv", "processes_for", "serve_processes"]
@@ -63,10 +63,7 @@ def _reserve(host: str, port: int) -> socket.socket:
         sock.bind((host, port))
     except OSError as exc:
         sock.close()
-        reason = str(exc.strerror or exc)
-        raise UsageError(
-            f"cannot listen on {host}:{port}: {reason[:1].lower()}{reason[1:]}; choose another --port"
-        ) from None
+        raise cannot_listen(host, port, exc) from None
     return sock
 
 
@@ -106,16 +103,18 @@ async def serve_processes(args: argparse.Namespace, count: int) -> int:
             assert child.stdin is not None
             child.stdin.write(json.dumps(privates).encode() + b"\n")
             await child.stdin.drain()
+        stop = asyncio.Event()  # before the URLs are printed: whoever read them may stop the hub at once
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
         link = await register_link(args, urls[0], env["RXCHANNEL_RELAY_TOKEN"]) if args.rendezvous else None
         if link is not None:
             print(link.public_url, flush=True)
         for url in urls:
             print(url, flush=True)
-        print(f"serving {args.root} with {count} processes on one port; Ctrl-C to stop", file=sys.stderr, flush=True)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
+        if args.log_level in ("debug", "info"):  # a line for people: --log-level warning keeps stderr for trouble
+            line = f"serving {args.root} with {count} processes on one port; Ctrl-C to stop"
+            print(line, file=sys.stderr, flush=True)
         ended = [asyncio.ensure_future(child.wait()) for child in children]
         waiting = asyncio.ensure_future(stop.wait())
         done, _ = await asyncio.wait([waiting, *ended], return_when=asyncio.FIRST_COMPLETED)

@@ -57,7 +57,7 @@ def progress_bar(enabled: bool, label: str) -> Iterator[Bar | None]:
     columns = (
         TextColumn("{task.description}"),
         BarColumn(),
-        DownloadColumn(),
+        DownloadColumn(binary_units=True),  # sizes in KiB/MiB as everywhere in the CLI; rates in MB/s
         TransferSpeedColumn(),
         TimeRemainingColumn(),
         TextColumn("credits in flight: {task.fields[credits]}"),

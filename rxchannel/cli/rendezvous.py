@@ -10,7 +10,7 @@ import sys
 from rxchannel.transports import ListenLimits
 from rxchannel.webrtc.rendezvous import RendezvousLimits, RendezvousLink, serve_rendezvous
 
-from .errors import UsageError
+from .errors import UsageError, cannot_listen
 from .logs import configure_logging
 
 __all__ = ["cmd_rendezvous", "register_link"]
@@ -28,7 +28,7 @@ async def cmd_rendezvous(args: argparse.Namespace) -> int:
         listen = ListenLimits(max_connections=args.max_connections, max_per_address=max(1, args.max_connections // 8))
         server = await serve_rendezvous(args.secret, args.host, args.port, limits=limits, listen=listen)
     except OSError as exc:
-        raise UsageError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from None
+        raise cannot_listen(args.host, args.port, exc) from None
     for url in server.listener.urls:
         print(url, flush=True)
     print(

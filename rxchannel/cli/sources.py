@@ -13,14 +13,16 @@ import argparse
 import asyncio
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 from rxchannel.files import TargetExistsError, fetch_file
 from rxchannel.runtime import Peer, connect
 
-from .commands import _config, _follow_link, _free_space, _note, _summary, _target, route_of
+from .commands import _config, _follow_link, _note, _summary, route_of
 from .errors import UsageError, printable
 from .ice import options_from
+from .outputs import check_parents, file_target, free_space, is_directory_fetch
 from .progress import progress_bar
 from .units import format_size
 
@@ -34,11 +36,13 @@ async def _dial(args: argparse.Namespace, url: str) -> Peer:
 
 async def fetch_from_sources(args: argparse.Namespace) -> int:
     """Fetch ``args.remote_path`` from ``args.url`` and every ``--source``, each chunk verified."""
-    if args.remote_path.endswith("/"):
+    if is_directory_fetch(args):
         raise UsageError("--source and --verify chunks fetch one file; a directory comes from one hub")
-    out = _target(args)
+    out = file_target(args)
     if out.exists() and not args.force:  # before dialing: nothing to undo
         raise TargetExistsError(f"{out} already exists; it was not replaced")
+    named = bool(args.output and args.output.endswith("/"))  # -o DIR/: DIR itself may be created
+    check_parents(out.parent if str(out.parent) else Path("."), args, named=named)
     if args.shared:
         raise UsageError("--shared reads from one hub; it cannot be combined with --source")
     urls = [args.url, *(args.sources or [])]
@@ -68,7 +72,7 @@ async def fetch_from_sources(args: argparse.Namespace) -> int:
                 window=window,
                 resume=not args.no_resume,
                 progress=bar,
-                max_size=args.max_size if args.max_size is not None else _free_space(out),
+                max_size=args.max_size if args.max_size is not None else free_space(out),
                 overwrite=args.force,
                 peers=[(url, p) for url, p in zip(urls[1:], dialed[1:], strict=True) if isinstance(p, Peer)],
                 verify="chunks",

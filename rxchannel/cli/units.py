@@ -8,7 +8,8 @@ __all__ = ["format_size", "parse_size", "peak_rss_mb"]
 
 
 def peak_rss_mb(pid: int | None = None) -> float:
-    """Peak resident memory of this process (or ``pid``, from /proc) in MB."""
+    """Peak resident memory of this process (or ``pid``, from /proc) in MiB (2^20 bytes; the
+    ``--json`` field keeps its name ``peak_rss_mb``)."""
     if pid is None:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     with open(f"/proc/{pid}/status") as status:
@@ -29,10 +30,8 @@ def parse_size(text: str) -> int:
 
 
 def format_size(size: int) -> str:
-    """``1536`` -> ``1.5 KiB`` (bytes below 1 KiB as ``512 B``)."""
-    value = float(size)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if value < 1024 or unit == "TiB":
-            return f"{size} B" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    raise AssertionError("unreachable")
+    """``1536`` -> ``1.5 KiB``: binary units, rounded as the worker page rounds them, so that the
+    CLI and the page show one size the same way (bytes below 1 KiB as ``512 B``)."""
+    from rxchannel.web import format_size as page_size
+
+    return page_size(size)

@@ -78,7 +78,7 @@ from ._metadata import (
     request_metadata,
 )
 from ._policies import DEFAULT_WINDOW, Adaptive, LimitRate, Manual, Window, WindowSpec, policy_for
-from ._resume import TOKEN_BYTES, ResumeStore, make_token, token_matches
+from ._resume import CLOSED_BY_PEER, TOKEN_BYTES, ResumeStore, make_token, token_matches
 from ._setup import SETUP_REFUSALS, setup_refusal
 
 __all__ = [
@@ -89,6 +89,7 @@ __all__ = [
     "LAGGED",
     "SETUP_REFUSALS",
     "AUTHENTICATION",
+    "CLOSED_BY_PEER",
     "TOKEN_BYTES",
     "DEFAULT_WINDOW",
     "MAX_FRAME_SIZE",

@@ -8,8 +8,8 @@ disk. What B holds for the stream is at most its window ``w`` of items.
 
 ::
 
-    upstream = await rx.connect("tcp://a:8765")
-    router = rx.Router()
+    upstream = await rxc.connect("tcp://a:8765")
+    router = rxc.Router()
     router.stream("files/")(forward(upstream, window=8))      # every files/<path> from A
 
 The relay passes items with their metadata (so a file's size and digest reach C

@@ -63,12 +63,17 @@ def _files(root: Path, parts: tuple[str, ...], after: tuple[str, ...], prefix: s
             yield relative, Path(entry.path)
 
 
+def _skip(page: Page, reason: str) -> None:
+    page.skipped[reason] = page.skipped.get(reason, 0) + 1
+
+
 def list_page(root: Path, *, prefix: str = "", cursor: str | None = None, limit: int = 1000) -> Page:
     """One page of the files under ``root`` (a blocking call: run it in a thread).
 
-    ``cursor`` is the ``next`` of the previous page. Symlinks whose target is outside the
-    root, partial files and names that cannot be fetched (over the routing tag's 255
-    bytes, or not valid UTF-8) are left out; the last two are counted in ``skipped``.
+    ``cursor`` is the ``next`` of the previous page. Partial files (``.part``, ``.corrupt``)
+    are not listed; names the hub cannot serve are left out and counted in ``skipped`` by
+    reason: not valid UTF-8, over the routing tag's 255 bytes, a symlink leading outside
+    the root, a symlink to a directory (not followed), not a regular file, unreadable.
     """
     real_root = root.resolve()
     page = Page()
@@ -79,17 +84,22 @@ def list_page(root: Path, *, prefix: str = "", cursor: str | None = None, limit:
         try:
             encoded = relative.encode()
         except UnicodeEncodeError:
-            page.skipped["not UTF-8"] = page.skipped.get("not UTF-8", 0) + 1
+            _skip(page, "not UTF-8")
             continue
         if len(encoded) > MAX_NAME_BYTES:
-            page.skipped["longer than a route allows"] = page.skipped.get("longer than a route allows", 0) + 1
+            _skip(page, "longer than a route allows")
             continue
         try:
             real = path.resolve()
-            if not real.is_relative_to(real_root) or not real.is_file():
-                continue  # a symlink pointing out of the root, or to something that is not a file
+            if not real.is_relative_to(real_root):
+                _skip(page, "a symlink leading outside the hub's root")
+                continue
+            if not real.is_file():
+                _skip(page, "a symlink to a directory (not followed)" if real.is_dir() else "not a regular file")
+                continue
             size = real.stat().st_size
-        except (OSError, RuntimeError):
+        except (OSError, RuntimeError):  # unreadable, a dangling symlink, a symlink loop
+            _skip(page, "unreadable or a broken symlink")
             continue
         if len(page.entries) == limit:
             page.next = page.entries[-1]["path"]  # type: ignore[assignment]

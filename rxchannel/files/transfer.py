@@ -34,18 +34,34 @@ __all__ = [
 
 @dataclass(frozen=True, slots=True)
 class TransferResult:
-    """What a completed transfer produced."""
+    """What a completed transfer produced.
+
+    Attributes:
+        path: the verified file.
+        size: its size in bytes.
+        sha256: its SHA-256 (hex), the hub's and ours.
+        received: bytes that crossed the wire this time (less than ``size`` after a resume).
+        resumed_from: the offset this fetch resumed from (0: from the start).
+        seconds: how long the transfer took.
+        restarted: why a resume started over from 0 (the file had changed), if it did.
+        shared: a byte count, not a flag: how many of the bytes came from the hub's shared
+            read (``share/<path>``, ``fetch_file(..., shared=True)``); ``shared == size``
+            means all of them, 0 that none did (not asked for, or a ``.part`` to resume).
+        fallback: why the rest came from ``files/<path>`` instead (came late, detached for
+            lagging, a partial file to resume), if it did.
+        sources: per source, with per-chunk verification (``peers=`` or ``verify="chunks"``);
+            empty otherwise.
+    """
 
     path: Path
     size: int
     sha256: str
-    received: int  # bytes that crossed the wire this time (less than size after a resume)
+    received: int
     resumed_from: int
     seconds: float
-    restarted: str | None = None  # why a resume started over from 0 (the file had changed), if it did
-    shared: int = 0  # bytes received from a shared read (share/<path>)
-    fallback: str | None = None  # why the rest came from files/<path> instead (late, or detached), if it did
-    #: per source, with per-chunk verification (``peers=`` or ``verify="chunks"``); empty otherwise
+    restarted: str | None = None
+    shared: int = 0
+    fallback: str | None = None
     sources: tuple[SourceReport, ...] = ()
 
     @property
@@ -295,6 +311,8 @@ async def fetch_directory(
 ) -> DirectoryResult:
     """Fetch every file under ``remote_dir`` into the directory ``out``, each one verified.
 
+    ``remote_dir`` ``""`` (or ``"/"``, ``"."``) is the hub's whole share.
+
     Each file is fetched as by :func:`fetch_file` (so an interrupted directory fetch
     resumes file by file when run again). A file already in ``out`` is compared with the
     hub's by digest without transferring it (the hub hashes its copy): the same content
@@ -307,7 +325,8 @@ async def fetch_directory(
         IntegrityError: the listing names a path outside ``remote_dir`` or ``out``.
         RemoteError / ConnectionLostError / ...: as :func:`fetch_file`.
     """
-    prefix = remote_dir.rstrip("/") + "/"
+    # "", "/", "." and "./" are the whole share (every file the hub lists)
+    prefix = "" if remote_dir.strip("/") in ("", ".") else remote_dir.rstrip("/") + "/"
     root = Path(out)
     plan: list[tuple[RemoteFile, Path]] = []
     listing = list_remote(peer, prefix)

@@ -78,6 +78,13 @@ SWEEP_EVERY = 60.0
 __all__ = ["HeldFile", "Hub"]
 
 
+def _is_dir(path: Path) -> bool:
+    try:
+        return path.is_dir()
+    except OSError:
+        return False
+
+
 class Hub:
     """Serves the files under ``root`` (and receives pushes into ``inbox``).
 
@@ -206,6 +213,12 @@ class Hub:
         """Whole-file buffers being read or sent."""
         return self.buffers.total
 
+    def first_files(self, limit: int) -> tuple[list[tuple[str, int]], bool]:
+        """The first ``limit`` files (``(path, size)``, in the listing's order) and whether
+        more remain: what the worker page shows before it has connected (a blocking call)."""
+        page = list_page(self.root, limit=min(limit, self.max_list))
+        return [(str(e["path"]), int(e["size"])) for e in page.entries], page.next is not None  # type: ignore[call-overload]
+
     def close(self) -> None:
         """Stop the listing thread (the hub serves no more listings)."""
         self._lister.shutdown(wait=False, cancel_futures=True)
@@ -218,7 +231,14 @@ class Hub:
         except OSError:
             is_file = False
         if not is_file:
-            raise ApplicationError(f"no such file: {relative[:200]!r}", code=ErrorCode.REJECTED)
+            shown = relative[:200]
+            if relative and _is_dir(path):
+                name = shown.rstrip("/") + "/"
+                raise ApplicationError(
+                    f"{shown!r} is a directory, not a file: name it {name!r} (with the '/') to fetch the files in it",
+                    code=ErrorCode.REJECTED,
+                )
+            raise ApplicationError(f"no such file: {shown!r}", code=ErrorCode.REJECTED)
         return path
 
     async def stream_file(self, request: Request) -> HeldFile:

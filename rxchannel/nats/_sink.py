@@ -393,7 +393,7 @@ class JetStreamSink(abc.ObserverBase[Any]):
     """An Observer whose items are published to JetStream, with ``demand`` like a remote sink::
 
         sink = jetstream_sink(nc, "files.big", window=8)
-        rxc.file_source("big.bin").pipe(request_n(sink.demand)).subscribe(sink)
+        reactive.file_source("big.bin").pipe(request_n(sink.demand)).subscribe(sink)
         published = await sink.done
 
     ``demand`` emits the room the publisher has (``window`` at first, then one per message

@@ -94,7 +94,7 @@ class RxWriterSink(abc.ObserverBase[Any]):
     (a socket, a pipe, a subprocess's stdin), with credit that follows ``drain()``::
 
         sink = RxWriterSink(writer, window=8)
-        rxc.request_stream(peer, "files/big.bin").pipe(request_n(sink.demand)).subscribe(sink)
+        reactive.request_stream(peer, "files/big.bin").pipe(request_n(sink.demand)).subscribe(sink)
         written = await sink.done
 
     ``demand`` grants ``window`` items first, then one more each time an item has been

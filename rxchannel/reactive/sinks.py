@@ -2,8 +2,8 @@
 
 Sending to a peer looks like writing to a local file sink::
 
-    sink = rxc.remote_sink(peer, "push/big.bin", info={"size": size})
-    rxc.file_source("big.bin").pipe(request_n(sink.demand), ops.map(compress)).subscribe(sink)
+    sink = reactive.remote_sink(peer, "push/big.bin", info={"size": size})
+    reactive.file_source("big.bin").pipe(request_n(sink.demand), ops.map(compress)).subscribe(sink)
     receipt = await sink.done
 
 ``sink.demand`` emits the credit the remote grants (what was granted before is given at
@@ -157,7 +157,7 @@ class RxRemoteSink(abc.ObserverBase[Any]):
 class RxChannel(RxRemoteSink):
     """A request-channel as one object: an Observer of what we send (with ``demand``) and
     ``inbound``, a demand Observable of what the responder sends (subscribe it once; its
-    demand is the ``window`` the channel was opened with; with ``window=rx.Manual(n)``,
+    demand is the ``window`` the channel was opened with; with ``window=rxc.Manual(n)``,
     ``request_n`` sets it, the ``n`` the request carried counting against its first
     requests)."""
 

@@ -26,7 +26,18 @@ from collections.abc import AsyncIterable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from rxchannel.core import ApplicationError, ErrorCode, Interaction, LocalProtocolError, WindowSpec
+from rxchannel.core import (
+    ApplicationError,
+    ClosedResourceError,
+    ConnectionLostError,
+    ErrorCode,
+    Interaction,
+    LocalProtocolError,
+    RemoteError,
+    RxChannelError,
+    StreamCancelledError,
+    WindowSpec,
+)
 
 from .sink import RemoteSink
 from .stream import RemoteStream
@@ -184,7 +195,19 @@ class Router:
         return self._decorator(Interaction.FNF, route)
 
     def stream(self, route: str) -> Callable[[Handler], Handler]:
-        """Decorator: register a request-stream handler."""
+        """Decorator: register a request-stream handler.
+
+        The handler returns (or is) an iterable or async iterable of items, pulled only as the
+        requester grants credit, with one exception: when credit runs out, the next item is
+        pulled and held, so that the stream can end with COMPLETE at once if there is none
+        (COMPLETE needs no credit). A requester that asks for exactly 3
+        (``window=rxchannel.Manual(3)``) therefore runs a generator 4 steps; the 4th item is
+        sent when more credit comes, and dropped if the stream is cancelled first. A
+        generator whose steps have side effects (taking a job from a queue) should know this:
+        yielding its last item as ``Payload(data, last=True)`` ends the stream without a pull
+        past it, and a work queue (``rxchannel.fanout.WorkQueue``) hands out jobs only
+        within credit and takes back those a worker did not finish.
+        """
         return self._decorator(Interaction.STREAM, route)
 
     def channel(self, route: str, *, window: WindowSpec = None) -> Callable[[Handler], Handler]:
@@ -256,7 +279,14 @@ def error_for(exc: BaseException, route: str | None, who: str = "handler", remot
     """The ERROR frame (code, message) the peer sees for a handler's or source's exception.
 
     Only an :class:`ApplicationError` says more than the route and the exception's type.
-    A refusal is logged at INFO (event ``refused``), a failure at WARNING with its traceback.
+    A refusal is logged at INFO (event ``refused``). A failure is logged at WARNING with its
+    traceback when it is news to the application: an exception its handler or source did
+    not expect. Errors it has already been handed are logged at DEBUG, one line, no
+    traceback: rxchannel's own errors on the sending side (``who="sender"``: the application
+    holds the sink, whose call raised them or whose ``done`` carries them), and on either
+    side errors that came from elsewhere (the peer's :class:`RemoteError`, a lost
+    connection, a cancelled stream). A handler's :class:`LocalProtocolError` (it misused the
+    API) is a WARNING of one line: its message says what to change.
     """
     if isinstance(exc, ApplicationError):
         log.info(
@@ -267,5 +297,12 @@ def error_for(exc: BaseException, route: str | None, who: str = "handler", remot
             extra={"event": "refused", "fields": {"route": route, "remote": remote, "code": exc.code}},
         )
         return exc.code, exc.message
-    log.warning("%s for route %r from %s failed", who, route, remote, exc_info=exc)
+    if isinstance(exc, (RemoteError, ConnectionLostError, StreamCancelledError, ClosedResourceError)) or (
+        who == "sender" and isinstance(exc, RxChannelError)
+    ):
+        log.debug("%s for route %r from %s ended with %s: %s", who, route, remote, type(exc).__name__, exc)
+    elif isinstance(exc, LocalProtocolError):
+        log.warning("%s for route %r from %s misused the API: %s", who, route, remote, exc)
+    else:
+        log.warning("%s for route %r from %s failed", who, route, remote, exc_info=exc)
     return ErrorCode.APPLICATION_ERROR, f"the {who} for {route!r} failed ({type(exc).__name__})"

@@ -17,9 +17,13 @@ import time
 from typing import Any
 
 from rxchannel.core import (
+    CLOSED_BY_PEER,
     MAX_FRAME_SIZE,
     SETUP_REFUSALS,
     ConnectionConfig,
+    ConnectionLostError,
+    ErrorCode,
+    RemoteError,
     RemoteProtocolError,
     ResumeFrame,
     Role,
@@ -49,6 +53,23 @@ def largest_frame(config: ConnectionConfig | None) -> int:
     """
     config = config or ConnectionConfig()
     return min(MAX_FRAME_SIZE, config.max_payload_size + config.max_metadata_size + 64)
+
+
+#: the reasons of a connection that ended as connections should (``connection.close`` says so)
+_NORMAL = ("closed by the peer", "closed by this side")
+
+
+def _why_closed(error: RxChannelError | None) -> str:
+    """Why a served connection ended, in the words of the hub's log: a client that closed on
+    purpose (its ERROR[CONNECTION_ERROR] "closed" before a resumable session's end, or the
+    transport's orderly end) is ``closed by the peer``, not an error."""
+    if error is None:
+        return "closed by this side"
+    if isinstance(error, RemoteError) and error.code == ErrorCode.CONNECTION_ERROR and error.message == CLOSED_BY_PEER:
+        return "closed by the peer"
+    if type(error) is ConnectionLostError and str(error) == CLOSED_BY_PEER:
+        return "closed by the peer"
+    return str(error)
 
 
 def _unique_token(server: Server, check: Any) -> Any:
@@ -179,11 +200,12 @@ class Server:
                 return
             if not logged[0]:
                 return  # never proven: the admission counted (and logged, throttled) what it cost
-            why = "closed" if error is None else str(error)
+            why = _why_closed(error)
             log.info(
-                "connection from %s ended: %s",
+                "connection from %s %s (%.1f s)" if why in _NORMAL else "connection from %s ended: %s (%.1f s)",
                 remote,
                 why,
+                fields["seconds"],
                 extra={"event": "connection.close", "fields": {**fields, "reason": why}},
             )
 

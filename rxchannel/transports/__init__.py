@@ -10,6 +10,7 @@ from __future__ import annotations
 from ._base import (
     KIND_HEADER,
     EndOfStream,
+    HostNotFoundError,
     InboxTransport,
     Listener,
     Transport,
@@ -26,6 +27,7 @@ __all__ = [
     "KINDS",
     "KIND_HEADER",
     "EndOfStream",
+    "HostNotFoundError",
     "InboxTransport",
     "ListenLimits",
     "Listener",

@@ -14,12 +14,14 @@ import abc
 import asyncio
 import errno
 import os
+import socket
 from collections import deque
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+from urllib.parse import urlsplit
 
-from rxchannel.core import MAX_FRAME_SIZE, ClosedResourceError, ConnectionLostError, RxChannelError
+from rxchannel.core import MAX_FRAME_SIZE, ClosedResourceError, ConnectFailedError, ConnectionLostError, RxChannelError
 
 from ._limits import ListenLimits
 from .admission import Ticket
@@ -27,6 +29,7 @@ from .admission import Ticket
 __all__ = [
     "KIND_HEADER",
     "EndOfStream",
+    "HostNotFoundError",
     "InboxTransport",
     "Listener",
     "Transport",
@@ -288,14 +291,39 @@ class InboxTransport(Transport):
         return batch
 
 
+class HostNotFoundError(ConnectFailedError):
+    """The URL's host name does not resolve: no address to dial. The URL is wrong (or the
+    name service is down): dialing again as it is will not help."""
+
+
 def unreachable(url: str, exc: BaseException, what: str = "the hub") -> ConnectionError:
-    """The error for a hub (or ``what`` else) that could not be reached (``exc``: the socket's or aiohttp's error)."""
+    """The error for a hub (or ``what`` else) that could not be reached (``exc``: the socket's or
+    aiohttp's error), with the advice that fits the cause.
+
+    ``ConnectionRefusedError``: the host answered and nothing listens there;
+    :class:`HostNotFoundError`: the host name does not resolve. Callers may give up at once
+    on either (a re-dial or another path to the same address cannot do better).
+    """
     cause = getattr(exc, "os_error", exc)
     number = getattr(cause, "errno", None)
-    reason = os.strerror(number) if isinstance(number, int) and number > 0 else (str(exc) or type(exc).__name__)
-    # refused: the host answered and nothing listens there (a ConnectionRefusedError tells callers so)
-    kind = ConnectionRefusedError if number == errno.ECONNREFUSED else ConnectionError
-    error = kind(f"cannot reach {url}: {reason[:1].lower()}{reason[1:]} (is {what} running at this address?)")
+    host = urlsplit(url).hostname or url
+    error: ConnectionError
+    if isinstance(cause, socket.gaierror):  # the resolver's own codes are negative: not an errno
+        why = (cause.strerror or "the name does not resolve").lower()
+        error = HostNotFoundError(f"cannot reach {url}: unknown host {host!r} ({why}): check the host name in the URL")
+    elif number == errno.ECONNREFUSED:
+        error = ConnectionRefusedError(f"cannot reach {url}: connection refused (is {what} running at this address?)")
+    elif number in (errno.EPERM, errno.EACCES):
+        # connect() refused on this machine before anything was sent: a firewall rule (iptables/nftables
+        # OUTPUT) or a sandbox, not the remote side
+        error = ConnectionError(
+            f"cannot reach {url}: this machine does not allow connecting to {host} "
+            "(a local firewall or sandbox blocked it before anything was sent)"
+        )
+    else:
+        reason = os.strerror(number) if isinstance(number, int) and number > 0 else (str(exc) or type(exc).__name__)
+        reason = f"{reason[:1].lower()}{reason[1:]}"
+        error = ConnectionError(f"cannot reach {url}: {reason} (is {what} running at this address?)")
     error.__cause__ = exc
     return error
 

@@ -57,10 +57,12 @@ function hubConnection() {
 
 // ------------------------------------------------------------------ formatting
 
-function mb(bytes) {
-  if (bytes >= 1e9) return `${(bytes / 1e9).toFixed(2)} GB`;
-  if (bytes >= 1e6) return `${(bytes / 1e6).toFixed(1)} MB`;
-  if (bytes >= 1e3) return `${(bytes / 1e3).toFixed(0)} kB`;
+// Sizes in binary units (KiB, MiB, GiB), as the CLI prints them and its options take them;
+// rates in MB/s (10^6 bytes per second), as the CLI's summaries and --json's mb_per_s.
+function formatSize(bytes) {
+  if (bytes >= 2 ** 30) return `${(bytes / 2 ** 30).toFixed(2)} GiB`;
+  if (bytes >= 2 ** 20) return `${(bytes / 2 ** 20).toFixed(1)} MiB`;
+  if (bytes >= 2 ** 10) return `${(bytes / 2 ** 10).toFixed(1)} KiB`;
   return `${bytes} B`;
 }
 
@@ -73,7 +75,7 @@ function duration(seconds) {
 
 /** What went wrong, in words, and what the user can do about it. */
 function explain(error, transfer) {
-  const kept = transfer.written > 0 && transfer.storage === "opfs" ? ` (${mb(transfer.written)} kept)` : "";
+  const kept = transfer.written > 0 && transfer.storage === "opfs" ? ` (${formatSize(transfer.written)} kept)` : "";
   if ((error && error.name === "AbortError") || (transfer.controller && transfer.controller.signal.aborted)) {
     return { state: "cancelled", reason: "cancelled", todo: transfer.kind === "push" ? "press retry to send it again" : `press retry to resume${kept}` };
   }
@@ -218,7 +220,7 @@ class Transfer {
     const bar = this.row.querySelector("progress");
     bar.max = this.size || 1;
     bar.value = this.state === "verified" ? bar.max : Math.min(this.written, bar.max);
-    cells[2].querySelector(".bytes").textContent = this.size !== null ? `${mb(this.written)} of ${mb(this.size)}` : mb(this.written);
+    cells[2].querySelector(".bytes").textContent = this.size !== null ? `${formatSize(this.written)} of ${formatSize(this.size)}` : formatSize(this.written);
     let info = this.detail;
     if (this.state === "receiving" || this.state === "sending") {
       const rate = this.rate();
@@ -227,7 +229,7 @@ class Transfer {
       if (left !== null) parts.push(`ETA ${rate > 0 ? duration(left / rate) : "?"}`);
       const stats = this.stream && this.stream.stats;
       if (stats) parts.push(`${stats.inFlight} credits in flight (window ${stats.window ?? "?"})`);
-      if (this.offset) parts.push(`resumed at ${mb(this.offset)}`);
+      if (this.offset) parts.push(`resumed at ${formatSize(this.offset)}`);
       info = parts.join(" · ") + (this.detail ? ` · ${this.detail}` : "");
     }
     cells[3].textContent = info;
@@ -360,7 +362,7 @@ class Transfer {
       const part = await dir.getFileHandle(`${name}.part`);
       await part.move(name);
       this.handle = await dir.getFileHandle(name);
-      const resumed = this.offset ? ` (resumed at ${mb(this.offset)})` : "";
+      const resumed = this.offset ? ` (resumed at ${formatSize(this.offset)})` : "";
       const chunks = this.chunkVerified ? "each chunk and the " : "";
       this.set("verified", `${chunks}sha256 ${this.sha256.slice(0, 16)}… in this browser's storage${resumed} · via ${this.via}`);
     } finally {
@@ -462,7 +464,7 @@ class Transfer {
       if (failure) throw failure;
       if (outcome === "cancelled") throw new DOMException("the fetch was cancelled", "AbortError");
       if (this.size !== null && this.written !== this.size) {
-        throw new IntegrityError(`the response ended at ${mb(this.written)} of the ${mb(this.size)} announced`);
+        throw new IntegrityError(`the response ended at ${formatSize(this.written)} of the ${formatSize(this.size)} announced`);
       }
       const dir = await storageDir();
       await dir.removeEntry(storage).catch(() => {});
@@ -506,7 +508,7 @@ class Transfer {
   async verify(file, digest, discard) {
     const expected = file.info.sha256;
     if (this.size !== null && this.written !== this.size) {
-      throw new IntegrityError(`the stream ended at ${mb(this.written)} of ${mb(this.size)}`);
+      throw new IntegrityError(`the stream ended at ${formatSize(this.written)} of ${formatSize(this.size)}`);
     }
     if (digest !== expected) {
       await discard();
@@ -519,7 +521,7 @@ class Transfer {
     if (this.storage !== "opfs" || !navigator.storage || !navigator.storage.estimate || !(needed > 0)) return;
     const { quota, usage } = await navigator.storage.estimate();
     if (quota - usage < needed) {
-      const error = new Error(`needs ${mb(needed)}, the browser allows ${mb(quota - usage)} more`);
+      const error = new Error(`needs ${formatSize(needed)}, the browser allows ${formatSize(quota - usage)} more`);
       error.name = "QuotaExceededError";
       throw error;
     }
@@ -663,7 +665,7 @@ async function showFiles() {
       row.dataset.path = path;
       row.innerHTML = `<td class="path"></td><td class="size"></td><td></td>`;
       row.cells[0].textContent = path;
-      row.cells[1].textContent = mb(size);
+      row.cells[1].textContent = formatSize(size);
       const fetchButton = document.createElement("button");
       fetchButton.textContent = "fetch";
       fetchButton.className = "fetch";
@@ -709,6 +711,13 @@ $("endpoint-fetch").onclick = () => {
   const path = $("endpoint-path").value.trim().replace(/^\/+/, "");
   fetchEndpoint(`${$("endpoint-name").value}/${path}`);
 };
+
+// The hub rendered its files into the page (a first paint that needs no connection): their
+// fetch buttons work from the start; showFiles() refreshes the list over the connection.
+for (const button of document.querySelectorAll("#files tr[data-path] button.fetch")) {
+  button.onclick = () => fetchFile(button.closest("tr").dataset.path);
+}
+
 $("upload").onchange = () => { $("send").disabled = !$("upload").files.length; };
 $("send").onclick = () => {
   const [file] = $("upload").files;

@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 import aiohttp
 
 from rxchannel.core import ConnectFailedError, RxChannelError
-from rxchannel.transports import KIND_HEADER, TransportLimits
+from rxchannel.transports import KIND_HEADER, HostNotFoundError, TransportLimits
 from rxchannel.transports._base import unreachable
 from rxchannel.transports.addresses import is_loopback, worker_hosts
 from rxchannel.transports.http import PROCESS_HEADER, REFUSAL_HEADER
@@ -305,8 +305,8 @@ async def dial_webrtc(
                     body = await response.json(content_type=None)
             except aiohttp.ClientConnectorError as exc:
                 error = unreachable(url, exc, "the rendezvous" if is_rendezvous_path(parts.path) else "the hub")
-                if isinstance(error, ConnectionRefusedError):
-                    raise error from None  # nothing listens there: callers may give up at once
+                if isinstance(error, (ConnectionRefusedError, HostNotFoundError)):
+                    raise error from None  # nothing listens there, or no such host: callers may give up at once
                 raise WebRtcConnectError(str(error)) from None
             except TimeoutError:
                 raise WebRtcConnectError(f"the hub at {url} did not answer within {timeout:g} s") from None

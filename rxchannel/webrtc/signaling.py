@@ -42,6 +42,7 @@ from aiohttp import web
 
 from rxchannel.core import ConnectFailedError
 from rxchannel.transports import (
+    HostNotFoundError,
     ListenLimits,
     Transport,
     TransportLimits,
@@ -49,6 +50,7 @@ from rxchannel.transports import (
     WrongTransportError,
     hub_url,
 )
+from rxchannel.transports._limits import ThrottledLog
 from rxchannel.transports.addresses import hub_hosts
 from rxchannel.transports.http import (
     PROCESS_HEADER,
@@ -139,6 +141,7 @@ class WebRtcListener(HttpListener):
         self.auth = RequestAuth(secret) if secret else None
         self.rate = AddressRateLimiter(signaling.offer_rate, signaling.offer_burst)
         self.refused: Counter[int] = Counter()
+        self._refusals = ThrottledLog(logging.getLogger("rxchannel.server"))  # beside the refused SETUPs
         body_limit = 2 * signaling.max_offer_bytes + 4096  # JSON escapes each CRLF as four characters
 
         async def offer(request: web.Request) -> web.Response:
@@ -159,7 +162,7 @@ class WebRtcListener(HttpListener):
                     offer_json(body), client, gone=lambda: connection is None or connection.is_closing()
                 )
             except RequestRefusedError as exc:
-                self.refused[exc.status] += 1
+                self.note_refusal(request, exc)
                 return refusal(exc)
             except ValueError as exc:
                 self.refused[400] += 1
@@ -170,7 +173,7 @@ class WebRtcListener(HttpListener):
             try:
                 self.authenticate(request)
             except RequestRefusedError as exc:
-                self.refused[exc.status] += 1
+                self.note_refusal(request, exc)
                 return refusal(exc)
             servers = answerer.worker_ice_servers(time.time())
             ttl = answerer.turn.ttl if answerer.turn else None
@@ -202,8 +205,27 @@ class WebRtcListener(HttpListener):
         try:
             self.authenticate(request)
         except RequestRefusedError as exc:
-            self.refused[exc.status] += 1
+            self.note_refusal(request, exc)
             raise
+
+    def note_refusal(self, request: web.Request, exc: RequestRefusedError) -> None:
+        """Count a refused signaling request; log the ones that refuse a worker its connection
+        (401: a missing or wrong secret) as ``connection.refused``, as a refused SETUP is
+        logged (throttled: an attacker's thousands of unsigned offers are a few lines)."""
+        self.refused[exc.status] += 1
+        if exc.status == 401:
+            remote = client_of(request)
+            self._refusals.warning(
+                "refused the connection from %s (webrtc signaling, %s %s): %s",
+                remote,
+                request.method,
+                signed_path_of(request),
+                exc.message,
+                extra={
+                    "event": "connection.refused",
+                    "fields": {"remote": remote, "transport": "webrtc", "status": exc.status, "reason": exc.message},
+                },
+            )
 
 
 async def check_turn(turn: TurnRest, *, timeout: float = 5.0) -> None:
@@ -337,8 +359,8 @@ async def dial_direct(url: str, options: TransportOptions, *, timeout: float | N
                 "use --via auto or --via webrtc"
             ) from None
         raise ConnectionError(f"the hub at {url} refused the direct connection ({exc.status}): {exc}") from None
-    except ConnectionRefusedError as exc:
-        raise ConnectionRefusedError(str(exc).replace(ws_url, url)) from None  # named by the URL the user gave
+    except (ConnectionRefusedError, HostNotFoundError) as exc:  # WebRTC to the same address cannot do better
+        raise type(exc)(str(exc).replace(ws_url, url)) from None  # named by the URL the user gave
     except ConnectionError as exc:
         if timeout is None:
             raise

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import warnings
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -158,6 +159,25 @@ async def test_channel_and_push_pull_their_source_only_on_credit(peers: Any) -> 
         stream.iterate([b"a", b"b"]) | rxpipe.push(client, "double") | pipe.map(lambda p: p.data)
     )
     assert pushed == [b"aa", b"bb"]
+    await settle(client, server)
+
+
+async def test_an_aiostream_stream_handed_to_channel_is_iterated_in_its_context(peers: Any) -> None:
+    """aiostream warns "Streamer is iterated outside of its context" when a Stream is iterated
+    bare (issue 32, item 7): ``rxpipe.request_channel`` opens the source's context itself."""
+    client, server, router = peers
+
+    @router.channel("upper")
+    async def upper(request: rx.Request) -> AsyncIterator[bytes]:
+        assert request.inbound is not None
+        async for item in request.inbound:
+            yield item.data.upper()
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the warning would fail the channel's source
+        words = stream.iterate([b"a", b"b", b"c"]) | pipe.map(lambda word: word * 2)
+        got = await stream.list(rxpipe.request_channel(client, "upper", words, window=2) | pipe.map(lambda p: p.data))
+    assert got == [b"AA", b"BB", b"CC"]
     await settle(client, server)
 
 

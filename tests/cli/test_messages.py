@@ -52,6 +52,9 @@ def hubs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hubs]:
     root = tmp / "root"
     make_file(root / "a.bin", 200_000, seed=1)
     make_file(root / "log.txt", 10, seed=2)
+    make_file(root / "sub" / "x.bin", 1000, seed=3)
+    make_file(tmp / "secret.txt", 10, seed=4)
+    (root / "outside.txt").symlink_to(tmp / "secret.txt")  # leaves the root: never served, noted by ls
     procs, urls = [], {}
     for name, args in {
         "webrtc": (),
@@ -109,7 +112,12 @@ CASES = [
     Case("window abc", lambda h, t: ["fetch", h.urls["tcp"], "a.bin", "--window", "abc"], 1, r"'abc' is not a window"),
     Case("keepalive 0", lambda h, t: ["fetch", h.urls["tcp"], "a.bin", "--keepalive", "0"], 1, r"--keepalive: '0'"),
     Case("demo size 10XB", lambda h, t: ["demo", "--size", "10XB"], 1, r"'10XB' is not a size"),
-    Case("empty path", lambda h, t: ["fetch", h.urls["tcp"], ""], 1, r"name a file"),
+    Case(
+        "empty path: the whole share needs -o",
+        lambda h, t: ["fetch", h.urls["tcp"], ""],
+        1,
+        r"'' is the hub's whole share: say which directory to fetch it into with -o DIR/",
+    ),
     Case("unknown scheme", lambda h, t: ["fetch", "gopher://x", "a"], 1, r"unsupported URL 'gopher://x'"),
     Case("no command", lambda h, t: [], 1, r"the following arguments are required"),
     # -------- the wrong kind of URL for the hub (issue 14): which URL to use instead
@@ -190,20 +198,135 @@ CASES = [
         r"the hub refused the connection: .*secret",
     ),
     # -------- nothing there (exit 4, no traceback, not empty)
-    Case(
-        "nothing listening",
-        lambda h, t: ["fetch", "tcp://127.0.0.1:9", "a.bin"],
-        4,
-        r"cannot reach tcp://127\.0\.0\.1:9: connection refused",
-    ),
-    Case(
-        "nothing listening (WebRTC)",
-        lambda h, t: ["fetch", "http://127.0.0.1:9", "a.bin"],
-        4,
-        r"cannot reach http://127\.0\.0\.1:9: connection refused",
-    ),
+    # nothing was received, so nothing resumes: no "run the same command again" (issue 32, item 3)
+    *[
+        Case(
+            f"nothing listening ({scheme})",
+            lambda h, t, scheme=scheme: ["fetch", f"{scheme}://127.0.0.1:9", "a.bin", "-o", str(t / "a.bin")],
+            4,
+            rf"^rxchannel: cannot reach {scheme}://127\.0\.0\.1:9: connection refused "
+            r"\(is the hub running at this address\?\)$",
+        )
+        for scheme in ("tcp", "http", "ws")
+    ],
+    *[
+        Case(
+            f"unknown host ({scheme})",
+            lambda h, t, scheme=scheme: ["fetch", f"{scheme}://nosuchhost.invalid:9", "a.bin", "-o", str(t / "a")],
+            4,
+            rf"^rxchannel: cannot reach {scheme}://nosuchhost\.invalid:9: unknown host 'nosuchhost\.invalid' "
+            r"\([^)]*\): check the host name in the URL$",
+        )
+        for scheme in ("tcp", "http", "ws")
+    ],
     # -------- local problems (exit 1)
-    Case("send a directory", lambda h, t: ["send", h.urls["tcp"], str(t)], 1, r"is not a file: send takes one file"),
+    Case(
+        "send a directory",
+        lambda h, t: ["send", h.urls["tcp"], str(t)],
+        1,
+        r"is a directory, and send takes one file: pack it first, e\.g\. tar c .* \| rxchannel send URL - --name",
+    ),
+    Case(
+        "send a missing file (issue 32, item 3)",
+        lambda h, t: ["send", h.urls["tcp"], str(t / "missing.txt")],
+        1,
+        r"^rxchannel: no such file: .*missing\.txt$",
+    ),
+    # -------- issue 32, item 1: a fetch that fetches nothing is an error; '/' is the whole share
+    Case(
+        "a directory the hub does not have",
+        lambda h, t: ["fetch", h.urls["tcp"], "nosuchdir/", "-o", str(t / "out")],
+        2,
+        r"^rxchannel: the hub has no files under 'nosuchdir/', so nothing was fetched "
+        r"\(check the name with 'rxchannel ls URL'; add --allow-empty if an empty directory is a success\)$",
+    ),
+    *[
+        Case(
+            f"the whole share as {path!r} without -o",
+            lambda h, t, path=path: ["fetch", h.urls["tcp"], path],
+            1,
+            r"is the hub's whole share: say which directory to fetch it into with -o DIR/",
+        )
+        for path in ("/", ".", "./")
+    ],
+    # -------- issue 32, item 2: -o creates at most the directory named; a directory needs its '/'
+    Case(
+        "-o into a directory that does not exist",
+        lambda h, t: ["fetch", h.urls["tcp"], "a.bin", "-o", str(t / "missing" / "a.bin")],
+        1,
+        r"^rxchannel: .*/missing does not exist, so .*/missing/a\.bin cannot be written there: create it first, "
+        r"or add --parents to create it$",
+    ),
+    Case(
+        "-o DIR/ two levels down",
+        lambda h, t: ["fetch", h.urls["tcp"], "a.bin", "-o", str(t / "m1" / "m2") + "/"],
+        1,
+        r"/m1 does not exist, so .*/m1/m2/ cannot be written there: .*--parents",
+    ),
+    Case(
+        "a directory fetch two levels down",
+        lambda h, t: ["fetch", h.urls["tcp"], "sub/", "-o", str(t / "m1" / "m2")],
+        1,
+        r"/m1 does not exist, so .*/m1/m2 cannot be written there: .*--parents",
+    ),
+    Case(
+        "a directory named without its '/'",
+        lambda h, t: ["fetch", h.urls["tcp"], "sub", "-o", str(t / "sub")],
+        2,
+        r"^rxchannel: the hub refused 'sub': 'sub' is a directory, not a file: name it 'sub/' \(with the '/'\) "
+        r"to fetch the files in it$",
+    ),
+    # -------- issue 32, item 3: advice that fits the situation
+    *[
+        Case(
+            f"a --host that is not this machine's{extra}",
+            lambda h, t, args=args: ["serve", str(h.root), "--host", "256.1.1.1", *args],
+            1,
+            r"^rxchannel: cannot listen on 256\.1\.1\.1:8765: '256\.1\.1\.1' is not an address of this machine: "
+            r"give --host one of its addresses \(0\.0\.0\.0 for every interface, 127\.0\.0\.1 for this machine only\)$",
+        )
+        for extra, args in (("", ()), (", one process", ("--processes", "1")), (", tcp", ("--transport", "tcp")))
+    ],
+    # -------- issue 32, item 4: an inbox inside ROOT is refused unless asked for
+    Case(
+        "an inbox inside ROOT",
+        lambda h, t: ["serve", str(h.root), "--port", "0", "--inbox", str(h.root / "inbox")],
+        1,
+        r"^rxchannel: --inbox .*/inbox is inside ROOT, so every upload would be listed and served to everyone who "
+        r"reaches this hub: choose an inbox outside .*, or add --inbox-public if that is what you want$",
+    ),
+    Case(
+        "ROOT inside the inbox",
+        lambda h, t: ["serve", str(h.root), "--port", "0", "--inbox", str(h.root.parent)],
+        1,
+        r"--inbox .* is around ROOT \(ROOT is inside it\), so every upload would be listed .*--inbox-public",
+    ),
+    # -------- issue 32, item 8: names that are not UTF-8, and error lines prefixed once
+    Case(
+        "a PATH that is not UTF-8",
+        lambda h, t: ["fetch", h.urls["tcp"], "caf\udce9.bin", "-o", str(t / "c")],
+        1,
+        r"^rxchannel: argument PATH: 'caf\\xe9\.bin' is not valid UTF-8, and names on a hub are UTF-8 text: "
+        r"check the name's encoding \('rxchannel ls URL' shows the hub's names\) \(see 'rxchannel fetch --help'\)$",
+    ),
+    Case(
+        "an inbox name that is not UTF-8",
+        lambda h, t: ["send", h.urls["tcp"], str(h.root / "log.txt"), "--name", "\udcff"],
+        1,
+        r"^rxchannel: argument --name: '\\xff' is not valid UTF-8, and inbox names on a hub are UTF-8 text",
+    ),
+    Case(
+        "an unknown option",
+        lambda h, t: ["fetch", h.urls["tcp"], "a.bin", "--bogus"],
+        1,
+        r"^rxchannel: unrecognized arguments: --bogus \(see 'rxchannel --help'\)$",
+    ),
+    Case(
+        "a missing argument",
+        lambda h, t: ["fetch", h.urls["tcp"]],
+        1,
+        r"^rxchannel: the following arguments are required: PATH \(see 'rxchannel fetch --help'\)$",
+    ),
     Case(
         "directory fetch into a file",
         lambda h, t: ["fetch", h.urls["tcp"], "d/", "-o", str(h.root / "a.bin")],
@@ -222,6 +345,9 @@ def test_each_mistake_gets_its_exit_code_and_a_message(
     lines = [line for line in err.splitlines() if line.startswith("rxchannel:")]
     assert len(lines) == 1, err
     assert re.search(case.message, lines[0]), lines[0]
+    assert not lines[0].startswith("rxchannel: rxchannel"), "the prefix is there once"
+    if case.code != 130:
+        assert "run the same command again" not in lines[0], "nothing was received: nothing resumes"
     assert "Traceback" not in err
     assert not list(tmp_path.glob("*.part")), "a refused fetch leaves no .part behind"
 

@@ -101,7 +101,7 @@ TRAVERSALS = [
     ("nul\x00byte", "NUL byte"),
     ("", "empty path"),
     ("does/not/exist", "no such file"),
-    ("sub", "no such file"),
+    ("sub", "'sub' is a directory, not a file: name it 'sub/'"),
 ]
 
 

@@ -119,7 +119,8 @@ def test_a_hub_restarted_mid_transfer_lets_the_worker_resume(tmp_path: Path) -> 
     hub.wait()
     _, err = worker.communicate(timeout=30)
     assert worker.returncode == 4, err
-    assert "connection lost" in err and "run the same command again: a fetch resumes" in err
+    assert "connection lost" in err and "run the same command again to resume from" in err
+    assert "big.bin.part (" in err and "received)" in err  # names what it kept
     assert part.exists() and not out.exists()
 
     hub, url = start_hub()

@@ -181,6 +181,54 @@ def keep_screenshot(path: Path, name: str) -> None:
             shutil.copy(path, Path(target) / name)
 
 
+async def test_the_first_paint_shows_the_hubs_files_before_any_script_runs(tmp_path: Path) -> None:
+    """A plain ``chromium --screenshot`` of the page (issue 32, item 8): the hub renders its files
+    into the HTML, so with no script run at all (and no connection) the list is there, and the
+    status line does not say it is connecting. The rows' fetch buttons work once the script
+    runs, before it has refreshed the list."""
+    root = tmp_path / "root"
+    make_file(root / "big.bin", 3 * 1024 * 1024, seed=1)
+    make_file(root / "data" / "log.txt", 1280, seed=2)  # 1.25 KiB: rounded as the script rounds (half up)
+    hub = Hub(root, inbox=tmp_path / "inbox")
+    async with serving(hub) as served:
+        served.page.listing = hub.first_files  # as `rxchannel serve` does for a hub without a secret
+        async with Chromium(f"{served.url}/", extra_flags=["--blink-settings=scriptEnabled=false"]) as browser:
+            painted = await until(
+                browser,
+                "(rows => rows.length && [document.getElementById('status').textContent,"
+                " rows.map(r => [r.dataset.path, r.cells[1].textContent])])"
+                "([...document.querySelectorAll('#files tr[data-path]')])",
+            )
+            await browser.screenshot(tmp_path / "first-paint.png")
+        assert painted == [
+            "2 file(s) shared by this hub (as the page was served)",
+            [["big.bin", "3.0 MiB"], ["data/log.txt", "1.3 KiB"]],
+        ]
+        assert not served.peers, "no script ran: nothing connected"
+        keep_screenshot(tmp_path / "first-paint.png", "worker-page-first-paint.png")
+        async with Chromium(f"{served.url}/") as browser:  # the script's own rows read the same
+            listed = await until(
+                browser,
+                "document.getElementById('status').textContent.startsWith('connected') &&"
+                " [...document.querySelectorAll('#files tr[data-path]')]"
+                ".map(r => [r.dataset.path, r.cells[1].textContent])",
+            )
+            assert listed == painted[1]
+
+
+async def test_a_hub_with_a_secret_paints_no_file_names(tmp_path: Path) -> None:
+    """The page is served to anyone who reaches the hub; its listing needs the secret."""
+    root = tmp_path / "root"
+    make_file(root / "private-name.bin", 10, seed=1)
+    async with (
+        serving(Hub(root, inbox=tmp_path / "inbox"), secret="s3cret") as served,
+        aiohttp.ClientSession() as session,
+        session.get(f"{served.url}/") as response,
+    ):
+        page = await response.text()
+    assert "private-name" not in page and "listed here once this page has connected" in page
+
+
 @pytest.mark.parametrize("window, via", [("8", "webrtc"), ("auto", "webrtc"), ("8", "auto")])
 async def test_a_page_streams_a_file_into_its_storage_verified_within_its_grants(
     served: Served, window: str, via: str
@@ -597,7 +645,7 @@ async def test_the_page_lists_every_page_of_a_long_listing(tmp_path: Path) -> No
             "(rows => rows.length >= 5 && rows.map(r => [r.dataset.path, r.cells[1].textContent]))"
             "([...document.querySelectorAll('#files tr[data-path]')])",
         )
-    assert listed == [[name, f"{2 * (number + 1)} kB"] for number, name in enumerate(names)]
+    assert listed == [[name, f"{2000 * (number + 1) / 1024:.1f} KiB"] for number, name in enumerate(names)]
 
 
 async def test_a_push_announces_its_size_and_a_name_in_use_is_refused_with_the_hubs_reason(tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ With pytest, subclass a suite and give it a ``tck_factory`` fixture::
         @pytest.fixture
         async def tck_factory(self, peer):
             return tck.PublisherFactory(
-                create=lambda n: tck.adapters.from_observable(rxc.request_stream(peer, "count", b"%d" % n)),
+                create=lambda n: tck.adapters.from_observable(reactive.request_stream(peer, "count", b"%d" % n)),
                 settle=tck.adapters.round_trip(peer),
             )
 

@@ -3,7 +3,7 @@
 Each adapter translates verbs one to one and adds no flow control of its own, so what
 the rules see is rxchannel's behaviour:
 
-* :func:`from_observable` — a demand Observable (``rxc.from_iterable``, ``file_source``,
+* :func:`from_observable` — a demand Observable (``reactive.from_iterable``, ``file_source``,
   ``request_stream``, ``share_demand`` ...): ``request(n)`` is ``request_n``'s demand,
   ``cancel()`` disposes the subscription. :func:`from_pipeline` is the same for a pipeline
   you build around the demand (``source.pipe(request_n(requests), observe_on(...))``).
@@ -12,8 +12,8 @@ the rules see is rxchannel's behaviour:
 * :func:`from_async_iterable` — an async iterable (``aio.request_stream``, an aiostream pipe): an
   async iterator has no demand of its own, so here ``request(n)`` allows ``n`` pulls; the
   rules then check what the iterable does (its end, its errors, closing on cancel).
-* :func:`sink_subscriber` — a remote sink (``rxc.remote_sink``, ``rxc.channel``,
-  ``rxc.outbound``): the subscription is asked for what the remote grants (``sink.demand``)
+* :func:`sink_subscriber` — a remote sink (``reactive.remote_sink``, ``reactive.channel``,
+  ``reactive.outbound``): the subscription is asked for what the remote grants (``sink.demand``)
   and cancelled when the remote wants no more, as ``request_n(sink.demand)`` does. The
   runtime's own ``RemoteSink`` (``aio.remote_sink``) is imperative: its ``try_send`` raises
   once the remote has ended the stream, so here an item that arrives then is dropped.
@@ -230,7 +230,7 @@ class _StreamPublisher:
 
 def from_remote_stream(open_stream: Callable[[], RemoteStream]) -> Publisher:
     """A publisher whose every subscription is ``open_stream()``, a remote stream opened with
-    manual demand (``window=rx.Manual(0)``): request is the stream's request, cancel its
+    manual demand (``window=rxc.Manual(0)``): request is the stream's request, cancel its
     ``aclose()``. The runtime raises for ``request(n <= 0)``; here that is ``on_error``."""
     return _StreamPublisher(open_stream)
 
@@ -364,7 +364,7 @@ class _SinkSubscriber:
 
 
 def sink_subscriber(sink: RxRemoteSink | RemoteSink) -> Subscriber:
-    """A remote sink (``rxc.remote_sink``, ``rxc.channel``, ``rxc.outbound``, or the
+    """A remote sink (``reactive.remote_sink``, ``reactive.channel``, ``reactive.outbound``, or the
     runtime's :class:`~rxchannel.RemoteSink`) as a subscriber."""
     return _SinkSubscriber(sink)
 
