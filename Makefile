@@ -58,10 +58,15 @@ fuzz: $(STAMP)
 	RXCHANNEL_FUZZ_EXAMPLES=200000 $(PY) -m pytest -q tests/core/test_fuzz.py tests/core/test_credit_machine.py tests/runtime/test_fuzz_live.py -p no:timeout
 
 # Long hostile-input and load runs (not part of `make test`): the attacks of issue 11 for
-# SOAK_SECONDS per hub, with a legitimate worker beside them and the hub's RSS and fds sampled.
+# SOAK_SECONDS per hub, with a legitimate worker beside them and the hub's RSS and fds sampled;
+# then the floods of issue 26 from SOAK_ADDRESSES source addresses each (127.0.0.0/8) for
+# SOAK_ADDRESS_SECONDS per hub, every legitimate fetch from a fresh address.
 SOAK_SECONDS ?= 300
+SOAK_ADDRESSES ?= 200
+SOAK_ADDRESS_SECONDS ?= 120
 soak: $(STAMP)
 	$(PY) -m tests.hostile.soak --seconds $(SOAK_SECONDS)
+	$(PY) -m tests.hostile.soak --seconds $(SOAK_ADDRESS_SECONDS) --addresses $(SOAK_ADDRESSES)
 	RXCHANNEL_FUZZ_EXAMPLES=20000 RXCHANNEL_SOAK_STREAMS=10000 $(PY) -m pytest -q tests/runtime/test_fuzz_live.py tests/runtime/test_load.py -p no:timeout
 
 # Every benchmark side by side; the results are kept in docs/figures/bench-results.jsonl and

@@ -307,7 +307,9 @@ async def cmd_serve(args: argparse.Namespace) -> int:
         args,
         http_setup=page.setup,
         listen_limits=ListenLimits(
-            max_connections=args.max_connections, max_per_address=max(1, args.max_connections // 8)
+            max_connections=args.max_connections,
+            max_per_address=max(1, args.max_connections // 8),
+            max_unfinished=args.max_unfinished,
         ),
         reuse_port=bool(args.process_of),  # one of a hub's processes: the port is shared
     )
@@ -316,6 +318,7 @@ async def cmd_serve(args: argparse.Namespace) -> int:
         inbox=args.inbox,
         chunk_size=args.chunk_size,
         max_upload=args.max_upload,
+        max_upload_per_address=None if args.secret else args.max_upload_per_address,
         max_open_files=args.max_open_files,
         endpoints=args.endpoint,
         endpoint_limits=endpoint_limits(args),

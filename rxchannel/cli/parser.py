@@ -197,7 +197,21 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="connections at once (default 256; an eighth of it per address)",
     )
+    serve.add_argument(
+        "--max-unfinished",
+        type=SIZE,
+        default=64 << 20,
+        help="what messages half-sent (WebSocket messages, TCP frames) may hold on all connections together; "
+        "past it the least-proven sender of the most stalled one is dropped (default 64MiB)",
+    )
     serve.add_argument("--max-upload", type=SIZE, default=1 << 30, help="largest push accepted (default 1GiB)")
+    serve.add_argument(
+        "--max-upload-per-address",
+        type=SIZE,
+        default=1 << 30,
+        help="what one address may hold in the inbox, finished and unfinished pushes together, when the hub has "
+        "no --secret (default 1GiB; with a secret, peers are authenticated and only --max-upload applies)",
+    )
     serve.add_argument(
         "--max-open-files",
         type=positive_int("a file count"),
@@ -354,6 +368,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     relay.add_argument(
         "--max-hubs", type=positive_int("a hub count"), default=1024, metavar="N", help="hubs registered at once"
+    )
+    relay.add_argument(
+        "--max-connections",
+        type=positive_int("a connection count"),
+        default=256,
+        metavar="N",
+        help="connections at once (default 256; an eighth of it per address); when they are all taken, a newcomer "
+        "takes the place of one that has not sent its request",
     )
     relay.add_argument(
         "--request-rate",

@@ -44,6 +44,7 @@ def child_argv(argv: list[str], index: int, count: int, port: int, args: argpars
     share = [
         "--max-connections", str(max(1, args.max_connections // count)),
         "--max-open-files", str(max(1, args.max_open_files // count)),
+        "--max-unfinished", str(max(1 << 20, args.max_unfinished // count)),
     ]  # fmt: skip
     if args.transport == "webrtc":
         share += ["--max-pending-offers", str(max(1, args.max_pending_offers // count))]

@@ -7,6 +7,7 @@ import asyncio
 import signal
 import sys
 
+from rxchannel.transports import ListenLimits
 from rxchannel.webrtc.rendezvous import RendezvousLimits, RendezvousLink, serve_rendezvous
 
 from .errors import UsageError, cannot_listen
@@ -24,7 +25,8 @@ async def cmd_rendezvous(args: argparse.Namespace) -> int:
         )
     limits = RendezvousLimits(max_hubs=args.max_hubs, request_rate=args.request_rate)
     try:
-        server = await serve_rendezvous(args.secret, args.host, args.port, limits=limits)
+        listen = ListenLimits(max_connections=args.max_connections, max_per_address=max(1, args.max_connections // 8))
+        server = await serve_rendezvous(args.secret, args.host, args.port, limits=limits, listen=listen)
     except OSError as exc:
         raise cannot_listen(args.host, args.port, exc) from None
     for url in server.listener.urls:

@@ -3,6 +3,7 @@ limits, and what it serves over HTTP beside them.
 
 * :mod:`._hub` — :class:`Hub`, the routes of the hub (``docs/architecture.md``) over any transport, sandboxed
   to one root.
+* :mod:`._parts` — :class:`HeldFile` (a file stream's place in the open-file budget) and the inbox's helpers.
 * :mod:`.endpoints` — ``endpoints/<name>/<path>``: HTTP upstreams served with demand (what
   an endpoint is in ``_endpoint_config``, the path and header rules in ``_endpoint_rules``,
   one request upstream in ``_exchange``); :mod:`.endpoint_client` —

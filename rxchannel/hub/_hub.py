@@ -46,7 +46,6 @@ import logging
 import os
 import shutil
 import time
-from collections import Counter
 from collections.abc import AsyncIterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -61,16 +60,22 @@ from rxchannel.files.sandbox import resolve_inside
 from rxchannel.files.sink import FileSink, TargetExistsError, TooLargeError
 from rxchannel.files.source import FileSource
 from rxchannel.runtime import Payload, Request, Router
+from rxchannel.runtime.values import as_payload
+from rxchannel.transports.admission import PROVEN, Admission, ThrottledLog
 
+from ._parts import HeldFile, InboxBudget, host_of, make_parents, remove_empty
 from .endpoints import Endpoint, EndpointLimits, EndpointRoutes
 
 #: One line per transfer (event ``transfer``) and upload (event ``upload``).
 log = logging.getLogger("rxchannel.hub")
 
-#: Partial uploads older than this are removed from the inbox (a sender that vanished).
-STALE_UPLOAD = 3600.0
+#: Partial uploads not written to for this long are removed from the inbox (left by a hub
+#: that was killed mid-push; a push that stalls while its hub runs ends after ``upload_idle``).
+STALE_UPLOAD = 600.0
+#: How often the inbox is swept for such partials (at the next push after this many seconds).
+SWEEP_EVERY = 60.0
 
-__all__ = ["Hub"]
+__all__ = ["HeldFile", "Hub"]
 
 
 def _is_dir(path: Path) -> bool:
@@ -93,6 +98,15 @@ class Hub:
             all connections; more are REJECTED (each holds up to ``max_buffer`` bytes until
             its reply is queued).
         max_upload: the largest push accepted, in bytes.
+        max_upload_per_address: bytes that one address may hold in the inbox (its finished
+            pushes still there and its unfinished ones together) when the hub has no
+            secret: pushes past it are REJECTED. None: no such budget (a hub with a secret,
+            whose peers are authenticated, passes None).
+        upload_idle: seconds a push may go without sending anything before it is failed
+            and its partial file removed.
+        stream_idle: seconds a file stream may wait for demand before, when the open-file
+            budget is full, a new stream takes its place (it fails with REJECTED on its
+            next pull: resume it from its offset).
         min_free: bytes that must stay free on the inbox's disk after an upload.
         max_list: the largest page of a listing.
         share_join_window: seconds after a shared read's first worker during which others
@@ -123,6 +137,9 @@ class Hub:
         max_files_per_connection: int = 16,
         max_buffers: int = 4,
         max_upload: int = 1 << 30,
+        max_upload_per_address: int | None = 1 << 30,
+        upload_idle: float = 120.0,
+        stream_idle: float = 5.0,
         min_free: int = 256 << 20,
         share_join_window: float = 0.5,
         share_max_lag: int = 64,
@@ -142,12 +159,26 @@ class Hub:
         self.max_list = max_list
         self.max_open_files = max_open_files
         self.max_files_per_connection = max_files_per_connection
-        #: file streams accepted and not over yet, in all and by connection
-        self.streams_open = 0
-        self._streams_by_peer: Counter[int] = Counter()
+        self.stream_idle = stream_idle
+        #: file streams accepted and not over yet, by connection: when it is full, a stream
+        #: that has waited ``stream_idle`` for demand makes room for a new one
+        self.files = Admission(
+            "file streams",
+            ThrottledLog(log),
+            limit=max_open_files,
+            per_key=max_files_per_connection,
+            limit_hint=", --max-open-files",
+            key_name="connection",
+            grace=0.0,
+        )
         self.max_buffers = max_buffers
-        self.buffers_in_flight = 0
+        #: whole-file buffers being read or sent (never evicted: a slot lasts until its reply is queued)
+        self.buffers = Admission("whole-file buffers", ThrottledLog(log), limit=max_buffers, grace=0.0)
         self.max_upload = max_upload
+        self.max_upload_per_address = max_upload_per_address
+        self.upload_idle = upload_idle
+        #: what each address holds in the inbox: its finished pushes (path: size) and unfinished bytes
+        self.inbox_budget = InboxBudget(max_upload_per_address)
         self.min_free = min_free
         self.sources: set[FileSource] = set()
         self.bytes_read = 0
@@ -171,6 +202,16 @@ class Hub:
         self.router.channel("push/")(self.receive_push)
         self.endpoints = EndpointRoutes(endpoints, endpoint_limits)
         self.endpoints.register(self.router)
+
+    @property
+    def streams_open(self) -> int:
+        """File streams accepted and not over yet."""
+        return self.files.total
+
+    @property
+    def buffers_in_flight(self) -> int:
+        """Whole-file buffers being read or sent."""
+        return self.buffers.total
 
     def first_files(self, limit: int) -> tuple[list[tuple[str, int]], bool]:
         """The first ``limit`` files (``(path, size)``, in the listing's order) and whether
@@ -200,7 +241,7 @@ class Hub:
             raise ApplicationError(f"no such file: {shown!r}", code=ErrorCode.REJECTED)
         return path
 
-    async def stream_file(self, request: Request) -> FileSource:
+    async def stream_file(self, request: Request) -> HeldFile:
         path = self._file(request, "files/")
         offset, prefix, end = 0, None, None
         if request.data:
@@ -224,11 +265,12 @@ class Hub:
                 raise ApplicationError(
                     "sha256 must be the 64-character hex digest of the first offset bytes", ErrorCode.INVALID
                 )
-        self._reserve_file(request)  # first: a stream refused for the budget opens no file
+        held = self._reserve_file(request)  # first: a stream refused for the budget opens no file
         try:
             source = self._source(path, offset=offset, expect_prefix=prefix, end=end)
         except ValueError as exc:
             raise ApplicationError(str(exc), code=ErrorCode.INVALID) from None
+        held.source = source
         started = time.monotonic()
 
         def logged() -> None:
@@ -256,7 +298,7 @@ class Hub:
             )
 
         request.on_finish(logged)
-        return source
+        return held
 
     def _source(
         self, path: Path, *, offset: int = 0, expect_prefix: str | None = None, end: int | None = None
@@ -296,7 +338,7 @@ class Hub:
                 '{"offset": N, "sha256": "<hex of those N bytes>"}',
                 ErrorCode.INVALID,
             )
-        self._reserve_file(request)  # released when the stream is over, however it ends
+        self._reserve_file(request)  # released when the stream is over, however it ends (never idle: LAGGED is)
         group = self.shares.get(path)
         if group is None or group.closed:
             group = Broadcast(
@@ -316,31 +358,26 @@ class Hub:
         if self.shares.get(path) is group:
             del self.shares[path]
 
-    def _reserve_file(self, request: Request) -> None:
-        """Count one more file stream in (released when the stream is over), or refuse it."""
-        peer = id(request.peer)
-        if self.streams_open >= self.max_open_files:
+    def _reserve_file(self, request: Request) -> HeldFile:
+        """Count one more file stream in (released when the stream is over, or when it made
+        room for another after waiting ``stream_idle`` for demand), or refuse it."""
+        held = HeldFile(self.stream_idle)
+        ticket = self.files.admit(str(id(request.peer)), held.evict, rank=PROVEN)
+        if ticket is None:
+            if self.files.last_cap == "key":
+                raise ApplicationError(
+                    f"this connection already has {self.files.by_key[str(id(request.peer))]} file streams open "
+                    f"(limit {self.max_files_per_connection} per connection): finish or cancel one first",
+                    ErrorCode.REJECTED,
+                )
             raise ApplicationError(
-                f"the hub has {self.streams_open} file streams open (limit {self.max_open_files}, "
+                f"the hub has {self.files.total} file streams open (limit {self.max_open_files}, "
                 "--max-open-files): try again when a transfer finishes",
                 ErrorCode.REJECTED,
             )
-        if self._streams_by_peer[peer] >= self.max_files_per_connection:
-            raise ApplicationError(
-                f"this connection already has {self._streams_by_peer[peer]} file streams open "
-                f"(limit {self.max_files_per_connection} per connection): finish or cancel one first",
-                ErrorCode.REJECTED,
-            )
-        self.streams_open += 1
-        self._streams_by_peer[peer] += 1
-
-        def release() -> None:
-            self.streams_open -= 1
-            self._streams_by_peer[peer] -= 1
-            if not self._streams_by_peer[peer]:
-                del self._streams_by_peer[peer]
-
-        request.on_finish(release)
+        ticket.idle = held.idle
+        request.on_finish(ticket.leave)
+        return held
 
     async def list_files(self, request: Request) -> Payload:
         """A page of the listing; its metadata's JSON entry has ``next`` when more remain."""
@@ -382,19 +419,16 @@ class Hub:
                 f"{path.name} is {size} bytes; buffers are limited to {self.max_buffer}: stream it from files/",
                 code=ErrorCode.REJECTED,
             )
-        if self.buffers_in_flight >= self.max_buffers:
+        ticket = self.buffers.admit(request.remote, lambda _reason: None, rank=PROVEN)  # proven, never idle
+        if ticket is None:
             raise ApplicationError(
-                f"the hub is already sending {self.buffers_in_flight} whole-file buffers (limit {self.max_buffers}): "
+                f"the hub is already sending {self.buffers.total} whole-file buffers (limit {self.max_buffers}): "
                 "stream the file from files/ or try again shortly",
                 ErrorCode.REJECTED,
             )
-        self.buffers_in_flight += 1
-        request.on_finish(self._buffer_done)
+        request.on_finish(ticket.leave)
         data = await asyncio.to_thread(path.read_bytes)
         return Payload(data, request_metadata(None, {"type": "buffer", "size": len(data)}))
-
-    def _buffer_done(self) -> None:
-        self.buffers_in_flight -= 1
 
     async def receive_push(self, request: Request) -> AsyncIterator[Payload]:
         """Write the requester's items to the inbox, then send one receipt.
@@ -421,6 +455,10 @@ class Hub:
         await asyncio.to_thread(self._prepare_inbox)
         target = resolve_inside(self.inbox, relative)
         await asyncio.to_thread(self._check_room, size or 0)
+        address = host_of(request.remote)
+        budget = self.inbox_budget
+        if budget.limit is not None:
+            await asyncio.to_thread(budget.check, address, size or 0)
         if target.exists():
             raise ApplicationError(
                 f"inbox/{relative[:200]} already exists: send it under another name (send --name)", ErrorCode.REJECTED
@@ -429,11 +467,28 @@ class Hub:
         # a digest the sender announces (a file it pushes as is) is checked here; one that cannot
         # know it in advance (a transformed stream) checks the receipt's instead
         sink = FileSink(target, private_part=True, overwrite=False, max_size=self.max_upload, require_digest=False)
-        created = await asyncio.to_thread(_make_parents, target.parent, self.inbox)
+        created = await asyncio.to_thread(make_parents, target.parent, self.inbox)
         await sink.open()
         self.uploads.add(sink.part)
+        items = request.inbound.__aiter__()
+        mine = 0  # this push's bytes, counted in what its address holds while it is under way
         try:
-            async for item in request.inbound:  # pulling the next one acknowledges the last: writes set the pace
+            while True:
+                try:  # pulling the next one acknowledges the last: writes set the pace
+                    async with asyncio.timeout(self.upload_idle):
+                        item = await items.__anext__()
+                except StopAsyncIteration:
+                    break
+                except TimeoutError:
+                    raise ApplicationError(
+                        f"nothing of this upload arrived for {self.upload_idle:.0f} s: it was abandoned and its "
+                        "partial file removed; send it again",
+                        ErrorCode.REJECTED,
+                    ) from None
+                if budget.limit is not None:
+                    size_now = len(as_payload(item).data)
+                    mine += size_now
+                    budget.add(address, size_now)
                 await sink.write(item)
             digest = await sink.finish()
         except TooLargeError:
@@ -452,10 +507,13 @@ class Hub:
             ) from None
         except BaseException:
             await sink.abort()
-            await asyncio.to_thread(_remove_empty, created)
+            await asyncio.to_thread(remove_empty, created)
             raise
         finally:
             self.uploads.discard(sink.part)
+            budget.release(address, mine)
+        if budget.limit is not None:
+            budget.stored(address, target, sink.written)
         log.info(
             "received inbox/%s from %s: %d bytes",
             relative,
@@ -469,7 +527,7 @@ class Hub:
         """Create the inbox if needed, and now and then remove partial uploads whose sender vanished."""
         self.inbox.mkdir(parents=True, exist_ok=True)
         now = time.time()
-        if now - self._last_sweep < 600:
+        if now - self._last_sweep < SWEEP_EVERY:
             return
         self._last_sweep = now
         for part in self.inbox.rglob("*.part"):
@@ -487,22 +545,3 @@ class Hub:
                 f"and has {free >> 20} MiB; try later or ask the operator",
                 ErrorCode.REJECTED,
             )
-
-
-def _make_parents(directory: Path, inbox: Path) -> list[Path]:
-    """Create ``directory`` (inside ``inbox``); returns those it created, deepest first."""
-    created = []
-    here = directory
-    while here != inbox and not here.exists():
-        created.append(here)
-        here = here.parent
-    directory.mkdir(parents=True, exist_ok=True)
-    return created
-
-
-def _remove_empty(directories: list[Path]) -> None:
-    for directory in directories:
-        try:
-            directory.rmdir()
-        except OSError:
-            return

@@ -40,6 +40,7 @@ from rxchannel.core import (
     StreamErrored,
 )
 from rxchannel.transports import EndOfStream, Transport
+from rxchannel.transports.admission import PROVEN
 
 from .requester import RequesterSide
 from .responder import ResponderSide
@@ -144,6 +145,14 @@ class Peer(RequesterSide, ResponderSide):
         self._flush_handle: asyncio.Handle | None = None
         self._watchdog: asyncio.Task[None] | None = None
         self.setup: SetupReceived | None = None
+        #: called once the peer's SETUP is accepted (a server logs the connection then)
+        self.on_setup: Callable[[Peer], object] | None = None
+        #: says whether this connection is idle (a server's admission may let it make room
+        #: for a newer one); None: never
+        self.idle: Callable[[], bool] | None = None
+        #: when (the loop's clock) the peer last made a request of us, and how many it made
+        self.last_request = self._loop.time()
+        self.requests = 0
         self.error: RxChannelError | None = None
         self.closed: asyncio.Future[RxChannelError | None] = self._loop.create_future()
         self._host = host
@@ -257,6 +266,8 @@ class Peer(RequesterSide, ResponderSide):
                 if stream is not None:
                     stream.finish()
             elif isinstance(ev, RequestReceived):
+                self.last_request = self._loop.time()
+                self.requests += 1
                 self._on_request(ev)
             elif isinstance(ev, StreamCancelled):
                 self._stop_outbound(ev.stream_id)
@@ -274,6 +285,10 @@ class Peer(RequesterSide, ResponderSide):
                     self.router.on_metadata_push(ev.metadata)
             elif isinstance(ev, SetupReceived):
                 self.setup = ev
+                self.last_request = self._loop.time()
+                self.transport.advance(PROVEN, self.idle)  # its admission never evicts it for an unproven one
+                if self.on_setup is not None:
+                    self.on_setup(self)
             elif isinstance(ev, ConnectionClosed):
                 self._on_closed(ev.error)
             else:

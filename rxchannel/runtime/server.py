@@ -9,6 +9,7 @@ them to transports.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import hmac
 import logging
@@ -33,6 +34,7 @@ from rxchannel.core import (
     setup_refusal,
 )
 from rxchannel.transports import Listener, ListenLimits, Transport, TransportOptions, dial, listen
+from rxchannel.transports.admission import PROVEN, SILENT, Admission, ThrottledLog
 
 from .peer import Peer
 from .router import Router
@@ -83,17 +85,38 @@ def _options(options: TransportOptions | None, config: ConnectionConfig | None) 
     return dataclasses.replace(options or TransportOptions(), max_message_size=largest_frame(config))
 
 
+#: seconds a proven connection that made requests must have had none, and no stream open,
+#: before it may make room for a newly proven one when every place is taken by proven
+#: connections (one that never made a request may at once: oldest first)
+IDLE_GRACE = 1.0
+
+
 class Server:
     """Accepts transports and runs one server-role :class:`Peer` per connection.
 
-    ``max_peers`` caps open connections whatever their transport (listeners cap their own
-    sockets too; a WebRTC connection arrives through signaling, so this is its cap): one
-    more is dropped as it arrives.
+    ``max_peers`` caps the open connections that no listener admitted (a WebRTC connection
+    arrives through signaling, so this is its cap; TCP and WebSocket listeners admit their
+    own sockets under the same limits), through
+    an :class:`~rxchannel.transports.admission.Admission`: when it is full, a newcomer
+    evicts a connection that has not sent its SETUP (the oldest, from the address with the
+    most), and one that has sent none within ``limits.setup_timeout`` (shorter as the cap
+    fills) is closed; with every place proven, a newcomer waits in the headroom until its
+    SETUP, then the oldest idle connection makes room for it. A connection is logged
+    (``connection.open``) once its SETUP is accepted: one that never proves itself costs
+    the log nothing but the admission's throttled lines.
     """
 
-    def __init__(self, router: Router, config: ConnectionConfig | None = None, *, max_peers: int = 256):
+    def __init__(
+        self,
+        router: Router,
+        config: ConnectionConfig | None = None,
+        *,
+        max_peers: int = 256,
+        limits: ListenLimits | None = None,
+    ):
         if max_peers <= 0:
             raise ValueError("max_peers must be positive")
+        limits = limits or ListenLimits(max_connections=max_peers)
         self.router = router
         if config is not None and config.resumable:
             # a SETUP may not take a resume token a live session already has (Protocol.md, tokens)
@@ -101,17 +124,34 @@ class Server:
         self.config = config
         self.max_peers = max_peers
         self.peers: set[Peer] = set()
-        self.refused = 0
+        self.admission = Admission(
+            "connections",
+            ThrottledLog(log),
+            limit=max_peers,
+            headroom=limits.spare,
+            deadlines={SILENT: (limits.setup_timeout, "sent no SETUP")},
+            floor=limits.pressure_floor,
+            limit_hint=": --max-connections",
+        )
         self.listener: Listener | None = None
         #: the kind of transport served (for logs)
         self.kind = "?"
 
+    @property
+    def refused(self) -> int:
+        """Connections refused for lack of room."""
+        return self.admission.refused
+
     def accept(self, transport: Transport) -> Peer | None:
-        """Run a server-role peer on an accepted transport (any kind); None if over ``max_peers``."""
-        if len(self.peers) >= self.max_peers:
-            self.refused += 1
-            reason = f"the hub is busy: {len(self.peers)} connections open (limit {self.max_peers}); try again later"
-            log.warning("refused a connection from %s: %s", transport.remote, reason)
+        """Run a server-role peer on an accepted transport (any kind); None if it is refused
+        (every place taken by a proven connection, see the class docstring)."""
+        address = transport.remote.rsplit(":", 1)[0] if transport.remote.count(":") == 1 else transport.remote
+        evicted: list[Peer] = []
+        ticket = None
+        if transport.tickets:
+            pass  # its listener admitted it (TCP, WebSocket): that cap is this one, and one eviction is enough
+        elif (ticket := self.admission.admit(address, lambda reason: self._evict(evicted, transport, reason))) is None:
+            reason = f"the hub is busy: {self.admission.last_refusal}; try again later"
             try:  # say why (an RSocket client reads it as a refused SETUP), then close
                 transport.write([setup_refusal(reason)])
             except RxChannelError:
@@ -119,26 +159,38 @@ class Server:
                 return None
             asyncio.get_running_loop().create_task(transport.close())
             return None
+        if ticket is not None:
+            transport.tickets.append(ticket)
         peer = Peer(transport, Role.SERVER, router=self.router, config=self.config, host=self)
+        evicted.append(peer)
         self.peers.add(peer)
         remote, opened = transport.remote, time.monotonic()
         path = transport.path + (f", {transport.stack}" if transport.stack else "")
-        log.info(
-            "connection from %s (%s)",
-            remote,
-            path,
-            extra={
-                "event": "connection.open",
-                "fields": {"remote": remote, "transport": self.kind, "path": transport.path, "stack": transport.stack},
-            },
-        )
+        fields = {"remote": remote, "transport": self.kind, "path": transport.path, "stack": transport.stack}
+        logged = [False]
+
+        def proven(_peer: Peer) -> None:
+            logged[0] = True
+            log.info("connection from %s (%s)", remote, path, extra={"event": "connection.open", "fields": fields})
+
+        peer.on_setup = proven
+        loop = asyncio.get_running_loop()
+
+        def idle() -> bool:
+            if peer.connection.open_streams:
+                return False
+            return peer.requests == 0 or loop.time() - peer.last_request >= IDLE_GRACE
+
+        peer.idle = idle
 
         def closed(future: asyncio.Future[RxChannelError | None]) -> None:
             self.peers.discard(peer)
+            if ticket is not None:
+                ticket.leave()
             error = None if future.cancelled() else future.result()
             fields = {"remote": remote, "transport": self.kind, "seconds": round(time.monotonic() - opened, 3)}
             if isinstance(error, RemoteProtocolError) and error.code in SETUP_REFUSALS:
-                log.warning(
+                self.admission.log.warning(  # throttled: a flood of wrong secrets is not a flood of lines
                     "refused the connection from %s (%s): %s",
                     remote,
                     self.kind,
@@ -146,6 +198,8 @@ class Server:
                     extra={"event": "connection.refused", "fields": {**fields, "reason": str(error)}},
                 )
                 return
+            if not logged[0]:
+                return  # never proven: the admission counted (and logged, throttled) what it cost
             why = _why_closed(error)
             log.info(
                 "connection from %s %s (%.1f s)" if why in _NORMAL else "connection from %s ended: %s (%.1f s)",
@@ -157,6 +211,15 @@ class Server:
 
         peer.closed.add_done_callback(closed)
         return peer
+
+    def _evict(self, peer: list[Peer], transport: Transport, reason: str) -> None:
+        """Close a connection the admission evicted (it logged why); one without SETUP is told why."""
+        if not peer or peer[0].setup is None:
+            with contextlib.suppress(RxChannelError, ValueError):
+                transport.write([setup_refusal(f"the hub is busy: this connection {reason}; try again")])
+            asyncio.get_running_loop().create_task(transport.close())
+        else:
+            asyncio.get_running_loop().create_task(peer[0].close())
 
     def session(self, token: bytes) -> Peer | None:
         """The live peer whose session has resume ``token``, or None."""
@@ -174,9 +237,11 @@ class Server:
         remote = fresh.transport.remote
         reason: str | None = "no session with this token (it ended, or expired: connect again)"
         if session is not None and session is not fresh and session._resumption is not None:
-            reason = session._resumption.adopt(fresh.transport, frame)
+            transport = fresh.transport
+            reason = session._resumption.adopt(transport, frame)
             if reason is None:
                 fresh._relinquish()
+                transport.advance(PROVEN, session.idle)  # the session it carries proved itself
                 return True
         log.warning(
             "refused to resume a session for %s: %s",
@@ -208,7 +273,20 @@ class Server:
         return int(getattr(self.listener, "port", 0))
 
     async def close(self) -> None:
-        """Stop listening and close every connection."""
+        """Stop listening and close every connection; say what the admissions had to evict or refuse."""
+        self.admission.close()
+        listener = self.listener
+        admissions = [self.admission] + [
+            a
+            for a in (
+                getattr(listener, "admission", None),
+                getattr(getattr(listener, "answerer", None), "admission", None),
+            )
+            if isinstance(a, Admission)
+        ]
+        for admission in admissions:
+            if admission.evicted or admission.refused:
+                log.warning("under pressure while it ran: %s", admission.summary(), extra={"event": "admission"})
         await asyncio.gather(*(peer.close() for peer in list(self.peers)), return_exceptions=True)
         if self.listener is not None:
             await self.listener.close()
@@ -239,7 +317,7 @@ async def serve(
         OSError: the address cannot be bound.
     """
     limits = (options.listen_limits if options is not None else None) or ListenLimits()
-    server = Server(router, config, max_peers=limits.max_connections)
+    server = Server(router, config, max_peers=limits.max_connections, limits=limits)
     server.kind = transport
     server.listener = await listen(transport, host, port, lambda t: server.accept(t), _options(options, config))
     return server

@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 from rxchannel.core import MAX_FRAME_SIZE, ClosedResourceError, ConnectFailedError, ConnectionLostError, RxChannelError
 
 from ._limits import ListenLimits
+from .admission import Ticket
 
 __all__ = [
     "KIND_HEADER",
@@ -154,6 +155,17 @@ class Transport(abc.ABC):
         self._closed = False
         self._error: RxChannelError | None = None
         self._drain_waiter: asyncio.Future[None] | None = None
+        #: the places this connection holds in admissions (its listener's, its server's):
+        #: :meth:`advance` raises them as it proves itself (:mod:`.admission`)
+        self.tickets: list[Ticket] = []
+
+    def advance(self, rank: int, idle: Callable[[], bool] | None = None) -> None:
+        """The connection proved itself up to ``rank`` (a SETUP accepted: ``PROVEN``);
+        ``idle`` then says when it may make room for a newer proven one."""
+        for ticket in self.tickets:
+            if idle is not None:
+                ticket.idle = idle
+            ticket.advance(rank)
 
     @property
     @abc.abstractmethod

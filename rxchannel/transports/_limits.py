@@ -1,13 +1,13 @@
-"""Admission limits for listeners: how many connections, from one address and in all, and
-rate-limited logging of what was refused (an attack must not become a log flood)."""
+"""What a listener admits: how many connections, from one address and in all, how long an
+unproven one may wait, and what half-sent messages may hold. The mechanism that applies
+them (eviction of the least proven, deadlines that shrink under pressure, throttled logs)
+is :mod:`.admission`, shared with the answerer, the rendezvous and the hub."""
 
 from __future__ import annotations
 
-import logging
-import time
-from collections import Counter
 from dataclasses import dataclass
-from typing import Any
+
+from .admission import Admission, ThrottledLog
 
 __all__ = ["Admission", "ListenLimits", "ThrottledLog"]
 
@@ -17,86 +17,63 @@ class ListenLimits:
     """What one listener admits.
 
     Attributes:
-        max_connections: connections at once; more are closed as they arrive.
-        max_per_address: connections at once from one IP address.
-        header_timeout: seconds an HTTP connection may take to send its first complete
-            request line and headers (slow-loris); nginx's client_header_timeout is 60 s.
+        max_connections: connections at once. When they are all taken, a newcomer evicts
+            the least-proven one (:mod:`.admission`); it is refused only when every one has
+            proven itself (a SETUP accepted) and the ``headroom`` is taken too.
+        max_per_address: connections at once from one IP address (the same, per address).
+        headroom: places over ``max_connections`` for newcomers when every connection is
+            proven; once a newcomer proves itself, the oldest idle one makes room for it.
+            None: an eighth of ``max_connections`` (at least 4).
+        header_timeout: seconds a new connection may stay silent before its first complete
+            request (HTTP: request line and headers, slow-loris; TCP: its SETUP); nginx's
+            client_header_timeout is 60 s. It shrinks as the cap fills (``pressure_floor``).
+        setup_timeout: seconds a connection that asked (an HTTP request, a WebSocket
+            upgrade) may wait without proving itself with a SETUP; shrinks the same way.
+        pressure_floor: what those deadlines shrink to when the cap is 90 % full (they are
+            whole up to half full, geometrically shorter in between).
         keepalive_timeout: seconds an idle HTTP connection is kept between requests.
         body_timeout: seconds a request body (an offer, a report) may take to arrive.
+        max_unfinished: bytes that the messages not yet received whole (a WebSocket message
+            or a TCP frame half-sent) may hold on all connections of the listener together;
+            past it the least-proven sender of the largest stalled one is dropped. One
+            message is capped by the transport's ``max_message_size``.
     """
 
     max_connections: int = 256
     max_per_address: int = 32
+    headroom: int | None = None
     header_timeout: float = 60.0
+    setup_timeout: float = 60.0
+    pressure_floor: float = 2.0
     keepalive_timeout: float = 60.0
     body_timeout: float = 60.0
+    max_unfinished: int = 64 << 20
 
     def __post_init__(self) -> None:
-        if self.max_connections <= 0 or self.max_per_address <= 0:
-            raise ValueError("max_connections and max_per_address must be positive")
-        if min(self.header_timeout, self.keepalive_timeout, self.body_timeout) <= 0:
+        if self.max_connections <= 0 or self.max_per_address <= 0 or self.max_unfinished <= 0:
+            raise ValueError("max_connections, max_per_address and max_unfinished must be positive")
+        if self.headroom is not None and self.headroom < 0:
+            raise ValueError("headroom must not be negative")
+        timeouts = (self.header_timeout, self.setup_timeout, self.keepalive_timeout, self.body_timeout)
+        if min(timeouts) <= 0 or self.pressure_floor <= 0:
             raise ValueError("timeouts must be positive")
 
+    @property
+    def spare(self) -> int:
+        """The headroom in force (see ``headroom``)."""
+        return self.headroom if self.headroom is not None else max(4, self.max_connections // 8)
 
-class ThrottledLog:
-    """Logs at most ``burst`` messages per ``interval`` seconds, then says how many it held back."""
+    def admission(self, what: str, log: ThrottledLog, *, silent: str = "sent no request") -> Admission:
+        """An :class:`Admission` for this listener's connections under these limits."""
+        from .admission import ASKED, SILENT
 
-    def __init__(self, logger: logging.Logger, *, burst: int = 5, interval: float = 10.0):
-        self.logger = logger
-        self.burst = burst
-        self.interval = interval
-        self._window_start = 0.0
-        self._count = 0
-        self._held_back = 0
-
-    def warning(self, message: str, *args: object, **kwargs: Any) -> None:
-        """``logger.warning(message, *args, **kwargs)`` unless this window's burst is spent."""
-        now = time.monotonic()
-        if now - self._window_start >= self.interval:
-            if self._held_back:
-                self.logger.warning("... and %d more like it in the last %.0f s", self._held_back, self.interval)
-            self._window_start, self._count, self._held_back = now, 0, 0
-        if self._count < self.burst:
-            self._count += 1
-            self.logger.warning(message, *args, **kwargs)
-        else:
-            self._held_back += 1
-
-
-class Admission:
-    """Counts open connections by address and says whether one more may come in."""
-
-    def __init__(self, limits: ListenLimits, what: str, log: ThrottledLog):
-        self.limits = limits
-        self.what = what
-        self.log = log
-        self.by_address: Counter[str] = Counter()
-        self.total = 0
-        self.refused = 0
-        #: why the last refused connection was refused (to tell its peer)
-        self.last_refusal = ""
-
-    def admit(self, address: str | None) -> bool:
-        """Count a new connection in, or refuse it (and log why, throttled; see :attr:`last_refusal`)."""
-        key = address or "?"
-        if self.total >= self.limits.max_connections:
-            reason = f"{self.total} {self.what} open (limit {self.limits.max_connections}: --max-connections)"
-        elif self.by_address[key] >= self.limits.max_per_address:
-            reason = (
-                f"{self.by_address[key]} {self.what} open from {key} (limit {self.limits.max_per_address} per address)"
-            )
-        else:
-            self.total += 1
-            self.by_address[key] += 1
-            return True
-        self.refused += 1
-        self.last_refusal = reason
-        self.log.warning("refused a connection from %s: %s", key, reason)
-        return False
-
-    def leave(self, address: str | None) -> None:
-        key = address or "?"
-        self.total -= 1
-        self.by_address[key] -= 1
-        if not self.by_address[key]:
-            del self.by_address[key]
+        return Admission(
+            what,
+            log,
+            limit=self.max_connections,
+            per_key=self.max_per_address,
+            headroom=self.spare,
+            deadlines={SILENT: (self.header_timeout, silent), ASKED: (self.setup_timeout, "sent no SETUP")},
+            floor=self.pressure_floor,
+            limit_hint=": --max-connections",
+        )

@@ -4,9 +4,12 @@ The WebSocket transport serves ``GET /rsocket`` on it, WebRTC signaling serves
 ``POST /offer``; an application may add its own routes (the hub's worker page) through
 :attr:`HttpListener.app` before :meth:`HttpListener.start`.
 
-It admits connections under :class:`ListenLimits`: a cap in all and per address, a
-deadline for a new connection's first request (slow-loris), a short keep-alive (aiohttp's
-default is an hour), and a deadline for request bodies (:meth:`HttpListener.read_body`).
+It admits connections under :class:`ListenLimits` through an :class:`~.admission.Admission`:
+a cap in all and per address where a newcomer evicts the least-proven connection (one
+that has not sent a complete request, then one that asked but has no SETUP), deadlines
+for a new connection's first request (slow-loris) and for its SETUP that shrink as the cap
+fills, a short keep-alive (aiohttp's default is an hour), a deadline for request bodies
+(:meth:`HttpListener.read_body`), and a budget for WebSocket messages half-sent.
 """
 
 from __future__ import annotations
@@ -24,8 +27,9 @@ from aiohttp import web
 from rxchannel.core import RxChannelError
 
 from ._base import KIND_HEADER
-from ._limits import Admission, ListenLimits, ThrottledLog
+from ._limits import ListenLimits
 from .addresses import dialable_hosts
+from .admission import ASKED, PROVEN, SILENT, ThrottledLog, Ticket, Unfinished
 
 __all__ = [
     "REFUSAL_HEADER",
@@ -126,7 +130,9 @@ class HttpListener:
         self.path = path
         self.limits = limits or ListenLimits()
         self.app = web.Application(client_max_size=client_max_size, middlewares=[self._mark_request])
-        self.admission = Admission(self.limits, "HTTP connections", ThrottledLog(log))
+        self.admission = self.limits.admission("HTTP connections", ThrottledLog(log))
+        #: what WebSocket messages not yet received whole hold, on all connections together
+        self.unfinished = Unfinished(self.limits.max_unfinished, "WebSocket messages", self.admission.log)
         self.host = ""
         self.port = 0
         #: what a request relayed by this hub's rendezvous link carries (see RELAY_HEADER); the
@@ -141,17 +147,20 @@ class HttpListener:
         #: this process's private URL (127.0.0.1), where its siblings pass requests on to it
         self.private_url = ""
         self._runner: web.AppRunner | None = None
-        #: open connections: their address, and whether a request has started on them
-        self._open: dict[Any, list[Any]] = {}
+        #: open connections (aiohttp's handlers) and their places in :attr:`admission`
+        self._open: dict[Any, Ticket] = {}
 
     @web.middleware
     async def _mark_request(self, request: web.Request, handler: Any) -> web.StreamResponse:
-        entry = self._open.get(request.protocol)
-        if entry is not None:
-            entry[1] = True
+        ticket = self._open.get(request.protocol)
+        if ticket is not None:  # a complete request: no longer silent, and its deadline starts again
+            ticket.advance(ASKED)
+            ticket.touch()
         relayed = request.headers.get(RELAY_HEADER, "").split(" ")
         if len(relayed) == 3 and hmac.compare_digest(relayed[0], self.relay_token):
             request[_CLIENT], request[_PATH] = relayed[1], relayed[2]
+            if ticket is not None:  # the rendezvous link's connection: counted for the client it relays
+                ticket.rekey(relayed[1])
         wanted = request.headers.get(PROCESS_HEADER)
         if wanted and self.process and wanted != self.process and wanted in self.siblings:
             return await _pass_on(request, self.siblings[wanted], self.relay_token)
@@ -167,40 +176,52 @@ class HttpListener:
     def _connection_made(self, handler: Any, transport: asyncio.Transport) -> None:
         peer = transport.get_extra_info("peername")
         address = peer[0] if isinstance(peer, tuple) else None
-        if not self.admission.admit(address):
-            # answer 503 with the reason, and close after aiohttp's handler task has started
-            # (closing inside connection_made trips an assertion in it)
-            reason = f"the hub is busy: {self.admission.last_refusal}; try again later"
-            text = reason.encode()
-            transport.write(
-                b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 5\r\nContent-Type: text/plain; charset=utf-8\r\n"
-                + f"{KIND_HEADER}: {self.kind}\r\n{REFUSAL_HEADER}: {reason}\r\n".encode("ascii", "replace")
-                + f"Content-Length: {len(text)}\r\nConnection: close\r\n\r\n".encode()
-                + text
-            )
-            asyncio.get_running_loop().call_soon(transport.close)
+        ticket = self.admission.admit(address, lambda reason: self._evicted(handler, transport, reason))
+        if ticket is None:
+            self._busy(transport, self.admission.last_refusal)
             return
-        entry: list[Any] = [address, False, None]
-        self._open[handler] = entry
-        loop = asyncio.get_running_loop()
-        entry[2] = loop.call_later(self.limits.header_timeout, self._header_deadline, handler, transport)
+        self._open[handler] = ticket
 
-    def _header_deadline(self, handler: Any, transport: asyncio.Transport) -> None:
-        entry = self._open.get(handler)
-        if entry is not None and not entry[1]:
-            self.admission.log.warning(
-                "closed an HTTP connection from %s: no request within %.0f s (header timeout)",
-                entry[0],
-                self.limits.header_timeout,
-            )
-            transport.abort()
+    def _busy(self, transport: asyncio.Transport, why: str) -> None:
+        """Answer 503 with the reason, and close after aiohttp's handler task has started
+        (closing inside connection_made trips an assertion in it)."""
+        reason = f"the hub is busy: {why}; try again later"
+        text = reason.encode()
+        transport.write(
+            b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 5\r\nContent-Type: text/plain; charset=utf-8\r\n"
+            + f"{KIND_HEADER}: {self.kind}\r\n{REFUSAL_HEADER}: {reason}\r\n".encode("ascii", "replace")
+            + f"Content-Length: {len(text)}\r\nConnection: close\r\n\r\n".encode()
+            + text
+        )
+        asyncio.get_running_loop().call_soon(transport.close)
+
+    def _evicted(self, handler: Any, transport: asyncio.Transport, reason: str) -> None:
+        """An eviction (the admission logged why): a connection that sent no request yet and
+        made room for a newcomer is answered 503 (a worker that was about to send one learns
+        the hub is busy); any other is dropped at once."""
+        ticket = self._open.pop(handler, None)
+        self.unfinished.forget(handler)
+        if ticket is not None and ticket.rank == SILENT and ticket.cause == "full" and not transport.is_closing():
+            self._busy(transport, f"this connection {reason}")
+        else:
+            asyncio.get_running_loop().call_soon(transport.abort)  # not inside aiohttp's own callbacks
 
     def _connection_lost(self, handler: Any) -> None:
-        entry = self._open.pop(handler, None)
-        if entry is not None:
-            if entry[2] is not None:
-                entry[2].cancel()
-            self.admission.leave(entry[0])
+        ticket = self._open.pop(handler, None)
+        if ticket is not None:
+            ticket.leave()
+        self.unfinished.forget(handler)
+
+    def ticket_of(self, request: web.Request) -> Ticket | None:
+        """The place in :attr:`admission` of the connection ``request`` came on."""
+        return self._open.get(request.protocol)
+
+    def proven(self, request: web.Request) -> None:
+        """The connection ``request`` came on proved itself otherwise than by a SETUP (a hub
+        registering with the rendezvous's secret): it is no longer evicted for newcomers."""
+        ticket = self.ticket_of(request)
+        if ticket is not None:
+            ticket.advance(PROVEN)
 
     async def read_body(self, request: web.Request, limit: int, *, hint: str = "") -> bytes:
         """A request's body: at most ``limit`` bytes, arriving within the body timeout.
@@ -259,6 +280,7 @@ class HttpListener:
         return [self._url(host) for host in dialable_hosts(self.host)]
 
     async def close(self) -> None:
+        self.admission.close()
         if self._runner is not None:
             runner, self._runner = self._runner, None
             await runner.cleanup()

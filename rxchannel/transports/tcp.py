@@ -34,8 +34,9 @@ from ._base import (
     lost,
     unreachable,
 )
-from ._limits import Admission, ListenLimits, ThrottledLog
+from ._limits import ListenLimits
 from .addresses import dialable_hosts
+from .admission import PROVEN, ThrottledLog, Unfinished
 
 log = logging.getLogger("rxchannel.tcp")
 
@@ -73,6 +74,10 @@ class TcpTransport(InboxTransport, asyncio.Protocol):
         self.url = ""
         #: the first bytes received, until we know they are not HTTP (None once checked)
         self._head: bytes | None = b""
+        #: told, after each read that changes it, how many bytes of a frame not yet received
+        #: whole are held (a listener's budget for half-sent frames)
+        self.on_partial: Callable[[int], object] | None = None
+        self._partial = 0
 
     # ---------------------------------------------------------------- asyncio.Protocol
 
@@ -104,6 +109,9 @@ class TcpTransport(InboxTransport, asyncio.Protocol):
             self._set_error(lost(f"the peer sent an invalid length prefix: {exc}"))
             self.abort()
             return
+        if self.on_partial is not None and self._decoder.buffered != self._partial:
+            self._partial = self._decoder.buffered
+            self.on_partial(self._partial)
         if frames:
             self._deliver(frames)
             if self._inbox_bytes > self._receive_buffer and not self._paused_reading and self._transport:
@@ -240,19 +248,27 @@ async def start_tcp_server(
 class TcpListener:
     """A listening TCP socket; each accepted connection becomes a :class:`TcpTransport`.
 
-    Connections past ``ListenLimits`` (in all, or from one address) are closed as they
-    arrive, before anything is read from them.
+    Connections are admitted under ``ListenLimits`` through an :class:`~.admission.Admission`:
+    when the cap (in all, or for one address) is full, a newcomer evicts the least-proven
+    connection (one that has sent no SETUP), and one that has sent no SETUP within the
+    header timeout (shorter as the cap fills) is closed; a newcomer is refused, before
+    anything is read from it, only when every place is taken by a proven connection.
+    Frames half-sent hold at most ``max_unfinished`` bytes on all connections together.
     """
 
     def __init__(self, limits: ListenLimits | None = None):
-        self.admission = Admission(limits or ListenLimits(), "TCP connections", ThrottledLog(log))
+        self.limits = limits or ListenLimits()
+        self.admission = self.limits.admission("TCP connections", ThrottledLog(log), silent="sent no SETUP")
+        #: what frames not yet received whole hold, on all connections together
+        self.unfinished = Unfinished(self.limits.max_unfinished, "TCP frames", self.admission.log)
         self.server: asyncio.Server
         self.host, self.port = "", 0
 
     def accept(self, transport: TcpTransport, on_transport: Callable[[TcpTransport], object]) -> None:
         peer = transport.peername
         address = peer[0] if isinstance(peer, tuple) else None
-        if not self.admission.admit(address):
+        ticket = self.admission.admit(address, lambda reason: _evicted(transport, reason))
+        if ticket is None:
             # say why before closing (an RSocket client reads it as a refused SETUP), then forget it
             reason = f"the hub is busy: {self.admission.last_refusal}; try again later"
             with contextlib.suppress(RxChannelError):
@@ -260,7 +276,14 @@ class TcpListener:
             transport.on_lost = None
             asyncio.get_running_loop().create_task(transport.close())
             return
-        transport.on_lost = lambda: self.admission.leave(address)
+        transport.tickets.append(ticket)
+
+        def gone() -> None:
+            ticket.leave()
+            self.unfinished.forget(transport)
+
+        transport.on_lost = gone
+        transport.on_partial = lambda size: self.unfinished.update(transport, size, ticket, transport.abort)
         on_transport(transport)
 
     @property
@@ -274,8 +297,18 @@ class TcpListener:
         return [f"tcp://[{h}]:{self.port}" if ":" in h else f"tcp://{h}:{self.port}" for h in dialable_hosts(self.host)]
 
     async def close(self) -> None:
+        self.admission.close()
         self.server.close()
         await self.server.wait_closed()
+
+
+def _evicted(transport: TcpTransport, reason: str) -> None:
+    """Tell an evicted connection why (a client that has not sent its SETUP reads it as a
+    refused one), then close it."""
+    if transport.tickets and transport.tickets[0].rank < PROVEN:
+        with contextlib.suppress(RxChannelError, ValueError):
+            transport.write([setup_refusal(f"the hub is busy: this connection {reason}; try again")])
+    asyncio.get_running_loop().create_task(transport.close())
 
 
 async def dial(url: str, options: TransportOptions) -> TcpTransport:

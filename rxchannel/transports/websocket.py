@@ -196,6 +196,94 @@ class WebSocketTransport(Transport):
         self.done.set()
 
 
+class _MessageMeter:
+    """Stands in front of aiohttp's WebSocket reader (which buffers a whole message, up to
+    ``max_msg_size``, before delivering it) and follows the frame headers going by, so that
+    what the message not yet received whole holds is known after every read
+    (RFC 6455 §5.2: the header, an extended length, the mask, the payload)."""
+
+    __slots__ = ("_counting", "_fin", "_header", "_left", "_message", "_reader", "_report", "_reported")
+
+    def __init__(self, reader: Any, report: Callable[[int], None]):
+        self._reader = reader
+        self._report = report
+        self._header = bytearray()
+        self._left = 0  # payload bytes of the current frame still to come
+        self._counting = False  # the current frame belongs to a data message
+        self._fin = True  # ... and is its last
+        self._message = 0  # bytes of the current data message received so far
+        self._reported = 0
+
+    def feed_eof(self) -> Any:
+        return self._reader.feed_eof()
+
+    def feed_data(self, data: bytes) -> Any:
+        self._scan(data)
+        size = self._message + len(self._header)
+        if size != self._reported:
+            self._reported = size
+            self._report(size)
+        return self._reader.feed_data(data)
+
+    def _scan(self, data: bytes) -> None:
+        i, n = 0, len(data)
+        while i < n:
+            if self._left:
+                take = min(self._left, n - i)
+                self._left -= take
+                i += take
+                if self._counting:
+                    self._message += take
+                    if not self._left and self._fin:
+                        self._message = 0
+                continue
+            header = self._header
+            need = 2
+            if len(header) >= 2:
+                length7 = header[1] & 0x7F
+                need += (2 if length7 == 126 else 8 if length7 == 127 else 0) + (4 if header[1] & 0x80 else 0)
+            if len(header) < need:
+                take = min(need - len(header), n - i)
+                header += data[i : i + take]
+                i += take
+                if len(header) < need or len(header) == 2:
+                    continue  # the first two bytes say how long the rest of the header is
+            length = header[1] & 0x7F
+            if length == 126:
+                length = int.from_bytes(header[2:4], "big")
+            elif length == 127:
+                length = int.from_bytes(header[2:10], "big")
+            self._counting = not header[0] & 0x08  # continuation, text, binary; not close, ping, pong
+            if self._counting:
+                self._fin = bool(header[0] & 0x80)
+            self._header = bytearray()
+            self._left = length
+            if not length and self._counting and self._fin:
+                self._message = 0
+
+
+class _MeteredResponse(web.WebSocketResponse):
+    """A server WebSocket whose unfinished message is measured (:class:`_MessageMeter`)."""
+
+    report: Callable[[int], None] | None = None
+
+    def _post_start(self, request: Any, protocol: Any, writer: Any) -> None:
+        handler = request.protocol
+        report = self.report
+        tail = b""
+        if report is not None:  # what arrived behind the upgrade request goes through the meter too
+            with contextlib.suppress(AttributeError):
+                tail, handler._message_tail = handler._message_tail, b""
+        super()._post_start(request, protocol, writer)
+        reader = getattr(handler, "_payload_parser", None)
+        if report is None or reader is None:
+            return
+        meter = _MessageMeter(reader, report)
+        handler._payload_parser = meter
+        if tail:
+            meter.feed_data(tail)
+
+
 def websocket_url(url: str) -> str:
     """``url`` with the default path filled in (``ws://h:p``, ``ws://h:p/`` and ``.../rsocket/`` mean ``/rsocket``)."""
     parts = urlsplit(url)
@@ -294,10 +382,24 @@ def add_websocket_route(
                 check(request)
             except RequestRefusedError as exc:
                 return refusal(exc)
-        ws = web.WebSocketResponse(max_msg_size=max_message_size, timeout=CLOSE_TIMEOUT)
-        await ws.prepare(request)
+        ws = _MeteredResponse(max_msg_size=max_message_size, timeout=CLOSE_TIMEOUT)
+        ticket = listener.ticket_of(request)
+        handler = request.protocol
+        connection = request.transport
+
+        def drop() -> None:
+            if connection is not None:
+                connection.abort()
+
+        ws.report = lambda size: listener.unfinished.update(handler, size, ticket, drop)
+        try:
+            await ws.prepare(request)
+        except ConnectionError:  # evicted, or gone, before its upgrade was answered: nothing to log
+            return web.Response(status=499)
         transport = WebSocketTransport(ws, limits, max_message_size=max_message_size)
         transport.remote = request.remote or "?"
+        if ticket is not None:
+            transport.tickets.append(ticket)
         on_transport(transport)
         await transport.done.wait()  # the response lives as long as the connection
         return ws

@@ -5,6 +5,14 @@ An offer has been checked before it gets here (:mod:`.offers`, by the signaling 
 the answerer caps what answered-but-unopened offers may hold, listens on a remote channel
 from the instant the stack hands it over (issue 23: a browser sends SETUP in the packet
 that opens the channel), and hands the open transport on.
+
+Pending offers are admitted through an :class:`~rxchannel.transports.admission.Admission`:
+no peer connection, UDP socket or ICE state exists for an offer until it is admitted
+(checked, signed, rate-allowed, within the caps); when the cap is full, the newcomer takes
+the place of the oldest pending offer of the address with the most (closed at once, with
+its sockets); a pending offer's time to open shrinks as the cap fills (``timeout`` up to
+half full, 2 s from 90 %); and one whose offerer is known to be gone (its peer connection
+failed, or it left before reading the answer) is closed at once.
 """
 
 from __future__ import annotations
@@ -12,12 +20,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from rxchannel.transports import TransportLimits
 from rxchannel.transports.addresses import is_loopback
+from rxchannel.transports.admission import SILENT, Admission, ThrottledLog, Ticket
 
 from .channel import DataChannelTransport
 from .ice import IceServer, SignalingLimits, TurnRest
@@ -27,6 +36,52 @@ from .stack import Channel, PeerConnection, choose_stack
 
 __all__ = ["Answerer"]
 
+#: offers answered at once (each answer creates a peer connection, a certificate, sockets:
+#: CPU a flood of offers must not take from the rest of the hub)
+ANSWERING = 2
+
+
+class _NewestFirst:
+    """At most ``slots`` holders at once; those waiting are let in newest first, and past
+    ``max_waiting`` the oldest waiting is refused (a flood's stale offers go first, a
+    worker's fresh one is answered at once)."""
+
+    def __init__(self, slots: int, max_waiting: int):
+        self.free = slots
+        self.max_waiting = max_waiting
+        self.waiting: deque[asyncio.Future[None]] = deque()
+
+    async def enter(self) -> None:
+        """Raises:
+        OfferRefusedError: 503, pushed out of the queue by newer offers."""
+        if self.free > 0 and not self.waiting:
+            self.free -= 1
+            return
+        turn: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.waiting.append(turn)
+        if len(self.waiting) > self.max_waiting:
+            oldest = self.waiting.popleft()
+            oldest.set_exception(
+                OfferRefusedError(503, "the hub is busy answering offers from many addresses: try again", retry_after=2)
+            )
+        try:
+            await turn
+        except asyncio.CancelledError:
+            if turn in self.waiting:
+                self.waiting.remove(turn)
+            elif turn.done() and not turn.cancelled() and turn.exception() is None:
+                self.leave()  # let in, but gone: pass the turn on
+            raise
+
+    def leave(self) -> None:
+        while self.waiting:
+            turn = self.waiting.pop()
+            if not turn.done():
+                turn.set_result(None)
+                return
+        self.free += 1
+
+
 log = logging.getLogger("rxchannel.signaling")
 
 
@@ -34,9 +89,13 @@ class Answerer:
     """The answering side: answers offers, and owns every peer connection until its channel opens.
 
     A peer that posts an offer and never connects does not leave a connection behind: it is
-    closed after ``timeout`` seconds, and :meth:`close` closes every one still pending. At
-    most ``signaling.max_pending`` are pending at once (``max_pending_per_address`` per
-    client); the candidates an offer names are checked against ``signaling.peers`` first.
+    closed after ``timeout`` seconds (sooner as the pending offers fill up, 2 s from 90 %),
+    at once when its peer connection fails or it hung up before reading the answer, and
+    :meth:`close` closes every one still pending. At most ``signaling.max_pending`` are
+    pending at once (``max_pending_per_address`` per client, past which it gets 429); when
+    they are all taken, a new offer takes the place of the oldest of the address with the
+    most. Two offers are answered at once, the newest first. The candidates an offer
+    names are checked against ``signaling.peers`` first.
     """
 
     def __init__(
@@ -75,9 +134,24 @@ class Answerer:
         self.pending: dict[PeerConnection, str] = {}
         #: peer connections created, by client address (what offers have cost, for operators and tests)
         self.created: Counter[str] = Counter()
-        #: the most peer connections ever pending at once
-        self.peak_pending = 0
+        #: what admits pending offers (its ``evicted`` counts what floods cost)
+        self.admission = Admission(
+            "pending WebRTC offers",
+            ThrottledLog(log),
+            limit=self.signaling.max_pending,
+            per_key=self.signaling.max_pending_per_address,
+            deadlines={SILENT: (timeout, "did not open its channel")},
+            limit_hint=", --max-pending-offers",
+            same_key_evicts=False,
+        )
+        self._tickets: dict[PeerConnection, Ticket] = {}
+        self._answering = _NewestFirst(ANSWERING, self.signaling.max_pending)
         self._tasks: set[asyncio.Task[Any]] = set()
+
+    @property
+    def peak_pending(self) -> int:
+        """The most peer connections ever pending at once."""
+        return self.admission.peak
 
     def hub_ice_servers(self, now: float) -> list[IceServer]:
         """The ICE servers the hub's own peer connections use: its TURN server first (aiortc uses one)."""
@@ -96,30 +170,51 @@ class Answerer:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    def _forget(self, pc: PeerConnection) -> bool:
+        """No longer pending (its place is free); True if it was."""
+        ticket = self._tickets.pop(pc, None)
+        if ticket is not None:
+            ticket.leave()
+        return self.pending.pop(pc, None) is not None
+
     def _drop(self, pc: PeerConnection) -> None:
-        if pc in self.pending:
-            del self.pending[pc]
+        if self._forget(pc):
             self._spawn(pc.close())
 
-    def _admit(self, client: str) -> None:
-        if len(self.pending) >= self.signaling.max_pending:
+    def _admit(self, client: str, holder: list[PeerConnection]) -> Ticket:
+        """A place for one more pending offer (evicting the least-proven one when full).
+
+        Raises:
+            OfferRefusedError: 429 (this address has its share pending), 503 (none can make room).
+        """
+
+        def evict(_reason: str) -> None:
+            if holder:
+                self._drop(holder[0])
+
+        ticket = self.admission.admit(client, evict)
+        if ticket is None:
+            if self.admission.last_cap == "key":
+                mine = self.admission.by_key[client or "?"]
+                raise OfferRefusedError(
+                    429,
+                    f"{mine} WebRTC offers from {client} are pending, the limit per address is "
+                    f"{self.signaling.max_pending_per_address} (raise it with --max-pending-offers)",
+                    retry_after=2,
+                )
             raise OfferRefusedError(
                 503,
-                f"{len(self.pending)} WebRTC offers are pending, the limit is {self.signaling.max_pending} "
+                f"{self.admission.total} WebRTC offers are pending, the limit is {self.signaling.max_pending} "
                 "(raise it with --max-pending-offers); try again in a few seconds",
                 retry_after=2,
             )
-        mine = Counter(self.pending.values())[client]
-        if mine >= self.signaling.max_pending_per_address:
-            raise OfferRefusedError(
-                429,
-                f"{mine} WebRTC offers from {client} are pending, the limit per address is "
-                f"{self.signaling.max_pending_per_address} (raise it with --max-pending-offers)",
-                retry_after=2,
-            )
+        return ticket
 
-    async def answer(self, offer: dict[str, Any], client: str = "") -> dict[str, str]:
+    async def answer(
+        self, offer: dict[str, Any], client: str = "", *, gone: Callable[[], bool] | None = None
+    ) -> dict[str, str]:
         """Answer ``offer``; ``on_transport`` gets the transport once the peer's channel opens.
+        ``gone()`` says whether the offerer left before reading the answer (then nothing is kept).
 
         Raises:
             OfferRefusedError: the offer is refused (its ``status`` and message say why).
@@ -128,12 +223,41 @@ class Answerer:
         if not isinstance(offer, dict) or offer.get("type") != "offer" or not isinstance(offer.get("sdp"), str):
             raise ValueError('expected a JSON object {"type": "offer", "sdp": "..."}')
         checked = check_offer(offer["sdp"], self.signaling, self.peers)
-        self._admit(client)
+        holder: list[PeerConnection] = []  # the peer connection, once it exists (an eviction closes it)
+        ticket = self._admit(client, holder)
+        try:
+            await self._answering.enter()
+        except BaseException:
+            ticket.leave()
+            raise
+        try:
+            return await self._answer(checked.sdp, client, ticket, holder, gone)
+        finally:
+            self._answering.leave()
+
+    async def _answer(
+        self,
+        sdp: str,
+        client: str,
+        ticket: Ticket,
+        holder: list[PeerConnection],
+        gone: Callable[[], bool] | None,
+    ) -> dict[str, str]:
+        busy = OfferRefusedError(503, "the hub is busy with offers from many addresses: try again", retry_after=2)
+        if ticket.gone:  # evicted while it waited for its turn
+            raise busy
         pc = self.stack.new_peer_connection(self.hub_ice_servers(time.time()))
+        holder.append(pc)
+        self._tickets[pc] = ticket
         self.pending[pc] = client
         self.created[client] += 1
-        self.peak_pending = max(self.peak_pending, len(self.pending))
-        reaper = asyncio.get_running_loop().call_later(self.timeout, self._drop, pc)
+
+        def state_changed() -> None:  # the offerer is known to be gone: release at once
+            if pc.connection_state in ("failed", "closed") and pc in self.pending:
+                self.admission.evicted["failed"] += 1
+                self._drop(pc)
+
+        pc.on_state(state_changed)
 
         def on_datachannel(channel: Channel) -> None:
             # listen now, in the callback that hands over the channel: what the peer sent
@@ -152,11 +276,11 @@ class Answerer:
                     transport.opened()
                     transport.path = await pc.selected_path()
                 except (NotOpenedError, ValueError) as exc:
-                    log.info("a WebRTC peer from %s did not open its channel: %s", client or "?", exc)
+                    log.debug("a WebRTC peer from %s did not open its channel: %s", client or "?", exc)
                     self._drop(pc)
                     return
-                reaper.cancel()
-                self.pending.pop(pc, None)
+                pc.remove_state_listener(state_changed)
+                self._forget(pc)
                 try:
                     self.on_transport(transport)
                 except Exception as exc:  # a transport nobody runs must not stay open
@@ -168,21 +292,32 @@ class Answerer:
         pc.on_channel(on_datachannel)
         try:
             try:
-                gathered = await pc.answer(checked.sdp, self.hosts, self.udp_ports)
+                gathered = await pc.answer(sdp, self.hosts, self.udp_ports)
             except ValueError as exc:
+                if pc not in self.pending:
+                    raise busy from None
                 raise OfferRefusedError(400, f"the offer's SDP is not usable ({exc})") from None
+            except Exception:
+                if pc not in self.pending:  # evicted (and closed) while it gathered
+                    raise busy from None
+                raise
             if "a=candidate:" not in (pc.local_sdp or ""):
                 why = "; ".join(gathered.failures) or f"no usable address among {list(self.hosts or [])}"
                 raise OfferRefusedError(503, f"the hub could not gather an ICE candidate: {why}")
+            if pc not in self.pending:
+                raise busy
+            if gone is not None and gone():
+                self.admission.evicted["offerer gone"] += 1
+                raise OfferRefusedError(499, "the offerer left before its answer")
         except BaseException:
-            reaper.cancel()
-            self.pending.pop(pc, None)
+            self._forget(pc)
             await pc.close()
             raise
         return {"sdp": pc.local_sdp or "", "type": "answer"}
 
     async def close(self) -> None:
         """Close every pending peer connection and wait for what is being closed."""
+        self.admission.close()
         for pc in list(self.pending):
             self._drop(pc)
         while self._tasks:

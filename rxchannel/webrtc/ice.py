@@ -294,7 +294,9 @@ class SignalingLimits:
         max_offer_bytes: largest offer body accepted (``--max-offer-bytes``).
         max_candidates: most ``a=candidate`` lines in one offer (``--max-candidates``).
         max_pending: peer connections answered whose channel has not opened yet, in all
-            (``--max-pending-offers``); each holds UDP sockets until it opens or times out.
+            (``--max-pending-offers``); each holds UDP sockets until it opens or times out. When
+            they are all taken, a new offer takes the place of the oldest of the address with
+            the most (:mod:`rxchannel.transports.admission`).
         max_pending_per_address: the same, per client address.
         offer_rate: offers per second accepted from one address, sustained (``--offer-rate``);
             ``offer_burst`` may arrive at once.

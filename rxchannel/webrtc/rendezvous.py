@@ -46,6 +46,7 @@ from aiohttp import web
 
 from rxchannel.core import ConnectFailedError
 from rxchannel.transports import KIND_HEADER, ListenLimits
+from rxchannel.transports.admission import ASKED, Admission, ThrottledLog
 from rxchannel.transports.http import (
     PROCESS_HEADER,
     REFUSAL_HEADER,
@@ -105,7 +106,7 @@ class RendezvousLimits:
         max_response: largest answer accepted from a hub (the page's largest module is ~30 KiB).
         max_pending: relayed requests awaiting one hub's answer at once. When they are all
             taken, a request from an address with fewer of them takes the place of one from
-            the address holding the most (so many addresses flooding one hub cannot lock
+            the address holding the most, the oldest first (so many addresses flooding one hub cannot lock
             out a worker from another).
         max_pending_per_address: of those, how many one client address may have.
         relay_timeout: seconds a hub has to answer a relayed request (then 504).
@@ -122,34 +123,29 @@ class RendezvousLimits:
 
 
 class _Registered:
-    """A hub holding its name: its WebSocket and the requests waiting for its answers."""
+    """A hub holding its name: its WebSocket and the requests waiting for its answers, admitted
+    through an :class:`~rxchannel.transports.admission.Admission` (the one mechanism the
+    hub's own caps use): when they are all taken, a newcomer takes the place of the oldest
+    request of the address with the most waiting."""
 
-    def __init__(self, ws: web.WebSocketResponse, hub_id: str):
+    def __init__(self, ws: web.WebSocketResponse, hub_id: str, name: str, limits: RendezvousLimits):
         self.ws = ws
         self.hub_id = hub_id
         self.pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
-        self.clients: dict[int, str] = {}  # who is waiting for each pending request
+        self.admission = Admission(
+            f"requests waiting for hub {name!r}",
+            ThrottledLog(log),
+            limit=limits.max_pending,
+            per_key=limits.max_pending_per_address,
+            same_key_evicts=False,
+            grace=0.0,
+        )
         self.served = 0
-        self.evicted = 0
 
-    def held_by(self, client: str) -> int:
-        return sum(1 for c in self.clients.values() if c == client)
-
-    def make_room(self, client: str) -> bool:
-        """Evict the newest request of the address holding the most, if it holds more than ``client``."""
-        counts: dict[str, int] = {}
-        for c in self.clients.values():
-            counts[c] = counts.get(c, 0) + 1
-        heaviest = max(counts, key=lambda c: counts[c], default=None)
-        if heaviest is None or counts[heaviest] <= counts.get(client, 0):
-            return False
-        victim = max(i for i, c in self.clients.items() if c == heaviest)
-        waiter = self.pending.pop(victim)
-        del self.clients[victim]
-        if not waiter.done():
-            waiter.set_exception(_EvictedError())
-        self.evicted += 1
-        return True
+    @property
+    def evicted(self) -> int:
+        """Requests dropped to make room for one from an address with fewer waiting."""
+        return sum(self.admission.evicted.values())
 
 
 class _EvictedError(Exception):
@@ -212,7 +208,8 @@ class RendezvousServer:
         if held is not None:  # the same hub again: its old connection is dead or dying
             self._unregister(name, held, "replaced by the same hub's new connection")
             await held.ws.close()
-        mine = self.hubs[name] = _Registered(ws, hub_id)
+        self.listener.proven(request)  # it knows the secret: never evicted for newcomers
+        mine = self.hubs[name] = _Registered(ws, hub_id, name, self.limits)
         log.info("hub %r registered from %s", name, client_of(request), extra={"event": "rendezvous.registered"})
         try:
             async for message in ws:
@@ -263,22 +260,47 @@ class RendezvousServer:
                 f"no hub named {name!r} is registered at this rendezvous: is it running with "
                 f"'rxchannel serve ROOT --rendezvous {self.url} --name {name}'?",
             )
-        if hub.held_by(client) >= self.limits.max_pending_per_address:
+        waiter: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+
+        def evict(_reason: str) -> None:
+            if not waiter.done():
+                waiter.set_exception(_EvictedError())
+
+        ticket = hub.admission.admit(client, evict, rank=ASKED)
+        if ticket is None:
+            if hub.admission.last_cap == "key":
+                return self._refuse(
+                    429,
+                    f"{client} has {self.limits.max_pending_per_address} requests waiting for {name!r}",
+                    retry_after=1,
+                )
             return self._refuse(
-                429, f"{client} has {self.limits.max_pending_per_address} requests waiting for {name!r}", retry_after=1
+                503, f"the hub {name!r} has {hub.admission.total} requests waiting: try again", retry_after=2
             )
-        if len(hub.pending) >= self.limits.max_pending and not hub.make_room(client):
-            return self._refuse(
-                503, f"the hub {name!r} has {len(hub.pending)} requests waiting: try again", retry_after=2
-            )
+        try:
+            return await self._relayed(request, hub, name, tail, client, waiter)
+        finally:
+            ticket.leave()
+
+    async def _relayed(
+        self,
+        request: web.Request,
+        hub: _Registered,
+        name: str,
+        tail: str,
+        client: str,
+        waiter: asyncio.Future[dict[str, Any]],
+    ) -> web.StreamResponse:
         try:
             body = await self.listener.read_body(request, self.limits.max_body)
         except RequestRefusedError as exc:
             return self._refuse(exc.status, exc.message)
+        if waiter.done():  # evicted while its body arrived
+            return self._refuse(
+                503, f"the hub {name!r} is busy with requests from many addresses: try again", retry_after=2
+            )
         ident = next(self._ids)
-        waiter: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         hub.pending[ident] = waiter
-        hub.clients[ident] = client
         message = {
             "id": ident,
             "method": request.method,
@@ -303,7 +325,6 @@ class RendezvousServer:
             )
         finally:
             hub.pending.pop(ident, None)
-            hub.clients.pop(ident, None)
         hub.served += 1
         try:
             status = int(answer["status"])

@@ -157,7 +157,10 @@ class WebRtcListener(HttpListener):
                     )
                 body = await self.read_body(request, body_limit, hint=" (raise it with --max-offer-bytes)")
                 self.authenticate(request, body)
-                answer = await answerer.answer(offer_json(body), client)
+                connection = request.transport
+                answer = await answerer.answer(
+                    offer_json(body), client, gone=lambda: connection is None or connection.is_closing()
+                )
             except RequestRefusedError as exc:
                 self.note_refusal(request, exc)
                 return refusal(exc)

@@ -13,6 +13,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -373,6 +374,25 @@ def test_busy_port(hubs: Hubs, capsys: pytest.CaptureFixture[str]) -> None:
     )
 
 
+def _proven(transport: str, host: str, port: int) -> socket.socket:
+    """A connection that has sent its SETUP (over a WebSocket for an HTTP hub), given time to be read."""
+    from rxchannel.core import prefix
+    from tests.hostile.flood import SETUP, upgrade, ws_frame
+
+    sock = socket.create_connection((host, port))
+    if transport == "tcp":
+        sock.sendall(prefix(SETUP) + SETUP)
+    else:
+        sock.sendall(upgrade())
+        answer = b""
+        while b"\r\n\r\n" not in answer:
+            answer += sock.recv(4096)
+        assert answer.startswith(b"HTTP/1.1 101"), answer
+        sock.sendall(ws_frame(SETUP))
+    time.sleep(0.5)
+    return sock
+
+
 def test_a_hub_at_its_connection_cap_says_so(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     root = tmp_path / "root"
     make_file(root / "a.bin", 10, seed=1)
@@ -381,7 +401,8 @@ def test_a_hub_at_its_connection_cap_says_so(tmp_path: Path, capsys: pytest.Capt
         proc, url = _start(root, "--transport", transport, "--max-connections", "8", "--processes", "1")
         try:
             host, port = _host_port(url).rsplit(":", 1)
-            with socket.create_connection((host, int(port))):  # holds this address's only slot
+            # holds this address's only slot, proven by its SETUP: a silent one would make room (issue 26)
+            with _proven(transport, host, int(port)):
                 assert main(["fetch", url, "a.bin", "-o", str(tmp_path / "a.bin")]) in (2, 4)
             err = capsys.readouterr().err
             assert "the hub is busy: 1 " in err and "(limit 1 per address); try again later" in err, err

@@ -166,9 +166,10 @@ def test_each_process_gets_its_share_of_the_hubs_limits() -> None:
 
     args = build_parser().parse_args(["serve", "root", "--max-connections", "100", "--processes", "4"])
     argv = child_argv(["serve", "root"], 2, 4, 8765, args)
-    assert argv[-12:] == [
+    assert argv[-14:] == [
         "--port", "8765", "--processes", "1", "--process-of", "3/4",
-        "--max-connections", "25", "--max-open-files", "256", "--max-pending-offers", "16",
+        "--max-connections", "25", "--max-open-files", "256", "--max-unfinished", str(16 << 20),
+        "--max-pending-offers", "16",
     ]  # fmt: skip
     assert processes_for(build_parser().parse_args(["serve", "root", "--transport", "tcp"])) == 1
     assert processes_for(args) == 4

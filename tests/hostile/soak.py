@@ -8,6 +8,15 @@ mark, connection and file exhaustion, reassembly, pushes, listings) and a WebRTC
 a secret (unsigned and oversized offers, slow HTTP clients).
 
     python -m tests.hostile.soak [--seconds 120] [--json]
+    python -m tests.hostile.soak --addresses 200 [--seconds 120] [--json]
+
+With ``--addresses N`` (issue 26, the many-address mode) the attackers are the floods of
+:mod:`tests.hostile.flood`, each from N source addresses of its own across 127.0.0.0/8,
+against a hub whose caps they fill (TCP hub: silent connections and SETUPs that never
+request; WebRTC hub with a secret: slow-loris headers, WebSocket upgrades that never send
+SETUP, unsigned and signed-but-abandoned offers), and every legitimate fetch comes from a
+fresh source address (127.200.x.y: its signaling and its TCP or WebSocket connection;
+WebRTC's own candidates stay on 127.0.0.1, the hub's loopback).
 
 Exits 1 if a legitimate fetch failed or a bound was crossed: hub RSS growth over its
 level after the first fetch > ``--max-rss-growth`` MB, RSS still growing in the second
@@ -32,6 +41,7 @@ import asyncio
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -173,6 +183,40 @@ async def _attack_http(url: str, seconds: float) -> dict[str, int]:
 
 # ------------------------------------------------------------------ the measuring process
 
+_fresh = [0]
+
+
+def _from_fresh_addresses() -> None:
+    """Make every TCP connection this process dials to loopback come from a fresh source
+    address (127.200.x.y, one per connection): a legitimate worker no cap has seen before."""
+    import asyncio.base_events
+
+    dial = asyncio.base_events.BaseEventLoop.create_connection
+
+    async def create_connection(self: Any, *args: Any, **kwargs: Any) -> Any:
+        host = kwargs.get("host", args[1] if len(args) > 1 else None)
+        if kwargs.get("local_addr") is None and kwargs.get("sock") is None and str(host).startswith("127."):
+            _fresh[0] += 1
+            n = _fresh[0]
+            kwargs["local_addr"] = (f"127.200.{n // 250 % 250}.{n % 250 + 1}", 0)
+        return await dial(self, *args, **kwargs)
+
+    asyncio.base_events.BaseEventLoop.create_connection = create_connection  # type: ignore[method-assign]
+
+    import aiohttp.connector  # aiohttp makes its sockets itself (happy eyeballs), then hands them over
+
+    start = aiohttp.connector.aiohappyeyeballs.start_connection
+
+    async def start_connection(addr_infos: Any, *args: Any, **kwargs: Any) -> Any:
+        if not kwargs.get("local_addr_infos") and all(str(info[4][0]).startswith("127.") for info in addr_infos):
+            _fresh[0] += 1
+            n = _fresh[0]
+            source = (f"127.200.{n // 250 % 250}.{n % 250 + 1}", 0)
+            kwargs["local_addr_infos"] = [(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", source)]
+        return await start(addr_infos, *args, **kwargs)
+
+    aiohttp.connector.aiohappyeyeballs.start_connection = start_connection
+
 
 def _sample(pid: int) -> tuple[float, int]:
     with open(f"/proc/{pid}/status") as status:
@@ -201,7 +245,24 @@ async def _legit(url: str, root: Path, out: Path, secret: str | None) -> bool:
         return False
 
 
-async def _round(kind: str, seconds: float, root: Path, tmp: Path) -> dict[str, Any]:
+#: the floods of the many-address mode, per kind of hub: (attack, its block of 127.B.0.0/16, per address)
+FLOODS = {
+    "tcp": [("silent", 31, 2), ("setup", 32, 2)],
+    "webrtc": [("slowloris", 33, 2), ("upgrade", 34, 2), ("offers", 35, 1)],
+}
+
+
+def _floods(kind: str, url: str, addresses: int, seconds: float) -> list[subprocess.Popen[str]]:
+    started = []
+    for attack, block, per in FLOODS[kind]:
+        command = [sys.executable, "-m", "tests.hostile.flood", attack, url, "--block", str(block)]
+        command += ["--addresses", str(addresses), "--per-address", str(per), "--seconds", str(seconds)]
+        command += ["--secret", SECRET] if kind == "webrtc" else []
+        started.append(subprocess.Popen(command, stdout=subprocess.PIPE, text=True))
+    return started
+
+
+async def _round(kind: str, seconds: float, root: Path, tmp: Path, addresses: int = 0) -> dict[str, Any]:
     args = ["--transport", kind, "--max-connections", str(CONNECTIONS), "--log-level", "error"]
     secret = SECRET if kind == "webrtc" else None
     if secret:
@@ -214,7 +275,11 @@ async def _round(kind: str, seconds: float, root: Path, tmp: Path) -> dict[str, 
     try:
         ok = await _legit(url, root, tmp / "legit.bin", secret)
         base_rss, base_fds = _sample(hub.pid)
-        attacker = subprocess.Popen([*SELF, "attack", kind, url, str(seconds)], stdout=subprocess.PIPE, text=True)
+        if addresses:
+            attackers = _floods(kind, url, addresses, seconds)
+        else:
+            attack = [*SELF, "attack", kind, url, str(seconds)]
+            attackers = [subprocess.Popen(attack, stdout=subprocess.PIPE, text=True)]
         fetches = {"ok": int(ok), "failed": int(not ok)}
         peak_rss, peak_fds = base_rss, base_fds
         halves = [base_rss, base_rss]  # the RSS peak of each half of the round
@@ -228,13 +293,21 @@ async def _round(kind: str, seconds: float, root: Path, tmp: Path) -> dict[str, 
             half = int(time.monotonic() - start > seconds / 2)
             halves[half] = max(halves[half], rss)
             await asyncio.sleep(1)
-        out, _ = attacker.communicate(timeout=60)
-        attacks = json.loads(out) if out.strip() else {}
+        attacks: dict[str, Any] = {}
+        for attacker in attackers:
+            out, _ = attacker.communicate(timeout=60)
+            lines = [line for line in out.splitlines() if line.startswith("{")]
+            summary = json.loads(lines[-1]) if lines else {}
+            if "kind" in summary:  # a flood: what it opened, and how many of those the hub closed
+                attacks[summary["kind"]] = f"{summary['opened']} ({summary['closed_by_hub']} closed)"
+            else:
+                attacks.update(summary)
     finally:
         hub.send_signal(signal.SIGTERM)
         hub.wait(timeout=30)
     return {
         "hub": kind,
+        "addresses": addresses,
         "seconds": seconds,
         "attacks": attacks,
         "legit_fetches": fetches,
@@ -259,8 +332,10 @@ def _check(result: dict[str, Any], max_growth: float, max_late_growth: float) ->
     late = rss["peak_second_half"] - rss["peak_first_half"]
     if late > max_late_growth:
         problems.append(f"{result['hub']}: hub RSS still grew {late:.0f} MB in the second half (a leak?)")
-    if result["hub_fds"]["peak"] > CONNECTIONS + 64:
-        problems.append(f"{result['hub']}: {result['hub_fds']['peak']} fds open (cap {CONNECTIONS} + 64)")
+    # the connections, their headroom (an eighth), and for WebRTC the pending offers' UDP sockets
+    cap = CONNECTIONS + CONNECTIONS // 8 + 64 + (64 * 4 if result["addresses"] and result["hub"] == "webrtc" else 0)
+    if result["hub_fds"]["peak"] > cap:
+        problems.append(f"{result['hub']}: {result['hub_fds']['peak']} fds open (bound {cap})")
     return problems
 
 
@@ -277,8 +352,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--max-late-growth", type=float, default=32.0, help="MB the second half's peak may exceed the first's (32)"
     )
+    parser.add_argument(
+        "--addresses", type=int, default=0, help="the many-address mode: each flood from this many addresses"
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
+    if args.addresses:
+        _from_fresh_addresses()
     from tests.support import make_file
 
     results = []
@@ -289,7 +369,7 @@ def main(argv: list[str] | None = None) -> int:
         for i in range(300):
             make_file(root / "many" / f"f{i:04}.bin", 10, seed=i)
         for kind in ("tcp", "webrtc"):
-            results.append(asyncio.run(_round(kind, args.seconds, root, Path(tmp))))
+            results.append(asyncio.run(_round(kind, args.seconds, root, Path(tmp), args.addresses)))
     problems = [p for r in results for p in _check(r, args.max_rss_growth, args.max_late_growth)]
     if args.json:
         print(json.dumps({"rounds": results, "problems": problems}))

@@ -168,15 +168,6 @@ async def test_case_03_whole_file_buffers_for_a_peer_that_never_reads_hold_at_mo
         root, hub={"max_buffer": 4 << 20, "max_buffers": 2}, limits=TransportLimits(stall_timeout=1.5)
     )
     watch = QueueWatch(server)
-    peak = 0
-    done = hub._buffer_done
-
-    def counted_done() -> None:
-        nonlocal peak
-        peak = max(peak, hub.buffers_in_flight)
-        done()
-
-    hub._buffer_done = counted_done  # type: ignore[method-assign]
     conn = Connection(Role.CLIENT, now=0)
     for _ in range(64):
         conn.request(Interaction.RESPONSE, metadata=request_metadata("buffers/big.bin"), now=0)
@@ -187,7 +178,7 @@ async def test_case_03_whole_file_buffers_for_a_peer_that_never_reads_hold_at_mo
         await legit_fetch(server.url, "legit.bin", root, tmp_path / "legit.bin")
         error = await asyncio.wait_for(attacker.wait_closed(), 30)
         assert isinstance(error, rx.ConnectionLostError) and "stopped reading" in str(error)
-        assert peak <= 2, f"{peak} buffers were held at once (limit 2)"
+        assert hub.buffers.peak <= 2, f"{hub.buffers.peak} buffers were held at once (limit 2)"
         assert watch.worst <= (1 << 20) + (4 << 20) + (1 << 16), watch.worst
         await eventually(lambda: hub.buffers_in_flight == 0, what="the dropped peer's slots coming back")
     finally:
@@ -202,7 +193,9 @@ def open_fds() -> int:
     return len(os.listdir("/proc/self/fd"))
 
 
-async def test_case_04_connections_past_the_cap_are_closed_and_fds_stay_bounded(root: Path, tmp_path: Path) -> None:
+async def test_case_04_connections_past_the_per_address_cap_make_room_and_fds_stay_bounded(
+    root: Path, tmp_path: Path
+) -> None:
     hub, server = await start_hub(root, listen_limits=ListenLimits(max_connections=40, max_per_address=10))
     before = open_fds()
     writers = []
@@ -221,10 +214,11 @@ async def test_case_04_connections_past_the_cap_are_closed_and_fds_stay_bounded(
                 closed += 1  # the hub reset it
             except TimeoutError:
                 pass  # admitted
-        # a refused client reads why: ERROR[REJECTED_SETUP] on stream 0, naming the limit
+        # an evicted client reads why: ERROR[REJECTED_SETUP] on stream 0 (the newest from an
+        # address at its cap takes the place of its oldest that has sent no SETUP)
         refusal = decode_frame(told[0][3:])
         assert isinstance(refusal, ErrorFrame) and refusal.stream_id == 0
-        assert "the hub is busy: 10 TCP connections open from 127.0.0.2 (limit 10 per address)" in refusal.message
+        assert "the hub is busy: this connection made room for a newer one from the same address" in refusal.message
         assert closed >= 50, f"only {closed} of 60 connections from one address were closed (limit 10)"
         # ours: 60 client sockets; the hub's: at most the 10 it admitted from that address
         assert open_fds() - before <= 60 + 10 + 4
@@ -270,6 +264,39 @@ async def test_case_04_file_streams_past_the_budget_are_refused_and_others_keep_
         await eventually(lambda: hub.streams_open == 0, what="cancelled streams giving their files back")
     finally:
         await hog.close()
+        await server.close()
+
+
+async def test_case_04_file_streams_that_wait_for_demand_make_room_when_the_budget_is_full(
+    root: Path, tmp_path: Path
+) -> None:
+    """Issue 26: four connections hold the whole open-file budget (8) with streams they never
+    read past the first chunk; once those have waited ``stream_idle`` for demand, a new
+    worker's stream takes a place (the oldest idle one's file is closed at once), and the
+    evicted stream fails on its next pull saying to resume."""
+    hub, server = await start_hub(root, hub={"max_open_files": 8, "max_files_per_connection": 2, "stream_idle": 0.3})
+    hogs = [await connect(server.url) for _ in range(4)]
+    try:
+        streams = [hog.request_stream("files/big.bin", window=1) for hog in hogs for _ in range(2)]
+        await asyncio.gather(*(s.next() for s in streams))  # one chunk each, then nothing: idle
+        assert hub.streams_open == 8 and len(hub.sources) == 8
+        await asyncio.sleep(0.4)
+        await legit_fetch(server.url, "legit.bin", root, tmp_path / "legit.bin")
+        assert hub.files.evicted["full"] >= 1 and hub.streams_open <= 8
+        await eventually(lambda: len(hub.sources) <= 8 - hub.files.evicted["full"], what="evicted files closed")
+        failed = []
+        for stream in streams:
+            stream.request(2)
+            try:
+                await stream.next()
+                await stream.next()
+            except rx.RemoteError as exc:
+                failed.append(exc.message)
+        assert len(failed) == hub.files.evicted["full"], failed
+        assert all("closed to make room for another" in m and "resume from your offset" in m for m in failed)
+    finally:
+        for hog in hogs:
+            await hog.close()
         await server.close()
 
 
@@ -421,6 +448,51 @@ async def test_case_10_uploads_are_capped_checked_for_space_and_never_left_behin
             with pytest.raises(rx.RemoteError, match="not enough space"):
                 await push_file(peer, tmp_path / "small.up")
         assert sorted(p.name for p in inbox.iterdir()) == [], "nothing partial or refused is left in the inbox"
+    finally:
+        await server.close()
+
+
+async def test_case_10_unauthenticated_pushes_have_a_per_address_budget_and_stalled_ones_are_removed(
+    root: Path, tmp_path: Path
+) -> None:
+    """Issue 26: without a secret, one address holds at most ``max_upload_per_address`` in the
+    inbox (finished and unfinished pushes together); a push that sends nothing for
+    ``upload_idle`` fails and its partial is removed at once, the connection kept."""
+    inbox = tmp_path / "inbox"
+    hub, server = await start_hub(root, hub={"inbox": inbox, "max_upload_per_address": 3 << 20, "upload_idle": 0.5})
+    try:
+        async with await connect(server.url) as peer:
+            for n in range(2):
+                make_file(tmp_path / f"up{n}.bin", 1 << 20, seed=n)
+                await push_file(peer, tmp_path / f"up{n}.bin")
+            make_file(tmp_path / "big.up", 2 << 20, seed=9)
+            with pytest.raises(rx.RemoteError, match=r"already has 2 MiB .* may hold 3 MiB"):
+                await push_file(peer, tmp_path / "big.up")  # announced: refused before a byte is written
+
+            async def unannounced() -> AsyncIterator[bytes]:
+                for _ in range(32):
+                    yield b"z" * CHUNK  # 2 MiB, no size announced
+
+            replies = peer.request_channel("push/sneaky.bin", unannounced())
+            with pytest.raises(rx.RemoteError, match=r"past the 3 MiB an address may hold"):
+                await replies.collect()
+            (inbox / "up0.bin").unlink()  # the operator took one away: room again
+            make_file(tmp_path / "small.up", 500_000, seed=10)
+            await push_file(peer, tmp_path / "small.up")
+
+            stalled = asyncio.Event()
+
+            async def stalls() -> AsyncIterator[bytes]:
+                yield b"s" * CHUNK
+                await stalled.wait()  # the sender goes quiet, its connection alive
+
+            replies = peer.request_channel("push/stalled.bin", stalls())
+            with pytest.raises(rx.RemoteError, match="nothing of this upload arrived for 0 s"):
+                await replies.collect()
+            assert not list(inbox.glob("*.part")), "the stalled push's partial file is removed at once"
+            assert await peer.request_response("files", b"") is not None  # the connection goes on
+            stalled.set()
+        assert sorted(p.name for p in inbox.iterdir()) == ["small.up", "up1.bin"]
     finally:
         await server.close()
 

@@ -225,6 +225,25 @@ async def test_case_07_no_connectivity_check_is_sent_to_a_denied_address(
         control.close()
 
 
+async def test_an_offer_whose_offerer_left_before_its_answer_keeps_nothing(
+    make_lab: Callable[..., Awaitable[Lab]],
+) -> None:
+    """Issue 26: the offerer posts its offer and hangs up before the answer: the peer connection
+    made for it is closed at once, not kept until its deadline."""
+    lab = await make_lab(offer_rate=1000, offer_burst=1000)
+    offer = body(await real_offer())
+    host, port = lab.server.url.removeprefix("http://").rsplit(":", 1)
+    _, writer = await asyncio.open_connection(host, int(port), local_addr=(ATTACKER, 0))
+    head = f"POST /offer HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {len(offer)}\r\n"
+    writer.write(head.encode() + b"\r\n" + offer)
+    await writer.drain()
+    writer.close()  # gone before the answer
+    await eventually(lambda: lab.answerer.created[ATTACKER] == 1, what="the offer answered")
+    await eventually(lambda: not lab.answerer.pending, what="its peer connection released")
+    assert lab.answerer.admission.evicted["offerer gone"] == 1
+    await lab.legit_fetch()
+
+
 # ------------------------------------------------------------------ 8. one large offer
 
 

@@ -607,13 +607,15 @@ async def offer_and_never_connect(url: str) -> int:
             "this browser's address sent too many requests: wait ",
         ),
         (
-            SignalingLimits(max_pending=1),
-            503,
-            "1 WebRTC offers are pending, the limit is 1 (raise it with --max-pending-offers)",
-            "the hub is busy: wait 2 s, then press retry",
+            # the one pending slot of this address (a full hub would make room: issue 26)
+            SignalingLimits(max_pending=1, max_pending_per_address=1),
+            429,
+            "1 WebRTC offers from 127.0.0.1 are pending, the limit per address is 1 (raise it with "
+            "--max-pending-offers)",
+            "this browser's address sent too many requests: wait ",
         ),
     ],
-    ids=["rate-limited", "busy"],
+    ids=["rate-limited", "pending"],
 )
 async def test_a_refused_offer_shows_the_hubs_reason_and_when_to_retry_in_the_row(
     tmp_path: Path, limits: SignalingLimits, status: int, said: str, todo: str

@@ -163,10 +163,13 @@ async def test_a_flood_of_offers_from_many_addresses_is_bounded_and_a_legitimate
         flat = [s for per in statuses for s in per]
         assert len(flat) == 1200
         # each address gets at most its burst of 4 relayed (the hub refuses the junk SDP: 400), the rest
-        # 429 at once; whoever holds the most waiting requests makes room for a newcomer (503)
-        assert flat.count(429) >= 200 * (6 - 4), sorted(set(flat))
-        assert all(s in (400, 429, 503) for s in flat), sorted(set(flat))
-        assert met.rendezvous.refused.get(429, 0) >= 400
+        # 429 at once; whoever holds the most waiting requests makes room for a newcomer (503), and when
+        # the rendezvous's connections are all taken, a newcomer evicts one that has not sent its
+        # request yet (503, or a reset when the request was on its way: 0)
+        assert flat.count(400) <= 200 * 4
+        assert all(s in (0, 400, 429, 503) for s in flat), sorted(set(flat))
+        assert flat.count(429) + flat.count(503) + flat.count(0) >= 200 * (6 - 4)
+        assert met.rendezvous.refused.get(429, 0) >= 200, met.rendezvous.refused
         assert not met.rendezvous.hubs["lab"].pending, "nothing left waiting for the hub"
 
 
