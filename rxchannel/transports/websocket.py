@@ -135,8 +135,11 @@ class WebSocketTransport(Transport):
         # loop that is cancelled leaves it running; the next receive() or close() takes it.
         if self._receiving is None:
             self._receiving = asyncio.ensure_future(self._ws.receive())
-        msg = await asyncio.shield(self._receiving)
-        self._receiving = None
+        try:
+            msg = await asyncio.shield(self._receiving)
+        finally:
+            if self._receiving is not None and self._receiving.done():
+                self._receiving = None  # taken, whatever its outcome (an error's frames hold this transport)
         if msg.type == WSMsgType.BINARY:
             return [msg.data]
         if msg.type == WSMsgType.TEXT:

@@ -282,7 +282,10 @@ async def dial_webrtc(
             headers[PROCESS_HEADER] = affinity["process"]
         return headers
 
+    heard: list[int] = []  # the statuses the hub answered with: none means it never answered
+
     def landed(response: aiohttp.ClientResponse) -> None:
+        heard.append(response.status)
         if affinity is not None and PROCESS_HEADER in response.headers:
             affinity["process"] = response.headers[PROCESS_HEADER]
 
@@ -292,6 +295,7 @@ async def dial_webrtc(
             path = urlsplit(base + "/ice-servers").path
             try:
                 async with session.get(base + "/ice-servers", headers=signed("GET", path, b"")) as response:
+                    heard.append(response.status)
                     _check_kind(url, response)
                     if response.status == 404:
                         return []  # a hub that hands out no ICE servers
@@ -361,4 +365,8 @@ async def dial_webrtc(
         except WebRtcConnectError as exc:
             raise WebRtcConnectError(f"WebRTC to {url} failed: {exc}", exc.status, exc.retry_after) from None
         except TimeoutError:
+            if not heard:  # the session's own deadline and this one race: say what happened either way
+                raise WebRtcConnectError(
+                    f"WebRTC to {url} failed: the hub did not answer within {timeout:g} s"
+                ) from None
             raise WebRtcConnectError(f"WebRTC to {url} did not open within {timeout:g} s") from None

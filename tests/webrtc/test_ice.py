@@ -114,7 +114,10 @@ async def test_the_hub_hands_workers_minted_turn_credentials_behind_its_secret(t
     expiry, _ = minted["username"].split(":")
     mac = hmac.new(b"turn-secret", minted["username"].encode(), hashlib.sha1).digest()
     assert minted["credential"] == base64.b64encode(mac).decode() and int(expiry) > 0
-    assert "pw" not in json.dumps(given), "the hub's own static TURN credential is never handed out"
+    handed = [(entry.get("username"), entry.get("credential")) for entry in given["iceServers"]]
+    assert ("me", "pw") not in handed and "mine.example.org" not in json.dumps(given), (
+        "the hub's own static TURN server and credential are never handed out"
+    )
 
 
 async def test_a_full_udp_port_range_refuses_the_offer_and_names_the_flag() -> None:
