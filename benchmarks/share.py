@@ -31,9 +31,9 @@ MIB = 1 << 20
 async def serve(root: str, join_window: float) -> None:
     """The hub process: prints its URL, serves until stdin closes. ``stats`` reports its counters."""
     import rxchannel as rxc
-    from rxchannel.hub import Hub
+    from rxchannel.hub import Hub, HubLimits
 
-    hub = Hub(root, share_join_window=join_window)
+    hub = Hub(root, limits=HubLimits(share_join_window=join_window))
     egress = [0]
 
     @hub.router.response("stats")

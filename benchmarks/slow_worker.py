@@ -28,13 +28,13 @@ CHUNK = 64 * 1024
 
 async def run(size: int, rate: float, window: int, every: float = 0.05) -> dict[str, Any]:
     import rxchannel as rxc
-    from rxchannel.hub import Hub
+    from rxchannel.hub import Hub, HubLimits
 
     with tempfile.TemporaryDirectory(prefix="rxbench-slow-") as tmp:
         path = Path(tmp, "big.bin")
         with open(path, "wb") as handle:
             handle.truncate(size)  # sparse: the page cache, not the device, is what is read
-        hub = Hub(tmp, chunk_size=CHUNK)
+        hub = Hub(tmp, limits=HubLimits(chunk_size=CHUNK))
         server = await rxc.serve_tcp(hub.router)
         consumed = most_ahead = 0
         samples: list[list[float]] = []

@@ -17,7 +17,7 @@ from pathlib import Path
 from aiostream import pipe
 
 from rxchannel import aiostream as rxpipe
-from rxchannel.hub import Hub
+from rxchannel.hub import Hub, HubLimits
 from rxchannel.runtime import connect, serve
 
 
@@ -27,7 +27,7 @@ async def main() -> None:
         root.mkdir()
         data = os.urandom(1_000_000)
         (root / "blob.bin").write_bytes(data)
-        service = await serve(Hub(root, chunk_size=32 * 1024).router, transport="ws")
+        service = await serve(Hub(root, limits=HubLimits(chunk_size=32 * 1024)).router, transport="ws")
         peer = await connect(service.url)
 
         digest = hashlib.sha256()

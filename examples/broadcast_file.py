@@ -19,7 +19,7 @@ from pathlib import Path
 
 import rxchannel as rxc
 from rxchannel.files import fetch_file, sha256_file
-from rxchannel.hub import Hub
+from rxchannel.hub import Hub, HubLimits
 
 
 async def main() -> None:
@@ -27,7 +27,7 @@ async def main() -> None:
         root = Path(tmp) / "share"
         root.mkdir()
         (root / "big.bin").write_bytes(os.urandom(8 << 20))
-        hub = Hub(root, share_join_window=0.5, share_max_lag=32)
+        hub = Hub(root, limits=HubLimits(share_join_window=0.5, share_max_lag=32))
         server = await rxc.serve_tcp(hub.router)  # any transport: rxc.serve(hub.router, transport="webrtc")
         workers = [await rxc.connect_tcp("127.0.0.1", server.port) for _ in range(4)]
         results = await asyncio.gather(

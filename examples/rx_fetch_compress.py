@@ -18,7 +18,7 @@ import reactivex as rx
 from reactivex import operators as ops
 
 from rxchannel import reactive
-from rxchannel.hub import Hub
+from rxchannel.hub import Hub, HubLimits
 from rxchannel.operators import windowed
 from rxchannel.runtime import connect, serve
 
@@ -29,7 +29,7 @@ async def main() -> None:
         root.mkdir()
         original = b"".join(b"reading %d: %s\n" % (i, os.urandom(4).hex().encode()) for i in range(40000))
         (root / "data.bin").write_bytes(original)
-        hub = Hub(root, chunk_size=64 * 1024)
+        hub = Hub(root, limits=HubLimits(chunk_size=64 * 1024))
         service = await serve(hub.router, transport="webrtc")  # loopback ICE, no STUN
         peer = await connect(service.url)
 

@@ -25,7 +25,7 @@ from typing import Any
 
 import rxchannel as rx
 from rxchannel.fanout import Job, Relay, relay, work
-from rxchannel.hub import Hub
+from rxchannel.hub import Hub, HubLimits
 
 
 async def _until_stdin_closes() -> None:
@@ -41,7 +41,7 @@ def _rss_kb() -> int:
 
 
 async def run_hub(args: argparse.Namespace) -> None:
-    hub = Hub(args.root, chunk_size=args.chunk_size)
+    hub = Hub(args.root, limits=HubLimits(chunk_size=args.chunk_size))
 
     @hub.router.response("stats")
     def stats(request: rx.Request) -> bytes:

@@ -24,7 +24,7 @@ from typing import Any
 
 import rxchannel as rx
 from rxchannel.files import FileSource, Manifest, ManifestCache
-from rxchannel.hub import Hub
+from rxchannel.hub import Hub, HubLimits
 
 
 class _Twin(ManifestCache):
@@ -62,7 +62,7 @@ class _Slow:
 
 async def main(args: argparse.Namespace) -> None:
     root = Path(args.root).resolve()
-    hub = Hub(root, chunk_size=args.chunk_size)
+    hub = Hub(root, limits=HubLimits(chunk_size=args.chunk_size))
     if args.manifest_from:
         hub.manifests = _Twin(root, Path(args.manifest_from).resolve())
     ranges: list[list[int]] = []

@@ -30,7 +30,7 @@ from rxchannel.files import (
     list_remote,
     push_file,
 )
-from rxchannel.hub import Hub
+from rxchannel.hub import Hub, HubLimits
 from rxchannel.runtime import Peer, Server, connect, serve
 from rxchannel.transports import ListenLimits
 from rxchannel.transports.http import HttpListener
@@ -333,10 +333,12 @@ async def cmd_serve(args: argparse.Namespace) -> int:
     hub = Hub(
         args.root,
         inbox=args.inbox,
-        chunk_size=args.chunk_size,
-        max_upload=args.max_upload,
-        max_upload_per_address=None if args.secret else args.max_upload_per_address,
-        max_open_files=args.max_open_files,
+        limits=HubLimits(
+            chunk_size=args.chunk_size,
+            max_upload=args.max_upload,
+            max_upload_per_address=None if args.secret else args.max_upload_per_address,
+            max_open_files=args.max_open_files,
+        ),
         endpoints=args.endpoint,
         endpoint_limits=endpoint_limits(args),
     )

@@ -12,13 +12,15 @@ import os
 from importlib.metadata import PackageNotFoundError, version
 from typing import NoReturn
 
-from rxchannel.transports import KINDS, kind_of
+from rxchannel.hub.limits import HUB_CONNECTION, HubLimits
+from rxchannel.transports import KINDS, ListenLimits, kind_of
 
 from .endpoints import add_endpoint_options
 from .errors import UsageError, printable
 from .ice import add_ice_options, add_path_options
 from .jetstream import add_jetstream_options
 from .loops import add_loop_option
+from .units import format_size
 from .values import CHUNK, PORT, SIZE, positive_float, positive_int
 
 __all__ = ["build_parser"]
@@ -95,6 +97,11 @@ def _inbox_name(text: str) -> str:
     return _utf8(text, "inbox names")
 
 
+#: the defaults the hub's options show and take: the library's own
+HUB = HubLimits()
+LISTEN = ListenLimits()
+
+
 def _add_common(p: argparse.ArgumentParser, *, hub: bool) -> None:
     add_path_options(p, hub=hub)
     add_ice_options(p, hub=hub)
@@ -107,16 +114,16 @@ def _add_common(p: argparse.ArgumentParser, *, hub: bool) -> None:
     rsocket.add_argument(
         "--keepalive",
         type=positive_float("a keepalive interval"),
-        default=10.0,
+        default=HUB_CONNECTION.keepalive_interval,
         metavar="SECONDS",
-        help="seconds between keepalives the dialing side sends (default 10)",
+        help=f"seconds between keepalives the dialing side sends (default {HUB_CONNECTION.keepalive_interval:g})",
     )
     rsocket.add_argument(
         "--max-lifetime",
         type=positive_float("a lifetime"),
-        default=30.0,
+        default=HUB_CONNECTION.max_lifetime,
         metavar="SECONDS",
-        help="seconds of silence before the other side is declared dead (default 30)",
+        help=f"seconds of silence before the other side is declared dead (default {HUB_CONNECTION.max_lifetime:g})",
     )
     rsocket.add_argument(
         "--resume-timeout",
@@ -143,9 +150,9 @@ def _add_common(p: argparse.ArgumentParser, *, hub: bool) -> None:
     rsocket.add_argument(
         "--max-streams",
         type=positive_int("a stream count"),
-        default=256,
+        default=HUB_CONNECTION.max_streams,
         metavar="N",
-        help="streams the other side may have open at once (default 256)",
+        help=f"streams the other side may have open at once (default {HUB_CONNECTION.max_streams})",
     )
     add_loop_option(p)
 
@@ -188,36 +195,47 @@ def build_parser() -> argparse.ArgumentParser:
         help="allow an --inbox inside ROOT, where every upload is listed and served to everyone",
     )
     serve.add_argument(
-        "--chunk-size", type=CHUNK, default=64 * 1024, help="bytes per item of a file stream (default 64KiB)"
+        "--chunk-size",
+        type=CHUNK,
+        default=HUB.chunk_size,
+        help=f"bytes per item of a file stream (default {format_size(HUB.chunk_size)})",
     )
     serve.add_argument(
         "--max-connections",
         type=positive_int("a connection count"),
-        default=256,
+        default=LISTEN.max_connections,
         metavar="N",
-        help="connections at once (default 256; an eighth of it per address)",
+        help=f"connections at once (default {LISTEN.max_connections}; an eighth of it per address)",
     )
     serve.add_argument(
         "--max-unfinished",
         type=SIZE,
-        default=64 << 20,
+        default=LISTEN.max_unfinished,
         help="what messages half-sent (WebSocket messages, TCP frames) may hold on all connections together; "
-        "past it the least-proven sender of the most stalled one is dropped (default 64MiB)",
+        "past it the least-proven sender of the most stalled one is dropped "
+        f"(default {format_size(LISTEN.max_unfinished)})",
     )
-    serve.add_argument("--max-upload", type=SIZE, default=1 << 30, help="largest push accepted (default 1GiB)")
+    serve.add_argument(
+        "--max-upload",
+        type=SIZE,
+        default=HUB.max_upload,
+        help=f"largest push accepted (default {format_size(HUB.max_upload)})",
+    )
     serve.add_argument(
         "--max-upload-per-address",
         type=SIZE,
-        default=1 << 30,
+        default=HUB.max_upload_per_address,
         help="what one address may hold in the inbox, finished and unfinished pushes together, when the hub has "
-        "no --secret (default 1GiB; with a secret, peers are authenticated and only --max-upload applies)",
+        f"no --secret (default {format_size(HUB.max_upload_per_address or 0)}; with a secret, peers are "
+        "authenticated and only --max-upload applies)",
     )
     serve.add_argument(
         "--max-open-files",
         type=positive_int("a file count"),
-        default=1024,
+        default=HUB.max_open_files,
         metavar="N",
-        help="files open for streams at once (default 1024; 16 per connection)",
+        help=f"files open for streams at once (default {HUB.max_open_files}; "
+        f"{HUB.max_files_per_connection} per connection)",
     )
     serve.add_argument(
         "--log-level",

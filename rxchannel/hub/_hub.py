@@ -46,14 +46,15 @@ import logging
 import os
 import shutil
 import time
+import warnings
 from collections.abc import AsyncIterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from rxchannel.core import ApplicationError, ErrorCode, request_metadata
-from rxchannel.fanout.broadcast import Broadcast, Subscription, check_broadcast
-from rxchannel.files._common import CHUNK_SIZE, IntegrityError
+from rxchannel.fanout.broadcast import Broadcast, Subscription
+from rxchannel.files._common import IntegrityError
 from rxchannel.files.listing import list_page
 from rxchannel.files.manifest import ManifestCache
 from rxchannel.files.sandbox import resolve_inside
@@ -65,6 +66,7 @@ from rxchannel.transports.admission import PROVEN, Admission, ThrottledLog
 
 from ._parts import HeldFile, InboxBudget, host_of, make_parents, remove_empty
 from .endpoints import Endpoint, EndpointLimits, EndpointRoutes
+from .limits import LIMIT_NAMES, HubLimits
 
 #: One line per transfer (event ``transfer``) and upload (event ``upload``).
 log = logging.getLogger("rxchannel.hub")
@@ -75,7 +77,7 @@ STALE_UPLOAD = 600.0
 #: How often the inbox is swept for such partials (at the next push after this many seconds).
 SWEEP_EVERY = 60.0
 
-__all__ = ["HeldFile", "Hub"]
+__all__ = ["HeldFile", "Hub", "HubLimits"]
 
 
 def _is_dir(path: Path) -> bool:
@@ -85,35 +87,31 @@ def _is_dir(path: Path) -> bool:
         return False
 
 
+def _with_old_limits(limits: HubLimits, old: dict[str, Any]) -> HubLimits:
+    """``Hub(root, chunk_size=...)``, the keyword arguments before :class:`HubLimits`: still
+    taken for one release, with a warning."""
+    if not old:
+        return limits
+    unknown = sorted(set(old) - LIMIT_NAMES)
+    if unknown:
+        raise TypeError(f"Hub() got unexpected keyword arguments: {', '.join(unknown)}")
+    warnings.warn(
+        f"Hub({', '.join(f'{name}=' for name in old)}...) is deprecated: pass limits=HubLimits(...)",
+        DeprecationWarning,
+        stacklevel=3,
+    )
+    return limits.replace(**old)
+
+
 class Hub:
     """Serves the files under ``root`` (and receives pushes into ``inbox``).
 
     Args:
         inbox: where pushed files go; by default a directory beside the root
             (``<root>.inbox``), so that workers cannot download each other's uploads.
-        max_open_files: files open for streams at once; more are REJECTED until one closes.
-        max_files_per_connection: of those, how many one connection may hold (so that one
-            peer, or one address with its capped connections, cannot take them all).
-        max_buffers: whole-file buffers (``buffers/``) being read or sent at once, across
-            all connections; more are REJECTED (each holds up to ``max_buffer`` bytes until
-            its reply is queued).
-        max_upload: the largest push accepted, in bytes.
-        max_upload_per_address: bytes that one address may hold in the inbox (its finished
-            pushes still there and its unfinished ones together) when the hub has no
-            secret: pushes past it are REJECTED. None: no such budget (a hub with a secret,
-            whose peers are authenticated, passes None).
-        upload_idle: seconds a push may go without sending anything before it is failed
-            and its partial file removed.
-        stream_idle: seconds a file stream may wait for demand before, when the open-file
-            budget is full, a new stream takes its place (it fails with REJECTED on its
-            next pull: resume it from its offset).
-        min_free: bytes that must stay free on the inbox's disk after an upload.
-        max_list: the largest page of a listing.
-        share_join_window: seconds after a shared read's first worker during which others
-            join it at its first chunk.
-        share_max_lag: chunks a shared read may be ahead of its slowest worker (what it keeps).
-        share_patience: seconds in total a worker may hold a shared read back before it is
-            detached (it continues on ``files/``).
+        limits: what the hub allows (:class:`~rxchannel.hub.HubLimits`: chunk size, open
+            files, buffers, uploads, shared reads); over a limit, a request is REJECTED with
+            a message naming it.
         endpoints: HTTP upstreams served as ``endpoints/<name>/<path>``: ``{"name":
             "http://HOST:PORT[/prefix]"}`` (see :mod:`rxchannel.hub.endpoints`).
         endpoint_limits: sizes and times one endpoint request may take.
@@ -130,63 +128,36 @@ class Hub:
         root: str | os.PathLike[str],
         *,
         inbox: str | os.PathLike[str] | None = None,
-        chunk_size: int = CHUNK_SIZE,
-        max_buffer: int = 16 * 1024 * 1024,
-        max_list: int = 10_000,
-        max_open_files: int = 1024,
-        max_files_per_connection: int = 16,
-        max_buffers: int = 4,
-        max_upload: int = 1 << 30,
-        max_upload_per_address: int | None = 1 << 30,
-        upload_idle: float = 120.0,
-        stream_idle: float = 5.0,
-        min_free: int = 256 << 20,
-        share_join_window: float = 0.5,
-        share_max_lag: int = 64,
-        share_patience: float = 2.0,
+        limits: HubLimits | None = None,
         endpoints: Mapping[str, str | Endpoint] | None = None,
         endpoint_limits: EndpointLimits | None = None,
+        **old_limits: Any,
     ):
         self.root = Path(root).resolve()
         if not self.root.is_dir():
             raise NotADirectoryError(f"{root} is not a directory")
-        if chunk_size <= 0 or max_list <= 0 or max_open_files <= 0 or max_upload <= 0 or min_free < 0:
-            raise ValueError("chunk_size, max_list, max_open_files and max_upload must be positive")
+        self.limits = _with_old_limits(limits or HubLimits(), old_limits)
         default_inbox = self.root.parent / f"{self.root.name}.inbox"
         self.inbox = Path(inbox).resolve() if inbox is not None else default_inbox
-        self.chunk_size = chunk_size
-        self.max_buffer = max_buffer
-        self.max_list = max_list
-        self.max_open_files = max_open_files
-        self.max_files_per_connection = max_files_per_connection
-        self.stream_idle = stream_idle
+        limits = self.limits
         #: file streams accepted and not over yet, by connection: when it is full, a stream
         #: that has waited ``stream_idle`` for demand makes room for a new one
         self.files = Admission(
             "file streams",
             ThrottledLog(log),
-            limit=max_open_files,
-            per_key=max_files_per_connection,
+            limit=limits.max_open_files,
+            per_key=limits.max_files_per_connection,
             limit_hint=", --max-open-files",
             key_name="connection",
             grace=0.0,
         )
-        self.max_buffers = max_buffers
         #: whole-file buffers being read or sent (never evicted: a slot lasts until its reply is queued)
-        self.buffers = Admission("whole-file buffers", ThrottledLog(log), limit=max_buffers, grace=0.0)
-        self.max_upload = max_upload
-        self.max_upload_per_address = max_upload_per_address
-        self.upload_idle = upload_idle
+        self.buffers = Admission("whole-file buffers", ThrottledLog(log), limit=limits.max_buffers, grace=0.0)
         #: what each address holds in the inbox: its finished pushes (path: size) and unfinished bytes
-        self.inbox_budget = InboxBudget(max_upload_per_address)
-        self.min_free = min_free
+        self.inbox_budget = InboxBudget(limits.max_upload_per_address)
         self.sources: set[FileSource] = set()
         self.bytes_read = 0
         self.files_opened = 0
-        check_broadcast(share_max_lag, share_patience, share_join_window)
-        self.share_join_window = share_join_window
-        self.share_max_lag = share_max_lag
-        self.share_patience = share_patience
         self.shares: dict[Path, Broadcast[Payload]] = {}
         self.uploads: set[Path] = set()
         self._last_sweep = 0.0
@@ -197,7 +168,7 @@ class Hub:
         self.router.response("files")(self.list_files)
         self.router.response("buffers/")(self.buffer)
         #: manifests computed once per file version (route ``manifest/``, announced by ``files/``)
-        self.manifests = ManifestCache(base=chunk_size)
+        self.manifests = ManifestCache(base=limits.chunk_size)
         self.router.response("manifest/")(self.manifest)
         self.router.channel("push/")(self.receive_push)
         self.endpoints = EndpointRoutes(endpoints, endpoint_limits)
@@ -216,7 +187,7 @@ class Hub:
     def first_files(self, limit: int) -> tuple[list[tuple[str, int]], bool]:
         """The first ``limit`` files (``(path, size)``, in the listing's order) and whether
         more remain: what the worker page shows before it has connected (a blocking call)."""
-        page = list_page(self.root, limit=min(limit, self.max_list))
+        page = list_page(self.root, limit=min(limit, self.limits.max_list))
         return [(str(e["path"]), int(e["size"])) for e in page.entries], page.next is not None  # type: ignore[call-overload]
 
     def close(self) -> None:
@@ -309,7 +280,7 @@ class Hub:
 
         source = FileSource(
             path,
-            chunk_size=self.chunk_size,
+            chunk_size=self.limits.chunk_size,
             offset=offset,
             expect_prefix=expect_prefix,
             tracker=self.sources,
@@ -343,9 +314,9 @@ class Hub:
         if group is None or group.closed:
             group = Broadcast(
                 self._source(path),
-                max_lag=self.share_max_lag,
-                patience=self.share_patience,
-                join_window=self.share_join_window,
+                max_lag=self.limits.share_max_lag,
+                patience=self.limits.share_patience,
+                join_window=self.limits.share_join_window,
                 name=f"the shared read of {relative[:200]!r}",
                 on_close=lambda: self._share_over(path, group),
             )
@@ -361,17 +332,17 @@ class Hub:
     def _reserve_file(self, request: Request) -> HeldFile:
         """Count one more file stream in (released when the stream is over, or when it made
         room for another after waiting ``stream_idle`` for demand), or refuse it."""
-        held = HeldFile(self.stream_idle)
+        held = HeldFile(self.limits.stream_idle)
         ticket = self.files.admit(str(id(request.peer)), held.evict, rank=PROVEN)
         if ticket is None:
             if self.files.last_cap == "key":
                 raise ApplicationError(
                     f"this connection already has {self.files.by_key[str(id(request.peer))]} file streams open "
-                    f"(limit {self.max_files_per_connection} per connection): finish or cancel one first",
+                    f"(limit {self.limits.max_files_per_connection} per connection): finish or cancel one first",
                     ErrorCode.REJECTED,
                 )
             raise ApplicationError(
-                f"the hub has {self.files.total} file streams open (limit {self.max_open_files}, "
+                f"the hub has {self.files.total} file streams open (limit {self.limits.max_open_files}, "
                 "--max-open-files): try again when a transfer finishes",
                 ErrorCode.REJECTED,
             )
@@ -381,19 +352,23 @@ class Hub:
 
     async def list_files(self, request: Request) -> Payload:
         """A page of the listing; its metadata's JSON entry has ``next`` when more remain."""
-        prefix, cursor, limit = "", None, self.max_list
+        prefix, cursor, limit = "", None, self.limits.max_list
         if request.data:
             try:
                 spec = json.loads(request.data)
-                prefix, cursor, limit = spec.get("prefix", ""), spec.get("cursor"), spec.get("limit", self.max_list)
+                prefix, cursor, limit = (
+                    spec.get("prefix", ""),
+                    spec.get("cursor"),
+                    spec.get("limit", self.limits.max_list),
+                )
             except (ValueError, AttributeError, RecursionError):
                 raise ApplicationError(
                     'request data must be JSON {"prefix": "...", "cursor": "...", "limit": N}', ErrorCode.INVALID
                 ) from None
             if not isinstance(prefix, str) or not (cursor is None or isinstance(cursor, str)):
                 raise ApplicationError("prefix and cursor must be strings", ErrorCode.INVALID)
-            if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= self.max_list:
-                raise ApplicationError(f"limit must be an integer in 1..{self.max_list}", ErrorCode.INVALID)
+            if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= self.limits.max_list:
+                raise ApplicationError(f"limit must be an integer in 1..{self.limits.max_list}", ErrorCode.INVALID)
         loop = asyncio.get_running_loop()
         page = await loop.run_in_executor(
             self._lister, lambda: list_page(self.root, prefix=prefix, cursor=cursor, limit=limit)
@@ -414,15 +389,16 @@ class Hub:
         """
         path = self._file(request, "buffers/")
         size = path.stat().st_size
-        if size > self.max_buffer:
+        if size > self.limits.max_buffer:
             raise ApplicationError(
-                f"{path.name} is {size} bytes; buffers are limited to {self.max_buffer}: stream it from files/",
+                f"{path.name} is {size} bytes; buffers are limited to {self.limits.max_buffer}: stream it from files/",
                 code=ErrorCode.REJECTED,
             )
         ticket = self.buffers.admit(request.remote, lambda _reason: None, rank=PROVEN)  # proven, never idle
         if ticket is None:
             raise ApplicationError(
-                f"the hub is already sending {self.buffers.total} whole-file buffers (limit {self.max_buffers}): "
+                f"the hub is already sending {self.buffers.total} whole-file buffers "
+                f"(limit {self.limits.max_buffers}): "
                 "stream the file from files/ or try again shortly",
                 ErrorCode.REJECTED,
             )
@@ -447,9 +423,9 @@ class Hub:
             raise ApplicationError(
                 f"the announced size must be a non-negative integer, got {str(size)[:40]}", ErrorCode.INVALID
             )
-        if size is not None and size > self.max_upload:
+        if size is not None and size > self.limits.max_upload:
             raise ApplicationError(
-                f"the upload is {size} bytes; this hub accepts at most {self.max_upload} (--max-upload)",
+                f"the upload is {size} bytes; this hub accepts at most {self.limits.max_upload} (--max-upload)",
                 ErrorCode.REJECTED,
             )
         await asyncio.to_thread(self._prepare_inbox)
@@ -466,7 +442,9 @@ class Hub:
         assert request.inbound is not None
         # a digest the sender announces (a file it pushes as is) is checked here; one that cannot
         # know it in advance (a transformed stream) checks the receipt's instead
-        sink = FileSink(target, private_part=True, overwrite=False, max_size=self.max_upload, require_digest=False)
+        sink = FileSink(
+            target, private_part=True, overwrite=False, max_size=self.limits.max_upload, require_digest=False
+        )
         created = await asyncio.to_thread(make_parents, target.parent, self.inbox)
         await sink.open()
         self.uploads.add(sink.part)
@@ -475,13 +453,13 @@ class Hub:
         try:
             while True:
                 try:  # pulling the next one acknowledges the last: writes set the pace
-                    async with asyncio.timeout(self.upload_idle):
+                    async with asyncio.timeout(self.limits.upload_idle):
                         item = await items.__anext__()
                 except StopAsyncIteration:
                     break
                 except TimeoutError:
                     raise ApplicationError(
-                        f"nothing of this upload arrived for {self.upload_idle:.0f} s: it was abandoned and its "
+                        f"nothing of this upload arrived for {self.limits.upload_idle:.0f} s: it was abandoned and its "
                         "partial file removed; send it again",
                         ErrorCode.REJECTED,
                     ) from None
@@ -494,7 +472,7 @@ class Hub:
         except TooLargeError:
             await sink.abort()
             raise ApplicationError(
-                f"the upload exceeds {self.max_upload} bytes, the most this hub accepts (--max-upload)",
+                f"the upload exceeds {self.limits.max_upload} bytes, the most this hub accepts (--max-upload)",
                 ErrorCode.REJECTED,
             ) from None
         except IntegrityError as exc:
@@ -539,9 +517,9 @@ class Hub:
 
     def _check_room(self, size: int) -> None:
         free = shutil.disk_usage(self.inbox).free
-        if free - size < self.min_free:
+        if free - size < self.limits.min_free:
             raise ApplicationError(
-                f"not enough space for {size} bytes: the hub keeps {self.min_free >> 20} MiB free "
+                f"not enough space for {size} bytes: the hub keeps {self.limits.min_free >> 20} MiB free "
                 f"and has {free >> 20} MiB; try later or ask the operator",
                 ErrorCode.REJECTED,
             )

@@ -21,7 +21,7 @@ import rxchannel as rx
 from rxchannel import aio
 from rxchannel import aiostream as rxpipe
 from rxchannel import reactive as rxc
-from rxchannel.hub import Hub
+from rxchannel.hub import Hub, HubLimits
 from rxchannel.operators import windowed
 from rxchannel.runtime import Peer
 from tests.support import Counter, eventually, make_file
@@ -185,7 +185,7 @@ async def test_slow_consumer_paces_a_remote_file_source(tmp_path: Path, no_leake
     chunk, window = 8 * 1024, 3
     root = tmp_path / "root"
     data = make_file(root / "f.bin", 80 * chunk, seed=8)
-    hub = Hub(root, chunk_size=chunk)
+    hub = Hub(root, limits=HubLimits(chunk_size=chunk))
     server = await rx.serve_tcp(hub.router)
     client = await rx.connect_tcp("127.0.0.1", server.port)
     consumed = 0

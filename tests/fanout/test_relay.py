@@ -20,7 +20,7 @@ import rxchannel as rx
 from rxchannel.core import ErrorCode
 from rxchannel.fanout import Relay, forward, relay
 from rxchannel.files import FILE_CHANGED, FileSource, fetch_file, sha256_file
-from rxchannel.hub import Hub
+from rxchannel.hub import Hub, HubLimits
 from tests.support import ConnectPeers, eventually, make_file
 
 CHUNK = 16 * 1024
@@ -78,7 +78,7 @@ async def test_a_slow_sink_at_c_paces_the_disk_at_a_through_b(connect_peers: Con
 async def test_errors_metadata_and_cancel_pass_through_a_relay(connect_peers: ConnectPeers, tmp_path: Path) -> None:
     root = tmp_path / "root"
     make_file(root / "f.bin", 50 * CHUNK, seed=4)
-    hub = Hub(root, chunk_size=CHUNK)
+    hub = Hub(root, limits=HubLimits(chunk_size=CHUNK))
     b_up, _a = await connect_peers(hub.router)
     b_router = rx.Router()
     b_router.stream("files/")(forward(b_up, window=W_B))

@@ -13,7 +13,7 @@ import pytest
 import rxchannel as rx
 from rxchannel.core import Role
 from rxchannel.files import FileSink, IntegrityError, fetch_file, push_file, sha256_file
-from rxchannel.hub import Hub
+from rxchannel.hub import Hub, HubLimits
 from rxchannel.runtime import Peer
 from rxchannel.webrtc.signaling import datachannel_pair
 from tests.support import eventually, make_file
@@ -35,7 +35,7 @@ def root(tmp_path: Path) -> Path:
 
 @pytest.fixture
 async def hub_and_client(root: Path, tmp_path: Path) -> AsyncIterator[tuple[Hub, Peer, Peer]]:
-    hub = Hub(root, chunk_size=CHUNK, inbox=tmp_path / "inbox", max_buffer=100_000)
+    hub = Hub(root, inbox=tmp_path / "inbox", limits=HubLimits(chunk_size=CHUNK, max_buffer=100_000))
     a, b = await datachannel_pair()
     server = Peer(b, Role.SERVER, router=hub.router)
     client = Peer(a, Role.CLIENT)
@@ -177,7 +177,7 @@ async def test_a_part_that_is_not_a_prefix_of_the_hubs_file_restarts_from_zero(
 
 async def test_corruption_in_transit_is_caught_by_the_end_to_end_digest(root: Path, tmp_path: Path) -> None:
     """A hub that alters a chunk (but announces the real digest) never yields a verified file."""
-    hub = Hub(root, chunk_size=CHUNK)
+    hub = Hub(root, limits=HubLimits(chunk_size=CHUNK))
 
     async def lying(request: rx.Request) -> AsyncIterator[rx.Payload]:
         async for i, item in _enumerate(await hub.stream_file(request)):

@@ -24,7 +24,7 @@ import pytest
 import rxchannel as rx
 from rxchannel.core import JOINED_LATE, ErrorCode, Role
 from rxchannel.files import FILE_CHANGED, fetch_file, sha256_file
-from rxchannel.hub import Hub
+from rxchannel.hub import Hub, HubLimits
 from rxchannel.runtime import Peer
 from rxchannel.transports import memory_pair
 from tests.support import eventually, make_file
@@ -65,7 +65,7 @@ async def serve_hub(root: Path) -> AsyncIterator[Callable[..., Any]]:
     opened: list[Hubs] = []
 
     async def start(transport: str = "tcp", **options: Any) -> Hubs:
-        hub = Hub(root, chunk_size=CHUNK, **options)
+        hub = Hub(root, limits=HubLimits(chunk_size=CHUNK, **options))
         hubs = Hubs(hub, await rx.serve(hub.router, transport=transport))
         opened.append(hubs)
         return hubs

@@ -14,7 +14,7 @@ import pytest
 
 import rxchannel as rx
 from rxchannel.files import FILE_CHANGED, fetch_file, push_file, sha256_file
-from rxchannel.hub import Hub
+from rxchannel.hub import Hub, HubLimits
 from tests.support import ConnectPeers, make_file
 
 CHUNK = 16 * 1024
@@ -30,7 +30,7 @@ async def test_case_01_a_file_changed_while_served_fails_the_stream_and_is_never
     root = tmp_path / "root"
     old = make_file(root / "f.bin", 64 * CHUNK, seed=1)
     new = hashlib.shake_256(b"new").digest(len(old))
-    hub = Hub(root, chunk_size=CHUNK, inbox=tmp_path / "inbox")
+    hub = Hub(root, inbox=tmp_path / "inbox", limits=HubLimits(chunk_size=CHUNK))
     client, _ = await connect_peers(hub.router)
     out = tmp_path / "out.bin"
     chunks = 0
@@ -69,7 +69,7 @@ async def test_case_01_a_file_replaced_by_rename_while_served_arrives_as_the_old
     """The open file is one consistent version; a rename only changes what the next fetch gets."""
     root = tmp_path / "root"
     old = make_file(root / "f.bin", 64 * CHUNK, seed=1)
-    hub = Hub(root, chunk_size=CHUNK, inbox=tmp_path / "inbox")
+    hub = Hub(root, inbox=tmp_path / "inbox", limits=HubLimits(chunk_size=CHUNK))
     client, _ = await connect_peers(hub.router)
     chunks = 0
 
@@ -92,7 +92,7 @@ async def test_case_02_two_pushes_to_one_name_never_mix_and_the_receipt_matches_
 ) -> None:
     root, inbox = tmp_path / "root", tmp_path / "inbox"
     root.mkdir()
-    hub = Hub(root, chunk_size=CHUNK, inbox=inbox)
+    hub = Hub(root, inbox=inbox, limits=HubLimits(chunk_size=CHUNK))
     client, _ = await connect_peers(hub.router)
     other, _ = await connect_peers(hub.router)
     a = make_file(tmp_path / "a.bin", 40 * CHUNK, seed=1)

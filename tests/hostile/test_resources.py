@@ -39,7 +39,7 @@ from rxchannel.core import (
     request_metadata,
 )
 from rxchannel.files import TooLargeError, fetch_file, push_file, sha256_file
-from rxchannel.hub import Hub
+from rxchannel.hub import Hub, HubLimits
 from rxchannel.runtime import Server, connect, serve
 from rxchannel.transports import ListenLimits, TransportLimits, TransportOptions
 from tests.support import eventually, make_file, run_in_virtual_time
@@ -86,7 +86,9 @@ class QueueWatch:
 async def start_hub(
     root: Path, kind: str = "tcp", *, hub: dict[str, Any] | None = None, **options: Any
 ) -> tuple[Hub, Server]:
-    the_hub = Hub(root, chunk_size=CHUNK, **(hub or {}))
+    limits = dict(hub or {})
+    inbox = limits.pop("inbox", None)
+    the_hub = Hub(root, inbox=inbox, limits=HubLimits(chunk_size=CHUNK, **limits))
     config = options.pop("config", None)
     server = await serve(the_hub.router, transport=kind, config=config, options=TransportOptions(**options))
     return the_hub, server
@@ -443,7 +445,7 @@ async def test_case_10_uploads_are_capped_checked_for_space_and_never_left_behin
             replies = peer.request_channel("push/liar.bin", lying(), info={"size": 1000})
             with pytest.raises(rx.RemoteError, match=r"exceeds 1048576 bytes, the most this hub accepts"):
                 await replies.collect()
-            hub.min_free = 1 << 60  # more than any disk has
+            hub.limits = hub.limits.replace(min_free=1 << 60)  # more than any disk has
             make_file(tmp_path / "small.up", 1000, seed=4)
             with pytest.raises(rx.RemoteError, match="not enough space"):
                 await push_file(peer, tmp_path / "small.up")

@@ -12,7 +12,7 @@ from nats.aio.client import Client
 
 import rxchannel as rx
 from rxchannel.core import Window, parse_request_metadata
-from rxchannel.hub import Hub
+from rxchannel.hub import Hub, HubLimits
 from rxchannel.nats import jetstream_handler, stream_to_jetstream
 from tests.nats.helpers import make_consumer, make_stream
 from tests.support import make_file
@@ -29,7 +29,7 @@ async def test_a_remote_stream_bridged_through_jetstream_keeps_demand_end_to_end
     await make_stream(nc, "BRIDGE", ["bridge.>"], max_msgs=capacity)  # work queue, discard new
     await make_consumer(nc, "BRIDGE", "out")  # max_ack_pending 100,000: only the demand bounds it
 
-    hub = Hub(tmp_path / "root", chunk_size=CHUNK)  # A: the file's source
+    hub = Hub(tmp_path / "root", limits=HubLimits(chunk_size=CHUNK))  # A: the file's source
     a = await rx.serve_tcp(hub.router)
     router = rx.Router()  # C: a hub serving the stream out of JetStream
     router.stream("js/")(jetstream_handler(nc, "BRIDGE", consumer="out"))

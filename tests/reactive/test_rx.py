@@ -20,7 +20,7 @@ from reactivex.subject import Subject
 import rxchannel as rx
 from rxchannel import reactive as rxc
 from rxchannel.core import RequestNFrame, Role
-from rxchannel.hub import Hub
+from rxchannel.hub import Hub, HubLimits
 from rxchannel.operators import (
     adaptive,
     limit_rate,
@@ -248,7 +248,7 @@ async def test_filter_between_stream_and_sink_does_not_leak_credit(peers: Any) -
 async def test_take_cancels_upstream_across_the_wire_and_closes_the_file(tmp_path: Path) -> None:
     root = tmp_path / "root"
     make_file(root / "f.bin", 2_000_000, seed=1)
-    hub = Hub(root, chunk_size=16 * 1024)
+    hub = Hub(root, limits=HubLimits(chunk_size=16 * 1024))
     a, b = memory_pair()
     server = Peer(b, Role.SERVER, router=hub.router)
     client = Peer(a, Role.CLIENT)
@@ -327,7 +327,7 @@ async def test_end_to_end_demand_with_standard_operators_in_the_middle(tmp_path:
     chunk, window = 8 * 1024, 4
     root = tmp_path / "root"
     make_file(root / "f.bin", 120 * chunk, seed=3)
-    hub = Hub(root, chunk_size=chunk)
+    hub = Hub(root, limits=HubLimits(chunk_size=chunk))
     router_server = await rx.serve_tcp(hub.router)
     client = await rx.connect_tcp("127.0.0.1", router_server.port)
     consumed = 0

@@ -19,7 +19,7 @@ import pytest
 import rxchannel as rx
 from rxchannel.core import Role
 from rxchannel.files import fetch_file, sha256_file
-from rxchannel.hub import Hub
+from rxchannel.hub import Hub, HubLimits
 from rxchannel.runtime import Peer, serve
 from tests.support import eventually, make_file, open_peers, run_in_virtual_time, wait_until
 
@@ -38,7 +38,7 @@ async def test_transport_death_mid_transfer_fails_both_sides_keeps_the_part_and_
 ) -> None:
     root = tmp_path / "root"
     make_file(root / "f.bin", 2_000_000, seed=5)
-    hub = Hub(root, chunk_size=16 * 1024)
+    hub = Hub(root, limits=HubLimits(chunk_size=16 * 1024))
     client, server = await pair_over(kind, hub)
     out = tmp_path / "f.bin"
 

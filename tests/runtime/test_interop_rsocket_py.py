@@ -202,12 +202,12 @@ async def test_py_client_granting_exactly_n_gets_n_items_and_complete(rsocket_py
 
 
 async def test_py_client_exact_demand_on_a_file_gets_complete_with_the_last_chunk(tmp_path: Any) -> None:
-    from rxchannel.hub import Hub
+    from rxchannel.hub import Hub, HubLimits
 
     (tmp_path / "root").mkdir()
     data = bytes(range(256)) * 64 * EXACT  # 17 chunks of 16 KiB
     (tmp_path / "root" / "f.bin").write_bytes(data)
-    hub = Hub(tmp_path / "root", chunk_size=16 * 1024, inbox=tmp_path / "inbox")
+    hub = Hub(tmp_path / "root", inbox=tmp_path / "inbox", limits=HubLimits(chunk_size=16 * 1024))
     server = await rx.serve_tcp(hub.router)
     reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
     client = RSocketClient(single_transport_provider(TransportTCP(reader, writer)), metadata_encoding=COMPOSITE)

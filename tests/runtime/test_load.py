@@ -18,7 +18,7 @@ import pytest
 import rxchannel as rx
 from rxchannel.core import ConnectionConfig, Role
 from rxchannel.files import fetch_file, sha256_file
-from rxchannel.hub import Hub
+from rxchannel.hub import Hub, HubLimits
 from rxchannel.runtime import Peer
 from rxchannel.transports import memory_pair
 from tests.support import eventually, make_file
@@ -80,7 +80,7 @@ async def test_20_connections_at_once_on_one_hub(tmp_path: Path) -> None:
     root = tmp_path / "root"
     for i in range(20):
         make_file(root / f"f{i}.bin", 200_000 + i * 1000, seed=i)
-    hub = Hub(root, chunk_size=16 * 1024)
+    hub = Hub(root, limits=HubLimits(chunk_size=16 * 1024))
     server = await rx.serve_tcp(hub.router)
     chunks = 0
 

@@ -20,7 +20,7 @@ import pytest
 import rxchannel as rx
 from rxchannel.core._frames import PayloadFrame, RequestFrame
 from rxchannel.files import FileSource, fetch_file
-from rxchannel.hub import Hub
+from rxchannel.hub import Hub, HubLimits
 from tests.support import ConnectPeers, Counter, FrameTap, make_file
 
 N = 17
@@ -96,7 +96,7 @@ async def test_a_file_stream_with_exact_demand_ends_with_next_and_complete_in_on
 ) -> None:
     chunk = 1024
     data = make_file(tmp_path / "root" / "f.bin", N * chunk - 100)
-    hub = Hub(tmp_path / "root", chunk_size=chunk, inbox=tmp_path / "inbox")
+    hub = Hub(tmp_path / "root", inbox=tmp_path / "inbox", limits=HubLimits(chunk_size=chunk))
     client, server = await connect_peers(hub.router)
     server_tap = FrameTap(server)
     stream = client.request_stream("files/f.bin", window=rx.Manual(N))

@@ -35,7 +35,7 @@ from aiohttp import web
 from rxchannel.core import with_secret
 from rxchannel.files import sha256_file
 from rxchannel.files.source import FileSource
-from rxchannel.hub import Hub
+from rxchannel.hub import Hub, HubLimits
 from rxchannel.runtime import Server, serve
 from rxchannel.transports import TransportOptions
 from rxchannel.web import WorkerPage
@@ -140,7 +140,7 @@ async def served(tmp_path: Path) -> AsyncIterator[Served]:
     make_file(root / "big.bin", 4 * 1024 * 1024, seed=11)
     make_file(root / "paced.bin", 2 * 1024 * 1024, seed=12)
     make_file(root / "small.txt", 100_000, seed=13)
-    async with serving(Hub(root, inbox=tmp_path / "inbox", chunk_size=CHUNK)) as served:
+    async with serving(Hub(root, inbox=tmp_path / "inbox", limits=HubLimits(chunk_size=CHUNK))) as served:
         yield served
 
 
@@ -298,7 +298,7 @@ async def test_a_page_fetches_from_a_hub_on_the_native_stack_verified(tmp_path: 
     libwebrtc never gathers on loopback."""
     root = tmp_path / "root"
     make_file(root / "big.bin", 4 * 1024 * 1024, seed=11)
-    hub = Hub(root, inbox=tmp_path / "inbox", chunk_size=CHUNK)
+    hub = Hub(root, inbox=tmp_path / "inbox", limits=HubLimits(chunk_size=CHUNK))
     async with serving(hub, host=interface_address(), stack="native") as served:
         # OPFS needs a secure context: an http:// page off loopback is one only when told so
         secure = [f"--unsafely-treat-insecure-origin-as-secure={served.url}"]
@@ -638,7 +638,7 @@ async def test_the_page_lists_every_page_of_a_long_listing(tmp_path: Path) -> No
     names = ["a.bin", "b/c.bin", "b/d.bin", "e.txt", "f/g/h.bin"]
     for number, name in enumerate(names):
         make_file(root / name, 2000 * (number + 1), seed=number)
-    hub = Hub(root, inbox=tmp_path / "inbox", max_list=2)  # three pages of at most two
+    hub = Hub(root, inbox=tmp_path / "inbox", limits=HubLimits(max_list=2))  # three pages of at most two
     async with serving(hub) as served, Chromium(f"{served.url}/") as browser:
         listed = await until(
             browser,
@@ -652,7 +652,7 @@ async def test_a_push_announces_its_size_and_a_name_in_use_is_refused_with_the_h
     make_file(tmp_path / "root" / "small.txt", 1000, seed=1)
     inbox = tmp_path / "inbox"
     taken = make_file(inbox / "taken.bin", 10, seed=2)
-    hub = Hub(tmp_path / "root", inbox=inbox, max_upload=64 * 1024)
+    hub = Hub(tmp_path / "root", inbox=inbox, limits=HubLimits(max_upload=64 * 1024))
     async with serving(hub) as served, Chromium(f"{served.url}/") as browser:
         await until(browser, "!document.getElementById('send').disabled")
         ids = [

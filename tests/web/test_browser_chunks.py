@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from rxchannel.files import Manifest, ManifestCache, sha256_file
-from rxchannel.hub import Hub
+from rxchannel.hub import Hub, HubLimits
 from tests.chromium import Chromium
 from tests.support import make_file
 from tests.web.test_browser import CHUNK, Served, opfs_sha256, served, serving, until  # noqa: F401 (a fixture)
@@ -32,7 +32,7 @@ async def test_a_chunk_that_does_not_match_fails_the_page_fetch_naming_it(tmp_pa
     data[20 * CHUNK + 99] ^= 0x01
     bad.mkdir()
     (bad / "f.bin").write_bytes(bytes(data))
-    hub = Hub(bad, inbox=tmp_path / "inbox", chunk_size=CHUNK)
+    hub = Hub(bad, inbox=tmp_path / "inbox", limits=HubLimits(chunk_size=CHUNK))
     hub.manifests = _Twin(hub.root, good.resolve())
     async with serving(hub) as lying, Chromium(f"{lying.url}/?fetch=f.bin&window=4&report=1") as browser:
         report = await lying.report()
