@@ -10,7 +10,11 @@ On a machine with few cores the workers compete with the hub for them, which is 
 hub with workers on other machines sees: ``--pin`` (the default where there are 2 cores or
 more) puts the hub on the first core and the workers on the others.
 
-    python -m benchmarks.hub_workers [--workers 1,2,4,8] [--rounds 3] [--size 16MiB] [--loop L]
+``--processes 1,2`` compares ``serve --processes N`` side by side in the same rounds (a hub
+on every core: pinning is then off, the hub's processes and the workers share the cores);
+hub CPU is then the sum over the hub's processes.
+
+    python -m benchmarks.hub_workers [--workers 1,2,4,8] [--processes 1] [--rounds 3] [--size 16MiB] [--loop L]
 """
 
 from __future__ import annotations
@@ -36,11 +40,23 @@ def _pinned(cmd: list[str], cpus: str | None) -> list[str]:
     return ["taskset", "-c", cpus, *cmd] if cpus else cmd
 
 
-def one_run(root: Path, name: str, size: int, workers: int, loop: str, pin: bool, window: int) -> dict[str, Any]:
+def _tree_cpu_seconds(pid: int) -> float:
+    """CPU seconds of ``pid`` and of its children, live ones (a hub of several processes)."""
+    total = _cpu_seconds(pid)
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            total += _tree_cpu_seconds(int(child))
+    return total
+
+
+def one_run(
+    root: Path, name: str, size: int, workers: int, loop: str, pin: bool, window: int, processes: int = 1
+) -> dict[str, Any]:
     cores = os.cpu_count() or 1
     hub_cpus = "0" if pin else None
     worker_cpus = f"1-{cores - 1}" if pin else None
     cmd = [sys.executable, "-m", "rxchannel", "serve", str(root), "--port", "0", "--loop", loop]
+    cmd += ["--processes", str(processes)]
     hub = subprocess.Popen(_pinned(cmd, hub_cpus), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     procs: list[subprocess.Popen[str]] = []
     try:
@@ -59,13 +75,13 @@ def one_run(root: Path, name: str, size: int, workers: int, loop: str, pin: bool
             if line != "ready":
                 raise RuntimeError(f"a worker did not connect (said {line!r}, exit {proc.poll()})")
         time.sleep(0.5)  # let the connections settle (ICE consent, first keepalives)
-        cpu_before = _cpu_seconds(hub.pid)
+        cpu_before = _tree_cpu_seconds(hub.pid)
         for proc in procs:
             assert proc.stdin is not None
             proc.stdin.write("go\n")
             proc.stdin.flush()
         results = [_json_line(proc) for proc in procs]
-        hub_cpu = _cpu_seconds(hub.pid) - cpu_before
+        hub_cpu = _tree_cpu_seconds(hub.pid) - cpu_before
         for proc in procs:
             proc.wait(timeout=30)
     finally:
@@ -95,6 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--size", default="16MiB", help="the file each worker fetches")
     parser.add_argument("--window", type=int, default=32)
+    parser.add_argument("--processes", default="1", help="serve --processes values to compare, e.g. 1,2")
     parser.add_argument("--pin", action=argparse.BooleanOptionalAction, default=(os.cpu_count() or 1) >= 2)
     parser.add_argument("--quick", action="store_true", help="1 round, 8 MiB, 1 and 4 workers")
     parser.add_argument("--json", action="store_true")
@@ -106,27 +123,34 @@ def main(argv: list[str] | None = None) -> int:
         args.rounds, args.size, args.workers = 1, "8MiB", "1,4"
     size = parse_size(args.size)
     counts = [int(n) for n in args.workers.split(",")]
+    hubs = [int(n) for n in args.processes.split(",")]
+    pin = args.pin and hubs == [1]  # a hub of several processes has every core
     rows = []
     with tempfile.TemporaryDirectory(prefix="rxhub-") as tmp:
         root = Path(tmp, "root")
         root.mkdir()
         make_file(root / "shared.bin", size)
         for loop in loops_from(args):
-            samples: dict[int, list[dict[str, Any]]] = {}
+            samples: dict[tuple[int, int], list[dict[str, Any]]] = {}
             for _ in range(args.rounds):
-                for n in counts:  # alternate the worker counts in every round
-                    r = one_run(root, "shared.bin", size, n, loop, args.pin, args.window)
-                    samples.setdefault(n, []).append(r)
-            for n, runs in samples.items():
+                for n in counts:  # alternate the worker counts and the hub's processes in every round
+                    for p in hubs:
+                        r = one_run(root, "shared.bin", size, n, loop, pin, args.window, p)
+                        samples.setdefault((p, n), []).append(r)
+            for (p, n), runs in samples.items():
                 row = {
                     "bench": "hub_workers",
                     "loop": loop,
+                    "processes": p,
                     "workers": n,
                     "size": size,
-                    "pinned": args.pin,
+                    "pinned": pin,
                     **{key: median([r[key] for r in runs]) for key in runs[0]},
                 }
-                single = samples.get(1)
+                one_process = samples.get((1, n))
+                if p != 1 and one_process:
+                    row["vs_one_process"] = row["mb_s"] / median([r["mb_s"] for r in one_process])
+                single = samples.get((p, 1))
                 if single:
                     row["vs_one_worker"] = row["mb_s"] / median([r["mb_s"] for r in single])
                     row["hub_cpu_vs_one"] = row["hub_ms_per_mb"] / median([r["hub_ms_per_mb"] for r in single])
@@ -136,14 +160,26 @@ def main(argv: list[str] | None = None) -> int:
     if not args.json:
         print_table(
             f"One hub, N workers over WebRTC, {size >> 20} MiB each, median of {args.rounds} rounds"
-            f"{' (hub on core 0, workers on the others)' if args.pin else ''}",
-            ["loop", "workers", "aggregate MB/s", "x one worker", "hub ms/MB", "x one", "worker ms/MB"],
+            f"{' (hub on core 0, workers on the others)' if pin else ''}",
+            [
+                "loop",
+                "hub processes",
+                "workers",
+                "aggregate MB/s",
+                "x one worker",
+                "x one process",
+                "hub ms/MB",
+                "x one",
+                "worker ms/MB",
+            ],
             [
                 [
                     r["loop"],
+                    r["processes"],
                     r["workers"],
                     r["mb_s"],
                     f"{r.get('vs_one_worker', float('nan')):.2f}x",
+                    f"{r.get('vs_one_process', float('nan')):.2f}x",
                     r["hub_ms_per_mb"],
                     f"{r.get('hub_cpu_vs_one', float('nan')):.2f}x",
                     r["worker_ms_per_mb"],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 from nats.aio.client import Client
@@ -49,16 +50,27 @@ async def publish_all(nc: Client, subject: str, items: list[bytes]) -> None:
 class Sampler:
     """Samples a consumer's ``num_ack_pending`` on the server every few milliseconds."""
 
-    def __init__(self, nc: Client, stream: str, consumer: str, every: float = 0.01):
+    def __init__(
+        self, nc: Client, stream: str, consumer: str, every: float = 0.01, acked: Callable[[], int] | None = None
+    ):
         self._js = nc.jetstream()
         self.stream, self.consumer, self.every = stream, consumer, every
         self.samples: list[int] = []
+        #: with ``acked`` (the acks the client has sent so far): per sample, the messages the
+        #: server had delivered, the acks it had applied, and the acks sent by the time its
+        #: answer arrived (so at least those sent before its snapshot)
+        self.views: list[tuple[int, int, int]] = []
+        self._acked = acked
         self._task: asyncio.Task[None] | None = None
 
     async def _run(self) -> None:
         while True:
             info = await self._js.consumer_info(self.stream, self.consumer)
             self.samples.append(info.num_ack_pending)
+            if self._acked is not None:
+                delivered, floor = info.delivered, info.ack_floor
+                assert delivered is not None and floor is not None
+                self.views.append((delivered.consumer_seq or 0, floor.consumer_seq or 0, self._acked()))
             await asyncio.sleep(self.every)
 
     def __enter__(self) -> Sampler:

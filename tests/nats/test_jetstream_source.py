@@ -75,7 +75,13 @@ async def test_jetstream_source_delivers_exactly_what_request_n_granted(nc: Clie
 
 async def test_a_slow_rx_consumer_on_a_jetstream_source_never_has_more_unacked_than_its_window(nc: Client) -> None:
     """Acceptance (issue 28): the consumer's num_ack_pending on the server never exceeds the window
-    (the consumer's own max_ack_pending is 100,000: only rxchannel's demand bounds it)."""
+    (the consumer's own max_ack_pending is 100,000: only rxchannel's demand bounds it), but for
+    the acks on their way: the server applies a consumer's acks apart from its pull requests, so
+    the pull that follows an ack may be served before that ack is counted (seen in CI once, on
+    a loaded machine: 9 for a window of 8). So: what the server delivered never exceeds the
+    window plus the acks sent, and its num_ack_pending never exceeds the window plus the acks
+    sent and not yet applied. (With the source's default consumer, max_ack_pending is the
+    window, and the server holds that bound itself.)"""
     await make_stream(nc, "SLOW", ["slow.>"])
     await make_consumer(nc, "SLOW", "c")
     await publish_all(nc, "slow.x", [bytes(1000)] * 120)
@@ -94,13 +100,19 @@ async def test_a_slow_rx_consumer_on_a_jetstream_source_never_has_more_unacked_t
         loop.call_later(0.005, finished)
 
     source = jetstream_source(nc, "SLOW", consumer="c")
-    with Sampler(nc, "SLOW", "c", every=0.005) as sampler:
+    with Sampler(nc, "SLOW", "c", every=0.005, acked=lambda: consumed[0]) as sampler:
         subscription = source.pipe(windowed(8, acks=acks)).subscribe(slow_sink)
         await asyncio.wait_for(done, 30)
         await asyncio.sleep(0.1)
     subscription.dispose()
     assert len(sampler.samples) > 20
-    assert sampler.peak <= 8, sampler.peak
+    assert all(delivered <= 8 + sent for delivered, _, sent in sampler.views), sampler.views
+    unapplied = [sent - applied for _, applied, sent in sampler.views]
+    assert all(pending <= 8 + late for pending, late in zip(sampler.samples, unapplied, strict=False)), (
+        sampler.samples,
+        unapplied,
+    )
+    assert max(unapplied) <= 8  # acks are applied soon: the bound above is not loose by more than a window
     assert sampler.peak >= 6  # the window was in use (a bound the test can see broken)
     assert await messages_in(nc, "SLOW", 0) == 0  # every message acked (a work-queue stream drops them)
 
