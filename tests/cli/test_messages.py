@@ -601,3 +601,19 @@ def test_random_argv_never_raises(argv: list[str], tmp_path: Path, monkeypatch: 
         argv = [*argv, "--port", "-1"]  # never actually start a hub or a demo here: stop at validation
     code = main(argv)
     assert isinstance(code, int) and 0 <= code <= 130
+
+
+def test_a_hub_with_no_direct_path_is_fetched_over_webrtc_and_the_path_said(
+    hubs: Hubs, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--via auto (the default) takes the direct path where the hub offers one and WebRTC
+    where it runs with --no-direct; --json says which, and on which stack."""
+    for name, path in (("webrtc", "direct"), ("webrtc-only", "webrtc-host")):
+        out = tmp_path / f"{name}.bin"
+        code = main(["fetch", hubs.urls[name], "a.bin", "-o", str(out), "--json"])
+        captured = capsys.readouterr()
+        assert code == 0, captured.err
+        summary = json.loads(captured.out)
+        assert summary["path"] == path and out.read_bytes() == (hubs.root / "a.bin").read_bytes(), summary
+        if path != "direct":
+            assert summary["stack"] == "aiortc", "loopback: libwebrtc gathers no candidates there"
