@@ -28,7 +28,7 @@ from typing import Any
 import pytest
 
 import rxchannel as rx
-from rxchannel.core import SetupFrame, encode_frame, with_secret
+from rxchannel.core import with_secret
 from rxchannel.files import fetch_file, sha256_file
 from rxchannel.transports import TransportOptions
 from rxchannel.webrtc.options import WebRtcOptions
@@ -46,14 +46,6 @@ PAUSE = 1.0
 #: attacking addresses per test
 ADDRESSES = 200
 SECRET = "pressure-secret"
-SETUP = encode_frame(
-    SetupFrame(
-        keepalive_ms=10_000,
-        lifetime_ms=60_000,
-        metadata_mime="message/x.rsocket.composite-metadata.v0",
-        data_mime="application/octet-stream",
-    )
-)
 
 
 # ------------------------------------------------------------------ the hub process

@@ -42,17 +42,10 @@ from rxchannel.files import TooLargeError, fetch_file, push_file, sha256_file
 from rxchannel.hub import Hub, HubLimits
 from rxchannel.runtime import Server, connect, serve
 from rxchannel.transports import ListenLimits, TransportLimits, TransportOptions
+from tests.hostile.flood import SETUP
 from tests.support import eventually, make_file, run_in_virtual_time
 
 CHUNK = 64 * 1024
-SETUP = encode_frame(
-    SetupFrame(
-        keepalive_ms=10_000,
-        lifetime_ms=60_000,
-        metadata_mime="message/x.rsocket.composite-metadata.v0",
-        data_mime="application/octet-stream",
-    )
-)
 
 
 class QueueWatch:
