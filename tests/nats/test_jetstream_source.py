@@ -23,24 +23,7 @@ from rxchannel.nats import (
 )
 from rxchannel.operators import request_n, windowed
 from tests.nats.helpers import Sampler, make_consumer, make_stream, messages_in, publish_all
-from tests.support import eventually
-
-
-class Collect:
-    def __init__(self) -> None:
-        self.items: list[Any] = []
-        self.error: BaseException | None = None
-        self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-
-    def on_next(self, item: Any) -> None:
-        self.items.append(item)
-
-    def on_error(self, error: BaseException) -> None:
-        self.error = error
-        self.done.done() or self.done.set_result(None)
-
-    def on_completed(self) -> None:
-        self.done.done() or self.done.set_result(None)
+from tests.support import Collect, eventually
 
 
 async def test_jetstream_source_delivers_exactly_what_request_n_granted(nc: Client) -> None:

@@ -34,6 +34,7 @@ from rxchannel.operators import (
 from rxchannel.runtime import Peer
 from rxchannel.transports import memory_pair
 from tests.support import (
+    Collect,
     Counter,
     FrameTap,
     GuardedSource,
@@ -52,43 +53,6 @@ async def peers() -> AsyncIterator[tuple[Peer, Peer, rx.Router]]:
     yield client, server, router
     await client.close()
     await server.close()
-
-
-class Collect:
-    """An observer that records everything and resolves ``done`` at the terminal signal."""
-
-    def __init__(self) -> None:
-        self.items: list[Any] = []
-        self.terminals: list[str] = []
-        self.error: BaseException | None = None
-        self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self.on_item: Any = None
-        self.closed = False
-        self.after_close: list[Any] = []
-
-    def on_next(self, item: Any) -> None:
-        assert not self.terminals, "an item after the terminal signal"
-        if self.closed:
-            self.after_close.append(item)
-        self.items.append(item)
-        if self.on_item is not None:
-            self.on_item(item)
-
-    def on_error(self, error: BaseException) -> None:
-        self.terminals.append("error")
-        self.error = error
-        if not self.done.done():
-            self.done.set_result(None)
-
-    def on_completed(self) -> None:
-        self.terminals.append("completed")
-        if not self.done.done():
-            self.done.set_result(None)
-
-    async def wait(self, timeout: float = 10) -> None:
-        async with asyncio.timeout(timeout):
-            await self.done
-        assert len(self.terminals) == 1
 
 
 def ints(items: list[Any]) -> list[int]:

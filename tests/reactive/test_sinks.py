@@ -20,26 +20,9 @@ from rxchannel import reactive as rxc
 from rxchannel.files import FileSource, sha256_file
 from rxchannel.hub import Hub
 from rxchannel.operators import request_n
-from tests.support import ConnectPeers, eventually, make_file
+from tests.support import Collect, ConnectPeers, eventually, make_file
 
 CHUNK = 16 * 1024
-
-
-class Collect:
-    def __init__(self) -> None:
-        self.items: list[Any] = []
-        self.error: BaseException | None = None
-        self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-
-    def on_next(self, item: Any) -> None:
-        self.items.append(item)
-
-    def on_error(self, error: BaseException) -> None:
-        self.error = error
-        self.done.done() or self.done.set_result(None)
-
-    def on_completed(self) -> None:
-        self.done.done() or self.done.set_result(None)
 
 
 def slow_consumer(window: int, checks: list[tuple[int, int, int]], source: FileSource) -> rx.Router:
