@@ -27,6 +27,7 @@ from ._errors import (
     RxChannelError,
     SetupRejectedError,
     StreamCancelledError,
+    is_stream_code,
 )
 from ._events import (
     ConnectionClosed,
@@ -152,6 +153,7 @@ __all__ = [
     "WindowSpec",
     "bearer_metadata",
     "check_request_n",
+    "is_stream_code",
     "setup_refusal",
     "decode_composite",
     "decode_frame",

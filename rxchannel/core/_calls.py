@@ -9,7 +9,7 @@ from __future__ import annotations
 import struct
 
 from ._credit import InboundDemand, ReplenishPolicy, check_request_n
-from ._errors import ClosedResourceError, ConnectionLostError, ErrorCode, LocalProtocolError
+from ._errors import ClosedResourceError, ConnectionLostError, ErrorCode, LocalProtocolError, is_stream_code
 from ._events import Interaction
 from ._fragments import encode_item
 from ._frames import (
@@ -243,7 +243,7 @@ class LocalCalls(ConnectionState):
         Raises:
             LocalProtocolError: ``code`` is not a stream-level code.
         """
-        if not 0x201 <= code <= 0xFFFFFFFE:
+        if not is_stream_code(code):
             raise LocalProtocolError(f"error code 0x{code:x} is not a stream-level code (0x201..0xFFFFFFFE)")
         s = self._streams.get(stream_id)
         if s is None:

@@ -34,6 +34,7 @@ __all__ = [
     "RxChannelError",
     "SetupRejectedError",
     "StreamCancelledError",
+    "is_stream_code",
     "remote_error",
 ]
 
@@ -55,6 +56,12 @@ class ErrorCode(IntEnum):
     @property
     def is_connection_level(self) -> bool:
         return self < 0x200
+
+
+def is_stream_code(code: int) -> bool:
+    """``code`` may end one stream (0x201..0xFFFFFFFE: APPLICATION_ERROR and above, not
+    RESERVED_FOR_EXTENSION), as opposed to a connection (Protocol.md, "Error Codes")."""
+    return 0x201 <= code <= 0xFFFFFFFE
 
 
 #: rxchannel's own application error codes (Protocol.md leaves 0x301..0xFFFFFFFE to
@@ -161,7 +168,7 @@ class ApplicationError(RxChannelError):
     """
 
     def __init__(self, message: str, code: int = ErrorCode.APPLICATION_ERROR):
-        if not 0x201 <= code <= 0xFFFFFFFE:
+        if not is_stream_code(code):
             raise ValueError(f"error code 0x{code:x} is not a stream-level code (0x201..0xFFFFFFFE)")
         super().__init__(message)
         self.code = code

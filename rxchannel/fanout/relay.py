@@ -22,7 +22,14 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from rxchannel.core import ApplicationError, ConnectionLostError, ErrorCode, RemoteError, ReplenishPolicy
+from rxchannel.core import (
+    ApplicationError,
+    ConnectionLostError,
+    ErrorCode,
+    RemoteError,
+    ReplenishPolicy,
+    is_stream_code,
+)
 from rxchannel.runtime.router import Handler, Request, Requester
 from rxchannel.runtime.stream import RemoteStream
 from rxchannel.runtime.values import Payload
@@ -49,7 +56,7 @@ class Relay:
             async for item in self.stream:  # pulling the next item frees the credit of the one sent on
                 yield item
         except RemoteError as exc:
-            code = exc.code if 0x201 <= exc.code <= 0xFFFFFFFE else ErrorCode.APPLICATION_ERROR
+            code = exc.code if is_stream_code(exc.code) else ErrorCode.APPLICATION_ERROR
             raise ApplicationError(exc.message or str(exc), code) from None
         except ConnectionLostError as exc:
             raise ApplicationError(f"the relay lost its upstream connection: {exc}") from None
