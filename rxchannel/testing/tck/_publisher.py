@@ -50,6 +50,33 @@ class PublisherEnv(Env):
             raise SkipCheck("needs a failed publisher; the factory makes none")
         return await _made(self.factory.create_failed())
 
+    async def all_items(
+        self, rule: str, n: int, requested: int, name: str = "subscriber", **options: Any
+    ) -> ManualSubscriber:
+        """A new subscriber of a stream of ``n`` items, once ``request(requested)`` got it all of them."""
+        subscriber = self.subscribe(await self.publisher(n), name, **options)
+        await subscriber.subscribed()
+        self.request(subscriber, requested)
+        await subscriber.expect_items(n, rule)
+        return subscriber
+
+    async def whole_stream(
+        self, rule: str, n: int, requested: int, name: str = "subscriber", **options: Any
+    ) -> ManualSubscriber:
+        """A new subscriber of a stream of ``n`` items, once ``request(requested)`` got it all of them
+        and on_complete."""
+        subscriber = await self.all_items(rule, n, requested, name, **options)
+        await subscriber.expect_complete(rule)
+        return subscriber
+
+    async def refused(self, rule: str, name: str, n: int = 1) -> ManualSubscriber:
+        """A new subscriber of a failed publisher, once ``request(n)`` got it on_error."""
+        subscriber = self.subscribe(await self.failed(), name)
+        await subscriber.subscribed()
+        self.request(subscriber, n)
+        await subscriber.expect_error(rule)
+        return subscriber
+
     def subscribe(
         self, publisher: Publisher, name: str = "subscriber", *, keep: bool = True, **options: Any
     ) -> ManualSubscriber:
@@ -123,11 +150,7 @@ async def spec_1_1(env: PublisherEnv) -> None:
 
 @check("1.2", "may_signal_fewer_than_requested_and_terminate", ROLE)
 async def spec_1_2(env: PublisherEnv) -> None:
-    sub = env.subscribe(await env.publisher(3))
-    await sub.subscribed()
-    env.request(sub, 10)
-    await sub.expect_items(3, "1.2")
-    await sub.expect_complete("1.2")
+    await env.whole_stream("1.2", 3, 10)
 
 
 @check("1.3", "signals_serially", ROLE)
@@ -143,10 +166,7 @@ async def spec_1_3(env: PublisherEnv) -> None:
 
 @check("1.4", "a_failing_publisher_signals_on_error", ROLE)
 async def spec_1_4(env: PublisherEnv) -> None:
-    sub = env.subscribe(await env.failed())
-    await sub.subscribed()
-    env.request(sub, 1)
-    await sub.expect_error("1.4")
+    await env.refused("1.4", "subscriber")
 
 
 @check(
@@ -190,21 +210,14 @@ async def spec_1_5(env: PublisherEnv) -> None:
 )
 async def spec_1_5_exact(env: PublisherEnv) -> None:
     for n in (1, 3):
-        sub = env.subscribe(await env.publisher(n), f"subscriber of {n}")
-        await sub.subscribed()
-        env.request(sub, n)
-        await sub.expect_items(n, "1.5")
-        await sub.expect_complete("1.5")
+        await env.whole_stream("1.5", n, n, f"subscriber of {n}")
 
 
 @check("1.6", "after_a_terminal_signal_the_subscription_is_cancelled", ROLE)
 async def spec_1_6(env: PublisherEnv) -> None:
     """After on_complete (and after on_error) the publisher has let its source go, and
     request and cancel do nothing."""
-    sub = env.subscribe(await env.publisher(1))
-    await sub.subscribed()
-    env.request(sub, 1)
-    await sub.expect_items(1, "1.6")
+    sub = await env.all_items("1.6", 1, 1)
     await _ending(env, sub, "1.6")
     await env.released("1.6", "after on_complete")
     since = len(sub.signals)
@@ -212,10 +225,7 @@ async def spec_1_6(env: PublisherEnv) -> None:
     env.cancel(sub)
     await sub.expect_none("1.6", "after on_complete, then request and cancel", since)
     if env.factory.create_failed is not None:
-        failed = env.subscribe(await env.failed(), "subscriber of a failed publisher")
-        await failed.subscribed()
-        env.request(failed, 1)
-        await failed.expect_error("1.6")
+        failed = await env.refused("1.6", "subscriber of a failed publisher")
         await env.released("1.6", "after on_error")
         since = len(failed.signals)
         env.request(failed, 5)
@@ -225,19 +235,12 @@ async def spec_1_6(env: PublisherEnv) -> None:
 
 @check("1.7", "no_signal_after_a_terminal_one", ROLE)
 async def spec_1_7(env: PublisherEnv) -> None:
-    sub = env.subscribe(await env.publisher(1))
-    await sub.subscribed()
-    env.request(sub, 10)
-    await sub.expect_items(1, "1.7")
-    await sub.expect_complete("1.7")
+    sub = await env.whole_stream("1.7", 1, 10)
     since = len(sub.signals)
     env.request(sub, 10)
     await sub.expect_none("1.7", "after on_complete", since)
     if env.factory.create_failed is not None:
-        failed = env.subscribe(await env.failed(), "subscriber of a failed publisher")
-        await failed.subscribed()
-        env.request(failed, 10)
-        await failed.expect_error("1.7")
+        failed = await env.refused("1.7", "subscriber of a failed publisher", 10)
         since = len(failed.signals)
         env.request(failed, 10)
         await failed.expect_none("1.7", "after on_error", since)
@@ -265,10 +268,7 @@ async def spec_1_9(env: PublisherEnv) -> None:
     sub = env.subscribe(await env.publisher(1, completes=False))
     await sub.subscribed()
     if env.factory.create_failed is not None:
-        failed = env.subscribe(await env.failed(), "subscriber of a failed publisher")
-        await failed.subscribed()
-        env.request(failed, 1)
-        await failed.expect_error("1.9")
+        await env.refused("1.9", "subscriber of a failed publisher")
 
 
 @check("1.10", "subscribe_may_be_called_again_with_another_subscriber", ROLE)
@@ -327,10 +327,7 @@ async def spec_1_11(env: PublisherEnv) -> None:
 async def spec_2_12(env: PublisherEnv) -> None:
     """The subscriber flags a second on_subscribe; a whole stream and its end give the
     publisher every chance to call it again."""
-    sub = env.subscribe(await env.publisher(3))
-    await sub.subscribed()
-    env.request(sub, 3)
-    await sub.expect_items(3, "2.12")
+    sub = await env.all_items("2.12", 3, 3)
     await _ending(env, sub, "2.12")
     await sub.expect_none("2.12", "after on_complete")
     if sub.subscribe_count != 1:
