@@ -1,14 +1,15 @@
 """What the rule tests of rxchannel's own publishers, subscribers and processors share:
 sources that count whether they were let go, a hot ticker, a route serving the suite's
-probe publisher, and a recording Rx observer."""
+probe publisher, a recording Rx observer, and fixtures over several transports."""
 
 from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import AsyncIterator, Callable, Iterator
-from typing import Any
+from collections.abc import AsyncIterator, Callable, Generator
+from typing import Any, TypeVar
 
+import pytest
 from reactivex.subject import Subject
 
 import rxchannel as rx
@@ -16,6 +17,8 @@ from rxchannel import reactive as rxc
 from rxchannel.testing import tck
 from rxchannel.testing.tck.adapters import round_trip
 from tests.support import eventually, open_peers
+
+T = TypeVar("T")
 
 
 class Tracker:
@@ -36,7 +39,7 @@ class Numbers:
     def __init__(self, n: int, tracker: Tracker, fail: bool = False):
         self.n, self.tracker, self.fail = n, tracker, fail
 
-    def __iter__(self) -> Iterator[bytes]:
+    def __iter__(self) -> Generator[bytes, None, None]:
         self.tracker.opened += 1
         try:
             for i in range(self.n):
@@ -47,14 +50,12 @@ class Numbers:
             self.tracker.closed += 1
 
     async def __aiter__(self) -> AsyncIterator[bytes]:  # type: ignore[override]
-        self.tracker.opened += 1
+        items = self.__iter__()  # counted as a plain iteration is, and closed with this one
         try:
-            for i in range(self.n):
-                yield str(i).encode()
-            if self.fail:
-                raise rx.ApplicationError("the source failed")
+            for item in items:
+                yield item
         finally:
-            self.tracker.closed += 1
+            items.close()
 
 
 class Ticker:
@@ -176,3 +177,14 @@ async def remote_probes(kind: str, router: rx.Router | None = None) -> AsyncIter
     finally:
         await client.close()
         await server.close()
+
+
+def fixture_over(open_kind: Callable[[str], AsyncIterator[T]], *kinds: str) -> Any:
+    """A fixture of what ``open_kind(kind)`` yields, over each of ``kinds`` (``"memory"``, ``"tcp"`` ...)."""
+
+    @pytest.fixture(params=kinds if len(kinds) > 1 else None)  # one kind: the test ids stay plain
+    async def fixture(request: pytest.FixtureRequest) -> AsyncIterator[T]:
+        async for opened in open_kind(getattr(request, "param", kinds[0])):
+            yield opened
+
+    return fixture

@@ -9,9 +9,11 @@ demand end to end (``Router.channel(window=Manual(0))`` + ``request_n(out.demand
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import Callable
+from typing import Any
 
 import pytest
+from reactivex import Observable
 from reactivex import operators as ops
 from reactivex.scheduler import ThreadPoolScheduler
 
@@ -20,7 +22,7 @@ from rxchannel import reactive as rxc
 from rxchannel.operators import balance, observe_on, request_n, share_demand
 from rxchannel.testing import tck
 from rxchannel.testing.tck.adapters import from_observable, from_pipeline, round_trip, sink_subscriber
-from tests.tck.targets import Remote, remote_probes
+from tests.tck.targets import Remote, fixture_over, remote_probes
 
 POOL = ThreadPoolScheduler(2)
 
@@ -36,44 +38,40 @@ def relay_router() -> rx.Router:
     return router
 
 
-@pytest.fixture(params=["memory", "tcp"])
-async def remote(request: pytest.FixtureRequest) -> AsyncIterator[Remote]:
-    async for remote in remote_probes(request.param, relay_router()):
-        yield remote
+remote = fixture_over(lambda kind: remote_probes(kind, relay_router()), "memory", "tcp")
 
 
 def _factory(remote: Remote, create: object) -> tck.ProcessorFactory:
     return tck.ProcessorFactory(create=create, settle=round_trip(remote.client))  # type: ignore[arg-type]
 
 
+def _behind_a_stream(remote: Remote, stage: Callable[[Observable[Any]], tck.Publisher]) -> tck.ProcessorFactory:
+    """``stage`` applied to the probe's items, received through a remote stream."""
+
+    def create(upstream: tck.Publisher) -> tck.Publisher:
+        return stage(rxc.request_stream(remote.client, "probe", remote.probes.add(upstream).encode()))
+
+    return _factory(remote, create)
+
+
 class TestShareDemand(tck.ProcessorRules):
     @pytest.fixture
     def tck_factory(self, remote: Remote) -> tck.ProcessorFactory:
-        def create(upstream: tck.Publisher) -> tck.Publisher:
-            source = rxc.request_stream(remote.client, "probe", remote.probes.add(upstream).encode())
-            return from_observable(source.pipe(share_demand(4)))
-
-        return _factory(remote, create)
+        return _behind_a_stream(remote, lambda source: from_observable(source.pipe(share_demand(4))))
 
 
 class TestBalance(tck.ProcessorRules):
     @pytest.fixture
     def tck_factory(self, remote: Remote) -> tck.ProcessorFactory:
-        def create(upstream: tck.Publisher) -> tck.Publisher:
-            source = rxc.request_stream(remote.client, "probe", remote.probes.add(upstream).encode())
-            return from_observable(source.pipe(balance()))
-
-        return _factory(remote, create)
+        return _behind_a_stream(remote, lambda source: from_observable(source.pipe(balance())))
 
 
 class TestObserveOn(tck.ProcessorRules):
     @pytest.fixture
     def tck_factory(self, remote: Remote) -> tck.ProcessorFactory:
-        def create(upstream: tck.Publisher) -> tck.Publisher:
-            source = rxc.request_stream(remote.client, "probe", remote.probes.add(upstream).encode())
-            return from_pipeline(lambda requests: source.pipe(request_n(requests), observe_on(POOL)))
-
-        return _factory(remote, create)
+        return _behind_a_stream(
+            remote, lambda source: from_pipeline(lambda requests: source.pipe(request_n(requests), observe_on(POOL)))
+        )
 
 
 class TestChannelRelay(tck.ProcessorRules):

@@ -9,7 +9,7 @@ replies; a responder's Rx outbound seen from the requester.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -46,31 +46,31 @@ from tests.tck.targets import Numbers, Ticker, Tracker, counting_router
 POOL = ThreadPoolScheduler(2)
 
 
+def _numbers(publisher_of: Callable[[Numbers], tck.Publisher], **options: Any) -> tck.PublisherFactory:
+    """Publishers of ``publisher_of(Numbers(...))``: ``n`` items, or a failure; the tracker tells
+    when every iteration was closed."""
+    tracker = Tracker()
+    return tck.PublisherFactory(
+        create=lambda n: publisher_of(Numbers(n, tracker)),
+        create_failed=lambda: publisher_of(Numbers(0, tracker, fail=True)),
+        released=tracker.released,
+        **options,
+    )
+
+
 # ------------------------------------------------------------------ in process
 
 
 class TestFromIterable(tck.PublisherRules):
     @pytest.fixture
     def tck_factory(self) -> tck.PublisherFactory:
-        tracker = Tracker()
-        return tck.PublisherFactory(
-            create=lambda n: from_observable(rxc.from_iterable(Numbers(n, tracker))),
-            create_failed=lambda: from_observable(rxc.from_iterable(Numbers(0, tracker, fail=True))),
-            released=tracker.released,
-        )
+        return _numbers(lambda numbers: from_observable(rxc.from_iterable(numbers)))
 
 
 class TestFromAsyncIterable(tck.PublisherRules):
     @pytest.fixture
     def tck_factory(self) -> tck.PublisherFactory:
-        tracker = Tracker()
-        return tck.PublisherFactory(
-            create=lambda n: from_observable(rxc.from_async_iterable(lambda: Numbers(n, tracker).__aiter__())),
-            create_failed=lambda: from_observable(
-                rxc.from_async_iterable(lambda: Numbers(0, tracker, fail=True).__aiter__())
-            ),
-            released=tracker.released,
-        )
+        return _numbers(lambda numbers: from_observable(rxc.from_async_iterable(numbers.__aiter__)))
 
 
 class TestFileSource(tck.PublisherRules):
@@ -130,27 +130,15 @@ class TestOnBackpressureDropAndLatest(tck.PublisherRules):
 class TestShareDemand(tck.PublisherRules):
     @pytest.fixture
     def tck_factory(self) -> tck.PublisherFactory:
-        tracker = Tracker()
-        return tck.PublisherFactory(
-            create=lambda n: from_observable(rxc.from_iterable(Numbers(n, tracker)).pipe(share_demand(4))),
-            create_failed=lambda: from_observable(
-                rxc.from_iterable(Numbers(0, tracker, fail=True)).pipe(share_demand(4))
-            ),
-            released=tracker.released,
-            sharing="multicast",
+        return _numbers(
+            lambda numbers: from_observable(rxc.from_iterable(numbers).pipe(share_demand(4))), sharing="multicast"
         )
 
 
 class TestBalance(tck.PublisherRules):
     @pytest.fixture
     def tck_factory(self) -> tck.PublisherFactory:
-        tracker = Tracker()
-        return tck.PublisherFactory(
-            create=lambda n: from_observable(rxc.from_iterable(Numbers(n, tracker)).pipe(balance())),
-            create_failed=lambda: from_observable(rxc.from_iterable(Numbers(0, tracker, fail=True)).pipe(balance())),
-            released=tracker.released,
-            sharing="balance",
-        )
+        return _numbers(lambda numbers: from_observable(rxc.from_iterable(numbers).pipe(balance())), sharing="balance")
 
 
 class TestObserveOnAThreadPool(tck.PublisherRules):
@@ -158,15 +146,11 @@ class TestObserveOnAThreadPool(tck.PublisherRules):
 
     @pytest.fixture
     def tck_factory(self) -> tck.PublisherFactory:
-        tracker = Tracker()
-
-        def pipeline(n: int, fail: bool = False) -> tck.Publisher:
-            source = rxc.from_iterable(Numbers(n, tracker, fail=fail))
+        def pipeline(numbers: Numbers) -> tck.Publisher:
+            source = rxc.from_iterable(numbers)
             return from_pipeline(lambda requests: source.pipe(request_n(requests), observe_on(POOL)))
 
-        return tck.PublisherFactory(
-            create=pipeline, create_failed=lambda: pipeline(0, fail=True), released=tracker.released
-        )
+        return _numbers(pipeline)
 
 
 class TestMapAfterRequestN(tck.PublisherRules):
@@ -186,14 +170,8 @@ class TestAioShareDemand(tck.PublisherRules):
 
     @pytest.fixture
     def tck_factory(self) -> tck.PublisherFactory:
-        tracker = Tracker()
-
-        def create(n: int, fail: bool = False) -> tck.Publisher:
-            shared = aio.share_demand(Numbers(n, tracker, fail=fail), max_lag=4)
-            return from_async_iterable(shared.subscribe)
-
-        return tck.PublisherFactory(
-            create=create, create_failed=lambda: create(0, fail=True), released=tracker.released, sharing="multicast"
+        return _numbers(
+            lambda numbers: from_async_iterable(aio.share_demand(numbers, max_lag=4).subscribe), sharing="multicast"
         )
 
 
@@ -202,14 +180,7 @@ class TestAioFromObservable(tck.PublisherRules):
 
     @pytest.fixture
     def tck_factory(self) -> tck.PublisherFactory:
-        tracker = Tracker()
-        return tck.PublisherFactory(
-            create=lambda n: from_async_iterable(lambda: rxc.to_async_iterable(rxc.from_iterable(Numbers(n, tracker)))),
-            create_failed=lambda: from_async_iterable(
-                lambda: rxc.to_async_iterable(rxc.from_iterable(Numbers(0, tracker, fail=True)))
-            ),
-            released=tracker.released,
-        )
+        return _numbers(lambda numbers: from_async_iterable(lambda: rxc.to_async_iterable(rxc.from_iterable(numbers))))
 
 
 # ------------------------------------------------------------------ across the wire
@@ -237,6 +208,19 @@ def _remote(client: rx.Peer, tracker: Tracker, stream: Any, **options: Any) -> t
     )
 
 
+def _channel_count(
+    client: rx.Peer, tracker: Tracker, channel: Callable[[rx.Peer, dict[str, Any]], tck.Publisher]
+) -> tck.PublisherFactory:
+    """Publishers over ``channel(client, info)`` opened on the ``channel-count`` route: ``n``
+    items, or a failure (``info``)."""
+    return tck.PublisherFactory(
+        create=lambda n: channel(client, {"n": n, "fail": False}),
+        create_failed=lambda: channel(client, {"n": 0, "fail": True}),
+        released=tracker.released,
+        settle=round_trip(client),
+    )
+
+
 class TestRequestStream(tck.PublisherRules):
     """``rxc.request_stream``: a demand Observable whose demand crosses the wire as REQUEST_N,
     over every transport."""
@@ -255,10 +239,8 @@ class TestRemoteStream(tck.PublisherRules):
 
     @pytest.fixture
     def tck_factory(self, peers: tuple[rx.Peer, Tracker]) -> tck.PublisherFactory:
-        client, tracker = peers
         return _remote(
-            client,
-            tracker,
+            *peers,
             lambda peer, route, n: from_remote_stream(
                 lambda: peer.request_stream(route, b"%d" % n, window=rx.Manual(0))
             ),
@@ -270,17 +252,9 @@ class TestRequestChannelReplies(tck.PublisherRules):
 
     @pytest.fixture
     def tck_factory(self, peers: tuple[rx.Peer, Tracker]) -> tck.PublisherFactory:
-        client, tracker = peers
-
-        def channel(n: int, fail: bool = False) -> tck.Publisher:
-            replies = rxc.request_channel(client, "channel-count", [b"a", b"b"], info={"n": n, "fail": fail})
-            return from_observable(replies)
-
-        return tck.PublisherFactory(
-            create=channel,
-            create_failed=lambda: channel(0, fail=True),
-            released=tracker.released,
-            settle=round_trip(client),
+        return _channel_count(
+            *peers,
+            lambda client, info: from_observable(rxc.request_channel(client, "channel-count", [b"a", b"b"], info=info)),
         )
 
 
@@ -290,17 +264,11 @@ class TestChannelInbound(tck.PublisherRules):
 
     @pytest.fixture
     def tck_factory(self, peers: tuple[rx.Peer, Tracker]) -> tck.PublisherFactory:
-        client, tracker = peers
-
-        def channel(n: int, fail: bool = False) -> tck.Publisher:
-            ch = rxc.channel(client, "channel-count", info={"n": n, "fail": fail}, window=rx.Manual(1))
-            return from_observable(ch.inbound)
-
-        return tck.PublisherFactory(
-            create=channel,
-            create_failed=lambda: channel(0, fail=True),
-            released=tracker.released,
-            settle=round_trip(client),
+        return _channel_count(
+            *peers,
+            lambda client, info: from_observable(
+                rxc.channel(client, "channel-count", info=info, window=rx.Manual(1)).inbound
+            ),
         )
 
 
@@ -323,10 +291,8 @@ class TestAioStream(tck.PublisherRules):
 
     @pytest.fixture
     def tck_factory(self, peers: tuple[rx.Peer, Tracker]) -> tck.PublisherFactory:
-        client, tracker = peers
         return _remote(
-            client,
-            tracker,
+            *peers,
             lambda peer, route, n: from_async_iterable(lambda: aio.request_stream(peer, route, b"%d" % n, window=4)),
         )
 
@@ -336,11 +302,9 @@ class TestAiostreamPipe(tck.PublisherRules):
 
     @pytest.fixture
     def tck_factory(self, peers: tuple[rx.Peer, Tracker]) -> tck.PublisherFactory:
-        client, tracker = peers
-
         def fetch(peer: rx.Peer, route: str, n: int) -> tck.Publisher:
             return from_async_iterable(
                 lambda: rxpipe.request_stream(peer, route, b"%d" % n, window=4) | pipe.map(lambda item: item.data)
             )
 
-        return _remote(client, tracker, fetch)
+        return _remote(*peers, fetch)

@@ -30,27 +30,14 @@ from rxchannel.operators import adaptive, limit_rate, request_n, stop_and_wait, 
 from rxchannel.testing import tck
 from rxchannel.testing.tck.adapters import round_trip, sink_subscriber
 from tests.support import eventually, open_peers
-from tests.tck.targets import Recorder, Remote, remote_probes
+from tests.tck.targets import Recorder, Remote, fixture_over, remote_probes
 
 # ------------------------------------------------------------------ the probe behind a remote stream
 
 
-@pytest.fixture(params=["memory", "tcp", "datachannel"])
-async def remote_everywhere(request: pytest.FixtureRequest) -> AsyncIterator[Remote]:
-    async for remote in remote_probes(request.param):
-        yield remote
-
-
-@pytest.fixture(params=["memory", "tcp"])
-async def remote(request: pytest.FixtureRequest) -> AsyncIterator[Remote]:
-    async for remote in remote_probes(request.param):
-        yield remote
-
-
-@pytest.fixture
-async def remote_in_memory() -> AsyncIterator[Remote]:
-    async for remote in remote_probes("memory"):
-        yield remote
+remote_everywhere = fixture_over(remote_probes, "memory", "tcp", "datachannel")
+remote = fixture_over(remote_probes, "memory", "tcp")
+remote_in_memory = fixture_over(remote_probes, "memory")
 
 
 def demand_operator(remote: Remote, operator: Callable[[], Callable[[Observable[Any]], Observable[Any]]]) -> Any:
@@ -220,16 +207,8 @@ async def _inbox(kind: str) -> AsyncIterator[Inbox]:
         await server.close()
 
 
-@pytest.fixture(params=["memory", "tcp"])
-async def inbox(request: pytest.FixtureRequest) -> AsyncIterator[Inbox]:
-    async for inbox in _inbox(request.param):
-        yield inbox
-
-
-@pytest.fixture
-async def inbox_in_memory() -> AsyncIterator[Inbox]:
-    async for inbox in _inbox("memory"):
-        yield inbox
+inbox = fixture_over(_inbox, "memory", "tcp")
+inbox_in_memory = fixture_over(_inbox, "memory")
 
 
 class TestRemoteSink(tck.SubscriberRules):
