@@ -2,21 +2,14 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import rxchannel
 import rxchannel.core
+from tests.fresh_python import loaded_after
 
 
 def test_core_imports_only_the_standard_library() -> None:
-    code = (
-        "import sys, rxchannel.core; "
-        "bad = [m for m in ('asyncio', 'aiortc', 'reactivex', 'aiostream', 'aiohttp', 'rich') if m in sys.modules]; "
-        "print(','.join(bad))"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "", f"rxchannel.core pulled in: {out.stdout.strip()}"
+    bad = loaded_after("rxchannel.core", "asyncio", "aiortc", "reactivex", "aiostream", "aiohttp", "rich")
+    assert bad == [], f"rxchannel.core pulled in: {','.join(bad)}"
 
 
 def test_core_never_reads_the_clock() -> None:
@@ -134,16 +127,14 @@ def test_limit_rate_is_a_window_policy_class() -> None:
 
 
 def test_only_the_aiostream_facade_imports_aiostream() -> None:
-    code = (
-        "import sys, rxchannel, rxchannel.reactive, rxchannel.operators, rxchannel.aio, rxchannel.files, "
-        "rxchannel.cli, rxchannel.runtime, rxchannel.webrtc.signaling, rxchannel.web; "
-        "print('aiostream' in sys.modules)"
+    everything_else = (
+        "rxchannel, rxchannel.reactive, rxchannel.operators, rxchannel.aio, rxchannel.files, "
+        "rxchannel.cli, rxchannel.runtime, rxchannel.webrtc.signaling, rxchannel.web"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "False", "aiostream (GPL-3.0) must stay behind rxchannel.aiostream"
+    assert loaded_after(everything_else, "aiostream") == [], "aiostream (GPL-3.0) must stay behind rxchannel.aiostream"
 
 
 def test_the_runtime_does_not_import_reactivex() -> None:
-    code = "import sys, rxchannel.runtime, rxchannel.files, rxchannel.cli; print('reactivex' in sys.modules)"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "False", "only the Rx facade may import reactivex"
+    assert loaded_after("rxchannel.runtime, rxchannel.files, rxchannel.cli", "reactivex") == [], (
+        "only the Rx facade may import reactivex"
+    )

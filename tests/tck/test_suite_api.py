@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import inspect
-import subprocess
-import sys
 import typing
 
 from rxchannel.testing import tck
+from tests.fresh_python import python_output
 
 
 def test_every_public_name_is_exported_and_every_export_is_there() -> None:
@@ -31,8 +30,8 @@ def test_only_the_pytest_suites_need_pytest() -> None:
         "from rxchannel.testing import tck; no_pytest = 'pytest' not in sys.modules; "
         "tck.PublisherRules; print(light, no_pytest, 'pytest' in sys.modules)"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.split() == ["True", "True", "True"], out.stdout + out.stderr
+    printed = python_output(code)
+    assert printed.split() == ["True", "True", "True"], printed
 
 
 def test_every_rule_has_a_check_and_every_check_a_level() -> None:
