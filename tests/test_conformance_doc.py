@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import functools
 import re
-import subprocess
-import sys
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests import doc_tables
+from tests.doc_tables import ROOT, table_rows
+
 DOC = ROOT / "docs" / "conformance.md"
 CONFORMANCE_TESTS = ["tests/core/test_conformance.py", "tests/runtime/test_conformance_wire.py"]
 
@@ -63,31 +62,14 @@ class Row:
 
 def rows() -> list[Row]:
     """The table rows of the document, with the section each is in."""
-    found, section = [], ""
-    for line in DOC.read_text().splitlines():
-        if line.startswith("## "):
-            section = line[3:].strip()
-        elif line.startswith("|"):
-            cells = [c.strip() for c in re.split(r"(?<!\\)\|", line.strip())[1:-1]]
-            if ROW_ID.match(cells[0]):
-                assert len(cells) == 6, f"{cells[0]}: {len(cells)} cells (an unescaped | in a cell?)"
-                found.append(Row(section, cells[0], cells[2], cells[3], tuple(TEST_ID.findall(cells[5]))))
-    return found
+    return [Row(section, c[0], c[2], c[3], tuple(TEST_ID.findall(c[5]))) for section, c in table_rows(DOC, ROW_ID)]
 
 
 @functools.cache
 def collected(*options: str) -> frozenset[str]:
     """Node ids pytest collects from every file the document cites (and the conformance files)."""
     files = sorted({t.split("::")[0] for row in rows() for t in row.tests} | set(CONFORMANCE_TESTS))
-    result = subprocess.run(
-        [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider", *options, *files],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert result.returncode in (0, 5), result.stdout + result.stderr  # 5: nothing selected (no xfail left)
-    return frozenset(line for line in result.stdout.splitlines() if "::" in line)
+    return doc_tables.collected(files, *options, codes=(0, 5))  # 5: nothing selected (no xfail left)
 
 
 def matches(test_id: str, node_ids: frozenset[str]) -> set[str]:

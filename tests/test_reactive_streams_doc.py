@@ -10,16 +10,14 @@ from __future__ import annotations
 
 import functools
 import re
-import subprocess
-import sys
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 
 from rxchannel.testing.tck import CHECKS, RULES
+from tests import doc_tables
+from tests.doc_tables import ROOT, table_rows
 
-ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "reactive-streams.md"
 ROLE_FILES = {
     "publisher": "tests/tck/test_publishers.py",
@@ -43,31 +41,16 @@ class Row:
 
 
 def rows() -> list[Row]:
-    found = []
-    for line in DOC.read_text().splitlines():
-        if not line.startswith("|"):
-            continue
-        cells = [c.strip() for c in re.split(r"(?<!\\)\|", line.strip())[1:-1]]
-        if ROW.match(cells[0]):
-            assert len(cells) == 6, f"{cells[0]}: {len(cells)} cells (an unescaped | in a cell?)"
-            found.append(
-                Row(cells[0], cells[2], cells[3], tuple(CHECK_NAME.findall(cells[5])), tuple(NODE_ID.findall(cells[5])))
-            )
-    return found
+    return [
+        Row(c[0], c[2], c[3], tuple(CHECK_NAME.findall(c[5])), tuple(NODE_ID.findall(c[5])))
+        for _, c in table_rows(DOC, ROW)
+    ]
 
 
 @functools.cache
 def collected() -> frozenset[str]:
     files = sorted({*ROLE_FILES.values(), BROKEN, *(n.split("::")[0] for r in rows() for n in r.node_ids)})
-    result = subprocess.run(
-        [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider", *files],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    return frozenset(line for line in result.stdout.splitlines() if "::" in line)
+    return doc_tables.collected(files)
 
 
 def test_every_rule_has_one_row_with_its_keyword_and_a_known_status() -> None:
