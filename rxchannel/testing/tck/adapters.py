@@ -152,6 +152,12 @@ class _Pump:
     async def _run(self) -> None:
         raise NotImplementedError
 
+    def request(self, n: int) -> None:
+        self._on_loop.call(self._request, n)
+
+    def _request(self, n: int) -> None:
+        raise NotImplementedError
+
     def cancel(self) -> None:
         self._on_loop.call(self._cancel)
 
@@ -182,14 +188,24 @@ class _Pump:
         else:
             self._subscriber.on_error(error)
 
+    async def _pull(self, pull: Callable[[], Awaitable[Any]], errors: type[Exception]) -> Any:
+        """The source's next item, or ``_OVER`` once it ended (the end is passed on)."""
+        try:
+            return await pull()
+        except StopAsyncIteration:
+            self._end(None)
+        except errors as exc:
+            self._end(exc)
+        return _OVER
+
+
+_OVER = object()  # what _Pump._pull returns once the source ended
+
 
 class _StreamSubscription(_Pump):
     def __init__(self, stream: RemoteStream, subscriber: Subscriber):
         super().__init__(subscriber)
         self._stream = stream
-
-    def request(self, n: int) -> None:
-        self._on_loop.call(self._request, n)
 
     def _request(self, n: int) -> None:
         if self._cancelled or self._done:
@@ -204,15 +220,8 @@ class _StreamSubscription(_Pump):
         stream = self._stream
         try:
             while True:
-                try:
-                    item = await stream.next()
-                except StopAsyncIteration:
-                    self._end(None)
-                    return
-                except RxChannelError as exc:
-                    self._end(exc)
-                    return
-                if not self._next(item):
+                item = await self._pull(stream.next, RxChannelError)
+                if item is _OVER or not self._next(item):
                     return
         finally:
             await stream.aclose()
@@ -242,9 +251,6 @@ class _IterableSubscription(_Pump):
         self._demand = 0
         self._wake = asyncio.Event()
 
-    def request(self, n: int) -> None:
-        self._on_loop.call(self._request, n)
-
     def _request(self, n: int) -> None:
         if self._cancelled or self._done:
             return
@@ -270,13 +276,8 @@ class _IterableSubscription(_Pump):
                 while self._demand == 0:
                     self._wake.clear()
                     await self._wake.wait()
-                try:
-                    item = await iterator.__anext__()
-                except StopAsyncIteration:
-                    self._end(None)
-                    return
-                except Exception as exc:
-                    self._end(exc)
+                item = await self._pull(iterator.__anext__, Exception)
+                if item is _OVER:
                     return
                 if self._demand < MAX_DEMAND:
                     self._demand -= 1
@@ -349,18 +350,22 @@ class _SinkSubscriber:
         # its imperative contract); a subscriber drops one still on its way (§2.8)
 
     def on_error(self, error: BaseException) -> None:
-        self._ended = True
-        if self._rx is not None:
-            self._rx.on_error(error if isinstance(error, Exception) else RxChannelError(repr(error)))
-        else:
-            self._sink.fail(error)
+        self._end(error)
 
     def on_complete(self) -> None:
+        self._end(None)
+
+    def _end(self, error: BaseException | None) -> None:
+        """Pass the end on (``None``: on_complete); the sink is ours to end from now on."""
         self._ended = True
-        if self._rx is not None:
+        if self._rx is not None and error is None:
             self._rx.on_completed()
-        else:
+        elif self._rx is not None:
+            self._rx.on_error(error if isinstance(error, Exception) else RxChannelError(repr(error)))
+        elif error is None:
             self._sink.complete()
+        else:
+            self._sink.fail(error)
 
 
 def sink_subscriber(sink: RxRemoteSink | RemoteSink) -> Subscriber:
