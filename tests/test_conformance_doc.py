@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import functools
 import re
-from dataclasses import dataclass
 
 import pytest
 
 from tests import doc_tables
-from tests.doc_tables import ROOT, table_rows
+from tests.doc_tables import ROOT, Row
 
 DOC = ROOT / "docs" / "conformance.md"
 CONFORMANCE_TESTS = ["tests/core/test_conformance.py", "tests/runtime/test_conformance_wire.py"]
@@ -47,28 +46,18 @@ MIN_ROWS = {
     "LEASE": 7,
     "RESUME": 10,
 }
-TEST_ID = re.compile(r"`(tests/[\w/]+\.py::[^`]+)`")
 ROW_ID = re.compile(r"^[A-Z]+-\d+$")
-
-
-@dataclass(frozen=True)
-class Row:
-    section: str
-    id: str
-    level: str
-    status: str
-    tests: tuple[str, ...]
 
 
 def rows() -> list[Row]:
     """The table rows of the document, with the section each is in."""
-    return [Row(section, c[0], c[2], c[3], tuple(TEST_ID.findall(c[5]))) for section, c in table_rows(DOC, ROW_ID)]
+    return doc_tables.rows(DOC, ROW_ID)
 
 
 @functools.cache
 def collected(*options: str) -> frozenset[str]:
     """Node ids pytest collects from every file the document cites (and the conformance files)."""
-    files = sorted({t.split("::")[0] for row in rows() for t in row.tests} | set(CONFORMANCE_TESTS))
+    files = sorted({t.split("::")[0] for row in rows() for t in row.node_ids} | set(CONFORMANCE_TESTS))
     return doc_tables.collected(files, *options, codes=(0, 5))  # 5: nothing selected (no xfail left)
 
 
@@ -95,14 +84,14 @@ def test_every_row_has_a_known_status_and_a_level() -> None:
 
 
 def test_every_row_that_describes_behaviour_names_a_test() -> None:
-    missing = [row.id for row in rows() if row.status in NEEDS_TEST and not row.tests]
+    missing = [row.id for row in rows() if row.status in NEEDS_TEST and not row.node_ids]
     assert not missing, f"rows without a test: {missing}"
 
 
 @pytest.mark.timeout(900)
 def test_every_cited_test_exists() -> None:
     node_ids = collected()
-    unknown = [(row.id, t) for row in rows() for t in row.tests if not matches(t, node_ids)]
+    unknown = [(row.id, t) for row in rows() for t in row.node_ids if not matches(t, node_ids)]
     assert not unknown, f"cited tests that pytest does not collect: {unknown}"
 
 
@@ -110,12 +99,12 @@ def test_every_cited_test_exists() -> None:
 def test_nonconformances_cite_xfail_tests_and_conformance_rows_cite_none() -> None:
     xfail = collected("-m", "xfail")  # empty once every known nonconformance is fixed
     for row in rows():
-        cited_xfail = [t for t in row.tests if matches(t, xfail)]
+        cited_xfail = [t for t in row.node_ids if matches(t, xfail)]
         if row.status == "no":
             assert cited_xfail, f"{row.id} is a nonconformance but cites no xfail test"
         else:
             assert not cited_xfail, f"{row.id} ({row.status}) rests on tests known to fail: {cited_xfail}"
-    cited_by_no = {t for row in rows() if row.status == "no" for t in row.tests}
+    cited_by_no = {t for row in rows() if row.status == "no" for t in row.node_ids}
     uncited = [
         n
         for n in xfail

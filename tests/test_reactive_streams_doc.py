@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import functools
 import re
-from dataclasses import dataclass
 
 import pytest
 
 from rxchannel.testing.tck import CHECKS, RULES
 from tests import doc_tables
-from tests.doc_tables import ROOT, table_rows
+from tests.doc_tables import ROOT, Row
 
 DOC = ROOT / "docs" / "reactive-streams.md"
 ROLE_FILES = {
@@ -27,24 +26,11 @@ ROLE_FILES = {
 BROKEN = "tests/tck/test_broken_fixtures.py"
 STATUSES = {"yes", "deviation", "n/a", "untestable"}
 ROW = re.compile(r"^\d\.\d+$")
-CHECK_NAME = re.compile(r"`(test_spec_\w+)`")
-NODE_ID = re.compile(r"`(tests/[\w/]+\.py::[^`]+)`")
-
-
-@dataclass(frozen=True)
-class Row:
-    rule: str
-    keyword: str
-    status: str
-    checks: tuple[str, ...]
-    node_ids: tuple[str, ...]
 
 
 def rows() -> list[Row]:
-    return [
-        Row(c[0], c[2], c[3], tuple(CHECK_NAME.findall(c[5])), tuple(NODE_ID.findall(c[5])))
-        for _, c in table_rows(DOC, ROW)
-    ]
+    """The table's rows: a rule (``id``), its keyword (``level``), its status, what it cites."""
+    return doc_tables.rows(DOC, ROW)
 
 
 @functools.cache
@@ -55,23 +41,23 @@ def collected() -> frozenset[str]:
 
 def test_every_rule_has_one_row_with_its_keyword_and_a_known_status() -> None:
     table = rows()
-    assert sorted(r.rule for r in table) == sorted(RULES), "rules missing or tabled twice"
+    assert sorted(r.id for r in table) == sorted(RULES), "rules missing or tabled twice"
     for row in table:
-        assert row.keyword == RULES[row.rule].keyword, (
-            f"§{row.rule}: {row.keyword} (the specification says {RULES[row.rule].keyword})"
+        assert row.level == RULES[row.id].keyword, (
+            f"§{row.id}: {row.level} (the specification says {RULES[row.id].keyword})"
         )
-        assert row.status in STATUSES, f"§{row.rule}: unknown status {row.status!r}"
+        assert row.status in STATUSES, f"§{row.id}: unknown status {row.status!r}"
         if row.status != "untestable":
-            assert row.checks or row.node_ids, f"§{row.rule} ({row.status}) cites no test"
+            assert row.check_names or row.node_ids, f"§{row.id} ({row.status}) cites no test"
 
 
 def test_every_check_is_cited_in_its_rules_row_and_every_cited_check_exists() -> None:
-    by_rule = {row.rule: set(row.checks) for row in rows()}
+    by_rule = {row.id: set(row.check_names) for row in rows()}
     names = {c.test_name for c in CHECKS}
     for check in CHECKS:
         if check.body is not None:
             assert check.test_name in by_rule[check.rule], f"§{check.rule}: {check.test_name} is not cited"
-    cited = {name for row in rows() for name in row.checks}
+    cited = {name for row in rows() for name in row.check_names}
     assert cited <= names, f"cited checks the suite does not have: {sorted(cited - names)}"
 
 
@@ -98,5 +84,5 @@ def test_every_cited_node_id_exists() -> None:
     for row in rows():
         for node_id in row.node_ids:
             assert any(n == node_id or n.startswith((node_id + "[", node_id + "::")) for n in node_ids), (
-                f"§{row.rule}: {node_id} is not collected"
+                f"§{row.id}: {node_id} is not collected"
             )
