@@ -51,7 +51,7 @@ class PublisherEnv(Env):
         return await _made(self.factory.create_failed())
 
     async def all_items(
-        self, rule: str, n: int, requested: int, name: str = "subscriber", **options: Any
+        self, rule: str, n: int, *, requested: int, name: str = "subscriber", **options: Any
     ) -> ManualSubscriber:
         """A new subscriber of a stream of ``n`` items, once ``request(requested)`` got it all of them."""
         subscriber = self.subscribe(await self.publisher(n), name, **options)
@@ -61,19 +61,19 @@ class PublisherEnv(Env):
         return subscriber
 
     async def whole_stream(
-        self, rule: str, n: int, requested: int, name: str = "subscriber", **options: Any
+        self, rule: str, n: int, *, requested: int, name: str = "subscriber", **options: Any
     ) -> ManualSubscriber:
         """A new subscriber of a stream of ``n`` items, once ``request(requested)`` got it all of them
         and on_complete."""
-        subscriber = await self.all_items(rule, n, requested, name, **options)
+        subscriber = await self.all_items(rule, n, requested=requested, name=name, **options)
         await subscriber.expect_complete(rule)
         return subscriber
 
-    async def refused(self, rule: str, name: str, n: int = 1) -> ManualSubscriber:
-        """A new subscriber of a failed publisher, once ``request(n)`` got it on_error."""
+    async def refused(self, rule: str, name: str, *, requested: int = 1) -> ManualSubscriber:
+        """A new subscriber of a failed publisher, once ``request(requested)`` got it on_error."""
         subscriber = self.subscribe(await self.failed(), name)
         await subscriber.subscribed()
-        self.request(subscriber, n)
+        self.request(subscriber, requested)
         await subscriber.expect_error(rule)
         return subscriber
 
@@ -150,7 +150,7 @@ async def spec_1_1(env: PublisherEnv) -> None:
 
 @check("1.2", "may_signal_fewer_than_requested_and_terminate", ROLE)
 async def spec_1_2(env: PublisherEnv) -> None:
-    await env.whole_stream("1.2", 3, 10)
+    await env.whole_stream("1.2", 3, requested=10)
 
 
 @check("1.3", "signals_serially", ROLE)
@@ -210,14 +210,14 @@ async def spec_1_5(env: PublisherEnv) -> None:
 )
 async def spec_1_5_exact(env: PublisherEnv) -> None:
     for n in (1, 3):
-        await env.whole_stream("1.5", n, n, f"subscriber of {n}")
+        await env.whole_stream("1.5", n, requested=n, name=f"subscriber of {n}")
 
 
 @check("1.6", "after_a_terminal_signal_the_subscription_is_cancelled", ROLE)
 async def spec_1_6(env: PublisherEnv) -> None:
     """After on_complete (and after on_error) the publisher has let its source go, and
     request and cancel do nothing."""
-    sub = await env.all_items("1.6", 1, 1)
+    sub = await env.all_items("1.6", 1, requested=1)
     await _ending(env, sub, "1.6")
     await env.released("1.6", "after on_complete")
     since = len(sub.signals)
@@ -235,12 +235,12 @@ async def spec_1_6(env: PublisherEnv) -> None:
 
 @check("1.7", "no_signal_after_a_terminal_one", ROLE)
 async def spec_1_7(env: PublisherEnv) -> None:
-    sub = await env.whole_stream("1.7", 1, 10)
+    sub = await env.whole_stream("1.7", 1, requested=10)
     since = len(sub.signals)
     env.request(sub, 10)
     await sub.expect_none("1.7", "after on_complete", since)
     if env.factory.create_failed is not None:
-        failed = await env.refused("1.7", "subscriber of a failed publisher", 10)
+        failed = await env.refused("1.7", "subscriber of a failed publisher", requested=10)
         since = len(failed.signals)
         env.request(failed, 10)
         await failed.expect_none("1.7", "after on_error", since)
@@ -327,7 +327,7 @@ async def spec_1_11(env: PublisherEnv) -> None:
 async def spec_2_12(env: PublisherEnv) -> None:
     """The subscriber flags a second on_subscribe; a whole stream and its end give the
     publisher every chance to call it again."""
-    sub = await env.all_items("2.12", 3, 3)
+    sub = await env.all_items("2.12", 3, requested=3)
     await _ending(env, sub, "2.12")
     await sub.expect_none("2.12", "after on_complete")
     if sub.subscribe_count != 1:

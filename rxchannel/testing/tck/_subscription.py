@@ -219,7 +219,7 @@ async def spec_3_16(env: PublisherEnv) -> None:
 async def spec_3_17(env: PublisherEnv) -> None:
     """2^63-1 at once; 2^62-1 + 2^62-1 + 1 (2^63-1 in all); 2^63-2 more from every on_next
     (demand far above 2^63-1): never an error, every item, then the end."""
-    await env.whole_stream("3.17", 3, MAX_DEMAND, "subscriber requesting 2^63-1")
+    await env.whole_stream("3.17", 3, requested=MAX_DEMAND, name="subscriber requesting 2^63-1")
     summed = env.subscribe(await env.publisher(3), "subscriber requesting 2^63-1 in three calls")
     await summed.subscribed()
     env.request(summed, MAX_DEMAND // 2)
@@ -228,4 +228,6 @@ async def spec_3_17(env: PublisherEnv) -> None:
     await summed.expect_items(3, "3.17")
     await summed.expect_complete("3.17")
     n = min(10, env.factory.max_elements)
-    await env.whole_stream("3.17", n, 1, "subscriber requesting past 2^63-1", request_on_next=MAX_DEMAND - 1)
+    await env.whole_stream(
+        "3.17", n, requested=1, name="subscriber requesting past 2^63-1", request_on_next=MAX_DEMAND - 1
+    )
