@@ -10,6 +10,9 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import selectors
+import signal
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from pathlib import Path
@@ -31,10 +34,13 @@ from rxchannel.core import (
     encode_frame,
     request_metadata,
 )
+from rxchannel.files import fetch_file, sha256_file
 from rxchannel.transports import Transport, TransportLimits, memory_pair
 from rxchannel.transports.tcp import TcpTransport, connect_tcp_transport, start_tcp_server
 
 T = TypeVar("T")
+#: the command line that runs rxchannel's CLI in a process of its own
+RX = [sys.executable, "-m", "rxchannel"]
 
 # ------------------------------------------------------------------ files
 
@@ -44,6 +50,40 @@ def make_file(path: Path, size: int, seed: int = 0) -> bytes:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(data)
     return data
+
+
+# ------------------------------------------------------------------ hub processes
+
+
+def serve_process(root: Path, *args: str) -> tuple[subprocess.Popen[str], str]:
+    """``rxchannel serve root --port 0 *args`` in a process of its own, and the URL it prints."""
+    proc = subprocess.Popen(
+        [*RX, "serve", str(root), "--port", "0", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    return proc, proc.stdout.readline().strip()
+
+
+def stop_process(proc: subprocess.Popen[str], timeout: float = 20) -> str:
+    """Stop a process from :func:`serve_process` as Ctrl-C would; it must exit 0. Its stderr."""
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=timeout)
+    assert proc.returncode == 0, err
+    return err
+
+
+async def fetch_verified(peer: Any, name: str, root: Path, tmp: Path) -> None:
+    """Fetch ``name`` over ``peer`` into ``tmp`` and check it against ``root / name``; then
+    close ``peer``, whatever happened."""
+    try:
+        out = tmp / f"out-{time.monotonic_ns()}.bin"
+        result = await fetch_file(peer, name, out, window=16)
+        assert result.sha256 == sha256_file(root / name) == sha256_file(out)
+    finally:
+        await peer.close()
 
 
 # ------------------------------------------------------------------ transport and peer pairs
