@@ -209,6 +209,30 @@ class Counter:
             self.closed.set()
 
 
+def serve_counter(router: rx.Router) -> Counter:
+    """A :class:`Counter` serving the stream route ``n`` on ``router``."""
+    source = Counter()
+    router.stream("n")(source)
+    return source
+
+
+class ErrorCatcher:
+    """A remote channel handler that reads its inbound stream and records the error that ends
+    it (``error`` resolves to it); it then yields ``b"never"``, which no requester should get."""
+
+    def __init__(self) -> None:
+        self.error: asyncio.Future[BaseException] = asyncio.get_running_loop().create_future()
+
+    async def __call__(self, request: rx.Request) -> AsyncIterator[bytes]:
+        assert request.inbound is not None
+        try:
+            async for _ in request.inbound:
+                pass
+        except rx.RemoteError as exc:
+            self.error.set_result(exc)
+        yield b"never"
+
+
 class FrameTap:
     """Records every frame a peer's transport writes (the frames still go out unchanged)."""
 
