@@ -216,6 +216,16 @@ def serve_counter(router: rx.Router) -> Counter:
     return source
 
 
+def serve_boom(router: rx.Router, message: str) -> None:
+    """Serve the stream route ``boom`` on ``router``: one item ``b"1"``, then an
+    :class:`~rxchannel.ApplicationError` saying ``message``."""
+
+    @router.stream("boom")
+    async def boom(request: rx.Request) -> AsyncIterator[bytes]:
+        yield b"1"
+        raise rx.ApplicationError(message)
+
+
 class ErrorCatcher:
     """A remote channel handler that reads its inbound stream and records the error that ends
     it (``error`` resolves to it); it then yields ``b"never"``, which no requester should get."""

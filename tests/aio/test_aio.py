@@ -24,7 +24,7 @@ from rxchannel import reactive as rxc
 from rxchannel.hub import Hub, HubLimits
 from rxchannel.operators import windowed
 from rxchannel.runtime import Peer
-from tests.support import Counter, eventually, make_file, serve_counter
+from tests.support import Counter, eventually, make_file, serve_boom, serve_counter
 
 
 @pytest.fixture
@@ -118,10 +118,7 @@ async def test_task_cancellation_sends_cancel(peers: Any) -> None:
 async def test_errors_cross_the_wire_into_the_pipeline(peers: Any) -> None:
     client, server, router = peers
 
-    @router.stream("boom")
-    async def boom(request: rx.Request) -> AsyncIterator[bytes]:
-        yield b"1"
-        raise rx.ApplicationError("disk failed")
+    serve_boom(router, "disk failed")
 
     with pytest.raises(rx.RemoteError, match="disk failed"):
         await stream.list(rxpipe.request_stream(client, "boom"))

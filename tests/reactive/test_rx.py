@@ -41,6 +41,7 @@ from tests.support import (
     eventually,
     make_file,
     run_in_virtual_time,
+    serve_boom,
     serve_counter,
     settle,
 )
@@ -234,10 +235,7 @@ async def test_rule_cancel_is_idempotent_and_nothing_arrives_after_dispose(peers
 async def test_errors_cross_the_wire_both_ways(peers: Any) -> None:
     client, server, router = peers
 
-    @router.stream("boom")
-    async def boom(request: rx.Request) -> AsyncIterator[bytes]:
-        yield b"1"
-        raise rx.ApplicationError("sensor unplugged")
+    serve_boom(router, "sensor unplugged")
 
     sink = ErrorCatcher()
     router.channel("sink")(sink)
