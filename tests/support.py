@@ -422,6 +422,24 @@ def run_in_virtual_time(main: Callable[[], Coroutine[Any, Any, T]]) -> T:
         loop.close()
 
 
+def silence_after_setup(server: Callable[[Transport], Any], setup: SetupFrame) -> tuple[BaseException | None, float]:
+    """In virtual time: ``setup`` then silence, written to a server peer that ``server`` makes of
+    its end of a memory pair. The error the server closed with, and how long after the SETUP."""
+
+    async def main() -> tuple[BaseException | None, float]:
+        a, b = memory_pair()
+        peer = server(b)
+        a.write([encode_frame(setup)])
+        start = asyncio.get_running_loop().time()
+        error = await peer.wait_closed()
+        elapsed = asyncio.get_running_loop().time() - start
+        await peer.close()
+        a.abort()
+        return error, elapsed
+
+    return run_in_virtual_time(main)
+
+
 # ------------------------------------------------------------------ fuzzing frames
 
 VALID = [

@@ -43,7 +43,7 @@ from rxchannel.hub import Hub, HubLimits
 from rxchannel.runtime import Server, connect, serve
 from rxchannel.transports import ListenLimits, TransportLimits, TransportOptions
 from tests.hostile.flood import SETUP
-from tests.support import eventually, make_file, run_in_virtual_time
+from tests.support import eventually, make_file, silence_after_setup
 
 CHUNK = 64 * 1024
 
@@ -302,21 +302,11 @@ def test_case_05_a_setup_cannot_extend_the_servers_maximum_lifetime(tmp_path: Pa
     """In virtual time: the client asks for 2^31-1 ms; the server allows 5 s."""
     from rxchannel.core import Role
     from rxchannel.runtime import Peer
-    from rxchannel.transports import memory_pair
 
-    async def main() -> tuple[BaseException | None, float]:
-        a, b = memory_pair()
-        server = Peer(b, Role.SERVER, config=ConnectionConfig(max_lifetime=5.0))
-        greedy = SetupFrame(keepalive_ms=1000, lifetime_ms=2**31 - 1, metadata_mime="m", data_mime="d")
-        a.write([encode_frame(greedy)])
-        start = asyncio.get_running_loop().time()
-        error = await server.wait_closed()  # then silence
-        elapsed = asyncio.get_running_loop().time() - start
-        await server.close()
-        a.abort()
-        return error, elapsed
-
-    error, elapsed = run_in_virtual_time(main)
+    greedy = SetupFrame(keepalive_ms=1000, lifetime_ms=2**31 - 1, metadata_mime="m", data_mime="d")
+    error, elapsed = silence_after_setup(
+        lambda end: Peer(end, Role.SERVER, config=ConnectionConfig(max_lifetime=5.0)), greedy
+    )
     assert isinstance(error, rx.ConnectionLostError) and "keepalive limit 5.0 s" in str(error)
     assert elapsed == pytest.approx(5.0, abs=0.01)
 
