@@ -34,6 +34,7 @@ from rxchannel.core import (
     encode_frame,
     request_metadata,
 )
+from rxchannel.core._metadata import COMPOSITE_METADATA, OCTET_STREAM
 from rxchannel.files import fetch_file, sha256_file
 from rxchannel.transports import Transport, TransportLimits, memory_pair
 from rxchannel.transports.tcp import TcpTransport, connect_tcp_transport, start_tcp_server
@@ -440,15 +441,32 @@ def silence_after_setup(server: Callable[[Transport], Any], setup: SetupFrame) -
     return run_in_virtual_time(main)
 
 
+# ------------------------------------------------------------------ frames written by hand
+
+
+def setup_frame(*, keepalive_ms: int = 10_000, lifetime_ms: int = 30_000, **fields: Any) -> SetupFrame:
+    """A SETUP with the MIME types rxchannel's own client sends (composite metadata, octet-stream data)."""
+    return SetupFrame(
+        keepalive_ms=keepalive_ms,
+        lifetime_ms=lifetime_ms,
+        metadata_mime=COMPOSITE_METADATA,
+        data_mime=OCTET_STREAM,
+        **fields,
+    )
+
+
+def request_to(route: str, stream_id: int, kind: FrameType, **fields: Any) -> RequestFrame:
+    """A request frame of ``kind`` for ``route``, named in its composite routing metadata."""
+    return RequestFrame(stream_id=stream_id, type=kind, metadata=request_metadata(route), **fields)
+
+
 # ------------------------------------------------------------------ fuzzing frames
 
 VALID = [
     encode_frame(f)  # type: ignore[arg-type]
     for f in (
         SetupFrame(keepalive_ms=100, lifetime_ms=1000, metadata_mime="a", data_mime="b", metadata=b"m"),
-        RequestFrame(
-            stream_id=1, type=FrameType.REQUEST_STREAM, initial_n=4, metadata=request_metadata("r"), data=b"x"
-        ),
+        request_to("r", 1, FrameType.REQUEST_STREAM, initial_n=4, data=b"x"),
         RequestFrame(stream_id=3, type=FrameType.REQUEST_CHANNEL, initial_n=1, data=b"c", follows=True),
         RequestNFrame(stream_id=2, n=3),
         PayloadFrame(stream_id=2, data=b"d" * 40, metadata=b"mm", follows=True),
