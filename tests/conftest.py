@@ -75,6 +75,19 @@ async def connect_peers(request: pytest.FixtureRequest) -> AsyncIterator[Connect
 
 
 @pytest.fixture
+async def tcp_peers() -> AsyncIterator[tuple[Any, Any, Any]]:
+    """(client, server, router): a client peer of a TCP server serving ``router``."""
+    import rxchannel as rx
+
+    router = rx.Router()
+    server = await rx.serve_tcp(router)
+    client = await rx.connect_tcp("127.0.0.1", server.port)
+    yield client, server, router
+    await client.close()
+    await server.close()
+
+
+@pytest.fixture
 async def no_leaked_tasks() -> AsyncIterator[None]:
     """Fail the test if it leaves tasks running (STYLE habit 14): checked once every task
     the test started had the chance to finish, i.e. once the loop has nothing else to do."""

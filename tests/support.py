@@ -10,6 +10,9 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import selectors
+import signal
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from pathlib import Path
@@ -31,10 +34,14 @@ from rxchannel.core import (
     encode_frame,
     request_metadata,
 )
+from rxchannel.core._metadata import COMPOSITE_METADATA, OCTET_STREAM
+from rxchannel.files import fetch_file, sha256_file
 from rxchannel.transports import Transport, TransportLimits, memory_pair
 from rxchannel.transports.tcp import TcpTransport, connect_tcp_transport, start_tcp_server
 
 T = TypeVar("T")
+#: the command line that runs rxchannel's CLI in a process of its own
+RX = [sys.executable, "-m", "rxchannel"]
 
 # ------------------------------------------------------------------ files
 
@@ -44,6 +51,40 @@ def make_file(path: Path, size: int, seed: int = 0) -> bytes:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(data)
     return data
+
+
+# ------------------------------------------------------------------ hub processes
+
+
+def serve_process(root: Path, *args: str) -> tuple[subprocess.Popen[str], str]:
+    """``rxchannel serve root --port 0 *args`` in a process of its own, and the URL it prints."""
+    proc = subprocess.Popen(
+        [*RX, "serve", str(root), "--port", "0", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    return proc, proc.stdout.readline().strip()
+
+
+def stop_process(proc: subprocess.Popen[str], timeout: float = 20) -> str:
+    """Stop a process from :func:`serve_process` as Ctrl-C would; it must exit 0. Its stderr."""
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=timeout)
+    assert proc.returncode == 0, err
+    return err
+
+
+async def fetch_verified(peer: Any, name: str, root: Path, tmp: Path) -> None:
+    """Fetch ``name`` over ``peer`` into ``tmp`` and check it against ``root / name``; then
+    close ``peer``, whatever happened."""
+    try:
+        out = tmp / f"out-{time.monotonic_ns()}.bin"
+        result = await fetch_file(peer, name, out, window=16)
+        assert result.sha256 == sha256_file(root / name) == sha256_file(out)
+    finally:
+        await peer.close()
 
 
 # ------------------------------------------------------------------ transport and peer pairs
@@ -167,6 +208,40 @@ class Counter:
                 yield str(i).encode()
         finally:
             self.closed.set()
+
+
+def serve_counter(router: rx.Router) -> Counter:
+    """A :class:`Counter` serving the stream route ``n`` on ``router``."""
+    source = Counter()
+    router.stream("n")(source)
+    return source
+
+
+def serve_boom(router: rx.Router, message: str) -> None:
+    """Serve the stream route ``boom`` on ``router``: one item ``b"1"``, then an
+    :class:`~rxchannel.ApplicationError` saying ``message``."""
+
+    @router.stream("boom")
+    async def boom(request: rx.Request) -> AsyncIterator[bytes]:
+        yield b"1"
+        raise rx.ApplicationError(message)
+
+
+class ErrorCatcher:
+    """A remote channel handler that reads its inbound stream and records the error that ends
+    it (``error`` resolves to it); it then yields ``b"never"``, which no requester should get."""
+
+    def __init__(self) -> None:
+        self.error: asyncio.Future[BaseException] = asyncio.get_running_loop().create_future()
+
+    async def __call__(self, request: rx.Request) -> AsyncIterator[bytes]:
+        assert request.inbound is not None
+        try:
+            async for _ in request.inbound:
+                pass
+        except rx.RemoteError as exc:
+            self.error.set_result(exc)
+        yield b"never"
 
 
 class FrameTap:
@@ -348,15 +423,50 @@ def run_in_virtual_time(main: Callable[[], Coroutine[Any, Any, T]]) -> T:
         loop.close()
 
 
+def silence_after_setup(server: Callable[[Transport], Any], setup: SetupFrame) -> tuple[BaseException | None, float]:
+    """In virtual time: ``setup`` then silence, written to a server peer that ``server`` makes of
+    its end of a memory pair. The error the server closed with, and how long after the SETUP."""
+
+    async def main() -> tuple[BaseException | None, float]:
+        a, b = memory_pair()
+        peer = server(b)
+        a.write([encode_frame(setup)])
+        start = asyncio.get_running_loop().time()
+        error = await peer.wait_closed()
+        elapsed = asyncio.get_running_loop().time() - start
+        await peer.close()
+        a.abort()
+        return error, elapsed
+
+    return run_in_virtual_time(main)
+
+
+# ------------------------------------------------------------------ frames written by hand
+
+
+def setup_frame(*, keepalive_ms: int = 10_000, lifetime_ms: int = 30_000, **fields: Any) -> SetupFrame:
+    """A SETUP with the MIME types rxchannel's own client sends (composite metadata, octet-stream data)."""
+    return SetupFrame(
+        keepalive_ms=keepalive_ms,
+        lifetime_ms=lifetime_ms,
+        metadata_mime=COMPOSITE_METADATA,
+        data_mime=OCTET_STREAM,
+        **fields,
+    )
+
+
+def request_to(route: str, stream_id: int, kind: FrameType, **fields: Any) -> RequestFrame:
+    """A request frame of ``kind`` for ``route``, named in its composite routing metadata."""
+    return RequestFrame(stream_id=stream_id, type=kind, metadata=request_metadata(route), **fields)
+
+
 # ------------------------------------------------------------------ fuzzing frames
 
 VALID = [
     encode_frame(f)  # type: ignore[arg-type]
     for f in (
         SetupFrame(keepalive_ms=100, lifetime_ms=1000, metadata_mime="a", data_mime="b", metadata=b"m"),
-        RequestFrame(
-            stream_id=1, type=FrameType.REQUEST_STREAM, initial_n=4, metadata=request_metadata("r"), data=b"x"
-        ),
+        request_to("r", 1, FrameType.REQUEST_STREAM, initial_n=4, data=b"x"),
         RequestFrame(stream_id=3, type=FrameType.REQUEST_CHANNEL, initial_n=1, data=b"c", follows=True),
         RequestNFrame(stream_id=2, n=3),
         PayloadFrame(stream_id=2, data=b"d" * 40, metadata=b"mm", follows=True),

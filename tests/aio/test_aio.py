@@ -24,17 +24,13 @@ from rxchannel import reactive as rxc
 from rxchannel.hub import Hub, HubLimits
 from rxchannel.operators import windowed
 from rxchannel.runtime import Peer
-from tests.support import Counter, eventually, make_file
+from tests.support import Counter, eventually, make_file, serve_boom, serve_counter
 
 
 @pytest.fixture
-async def peers(no_leaked_tasks: None) -> AsyncIterator[tuple[Peer, Any, rx.Router]]:
-    router = rx.Router()
-    server = await rx.serve_tcp(router)
-    client = await rx.connect_tcp("127.0.0.1", server.port)
-    yield client, server, router
-    await client.close()
-    await server.close()
+def peers(no_leaked_tasks: None, tcp_peers: tuple[Peer, Any, rx.Router]) -> tuple[Peer, Any, rx.Router]:
+    """conftest's TCP peers, checked for leaked tasks once they are closed."""
+    return tcp_peers
 
 
 async def settle(client: Peer, server: Any) -> None:
@@ -48,7 +44,7 @@ async def settle(client: Peer, server: Any) -> None:
 @pytest.mark.parametrize("how", ["iterate", "await"])
 async def test_fetch_pipeline_by_iterating_and_by_awaiting(peers: Any, how: str) -> None:
     client, server, router = peers
-    router.stream("n")(Counter())
+    serve_counter(router)
     xs = rxpipe.request_stream(client, "n", b"50", window=4) | pipe.map(lambda p: int(p.data))
     if how == "iterate":
         got = []
@@ -64,8 +60,7 @@ async def test_fetch_pipeline_by_iterating_and_by_awaiting(peers: Any, how: str)
 @pytest.mark.parametrize("how", ["iterate", "await"])
 async def test_window_is_never_exceeded_with_a_slow_consumer(peers: Any, how: str) -> None:
     client, server, router = peers
-    source = Counter()
-    router.stream("n")(source)
+    source = serve_counter(router)
     ahead: list[int] = []
     seen = 0
 
@@ -86,8 +81,7 @@ async def test_window_is_never_exceeded_with_a_slow_consumer(peers: Any, how: st
 
 async def test_take_and_break_cancel_the_remote_source(peers: Any) -> None:
     client, server, router = peers
-    source = Counter()
-    router.stream("n")(source)
+    source = serve_counter(router)
     assert await stream.list(rxpipe.request_stream(client, "n", b"1000000", window=8) | pipe.take(5)) != []
     async with asyncio.timeout(5):
         await source.closed.wait()
@@ -104,8 +98,7 @@ async def test_take_and_break_cancel_the_remote_source(peers: Any) -> None:
 
 async def test_task_cancellation_sends_cancel(peers: Any) -> None:
     client, server, router = peers
-    source = Counter()
-    router.stream("n")(source)
+    source = serve_counter(router)
     started = asyncio.Event()
 
     async def consume() -> None:
@@ -125,10 +118,7 @@ async def test_task_cancellation_sends_cancel(peers: Any) -> None:
 async def test_errors_cross_the_wire_into_the_pipeline(peers: Any) -> None:
     client, server, router = peers
 
-    @router.stream("boom")
-    async def boom(request: rx.Request) -> AsyncIterator[bytes]:
-        yield b"1"
-        raise rx.ApplicationError("disk failed")
+    serve_boom(router, "disk failed")
 
     with pytest.raises(rx.RemoteError, match="disk failed"):
         await stream.list(rxpipe.request_stream(client, "boom"))
@@ -213,8 +203,7 @@ async def test_slow_consumer_paces_a_remote_file_source(tmp_path: Path, no_leake
 
 async def test_round_trip_rx_to_aiostream_to_rx_keeps_the_bound(peers: Any) -> None:
     client, server, router = peers
-    source = Counter()
-    router.stream("n")(source)
+    source = serve_counter(router)
     window = 4
     observable = rxc.request_stream(client, "n", b"100").pipe(windowed(window))
     through_aiostream = stream.iterate(rxc.to_async_iterable(observable)) | pipe.map(lambda p: int(p.data))
@@ -238,7 +227,7 @@ async def test_round_trip_rx_to_aiostream_to_rx_keeps_the_bound(peers: Any) -> N
 
 async def test_auto_window_and_read_ahead_operator(peers: Any) -> None:
     client, server, router = peers
-    router.stream("n")(Counter())
+    serve_counter(router)
     xs = (
         rxpipe.request_stream(client, "n", b"300", window="auto")
         | rxpipe.read_ahead(8)

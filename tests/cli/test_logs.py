@@ -4,33 +4,10 @@
 from __future__ import annotations
 
 import json
-import signal
-import subprocess
-import sys
 from pathlib import Path
 
 from rxchannel.cli import main
-from tests.support import make_file
-
-RX = [sys.executable, "-m", "rxchannel"]
-
-
-def _hub(root: Path, *args: str) -> tuple[subprocess.Popen[str], str]:
-    proc = subprocess.Popen(
-        [*RX, "serve", str(root), "--port", "0", "--transport", "tcp", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stdout is not None
-    return proc, proc.stdout.readline().strip()
-
-
-def _stop(proc: subprocess.Popen[str]) -> str:
-    proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=15)
-    assert proc.returncode == 0, err
-    return err
+from tests.support import make_file, serve_process, stop_process
 
 
 def test_json_log_has_one_event_per_connection_transfer_upload_and_refusal(tmp_path: Path) -> None:
@@ -38,14 +15,14 @@ def test_json_log_has_one_event_per_connection_transfer_upload_and_refusal(tmp_p
     make_file(root / "a.bin", 100_000, seed=1)
     upload = tmp_path / "up.bin"
     make_file(upload, 1000, seed=2)
-    proc, url = _hub(root, "--log-json", "--secret", "s")
+    proc, url = serve_process(root, "--transport", "tcp", "--log-json", "--secret", "s")
     try:
         assert main(["fetch", url, "a.bin", "-o", str(tmp_path / "a.bin"), "--secret", "s"]) == 0
         assert main(["fetch", url, "nope\x1b[2J.bin", "-o", str(tmp_path / "n"), "--secret", "s"]) == 2
         assert main(["send", url, str(upload), "--secret", "s"]) == 0
         assert main(["fetch", url, "a.bin", "-o", str(tmp_path / "b"), "--secret", "wrong"]) == 2
     finally:
-        err = _stop(proc)
+        err = stop_process(proc)
     lines = [line for line in err.splitlines() if line.startswith("{")]
     events = [json.loads(line) for line in lines]
     assert all({"ts", "level", "logger", "event", "message"} <= e.keys() for e in events)
@@ -69,16 +46,16 @@ def test_json_log_has_one_event_per_connection_transfer_upload_and_refusal(tmp_p
 def test_text_log_and_level(tmp_path: Path) -> None:
     root = tmp_path / "root"
     make_file(root / "a.bin", 10, seed=1)
-    proc, url = _hub(root)
+    proc, url = serve_process(root, "--transport", "tcp")
     try:
         assert main(["fetch", url, "a.bin", "-o", str(tmp_path / "a.bin")]) == 0
     finally:
-        err = _stop(proc)
+        err = stop_process(proc)
     assert any(" info    connection from 127.0.0.1:" in line for line in err.splitlines())
     assert any(" info    sent a.bin to 127.0.0.1:" in line and "(complete)" in line for line in err.splitlines())
-    proc, url = _hub(root, "--log-level", "warning")
+    proc, url = serve_process(root, "--transport", "tcp", "--log-level", "warning")
     try:
         assert main(["fetch", url, "a.bin", "-o", str(tmp_path / "b.bin")]) == 0
     finally:
-        err = _stop(proc)
+        err = stop_process(proc)
     assert " info " not in err

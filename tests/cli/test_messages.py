@@ -201,21 +201,18 @@ CASES = [
     # nothing was received, so nothing resumes: no "run the same command again" (issue 32, item 3)
     *[
         Case(
-            f"nothing listening ({scheme})",
-            lambda h, t, scheme=scheme: ["fetch", f"{scheme}://127.0.0.1:9", "a.bin", "-o", str(t / "a.bin")],
+            f"{what} ({scheme})",
+            lambda h, t, url=f"{scheme}://{host}:9": ["fetch", url, "a.bin", "-o", str(t / "a.bin")],
             4,
-            rf"^rxchannel: cannot reach {scheme}://127\.0\.0\.1:9: connection refused "
-            r"\(is the hub running at this address\?\)$",
+            rf"^rxchannel: cannot reach {scheme}://{re.escape(host)}:9: {why}$",
         )
-        for scheme in ("tcp", "http", "ws")
-    ],
-    *[
-        Case(
-            f"unknown host ({scheme})",
-            lambda h, t, scheme=scheme: ["fetch", f"{scheme}://nosuchhost.invalid:9", "a.bin", "-o", str(t / "a")],
-            4,
-            rf"^rxchannel: cannot reach {scheme}://nosuchhost\.invalid:9: unknown host 'nosuchhost\.invalid' "
-            r"\([^)]*\): check the host name in the URL$",
+        for what, host, why in (
+            ("nothing listening", "127.0.0.1", r"connection refused \(is the hub running at this address\?\)"),
+            (
+                "unknown host",
+                "nosuchhost.invalid",
+                r"unknown host 'nosuchhost\.invalid' \([^)]*\): check the host name in the URL",
+            ),
         )
         for scheme in ("tcp", "http", "ws")
     ],

@@ -21,27 +21,7 @@ import pytest
 
 from rxchannel.cli import main
 from rxchannel.files import sha256_file
-from tests.support import make_file
-
-RX = [sys.executable, "-m", "rxchannel"]
-
-
-def _serve(root: Path, *args: str) -> tuple[subprocess.Popen[str], str]:
-    proc = subprocess.Popen(
-        [*RX, "serve", str(root), "--port", "0", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stdout is not None
-    return proc, proc.stdout.readline().strip()
-
-
-def _stop(proc: subprocess.Popen[str]) -> str:
-    proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=20)
-    assert proc.returncode == 0, err
-    return err
+from tests.support import RX, make_file, serve_process, stop_process
 
 
 @pytest.fixture(scope="module")
@@ -59,9 +39,9 @@ def share(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def url(share: Path) -> Iterator[str]:
-    proc, url = _serve(share, "--transport", "tcp", "--log-level", "warning")
+    proc, url = serve_process(share, "--transport", "tcp", "--log-level", "warning")
     yield url
-    _stop(proc)
+    stop_process(proc)
 
 
 def run(*argv: str) -> subprocess.CompletedProcess[str]:
@@ -221,13 +201,13 @@ def test_an_inbox_inside_root_is_served_only_when_that_is_meant(share: Path, tmp
     upload = tmp_path / "up.bin"
     make_file(upload, 100, seed=2)
     assert main(["serve", str(root), "--port", "0", "--inbox", str(root / "inbox")]) == 1
-    proc, hub = _serve(root, "--transport", "tcp", "--inbox", str(root / "inbox"), "--inbox-public")
+    proc, hub = serve_process(root, "--transport", "tcp", "--inbox", str(root / "inbox"), "--inbox-public")
     try:
         assert run("send", hub, str(upload)).returncode == 0
         listed = run("ls", hub)
         assert "inbox/up.bin" in listed.stdout, "meant: every upload is listed and served"
     finally:
-        _stop(proc)
+        stop_process(proc)
 
 
 def test_ls_notes_a_symlink_that_leaves_the_root(url: str) -> None:
@@ -245,13 +225,13 @@ def test_ls_notes_a_symlink_that_leaves_the_root(url: str) -> None:
 
 @pytest.mark.parametrize("transport", ["tcp", "ws", "webrtc"])
 def test_a_worker_that_exits_normally_is_a_normal_close_in_the_log(share: Path, tmp_path: Path, transport: str) -> None:
-    proc, hub = _serve(share, "--transport", transport, "--log-json", "--processes", "1")
+    proc, hub = serve_process(share, "--transport", transport, "--log-json", "--processes", "1")
     try:
         assert run("fetch", hub, "a.bin", "-o", str(tmp_path / "a.bin")).returncode == 0
         assert run("fetch", hub, "a.bin", "-o", str(tmp_path / "b.bin"), "--no-session-resume").returncode == 0
         assert run("ls", hub).returncode == 0
     finally:
-        err = _stop(proc)
+        err = stop_process(proc)
     events = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
     closes = [e for e in events if e["event"] == "connection.close"]
     assert len(closes) == 3, err
@@ -261,7 +241,7 @@ def test_a_worker_that_exits_normally_is_a_normal_close_in_the_log(share: Path, 
 
 
 def test_refused_secrets_over_webrtc_and_the_pages_reports_are_in_the_log(share: Path, tmp_path: Path) -> None:
-    proc, hub = _serve(share, "--secret", "s3cret", "--log-json", "--processes", "1")
+    proc, hub = serve_process(share, "--secret", "s3cret", "--log-json", "--processes", "1")
     try:
         for secret in ([], ["--secret", "wrong"]):
             refused = run("fetch", hub, "a.bin", "-o", str(tmp_path / "a.bin"), "--via", "webrtc", *secret)
@@ -269,7 +249,7 @@ def test_refused_secrets_over_webrtc_and_the_pages_reports_are_in_the_log(share:
         _post_report(hub, {"ok": True, "path": "a.bin", "bytes": 50_000, "sha256": "0" * 64, "seconds": 0.5})
         _post_report(hub, {"ok": False, "path": "a.bin", "error": "the browser's storage is full"})
     finally:
-        err = _stop(proc)
+        err = stop_process(proc)
     events = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
     refusals = [e for e in events if e["event"] == "connection.refused"]
     assert len(refusals) == 2 and {e["status"] for e in refusals} == {401}, err
@@ -297,9 +277,9 @@ def _post_report(hub: str, report: dict[str, object]) -> None:
 def test_serve_at_log_level_warning_says_nothing_when_all_is_well(share: Path) -> None:
     """What `bench` and `demo` run: no "serving … Ctrl-C to stop" among their results."""
     for processes in ("1", "2"):
-        proc, hub = _serve(share, "--log-level", "warning", "--processes", processes)
+        proc, hub = serve_process(share, "--log-level", "warning", "--processes", processes)
         assert hub.startswith("http://")
-        assert _stop(proc) == ""
+        assert stop_process(proc) == ""
 
 
 # ------------------------------------------------------------------ item 6: handled errors are not tracebacks

@@ -106,18 +106,21 @@ class CreditMachine(RuleBasedStateMachine):
         self.completed = self.completed or complete
         self._pump_server()
 
+    @staticmethod
+    def _deliver(k: int, in_flight: list[bytes], to: Connection) -> None:
+        """The first ``k`` frames in flight arrive at ``to``; the others stay in flight."""
+        for frame in in_flight[:k]:
+            to.receive(frame, 0)
+        del in_flight[:k]
+
     @rule(k=st.integers(0, 5))
     def deliver_to_server(self, k: int) -> None:
-        batch, self.to_server = self.to_server[:k], self.to_server[k:]
-        for frame in batch:
-            self.server.receive(frame, 0)
+        self._deliver(k, self.to_server, self.server)
         self._pump_server()
 
     @rule(k=st.integers(0, 5))
     def deliver_to_client(self, k: int) -> None:
-        batch, self.to_client = self.to_client[:k], self.to_client[k:]
-        for frame in batch:
-            self.client.receive(frame, 0)
+        self._deliver(k, self.to_client, self.client)
         self._pump_client()
 
     @precondition(lambda self: self.received > self.consumed)

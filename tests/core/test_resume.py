@@ -89,6 +89,13 @@ class Wire:
             self.deliver(now=now)
         raise AssertionError("still talking")
 
+    def open_stream(self, initial_n: int) -> int:
+        """A stream the client requests with ``initial_n`` credit (granted by hand after that),
+        once both sides have seen its request: its id."""
+        sid = self.client.request(Interaction.STREAM, policy=Manual(0), initial_n=initial_n, now=0.0)
+        self.settle()
+        return sid
+
     def cut(self, now: float = 0.0) -> None:
         """The transport breaks: what is in flight is lost; both sides detach."""
         self.pump()
@@ -166,8 +173,7 @@ def test_tokens_carry_128_random_bits_and_a_secret_s_mac() -> None:
 def test_a_cut_mid_stream_loses_nothing_and_duplicates_nothing() -> None:
     wire = opened()
     c, s = wire.client, wire.server
-    sid = c.request(Interaction.STREAM, data=b"", policy=Manual(0), initial_n=10, now=0.0)
-    wire.settle()
+    sid = wire.open_stream(10)
     for i in range(10):
         s.send_payload(sid, f"{i}".encode())
     wire.pump()
@@ -219,9 +225,8 @@ def test_a_channel_both_ways_across_two_cuts() -> None:
 
 def test_acknowledged_frames_leave_the_store() -> None:
     wire = opened()
-    c, s = wire.client, wire.server
-    sid = c.request(Interaction.STREAM, policy=Manual(0), initial_n=1000, now=0.0)
-    wire.settle()
+    s = wire.server
+    sid = wire.open_stream(1000)
     for _ in range(200):
         s.send_payload(sid, b"x" * 1000)
         wire.settle()
@@ -298,8 +303,7 @@ def test_resume_with_the_wrong_token_or_impossible_positions_is_refused() -> Non
     assert "does not match" in (wire.server.accept_resume(forged, 0.0) or "")
     wire = opened()
     c, s = wire.client, wire.server
-    sid = c.request(Interaction.STREAM, policy=Manual(0), initial_n=5, now=0.0)
-    wire.settle()
+    sid = wire.open_stream(5)
     wire.cut()
     ahead = ResumeFrame(
         token=c.resume_token or b"", last_received_server_position=10**6, first_available_client_position=0
@@ -352,8 +356,7 @@ def test_resume_after_setup_is_a_connection_error() -> None:
 def test_keepalives_carry_the_implied_position() -> None:
     wire = opened()
     c, s = wire.client, wire.server
-    sid = c.request(Interaction.STREAM, policy=Manual(0), initial_n=3, now=0.0)
-    wire.settle()
+    sid = wire.open_stream(3)
     for _ in range(3):
         s.send_payload(sid, b"abc")
     wire.settle()

@@ -86,21 +86,24 @@ class Upstream:
             return response
 
         app.middlewares.append(record)
-        routes = [
-            web.get("/v1/big", self.big),
-            web.get("/v1/events", self.events_),
+        gets = {
+            "/v1/big": self.big,
+            "/v1/events": self.events_,
+            "/v1/status/{code}": self.status,
+            "/v1/items": self.items,
+            "/v1/hop": self.hop,
+            "/v1/away": self.away,
+            "/v1/die": self.die,
+            "/v1/silent": self.silent,
+            "/v1/never": self.never,
+            "/elsewhere": self.elsewhere,
+        }
+        routes = [web.get(path, handler) for path, handler in gets.items()]
+        routes += [
             web.post("/v1/upload", self.upload),
-            web.get("/v1/status/{code}", self.status),
             web.post("/v1/status/{code}", self.status),
-            web.get("/v1/items", self.items),
             web.route("*", "/v1/echo", self.echo),
-            web.get("/v1/hop", self.hop),
-            web.get("/v1/away", self.away),
-            web.get("/v1/die", self.die),
-            web.get("/v1/silent", self.silent),
-            web.get("/v1/never", self.never),
-            web.get("/elsewhere", self.elsewhere),
-            web.get("/{tail:.*}", self.outside),
+            web.get("/{tail:.*}", self.outside),  # last: everything else
         ]
         app.add_routes(routes)
         self._runner = web.AppRunner(app, handle_signals=False, access_log=None)

@@ -24,7 +24,7 @@ import pytest
 import rxchannel as rx
 from rxchannel.core import ErrorCode, Role, request_metadata
 from rxchannel.fanout import ACK_TIMEOUT, Job, WorkerStats, WorkQueue, work
-from rxchannel.runtime import Peer
+from rxchannel.runtime import Peer, RemoteSink, RemoteStream
 from rxchannel.transports import memory_pair
 from tests.support import eventually, run_in_virtual_time
 
@@ -66,6 +66,24 @@ class Results:
     def __call__(self, job: Job, result: rx.Payload) -> None:
         self.acked[job.id] += 1
         self.values[job.id] = result.data
+
+
+async def taking(dial: Any, window: int) -> tuple[Peer, RemoteSink, RemoteStream]:
+    """A worker that asks for ``window`` jobs and grants no more by itself: its peer, its sink
+    (for receipts) and the jobs it is sent."""
+    peer = await dial()
+    sink = peer.remote_sink("jobs", window=rx.Manual(window))
+    assert sink.replies is not None
+    return peer, sink, sink.replies
+
+
+async def ending_error(jobs: RemoteStream) -> rx.RemoteError:
+    """The error that ends ``jobs`` (within 5 s), whatever is still in it before."""
+    with pytest.raises(rx.RemoteError) as ended:
+        async with asyncio.timeout(5):
+            while True:
+                await jobs.next()
+    return ended.value
 
 
 async def test_workers_hold_at_most_their_window_and_every_job_is_acknowledged_once(hub: Any) -> None:
@@ -135,10 +153,8 @@ async def test_a_greedy_worker_granting_credit_without_acking_gets_no_more_than_
 async def test_the_jobs_of_a_worker_that_disconnects_go_to_another_with_their_delivery_count(hub: Any) -> None:
     results = Results()
     queue, dial = await hub((str(i).encode() for i in range(50)), on_result=results)
-    quitter = await dial()
-    sink = quitter.remote_sink("jobs", window=rx.Manual(4))
-    assert sink.replies is not None
-    held = [Job.from_payload(await sink.replies.next()) for _ in range(4)]
+    quitter, sink, jobs = await taking(dial, 4)
+    held = [Job.from_payload(await jobs.next()) for _ in range(4)]
     await quitter.close()  # gone, with four jobs unacknowledged
 
     seen: dict[int, int] = {}
@@ -159,18 +175,13 @@ async def test_the_jobs_of_a_worker_that_disconnects_go_to_another_with_their_de
 async def test_a_worker_that_does_not_acknowledge_in_time_is_dropped_and_its_jobs_redelivered(hub: Any) -> None:
     results = Results()
     queue, dial = await hub((str(i).encode() for i in range(20)), ack_timeout=0.3, on_result=results)
-    stuck = await dial()
-    sink = stuck.remote_sink("jobs", window=rx.Manual(2))
-    assert sink.replies is not None
-    await sink.replies.next()  # takes a job and never answers
+    _, _, jobs = await taking(dial, 2)  # a stuck worker
+    await jobs.next()  # takes a job and never answers
     worker = await dial()
     await asyncio.wait_for(asyncio.gather(queue.join(), work(worker, "jobs", lambda job: b"ok", window=4)), 20)
     assert sorted(results.acked) == list(range(20)) and set(results.acked.values()) == {1}
-    with pytest.raises(rx.RemoteError) as dropped:
-        async with asyncio.timeout(5):
-            while True:
-                await sink.replies.next()
-    assert dropped.value.code == ACK_TIMEOUT and "no acknowledgement within 0.3 s" in dropped.value.message
+    dropped = await ending_error(jobs)
+    assert dropped.code == ACK_TIMEOUT and "no acknowledgement within 0.3 s" in dropped.message
     assert queue.redelivered == 2
 
 
@@ -198,17 +209,12 @@ async def test_a_job_that_fails_more_than_k_times_goes_to_the_dead_letters(hub: 
 async def test_a_worker_answering_nonsense_is_refused_and_its_jobs_redelivered(hub: Any) -> None:
     results = Results()
     queue, dial = await hub((str(i).encode() for i in range(10)), on_result=results)
-    rogue = await dial()
-    sink = rogue.remote_sink("jobs", window=rx.Manual(2))
-    assert sink.replies is not None
-    await sink.replies.next()
+    _, sink, jobs = await taking(dial, 2)  # a rogue worker
+    await jobs.next()
     await sink.send(ack(9999))  # a job it never had: ignored
     await sink.send(b"not a receipt")
-    with pytest.raises(rx.RemoteError) as refused:
-        async with asyncio.timeout(5):
-            while True:
-                await sink.replies.next()
-    assert refused.value.code == ErrorCode.INVALID and '{"ack": id}' in refused.value.message
+    refused = await ending_error(jobs)
+    assert refused.code == ErrorCode.INVALID and '{"ack": id}' in refused.message
     worker = await dial()
     await asyncio.wait_for(asyncio.gather(queue.join(), work(worker, "jobs", lambda job: b"ok")), 20)
     assert sorted(results.acked) == list(range(10)) and queue.stray_acks == 1
@@ -325,12 +331,10 @@ async def test_four_worker_processes_ten_thousand_jobs_one_killed_midway(tmp_pat
 async def test_a_dead_letter_in_a_lost_workers_hands_does_not_end_the_queue_early(hub: Any) -> None:
     results = Results()
     queue, dial = await hub([b"x", b"y"], max_failures=1, on_result=results)
-    first = await dial()
-    sink = first.remote_sink("jobs", window=rx.Manual(3))
-    assert sink.replies is not None
-    x, y = Job.from_payload(await sink.replies.next()), Job.from_payload(await sink.replies.next())
+    first, sink, jobs = await taking(dial, 3)
+    x, y = Job.from_payload(await jobs.next()), Job.from_payload(await jobs.next())
     await sink.send(rx.Payload(b"", request_metadata(None, {"nack": y.id, "error": "no"})))
-    again = Job.from_payload(await sink.replies.next())
+    again = Job.from_payload(await jobs.next())
     assert (again.id, again.deliveries) == (y.id, 2)  # y failed once: back, to the one with room
     await first.close()  # lost holding x (1st delivery) and y (2nd): y is now dead, x goes back
     await eventually(lambda: queue.dead_letters != [])
@@ -370,10 +374,8 @@ def test_ack_timeout_measures_the_worker_not_a_job_waiting_in_its_window() -> No
         await asyncio.sleep(0.2)
         await sink.send(ack(job.id))  # progress at 0.2 s: the clock starts again
         answered = loop.time()
-        with pytest.raises(rx.RemoteError) as dropped:
-            while True:
-                await sink.replies.next()
-        assert dropped.value.code == ACK_TIMEOUT
+        dropped = await ending_error(sink.replies)
+        assert dropped.code == ACK_TIMEOUT
         assert 0.25 <= loop.time() - answered <= 0.3
         for peer in (client, server, stuck, stuck_server):
             await peer.close()

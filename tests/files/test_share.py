@@ -77,6 +77,19 @@ async def serve_hub(root: Path) -> AsyncIterator[Callable[..., Any]]:
         hubs.hub.close()
 
 
+def shared_fetches(hub: Hub, peers: list[Any], prefix: Path, window: int, kept: list[int]) -> list[Any]:
+    """``f.bin`` fetched with ``shared=True`` by each of ``peers`` into ``<prefix><i>.bin``;
+    after each step, how many chunks each of the hub's shared reads holds is added to ``kept``."""
+
+    def watch(done: int, size: int | None, in_flight: int) -> None:
+        kept.extend(group.buffered for group in hub.shares.values())
+
+    return [
+        fetch_file(p, "f.bin", prefix.with_name(f"{prefix.name}{i}.bin"), window=window, shared=True, progress=watch)
+        for i, p in enumerate(peers)
+    ]
+
+
 @pytest.mark.parametrize("transport", ["tcp", "ws"])
 async def test_workers_asking_together_get_one_read_of_the_file_and_each_verifies_it(
     serve_hub: Any, root: Path, tmp_path: Path, transport: str
@@ -84,19 +97,7 @@ async def test_workers_asking_together_get_one_read_of_the_file_and_each_verifie
     hubs = await serve_hub(transport, share_join_window=0.2, share_max_lag=8)
     peers = [await hubs.dial() for _ in range(4)]
     kept: list[int] = []
-
-    def watch(done: int, size: int | None, in_flight: int) -> None:
-        kept.extend(group.buffered for group in hubs.hub.shares.values())
-
-    results = await asyncio.wait_for(
-        asyncio.gather(
-            *(
-                fetch_file(p, "f.bin", tmp_path / f"w{i}.bin", window=4, shared=True, progress=watch)
-                for i, p in enumerate(peers)
-            )
-        ),
-        30,
-    )
+    results = await asyncio.wait_for(asyncio.gather(*shared_fetches(hubs.hub, peers, tmp_path / "w", 4, kept)), 30)
     expected = sha256_file(root / "f.bin")
     for i, result in enumerate(results):
         assert result.fallback is None and result.shared == SIZE == result.size
@@ -114,16 +115,9 @@ async def test_a_slow_worker_is_detached_continues_on_files_and_verifies(
     fast = [await hubs.dial() for _ in range(3)]
     slow = hubs.slow(bandwidth=150_000)  # ~9 chunks a second: far behind the others
     kept: list[int] = []
-
-    def watch(done: int, size: int | None, in_flight: int) -> None:
-        kept.extend(group.buffered for group in hubs.hub.shares.values())
-
     results = await asyncio.wait_for(
         asyncio.gather(
-            *(
-                fetch_file(p, "f.bin", tmp_path / f"fast{i}.bin", window=2, shared=True, progress=watch)
-                for i, p in enumerate(fast)
-            ),
+            *shared_fetches(hubs.hub, fast, tmp_path / "fast", 2, kept),
             fetch_file(slow, "f.bin", tmp_path / "slow.bin", window=2, shared=True),
         ),
         60,

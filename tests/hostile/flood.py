@@ -31,7 +31,19 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
-from rxchannel.core import KeepaliveFrame, SetupFrame, encode_frame, prefix
+from rxchannel.core import (
+    Connection,
+    FrameType,
+    Interaction,
+    KeepaliveFrame,
+    PayloadFrame,
+    RequestFrame,
+    Role,
+    SetupFrame,
+    encode_frame,
+    prefix,
+    request_metadata,
+)
 from rxchannel.webrtc.offers import sign_request
 
 SETUP = encode_frame(
@@ -43,6 +55,30 @@ SETUP = encode_frame(
     )
 )
 KEEPALIVE = encode_frame(KeepaliveFrame(respond=False, data=b""))
+#: a KEEPALIVE that asks for a 256 KiB echo
+ECHO_PING = encode_frame(KeepaliveFrame(respond=True, data=b"k" * (256 << 10)))
+
+
+def framed(*frames: bytes) -> bytes:
+    """``frames`` as a TCP connection carries them: each behind its 24-bit length."""
+    return b"".join(prefix(f) + f for f in frames)
+
+
+def requests(route: str, interaction: Interaction, count: int, **kw: Any) -> list[bytes]:
+    """A client's SETUP and ``count`` well-formed ``interaction`` requests for ``route``."""
+    conn = Connection(Role.CLIENT, now=0)
+    for _ in range(count):
+        conn.request(interaction, metadata=request_metadata(route), now=0, **kw)
+    return conn.frames_to_send()
+
+
+def unfinished_requests(first_sid: int, count: int, size: int) -> list[bytes]:
+    """``count`` request-responses whose fragments never finish, ``size`` bytes held each."""
+    frames = []
+    for sid in range(first_sid, first_sid + 2 * count, 2):
+        frames.append(encode_frame(RequestFrame(stream_id=sid, type=FrameType.REQUEST_RESPONSE, follows=True)))
+        frames.append(encode_frame(PayloadFrame(stream_id=sid, data=b"f" * size, follows=True)))
+    return frames
 
 
 def addresses(block: int, count: int) -> list[str]:

@@ -59,49 +59,15 @@ CONNECTIONS = 128
 
 
 async def _attack_tcp(url: str, seconds: float) -> dict[str, int]:
-    from rxchannel.core import (
-        Connection,
-        FrameType,
-        Interaction,
-        KeepaliveFrame,
-        PayloadFrame,
-        RequestFrame,
-        Role,
-        SetupFrame,
-        encode_frame,
-        prefix,
-        request_metadata,
-    )
+    from rxchannel.core import Interaction, PayloadFrame, encode_frame
+    from tests.hostile.flood import ECHO_PING, SETUP, framed, requests, unfinished_requests
 
     host, port = url.removeprefix("tcp://").rsplit(":", 1)
-    setup = encode_frame(
-        SetupFrame(
-            keepalive_ms=10_000,
-            lifetime_ms=60_000,
-            metadata_mime="message/x.rsocket.composite-metadata.v0",
-            data_mime="application/octet-stream",
-        )
-    )
-
-    def framed(*frames: bytes) -> bytes:
-        return b"".join(prefix(f) + f for f in frames)
-
-    def requests(route: str, interaction: Interaction, count: int, **kw: Any) -> list[bytes]:
-        conn = Connection(Role.CLIENT, now=0)
-        for _ in range(count):
-            conn.request(interaction, metadata=request_metadata(route), now=0, **kw)
-        return conn.frames_to_send()
-
-    ping = encode_frame(KeepaliveFrame(respond=True, data=b"k" * (256 << 10)))
-    unfinished = []
-    for sid in range(1, 81, 2):
-        unfinished.append(encode_frame(RequestFrame(stream_id=sid, type=FrameType.REQUEST_RESPONSE, follows=True)))
-        unfinished.append(encode_frame(PayloadFrame(stream_id=sid, data=b"f" * (512 << 10), follows=True)))
     attacks = {
-        "keepalive-flood": framed(setup, *[ping] * 64),
+        "keepalive-flood": framed(SETUP, *[ECHO_PING] * 64),
         "unread-replies": framed(*requests("buffers/big.bin", Interaction.RESPONSE, 64)),
         "unread-streams": framed(*requests("files/big.bin", Interaction.STREAM, 200, initial_n=1 << 20)),
-        "reassembly": framed(setup, *unfinished),
+        "reassembly": framed(SETUP, *unfinished_requests(1, 40, 512 << 10)),
         "listings": framed(*requests("files", Interaction.RESPONSE, 200)),
         "push-flood": framed(
             *requests("push/soak.bin", Interaction.CHANNEL, 1, data=b"x" * 60_000, initial_n=1),

@@ -213,61 +213,53 @@ async def attacking(
             summary.update(json.loads(lines[-1]))
 
 
-# ------------------------------------------------------------------ silent connections
+# ------------------------------------------------------------------ connections that never get anywhere
+
+
+async def attacked(
+    hub: Hub, tmp: Path, attack: str, block: int, options: dict[str, Any], **attack_options: Any
+) -> tuple[dict[str, Any], Fetches, tuple[float, int]]:
+    """One fetch before, then ``attack`` from 127.<block>.0.0/16 while the worker fetches:
+    the attacker's summary, the fetches during the attack, and the hub's sample before it."""
+    await legit_fetches(hub, tmp, 1, **options)
+    base = hub.sample()
+    async with attacking(attack, hub.url, block, **attack_options) as summary:
+        fetched = await sampled(hub, legit_fetches(hub, tmp, **options))
+    return summary, fetched, base
+
+
+SECRET_WEBRTC: dict[str, Any] = {"secret": SECRET, "webrtc": WebRtcOptions(via="webrtc")}
 
 
 @pytest.mark.timeout(120)
-async def test_silent_tcp_connections_from_many_addresses_do_not_lock_out_a_worker(tmp_path: Path) -> None:
-    async with hub_process(tmp_path, "tcp") as hub:
-        await legit_fetches(hub, tmp_path, 1)
-        base = hub.sample()
-        async with attacking("silent", hub.url, 11, per_address=3) as attack:
-            fetched = await sampled(hub, legit_fetches(hub, tmp_path))
-        assert attack["opened"] >= 2 * CAP and attack["closed_by_hub"] > 0, attack
-        check_bounds(hub, base)
-        check_log(hub, attack["opened"])
-    report("silent TCP connections", attack, fetched, hub, base)
-
-
-@pytest.mark.timeout(120)
-async def test_slowloris_headers_from_many_addresses_do_not_lock_out_a_webrtc_worker(tmp_path: Path) -> None:
-    options: dict[str, Any] = {"secret": SECRET, "webrtc": WebRtcOptions(via="webrtc")}
-    async with hub_process(tmp_path, "webrtc", "--secret", SECRET) as hub:
-        await legit_fetches(hub, tmp_path, 1, **options)
-        base = hub.sample()
+@pytest.mark.parametrize(
+    ("what", "transport", "hub_args", "attack", "block", "per_address", "options"),
+    [
+        ("silent TCP connections", "tcp", (), "silent", 11, 3, {}),
         # a request line and one header, then a header line a second: never a complete request
-        async with attacking("slowloris", hub.url, 12) as attack:
-            fetched = await sampled(hub, legit_fetches(hub, tmp_path, **options))
-        assert attack["opened"] >= 2 * CAP and attack["closed_by_hub"] > 0, attack
+        ("slow-loris headers", "webrtc", ("--secret", SECRET), "slowloris", 12, 2, SECRET_WEBRTC),
+        # the hub's direct path: /rsocket on the HTTP port
+        ("WebSocket upgrades without SETUP", "webrtc", (), "upgrade", 13, 2, {}),
+        ("SETUPs that never request", "tcp", (), "setup", 14, 2, {}),
+    ],
+    ids=["silent-tcp", "slowloris-webrtc", "upgrade-without-setup", "setup-without-request"],
+)
+async def test_connections_from_many_addresses_that_never_get_anywhere_do_not_lock_out_a_worker(
+    tmp_path: Path,
+    what: str,
+    transport: str,
+    hub_args: tuple[str, ...],
+    attack: str,
+    block: int,
+    per_address: int,
+    options: dict[str, Any],
+) -> None:
+    async with hub_process(tmp_path, transport, *hub_args) as hub:
+        summary, fetched, base = await attacked(hub, tmp_path, attack, block, options, per_address=per_address)
+        assert summary["opened"] >= 2 * CAP and summary["closed_by_hub"] > 0, summary
         check_bounds(hub, base)
-        check_log(hub, attack["opened"])
-    report("slow-loris headers", attack, fetched, hub, base)
-
-
-@pytest.mark.timeout(120)
-async def test_websocket_upgrades_that_never_send_setup_do_not_lock_out_a_worker(tmp_path: Path) -> None:
-    async with hub_process(tmp_path, "webrtc") as hub:  # its direct path: /rsocket on the HTTP port
-        await legit_fetches(hub, tmp_path, 1)
-        base = hub.sample()
-        async with attacking("upgrade", hub.url, 13) as attack:
-            fetched = await sampled(hub, legit_fetches(hub, tmp_path))
-        assert attack["opened"] >= 2 * CAP and attack["closed_by_hub"] > 0, attack
-        check_bounds(hub, base)
-        check_log(hub, attack["opened"])
-    report("WebSocket upgrades without SETUP", attack, fetched, hub, base)
-
-
-@pytest.mark.timeout(120)
-async def test_setups_that_never_request_do_not_lock_out_a_worker(tmp_path: Path) -> None:
-    async with hub_process(tmp_path, "tcp") as hub:
-        await legit_fetches(hub, tmp_path, 1)
-        base = hub.sample()
-        async with attacking("setup", hub.url, 14) as attack:
-            fetched = await sampled(hub, legit_fetches(hub, tmp_path))
-        assert attack["opened"] >= 2 * CAP and attack["closed_by_hub"] > 0, attack
-        check_bounds(hub, base)
-        check_log(hub, attack["opened"])
-    report("SETUPs that never request", attack, fetched, hub, base)
+        check_log(hub, summary["opened"])
+    report(what, summary, fetched, hub, base)
 
 
 # ------------------------------------------------------------------ half-sent messages
@@ -278,10 +270,7 @@ async def test_websocket_messages_half_sent_hold_at_most_their_budget(tmp_path: 
     """40 connections from 40 addresses each send SETUP then half of a 6 MiB message: 120 MiB
     asked to be held; the listener's budget for unfinished messages (16 MiB here) sheds them."""
     async with hub_process(tmp_path, "ws", "--max-unfinished", "16MiB") as hub:
-        await legit_fetches(hub, tmp_path, 1)
-        base = hub.sample()
-        async with attacking("half", hub.url, 15, per_address=1, count=40) as attack:
-            fetched = await sampled(hub, legit_fetches(hub, tmp_path))
+        attack, fetched, base = await attacked(hub, tmp_path, "half", 15, {}, per_address=1, count=40)
         check_bounds(hub, base, rss_growth=16 + 32)  # the budget, plus what the allocator keeps
         assert attack["closed_by_hub"] >= 20, attack
         assert any("unfinished WebSocket messages" in line for line in hub.log_lines()), hub.log_lines()
@@ -300,12 +289,8 @@ async def test_unsigned_and_signed_but_abandoned_offers_do_not_lock_out_a_webrtc
     # the legitimate worker's offer must be answered the first time: a hub that refused it
     # while the cap is full of abandoned offers would let it in only once they expire
     monkeypatch.setattr(offerer, "BUSY_RETRIES", 0)
-    options: dict[str, Any] = {"secret": SECRET, "webrtc": WebRtcOptions(via="webrtc")}
     async with hub_process(tmp_path, "webrtc", "--secret", SECRET, "--max-pending-offers", "32") as hub:
-        await legit_fetches(hub, tmp_path, 1, **options)
-        base = hub.sample()
-        async with attacking("offers", hub.url, 16, per_address=1, secret=SECRET) as attack:
-            fetched = await sampled(hub, legit_fetches(hub, tmp_path, **options))
+        attack, fetched, base = await attacked(hub, tmp_path, "offers", 16, SECRET_WEBRTC, per_address=1, secret=SECRET)
         statuses = {int(k): v for k, v in attack["statuses"].items()}
         # unsigned offers are refused (401) before any peer connection, or their connection made
         # room for a newcomer before they were read (503); signed ones are answered (200) and
@@ -334,11 +319,10 @@ async def test_a_flood_at_a_rendezvous_from_many_addresses_does_not_lock_out_a_w
         register = ["--rendezvous", rendezvous.url, "--name", "lab", "--rendezvous-secret", "rv", "--secret", SECRET]
         async with hub_process(tmp_path, "webrtc", *register) as hub:
             assert hub.url == rendezvous.url + "/hubs/lab", hub.url
-            options: dict[str, Any] = {"secret": SECRET, "webrtc": WebRtcOptions(via="webrtc")}
-            await legit_fetches(hub, tmp_path, 1, **options)
+            await legit_fetches(hub, tmp_path, 1, **SECRET_WEBRTC)
             base, hub_base = rendezvous.sample(), hub.sample()
             async with attacking("relay", hub.url, 18, per_address=1, secret=SECRET) as attack:
-                fetched = await sampled(rendezvous, legit_fetches(hub, tmp_path, **options))
+                fetched = await sampled(rendezvous, legit_fetches(hub, tmp_path, **SECRET_WEBRTC))
             hub.sample()
         statuses = {int(k): v for k, v in attack["statuses"].items()}
         assert set(statuses) <= {0, 200, 401, 429, 503, 504}, statuses

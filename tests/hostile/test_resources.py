@@ -23,27 +23,20 @@ import pytest
 import rxchannel as rx
 from rxchannel.core import (
     Budget,
-    Connection,
     ConnectionConfig,
     ErrorFrame,
-    FrameType,
     Interaction,
-    KeepaliveFrame,
-    PayloadFrame,
-    RequestFrame,
     Role,
     SetupFrame,
     decode_frame,
-    encode_frame,
-    prefix,
     request_metadata,
 )
 from rxchannel.files import TooLargeError, fetch_file, push_file, sha256_file
 from rxchannel.hub import Hub, HubLimits
 from rxchannel.runtime import Server, connect, serve
 from rxchannel.transports import ListenLimits, TransportLimits, TransportOptions
-from tests.hostile.flood import SETUP
-from tests.support import eventually, make_file, run_in_virtual_time
+from tests.hostile.flood import ECHO_PING, SETUP, framed, requests, unfinished_requests
+from tests.support import eventually, make_file, silence_after_setup
 
 CHUNK = 64 * 1024
 
@@ -99,10 +92,6 @@ async def raw_tcp(url: str, source: str) -> tuple[asyncio.StreamReader, asyncio.
     return await asyncio.open_connection(host, int(port), local_addr=(source, 0))
 
 
-def framed(*frames: bytes) -> bytes:
-    return b"".join(prefix(f) + f for f in frames)
-
-
 @pytest.fixture
 def root(tmp_path: Path) -> Path:
     make_file(tmp_path / "root" / "legit.bin", 4 << 20, seed=1)
@@ -115,11 +104,10 @@ def root(tmp_path: Path) -> Path:
 
 async def keepalive_flood_over(kind: str, url: str, opened: list[Any]) -> None:
     """SETUP, then 64 KEEPALIVEs asking for 256 KiB echoes each (16 MiB), and never read a byte."""
-    ping = encode_frame(KeepaliveFrame(respond=True, data=b"k" * (256 << 10)))
     if kind == "tcp":
         _, writer = await raw_tcp(url, "127.0.0.2")
         opened.append(writer)
-        writer.write(framed(SETUP, *[ping] * 64))
+        writer.write(framed(SETUP, *[ECHO_PING] * 64))
         return
     import aiohttp
 
@@ -127,7 +115,7 @@ async def keepalive_flood_over(kind: str, url: str, opened: list[Any]) -> None:
     opened.append(session)
     ws = await session.ws_connect(url, max_msg_size=0)
     opened.append(ws)  # alive (and unread) until the test ends: a collected response would close it
-    for frame in [SETUP, *[ping] * 64]:
+    for frame in [SETUP, *[ECHO_PING] * 64]:
         await ws.send_bytes(frame)  # returns once handed to the socket: the hub's reads pace it
 
 
@@ -163,11 +151,9 @@ async def test_case_03_whole_file_buffers_for_a_peer_that_never_reads_hold_at_mo
         root, hub={"max_buffer": 4 << 20, "max_buffers": 2}, limits=TransportLimits(stall_timeout=1.5)
     )
     watch = QueueWatch(server)
-    conn = Connection(Role.CLIENT, now=0)
-    for _ in range(64):
-        conn.request(Interaction.RESPONSE, metadata=request_metadata("buffers/big.bin"), now=0)
     _, writer = await raw_tcp(server.url, "127.0.0.2")
-    writer.write(framed(*conn.frames_to_send()))  # 64 requests for 4 MiB each; nothing is ever read
+    # 64 requests for 4 MiB each; nothing is ever read
+    writer.write(framed(*requests("buffers/big.bin", Interaction.RESPONSE, 64)))
     try:
         attacker = await watch.first()
         await legit_fetch(server.url, "legit.bin", root, tmp_path / "legit.bin")
@@ -300,37 +286,17 @@ async def test_case_04_file_streams_that_wait_for_demand_make_room_when_the_budg
 
 def test_case_05_a_setup_cannot_extend_the_servers_maximum_lifetime(tmp_path: Path) -> None:
     """In virtual time: the client asks for 2^31-1 ms; the server allows 5 s."""
-    from rxchannel.core import Role
     from rxchannel.runtime import Peer
-    from rxchannel.transports import memory_pair
 
-    async def main() -> tuple[BaseException | None, float]:
-        a, b = memory_pair()
-        server = Peer(b, Role.SERVER, config=ConnectionConfig(max_lifetime=5.0))
-        greedy = SetupFrame(keepalive_ms=1000, lifetime_ms=2**31 - 1, metadata_mime="m", data_mime="d")
-        a.write([encode_frame(greedy)])
-        start = asyncio.get_running_loop().time()
-        error = await server.wait_closed()  # then silence
-        elapsed = asyncio.get_running_loop().time() - start
-        await server.close()
-        a.abort()
-        return error, elapsed
-
-    error, elapsed = run_in_virtual_time(main)
+    greedy = SetupFrame(keepalive_ms=1000, lifetime_ms=2**31 - 1, metadata_mime="m", data_mime="d")
+    error, elapsed = silence_after_setup(
+        lambda end: Peer(end, Role.SERVER, config=ConnectionConfig(max_lifetime=5.0)), greedy
+    )
     assert isinstance(error, rx.ConnectionLostError) and "keepalive limit 5.0 s" in str(error)
     assert elapsed == pytest.approx(5.0, abs=0.01)
 
 
 # ------------------------------------------------------------------ 6. reassembly budgets
-
-
-def unfinished_requests(first_sid: int, count: int, size: int) -> list[bytes]:
-    """``count`` request-responses whose fragments never finish, ``size`` bytes held each."""
-    frames = []
-    for sid in range(first_sid, first_sid + 2 * count, 2):
-        frames.append(encode_frame(RequestFrame(stream_id=sid, type=FrameType.REQUEST_RESPONSE, follows=True)))
-        frames.append(encode_frame(PayloadFrame(stream_id=sid, data=b"f" * size, follows=True)))
-    return frames
 
 
 async def test_case_06_reassembly_is_capped_per_connection_and_per_hub(root: Path, tmp_path: Path) -> None:

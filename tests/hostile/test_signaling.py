@@ -22,16 +22,14 @@ import pytest
 
 import rxchannel as rx
 from rxchannel.core import with_secret
-from rxchannel.files import fetch_file, sha256_file
 from rxchannel.hub import Hub
 from rxchannel.transports import TransportOptions
-from rxchannel.webrtc.aiortc_stack import rtc_peer_connection as new_peer_connection
-from rxchannel.webrtc.gathering import ice_host_addresses
 from rxchannel.webrtc.ice import PeerAddressPolicy, SignalingLimits
 from rxchannel.webrtc.offers import OfferRefusedError, RequestAuth, sign_request
 from rxchannel.webrtc.options import WebRtcOptions
 from rxchannel.webrtc.signaling import WebRtcListener
-from tests.support import eventually, make_file
+from tests.hostile.flood import aiortc_offer
+from tests.support import eventually, fetch_verified, make_file
 
 ATTACKER = "127.0.0.2"
 SECRET = "hub-secret"
@@ -51,12 +49,7 @@ class Lab:
         """Fetch over WebRTC from 127.0.0.1 and check the file; raises if anything is off."""
         options = TransportOptions(secret=self.secret, webrtc=WebRtcOptions(via="webrtc"))
         peer = await rx.connect(self.server.url, options=options, config=with_secret(None, self.secret, server=False))
-        try:
-            out = self.tmp / f"out-{time.monotonic_ns()}.bin"
-            result = await fetch_file(peer, name, out, window=16)
-            assert result.sha256 == sha256_file(self.root / name) == sha256_file(out)
-        finally:
-            await peer.close()
+        await fetch_verified(peer, name, self.root, self.tmp)
 
     async def attack(self, requests: list[tuple[str, bytes, dict[str, str]]]) -> list[tuple[int, str]]:
         """Send (path, body, headers) requests at once from 127.0.0.2; returns (status, error) per request."""
@@ -96,17 +89,6 @@ async def make_lab(tmp_path: Path) -> AsyncIterator[Callable[..., Awaitable[Lab]
         await server.close()
 
 
-async def real_offer() -> str:
-    """The SDP of an offer from a real aiortc peer (on loopback) that will never connect."""
-    pc = new_peer_connection()
-    pc.createDataChannel("x")
-    with ice_host_addresses(["127.0.0.1"]):
-        await pc.setLocalDescription(await pc.createOffer())
-    sdp = str(pc.localDescription.sdp)
-    await pc.close()
-    return sdp
-
-
 def body(sdp: str) -> bytes:
     return json.dumps({"type": "offer", "sdp": sdp}).encode()
 
@@ -128,7 +110,7 @@ async def test_case_07_unsigned_offers_create_no_peer_connection_when_the_hub_ha
     make_lab: Callable[..., Awaitable[Lab]],
 ) -> None:
     lab = await make_lab(secret=SECRET, offer_rate=1000, offer_burst=1000)
-    offer = body(await real_offer())
+    offer = body(await aiortc_offer())
     path = "/offer"
     forged = sign_request("not-the-secret", "POST", path, offer, time.time())
     requests = [(path, offer, {}) for _ in range(60)] + [(path, offer, {"Authorization": forged}) for _ in range(60)]
@@ -161,7 +143,7 @@ async def test_case_07_pending_peer_connections_are_capped_per_address_and_in_al
     make_lab: Callable[..., Awaitable[Lab]],
 ) -> None:
     lab = await make_lab(max_pending=6, max_pending_per_address=3, offer_rate=1000, offer_burst=1000)
-    offer = body(await real_offer())
+    offer = body(await aiortc_offer())
     answers, _ = await asyncio.gather(lab.attack([("/offer", offer, {})] * 40), lab.legit_fetch())
     statuses = [status for status, _ in answers]
     assert statuses.count(200) == 3 and statuses.count(429) == 37
@@ -172,7 +154,7 @@ async def test_case_07_pending_peer_connections_are_capped_per_address_and_in_al
 
 async def test_case_07_offers_from_one_address_are_rate_limited(make_lab: Callable[..., Awaitable[Lab]]) -> None:
     lab = await make_lab(offer_rate=2, offer_burst=5, max_pending=1000, max_pending_per_address=1000)
-    offer = body(await real_offer())
+    offer = body(await aiortc_offer())
     start = asyncio.get_running_loop().time()
     answers, _ = await asyncio.gather(lab.attack([("/offer", offer, {})] * 60), lab.legit_fetch())
     elapsed = asyncio.get_running_loop().time() - start
@@ -210,7 +192,7 @@ async def test_case_07_no_connectivity_check_is_sent_to_a_denied_address(
     loop.add_reader(control, count("control", control))
     try:
         sdp = with_candidates(
-            await real_offer(),
+            await aiortc_offer(),
             [candidate(1, "127.0.0.3", denied.getsockname()[1]), candidate(2, "127.0.0.4", control.getsockname()[1])],
         )
         answers, _ = await asyncio.gather(lab.attack([("/offer", body(sdp), {})]), lab.legit_fetch())
@@ -231,7 +213,7 @@ async def test_an_offer_whose_offerer_left_before_its_answer_keeps_nothing(
     """Issue 26: the offerer posts its offer and hangs up before the answer: the peer connection
     made for it is closed at once, not kept until its deadline."""
     lab = await make_lab(offer_rate=1000, offer_burst=1000)
-    offer = body(await real_offer())
+    offer = body(await aiortc_offer())
     host, port = lab.server.url.removeprefix("http://").rsplit(":", 1)
     _, writer = await asyncio.open_connection(host, int(port), local_addr=(ATTACKER, 0))
     head = f"POST /offer HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {len(offer)}\r\n"
@@ -249,7 +231,7 @@ async def test_an_offer_whose_offerer_left_before_its_answer_keeps_nothing(
 
 async def test_case_08_large_offers_are_refused_before_parsing(make_lab: Callable[..., Awaitable[Lab]]) -> None:
     lab = await make_lab(offer_rate=1000, offer_burst=1000)
-    sdp = await real_offer()
+    sdp = await aiortc_offer()
     huge = with_candidates(sdp, [candidate(n, f"10.{n // 250 % 250}.{n % 250}.1", 9) for n in range(10_000)])
     many = with_candidates(sdp, [candidate(n, f"10.0.{n}.1", 9) for n in range(65)])
     assert len(huge) > 500_000  # the issue sent 879 KiB; anything past the limit is refused unread
@@ -286,7 +268,7 @@ async def test_case_08_and_13_malformed_offers_get_400_never_500(
     make_lab: Callable[..., Awaitable[Lab]], case: str, why: str
 ) -> None:
     lab = await make_lab(offer_rate=1000, offer_burst=1000)
-    sdp = await real_offer()
+    sdp = await aiortc_offer()
     bodies = {
         "not JSON": b"{offer",
         "nested JSON": b"[" * 20_000 + b"]" * 20_000,
@@ -313,7 +295,7 @@ async def test_case_17_a_tiny_max_message_size_is_refused_and_leaves_no_channel(
     make_lab: Callable[..., Awaitable[Lab]],
 ) -> None:
     lab = await make_lab(offer_rate=1000, offer_burst=1000)
-    sdp = _replace_line(await real_offer(), "a=max-message-size:", "a=max-message-size:16")
+    sdp = _replace_line(await aiortc_offer(), "a=max-message-size:", "a=max-message-size:16")
     assert "a=max-message-size:16" in sdp
     answers, _ = await asyncio.gather(lab.attack([("/offer", body(sdp), {})]), lab.legit_fetch())
     assert answers[0][0] == 400 and "max-message-size:16 is below 1024" in answers[0][1]

@@ -56,9 +56,10 @@ def gzip_children() -> list[int]:
 
 
 class Sampler:
-    """Checks ``check()`` every millisecond while the pipeline runs; remembers the worst margin."""
+    """Every millisecond while the pipeline runs, calls ``check(gzip)`` with what this process's
+    gzip child has read and written (its ``/proc/PID/io``), if one runs."""
 
-    def __init__(self, check: Callable[[], None]):
+    def __init__(self, check: Callable[[dict[str, int]], None]):
         self.check = check
         self.samples = 0
         self._task = asyncio.ensure_future(self._run())
@@ -66,7 +67,9 @@ class Sampler:
     async def _run(self) -> None:
         while True:
             with contextlib.suppress(FileNotFoundError, ProcessLookupError):  # gzip has just exited
-                self.check()
+                (pid,) = gzip_children() or (None,)
+                if pid is not None:
+                    self.check(io(pid))
             self.samples += 1
             await asyncio.sleep(0.001)
 
@@ -123,11 +126,7 @@ async def test_gzip_to_a_hub_and_back_through_gunzip(hub: tuple[str, Path, Path,
         stream.pipe(rxc.through(["gzip", "-dc"]), windowed(4, acks=slow)).subscribe(file_sink)
         worst = {"gzip ahead": 0, "hub ahead": 0}
 
-        def check() -> None:
-            (pid,) = gzip_children() or (None,)
-            if pid is None:
-                return
-            gunzip = io(pid)
+        def check(gunzip: dict[str, int]) -> None:
             hub_read = io(hub_pid)["rchar"] - before
             # gzip's output not yet written to the file: at most the window (4), the one item the
             # demand source holds, asyncio's read-ahead and the pipe
@@ -176,11 +175,7 @@ async def test_gzip_never_runs_ahead_of_a_remote_that_grants_one_chunk_at_a_time
     source = FileSource(tmp_path / "big.bin")
     worst = {"gzip ahead": 0, "file ahead": 0}
 
-    def check() -> None:
-        (pid,) = gzip_children() or (None,)
-        if pid is None:
-            return
-        packer = io(pid)
+    def check(packer: dict[str, int]) -> None:
         ahead = packer["wchar"] - granted[0] * CHUNK
         assert ahead <= CHUNK + READ_AHEAD + PIPE, f"gzip -c wrote {ahead} bytes past the remote's demand"
         # the file read past what gzip took: its stdin pipe, the item the demand source holds, the

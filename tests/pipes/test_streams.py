@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -87,16 +88,26 @@ async def copy(facade: str, peer: rx.Peer, fd: int) -> int:
         return await sink.done
 
 
+async def copying(
+    served: tuple[rx.Peer, list[FileSource], bytes], facade: str, **reader: Any
+) -> tuple[asyncio.Future[int], SlowReader, int]:
+    """The served stream copied by ``facade`` into a pipe whose other end a started
+    :class:`SlowReader` (given ``reader``) reads: the copy, the reader and the pipe's write end."""
+    peer, sources, _ = served
+    read_end, write_end = os.pipe()
+    writing = asyncio.ensure_future(copy(facade, peer, write_end))
+    await eventually(lambda: bool(sources), what="the stream to open")
+    slow_reader = SlowReader(read_end, sources[0], **reader)
+    slow_reader.start()
+    return writing, slow_reader, write_end
+
+
 @pytest.mark.parametrize("facade", ["aio", "rx"])
 async def test_a_slow_reader_paces_the_remote_file_source(
     served: tuple[rx.Peer, list[FileSource], bytes], facade: str
 ) -> None:
-    peer, sources, data = served
-    read_end, write_end = os.pipe()
-    writing = asyncio.ensure_future(copy(facade, peer, write_end))
-    await eventually(lambda: bool(sources), what="the stream to open")
-    reader = SlowReader(read_end, sources[0], slow=2 << 20)
-    reader.start()
+    data = served[2]
+    writing, reader, write_end = await copying(served, facade, slow=2 << 20)
     written = await writing
     os.close(write_end)
     await asyncio.to_thread(reader.join, 30)
@@ -109,12 +120,8 @@ async def test_a_slow_reader_paces_the_remote_file_source(
 async def test_a_reader_that_goes_away_cancels_the_remote_stream(
     served: tuple[rx.Peer, list[FileSource], bytes], facade: str
 ) -> None:
-    peer, sources, _ = served
-    read_end, write_end = os.pipe()
-    writing = asyncio.ensure_future(copy(facade, peer, write_end))
-    await eventually(lambda: bool(sources), what="the stream to open")
-    reader = SlowReader(read_end, sources[0], slow=0, stop_after=100)  # | head -c 100
-    reader.start()
+    sources = served[1]
+    writing, reader, write_end = await copying(served, facade, slow=0, stop_after=100)  # | head -c 100
     with pytest.raises(PipeClosedError, match="the reader went away"):
         await writing
     os.close(write_end)

@@ -35,24 +35,21 @@ from rxchannel.runtime import Peer
 from rxchannel.transports import memory_pair
 from tests.support import (
     Collect,
-    Counter,
+    ErrorCatcher,
     FrameTap,
     GuardedSource,
     eventually,
     make_file,
     run_in_virtual_time,
+    serve_boom,
+    serve_counter,
     settle,
 )
 
 
 @pytest.fixture
-async def peers() -> AsyncIterator[tuple[Peer, Peer, rx.Router]]:
-    router = rx.Router()
-    server = await rx.serve_tcp(router)
-    client = await rx.connect_tcp("127.0.0.1", server.port)
-    yield client, server, router
-    await client.close()
-    await server.close()
+def peers(tcp_peers: tuple[Peer, Peer, rx.Router]) -> tuple[Peer, Peer, rx.Router]:
+    return tcp_peers
 
 
 def ints(items: list[Any]) -> list[int]:
@@ -62,34 +59,28 @@ def ints(items: list[Any]) -> list[int]:
 # ---------------------------------------------------------------- operators
 
 
-async def test_windowed_keeps_the_remote_source_within_the_window(peers: Any, no_leaked_tasks: None) -> None:
+@pytest.mark.parametrize(
+    ("operator", "count", "ahead"),
+    [(lambda: windowed(5), 200, 5), (stop_and_wait, 30, 1)],
+    ids=["windowed-keeps-the-source-within-the-window", "stop-and-wait-has-one-item-in-flight"],
+)
+async def test_the_remote_source_runs_at_most_the_window_ahead(
+    peers: Any, no_leaked_tasks: None, operator: Any, count: int, ahead: int
+) -> None:
     client, server, router = peers
-    source = Counter()
-    router.stream("n")(source)
+    source = serve_counter(router)
     obs = Collect()
     bounds: list[int] = []
     obs.on_item = lambda _item: bounds.append(source.pulled - len(obs.items))
-    rxc.request_stream(client, "n", b"200").pipe(windowed(5)).subscribe(obs)
+    rxc.request_stream(client, "n", str(count).encode()).pipe(operator()).subscribe(obs)
     await obs.wait()
-    assert ints(obs.items) == list(range(200))
-    assert max(bounds) <= 5, f"the source ran {max(bounds)} items ahead of a window of 5"
-
-
-async def test_stop_and_wait_has_one_item_in_flight(peers: Any) -> None:
-    client, server, router = peers
-    source = Counter()
-    router.stream("n")(source)
-    obs = Collect()
-    ahead: list[int] = []
-    obs.on_item = lambda _item: ahead.append(source.pulled - len(obs.items))
-    rxc.request_stream(client, "n", b"30").pipe(stop_and_wait()).subscribe(obs)
-    await obs.wait()
-    assert len(obs.items) == 30 and max(ahead) <= 1
+    assert ints(obs.items) == list(range(count))
+    assert max(bounds) <= ahead, f"the source ran {max(bounds)} items ahead of a window of {ahead}"
 
 
 async def test_limit_rate_sends_fewer_request_n_frames_than_windowed(peers: Any) -> None:
     client, server, router = peers
-    router.stream("n")(Counter())
+    serve_counter(router)
     frames: dict[str, int] = {}
     tap = FrameTap(client)
     for name, op in (("windowed", windowed(8, refill=1)), ("limit_rate", limit_rate(8, 2))):
@@ -125,7 +116,7 @@ async def test_request_n_grants_exactly_what_demand_emits(peers: Any, no_leaked_
 
 async def test_rule_request_n_not_positive_is_an_error_for_the_subscriber(peers: Any) -> None:
     client, server, router = peers
-    router.stream("n")(Counter())
+    serve_counter(router)
     demand: Subject[int] = Subject()
     obs = Collect()
     rxc.request_stream(client, "n", b"10").pipe(request_n(demand)).subscribe(obs)
@@ -141,7 +132,7 @@ def test_adaptive_completes_and_grows_its_window_over_latency() -> None:
 
     async def main() -> tuple[int, int, float]:
         router = rx.Router()
-        router.stream("n")(Counter())
+        serve_counter(router)
         a, b = memory_pair(latency=0.01, bandwidth=2e6)  # 20 ms RTT, 2 MB/s
         server = Peer(b, Role.SERVER, router=router)
         client = Peer(a, Role.CLIENT)
@@ -200,7 +191,7 @@ def test_demand_operators_refuse_sources_without_demand() -> None:
 
 async def test_filter_between_stream_and_sink_does_not_leak_credit(peers: Any) -> None:
     client, server, router = peers
-    router.stream("n")(Counter())
+    serve_counter(router)
     obs = Collect()
     rxc.request_stream(client, "n", b"300").pipe(windowed(4), ops.filter(lambda p: int(p.data) % 100 == 99)).subscribe(
         obs
@@ -227,8 +218,7 @@ async def test_take_cancels_upstream_across_the_wire_and_closes_the_file(tmp_pat
 
 async def test_rule_cancel_is_idempotent_and_nothing_arrives_after_dispose(peers: Any) -> None:
     client, server, router = peers
-    source = Counter()
-    router.stream("n")(source)
+    source = serve_counter(router)
     obs = Collect()
     subscription = rxc.request_stream(client, "n", b"1000000").pipe(windowed(8)).subscribe(obs)
     await eventually(lambda: len(obs.items) >= 5, what="5 items")
@@ -245,22 +235,10 @@ async def test_rule_cancel_is_idempotent_and_nothing_arrives_after_dispose(peers
 async def test_errors_cross_the_wire_both_ways(peers: Any) -> None:
     client, server, router = peers
 
-    @router.stream("boom")
-    async def boom(request: rx.Request) -> AsyncIterator[bytes]:
-        yield b"1"
-        raise rx.ApplicationError("sensor unplugged")
+    serve_boom(router, "sensor unplugged")
 
-    received_error: asyncio.Future[BaseException] = asyncio.get_running_loop().create_future()
-
-    @router.channel("sink")
-    async def sink(request: rx.Request) -> AsyncIterator[bytes]:
-        assert request.inbound is not None
-        try:
-            async for _ in request.inbound:
-                pass
-        except rx.RemoteError as exc:
-            received_error.set_result(exc)
-        yield b"never"
+    sink = ErrorCatcher()
+    router.channel("sink")(sink)
 
     obs = Collect()
     rxc.request_stream(client, "boom").subscribe(obs)
@@ -273,7 +251,7 @@ async def test_errors_cross_the_wire_both_ways(peers: Any) -> None:
     obs2 = Collect()
     rxc.request_channel(client, "sink", source).subscribe(obs2)
     async with asyncio.timeout(5):
-        error = await received_error
+        error = await sink.error
     assert isinstance(error, rx.RemoteError) and "local source failed" in str(error)
 
 

@@ -20,7 +20,7 @@ from rxchannel import reactive as rxc
 from rxchannel.files import FileSource, sha256_file
 from rxchannel.hub import Hub
 from rxchannel.operators import request_n
-from tests.support import Collect, ConnectPeers, eventually, make_file
+from tests.support import Collect, ConnectPeers, ErrorCatcher, eventually, make_file
 
 CHUNK = 16 * 1024
 
@@ -83,17 +83,8 @@ async def test_on_next_past_the_remote_grant_is_a_local_protocol_error_and_ends_
     connect_peers: ConnectPeers,
 ) -> None:
     router = rx.Router()
-    seen: asyncio.Future[BaseException] = asyncio.get_running_loop().create_future()
-
-    @router.channel("four", window=rx.Manual(4))
-    async def four(request: rx.Request) -> AsyncIterator[bytes]:
-        assert request.inbound is not None
-        try:
-            async for _ in request.inbound:
-                pass
-        except rx.RemoteError as exc:
-            seen.set_result(exc)
-        yield b"never"
+    four = ErrorCatcher()
+    router.channel("four", window=rx.Manual(4))(four)
 
     client, _ = await connect_peers(router)
     sink = rxc.remote_sink(client, "four")
@@ -104,7 +95,7 @@ async def test_on_next_past_the_remote_grant_is_a_local_protocol_error_and_ends_
         sink.on_next(b"5")  # nothing buffered: refused
     with pytest.raises(rx.LocalProtocolError):
         await asyncio.wait_for(sink.done, 10)
-    error = await asyncio.wait_for(seen, 10)
+    error = await asyncio.wait_for(four.error, 10)
     assert isinstance(error, rx.RemoteError) and error.code == rx.ErrorCode.APPLICATION_ERROR
 
 

@@ -18,19 +18,14 @@ import rxchannel as rx
 from rxchannel.core import (
     FrameType,
     PayloadFrame,
-    RequestFrame,
     RequestNFrame,
     SetupFrame,
     decode_frame,
     encode_frame,
-    request_metadata,
 )
-from tests.support import CLEANUPS
+from tests.support import CLEANUPS, request_to, setup_frame
 
-COMPOSITE = "message/x.rsocket.composite-metadata.v0"
-SETUP = encode_frame(
-    SetupFrame(keepalive_ms=60_000, lifetime_ms=60_000, metadata_mime=COMPOSITE, data_mime="application/octet-stream")
-)
+SETUP = encode_frame(setup_frame(keepalive_ms=60_000, lifetime_ms=60_000))
 #: large enough that all three bytes of the length field are used
 BIG = bytes(range(256)) * 300
 
@@ -42,10 +37,7 @@ def echo_router() -> rx.Router:
 
 
 def echo_request(stream_id: int) -> bytes:
-    frame = RequestFrame(
-        stream_id=stream_id, type=FrameType.REQUEST_RESPONSE, metadata=request_metadata("echo"), data=BIG
-    )
-    return encode_frame(frame)
+    return encode_frame(request_to("echo", stream_id, FrameType.REQUEST_RESPONSE, data=BIG))
 
 
 def prefixed(frame: bytes) -> bytes:
@@ -139,9 +131,7 @@ async def test_a_responder_answers_every_request_channel_with_request_n_even_one
     server = await rx.serve_tcp(router)
     CLEANUPS.append(server.close)
     reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
-    channel = RequestFrame(
-        stream_id=1, type=FrameType.REQUEST_CHANNEL, metadata=request_metadata("one"), initial_n=1, complete=True
-    )
+    channel = request_to("one", 1, FrameType.REQUEST_CHANNEL, initial_n=1, complete=True)
     writer.write(prefixed(SETUP) + prefixed(encode_frame(channel)))
     frames = []
     async with asyncio.timeout(10):

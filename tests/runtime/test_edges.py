@@ -21,19 +21,16 @@ from rxchannel.core import (
     FrameType,
     KeepaliveFrame,
     PayloadFrame,
-    RequestFrame,
     RequestNFrame,
     Role,
-    SetupFrame,
     decode_frame,
     encode_frame,
-    request_metadata,
 )
-from rxchannel.core._metadata import COMPOSITE_METADATA, OCTET_STREAM
 from rxchannel.runtime import Peer
 from rxchannel.transports import MemoryTransport, memory_pair
+from tests.support import request_to, setup_frame
 
-SETUP = SetupFrame(keepalive_ms=10_000, lifetime_ms=30_000, metadata_mime=COMPOSITE_METADATA, data_mime=OCTET_STREAM)
+SETUP = setup_frame()
 
 
 class RawPeer:
@@ -88,13 +85,11 @@ async def test_frames_larger_than_the_peers_messages_are_answered_within_its_siz
         (echo,) = await raw.frames(lambda f: isinstance(f, KeepaliveFrame))
         assert not echo.respond and 0 < len(echo.data) < 64 * 1024 and set(echo.data) == {ord("k")}
         big = bytes(range(256)) * 4096  # 1 MiB
-        raw.send(
-            RequestFrame(stream_id=1, type=FrameType.REQUEST_RESPONSE, metadata=request_metadata("echo"), data=big)
-        )
+        raw.send(request_to("echo", 1, FrameType.REQUEST_RESPONSE, data=big))
         parts = await raw.frames(lambda f: isinstance(f, (PayloadFrame, ErrorFrame)) and not getattr(f, "follows", 0))
         assert all(isinstance(p, PayloadFrame) for p in parts), parts[-1]
         assert b"".join(p.data for p in parts) == big and len(parts) >= 16
-        raw.send(RequestFrame(stream_id=3, type=FrameType.REQUEST_RESPONSE, metadata=request_metadata("ping")))
+        raw.send(request_to("ping", 3, FrameType.REQUEST_RESPONSE))
         (pong,) = await raw.frames(lambda f: isinstance(f, PayloadFrame))
         assert pong.data == b"pong" and not hub.connection.closed
     finally:
@@ -112,7 +107,7 @@ async def test_an_error_whose_text_does_not_fit_is_cut_not_lost() -> None:
     hub = Peer(ours, Role.SERVER, router=router)
     raw = RawPeer(theirs)
     try:
-        raw.send(SETUP, RequestFrame(stream_id=1, type=FrameType.REQUEST_RESPONSE, metadata=request_metadata("fail")))
+        raw.send(SETUP, request_to("fail", 1, FrameType.REQUEST_RESPONSE))
         (error,) = await raw.frames(lambda f: isinstance(f, ErrorFrame))
         assert error.message.startswith("xxx") and error.message.endswith("…") and len(error.message) < 2048
     finally:
@@ -176,18 +171,12 @@ async def test_a_resumable_peer_that_never_acknowledges_gets_its_stream_without_
 
     hub = Peer(ours, Role.SERVER, router=router, config=config)
     raw = RawPeer(theirs)
-    setup = SetupFrame(
-        keepalive_ms=10_000,
-        lifetime_ms=30_000,
-        metadata_mime=COMPOSITE_METADATA,
-        data_mime=OCTET_STREAM,
-        resume_token=b"t" * 16,
-    )
+    setup = setup_frame(resume_token=b"t" * 16)
     with caplog.at_level(logging.WARNING, logger="rxchannel.peer"):
         raw.send(
             setup,
             KeepaliveFrame(respond=False, position=0),
-            RequestFrame(stream_id=1, type=FrameType.REQUEST_STREAM, metadata=request_metadata("many"), initial_n=10),
+            request_to("many", 1, FrameType.REQUEST_STREAM, initial_n=10),
         )
         received = 0
         async with asyncio.timeout(20):

@@ -21,7 +21,7 @@ from rxchannel.core import Role
 from rxchannel.files import fetch_file, sha256_file
 from rxchannel.hub import Hub, HubLimits
 from rxchannel.runtime import Peer, serve
-from tests.support import eventually, make_file, open_peers, run_in_virtual_time, wait_until
+from tests.support import eventually, make_file, open_peers, silence_after_setup, wait_until
 
 RX = [sys.executable, "-m", "rxchannel"]
 FAST = ["--keepalive", "0.2", "--max-lifetime", "1.5"]
@@ -138,20 +138,10 @@ def test_a_hub_restarted_mid_transfer_lets_the_worker_resume(tmp_path: Path) -> 
 
 def test_a_silent_client_is_dropped_at_the_lifetime_its_setup_asked_for(tmp_path: Path) -> None:
     """In virtual time: the server's own default lifetime is 90 s; the SETUP asks for 0.4 s."""
-    from rxchannel.core import SetupFrame, encode_frame
-    from rxchannel.transports import memory_pair
+    from rxchannel.core import SetupFrame
 
-    async def main() -> tuple[BaseException | None, float]:
-        a, b = memory_pair()
-        server = Peer(b, Role.SERVER, router=Hub(tmp_path).router)
-        a.write([encode_frame(SetupFrame(keepalive_ms=100, lifetime_ms=400, metadata_mime="m", data_mime="d"))])
-        start = asyncio.get_running_loop().time()
-        error = await server.wait_closed()  # then silence: no keepalive ever comes
-        elapsed = asyncio.get_running_loop().time() - start
-        await server.close()
-        a.abort()
-        return error, elapsed
-
-    error, elapsed = run_in_virtual_time(main)
+    setup = SetupFrame(keepalive_ms=100, lifetime_ms=400, metadata_mime="m", data_mime="d")
+    # then silence: no keepalive ever comes
+    error, elapsed = silence_after_setup(lambda end: Peer(end, Role.SERVER, router=Hub(tmp_path).router), setup)
     assert isinstance(error, rx.ConnectionLostError) and "keepalive" in str(error)
     assert elapsed == pytest.approx(0.4, abs=0.01), f"dropped after {elapsed:.3f} s instead of the 0.4 s asked for"

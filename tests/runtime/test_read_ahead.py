@@ -6,27 +6,47 @@ stream without a pull past it."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import rxchannel as rxc
 
+Handler = Callable[[rxc.Request], AsyncIterator[Any]]
 
-async def _served(router: rxc.Router) -> tuple[rxc.Server, rxc.Peer]:
+
+def _numbers(count: int, pulled: list[int], *, mark_last: bool = False) -> Handler:
+    """A stream handler yielding the numbers below ``count``, each added to ``pulled`` as the
+    generator is pulled for it; with ``mark_last`` the final number is marked ``last=True``,
+    and a pull past it would add ``count`` itself."""
+
+    async def numbers(request: rxc.Request) -> AsyncIterator[bytes | rxc.Payload]:
+        for i in range(count):
+            pulled.append(i)
+            yield rxc.Payload(str(i).encode(), last=True) if mark_last and i == count - 1 else str(i).encode()
+        pulled.append(count)
+
+    return numbers
+
+
+@contextlib.asynccontextmanager
+async def _served(route: str, handler: Handler) -> AsyncIterator[rxc.Peer]:
+    """A peer connected over TCP to a server whose ``route`` streams ``handler``; both closed
+    on the way out."""
+    router = rxc.Router()
+    router.stream(route)(handler)
     server = await rxc.serve(router, transport="tcp")
-    return server, await rxc.connect(server.url)
+    peer = await rxc.connect(server.url)
+    try:
+        yield peer
+    finally:
+        await peer.close()
+        await server.close()
 
 
 async def test_manual_3_runs_a_generator_4_steps_and_the_4th_item_waits_for_credit() -> None:
     pulled: list[int] = []
-    router = rxc.Router()
-
-    @router.stream("count")
-    async def count(request: rxc.Request):  # type: ignore[no-untyped-def]
-        for i in range(10):
-            pulled.append(i)
-            yield str(i).encode()
-
-    server, peer = await _served(router)
-    try:
+    async with _served("count", _numbers(10, pulled)) as peer:
         stream = peer.request_stream("count", window=rxc.Manual(3))
         got = [int((await stream.next()).data) for _ in range(3)]
         await asyncio.sleep(0.2)  # time for the producer to run ahead, if it would
@@ -34,27 +54,11 @@ async def test_manual_3_runs_a_generator_4_steps_and_the_4th_item_waits_for_cred
         stream.request(1)
         assert int((await stream.next()).data) == 3, "the held item is sent once credit comes, not dropped"
         await stream.aclose()
-    finally:
-        await peer.close()
-        await server.close()
 
 
 async def test_a_last_item_marked_as_last_is_never_pulled_past() -> None:
     pulled: list[int] = []
-    router = rxc.Router()
-
-    @router.stream("three")
-    async def three(request: rxc.Request):  # type: ignore[no-untyped-def]
-        for i in range(3):
-            pulled.append(i)
-            yield rxc.Payload(str(i).encode(), last=i == 2)
-        pulled.append(99)  # never reached: the stream ended with the last item
-
-    server, peer = await _served(router)
-    try:
+    async with _served("three", _numbers(3, pulled, mark_last=True)) as peer:
         items = [int(item.data) async for item in peer.request_stream("three", window=rxc.Manual(3))]
         await asyncio.sleep(0.1)
-        assert items == [0, 1, 2] and pulled == [0, 1, 2]
-    finally:
-        await peer.close()
-        await server.close()
+        assert items == [0, 1, 2] and pulled == [0, 1, 2], "the generator was pulled past its last item"

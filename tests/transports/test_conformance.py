@@ -8,7 +8,10 @@ adding a factory to ``conftest.TRANSPORTS``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
+from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 
@@ -182,36 +185,40 @@ async def test_sender_queue_stays_under_high_water_when_writes_respect_drain(mak
     await close_both(a, b)
 
 
-async def test_tcp_absurd_length_prefix_breaks_the_connection_with_a_clear_error() -> None:
+@contextlib.asynccontextmanager
+async def raw_tcp_client(**server_options: Any) -> AsyncIterator[tuple[socket.socket, Transport]]:
+    """A plain socket connected to a TCP transport server (given ``server_options``), and the
+    transport the server accepted for it. The socket is the caller's to close; the server
+    stops on the way out."""
     from rxchannel.transports.tcp import TcpTransport, start_tcp_server
 
     accepted: asyncio.Future[TcpTransport] = asyncio.get_running_loop().create_future()
-    server = await start_tcp_server(lambda t: accepted.set_result(t), "127.0.0.1", 0, max_message_size=1 << 20)
+    server = await start_tcp_server(lambda t: accepted.set_result(t), "127.0.0.1", 0, **server_options)
     port = server.sockets[0].getsockname()[1]
-    with socket.create_connection(("127.0.0.1", port)) as raw:
-        t = await accepted
-        raw.sendall(b"\x20\x00\x00" + b"x" * 100)  # announces 2 MiB
-        with pytest.raises(ConnectionLostError, match="invalid length prefix"):
-            async with asyncio.timeout(5):
-                await t.receive()
-    server.close()
-    await server.wait_closed()
+    try:
+        raw = socket.create_connection(("127.0.0.1", port))
+        yield raw, await accepted
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+async def test_tcp_absurd_length_prefix_breaks_the_connection_with_a_clear_error() -> None:
+    async with raw_tcp_client(max_message_size=1 << 20) as (raw, t):
+        with raw:
+            raw.sendall(b"\x20\x00\x00" + b"x" * 100)  # announces 2 MiB
+            with pytest.raises(ConnectionLostError, match="invalid length prefix"):
+                async with asyncio.timeout(5):
+                    await t.receive()
 
 
 async def test_tcp_peer_closing_mid_frame_is_a_connection_lost_error() -> None:
-    from rxchannel.transports.tcp import TcpTransport, start_tcp_server
-
-    accepted: asyncio.Future[TcpTransport] = asyncio.get_running_loop().create_future()
-    server = await start_tcp_server(lambda t: accepted.set_result(t), "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    with socket.create_connection(("127.0.0.1", port)) as raw:
-        t = await accepted
-        raw.sendall(b"\x00\x00\x10abc")  # announces 16 bytes, sends 3, then closes
-    with pytest.raises(ConnectionLostError, match="mid-frame"):
-        async with asyncio.timeout(5):
-            await t.receive()
-    server.close()
-    await server.wait_closed()
+    async with raw_tcp_client() as (raw, t):
+        with raw:
+            raw.sendall(b"\x00\x00\x10abc")  # announces 16 bytes, sends 3, then closes
+        with pytest.raises(ConnectionLostError, match="mid-frame"):
+            async with asyncio.timeout(5):
+                await t.receive()
 
 
 async def test_datachannel_text_message_is_a_protocol_error() -> None:

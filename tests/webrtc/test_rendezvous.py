@@ -30,7 +30,7 @@ from rxchannel.webrtc.rendezvous import (
     serve_rendezvous,
 )
 from rxchannel.webrtc.signaling import WebRtcListener
-from tests.support import make_file
+from tests.support import fetch_verified, make_file
 
 SECRET = "rendezvous-secret"
 
@@ -52,12 +52,7 @@ class Meeting:
         """Fetch ``name`` through the rendezvous and verify it; returns the (closed) peer."""
         options = TransportOptions(webrtc=WebRtcOptions(via=via))
         peer = await rx.connect(self.url, options=options)
-        try:
-            out = self.tmp / f"out-{time.monotonic_ns()}.bin"
-            result = await fetch_file(peer, name, out, window=16)
-            assert result.sha256 == sha256_file(self.root / name) == sha256_file(out)
-        finally:
-            await peer.close()
+        await fetch_verified(peer, name, self.root, self.tmp)
         return peer
 
 
