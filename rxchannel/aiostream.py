@@ -110,7 +110,7 @@ async def request_channel(
 
 
 @pipable_operator
-async def _push(
+def _push(
     source: AsyncIterable[Any],
     peer: Peer,
     route: str,
@@ -120,12 +120,7 @@ async def _push(
     window: WindowSpec = None,
 ) -> AsyncIterator[Payload]:
     """``items | rxpipe.push(peer, "push/x")``: send the items as a request-channel, yield the replies."""
-    async with (
-        streamcontext(source) as items,
-        peer.request_channel(route, items, data, info=info, window=window) as remote,
-    ):
-        async for item in remote:
-            yield item
+    return request_channel.raw(peer, route, source, data, info=info, window=window)
 
 
 @pipable_operator
