@@ -110,22 +110,10 @@ async def request_channel(
 
 
 @pipable_operator
-async def _push(
-    source: AsyncIterable[Any],
-    peer: Peer,
-    route: str,
-    data: bytes = b"",
-    *,
-    info: dict[str, Any] | None = None,
-    window: WindowSpec = None,
-) -> AsyncIterator[Payload]:
-    """``items | rxpipe.push(peer, "push/x")``: send the items as a request-channel, yield the replies."""
-    async with (
-        streamcontext(source) as items,
-        peer.request_channel(route, items, data, info=info, window=window) as remote,
-    ):
-        async for item in remote:
-            yield item
+def _push(source: AsyncIterable[Any], peer: Peer, route: str, *args: Any, **kwargs: Any) -> AsyncIterator[Payload]:
+    """``items | rxpipe.push(peer, "push/x")``: send the items as a request-channel, yield the
+    replies (the rest of the arguments as :func:`request_channel` takes them)."""
+    return request_channel.raw(peer, route, source, *args, **kwargs)
 
 
 @pipable_operator

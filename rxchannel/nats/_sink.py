@@ -32,6 +32,7 @@ from reactivex import Observable, abc
 from reactivex.disposable import Disposable
 
 from rxchannel.core import ClosedResourceError, LocalProtocolError
+from rxchannel.reactive._gate import DemandGate
 from rxchannel.reactive._threads import LoopThread
 from rxchannel.runtime import Payload, as_payload
 
@@ -430,27 +431,19 @@ class JetStreamSink(abc.ObserverBase[Any]):
     def _subscribe_demand(
         self, observer: abc.ObserverBase[int], scheduler: abc.SchedulerBase | None = None
     ) -> abc.DisposableBase:
-        subscribed = [True]
-
-        def grant(n: int) -> None:
-            if subscribed[0]:
-                observer.on_next(n)
+        gate = DemandGate(observer)
 
         def start(_: Any = None) -> None:
             if self._started.cancelled() or self._started.exception() is not None:
                 return
-            self.publisher.on_room(grant)
+            self.publisher.on_room(gate.grant)
 
         if self._started.done():
             start()
         else:
             self._started.add_done_callback(start)
-        self.done.add_done_callback(lambda _f: subscribed[0] and observer.on_completed())
-
-        def dispose() -> None:
-            subscribed[0] = False
-
-        return Disposable(dispose)
+        self.done.add_done_callback(gate.end)
+        return Disposable(gate.close)
 
     def on_next(self, value: Any) -> None:
         """Publish one item (from another thread: on the loop, in order).

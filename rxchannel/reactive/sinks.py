@@ -42,6 +42,7 @@ from rxchannel.core import (
 )
 from rxchannel.runtime import Payload, Peer, RemoteSink, RemoteStream, Request
 
+from ._gate import DemandGate
 from ._threads import LoopThread
 from .local import LocalPull
 from .observable import Demand, DemandObservable, PullStream
@@ -81,19 +82,10 @@ class RxRemoteSink(abc.ObserverBase[Any]):
     def _subscribe_demand(
         self, observer: abc.ObserverBase[int], scheduler: abc.SchedulerBase | None = None
     ) -> abc.DisposableBase:
-        subscribed = [True]
-
-        def grant(n: int) -> None:
-            if subscribed[0]:
-                observer.on_next(n)
-
-        self.sink.on_credit(grant)
-        self.sink.done.add_done_callback(lambda _f: subscribed[0] and observer.on_completed())
-
-        def dispose() -> None:
-            subscribed[0] = False
-
-        return Disposable(dispose)
+        gate = DemandGate(observer)
+        self.sink.on_credit(gate.grant)
+        self.sink.done.add_done_callback(gate.end)
+        return Disposable(gate.close)
 
     async def _finish(self) -> None:
         try:

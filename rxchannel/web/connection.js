@@ -13,7 +13,7 @@
 // ERROR[CONNECTION_ERROR], never an exception inside the message handler.
 
 import { InboundDemand, Manual, policyFor } from "./demand.js";
-import { requestEndpoint } from "./endpoint.js";
+import { rechunk, requestEndpoint } from "./endpoint.js";
 import {
   ClosedResourceError, ConnectionLostError, ERROR_CODE, FrameError, IntegrityError, LocalProtocolError,
   RemoteError, RemoteProtocolError, errorCodeName,
@@ -251,18 +251,10 @@ export class Hub {
       else signal.addEventListener("abort", abort, { once: true });
     }
     // the source, re-cut into items of at most chunkSize bytes, each hashed as it is read
-    let pending = EMPTY, at = 0, sourceDone = false;
+    const chunks = rechunk(reader, chunkSize, bytesOf);
     const nextChunk = async () => {
-      while (at >= pending.length) {
-        if (sourceDone) return null;
-        const { done, value } = await reader.read();
-        if (done) { sourceDone = true; return null; }
-        pending = bytesOf(value);
-        at = 0;
-      }
-      const chunk = pending.subarray(at, at + chunkSize);
-      at += chunk.length;
-      hash.update(chunk);
+      const chunk = await chunks.next();
+      if (chunk !== null) hash.update(chunk);
       return chunk;
     };
     try {
@@ -301,8 +293,7 @@ export class Hub {
       throw error;
     } finally {
       if (signal) signal.removeEventListener("abort", abort);
-      if (!sourceDone) reader.cancel().catch(() => {});
-      else reader.releaseLock();
+      chunks.close();
     }
   }
 

@@ -33,6 +33,33 @@ function bytesOf(value) {
   throw new LocalProtocolError(`a request body's chunks must be bytes or strings, got ${typeof value}`);
 }
 
+/**
+ * `reader`'s chunks (made bytes by `bytesOf`) re-cut into items of at most `chunkSize` bytes:
+ * `next()` resolves to the next item, or null once the source has ended; `close()` releases
+ * an ended source and cancels one that has not ended.
+ */
+export function rechunk(reader, chunkSize, bytesOf) {
+  let pending = EMPTY, at = 0, ended = false;
+  return {
+    next: async () => {
+      while (at >= pending.length) {
+        if (ended) return null;
+        const { done, value } = await reader.read();
+        if (done) { ended = true; return null; }
+        pending = bytesOf(value);
+        at = 0;
+      }
+      const chunk = pending.subarray(at, at + chunkSize);
+      at += chunk.length;
+      return chunk;
+    },
+    close: () => {
+      if (!ended) reader.cancel().catch(() => {});
+      else reader.releaseLock();
+    },
+  };
+}
+
 /** Headers as the hub takes them: an object of lower-case names to strings. */
 function headerObject(headers) {
   const out = {};
@@ -117,20 +144,8 @@ export async function requestEndpoint(hub, name, path = "/", init = {}) {
  * last chunk (COMPLETE needs no credit). A failing source ends the stream with ERROR.
  */
 async function sendBody(hub, s, source, waitForCredit) {
-  const reader = source.getReader();
-  let pending = EMPTY, at = 0, sourceDone = false;
-  const nextChunk = async () => {
-    while (at >= pending.length) {
-      if (sourceDone) return null;
-      const { done, value } = await reader.read();
-      if (done) { sourceDone = true; return null; }
-      pending = bytesOf(value);
-      at = 0;
-    }
-    const chunk = pending.subarray(at, at + UPLOAD_CHUNK);
-    at += chunk.length;
-    return chunk;
-  };
+  const chunks = rechunk(source.getReader(), UPLOAD_CHUNK, bytesOf);
+  const nextChunk = chunks.next;
   try {
     let held; // undefined: nothing read ahead yet; null: the source has ended
     for (;;) {
@@ -149,7 +164,6 @@ async function sendBody(hub, s, source, waitForCredit) {
       s.events.error(error);
     }
   } finally {
-    if (!sourceDone) reader.cancel().catch(() => {});
-    else reader.releaseLock();
+    chunks.close();
   }
 }

@@ -737,22 +737,17 @@ window.rxchannelPage = {
   connection: () => current,
 };
 
+/** The options a job named in the page's address runs with (?window=, ?delay=, ?report=1). */
+function jobOptions() {
+  const window_ = params.get("window") || String(DEFAULT_WINDOW);
+  return {
+    window: window_ === "auto" ? "auto" : Number(window_),
+    delay: Number(params.get("delay") || 0),
+    report: params.get("report") === "1",
+  };
+}
 const endpointJob = params.get("endpoint");
-if (endpointJob) {
-  const window_ = params.get("window") || String(DEFAULT_WINDOW);
-  fetchEndpoint(endpointJob, {
-    window: window_ === "auto" ? "auto" : Number(window_),
-    delay: Number(params.get("delay") || 0),
-    report: params.get("report") === "1",
-  });
-}
+if (endpointJob) fetchEndpoint(endpointJob, jobOptions());
 const job = params.get("fetch");
-if (job) {
-  const window_ = params.get("window") || String(DEFAULT_WINDOW);
-  fetchFile(job, {
-    window: window_ === "auto" ? "auto" : Number(window_),
-    delay: Number(params.get("delay") || 0),
-    report: params.get("report") === "1",
-  });
-}
+if (job) fetchFile(job, jobOptions());
 showFiles();

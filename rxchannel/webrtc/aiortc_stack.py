@@ -12,14 +12,14 @@ why a relay failed).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
 
 from .gathering import gathering
 from .ice import IceServer
-from .stack import Channel, Gathered, PeerConnection
+from .stack import Channel, Gathered, PeerStack, W3cPeer
 
 __all__ = ["STACK", "AiortcPeer", "AiortcStack", "rtc_peer_connection"]
 
@@ -33,7 +33,7 @@ def rtc_peer_connection(ice_servers: Sequence[IceServer | str] = ()) -> RTCPeerC
     return RTCPeerConnection(RTCConfiguration(iceServers=config))
 
 
-class AiortcPeer(PeerConnection):
+class AiortcPeer(W3cPeer):
     """An aiortc ``RTCPeerConnection`` behind :class:`~.stack.PeerConnection`."""
 
     stack = "aiortc"
@@ -62,15 +62,6 @@ class AiortcPeer(PeerConnection):
     def create_channel(self, label: str) -> Channel:
         channel: Channel = self.pc.createDataChannel(label, ordered=True)
         return channel
-
-    def on_channel(self, callback: Callable[[Channel], None]) -> None:
-        self.pc.on("datachannel", callback)
-
-    def on_state(self, callback: Callable[[], None]) -> None:
-        self.pc.on("connectionstatechange", callback)
-
-    def remove_state_listener(self, callback: Callable[[], None]) -> None:
-        self.pc.remove_listener("connectionstatechange", callback)
 
     async def _set_local(
         self, description: Any, hosts: Sequence[str] | None, udp_ports: tuple[int, int] | None
@@ -108,15 +99,10 @@ class AiortcPeer(PeerConnection):
             return None
         return str(pair.local_candidate.type), str(pair.remote_candidate.type)
 
-    async def close(self) -> None:
-        await self.pc.close()
 
-
-class AiortcStack:
+class AiortcStack(PeerStack):
     name = "aiortc"
-
-    def new_peer_connection(self, ice_servers: Sequence[IceServer]) -> PeerConnection:
-        return AiortcPeer(ice_servers)
+    peer = AiortcPeer
 
 
 STACK = AiortcStack()

@@ -60,14 +60,14 @@ import asyncio
 import contextlib
 import logging
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import reactor_webrtc as rw
 
 from .ice import IceServer
 from .native_channel import Dispatcher, Emitter, InvalidStateError, NativeDataChannel, dc_state, factory, live
-from .stack import Channel, Gathered, PeerConnection, path_of
+from .stack import Channel, Gathered, PeerStack, W3cPeer, path_of
 
 __all__ = ["STACK", "NativePeer", "NativePeerConnection", "NativeStack", "filter_candidates", "splice_candidates"]
 
@@ -401,10 +401,11 @@ class NativePeerConnection(Emitter):
 # ------------------------------------------------------------------ rxchannel's stack.PeerConnection
 
 
-class NativePeer(PeerConnection):
+class NativePeer(W3cPeer):
     """:class:`~.stack.PeerConnection` on reactor-webrtc."""
 
     stack = "native"
+    pc: NativePeerConnection
 
     def __init__(self, ice_servers: Sequence[IceServer | str] = ()):
         servers = [s if isinstance(s, IceServer) else IceServer.parse(s) for s in ice_servers]
@@ -428,15 +429,6 @@ class NativePeer(PeerConnection):
 
     def create_channel(self, label: str) -> Channel:
         return self.pc.createDataChannel(label, ordered=True)
-
-    def on_channel(self, callback: Callable[[Channel], None]) -> None:
-        self.pc.on("datachannel", callback)
-
-    def on_state(self, callback: Callable[[], None]) -> None:
-        self.pc.on("connectionstatechange", callback)
-
-    def remove_state_listener(self, callback: Callable[[], None]) -> None:
-        self.pc.remove_listener("connectionstatechange", callback)
 
     def _settings(self, hosts: Sequence[str] | None, udp_ports: tuple[int, int] | None) -> None:
         if self.pc._raw is not None and udp_ports is not None and udp_ports != self.pc.udp_ports:
@@ -475,15 +467,10 @@ class NativePeer(PeerConnection):
                 break
         return path_of(self)
 
-    async def close(self) -> None:
-        await self.pc.close()
 
-
-class NativeStack:
+class NativeStack(PeerStack):
     name = "native"
-
-    def new_peer_connection(self, ice_servers: Sequence[IceServer]) -> PeerConnection:
-        return NativePeer(ice_servers)
+    peer = NativePeer
 
 
 STACK = NativeStack()

@@ -245,6 +245,13 @@ async def _error_reason(response: aiohttp.ClientResponse) -> str:
     return str(body.get("error")) if isinstance(body, dict) else ""
 
 
+async def _refusal(response: aiohttp.ClientResponse, refused: str) -> WebRtcConnectError:
+    """The error for a hub's refusal: ``refused`` says what was refused; the status and the
+    hub's reason follow, and the error carries its status and Retry-After."""
+    reason = await _error_reason(response)
+    return WebRtcConnectError(f"{refused} ({response.status}): {reason}", response.status, _retry_after(response))
+
+
 async def dial_webrtc(
     url: str,
     options: WebRtcOptions | None = None,
@@ -300,12 +307,7 @@ async def dial_webrtc(
                     if response.status == 404:
                         return []  # a hub that hands out no ICE servers
                     if response.status != 200:
-                        reason = await _error_reason(response)
-                        raise WebRtcConnectError(
-                            f"the hub at {url} refused us ({response.status}): {reason}",
-                            response.status,
-                            _retry_after(response),
-                        )
+                        raise await _refusal(response, f"the hub at {url} refused us")
                     body = await response.json(content_type=None)
             except aiohttp.ClientConnectorError as exc:
                 error = unreachable(url, exc, "the rendezvous" if is_rendezvous_path(parts.path) else "the hub")
@@ -330,12 +332,7 @@ async def dial_webrtc(
                     _check_kind(url, response)
                     landed(response)
                     if response.status != 200:
-                        reason = await _error_reason(response)
-                        raise WebRtcConnectError(
-                            f"the hub refused the offer ({response.status}): {reason}",
-                            response.status,
-                            _retry_after(response),
-                        )
+                        raise await _refusal(response, "the hub refused the offer")
                     answer = await response.json(content_type=None)
             except TimeoutError:
                 raise WebRtcConnectError(f"the hub at {url} did not answer the offer within {timeout:g} s") from None

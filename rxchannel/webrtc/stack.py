@@ -38,7 +38,9 @@ __all__ = [
     "Channel",
     "Gathered",
     "PeerConnection",
+    "PeerStack",
     "Stack",
+    "W3cPeer",
     "available_stacks",
     "choose_stack",
     "default_stack",
@@ -158,6 +160,25 @@ class PeerConnection(abc.ABC):
         """Close the peer connection and everything it holds. Idempotent."""
 
 
+class W3cPeer(PeerConnection):
+    """A :class:`PeerConnection` over ``pc``, an object with the W3C ``RTCPeerConnection``'s
+    events and ``close`` (aiortc's, or the native stack's stand-in for it)."""
+
+    pc: Any
+
+    def on_channel(self, callback: Callable[[Channel], None]) -> None:
+        self.pc.on("datachannel", callback)
+
+    def on_state(self, callback: Callable[[], None]) -> None:
+        self.pc.on("connectionstatechange", callback)
+
+    def remove_state_listener(self, callback: Callable[[], None]) -> None:
+        self.pc.remove_listener("connectionstatechange", callback)
+
+    async def close(self) -> None:
+        await self.pc.close()
+
+
 def path_of(pc: PeerConnection) -> str:
     """The path a connection took, as the CLI reports it: ``webrtc-relay`` when either side
     of the selected pair is a TURN relay, ``webrtc-srflx`` when either is server-reflexive
@@ -179,6 +200,16 @@ class Stack(Protocol):
     name: str
 
     def new_peer_connection(self, ice_servers: Sequence[IceServer]) -> PeerConnection: ...
+
+
+class PeerStack:
+    """A :class:`Stack` whose peer connections are made by ``peer(ice_servers)`` (its class)."""
+
+    name: str
+    peer: Callable[[Sequence[IceServer]], PeerConnection]
+
+    def new_peer_connection(self, ice_servers: Sequence[IceServer]) -> PeerConnection:
+        return self.peer(ice_servers)
 
 
 #: Stack name -> (module, what it is, the package that provides it).

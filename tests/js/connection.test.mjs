@@ -2,7 +2,7 @@
 // ReadableStream, credit enforcement, PAYLOAD flags, malformed frames, the send queue
 // under concurrent senders, uploads within credit and bufferedAmount, keepalive deadlines,
 // and no unhandled promise rejections anywhere.
-import { afterEach, test } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 
@@ -13,17 +13,9 @@ import {
 import { decodeFrame, encodeFrame } from "../../rxchannel/web/frames.js";
 import { jsonBytes, parseRequestMetadata, requestMetadata } from "../../rxchannel/web/metadata.js";
 import { SendQueue } from "../../rxchannel/web/queue.js";
-import { FakeChannel, settle, toHex, vectors } from "./helpers.mjs";
+import { FakeChannel, hubsClosedAfterEach, settle, toHex, vectors } from "./helpers.mjs";
 
-const unhandled = [];
-process.on("unhandledRejection", (reason) => unhandled.push(reason));
-const hubs = [];
-
-afterEach(async () => {
-  for (const hub of hubs.splice(0)) hub.close();
-  await settle();
-  assert.deepEqual(unhandled.splice(0).map(String), [], "no promise rejection may go unhandled");
-});
+const hubs = hubsClosedAfterEach();
 
 function open(options = {}) {
   const channel = new FakeChannel();

@@ -2,24 +2,16 @@
 // headers from the first item's metadata, a body pulled with demand), uploads within credit,
 // refusals, bodiless statuses. A stand-in DataChannel plays the hub (the real one is in
 // tests/web/test_endpoint_browser.py).
-import { afterEach, test } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
 
 import { Hub } from "../../rxchannel/web/connection.js";
 import { RemoteError, RemoteProtocolError } from "../../rxchannel/web/errors.js";
 import { decodeFrame, encodeFrame } from "../../rxchannel/web/frames.js";
 import { parseRequestMetadata, requestMetadata } from "../../rxchannel/web/metadata.js";
-import { FakeChannel, settle } from "./helpers.mjs";
+import { FakeChannel, hubsClosedAfterEach, settle } from "./helpers.mjs";
 
-const unhandled = [];
-process.on("unhandledRejection", (reason) => unhandled.push(reason));
-const hubs = [];
-
-afterEach(async () => {
-  for (const hub of hubs.splice(0)) hub.close();
-  await settle();
-  assert.deepEqual(unhandled.splice(0).map(String), [], "no promise rejection may go unhandled");
-});
+const hubs = hubsClosedAfterEach();
 
 function open() {
   const channel = new FakeChannel();

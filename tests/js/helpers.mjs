@@ -1,5 +1,7 @@
 // Shared helpers of the node --test suite (not a test file itself).
+import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
+import { afterEach } from "node:test";
 
 export const WEB = new URL("../../rxchannel/web/", import.meta.url);
 
@@ -97,4 +99,20 @@ export class FakeChannel extends EventTarget {
 /** Let queued promise callbacks and one macrotask run. */
 export function settle() {
   return new Promise((resolve) => setImmediate(resolve));
+}
+
+/**
+ * The hubs a test file opens (push each onto the list returned): after each test they are
+ * closed, and no promise rejection may have gone unhandled.
+ */
+export function hubsClosedAfterEach() {
+  const unhandled = [];
+  process.on("unhandledRejection", (reason) => unhandled.push(reason));
+  const hubs = [];
+  afterEach(async () => {
+    for (const hub of hubs.splice(0)) hub.close();
+    await settle();
+    assert.deepEqual(unhandled.splice(0).map(String), [], "no promise rejection may go unhandled");
+  });
+  return hubs;
 }
