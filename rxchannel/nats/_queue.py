@@ -68,7 +68,7 @@ from ._queue_store import (
     read_dead_letters,
 )
 from ._sink import Publisher
-from ._wire import ACK, NAK, PROGRESS, TERM, Outbox, Puller, ack_info
+from ._wire import ACK, NAK, PROGRESS, TERM, Outbox, Puller, ack_info, unsubscribe
 
 __all__ = ["JetStreamQueue", "queue_names"]
 
@@ -526,11 +526,7 @@ class JetStreamQueue:
             self._timer.cancel()
         await self._outbox.close()
         sub, self._confirm_sub = self._confirm_sub, None
-        if sub is not None and not self._nc.is_closed:
-            try:
-                await sub.unsubscribe()
-            except Exception as exc:
-                log.debug("unsubscribing confirmations failed: %s", exc)
+        await unsubscribe(self._nc, sub, "confirmations")
 
     def __repr__(self) -> str:
         return (

@@ -36,7 +36,7 @@ from rxchannel.reactive._threads import LoopThread
 from rxchannel.runtime import Payload, as_payload
 
 from ._message import end_headers, headers_for
-from ._wire import JetStreamError
+from ._wire import JetStreamError, unsubscribe
 
 __all__ = ["JetStreamSink", "Published", "Publisher", "jetstream_sink"]
 
@@ -371,11 +371,7 @@ class Publisher:
                 await self._writer
             self._writer = None
         sub, self._sub = self._sub, None
-        if sub is not None and not self._nc.is_closed:
-            try:
-                await sub.unsubscribe()
-            except Exception as exc:
-                log.debug("unsubscribing the PubAck inbox failed: %s", exc)
+        await unsubscribe(self._nc, sub, "the PubAck inbox")
 
     async def aclose(self) -> None:
         """Stop now; messages not stored yet may or may not be (a partial stream is not a whole one)."""
