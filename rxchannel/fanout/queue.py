@@ -45,7 +45,6 @@ from .serving import (
     ResultHandler,
     ServedQueue,
     WorkerRecord,
-    check_queue_settings,
     is_count,
 )
 
@@ -122,12 +121,9 @@ class WorkQueue(ServedQueue[_Worker]):
         on_result: ResultHandler | None = None,
         history: int = 1024,
     ):
-        check_queue_settings(max_failures, ack_timeout, max_window)
-        super().__init__(max_window=max_window, on_result=on_result, history=history)
+        super().__init__(max_failures, ack_timeout, max_window, on_result, history)
         self._source = source
         self._items: Iterator[Any] | AsyncIterator[Any] | None = None
-        self.max_failures = max_failures
-        self.ack_timeout = ack_timeout
         self._ids = itertools.count()
         self._retry: deque[_Entry] = deque()
         self._source_done = False

@@ -143,7 +143,18 @@ class ServedQueue(Generic[Worker]):
     (:meth:`_acked`, :meth:`_nacked`).
     """
 
-    def __init__(self, *, max_window: int, on_result: ResultHandler | None, history: int):
+    def __init__(
+        self,
+        max_failures: int,
+        ack_timeout: float | None,
+        max_window: int,
+        on_result: ResultHandler | None,
+        history: int,
+    ):
+        """The settings both queues take, with the meanings their docstrings give."""
+        check_queue_settings(max_failures, ack_timeout, max_window)
+        self.max_failures = max_failures
+        self.ack_timeout = ack_timeout
         self.max_window = max_window
         self.on_result = on_result
         self._workers: list[Worker] = []

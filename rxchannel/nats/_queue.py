@@ -45,7 +45,7 @@ from nats.aio.subscription import Subscription
 
 from rxchannel.core import ApplicationError, Interaction, RxChannelError, request_metadata
 from rxchannel.fanout import Job, WorkerRecord
-from rxchannel.fanout.serving import AttachedWorker, QueueRequest, ResultHandler, ServedQueue, check_queue_settings
+from rxchannel.fanout.serving import AttachedWorker, QueueRequest, ResultHandler, ServedQueue
 from rxchannel.runtime import Payload, RemoteSink, Router
 
 from ._queue_store import (
@@ -125,24 +125,21 @@ class JetStreamQueue(ServedQueue[_Worker]):
         max_jobs: int | None = None,
         history: int = 1024,
     ):
-        check_queue_settings(max_failures, ack_timeout, max_window)
+        super().__init__(max_failures, ack_timeout, max_window, on_result, history)
         if not ack_wait > 0:
             raise ValueError(f"ack_wait must be a positive number of seconds, got {ack_wait!r}")
-        super().__init__(max_window=max_window, on_result=on_result, history=history)
         self.stream, prefix = queue_names(name)
         self.name = name
         self.jobs_subject = f"{prefix}.jobs"
         self.dead_subject = f"{prefix}.dead"
         self.sealed_subject = f"{prefix}.sealed"
         self._nc = nc
-        self.max_failures = max_failures
+        self._outbox = Outbox(nc)
         self.ack_wait = ack_wait
-        self.ack_timeout = ack_timeout
         self.expires = expires
         self.poll = poll
         self.replicas = replicas
         self.max_jobs = max_jobs
-        self._outbox = Outbox(nc)
         self._tokens = itertools.count(1)
         #: verdicts sent with a reply subject, waiting for the server's confirmation: token ->
         #: (worker, job, verdict, when)
