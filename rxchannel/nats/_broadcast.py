@@ -27,11 +27,7 @@ __all__ = ["broadcast_file", "broadcast_names", "broadcast_source", "ensure_broa
 
 
 def broadcast_names(topic: str) -> tuple[str, str]:
-    """(stream, subject) of a broadcast topic.
-
-    Raises:
-        ValueError: a name JetStream cannot take (letters, digits, ``_`` and ``-``, 1 to 64).
-    """
+    """(stream, subject) of a broadcast topic (ValueError for a topic :func:`._wire.check_name` refuses)."""
     check_name(topic, "a broadcast topic")
     return f"RXC_BCAST_{topic}", f"rxchannel.broadcast.{topic}"
 

@@ -33,11 +33,7 @@ _STREAM_NAME_IN_USE = 10058
 
 
 def queue_names(name: str) -> tuple[str, str]:
-    """(stream, subject prefix) of queue ``name``.
-
-    Raises:
-        ValueError: a name JetStream cannot take (letters, digits, ``_`` and ``-``, 1 to 64).
-    """
+    """(stream, subject prefix) of queue ``name`` (ValueError for a name :func:`._wire.check_name` refuses)."""
     check_name(name, "a queue name")
     return f"RXC_QUEUE_{name}", f"rxchannel.queue.{name}"
 
