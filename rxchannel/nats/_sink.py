@@ -23,7 +23,7 @@ import logging
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 from nats.aio.client import Client
 from nats.aio.msg import Msg
@@ -65,6 +65,16 @@ class _Out:
     sent_at: float = 0.0
     attempts: int = 0
     failed: bool = False
+
+
+class PublisherOptions(TypedDict, total=False):
+    """The keyword arguments of :class:`Publisher`, which a sink passes on to its publisher."""
+
+    window: int
+    ordered: bool
+    timeout: float
+    max_pause: float
+    give_up: float | None
 
 
 class Publisher:
@@ -404,18 +414,8 @@ class JetStreamSink(abc.ObserverBase[Any]):
         (the others: see :class:`Publisher`)
     """
 
-    def __init__(
-        self,
-        nc: Client,
-        subject: str,
-        *,
-        window: int = 16,
-        ordered: bool = False,
-        end_marker: bool = False,
-        timeout: float = 5.0,
-        give_up: float | None = None,
-    ):
-        self.publisher = Publisher(nc, subject, window=window, ordered=ordered, timeout=timeout, give_up=give_up)
+    def __init__(self, nc: Client, subject: str, *, end_marker: bool = False, **options: Unpack[PublisherOptions]):
+        self.publisher = Publisher(nc, subject, **options)
         self.end_marker = end_marker
         self._owner = LoopThread()
         self.demand: Observable[int] = _SinkDemand(self._subscribe_demand)
@@ -499,16 +499,7 @@ class JetStreamSink(abc.ObserverBase[Any]):
 
 
 def jetstream_sink(
-    nc: Client,
-    subject: str,
-    *,
-    window: int = 16,
-    ordered: bool = False,
-    end_marker: bool = False,
-    timeout: float = 5.0,
-    give_up: float | None = None,
+    nc: Client, subject: str, *, end_marker: bool = False, **options: Unpack[PublisherOptions]
 ) -> JetStreamSink:
     """An Observer publishing to ``subject``, at most ``window`` messages not stored (see :class:`JetStreamSink`)."""
-    return JetStreamSink(
-        nc, subject, window=window, ordered=ordered, end_marker=end_marker, timeout=timeout, give_up=give_up
-    )
+    return JetStreamSink(nc, subject, end_marker=end_marker, **options)
