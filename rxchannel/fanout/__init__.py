@@ -4,6 +4,7 @@
   by the slowest attached one within ``max_lag`` (a laggard is detached, never waited for);
 * :mod:`.queue` — :class:`WorkQueue`: jobs to whichever worker has room, at least once
   (``WorkQueue(source).serve(router, route)``); :mod:`.worker` — :func:`work`, the worker side;
+  :mod:`.serving` — the hub side of the worker protocol, shared with the JetStream queue;
 * :mod:`.relay` — :func:`relay`, :func:`forward`: a stream pulled from another peer served
   on, credit chaining across the hops.
 

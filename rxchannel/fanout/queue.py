@@ -27,55 +27,30 @@ is *acknowledged* once: :attr:`WorkQueue.acked` and ``on_result`` see each job o
 from __future__ import annotations
 
 import asyncio
-import inspect
 import itertools
 import logging
 from collections import deque
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
-from rxchannel.core import (
-    ACK_TIMEOUT,
-    ApplicationError,
-    ErrorCode,
-    Interaction,
-    MetadataError,
-    RemoteProtocolError,
-    RxChannelError,
-    parse_request_metadata,
-    request_metadata,
-)
+from rxchannel.core import ACK_TIMEOUT, ApplicationError, Interaction, RxChannelError, request_metadata
 from rxchannel.runtime.router import Router
 from rxchannel.runtime.sink import RemoteSink
-from rxchannel.runtime.stream import RemoteStream
 from rxchannel.runtime.values import Payload, as_payload
+
+from .serving import (
+    AttachedWorker,
+    Job,
+    ResultHandler,
+    ServedQueue,
+    WorkerRecord,
+    is_count,
+)
 
 __all__ = ["ACK_TIMEOUT", "DeadLetter", "Job", "WorkQueue", "WorkerRecord"]
 
 log = logging.getLogger("rxchannel.queue")
-
-
-@dataclass(frozen=True, slots=True)
-class Job:
-    """One job as a worker receives it."""
-
-    id: int
-    data: bytes
-    deliveries: int  # 1 on the first delivery; more means it was redelivered
-
-    @classmethod
-    def from_payload(cls, payload: Payload) -> Job:
-        """Parse a job the hub sent.
-
-        Raises:
-            MetadataError: the item has no ``{"job", "deliveries"}`` entry (not a job queue's item).
-        """
-        _, info = parse_request_metadata(payload.metadata)
-        job, deliveries = info.get("job"), info.get("deliveries")
-        if not _is_count(job) or not _is_count(deliveries):
-            raise MetadataError('a job needs {"job": id, "deliveries": n} in its metadata: is this a queue route?')
-        return cls(int(job), payload.data, int(deliveries))  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,19 +62,6 @@ class DeadLetter:
 
 
 @dataclass(slots=True)
-class WorkerRecord:
-    """What the hub saw of one worker (``peak_held`` never exceeds ``window``)."""
-
-    name: str
-    window: int
-    delivered: int = 0
-    acked: int = 0
-    failed: int = 0
-    peak_held: int = 0
-    ended: str | None = None
-
-
-@dataclass(slots=True)
 class _Entry:
     id: int
     data: bytes
@@ -107,40 +69,20 @@ class _Entry:
     errors: list[str] = field(default_factory=list)
 
 
-class _Worker:
-    __slots__ = ("record", "since", "sink", "task", "unacked")
-
-    def __init__(self, record: WorkerRecord, sink: RemoteSink, task: asyncio.Task[Any] | None):
-        self.record = record
-        self.sink = sink
-        self.task = task
-        self.unacked: dict[int, _Entry] = {}
-        #: when it last made progress (an answer, or a job given to it while it held none)
-        self.since = 0.0
+class _Worker(AttachedWorker[_Entry]):
+    __slots__ = ()
 
     @property
     def room(self) -> int:
         if self.sink.done.done():
             return 0
-        return min(self.sink.credit, self.record.window - len(self.unacked))
+        return min(self.sink.credit, self.record.window - len(self.held))
 
 
-class QueueRequest(Protocol):
-    """What the queue uses of a :class:`~rxchannel.Request` (a request-channel)."""
-
-    info: dict[str, Any]
-    initial_n: int
-    inbound: RemoteStream | None
-
-    @property
-    def outbound(self) -> RemoteSink: ...
-
-
-ResultHandler = Callable[[Job, Payload], Awaitable[object] | object]
 Source = Iterable[Any] | AsyncIterable[Any]
 
 
-class WorkQueue:
+class WorkQueue(ServedQueue[_Worker]):
     """Jobs from ``source`` for the workers that open a channel on its route (see the module docstring).
 
     Create with :meth:`rxchannel.Router.queue`. ``await queue.join()`` returns once every
@@ -179,49 +121,21 @@ class WorkQueue:
         on_result: ResultHandler | None = None,
         history: int = 1024,
     ):
-        if isinstance(max_failures, bool) or not isinstance(max_failures, int) or max_failures < 0:
-            raise ValueError(f"max_failures must be a non-negative integer, got {max_failures!r}")
-        if ack_timeout is not None and not ack_timeout > 0:
-            raise ValueError(f"ack_timeout must be a positive number of seconds or None, got {ack_timeout!r}")
-        if isinstance(max_window, bool) or not isinstance(max_window, int) or max_window < 1:
-            raise ValueError(f"max_window must be a positive integer, got {max_window!r}")
+        super().__init__(max_failures, ack_timeout, max_window, on_result, history)
         self._source = source
         self._items: Iterator[Any] | AsyncIterator[Any] | None = None
-        self.max_failures = max_failures
-        self.ack_timeout = ack_timeout
-        self.max_window = max_window
-        self.on_result = on_result
         self._ids = itertools.count()
         self._retry: deque[_Entry] = deque()
-        self._workers: list[_Worker] = []
         self._source_done = False
         self._pulling = False
         self._error: BaseException | None = None
         self._changed = asyncio.Event()
-        self._finished = asyncio.Event()
         self._dispatcher: asyncio.Task[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
-        self._names = itertools.count(1)
         self.pulled = self.delivered = self.acked = self.redelivered = self.stray_acks = 0
         self.dead_letters: list[DeadLetter] = []
-        self.records: deque[WorkerRecord] = deque(maxlen=history)
 
     # ------------------------------------------------------------ state
-
-    @property
-    def finished(self) -> bool:
-        """Every job was acknowledged or dead-lettered (or the source failed)."""
-        return self._finished.is_set()
-
-    @property
-    def workers(self) -> int:
-        """Workers attached now."""
-        return len(self._workers)
-
-    @property
-    def held(self) -> int:
-        """Jobs delivered and not yet acknowledged, across the workers."""
-        return sum(len(w.unacked) for w in self._workers)
 
     @property
     def pending(self) -> int:
@@ -246,92 +160,49 @@ class WorkQueue:
         router.add(Interaction.CHANNEL, route, self.handle, window=64)  # acknowledgements in flight
         return self
 
-    async def handle(self, request: QueueRequest) -> None:
-        """Serve one worker's channel: jobs out within its window, acknowledgements in."""
-        sink = request.outbound
-        inbound = request.inbound
-        name = str(request.info.get("name") or f"worker-{next(self._names)}")[:64]
-        window = max(1, min(request.initial_n, self.max_window))
-        record = WorkerRecord(name, window)
-        self.records.append(record)
-        if inbound is None or self.finished:
-            record.ended = "the queue was already done"
-            sink.complete()
-            if inbound is not None:
-                async for _ in inbound:  # a worker completes its half once it sees ours end
-                    pass
-            return
+    def _attach(self, record: WorkerRecord, sink: RemoteSink) -> _Worker:
         worker = _Worker(record, sink, asyncio.current_task())
         sink.on_credit(lambda _n: self._kick())
         self._workers.append(worker)
         self._kick()
-        failed, reason = True, "its stream ended"
-        try:
-            async for item in inbound:
-                await self._receipt(worker, item)
-            failed, reason = False, "left"
-        except asyncio.CancelledError:  # an ack timeout, or the connection closing (which cancels its tasks)
-            lost = sink.done.exception() if sink.done.done() else None
-            reason = record.ended or (f"lost ({lost})" if lost is not None else "cancelled")
-            raise
-        except ApplicationError as exc:
-            reason = exc.message
-            worker.sink.fail(exc)
-        except RxChannelError as exc:
-            reason = f"lost ({exc})"
-        finally:
-            self._workers.remove(worker)
-            record.ended = reason
-            self._hand_back(worker, reason, failed=failed)
-            if not sink.done.done():
-                sink.complete()  # no more jobs for it
-            self._check_done()
-            self._kick()
+        return worker
 
-    async def _receipt(self, worker: _Worker, item: Payload) -> None:
-        try:
-            _, info = parse_request_metadata(item.metadata)
-        except RemoteProtocolError:
-            info = {}
-        if "ack" in info:
-            entry = self._take(worker, info["ack"])
-            if entry is None:
-                return
-            worker.since = asyncio.get_running_loop().time()
-            self.acked += 1
-            worker.record.acked += 1
-            self._kick()
-            if self.on_result is not None:
-                result = self.on_result(Job(entry.id, entry.data, entry.deliveries), item)
-                if inspect.isawaitable(result):
-                    await result
-            self._check_done()
-        elif "nack" in info:
-            entry = self._take(worker, info["nack"])
-            if entry is None:
-                return
-            worker.since = asyncio.get_running_loop().time()
-            worker.record.failed += 1
-            self._failed(entry, f"{worker.record.name}: {str(info.get('error', 'failed'))[:300]}")
-            self._check_done()
-            self._kick()
-        else:
-            raise ApplicationError(
-                'a worker answers each job with {"ack": id} (data: the result) or {"nack": id, "error": "..."} '
-                "in its metadata's JSON entry",
-                ErrorCode.INVALID,
-            )
+    async def _detached(self, worker: _Worker, reason: str, *, failed: bool) -> None:
+        self._hand_back(worker, reason, failed=failed)
+        self._check_done()
+        self._kick()
+
+    async def _acked(self, worker: _Worker, job_id: Any, result: Payload) -> None:
+        entry = self._take(worker, job_id)
+        if entry is None:
+            return
+        worker.since = asyncio.get_running_loop().time()
+        self.acked += 1
+        worker.record.acked += 1
+        self._kick()
+        await self._report(Job(entry.id, entry.data, entry.deliveries), result)
+        self._check_done()
+
+    def _nacked(self, worker: _Worker, job_id: Any, error: str) -> None:
+        entry = self._take(worker, job_id)
+        if entry is None:
+            return
+        worker.since = asyncio.get_running_loop().time()
+        worker.record.failed += 1
+        self._failed(entry, error)
+        self._check_done()
+        self._kick()
 
     def _take(self, worker: _Worker, job_id: Any) -> _Entry | None:
-        entry = worker.unacked.pop(job_id, None) if _is_count(job_id) else None
+        entry = worker.held.pop(job_id, None) if is_count(job_id) else None
         if entry is None:
             self.stray_acks += 1
         return entry
 
     def _hand_back(self, worker: _Worker, reason: str, *, failed: bool) -> None:
         """The worker is gone: its unacknowledged jobs go back to the front of the queue."""
-        entries = list(worker.unacked.values())
-        worker.unacked.clear()
+        entries = list(worker.held.values())
+        worker.held.clear()
         self.redelivered += len(entries)
         if failed:
             worker.record.failed += len(entries)
@@ -429,15 +300,10 @@ class WorkQueue:
             entry.deliveries -= 1
             self._retry.appendleft(entry)
             return
-        if not worker.unacked:
-            worker.since = asyncio.get_running_loop().time()
+        worker.hold(entry.id, entry)
+        self.delivered += 1
         if self.ack_timeout is not None and self._timer is None:
             self._timer = asyncio.get_running_loop().call_at(worker.since + self.ack_timeout, self._check_timeouts)
-        worker.unacked[entry.id] = entry
-        self.delivered += 1
-        record = worker.record
-        record.delivered += 1
-        record.peak_held = max(record.peak_held, len(worker.unacked))
 
     def _check_timeouts(self) -> None:
         """Workers that held jobs and answered none for ``ack_timeout`` are dropped; their jobs go to others."""
@@ -447,15 +313,11 @@ class WorkQueue:
         now = loop.time()
         earliest = None
         for worker in list(self._workers):
-            if not worker.unacked:
+            if not worker.held:
                 continue
             deadline = worker.since + self.ack_timeout
             if deadline <= now:
-                reason = f"no acknowledgement within {self.ack_timeout:g} s while holding {len(worker.unacked)} job(s)"
-                worker.record.ended = reason
-                worker.sink.fail(ApplicationError(f"{reason}: your jobs went to other workers", ACK_TIMEOUT))
-                if worker.task is not None:
-                    worker.task.cancel()  # its handler hands the jobs back
+                worker.time_out(self.ack_timeout)
             elif earliest is None or deadline < earliest:
                 earliest = deadline
         if earliest is not None:
@@ -464,7 +326,7 @@ class WorkQueue:
     def _check_done(self) -> None:
         if self.finished or not self._source_done or self._retry or self._pulling:
             return
-        if any(worker.unacked for worker in self._workers):
+        if any(worker.held for worker in self._workers):
             return
         self._finished.set()
         if self._timer is not None:
@@ -479,7 +341,3 @@ class WorkQueue:
             f"<WorkQueue pulled={self.pulled} acked={self.acked} held={self.held} pending={self.pending} "
             f"dead={len(self.dead_letters)} workers={self.workers}{' finished' if self.finished else ''}>"
         )
-
-
-def _is_count(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 0

@@ -21,12 +21,12 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterable, AsyncIterator, Iterable
 from dataclasses import dataclass, field
-from types import TracebackType
 from typing import Any
 
 from rxchannel.core import MetadataError, RxChannelError
 from rxchannel.files._common import IntegrityError, item_info
 from rxchannel.runtime import Payload, Peer, RemoteStream
+from rxchannel.runtime.closing import ClosesOnExit
 
 __all__ = ["EndpointResponse", "EndpointStatusError", "endpoint_route", "head_of", "request_endpoint"]
 
@@ -72,7 +72,7 @@ def head_of(item: Payload) -> dict[str, Any]:
 
 
 @dataclass(slots=True)
-class EndpointResponse:
+class EndpointResponse(ClosesOnExit):
     """An endpoint's response: the head at once, the body as an async iterator of bytes.
 
     Iterate it once; each chunk pulled frees one credit, so the hub reads the upstream
@@ -155,14 +155,6 @@ class EndpointResponse:
         """Cancel the stream (the hub aborts the upstream request) unless it is over. Idempotent."""
         self._first = None
         await self.stream.aclose()
-
-    async def __aenter__(self) -> EndpointResponse:
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.aclose()
 
 
 async def request_endpoint(

@@ -16,7 +16,7 @@ source stream's (``tests/nats/test_jetstream_bridge.py`` measures it).
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any
 
 from nats.aio.client import Client
 from nats.js.api import ConsumerConfig
@@ -24,7 +24,7 @@ from nats.js.api import ConsumerConfig
 from rxchannel.core import ApplicationError, Window
 from rxchannel.operators import request_n
 from rxchannel.reactive import outbound
-from rxchannel.runtime import RemoteStream, Request
+from rxchannel.runtime import Request, Requester
 
 from ._sink import Published, Publisher
 from ._source import ConsumerTarget, JetStreamSource
@@ -33,20 +33,8 @@ from ._wire import JetStreamError
 __all__ = ["jetstream_handler", "stream_to_jetstream"]
 
 
-class _Streams(Protocol):
-    def request_stream(
-        self,
-        route: str | None,
-        data: bytes = b"",
-        *,
-        info: dict[str, Any] | None = None,
-        window: Any = None,
-        auto_ack: bool = True,
-    ) -> RemoteStream: ...
-
-
 async def stream_to_jetstream(
-    peer: _Streams,
+    peer: Requester,
     route: str,
     nc: Client,
     subject: str,

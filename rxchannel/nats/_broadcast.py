@@ -12,7 +12,6 @@ keeps is bounded by its own limits (``max_bytes``, ``max_age``), not by its read
 from __future__ import annotations
 
 import os
-import re
 
 from nats.aio.client import Client
 from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
@@ -22,21 +21,14 @@ from rxchannel.files import CHUNK_SIZE, FileSource
 
 from ._sink import Published, Publisher
 from ._source import ConsumerTarget, JetStreamSource
-from ._wire import JetStreamError
+from ._wire import JetStreamError, check_name
 
 __all__ = ["broadcast_file", "broadcast_names", "broadcast_source", "ensure_broadcast"]
 
-TOPIC = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-
 
 def broadcast_names(topic: str) -> tuple[str, str]:
-    """(stream, subject) of a broadcast topic.
-
-    Raises:
-        ValueError: a name JetStream cannot take (letters, digits, ``_`` and ``-``, 1 to 64).
-    """
-    if not TOPIC.match(topic):
-        raise ValueError(f"a broadcast topic is 1-64 letters, digits, '_' or '-', got {topic!r}")
+    """(stream, subject) of a broadcast topic (ValueError for a topic :func:`._wire.check_name` refuses)."""
+    check_name(topic, "a broadcast topic")
     return f"RXC_BCAST_{topic}", f"rxchannel.broadcast.{topic}"
 
 

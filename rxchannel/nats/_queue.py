@@ -34,10 +34,8 @@ the dead letters instead.
 from __future__ import annotations
 
 import asyncio
-import inspect
 import itertools
 import logging
-from collections import deque
 from collections.abc import AsyncIterable, Iterable
 from typing import Any
 
@@ -45,17 +43,10 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
-from rxchannel.core import (
-    ApplicationError,
-    ErrorCode,
-    Interaction,
-    RemoteProtocolError,
-    RxChannelError,
-    parse_request_metadata,
-    request_metadata,
-)
-from rxchannel.fanout import ACK_TIMEOUT, Job, WorkerRecord
-from rxchannel.runtime import Payload, RemoteSink, Request, Router
+from rxchannel.core import ApplicationError, Interaction, RxChannelError, request_metadata
+from rxchannel.fanout import Job, WorkerRecord
+from rxchannel.fanout.serving import AttachedWorker, QueueRequest, ResultHandler, ServedQueue
+from rxchannel.runtime import Payload, RemoteSink, Router
 
 from ._queue_store import (
     CONSUMER,
@@ -68,28 +59,23 @@ from ._queue_store import (
     read_dead_letters,
 )
 from ._sink import Publisher
-from ._wire import ACK, NAK, PROGRESS, TERM, Outbox, Puller, ack_info
+from ._wire import ACK, NAK, PROGRESS, TERM, Outbox, Puller, ack_info, unsubscribe
 
 __all__ = ["JetStreamQueue", "queue_names"]
 
 log = logging.getLogger("rxchannel.nats.queue")
 
-ResultHandler = Any  # Callable[[Job, Payload], Awaitable[object] | object]
 
+class _Worker(AttachedWorker[Msg]):
+    """``held``: the jobs delivered to it and not settled in JetStream yet, by stream sequence."""
 
-class _Worker:
-    __slots__ = ("held", "puller", "record", "settling", "since", "sink", "task")
+    __slots__ = ("puller", "settling")
 
     def __init__(self, record: WorkerRecord, sink: RemoteSink, task: asyncio.Task[Any] | None):
-        self.record = record
-        self.sink = sink
-        self.task = task
-        #: jobs delivered to it and not settled in JetStream yet, by stream sequence
-        self.held: dict[int, Msg] = {}
+        super().__init__(record, sink, task)
         #: those of them answered, whose verdict the server has not confirmed yet
         self.settling: set[int] = set()
         self.puller: Puller | None = None
-        self.since = 0.0
 
     @property
     def asked(self) -> int:
@@ -97,7 +83,7 @@ class _Worker:
         return 0 if self.puller is None else self.puller.wanted + self.puller.asked
 
 
-class JetStreamQueue:
+class JetStreamQueue(ServedQueue[_Worker]):
     """A work queue in JetStream, served to workers by this hub (and by any other hub on it).
 
     Create it, ``await queue.ensure()`` (makes the stream and the consumer if missing), then
@@ -139,32 +125,21 @@ class JetStreamQueue:
         max_jobs: int | None = None,
         history: int = 1024,
     ):
-        if isinstance(max_failures, bool) or not isinstance(max_failures, int) or max_failures < 0:
-            raise ValueError(f"max_failures must be a non-negative integer, got {max_failures!r}")
+        super().__init__(max_failures, ack_timeout, max_window, on_result, history)
         if not ack_wait > 0:
             raise ValueError(f"ack_wait must be a positive number of seconds, got {ack_wait!r}")
-        if ack_timeout is not None and not ack_timeout > 0:
-            raise ValueError(f"ack_timeout must be a positive number of seconds or None, got {ack_timeout!r}")
-        if isinstance(max_window, bool) or not isinstance(max_window, int) or max_window < 1:
-            raise ValueError(f"max_window must be a positive integer, got {max_window!r}")
         self.stream, prefix = queue_names(name)
         self.name = name
         self.jobs_subject = f"{prefix}.jobs"
         self.dead_subject = f"{prefix}.dead"
         self.sealed_subject = f"{prefix}.sealed"
         self._nc = nc
-        self.max_failures = max_failures
+        self._outbox = Outbox(nc)
         self.ack_wait = ack_wait
-        self.ack_timeout = ack_timeout
-        self.max_window = max_window
-        self.on_result = on_result
         self.expires = expires
         self.poll = poll
         self.replicas = replicas
         self.max_jobs = max_jobs
-        self._outbox = Outbox(nc)
-        self._workers: list[_Worker] = []
-        self._names = itertools.count(1)
         self._tokens = itertools.count(1)
         #: verdicts sent with a reply subject, waiting for the server's confirmation: token ->
         #: (worker, job, verdict, when)
@@ -174,10 +149,8 @@ class JetStreamQueue:
         self._confirm_sub: Subscription | None = None
         self._ready: asyncio.Task[None] | None = None
         self._timer: asyncio.Task[None] | None = None
-        self._finished = asyncio.Event()
         self._sealed = False
         self.delivered = self.acked = self.nacked = self.handed_back = self.stray_acks = self.dead_letters = 0
-        self.records: deque[WorkerRecord] = deque(maxlen=history)
 
     # ------------------------------------------------------------ setup
 
@@ -235,21 +208,6 @@ class JetStreamQueue:
 
     # ------------------------------------------------------------ state
 
-    @property
-    def finished(self) -> bool:
-        """The queue is sealed and every job was acked or dead-lettered."""
-        return self._finished.is_set()
-
-    @property
-    def workers(self) -> int:
-        """Workers attached to this hub now."""
-        return len(self._workers)
-
-    @property
-    def held(self) -> int:
-        """Jobs this hub's workers hold (delivered, not settled in JetStream)."""
-        return sum(len(w.held) for w in self._workers)
-
     async def join(self) -> None:
         """Wait until the queue is :attr:`finished` (sealed and empty, whichever hub served it)."""
         await self.ensure()
@@ -271,22 +229,12 @@ class JetStreamQueue:
 
     # ------------------------------------------------------------ one worker
 
-    async def handle(self, request: Request) -> None:
+    async def handle(self, request: QueueRequest) -> None:
         """Serve one worker's channel: jobs from JetStream within its window, answers back to JetStream."""
         await self.ensure()
-        sink = request.outbound
-        inbound = request.inbound
-        name = str(request.info.get("name") or f"worker-{next(self._names)}")[:64]
-        window = max(1, min(request.initial_n, self.max_window))
-        record = WorkerRecord(name, window)
-        self.records.append(record)
-        if inbound is None or self.finished:
-            record.ended = "the queue was already done"
-            sink.complete()
-            if inbound is not None:
-                async for _ in inbound:
-                    pass
-            return
+        await super().handle(request)
+
+    def _attach(self, record: WorkerRecord, sink: RemoteSink) -> _Worker:
         worker = _Worker(record, sink, asyncio.current_task())
         worker.puller = Puller(
             self._nc,
@@ -299,31 +247,19 @@ class JetStreamQueue:
         )
         self._workers.append(worker)
         self._start_timer()
-        failed, reason = True, "its stream ended"
-        try:
-            await worker.puller.start()
-            sink.on_credit(lambda _n: self._refill(worker))
-            self._refill(worker)
-            async for item in inbound:
-                await self._receipt(worker, item)
-            failed, reason = False, "left"
-        except asyncio.CancelledError:
-            lost = sink.done.exception() if sink.done.done() else None
-            reason = record.ended or (f"lost ({lost})" if lost is not None else "cancelled")
-            raise
-        except ApplicationError as exc:
-            reason = exc.message
-            worker.sink.fail(exc)
-        except RxChannelError as exc:
-            reason = f"lost ({exc})"
-        finally:
-            self._workers.remove(worker)
-            record.ended = reason
-            await worker.puller.close()
-            self._hand_back(worker)
-            if not sink.done.done():
-                sink.complete()
-            log.debug("worker %s %s (failed=%s)", name, reason, failed)
+        return worker
+
+    async def _started(self, worker: _Worker) -> None:
+        assert worker.puller is not None
+        await worker.puller.start()
+        worker.sink.on_credit(lambda _n: self._refill(worker))
+        self._refill(worker)
+
+    async def _detached(self, worker: _Worker, reason: str, *, failed: bool) -> None:
+        assert worker.puller is not None
+        await worker.puller.close()
+        self._hand_back(worker)
+        log.debug("worker %s %s (failed=%s)", worker.record.name, reason, failed)
 
     def _refill(self, worker: _Worker) -> None:
         """Ask JetStream for what the worker has room for and nobody asked yet."""
@@ -352,48 +288,30 @@ class JetStreamQueue:
             self._outbox.send(msg.reply, NAK)
             self.handed_back += 1
             return
-        if not worker.held:
-            worker.since = asyncio.get_running_loop().time()
-        worker.held[seq] = msg
+        worker.hold(seq, msg)
         self.delivered += 1
-        record = worker.record
-        record.delivered += 1
-        record.peak_held = max(record.peak_held, len(worker.held))
 
-    async def _receipt(self, worker: _Worker, item: Payload) -> None:
-        try:
-            _, info = parse_request_metadata(item.metadata)
-        except RemoteProtocolError:
-            info = {}
-        if "ack" in info:
-            msg = self._answered(worker, info["ack"])
-            if msg is None:
-                return
-            worker.record.acked += 1
-            if self.on_result is not None:
-                seq, deliveries = ack_info(msg.reply)
-                result = self.on_result(Job(seq, msg.data, deliveries), item)
-                if inspect.isawaitable(result):
-                    await result
-            self._settle(worker, info["ack"], msg, ACK)
-        elif "nack" in info:
-            msg = self._answered(worker, info["nack"])
-            if msg is None:
-                return
-            worker.record.failed += 1
+    async def _acked(self, worker: _Worker, job_id: Any, result: Payload) -> None:
+        msg = self._answered(worker, job_id)
+        if msg is None:
+            return
+        worker.record.acked += 1
+        if self.on_result is not None:
             seq, deliveries = ack_info(msg.reply)
-            error = f"{worker.record.name}: {str(info.get('error', 'failed'))[:300]}"
-            if deliveries > self.max_failures:
-                self._dead_letter(msg, seq, deliveries, [error], worker=worker)
-            else:
-                self.nacked += 1
-                self._settle(worker, seq, msg, NAK)
+            await self._report(Job(seq, msg.data, deliveries), result)
+        self._settle(worker, job_id, msg, ACK)
+
+    def _nacked(self, worker: _Worker, job_id: Any, error: str) -> None:
+        msg = self._answered(worker, job_id)
+        if msg is None:
+            return
+        worker.record.failed += 1
+        seq, deliveries = ack_info(msg.reply)
+        if deliveries > self.max_failures:
+            self._dead_letter(msg, seq, deliveries, [error], worker=worker)
         else:
-            raise ApplicationError(
-                'a worker answers each job with {"ack": id} (data: the result) or {"nack": id, "error": "..."} '
-                "in its metadata's JSON entry",
-                ErrorCode.INVALID,
-            )
+            self.nacked += 1
+            self._settle(worker, seq, msg, NAK)
 
     def _answered(self, worker: _Worker, job: Any) -> Msg | None:
         msg = worker.held.get(job) if isinstance(job, int) and not isinstance(job, bool) else None
@@ -499,11 +417,7 @@ class JetStreamQueue:
         assert self.ack_timeout is not None
         for worker in list(self._workers):
             if worker.held and now - worker.since > self.ack_timeout:
-                reason = f"no acknowledgement within {self.ack_timeout:g} s while holding {len(worker.held)} job(s)"
-                worker.record.ended = reason
-                worker.sink.fail(ApplicationError(f"{reason}: your jobs went to other workers", ACK_TIMEOUT))
-                if worker.task is not None:
-                    worker.task.cancel()
+                worker.time_out(self.ack_timeout)
 
     async def _check_finished(self) -> bool:
         js = self._nc.jetstream()
@@ -526,11 +440,7 @@ class JetStreamQueue:
             self._timer.cancel()
         await self._outbox.close()
         sub, self._confirm_sub = self._confirm_sub, None
-        if sub is not None and not self._nc.is_closed:
-            try:
-                await sub.unsubscribe()
-            except Exception as exc:
-                log.debug("unsubscribing confirmations failed: %s", exc)
+        await unsubscribe(self._nc, sub, "confirmations")
 
     def __repr__(self) -> str:
         return (

@@ -7,7 +7,6 @@ The queue's serving side (demand, verdicts, timers) is :mod:`._queue`.
 from __future__ import annotations
 
 import json
-import re
 
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, ConsumerInfo, RetentionPolicy, StorageType, StreamConfig
@@ -15,7 +14,7 @@ from nats.js.errors import APIError, NotFoundError
 
 from rxchannel.fanout import Job
 
-from ._wire import JetStreamError
+from ._wire import JetStreamError, check_name
 
 __all__ = [
     "CONSUMER",
@@ -28,20 +27,14 @@ __all__ = [
     "read_dead_letters",
 ]
 
-NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 #: the durable pull consumer every hub serving the queue shares
 CONSUMER = "workers"
 _STREAM_NAME_IN_USE = 10058
 
 
 def queue_names(name: str) -> tuple[str, str]:
-    """(stream, subject prefix) of queue ``name``.
-
-    Raises:
-        ValueError: a name JetStream cannot take (letters, digits, ``_`` and ``-``, 1 to 64).
-    """
-    if not NAME.match(name):
-        raise ValueError(f"a queue name is 1-64 letters, digits, '_' or '-', got {name!r}")
+    """(stream, subject prefix) of queue ``name`` (ValueError for a name :func:`._wire.check_name` refuses)."""
+    check_name(name, "a queue name")
     return f"RXC_QUEUE_{name}", f"rxchannel.queue.{name}"
 
 

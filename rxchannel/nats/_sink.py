@@ -23,7 +23,7 @@ import logging
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 from nats.aio.client import Client
 from nats.aio.msg import Msg
@@ -37,7 +37,7 @@ from rxchannel.reactive._threads import LoopThread
 from rxchannel.runtime import Payload, as_payload
 
 from ._message import end_headers, headers_for
-from ._wire import JetStreamError
+from ._wire import JetStreamError, unsubscribe
 
 __all__ = ["JetStreamSink", "Published", "Publisher", "jetstream_sink"]
 
@@ -66,6 +66,16 @@ class _Out:
     sent_at: float = 0.0
     attempts: int = 0
     failed: bool = False
+
+
+class PublisherOptions(TypedDict, total=False):
+    """The keyword arguments of :class:`Publisher`, which a sink passes on to its publisher."""
+
+    window: int
+    ordered: bool
+    timeout: float
+    max_pause: float
+    give_up: float | None
 
 
 class Publisher:
@@ -372,11 +382,7 @@ class Publisher:
                 await self._writer
             self._writer = None
         sub, self._sub = self._sub, None
-        if sub is not None and not self._nc.is_closed:
-            try:
-                await sub.unsubscribe()
-            except Exception as exc:
-                log.debug("unsubscribing the PubAck inbox failed: %s", exc)
+        await unsubscribe(self._nc, sub, "the PubAck inbox")
 
     async def aclose(self) -> None:
         """Stop now; messages not stored yet may or may not be (a partial stream is not a whole one)."""
@@ -409,18 +415,8 @@ class JetStreamSink(abc.ObserverBase[Any]):
         (the others: see :class:`Publisher`)
     """
 
-    def __init__(
-        self,
-        nc: Client,
-        subject: str,
-        *,
-        window: int = 16,
-        ordered: bool = False,
-        end_marker: bool = False,
-        timeout: float = 5.0,
-        give_up: float | None = None,
-    ):
-        self.publisher = Publisher(nc, subject, window=window, ordered=ordered, timeout=timeout, give_up=give_up)
+    def __init__(self, nc: Client, subject: str, *, end_marker: bool = False, **options: Unpack[PublisherOptions]):
+        self.publisher = Publisher(nc, subject, **options)
         self.end_marker = end_marker
         self._owner = LoopThread()
         self.demand: Observable[int] = _SinkDemand(self._subscribe_demand)
@@ -496,16 +492,7 @@ class JetStreamSink(abc.ObserverBase[Any]):
 
 
 def jetstream_sink(
-    nc: Client,
-    subject: str,
-    *,
-    window: int = 16,
-    ordered: bool = False,
-    end_marker: bool = False,
-    timeout: float = 5.0,
-    give_up: float | None = None,
+    nc: Client, subject: str, *, end_marker: bool = False, **options: Unpack[PublisherOptions]
 ) -> JetStreamSink:
     """An Observer publishing to ``subject``, at most ``window`` messages not stored (see :class:`JetStreamSink`)."""
-    return JetStreamSink(
-        nc, subject, window=window, ordered=ordered, end_marker=end_marker, timeout=timeout, give_up=give_up
-    )
+    return JetStreamSink(nc, subject, end_marker=end_marker, **options)

@@ -17,7 +17,6 @@ import logging
 import secrets
 from collections import deque
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Any
 
 from nats.aio.client import Client
@@ -36,6 +35,7 @@ from rxchannel.core import (
 )
 from rxchannel.reactive import Demand, DemandObservable
 from rxchannel.reactive.observable import PENDING
+from rxchannel.runtime.closing import ClosesOnExit
 
 from ._message import InProgress, Message, Nak, Term
 from ._wire import ACK, NAK, PROGRESS, TERM, JetStreamError, Outbox, Puller
@@ -112,7 +112,7 @@ def window_of(policy: ReplenishPolicy | None, default: int) -> int:
     return default
 
 
-class JetStreamPull:
+class JetStreamPull(ClosesOnExit):
     """One subscription's pull stream on a consumer: an async iterator of :class:`Message` s.
 
     Demand is an :class:`~rxchannel.core.InboundDemand` with the subscription's policy;
@@ -363,14 +363,6 @@ class JetStreamPull:
 
     async def __anext__(self) -> Message:
         return await self.next()
-
-    async def __aenter__(self) -> JetStreamPull:
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.aclose()
 
     def __repr__(self) -> str:
         return (

@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import re
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -33,7 +34,18 @@ from nats.aio.subscription import Subscription
 
 from rxchannel.core import RxChannelError
 
-__all__ = ["ACK", "NAK", "PROGRESS", "TERM", "JetStreamError", "Outbox", "Puller", "ack_info"]
+__all__ = [
+    "ACK",
+    "NAK",
+    "PROGRESS",
+    "TERM",
+    "JetStreamError",
+    "Outbox",
+    "Puller",
+    "ack_info",
+    "check_name",
+    "unsubscribe",
+]
 
 log = logging.getLogger("rxchannel.nats")
 
@@ -44,6 +56,8 @@ PROGRESS = b"+WPI"
 
 #: statuses that end a pull request (the heartbeat, 100, does not)
 _ENDS = frozenset({"404", "408", "409"})
+#: what JetStream takes in a stream's name and a subject's token alike
+_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
 class JetStreamError(RxChannelError):
@@ -52,6 +66,26 @@ class JetStreamError(RxChannelError):
     def __init__(self, message: str, err_code: int = 0):
         super().__init__(message)
         self.err_code = err_code
+
+
+async def unsubscribe(nc: Client, sub: Subscription | None, what: str) -> None:
+    """Unsubscribe ``sub`` (``what`` names it in the log) while the connection is open; a
+    failure is only logged: the server forgets the subscription with the connection anyway."""
+    if sub is not None and not nc.is_closed:
+        try:
+            await sub.unsubscribe()
+        except Exception as exc:
+            log.debug("unsubscribing %s failed: %s", what, exc)
+
+
+def check_name(name: str, what: str) -> None:
+    """Refuse a ``name`` (``what`` says of what) that cannot name a stream and a subject.
+
+    Raises:
+        ValueError: a name JetStream cannot take (letters, digits, ``_`` and ``-``, 1 to 64).
+    """
+    if not _NAME.match(name):
+        raise ValueError(f"{what} is 1-64 letters, digits, '_' or '-', got {name!r}")
 
 
 def ack_info(reply: str) -> tuple[int, int]:
@@ -299,11 +333,7 @@ class Puller:
         self._loop.create_task(self._replace(old))
 
     async def _replace(self, old: Subscription | None) -> None:
-        if old is not None:
-            try:
-                await old.unsubscribe()
-            except Exception as exc:
-                log.debug("unsubscribing a lost pull inbox failed: %s", exc)
+        await unsubscribe(self._nc, old, "a lost pull inbox")
         while not self._closed:
             try:
                 await self._subscribe()
@@ -322,11 +352,7 @@ class Puller:
                 timer.cancel()
         self._watchdog = self._retry = None
         sub, self._sub = self._sub, None
-        if sub is not None and not self._nc.is_closed:
-            try:
-                await sub.unsubscribe()
-            except Exception as exc:
-                log.debug("unsubscribing a pull inbox failed: %s", exc)
+        await unsubscribe(self._nc, sub, "a pull inbox")
 
     def __repr__(self) -> str:
         return f"<Puller {self._next} wanted={self.wanted} asked={self.asked} delivered={self.delivered}>"

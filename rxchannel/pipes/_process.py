@@ -21,12 +21,12 @@ import shlex
 import signal
 from collections import deque
 from collections.abc import AsyncIterable, Sequence
-from types import TracebackType
 from typing import Any
 
 from rxchannel.core import RxChannelError
 from rxchannel.files import CHUNK_SIZE
 from rxchannel.runtime import Payload, as_payload
+from rxchannel.runtime.closing import ClosesOnExit
 
 from ._streams import GONE, aclose
 
@@ -77,7 +77,7 @@ def check_argv(argv: Sequence[str]) -> list[str]:
     return args
 
 
-class Through:
+class Through(ClosesOnExit):
     """``argv``'s standard output as an async iterator of :class:`Payload`, fed ``source`` on its
     standard input (see the module docstring for how demand crosses it).
 
@@ -129,14 +129,6 @@ class Through:
 
     def __aiter__(self) -> Through:
         return self
-
-    async def __aenter__(self) -> Through:
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.aclose()
 
     async def _start(self) -> asyncio.subprocess.Process:
         loop = asyncio.get_running_loop()

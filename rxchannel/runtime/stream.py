@@ -12,10 +12,10 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import AsyncIterator, Callable
-from types import TracebackType
 
 from rxchannel.core import InboundDemand, RxChannelError, StreamCancelledError, check_request_n
 
+from .closing import ClosesOnExit
 from .link import Link
 from .values import Payload
 
@@ -26,7 +26,7 @@ __all__ = ["RemoteStream"]
 Opener = Callable[["RemoteStream", int | None], int]
 
 
-class RemoteStream:
+class RemoteStream(ClosesOnExit):
     """Items from the peer on one stream; iterate with ``async for``.
 
     Leaving the loop (``break``, an exception, task cancellation) or :meth:`aclose`
@@ -208,11 +208,3 @@ class RemoteStream:
     async def collect(self) -> list[Payload]:
         """Every item until the stream completes."""
         return [item async for item in self]
-
-    async def __aenter__(self) -> RemoteStream:
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.aclose()

@@ -231,6 +231,13 @@ class Transport(abc.ABC):
     def abort(self) -> None:
         """Drop the transport at once (the peer sees it break). Idempotent."""
 
+    def _first_close(self) -> bool:
+        """Mark the transport closed; True only the first time (close and abort are idempotent)."""
+        if self._closed:
+            return False
+        self._closed = True
+        return True
+
     def _check_usable(self) -> None:
         if self._error is not None:
             raise self._error

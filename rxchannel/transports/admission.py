@@ -31,6 +31,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = ["ASKED", "PROVEN", "SILENT", "Admission", "ThrottledLog", "Ticket", "Unfinished", "shrunk"]
@@ -45,16 +46,16 @@ PROVEN = 2
 _RANKS = {SILENT: "silent", ASKED: "unproven", PROVEN: "proven"}
 
 
+@dataclass(eq=False)
 class ThrottledLog:
     """Logs at most ``burst`` messages per ``interval`` seconds, then says how many it held back."""
 
-    def __init__(self, logger: logging.Logger, *, burst: int = 5, interval: float = 10.0):
-        self.logger = logger
-        self.burst = burst
-        self.interval = interval
-        self._window_start = 0.0
-        self._count = 0
-        self._held_back = 0
+    logger: logging.Logger
+    burst: int = field(default=5, kw_only=True)
+    interval: float = field(default=10.0, kw_only=True)
+    _window_start: float = field(default=0.0, init=False, repr=False)
+    _count: int = field(default=0, init=False, repr=False)
+    _held_back: int = field(default=0, init=False, repr=False)
 
     def warning(self, message: str, *args: object, **kwargs: Any) -> None:
         """Log ``message % args`` (``kwargs``: ``extra=`` and the like), unless over the rate."""
@@ -357,6 +358,7 @@ class Admission:
             self._sweeper = None
 
 
+@dataclass(eq=False)
 class Unfinished:
     """What messages not yet received whole (a WebSocket message, a TCP frame half-sent) hold
     on all the connections of one listener, and who is dropped when they hold too much.
@@ -368,18 +370,19 @@ class Unfinished:
     pushed the sum over is dropped instead.
     """
 
-    def __init__(self, limit: int, what: str, log: ThrottledLog, *, clock: Callable[[], float] = time.monotonic):
-        if limit <= 0:
+    limit: int
+    what: str
+    log: ThrottledLog = field(repr=False)
+    clock: Callable[[], float] = field(default=time.monotonic, kw_only=True, repr=False)
+    total: int = field(default=0, init=False)
+    peak: int = field(default=0, init=False)
+    dropped: int = field(default=0, init=False)
+    #: owner -> [bytes, since (last growth), ticket, drop]
+    _held: dict[object, list[Any]] = field(default_factory=dict, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.limit <= 0:
             raise ValueError("limit must be positive")
-        self.limit = limit
-        self.what = what
-        self.log = log
-        self.clock = clock
-        self.total = 0
-        self.peak = 0
-        self.dropped = 0
-        #: owner -> [bytes, since (last growth), ticket, drop]
-        self._held: dict[object, list[Any]] = {}
 
     def update(self, owner: object, size: int, ticket: Ticket | None, drop: Callable[[], object]) -> None:
         """``owner``'s unfinished message now holds ``size`` bytes (0: none)."""

@@ -131,9 +131,8 @@ class MemoryTransport(InboxTransport):
         self._in.pump()  # room freed: the peer may send more
 
     async def close(self) -> None:
-        if self._closed:
+        if not self._first_close():
             return
-        self._closed = True
         self._out.eof = True
         self._out.pump()
         self._in.drop()
@@ -141,9 +140,8 @@ class MemoryTransport(InboxTransport):
         self._wake_drain()
 
     def abort(self) -> None:
-        if self._closed:
+        if not self._first_close():
             return
-        self._closed = True
         self._out.drop()
         self._in.drop()
         self._out.dst._set_error(lost("the in-memory peer aborted the connection"))

@@ -191,9 +191,8 @@ class TcpTransport(InboxTransport, asyncio.Protocol):
             self._transport.resume_reading()
 
     async def close(self) -> None:
-        if self._closed:
+        if not self._first_close():
             return
-        self._closed = True
         if self._transport is not None and not self._transport.is_closing():
             self._transport.close()  # flushes what is queued, then FIN
         self._wake()

@@ -160,9 +160,8 @@ class WebSocketTransport(Transport):
         raise error
 
     async def close(self) -> None:
-        if self._closed:
+        if not self._first_close():
             return
-        self._closed = True
         self._wake_drain()
         if not self._writer.done():  # let queued frames leave (bounded: at most high-water bytes)
             with contextlib.suppress(TimeoutError):
@@ -183,9 +182,8 @@ class WebSocketTransport(Transport):
             receiving.cancel()
 
     def abort(self) -> None:
-        if self._closed:
+        if not self._first_close():
             return
-        self._closed = True
         self._writer.cancel()
         writer: Any = getattr(self._ws, "_writer", None)
         transport = getattr(writer, "transport", None)
