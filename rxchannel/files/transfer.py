@@ -14,6 +14,7 @@ from rxchannel.core import JOINED_LATE, LAGGED, MetadataError, RemoteError
 from rxchannel.runtime import Payload, Peer, RemoteStream
 
 from ._common import CHUNK_SIZE, IntegrityError, item_info, sha256_file
+from .protocol import FileRequest, announced_digest
 from .sandbox import PathRefusedError, resolve_inside
 from .sink import FileSink, TargetExistsError
 from .source import FileSource
@@ -201,7 +202,7 @@ async def fetch_file(
         if not shared or fallback is not None:
             # the digest of what we have lets the hub check that it is still a prefix of its file
             here, prefix = sink.continue_here()
-            data = json.dumps({"offset": here, "sha256": prefix}).encode() if here else b""
+            data = FileRequest(here, prefix).to_bytes()
             stream = peer.request_stream(f"files/{remote_path}", data, window=window, auto_ack=False)
             await _receive(stream, sink, progress)
         digest = await sink.finish()
@@ -377,12 +378,11 @@ async def _same_as_remote(peer: Peer, entry: RemoteFile, local: Path) -> bool:
     if not local.is_file() or local.stat().st_size != entry.size:
         return False
     digest = await asyncio.to_thread(sha256_file, local)
-    data = json.dumps({"offset": entry.size, "sha256": digest}).encode()
-    stream = peer.request_stream(f"files/{entry.path}", data, window=1)
+    stream = peer.request_stream(f"files/{entry.path}", FileRequest(entry.size, digest).to_bytes(), window=1)
     try:
         async for item in stream:
             info = item_info(item)
-            return "restart" not in info and info.get("sha256") == digest and not item.data
+            return "restart" not in info and announced_digest(info) == digest and not item.data
         return False
     finally:
         await stream.aclose()
