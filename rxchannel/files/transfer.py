@@ -8,7 +8,7 @@ import os
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 from rxchannel.core import JOINED_LATE, LAGGED, MetadataError, RemoteError
 from rxchannel.runtime import Payload, Peer, RemoteStream
@@ -107,6 +107,14 @@ def _output(out: str | os.PathLike[str], remote_path: str) -> Path:
     return path
 
 
+class _Kept(TypedDict):
+    """How either sink treats what is already there, and how much it may write."""
+
+    resume: bool
+    overwrite: bool
+    max_size: int | None
+
+
 async def fetch_file(
     peer: Peer,
     remote_path: str,
@@ -165,6 +173,7 @@ async def fetch_file(
         raise TargetExistsError(f"{out} already exists; it was not replaced")
     if verify not in (None, "file", "chunks") or (verify == "file" and peers) or (shared and peers):
         raise ValueError('verify is "file" or "chunks" ("chunks" with peers; shared reads have one source)')
+    kept = _Kept(resume=resume, overwrite=overwrite, max_size=max_size)  # for either sink
     if peers or verify == "chunks":
         named = [(_peer_name(peer), peer)] + [p if isinstance(p, tuple) else (_peer_name(p), p) for p in peers]
         start = loop.time()
@@ -173,12 +182,10 @@ async def fetch_file(
             remote_path,
             out,
             window=window,
-            resume=resume,
-            overwrite=overwrite,
-            max_size=max_size,
             progress=progress,
             feeding=feeding,
             stall_timeout=stall_timeout,
+            **kept,
         )
         return TransferResult(
             path=chunk_sink.path,
@@ -189,7 +196,7 @@ async def fetch_file(
             seconds=loop.time() - start,
             sources=tuple(reports),
         )
-    sink = FileSink(out, resume=resume, max_size=max_size, overwrite=overwrite)
+    sink = FileSink(out, **kept)
     offset = await sink.open()
     start = loop.time()
     received_shared, fallback = 0, None
@@ -299,22 +306,24 @@ def _remote_file(entry: object) -> RemoteFile:
     return RemoteFile(path, size)
 
 
+class _EachFile(TypedDict, total=False):
+    """What :func:`fetch_directory` passes on to :func:`fetch_file` for every file."""
+
+    window: Any
+    resume: bool
+    max_size: int | None
+    progress: Progress | None
+
+
 async def fetch_directory(
-    peer: Peer,
-    remote_dir: str,
-    out: str | os.PathLike[str],
-    *,
-    window: Any = None,
-    resume: bool = True,
-    overwrite: bool = False,
-    max_size: int | None = None,
-    progress: Progress | None = None,
+    peer: Peer, remote_dir: str, out: str | os.PathLike[str], *, overwrite: bool = False, **each: Unpack[_EachFile]
 ) -> DirectoryResult:
     """Fetch every file under ``remote_dir`` into the directory ``out``, each one verified.
 
     ``remote_dir`` ``""`` (or ``"/"``, ``"."``) is the hub's whole share.
 
-    Each file is fetched as by :func:`fetch_file` (so an interrupted directory fetch
+    Each file is fetched as by :func:`fetch_file`, with the ``window``, ``resume``,
+    ``max_size`` and ``progress`` given here (so an interrupted directory fetch
     resumes file by file when run again). A file already in ``out`` is compared with the
     hub's by digest without transferring it (the hub hashes its copy): the same content
     is kept as is (``unchanged``); a different one is a conflict, and conflicts are
@@ -356,20 +365,7 @@ async def fetch_directory(
         raise TargetExistsError(
             f"{len(conflicts)} file(s) already here differ from the hub's: {shown}; nothing was fetched"
         )
-    fetched = []
-    for entry, local in todo:
-        fetched.append(
-            await fetch_file(
-                peer,
-                entry.path,
-                local,
-                window=window,
-                resume=resume,
-                overwrite=overwrite,
-                max_size=max_size,
-                progress=progress,
-            )
-        )
+    fetched = [await fetch_file(peer, entry.path, local, overwrite=overwrite, **each) for entry, local in todo]
     return DirectoryResult(root, fetched, unchanged, listing.skipped)
 
 
