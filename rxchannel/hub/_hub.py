@@ -12,7 +12,8 @@ transport, sandboxed to one root.
 | ``endpoints/<n>/<path>`` | stream, response, channel | an HTTP request to a configured upstream (:mod:`.endpoints`) |
 
 Every stream's first item says what it is in its metadata (JSON entry): ``"type"`` is
-``"file"`` (``files/``, ``share/``), ``"buffer"`` (``buffers/``) or ``"endpoint"``.
+``"file"`` (``files/``, ``share/``), ``"buffer"`` (``buffers/``) or ``"endpoint"``. The JSON
+of a ``files/`` stream (the request, the file info) is :mod:`rxchannel.files.protocol`'s.
 
 A listing comes a page at a time: the reply's metadata (JSON entry) has ``{"next": cursor}``
 when more remain (never a silent cut), and ``{"skipped": {reason: count}}`` for names that
