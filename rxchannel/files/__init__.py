@@ -6,6 +6,7 @@
 * :mod:`.manifest` — :class:`Manifest`, a digest per chunk (computed once, cached by the hub);
 * :mod:`.chunks` — :class:`ChunkSink`, each chunk verified before it is written in place;
 * :mod:`.swarm` — one file from several sources at once, balanced by how fast each keeps up;
+* :mod:`.protocol` — the JSON of a ``files/`` stream: the request (resume, range), the file info;
 * :mod:`.sandbox` — names kept inside a root.
 
 The hub that serves files is :mod:`rxchannel.hub`, one room up.

@@ -14,6 +14,7 @@ from rxchannel.core import LocalProtocolError, MetadataError, RxChannelError
 from rxchannel.runtime import Payload
 
 from ._common import IntegrityError, hash_prefix, item_info
+from .protocol import FileInfo, announced_digest
 
 try:
     import fcntl
@@ -137,8 +138,8 @@ class FileSink:
         if self._first:
             self._first = False
             await self._start(info)
-        if "sha256" in info:
-            self.expected_sha256 = str(info["sha256"])
+        if (digest := announced_digest(info)) is not None:
+            self.expected_sha256 = digest
         if self.max_size is not None and self.offset + self.written + len(item.data) > self.max_size:
             raise TooLargeError(f"{self.path.name} would exceed {self.max_size} bytes")
         await asyncio.to_thread(_write_and_hash, self._handle, self._digest, item.data)
@@ -148,27 +149,25 @@ class FileSink:
             raise self._refuse(f"received {total} bytes for a file announced as {self.expected_size}")
 
     async def _start(self, info: dict[str, Any]) -> None:
-        size, offset = info.get("size"), info.get("offset", 0)
-        if info.get("type", "file") != "file":  # a buffer or an endpoint's response is not a file to verify
-            raise self._refuse(f"the sender sent a {str(info['type'])[:40]!r} stream, not a file")
+        try:
+            first = FileInfo.from_info(info)
+        except ValueError as exc:
+            raise self._refuse(str(exc)) from None
+        size, offset = first.size, first.offset
         if size is not None:
-            if isinstance(size, bool) or not isinstance(size, int) or size < 0:
-                raise self._refuse(f"the sender announced an impossible size: {str(size)[:40]}")
             if self.max_size is not None and size > self.max_size:
                 raise TooLargeError(
                     f"{self.path.name} is announced as {size} bytes, more than the {self.max_size} allowed"
                 )
             self.expected_size = size
-        if isinstance(offset, bool) or not isinstance(offset, int):
-            raise self._refuse(f"the sender announced an impossible offset: {str(offset)[:40]}")
         here = self.offset + self.written
-        if offset == 0 and here and info.get("restart"):
+        if offset == 0 and here and first.restart:
             # the sender's file is not the one our part came from: start over (If-Range)
             assert self._handle is not None
             await asyncio.to_thread(self._handle.seek, 0)
             await asyncio.to_thread(self._handle.truncate, 0)
             self._digest = hashlib.sha256()
-            self.restarted = str(info["restart"])[:200]
+            self.restarted = first.restart
             self.offset = self.written = 0
         elif offset != here:
             raise self._refuse(f"the sender started at offset {offset}, but {here} bytes are already here")

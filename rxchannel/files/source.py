@@ -3,7 +3,7 @@
 Wire format of a file stream (route ``files/<path>``): each PAYLOAD's data is a chunk; the
 first PAYLOAD's metadata (composite, ``application/json``) has ``{"type": "file", "size", "offset"}`` (and
 ``"restart"`` when a resume had to start over), the last one's has ``{"sha256"}`` of the
-*whole* file, which the receiver checks end to end.
+*whole* file, which the receiver checks end to end (:mod:`.protocol` writes and reads them).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from rxchannel.core import FILE_CHANGED, ApplicationError, request_metadata
 from rxchannel.runtime import Payload
 
 from ._common import CHUNK_SIZE, hash_prefix
+from .protocol import FileInfo, digest_info
 
 __all__ = ["FILE_CHANGED", "FileChangedError", "FileSource"]
 
@@ -211,16 +212,13 @@ class FileSource:
                     self._on_read(len(data))
                 info: dict[str, Any] = {}
                 if first:
-                    info.update(type="file", size=self.size, offset=self.offset)
-                    if self.end is not None:
-                        info["end"] = stop
-                    if restart is not None:
-                        info["restart"] = restart
+                    end = None if self.end is None else stop
+                    info.update(FileInfo(self.size, self.offset, end, restart).to_info())
                     if self._announce is not None:
                         info.update(self._announce(snapshot) or {})
                 last = position >= stop
                 if last and digest is not None:
-                    info["sha256"] = digest.hexdigest()
+                    info.update(digest_info(digest.hexdigest()))
                 self.finished = last  # the runtime does not resume us after the last chunk
                 yield Payload(data, request_metadata(None, info) if info else None, last=last)
                 first = False

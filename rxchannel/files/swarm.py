@@ -22,7 +22,6 @@ fails the fetch at once; with several, only when no source is left.
 from __future__ import annotations
 
 import asyncio
-import json
 import math
 import os
 from collections.abc import Callable, Sequence
@@ -35,6 +34,7 @@ from rxchannel.runtime import Peer, RemoteStream
 from ._common import IntegrityError, item_info
 from .chunks import ChunkMismatchError, ChunkSink
 from .manifest import Manifest
+from .protocol import FileRequest
 
 __all__ = ["DEFAULT_STALL_TIMEOUT", "SourceReport", "fetch_manifest", "fetch_verified"]
 
@@ -276,7 +276,7 @@ class _Swarm:
     async def _pull(self, src: _Source, rng: _Range) -> None:
         manifest = self.manifest
         start, end = rng.next * manifest.chunk_size, min(rng.end * manifest.chunk_size, manifest.size)
-        data = json.dumps({"offset": start, "end": end}).encode()
+        data = FileRequest(start, end=end).to_bytes()
         assert src.peer is not None
         stream = src.peer.request_stream(f"files/{self.remote_path}", data, window=self.window, auto_ack=False)
         src.stream = stream

@@ -8,12 +8,13 @@ import os
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 from rxchannel.core import JOINED_LATE, LAGGED, MetadataError, RemoteError
 from rxchannel.runtime import Payload, Peer, RemoteStream
 
 from ._common import CHUNK_SIZE, IntegrityError, item_info, sha256_file
+from .protocol import FileRequest, announced_digest
 from .sandbox import PathRefusedError, resolve_inside
 from .sink import FileSink, TargetExistsError
 from .source import FileSource
@@ -106,6 +107,14 @@ def _output(out: str | os.PathLike[str], remote_path: str) -> Path:
     return path
 
 
+class _Kept(TypedDict):
+    """How either sink treats what is already there, and how much it may write."""
+
+    resume: bool
+    overwrite: bool
+    max_size: int | None
+
+
 async def fetch_file(
     peer: Peer,
     remote_path: str,
@@ -164,6 +173,7 @@ async def fetch_file(
         raise TargetExistsError(f"{out} already exists; it was not replaced")
     if verify not in (None, "file", "chunks") or (verify == "file" and peers) or (shared and peers):
         raise ValueError('verify is "file" or "chunks" ("chunks" with peers; shared reads have one source)')
+    kept = _Kept(resume=resume, overwrite=overwrite, max_size=max_size)  # for either sink
     if peers or verify == "chunks":
         named = [(_peer_name(peer), peer)] + [p if isinstance(p, tuple) else (_peer_name(p), p) for p in peers]
         start = loop.time()
@@ -172,12 +182,10 @@ async def fetch_file(
             remote_path,
             out,
             window=window,
-            resume=resume,
-            overwrite=overwrite,
-            max_size=max_size,
             progress=progress,
             feeding=feeding,
             stall_timeout=stall_timeout,
+            **kept,
         )
         return TransferResult(
             path=chunk_sink.path,
@@ -188,7 +196,7 @@ async def fetch_file(
             seconds=loop.time() - start,
             sources=tuple(reports),
         )
-    sink = FileSink(out, resume=resume, max_size=max_size, overwrite=overwrite)
+    sink = FileSink(out, **kept)
     offset = await sink.open()
     start = loop.time()
     received_shared, fallback = 0, None
@@ -201,7 +209,7 @@ async def fetch_file(
         if not shared or fallback is not None:
             # the digest of what we have lets the hub check that it is still a prefix of its file
             here, prefix = sink.continue_here()
-            data = json.dumps({"offset": here, "sha256": prefix}).encode() if here else b""
+            data = FileRequest(here, prefix).to_bytes()
             stream = peer.request_stream(f"files/{remote_path}", data, window=window, auto_ack=False)
             await _receive(stream, sink, progress)
         digest = await sink.finish()
@@ -298,22 +306,24 @@ def _remote_file(entry: object) -> RemoteFile:
     return RemoteFile(path, size)
 
 
+class _EachFile(TypedDict, total=False):
+    """What :func:`fetch_directory` passes on to :func:`fetch_file` for every file."""
+
+    window: Any
+    resume: bool
+    max_size: int | None
+    progress: Progress | None
+
+
 async def fetch_directory(
-    peer: Peer,
-    remote_dir: str,
-    out: str | os.PathLike[str],
-    *,
-    window: Any = None,
-    resume: bool = True,
-    overwrite: bool = False,
-    max_size: int | None = None,
-    progress: Progress | None = None,
+    peer: Peer, remote_dir: str, out: str | os.PathLike[str], *, overwrite: bool = False, **each: Unpack[_EachFile]
 ) -> DirectoryResult:
     """Fetch every file under ``remote_dir`` into the directory ``out``, each one verified.
 
     ``remote_dir`` ``""`` (or ``"/"``, ``"."``) is the hub's whole share.
 
-    Each file is fetched as by :func:`fetch_file` (so an interrupted directory fetch
+    Each file is fetched as by :func:`fetch_file`, with the ``window``, ``resume``,
+    ``max_size`` and ``progress`` given here (so an interrupted directory fetch
     resumes file by file when run again). A file already in ``out`` is compared with the
     hub's by digest without transferring it (the hub hashes its copy): the same content
     is kept as is (``unchanged``); a different one is a conflict, and conflicts are
@@ -355,20 +365,7 @@ async def fetch_directory(
         raise TargetExistsError(
             f"{len(conflicts)} file(s) already here differ from the hub's: {shown}; nothing was fetched"
         )
-    fetched = []
-    for entry, local in todo:
-        fetched.append(
-            await fetch_file(
-                peer,
-                entry.path,
-                local,
-                window=window,
-                resume=resume,
-                overwrite=overwrite,
-                max_size=max_size,
-                progress=progress,
-            )
-        )
+    fetched = [await fetch_file(peer, entry.path, local, overwrite=overwrite, **each) for entry, local in todo]
     return DirectoryResult(root, fetched, unchanged, listing.skipped)
 
 
@@ -377,12 +374,11 @@ async def _same_as_remote(peer: Peer, entry: RemoteFile, local: Path) -> bool:
     if not local.is_file() or local.stat().st_size != entry.size:
         return False
     digest = await asyncio.to_thread(sha256_file, local)
-    data = json.dumps({"offset": entry.size, "sha256": digest}).encode()
-    stream = peer.request_stream(f"files/{entry.path}", data, window=1)
+    stream = peer.request_stream(f"files/{entry.path}", FileRequest(entry.size, digest).to_bytes(), window=1)
     try:
         async for item in stream:
             info = item_info(item)
-            return "restart" not in info and info.get("sha256") == digest and not item.data
+            return "restart" not in info and announced_digest(info) == digest and not item.data
         return False
     finally:
         await stream.aclose()

@@ -12,7 +12,8 @@ transport, sandboxed to one root.
 | ``endpoints/<n>/<path>`` | stream, response, channel | an HTTP request to a configured upstream (:mod:`.endpoints`) |
 
 Every stream's first item says what it is in its metadata (JSON entry): ``"type"`` is
-``"file"`` (``files/``, ``share/``), ``"buffer"`` (``buffers/``) or ``"endpoint"``.
+``"file"`` (``files/``, ``share/``), ``"buffer"`` (``buffers/``) or ``"endpoint"``. The JSON
+of a ``files/`` stream (the request, the file info) is :mod:`rxchannel.files.protocol`'s.
 
 A listing comes a page at a time: the reply's metadata (JSON entry) has ``{"next": cursor}``
 when more remain (never a silent cut), and ``{"skipped": {reason: count}}`` for names that
@@ -57,6 +58,7 @@ from rxchannel.fanout.broadcast import Broadcast, Subscription
 from rxchannel.files._common import IntegrityError
 from rxchannel.files.listing import list_page
 from rxchannel.files.manifest import ManifestCache
+from rxchannel.files.protocol import RESUME_SHAPE, FileRequest
 from rxchannel.files.sandbox import resolve_inside
 from rxchannel.files.sink import FileSink, TargetExistsError, TooLargeError
 from rxchannel.files.source import FileSource
@@ -214,31 +216,10 @@ class Hub:
 
     async def stream_file(self, request: Request) -> HeldFile:
         path = self._file(request, "files/")
-        offset, prefix, end = 0, None, None
-        if request.data:
-            try:
-                spec = json.loads(request.data)
-                offset, prefix, end = spec.get("offset", 0), spec.get("sha256"), spec.get("end")
-            except (ValueError, AttributeError):
-                raise ApplicationError(
-                    'request data must be JSON {"offset": N, "sha256": "<hex of those N bytes>"}',
-                    code=ErrorCode.INVALID,
-                ) from None
-            if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
-                raise ApplicationError(
-                    f"offset must be a non-negative integer, got {str(offset)[:40]}", ErrorCode.INVALID
-                )
-            if end is not None and (isinstance(end, bool) or not isinstance(end, int) or end < offset):
-                raise ApplicationError(
-                    "end must be an integer not before offset (a range [offset, end))", ErrorCode.INVALID
-                )
-            if prefix is not None and not (isinstance(prefix, str) and len(prefix) == 64):
-                raise ApplicationError(
-                    "sha256 must be the 64-character hex digest of the first offset bytes", ErrorCode.INVALID
-                )
+        asked = FileRequest.from_bytes(request.data)
         held = self._reserve_file(request)  # first: a stream refused for the budget opens no file
         try:
-            source = self._source(path, offset=offset, expect_prefix=prefix, end=end)
+            source = self._source(path, offset=asked.offset, expect_prefix=asked.sha256, end=asked.end)
         except ValueError as exc:
             raise ApplicationError(str(exc), code=ErrorCode.INVALID) from None
         held.source = source
@@ -306,7 +287,7 @@ class Hub:
         if request.data not in (b"", b"{}"):
             raise ApplicationError(
                 f"share/ streams start at the first byte; resume from an offset on files/{relative[:200]} with "
-                '{"offset": N, "sha256": "<hex of those N bytes>"}',
+                + RESUME_SHAPE,
                 ErrorCode.INVALID,
             )
         self._reserve_file(request)  # released when the stream is over, however it ends (never idle: LAGGED is)

@@ -49,34 +49,13 @@ from collections.abc import AsyncIterator, Iterable, Mapping
 from rxchannel.core import ApplicationError, ErrorCode, RxChannelError, request_metadata
 from rxchannel.runtime import Payload, RemoteStream, Request, Router
 
-from ._endpoint_config import (
-    ENDPOINT_FAILED,
-    HOP_BY_HOP,
-    METHODS,
-    REQUEST_HEADERS,
-    RESPONSE_HEADERS,
-    Endpoint,
-    EndpointLimits,
-    parse_endpoint,
-)
+from ._endpoint_config import *  # noqa: F403 (what an endpoint is: its names are served from here too)
+from ._endpoint_config import METHODS, Endpoint, EndpointLimits
+from ._endpoint_config import __all__ as _config_names
 from ._endpoint_rules import refuse, request_headers, response_headers, upstream_url
 from ._exchange import Ask, EndpointBody, Exchange
 
-__all__ = [
-    "ENDPOINT_FAILED",
-    "HOP_BY_HOP",
-    "METHODS",
-    "REQUEST_HEADERS",
-    "RESPONSE_HEADERS",
-    "Endpoint",
-    "EndpointBody",
-    "EndpointLimits",
-    "EndpointRoutes",
-    "Exchange",
-    "parse_endpoint",
-    "response_headers",
-    "upstream_url",
-]
+__all__ = [*_config_names, "EndpointBody", "EndpointRoutes", "Exchange", "response_headers", "upstream_url"]
 
 log = logging.getLogger("rxchannel.hub")
 
