@@ -36,6 +36,7 @@ from rxchannel.webrtc.aiortc_stack import rtc_peer_connection as new_peer_connec
 from rxchannel.webrtc.gathering import ice_host_addresses
 
 LOW_WATER = 256 * 1024  # the same threshold rxchannel's transport uses (high-water 1 MiB / 4)
+HIGH_WATER = 1024 * 1024  # the same high-water mark (stack-send; raw-send keeps aiortc's own example pattern)
 
 
 class Sink:
@@ -197,7 +198,8 @@ async def stack_send(path: str, chunk: int, stack: str, host: str) -> None:
             fp = open(path, "rb")  # noqa: SIM115 - closed when the last chunk is read
 
             def send_data() -> None:
-                while channel.bufferedAmount <= channel.bufferedAmountLowThreshold:
+                # rxchannel's marks: fill up to HIGH_WATER, wait for bufferedamountlow (LOW_WATER)
+                while channel.bufferedAmount < HIGH_WATER:
                     data = fp.read(chunk)
                     if not data:
                         fp.close()

@@ -384,6 +384,11 @@ async def _same_as_remote(peer: Peer, entry: RemoteFile, local: Path) -> bool:
         await stream.aclose()
 
 
+#: items written in one trip to the disk thread at most (a quarter of the default window:
+#: the window refills while they are written)
+_WRITE_BATCH = 8
+
+
 async def _receive(
     stream: RemoteStream, sink: FileSink, progress: Progress | None, *, shared: bool = False
 ) -> str | None:
@@ -395,8 +400,12 @@ async def _receive(
     """
     try:
         async for item in stream:
-            await sink.write(item)
-            stream.ack()
+            # what else has arrived goes to the disk in the same trip, and is acknowledged with it
+            batch = [item]
+            while stream.buffered and len(batch) < _WRITE_BATCH:
+                batch.append(await stream.next())
+            await sink.write_many(batch)
+            stream.ack(len(batch))
             if progress is not None:
                 progress(sink.offset + sink.written, sink.expected_size, stream.in_flight)
     except RemoteError as exc:

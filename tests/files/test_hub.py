@@ -12,7 +12,7 @@ import pytest
 
 import rxchannel as rx
 from rxchannel.core import Role
-from rxchannel.files import FileSink, IntegrityError, fetch_file, push_file, sha256_file
+from rxchannel.files import FileSink, IntegrityError, TooLargeError, fetch_file, push_file, sha256_file
 from rxchannel.hub import Hub, HubLimits
 from rxchannel.runtime import Peer
 from rxchannel.webrtc.signaling import datachannel_pair
@@ -247,6 +247,59 @@ async def test_file_sink_refuses_more_bytes_than_announced(tmp_path: Path) -> No
     # a lying sender's bytes are set aside, never left as a part that blocks later honest fetches
     assert (tmp_path / "x.bin.corrupt").exists()
     assert not (tmp_path / "x.bin.part").exists() and not (tmp_path / "x.bin").exists()
+
+
+async def test_a_worker_behind_writes_what_arrived_in_one_trip_and_acks_only_what_is_written(
+    hub_and_client: tuple[Hub, Peer, Peer], root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A slow disk: the items that arrived meanwhile go to the disk thread together, and credit
+    comes back only for items on disk, so the hub never reads more than the window past them."""
+    import time
+
+    import rxchannel.files.sink as sink_module
+
+    hub, client, server = hub_and_client
+    real = sink_module._write_and_hash
+    trips: list[int] = []
+    ahead: list[int] = []  # chunks the hub has read beyond those on the worker's disk
+
+    def slow_disk(handle: object, digest: object, chunks: list[bytes]) -> None:
+        time.sleep(0.01)  # the hub goes on reading meanwhile, as far as the credit lets it
+        for source in hub.sources:
+            ahead.append(-(-source.read_offset // CHUNK) - sum(trips))
+        trips.append(len(chunks))
+        real(handle, digest, chunks)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(sink_module, "_write_and_hash", slow_disk)
+    window = 4
+    out = tmp_path / "slow.bin"
+    result = await fetch_file(client, "small.bin", out, window=window)
+    assert out.read_bytes() == (root / "small.bin").read_bytes() and result.sha256 == sha256_file(out)
+    chunks = -(-300_000 // CHUNK)
+    assert sum(trips) == chunks
+    assert max(trips) > 1 and len(trips) < chunks  # items that waited were written together
+    assert max(trips) <= window
+    assert ahead and max(ahead) <= window
+
+
+async def test_write_many_writes_the_items_before_a_refused_one_and_not_it(tmp_path: Path) -> None:
+    from rxchannel.core import request_metadata
+
+    sink = FileSink(tmp_path / "x.bin", max_size=10)
+    await sink.open()
+    first = rx.Payload(b"abcd", request_metadata(None, {"size": 12, "offset": 0}))
+    with pytest.raises(TooLargeError, match="announced as 12 bytes, more than the 10 allowed"):
+        await sink.write_many([first])
+    await sink.abort()
+
+    sink = FileSink(tmp_path / "y.bin")
+    await sink.open()
+    first = rx.Payload(b"abc", request_metadata(None, {"size": 5, "offset": 0}))
+    with pytest.raises(IntegrityError, match="received 6 bytes for a file announced as 5"):
+        await sink.write_many([first, rx.Payload(b"d"), rx.Payload(b"ef"), rx.Payload(b"g")])
+    assert sink.written == 4  # "abc" and "d" are on disk; "ef" was refused, "g" never looked at
+    await sink.abort()
+    assert (tmp_path / "y.bin.corrupt").read_bytes() == b"abcd"
 
 
 def test_symlinked_root_and_inbox_are_resolved(tmp_path: Path) -> None:
