@@ -30,3 +30,8 @@ def _fmt(v: Any) -> str:
 
 def emit_json(record: dict[str, Any]) -> None:
     print(json.dumps(record, separators=(",", ":")), flush=True)
+
+
+def add_row(rows: list[dict[str, Any]], row: dict[str, Any], as_json: bool) -> None:
+    """Keep ``row`` for the table printed at the end; with ``--json``, print it now as a JSON line instead."""
+    add_row(rows, row, as_json)

@@ -22,7 +22,7 @@ from rxchannel.core import Role
 from rxchannel.runtime import Peer
 from rxchannel.transports import memory_pair
 
-from ._report import emit_json, print_table
+from ._report import add_row, print_table
 
 ITEM = 16 * 1024
 
@@ -90,9 +90,7 @@ def main(argv: list[str] | None = None) -> int:
                 "max_window_kb": result["max_window_bytes"] / 1024,
                 "window_over_bdp": result["max_window_bytes"] / bdp,
             }
-            rows.append(row)
-            if args.json:
-                emit_json(row)
+            add_row(rows, row, args.json)
     if not args.json:
         print_table(
             f"Fixed windows vs adaptive, {ITEM // 1024} KiB items, cap {args.bandwidth / 1e6:g} MB/s, memory transport",

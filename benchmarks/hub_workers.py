@@ -30,8 +30,9 @@ from pathlib import Path
 from typing import Any
 
 from ._loops import add_loop_option, loops_from
-from ._report import emit_json, median, print_table
-from .datachannel import _cpu_seconds, _json_line, make_file
+from ._procs import first_line, json_line
+from ._report import add_row, median, print_table
+from .datachannel import _cpu_seconds, make_file
 
 PEERS = [sys.executable, "-m", "benchmarks._dc_peers"]
 
@@ -60,8 +61,7 @@ def one_run(
     hub = subprocess.Popen(_pinned(cmd, hub_cpus), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     procs: list[subprocess.Popen[str]] = []
     try:
-        assert hub.stdout is not None
-        url = hub.stdout.readline().strip()
+        url = first_line(hub)
         out = root.parent / "out"
         out.mkdir(exist_ok=True)
         for i in range(workers):
@@ -80,7 +80,7 @@ def one_run(
             assert proc.stdin is not None
             proc.stdin.write("go\n")
             proc.stdin.flush()
-        results = [_json_line(proc) for proc in procs]
+        results = [json_line(proc) for proc in procs]
         hub_cpu = _tree_cpu_seconds(hub.pid) - cpu_before
         for proc in procs:
             proc.wait(timeout=30)
@@ -154,9 +154,7 @@ def main(argv: list[str] | None = None) -> int:
                 if single:
                     row["vs_one_worker"] = row["mb_s"] / median([r["mb_s"] for r in single])
                     row["hub_cpu_vs_one"] = row["hub_ms_per_mb"] / median([r["hub_ms_per_mb"] for r in single])
-                rows.append(row)
-                if args.json:
-                    emit_json(row)
+                add_row(rows, row, args.json)
     if not args.json:
         print_table(
             f"One hub, N workers over WebRTC, {size >> 20} MiB each, median of {args.rounds} rounds"

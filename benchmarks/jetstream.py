@@ -25,7 +25,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ._loops import add_loop_option, loops_from, run_on
-from ._report import emit_json, median, print_table
+from ._report import add_row, median, print_table
 
 MIB = 1 << 20
 
@@ -226,9 +226,7 @@ def main(argv: list[str] | None = None) -> int:
                 "ratio": median(ratios[label]),
                 "rounds": len(runs),
             }
-            source_rows.append(row)
-            if args.json:
-                emit_json(row)
+            add_row(source_rows, row, args.json)
         for backend, runs in queues.items():
             row = {
                 "bench": "jetstream_queue",
@@ -241,9 +239,7 @@ def main(argv: list[str] | None = None) -> int:
                 "ratio": median(runs) / median(queues["memory"]),
                 "rounds": len(runs),
             }
-            queue_rows.append(row)
-            if args.json:
-                emit_json(row)
+            add_row(queue_rows, row, args.json)
     if not args.json:
         print_table(
             f"JetStream source: {count} messages of {size // 1024} KiB, read and acked, "

@@ -32,7 +32,7 @@ from rxchannel.runtime import Peer
 from rxchannel.transports import memory_pair
 
 from ._loops import add_loop_option, loops_from, run_on
-from ._report import emit_json, median, print_table
+from ._report import add_row, median, print_table
 
 Rates = tuple[float, float]  # items per wall-clock second, items per CPU-second
 
@@ -139,9 +139,7 @@ def main(argv: list[str] | None = None) -> int:
                 "baseline_items_cpu_s": median([r[1] for r in b]),
                 "cpu_cost": median([y[1] / x[1] for x, y in zip(a, b, strict=True)]),
             }
-            rows.append(row)
-            if args.json:
-                emit_json(row)
+            add_row(rows, row, args.json)
     if not args.json:
         print_table(
             f"Facade overhead, {n} items, {args.rounds} alternating rounds (medians; cost = median of round ratios)",

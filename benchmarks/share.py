@@ -23,7 +23,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ._report import emit_json, median, print_table
+from ._procs import first_line
+from ._report import add_row, median, print_table
 
 MIB = 1 << 20
 
@@ -116,8 +117,7 @@ def main(argv: list[str] | None = None) -> int:
         (Path(root_dir) / "f.bin").write_bytes(os.urandom(size))
         hub = subprocess_hub(root_dir, args.join_window)
         try:
-            assert hub.stdout is not None
-            url = hub.stdout.readline().strip()
+            url = first_line(hub)
             samples: dict[tuple[int, str], list[dict[str, Any]]] = {}
             for _ in range(rounds):
                 for n in counts:
@@ -145,9 +145,7 @@ def main(argv: list[str] | None = None) -> int:
             "shared_fraction": median([r["shared_fraction"] for r in runs]),
             "rounds": len(runs),
         }
-        rows.append(row)
-        if args.json:
-            emit_json(row)
+        add_row(rows, row, args.json)
     if not args.json:
         print_table(
             f"One {size / MIB:g} MiB file to N workers over TCP: files/ vs share/, "

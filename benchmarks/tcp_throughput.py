@@ -20,7 +20,7 @@ import time
 from typing import Any
 
 from ._loops import add_loop_option, loops_from, run_on
-from ._report import emit_json, median, print_table
+from ._report import add_row, median, print_table
 
 IMPLS = ("rxchannel", "rsocket-py")
 
@@ -171,9 +171,7 @@ def run(rounds: int, quick: bool, as_json: bool, loops: list[str]) -> list[dict[
                 row["window_bound_items_s"] = window / median(rtts)
                 ratios = [a[0] / b[0] for a, b in zip(samples["rxchannel"], samples["rsocket-py"], strict=True)]
                 row["ratio"] = median(ratios)  # each round's pair ran back to back
-                results.append(row)
-                if as_json:
-                    emit_json(row)
+                add_row(results, row, as_json)
         finally:
             for server in servers.values():
                 server.stop()
