@@ -22,6 +22,13 @@ def print_table(title: str, columns: list[str], rows: list[list[Any]]) -> None:
             print("  " + "  ".join("-" * w for w in widths))
 
 
+def cells(rows: list[dict[str, Any]], keys: str, **formats: str) -> list[list[Any]]:
+    """A table's cells: each row's values under ``keys`` (space-separated), in that order; a value
+    whose key is in ``formats`` shown through that format string (e.g. ``ratio="{:.2f}x"``)."""
+    names = keys.split()
+    return [[formats[k].format(row[k]) if k in formats else row[k] for k in names] for row in rows]
+
+
 def _fmt(v: Any) -> str:
     if isinstance(v, float):
         return f"{v:,.2f}" if abs(v) < 100 else f"{v:,.0f}"

@@ -22,7 +22,7 @@ from rxchannel.core import Role
 from rxchannel.runtime import Peer
 from rxchannel.transports import memory_pair
 
-from ._report import add_row, print_table
+from ._report import add_row, cells, print_table
 
 ITEM = 16 * 1024
 
@@ -95,18 +95,12 @@ def main(argv: list[str] | None = None) -> int:
         print_table(
             f"Fixed windows vs adaptive, {ITEM // 1024} KiB items, cap {args.bandwidth / 1e6:g} MB/s, memory transport",
             ["one-way ms", "policy", "steady MB/s", "% of cap", "overall MB/s", "max window KiB", "window / BDP"],
-            [
-                [
-                    r["one_way_ms"],
-                    r["policy"],
-                    r["steady_mb_s"],
-                    f"{100 * r['of_cap']:.0f}%",
-                    r["overall_mb_s"],
-                    r["max_window_kb"],
-                    f"{r['window_over_bdp']:.2f}",
-                ]
-                for r in rows
-            ],
+            cells(
+                rows,
+                "one_way_ms policy steady_mb_s of_cap overall_mb_s max_window_kb window_over_bdp",
+                of_cap="{:.0%}",
+                window_over_bdp="{:.2f}",
+            ),
         )
     return 0
 

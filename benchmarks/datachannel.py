@@ -25,7 +25,7 @@ from typing import Any
 
 from ._loops import add_loop_option, loops_from
 from ._procs import first_line, json_line
-from ._report import add_row, median, print_table
+from ._report import add_row, cells, median, print_table
 
 PEERS = [sys.executable, "-m", "benchmarks._dc_peers"]
 
@@ -200,7 +200,7 @@ def memory(sizes: list[int], rate: float, chunk: int, window: int, as_json: bool
         print_table(
             f"Peak RSS with the receiver's sink throttled to {rate / 1e6:g} MB/s (chunk {chunk}, window {window})",
             ["impl", "file MiB", "seconds", "sender RSS MB", "receiver RSS MB"],
-            [[r["impl"], r["size_mib"], r["seconds"], r["sender_rss_mb"], r["receiver_rss_mb"]] for r in rows],
+            cells(rows, "impl size_mib seconds sender_rss_mb receiver_rss_mb"),
         )
 
 

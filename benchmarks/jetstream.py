@@ -25,7 +25,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ._loops import add_loop_option, loops_from, run_on
-from ._report import add_row, median, print_table
+from ._report import add_row, cells, median, print_table
 
 MIB = 1 << 20
 
@@ -245,16 +245,13 @@ def main(argv: list[str] | None = None) -> int:
             f"JetStream source: {count} messages of {size // 1024} KiB, read and acked, "
             f"median of {rounds} alternating rounds (ratio: / nats-py, per round)",
             ["loop", "reader", "MB/s", "msgs/s", "msgs/CPU-s", "ratio"],
-            [
-                [r["loop"], r["reader"], r["mb_s"], r["msgs_s"], r["msgs_per_cpu_s"], f"{r['ratio']:.2f}x"]
-                for r in source_rows
-            ],
+            cells(source_rows, "loop reader mb_s msgs_s msgs_per_cpu_s ratio", ratio="{:.2f}x"),
         )
         print_table(
             f"Hub work queue: {jobs} jobs, 4 workers (window 16), one hub over TCP, "
             f"median of {rounds} alternating rounds",
             ["loop", "queue", "jobs/s", "ratio"],
-            [[r["loop"], r["queue"], r["jobs_s"], f"{r['ratio']:.2f}x"] for r in queue_rows],
+            cells(queue_rows, "loop queue jobs_s ratio", ratio="{:.2f}x"),
         )
     return 0
 

@@ -32,7 +32,7 @@ from rxchannel.runtime import Peer
 from rxchannel.transports import memory_pair
 
 from ._loops import add_loop_option, loops_from, run_on
-from ._report import add_row, median, print_table
+from ._report import add_row, cells, median, print_table
 
 Rates = tuple[float, float]  # items per wall-clock second, items per CPU-second
 
@@ -144,19 +144,12 @@ def main(argv: list[str] | None = None) -> int:
         print_table(
             f"Facade overhead, {n} items, {args.rounds} alternating rounds (medians; cost = median of round ratios)",
             ["case", "loop", "ours items/s", "baseline items/s", "cost", "ours /CPU-s", "baseline /CPU-s", "CPU cost"],
-            [
-                [
-                    r["case"],
-                    r["loop"],
-                    r["ours_items_s"],
-                    r["baseline_items_s"],
-                    f"{r['cost']:.2f}x",
-                    r["ours_items_cpu_s"],
-                    r["baseline_items_cpu_s"],
-                    f"{r['cpu_cost']:.2f}x",
-                ]
-                for r in rows
-            ],
+            cells(
+                rows,
+                "case loop ours_items_s baseline_items_s cost ours_items_cpu_s baseline_items_cpu_s cpu_cost",
+                cost="{:.2f}x",
+                cpu_cost="{:.2f}x",
+            ),
         )
     return 0
 
