@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import statistics
 from collections.abc import Sequence
@@ -42,3 +43,9 @@ def emit_json(record: dict[str, Any]) -> None:
 def add_row(rows: list[dict[str, Any]], row: dict[str, Any], as_json: bool) -> None:
     """Keep ``row`` for the table printed at the end; with ``--json``, print it now as a JSON line instead."""
     add_row(rows, row, as_json)
+
+
+def add_run_options(parser: argparse.ArgumentParser, quick: str | None = None) -> None:
+    """``--quick`` (a short run; ``quick`` says how short) and ``--json`` (a JSON line per row, no tables)."""
+    parser.add_argument("--quick", action="store_true", help=quick)
+    parser.add_argument("--json", action="store_true")

@@ -22,7 +22,7 @@ from rxchannel.core import Role
 from rxchannel.runtime import Peer
 from rxchannel.transports import memory_pair
 
-from ._report import add_row, cells, print_table
+from ._report import add_row, add_run_options, cells, print_table
 
 ITEM = 16 * 1024
 
@@ -66,8 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bandwidth", type=float, default=8e6, help="bytes/s")
     parser.add_argument("--mb", type=int, default=32, help="MB per run")
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--json", action="store_true")
+    add_run_options(parser)
     args = parser.parse_args(argv)
     total = (8 if args.quick else args.mb) * 1_000_000
     rows = []

@@ -31,7 +31,7 @@ from typing import Any
 
 from ._loops import add_loop_option, loops_from
 from ._procs import first_line, json_line
-from ._report import add_row, median, print_table
+from ._report import add_row, add_run_options, median, print_table
 from .datachannel import _cpu_seconds, make_file
 
 PEERS = [sys.executable, "-m", "benchmarks._dc_peers"]
@@ -113,8 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--window", type=int, default=32)
     parser.add_argument("--processes", default="1", help="serve --processes values to compare, e.g. 1,2")
     parser.add_argument("--pin", action=argparse.BooleanOptionalAction, default=(os.cpu_count() or 1) >= 2)
-    parser.add_argument("--quick", action="store_true", help="1 round, 8 MiB, 1 and 4 workers")
-    parser.add_argument("--json", action="store_true")
+    add_run_options(parser, "1 round, 8 MiB, 1 and 4 workers")
     add_loop_option(parser)
     args = parser.parse_args(argv)
     from rxchannel.cli.units import parse_size

@@ -25,7 +25,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ._loops import add_loop_option, loops_from, run_on
-from ._report import add_row, cells, median, print_table
+from ._report import add_row, add_run_options, cells, median, print_table
 
 MIB = 1 << 20
 
@@ -179,8 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", default="64KiB")
     parser.add_argument("--jobs", type=int, default=5000)
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--json", action="store_true")
+    add_run_options(parser)
     add_loop_option(parser)
     args = parser.parse_args(argv)
     try:

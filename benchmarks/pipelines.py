@@ -32,7 +32,7 @@ from rxchannel.runtime import Peer
 from rxchannel.transports import memory_pair
 
 from ._loops import add_loop_option, loops_from, run_on
-from ._report import add_row, cells, median, print_table
+from ._report import add_row, add_run_options, cells, median, print_table
 
 Rates = tuple[float, float]  # items per wall-clock second, items per CPU-second
 
@@ -110,8 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--items", type=int, default=200_000)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--json", action="store_true")
+    add_run_options(parser)
     add_loop_option(parser)
     args = parser.parse_args(argv)
     n = args.items // (4 if args.quick else 1)

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from ._procs import first_line
-from ._report import add_row, median, print_table
+from ._report import add_row, add_run_options, median, print_table
 
 MIB = 1 << 20
 
@@ -100,8 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--workers", default="1,4,8")
     parser.add_argument("--join-window", type=float, default=0.2)
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--json", action="store_true")
+    add_run_options(parser)
     parser.add_argument("--serve", metavar="ROOT", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.serve:
