@@ -42,7 +42,9 @@ def emit_json(record: dict[str, Any]) -> None:
 
 def add_row(rows: list[dict[str, Any]], row: dict[str, Any], as_json: bool) -> None:
     """Keep ``row`` for the table printed at the end; with ``--json``, print it now as a JSON line instead."""
-    add_row(rows, row, as_json)
+    rows.append(row)
+    if as_json:
+        emit_json(row)
 
 
 def add_run_options(parser: argparse.ArgumentParser, quick: str | None = None) -> None:

@@ -40,9 +40,9 @@ def positive_float(what: str = "a number", unit: str = "seconds") -> Any:
     return checked(what, float, lambda v: 0 < v < 1e9, f"a positive number of {unit}")
 
 
-def seconds(what: str, default: float, metavar: str = "SECONDS") -> dict[str, Any]:
+def seconds(what: str, default: float) -> dict[str, Any]:
     """``add_argument``'s keywords for an option taking a positive number of seconds (``what`` names it)."""
-    return {"type": positive_float(what), "default": default, "metavar": metavar}
+    return {"type": positive_float(what), "default": default, "metavar": "SECONDS"}
 
 
 def count(what: str, default: int, metavar: str = "N") -> dict[str, Any]:
