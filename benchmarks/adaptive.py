@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     add_run_options(parser)
     args = parser.parse_args(argv)
     total = (8 if args.quick else args.mb) * 1_000_000
-    rows = []
+    rows: list[dict[str, Any]] = []
     for latency in (0.020, 0.100):
         bdp = args.bandwidth * 2 * latency
         for name, make in (

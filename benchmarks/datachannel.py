@@ -118,7 +118,7 @@ def run_raw(directory: Path, name: str, chunk: int, rate: float | None, loop: st
 
 
 def throughput(rounds: int, size: int, chunks: list[int], window: int, as_json: bool, loops: list[str]) -> None:
-    rows = []
+    rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="rxbench-") as tmp:
         directory = Path(tmp)
         digest = make_file(directory / "payload.bin", size)
@@ -174,7 +174,7 @@ def throughput(rounds: int, size: int, chunks: list[int], window: int, as_json: 
 
 
 def memory(sizes: list[int], rate: float, chunk: int, window: int, as_json: bool) -> None:
-    rows = []
+    rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="rxbench-") as tmp:
         directory = Path(tmp)
         for size in sizes:

@@ -124,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     counts = [int(n) for n in args.workers.split(",")]
     hubs = [int(n) for n in args.processes.split(",")]
     pin = args.pin and hubs == [1]  # a hub of several processes has every core
-    rows = []
+    rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="rxhub-") as tmp:
         root = Path(tmp, "root")
         root.mkdir()

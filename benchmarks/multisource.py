@@ -111,7 +111,7 @@ def loopback(size: int, rounds: int, as_json: bool) -> None:
             for proc in procs:
                 proc.terminate()
                 proc.wait(timeout=15)
-    rows = []
+    rows: list[dict[str, Any]] = []
     base = median([s["mb_per_s"] for s in results[cases[0][0]]])
     for name, n, _ in cases:
         runs = results[name]
@@ -154,7 +154,7 @@ def links(size: int, rounds: int, as_json: bool) -> None:
         for r in range(rounds):
             for n in (1, 2, 3) if r % 2 == 0 else (3, 2, 1):
                 results[n].append(_fetch(prefix, urls[:n], Path(scratch) / "out.bin", "chunks"))
-    rows = []
+    rows: list[dict[str, Any]] = []
     for n in (1, 2, 3):
         runs = results[n]
         rates = RATES_MBIT[:n]

@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         ("rx: windowed(64) vs plain map", rx_windowed, rx_plain),
         ("async for: remote stream (memory) vs plain generator", aio_remote, aio_plain),
     ]
-    rows = []
+    rows: list[dict[str, Any]] = []
     for loop in loops_from(args):
         for name, ours, baseline in pairs:
             a: list[Rates] = []

@@ -129,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
             assert hub.stdin is not None
             hub.stdin.close()
             hub.wait(timeout=30)
-    rows = []
+    rows: list[dict[str, Any]] = []
     for (n, route), runs in samples.items():
         row = {
             "bench": "share",
