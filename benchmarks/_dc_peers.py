@@ -25,6 +25,7 @@ import json
 import sys
 import time
 from collections import deque
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
@@ -60,6 +61,25 @@ class Sink:
 
     def close(self) -> None:
         self.handle.close()
+
+
+async def _take_offers(
+    offer: Callable[[web.Request], Awaitable[web.Response]], host: str, done: asyncio.Event, pcs: list[Any]
+) -> None:
+    """A sender's signaling: take offers at http://HOST:PORT/offer (the URL printed first) until
+    ``done``; then print the sender's peak RSS and CPU seconds as a JSON line and close ``pcs``."""
+    app = web.Application()
+    app.router.add_post("/offer", offer)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, host, 0).start()
+    print(f"http://{host}:{runner.addresses[0][1]}", flush=True)
+    cpu = time.process_time()
+    await done.wait()
+    print(json.dumps({"peak_rss_mb": peak_rss_mb(), "cpu_s": time.process_time() - cpu}), flush=True)
+    for pc in pcs:
+        await pc.close()
+    await runner.cleanup()
 
 
 async def raw_send(path: str, chunk: int) -> None:
@@ -100,19 +120,7 @@ async def raw_send(path: str, chunk: int) -> None:
         return web.json_response({"sdp": pc.localDescription.sdp, "type": pc.localDescription.type})
 
     pcs: list[Any] = []
-    app = web.Application()
-    app.router.add_post("/offer", offer)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    print(f"http://127.0.0.1:{runner.addresses[0][1]}", flush=True)
-    cpu = time.process_time()
-    await done.wait()
-    print(json.dumps({"peak_rss_mb": peak_rss_mb(), "cpu_s": time.process_time() - cpu}), flush=True)
-    for pc in pcs:
-        await pc.close()
-    await runner.cleanup()
+    await _take_offers(offer, "127.0.0.1", done, pcs)
 
 
 def _description(body: dict[str, str]) -> Any:
@@ -219,18 +227,7 @@ async def stack_send(path: str, chunk: int, stack: str, host: str) -> None:
         await pc.answer(body["sdp"], [host], None)
         return web.json_response({"sdp": pc.local_sdp, "type": "answer"})
 
-    app = web.Application()
-    app.router.add_post("/offer", offer)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, host, 0).start()
-    print(f"http://{host}:{runner.addresses[0][1]}", flush=True)
-    cpu = time.process_time()
-    await done.wait()
-    print(json.dumps({"peak_rss_mb": peak_rss_mb(), "cpu_s": time.process_time() - cpu}), flush=True)
-    for pc in pcs:
-        await pc.close()
-    await runner.cleanup()
+    await _take_offers(offer, host, done, pcs)
 
 
 async def stack_recv(url: str, size: int, stack: str, host: str) -> None:

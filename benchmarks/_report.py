@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import statistics
 from collections.abc import Sequence
@@ -22,6 +23,13 @@ def print_table(title: str, columns: list[str], rows: list[list[Any]]) -> None:
             print("  " + "  ".join("-" * w for w in widths))
 
 
+def cells(rows: list[dict[str, Any]], keys: str, **formats: str) -> list[list[Any]]:
+    """A table's cells: each row's values under ``keys`` (space-separated), in that order; a value
+    whose key is in ``formats`` shown through that format string (e.g. ``ratio="{:.2f}x"``)."""
+    names = keys.split()
+    return [[formats[k].format(row[k]) if k in formats else row[k] for k in names] for row in rows]
+
+
 def _fmt(v: Any) -> str:
     if isinstance(v, float):
         return f"{v:,.2f}" if abs(v) < 100 else f"{v:,.0f}"
@@ -30,3 +38,16 @@ def _fmt(v: Any) -> str:
 
 def emit_json(record: dict[str, Any]) -> None:
     print(json.dumps(record, separators=(",", ":")), flush=True)
+
+
+def add_row(rows: list[dict[str, Any]], row: dict[str, Any], as_json: bool) -> None:
+    """Keep ``row`` for the table printed at the end; with ``--json``, print it now as a JSON line instead."""
+    rows.append(row)
+    if as_json:
+        emit_json(row)
+
+
+def add_run_options(parser: argparse.ArgumentParser, quick: str | None = None) -> None:
+    """``--quick`` (a short run; ``quick`` says how short) and ``--json`` (a JSON line per row, no tables)."""
+    parser.add_argument("--quick", action="store_true", help=quick)
+    parser.add_argument("--json", action="store_true")

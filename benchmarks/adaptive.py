@@ -22,7 +22,7 @@ from rxchannel.core import Role
 from rxchannel.runtime import Peer
 from rxchannel.transports import memory_pair
 
-from ._report import emit_json, print_table
+from ._report import add_row, add_run_options, cells, print_table
 
 ITEM = 16 * 1024
 
@@ -66,11 +66,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bandwidth", type=float, default=8e6, help="bytes/s")
     parser.add_argument("--mb", type=int, default=32, help="MB per run")
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--json", action="store_true")
+    add_run_options(parser)
     args = parser.parse_args(argv)
     total = (8 if args.quick else args.mb) * 1_000_000
-    rows = []
+    rows: list[dict[str, Any]] = []
     for latency in (0.020, 0.100):
         bdp = args.bandwidth * 2 * latency
         for name, make in (
@@ -90,25 +89,17 @@ def main(argv: list[str] | None = None) -> int:
                 "max_window_kb": result["max_window_bytes"] / 1024,
                 "window_over_bdp": result["max_window_bytes"] / bdp,
             }
-            rows.append(row)
-            if args.json:
-                emit_json(row)
+            add_row(rows, row, args.json)
     if not args.json:
         print_table(
             f"Fixed windows vs adaptive, {ITEM // 1024} KiB items, cap {args.bandwidth / 1e6:g} MB/s, memory transport",
             ["one-way ms", "policy", "steady MB/s", "% of cap", "overall MB/s", "max window KiB", "window / BDP"],
-            [
-                [
-                    r["one_way_ms"],
-                    r["policy"],
-                    r["steady_mb_s"],
-                    f"{100 * r['of_cap']:.0f}%",
-                    r["overall_mb_s"],
-                    r["max_window_kb"],
-                    f"{r['window_over_bdp']:.2f}",
-                ]
-                for r in rows
-            ],
+            cells(
+                rows,
+                "one_way_ms policy steady_mb_s of_cap overall_mb_s max_window_kb window_over_bdp",
+                of_cap="{:.0%}",
+                window_over_bdp="{:.2f}",
+            ),
         )
     return 0
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import os
 import signal
 import subprocess
@@ -25,7 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from ._loops import add_loop_option, loops_from
-from ._report import emit_json, median, print_table
+from ._procs import first_line, json_line
+from ._report import add_row, cells, median, print_table
 
 PEERS = [sys.executable, "-m", "benchmarks._dc_peers"]
 
@@ -41,14 +41,6 @@ def make_file(path: Path, size: int) -> str:
             digest.update(part)
             left -= len(part)
     return digest.hexdigest()
-
-
-def _json_line(proc: subprocess.Popen[str]) -> dict[str, Any]:
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        if line.startswith("{"):
-            return dict(json.loads(line))
-    raise RuntimeError(f"{proc.args} printed no result (exit {proc.wait()})")
 
 
 def run_rxchannel(
@@ -78,13 +70,12 @@ def run_rxchannel(
         text=True,
     )
     try:
-        assert hub.stdout is not None
-        url = hub.stdout.readline().strip()
+        url = first_line(hub)
         hub_cpu = _cpu_seconds(hub.pid)  # set up and listening: what follows is the transfer's
         cmd = [*PEERS, "rx-recv", url, name, str(directory / f"{name}.rx-out"), "--window", str(window)]
         cmd += ["--loop", loop, "--stack", "aiortc"]
         worker = subprocess.Popen([*cmd, *(["--rate", str(rate)] if rate else [])], stdout=subprocess.PIPE, text=True)
-        result = _json_line(worker)
+        result = json_line(worker)
         worker.wait(timeout=30)
         with open(f"/proc/{hub.pid}/status") as status:
             hub_rss = next(int(line.split()[1]) / 1024 for line in status if line.startswith("VmHWM:"))
@@ -109,17 +100,16 @@ def run_raw(directory: Path, name: str, chunk: int, rate: float | None, loop: st
         [*PEERS, "raw-send", str(directory / name), str(chunk), "--loop", loop], stdout=subprocess.PIPE, text=True
     )
     try:
-        assert sender.stdout is not None
-        url = sender.stdout.readline().strip()
+        url = first_line(sender)
         out = directory / f"{name}.raw-out"
         receiver = subprocess.Popen(
             [*PEERS, "raw-recv", url, str(out), "--loop", loop, *(["--rate", str(rate)] if rate else [])],
             stdout=subprocess.PIPE,
             text=True,
         )
-        result = _json_line(receiver)
+        result = json_line(receiver)
         receiver.wait(timeout=30)
-        sent = _json_line(sender)
+        sent = json_line(sender)
         result["sender_rss_mb"], result["sender_cpu_s"] = sent["peak_rss_mb"], sent["cpu_s"]
         out.unlink(missing_ok=True)
         return result
@@ -128,7 +118,7 @@ def run_raw(directory: Path, name: str, chunk: int, rate: float | None, loop: st
 
 
 def throughput(rounds: int, size: int, chunks: list[int], window: int, as_json: bool, loops: list[str]) -> None:
-    rows = []
+    rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="rxbench-") as tmp:
         directory = Path(tmp)
         digest = make_file(directory / "payload.bin", size)
@@ -162,9 +152,7 @@ def throughput(rounds: int, size: int, chunks: list[int], window: int, as_json: 
                     "raw_sender_ms_per_mb": median([c[0] for c in cpu["raw"]]),
                     "raw_receiver_ms_per_mb": median([c[1] for c in cpu["raw"]]),
                 }
-                rows.append(row)
-                if as_json:
-                    emit_json(row)
+                add_row(rows, row, as_json)
     if not as_json:
         print_table(
             f"DataChannel file transfer, {size >> 20} MiB, loopback, median of {rounds} alternating rounds "
@@ -186,7 +174,7 @@ def throughput(rounds: int, size: int, chunks: list[int], window: int, as_json: 
 
 
 def memory(sizes: list[int], rate: float, chunk: int, window: int, as_json: bool) -> None:
-    rows = []
+    rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="rxbench-") as tmp:
         directory = Path(tmp)
         for size in sizes:
@@ -206,15 +194,13 @@ def memory(sizes: list[int], rate: float, chunk: int, window: int, as_json: bool
                     "sender_rss_mb": r["sender_rss_mb"],
                     "receiver_rss_mb": r["peak_rss_mb"],
                 }
-                rows.append(row)
-                if as_json:
-                    emit_json(row)
+                add_row(rows, row, as_json)
             (directory / name).unlink()
     if not as_json:
         print_table(
             f"Peak RSS with the receiver's sink throttled to {rate / 1e6:g} MB/s (chunk {chunk}, window {window})",
             ["impl", "file MiB", "seconds", "sender RSS MB", "receiver RSS MB"],
-            [[r["impl"], r["size_mib"], r["seconds"], r["sender_rss_mb"], r["receiver_rss_mb"]] for r in rows],
+            cells(rows, "impl size_mib seconds sender_rss_mb receiver_rss_mb"),
         )
 
 

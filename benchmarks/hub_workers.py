@@ -30,8 +30,9 @@ from pathlib import Path
 from typing import Any
 
 from ._loops import add_loop_option, loops_from
-from ._report import emit_json, median, print_table
-from .datachannel import _cpu_seconds, _json_line, make_file
+from ._procs import first_line, json_line
+from ._report import add_row, add_run_options, median, print_table
+from .datachannel import _cpu_seconds, make_file
 
 PEERS = [sys.executable, "-m", "benchmarks._dc_peers"]
 
@@ -60,8 +61,7 @@ def one_run(
     hub = subprocess.Popen(_pinned(cmd, hub_cpus), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     procs: list[subprocess.Popen[str]] = []
     try:
-        assert hub.stdout is not None
-        url = hub.stdout.readline().strip()
+        url = first_line(hub)
         out = root.parent / "out"
         out.mkdir(exist_ok=True)
         for i in range(workers):
@@ -80,7 +80,7 @@ def one_run(
             assert proc.stdin is not None
             proc.stdin.write("go\n")
             proc.stdin.flush()
-        results = [_json_line(proc) for proc in procs]
+        results = [json_line(proc) for proc in procs]
         hub_cpu = _tree_cpu_seconds(hub.pid) - cpu_before
         for proc in procs:
             proc.wait(timeout=30)
@@ -113,8 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--window", type=int, default=32)
     parser.add_argument("--processes", default="1", help="serve --processes values to compare, e.g. 1,2")
     parser.add_argument("--pin", action=argparse.BooleanOptionalAction, default=(os.cpu_count() or 1) >= 2)
-    parser.add_argument("--quick", action="store_true", help="1 round, 8 MiB, 1 and 4 workers")
-    parser.add_argument("--json", action="store_true")
+    add_run_options(parser, "1 round, 8 MiB, 1 and 4 workers")
     add_loop_option(parser)
     args = parser.parse_args(argv)
     from rxchannel.cli.units import parse_size
@@ -125,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     counts = [int(n) for n in args.workers.split(",")]
     hubs = [int(n) for n in args.processes.split(",")]
     pin = args.pin and hubs == [1]  # a hub of several processes has every core
-    rows = []
+    rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="rxhub-") as tmp:
         root = Path(tmp, "root")
         root.mkdir()
@@ -154,9 +153,7 @@ def main(argv: list[str] | None = None) -> int:
                 if single:
                     row["vs_one_worker"] = row["mb_s"] / median([r["mb_s"] for r in single])
                     row["hub_cpu_vs_one"] = row["hub_ms_per_mb"] / median([r["hub_ms_per_mb"] for r in single])
-                rows.append(row)
-                if args.json:
-                    emit_json(row)
+                add_row(rows, row, args.json)
     if not args.json:
         print_table(
             f"One hub, N workers over WebRTC, {size >> 20} MiB each, median of {args.rounds} rounds"

@@ -25,7 +25,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ._loops import add_loop_option, loops_from, run_on
-from ._report import emit_json, median, print_table
+from ._report import add_row, add_run_options, cells, median, print_table
 
 MIB = 1 << 20
 
@@ -179,8 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", default="64KiB")
     parser.add_argument("--jobs", type=int, default=5000)
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--json", action="store_true")
+    add_run_options(parser)
     add_loop_option(parser)
     args = parser.parse_args(argv)
     try:
@@ -226,9 +225,7 @@ def main(argv: list[str] | None = None) -> int:
                 "ratio": median(ratios[label]),
                 "rounds": len(runs),
             }
-            source_rows.append(row)
-            if args.json:
-                emit_json(row)
+            add_row(source_rows, row, args.json)
         for backend, runs in queues.items():
             row = {
                 "bench": "jetstream_queue",
@@ -241,24 +238,19 @@ def main(argv: list[str] | None = None) -> int:
                 "ratio": median(runs) / median(queues["memory"]),
                 "rounds": len(runs),
             }
-            queue_rows.append(row)
-            if args.json:
-                emit_json(row)
+            add_row(queue_rows, row, args.json)
     if not args.json:
         print_table(
             f"JetStream source: {count} messages of {size // 1024} KiB, read and acked, "
             f"median of {rounds} alternating rounds (ratio: / nats-py, per round)",
             ["loop", "reader", "MB/s", "msgs/s", "msgs/CPU-s", "ratio"],
-            [
-                [r["loop"], r["reader"], r["mb_s"], r["msgs_s"], r["msgs_per_cpu_s"], f"{r['ratio']:.2f}x"]
-                for r in source_rows
-            ],
+            cells(source_rows, "loop reader mb_s msgs_s msgs_per_cpu_s ratio", ratio="{:.2f}x"),
         )
         print_table(
             f"Hub work queue: {jobs} jobs, 4 workers (window 16), one hub over TCP, "
             f"median of {rounds} alternating rounds",
             ["loop", "queue", "jobs/s", "ratio"],
-            [[r["loop"], r["queue"], r["jobs_s"], f"{r['ratio']:.2f}x"] for r in queue_rows],
+            cells(queue_rows, "loop queue jobs_s ratio", ratio="{:.2f}x"),
         )
     return 0
 

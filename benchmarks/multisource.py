@@ -33,7 +33,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks._report import emit_json, median, print_table
+from benchmarks._procs import first_line
+from benchmarks._report import add_row, emit_json, median, print_table
 from rxchannel.cli.units import parse_size
 
 MIB = 1 << 20
@@ -84,9 +85,8 @@ def _start_hubs(root: Path, count: int) -> tuple[list[subprocess.Popen[str]], li
             stdout=subprocess.PIPE,
             text=True,
         )  # fmt: skip
-        assert proc.stdout is not None
         procs.append(proc)
-        urls.append(proc.stdout.readline().strip())
+        urls.append(first_line(proc))
     return procs, urls
 
 
@@ -111,7 +111,7 @@ def loopback(size: int, rounds: int, as_json: bool) -> None:
             for proc in procs:
                 proc.terminate()
                 proc.wait(timeout=15)
-    rows = []
+    rows: list[dict[str, Any]] = []
     base = median([s["mb_per_s"] for s in results[cases[0][0]]])
     for name, n, _ in cases:
         runs = results[name]
@@ -121,9 +121,7 @@ def loopback(size: int, rounds: int, as_json: bool) -> None:
         row = {"bench": "multisource", "case": f"loopback: {name}", "sources": n, "mb_per_s": round(mbps, 1),
                "ratio": round(mbps / base, 2), "worker_cpu_ms_per_mb": round(cpu_per_mb, 2),
                "shares": [round(x, 3) for x in shares]}  # fmt: skip
-        rows.append(row)
-        if as_json:
-            emit_json(row)
+        add_row(rows, row, as_json)
     if not as_json:
         print_table(
             f"loopback, {size // MIB} MiB, {rounds} rounds (medians; ratio: to one hub with --verify file)",
@@ -156,7 +154,7 @@ def links(size: int, rounds: int, as_json: bool) -> None:
         for r in range(rounds):
             for n in (1, 2, 3) if r % 2 == 0 else (3, 2, 1):
                 results[n].append(_fetch(prefix, urls[:n], Path(scratch) / "out.bin", "chunks"))
-    rows = []
+    rows: list[dict[str, Any]] = []
     for n in (1, 2, 3):
         runs = results[n]
         rates = RATES_MBIT[:n]
@@ -168,9 +166,7 @@ def links(size: int, rounds: int, as_json: bool) -> None:
         row = {"bench": "multisource", "case": f"links: {' + '.join(f'{r:g}' for r in rates)} Mbit", "sources": n,
                "mb_per_s": round(mbps, 2), "of_links": round(mbps / link, 3), "shares": [round(x, 3) for x in shares],
                "rate_shares": [round(x, 3) for x in expected], "worst_share_error": round(worst, 3)}  # fmt: skip
-        rows.append(row)
-        if as_json:
-            emit_json(row)
+        add_row(rows, row, as_json)
     if not as_json:
         print_table(
             f"emulated links (5 ms each way), {size // MIB} MiB, {rounds} rounds (medians)",

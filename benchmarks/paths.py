@@ -34,6 +34,8 @@ from rxchannel.cli.units import parse_size
 from rxchannel.transports.addresses import interface_addresses
 from tests.support import make_file
 
+from ._procs import first_line
+
 RX = [sys.executable, "-m", "rxchannel"]
 PEERS = [sys.executable, "-m", "benchmarks._dc_peers"]
 CHUNK = 64 * 1024
@@ -70,14 +72,6 @@ def _lan() -> Site:
     return site
 
 
-def _json_line(proc: subprocess.Popen[str]) -> dict[str, Any]:
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        if line.startswith("{"):
-            return dict(json.loads(line))
-    raise RuntimeError(f"{proc.args} printed no result (exit {proc.wait()})")
-
-
 def run_rx(site: Site, root: Path, row: str, out: Path) -> dict[str, Any]:
     flags = ROWS[row]
     assert flags is not None
@@ -88,8 +82,7 @@ def run_rx(site: Site, root: Path, row: str, out: Path) -> dict[str, Any]:
         text=True,
     )  # fmt: skip
     try:
-        assert hub.stdout is not None
-        url = hub.stdout.readline().strip()
+        url = first_line(hub)
         done = subprocess.run(
             [*site.worker_prefix, *RX, "fetch", url, "f.bin", "-o", str(out), "--json", "--force", "--no-resume",
              *flags[1]],
@@ -113,8 +106,7 @@ def run_raw(site: Site, root: Path, size: int) -> dict[str, Any]:
         text=True,
     )  # fmt: skip
     try:
-        assert sender.stdout is not None
-        url = sender.stdout.readline().strip()
+        url = first_line(sender)
         worker_ip = site.hub_ip if site.name != "veth LAN" else "10.1.0.2"
         done = subprocess.run(
             [*site.worker_prefix, *PEERS, "stack-recv", url, str(size), "--stack", "native", "--host", worker_ip],

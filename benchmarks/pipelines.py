@@ -32,7 +32,7 @@ from rxchannel.runtime import Peer
 from rxchannel.transports import memory_pair
 
 from ._loops import add_loop_option, loops_from, run_on
-from ._report import emit_json, median, print_table
+from ._report import add_row, add_run_options, cells, median, print_table
 
 Rates = tuple[float, float]  # items per wall-clock second, items per CPU-second
 
@@ -110,8 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--items", type=int, default=200_000)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--json", action="store_true")
+    add_run_options(parser)
     add_loop_option(parser)
     args = parser.parse_args(argv)
     n = args.items // (4 if args.quick else 1)
@@ -119,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         ("rx: windowed(64) vs plain map", rx_windowed, rx_plain),
         ("async for: remote stream (memory) vs plain generator", aio_remote, aio_plain),
     ]
-    rows = []
+    rows: list[dict[str, Any]] = []
     for loop in loops_from(args):
         for name, ours, baseline in pairs:
             a: list[Rates] = []
@@ -139,26 +138,17 @@ def main(argv: list[str] | None = None) -> int:
                 "baseline_items_cpu_s": median([r[1] for r in b]),
                 "cpu_cost": median([y[1] / x[1] for x, y in zip(a, b, strict=True)]),
             }
-            rows.append(row)
-            if args.json:
-                emit_json(row)
+            add_row(rows, row, args.json)
     if not args.json:
         print_table(
             f"Facade overhead, {n} items, {args.rounds} alternating rounds (medians; cost = median of round ratios)",
             ["case", "loop", "ours items/s", "baseline items/s", "cost", "ours /CPU-s", "baseline /CPU-s", "CPU cost"],
-            [
-                [
-                    r["case"],
-                    r["loop"],
-                    r["ours_items_s"],
-                    r["baseline_items_s"],
-                    f"{r['cost']:.2f}x",
-                    r["ours_items_cpu_s"],
-                    r["baseline_items_cpu_s"],
-                    f"{r['cpu_cost']:.2f}x",
-                ]
-                for r in rows
-            ],
+            cells(
+                rows,
+                "case loop ours_items_s baseline_items_s cost ours_items_cpu_s baseline_items_cpu_s cpu_cost",
+                cost="{:.2f}x",
+                cpu_cost="{:.2f}x",
+            ),
         )
     return 0
 

@@ -23,7 +23,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ._report import emit_json, median, print_table
+from ._procs import first_line
+from ._report import add_row, add_run_options, median, print_table
 
 MIB = 1 << 20
 
@@ -99,8 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--workers", default="1,4,8")
     parser.add_argument("--join-window", type=float, default=0.2)
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--json", action="store_true")
+    add_run_options(parser)
     parser.add_argument("--serve", metavar="ROOT", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.serve:
@@ -116,8 +116,7 @@ def main(argv: list[str] | None = None) -> int:
         (Path(root_dir) / "f.bin").write_bytes(os.urandom(size))
         hub = subprocess_hub(root_dir, args.join_window)
         try:
-            assert hub.stdout is not None
-            url = hub.stdout.readline().strip()
+            url = first_line(hub)
             samples: dict[tuple[int, str], list[dict[str, Any]]] = {}
             for _ in range(rounds):
                 for n in counts:
@@ -130,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
             assert hub.stdin is not None
             hub.stdin.close()
             hub.wait(timeout=30)
-    rows = []
+    rows: list[dict[str, Any]] = []
     for (n, route), runs in samples.items():
         row = {
             "bench": "share",
@@ -145,9 +144,7 @@ def main(argv: list[str] | None = None) -> int:
             "shared_fraction": median([r["shared_fraction"] for r in runs]),
             "rounds": len(runs),
         }
-        rows.append(row)
-        if args.json:
-            emit_json(row)
+        add_row(rows, row, args.json)
     if not args.json:
         print_table(
             f"One {size / MIB:g} MiB file to N workers over TCP: files/ vs share/, "

@@ -20,7 +20,7 @@ import time
 from typing import Any
 
 from ._loops import add_loop_option, loops_from, run_on
-from ._report import emit_json, median, print_table
+from ._report import add_row, cells, median, print_table
 
 IMPLS = ("rxchannel", "rsocket-py")
 
@@ -171,9 +171,7 @@ def run(rounds: int, quick: bool, as_json: bool, loops: list[str]) -> list[dict[
                 row["window_bound_items_s"] = window / median(rtts)
                 ratios = [a[0] / b[0] for a, b in zip(samples["rxchannel"], samples["rsocket-py"], strict=True)]
                 row["ratio"] = median(ratios)  # each round's pair ran back to back
-                results.append(row)
-                if as_json:
-                    emit_json(row)
+                add_row(results, row, as_json)
         finally:
             for server in servers.values():
                 server.stop()
@@ -193,21 +191,12 @@ def run(rounds: int, quick: bool, as_json: bool, loops: list[str]) -> list[dict[
                 "TCP RTT µs",
                 "window/RTT items/s",
             ],
-            [
-                [
-                    r["loop"],
-                    r["payload"],
-                    r["window"],
-                    r["rxchannel_mb_s"],
-                    r["rxchannel_items_s"],
-                    r["rsocket-py_mb_s"],
-                    r["rsocket-py_items_s"],
-                    f"{r['ratio']:.1f}x",
-                    r["rtt_us"],
-                    r["window_bound_items_s"],
-                ]
-                for r in results
-            ],
+            cells(
+                results,
+                "loop payload window rxchannel_mb_s rxchannel_items_s rsocket-py_mb_s rsocket-py_items_s ratio rtt_us "
+                "window_bound_items_s",
+                ratio="{:.1f}x",
+            ),
         )
     return results
 

@@ -30,23 +30,22 @@ async def main() -> None:
         original = b"".join(b"reading %d: %s\n" % (i, os.urandom(4).hex().encode()) for i in range(40000))
         (root / "data.bin").write_bytes(original)
         hub = Hub(root, limits=HubLimits(chunk_size=64 * 1024))
-        service = await serve(hub.router, transport="webrtc")  # loopback ICE, no STUN
-        peer = await connect(service.url)
+        async with (
+            await serve(hub.router, transport="webrtc") as service,  # loopback ICE, no STUN
+            await connect(service.url) as peer,
+        ):
+            compressor = zlib.compressobj()
+            sink = reactive.RxFileSink(Path(tmp, "data.bin.z"))
+            reactive.request_stream(peer, "files/data.bin").pipe(
+                windowed(4, acks=sink.acks),  # at most 4 chunks in flight, freed when written
+                ops.map(lambda chunk: compressor.compress(chunk.data)),
+                ops.concat(rx.defer(lambda _s: rx.of(compressor.flush()))),
+            ).subscribe(sink)
+            await sink.done
 
-        compressor = zlib.compressobj()
-        sink = reactive.RxFileSink(Path(tmp, "data.bin.z"))
-        reactive.request_stream(peer, "files/data.bin").pipe(
-            windowed(4, acks=sink.acks),  # at most 4 chunks in flight, freed when written
-            ops.map(lambda chunk: compressor.compress(chunk.data)),
-            ops.concat(rx.defer(lambda _s: rx.of(compressor.flush()))),
-        ).subscribe(sink)
-        await sink.done
-
-        compressed = Path(tmp, "data.bin.z").read_bytes()
-        assert zlib.decompress(compressed) == original
-        print(f"fetched {len(original)} bytes over WebRTC, wrote {len(compressed)} compressed bytes")
-        await peer.close()
-        await service.close()
+            compressed = Path(tmp, "data.bin.z").read_bytes()
+            assert zlib.decompress(compressed) == original
+            print(f"fetched {len(original)} bytes over WebRTC, wrote {len(compressed)} compressed bytes")
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -128,6 +129,29 @@ def _follow_link(peer: Peer, bar: Bar | None) -> None:
     peer.resumption.on_change = changed
 
 
+@contextlib.contextmanager
+def _fetch_progress(args: argparse.Namespace, peer: Peer, label: str) -> Iterator[Bar | None]:
+    """A fetch's progress bar (on a terminal, unless --json without --progress), following ``peer``'s link."""
+    with progress_bar(sys.stderr.isatty() and (args.progress or not args.json), label) as bar:
+        _follow_link(peer, bar)
+        yield bar
+
+
+def _fetch_options(args: argparse.Namespace, bar: Bar | None, room: Path) -> dict[str, Any]:
+    """The keywords every fetch takes from the command line (``room``: where the free disk space is)."""
+    return {
+        "resume": not args.no_resume,
+        "overwrite": args.force,
+        "progress": bar,
+        "max_size": args.max_size if args.max_size is not None else free_space(room),
+    }
+
+
+def _show(args: argparse.Namespace, summary: dict[str, Any], line: str) -> None:
+    """A command's result: ``summary`` as one JSON line with --json, else ``line``."""
+    print(json.dumps(summary) if args.json else line, flush=True)
+
+
 async def cmd_fetch(args: argparse.Namespace) -> int:
     if is_directory_fetch(args):
         return await _fetch_directory(args)
@@ -141,19 +165,9 @@ async def cmd_fetch(args: argparse.Namespace) -> int:
         _note(f"resuming {out.name} from {format_size(part.stat().st_size)} (its partial copy {part.name})")
     peer = await _connect(args)
     try:
-        with progress_bar(sys.stderr.isatty() and (args.progress or not args.json), out.name) as update:
-            _follow_link(peer, update)
-            result = await fetch_file(
-                peer,
-                args.remote_path,
-                out,
-                window=args.window,
-                resume=not args.no_resume,
-                progress=update,
-                max_size=args.max_size if args.max_size is not None else free_space(out),
-                overwrite=args.force,
-                shared=args.shared,
-            )
+        with _fetch_progress(args, peer, out.name) as update:
+            options = _fetch_options(args, update, out)
+            result = await fetch_file(peer, args.remote_path, out, window=args.window, shared=args.shared, **options)
     finally:
         await peer.close()
     if result.restarted:
@@ -161,15 +175,13 @@ async def cmd_fetch(args: argparse.Namespace) -> int:
     summary = _summary(result) | {"reconnects": peer.reconnects} | route_of(peer)
     if args.shared:
         summary["shared_bytes"] = result.shared  # what came from the hub's shared read (the rest: files/)
-    if args.json:
-        print(json.dumps(summary), flush=True)
-    else:
-        resumed = f", resumed from {format_size(result.resumed_from)}" if result.resumed_from else ""
-        print(
-            f"{printable(out)}: {result.size} bytes in {result.seconds:.2f} s ({result.mb_per_s:.1f} MB/s{resumed}), "
-            "sha256 verified",
-            flush=True,
-        )
+    resumed = f", resumed from {format_size(result.resumed_from)}" if result.resumed_from else ""
+    _show(
+        args,
+        summary,
+        f"{printable(out)}: {result.size} bytes in {result.seconds:.2f} s ({result.mb_per_s:.1f} MB/s{resumed}), "
+        "sha256 verified",
+    )
     return 0
 
 
@@ -184,18 +196,9 @@ async def _fetch_directory(args: argparse.Namespace) -> int:
     peer = await _connect(args)
     start = time.perf_counter()
     try:
-        with progress_bar(sys.stderr.isatty() and (args.progress or not args.json), name) as update:
-            _follow_link(peer, update)
-            result: DirectoryResult = await fetch_directory(
-                peer,
-                remote,
-                out,
-                window=args.window,
-                resume=not args.no_resume,
-                overwrite=args.force,
-                max_size=args.max_size if args.max_size is not None else free_space(out / "x"),
-                progress=update,
-            )
+        with _fetch_progress(args, peer, name) as update:
+            options = _fetch_options(args, update, out / "x")
+            result: DirectoryResult = await fetch_directory(peer, remote, out, window=args.window, **options)
     finally:
         await peer.close()
     for reason, count in result.skipped.items():
@@ -209,25 +212,23 @@ async def _fetch_directory(args: argparse.Namespace) -> int:
             )
         out.mkdir(parents=args.parents, exist_ok=True)  # what was asked for: the directory, empty
     seconds = time.perf_counter() - start
-    if args.json:
-        summary = {
-            "output": str(out),
-            "files": len(result.fetched),
-            "unchanged": len(result.unchanged),
-            "bytes": result.size,
-            "seconds": round(seconds, 3),
-            "skipped": result.skipped,
-            "reconnects": peer.reconnects,
-            "peak_rss_mb": round(peak_rss_mb(), 1),
-        } | route_of(peer)
-        print(json.dumps(summary), flush=True)
-    else:
-        same = f", {len(result.unchanged)} already here and unchanged" if result.unchanged else ""
-        print(
-            f"{printable(out)}/: {len(result.fetched)} file(s), {result.size} bytes in {seconds:.2f} s{same}; "
-            "each sha256 verified",
-            flush=True,
-        )
+    summary = {
+        "output": str(out),
+        "files": len(result.fetched),
+        "unchanged": len(result.unchanged),
+        "bytes": result.size,
+        "seconds": round(seconds, 3),
+        "skipped": result.skipped,
+        "reconnects": peer.reconnects,
+        "peak_rss_mb": round(peak_rss_mb(), 1),
+    } | route_of(peer)
+    same = f", {len(result.unchanged)} already here and unchanged" if result.unchanged else ""
+    _show(
+        args,
+        summary,
+        f"{printable(out)}/: {len(result.fetched)} file(s), {result.size} bytes in {seconds:.2f} s{same}; "
+        "each sha256 verified",
+    )
     return 0
 
 

@@ -7,7 +7,7 @@ import argparse
 
 from rxchannel.hub.endpoints import Endpoint, EndpointLimits, parse_endpoint
 
-from .values import SIZE, positive_float
+from .values import SIZE, seconds
 
 __all__ = ["ENDPOINTS", "add_endpoint_options", "endpoint_limits", "is_endpoint"]
 
@@ -41,9 +41,7 @@ def add_endpoint_options(serve: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--endpoint-timeout",
-        type=positive_float("a timeout"),
-        default=30.0,
-        metavar="SECONDS",
+        **seconds("a timeout", 30.0),
         help="an upstream that sends no response, or nothing more of a body a worker waits for, for this long "
         "fails the stream (default 30)",
     )

@@ -30,7 +30,7 @@ from rxchannel.webrtc.ice import (
 from rxchannel.webrtc.options import VIAS, WebRtcOptions
 from rxchannel.webrtc.stack import STACKS, default_stack
 
-from .values import positive_float, positive_int
+from .values import count, positive_float, seconds
 
 __all__ = ["add_ice_options", "add_path_options", "options_from"]
 
@@ -86,9 +86,7 @@ def add_ice_options(parser: argparse.ArgumentParser, *, hub: bool) -> None:
     if not hub:  # only the dialing side waits for a candidate pair; a hub answers
         group.add_argument(
             "--ice-timeout",
-            type=positive_float("an ICE timeout"),
-            default=4.0,
-            metavar="SECONDS",
+            **seconds("an ICE timeout", 4.0),
             help="give up when no ICE candidate pair works this long after the hub's answer (default 4)",
         )
         return
@@ -108,9 +106,7 @@ def add_ice_options(parser: argparse.ArgumentParser, *, hub: bool) -> None:
     )
     group.add_argument(
         "--turn-ttl",
-        type=positive_int("a TTL"),
-        default=86400,
-        metavar="SECONDS",
+        **count("a TTL", 86400, "SECONDS"),
         help="lifetime of minted TURN credentials; keep it above the longest transfer (default 86400)",
     )
     group.add_argument(
@@ -119,9 +115,7 @@ def add_ice_options(parser: argparse.ArgumentParser, *, hub: bool) -> None:
     limits = parser.add_argument_group("WebRTC signaling limits")
     limits.add_argument(
         "--max-pending-offers",
-        type=positive_int("an offer count"),
-        default=_DEFAULTS.max_pending,
-        metavar="N",
+        **count("an offer count", _DEFAULTS.max_pending),
         help=f"answered offers whose channel has not opened yet (default {_DEFAULTS.max_pending}; "
         f"a quarter of it, at least {_DEFAULTS.max_pending_per_address}, per address)",
     )
@@ -135,16 +129,12 @@ def add_ice_options(parser: argparse.ArgumentParser, *, hub: bool) -> None:
     )
     limits.add_argument(
         "--max-offer-bytes",
-        type=positive_int("a size in bytes"),
-        default=_DEFAULTS.max_offer_bytes,
-        metavar="BYTES",
+        **count("a size in bytes", _DEFAULTS.max_offer_bytes, "BYTES"),
         help=f"largest offer SDP (default {_DEFAULTS.max_offer_bytes})",
     )
     limits.add_argument(
         "--max-candidates",
-        type=positive_int("a candidate count"),
-        default=_DEFAULTS.max_candidates,
-        metavar="N",
+        **count("a candidate count", _DEFAULTS.max_candidates),
         help=f"most ICE candidates in one offer (default {_DEFAULTS.max_candidates})",
     )
     limits.add_argument(

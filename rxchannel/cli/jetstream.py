@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 from rxchannel.runtime import Router
 
 from .errors import UsageError
-from .values import positive_float, positive_int
+from .values import count, seconds
 
 __all__ = ["add_jetstream_options", "attach_jetstream"]
 
@@ -36,17 +36,13 @@ def add_jetstream_options(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--nats-ack-wait",
-        type=positive_float("an ack wait"),
-        default=30.0,
-        metavar="SECONDS",
+        **seconds("an ack wait", 30.0),
         help="for a queue this hub creates: seconds JetStream waits for a job's answer before redelivering it, "
         "e.g. after a hub died holding it (default 30)",
     )
     group.add_argument(
         "--nats-replicas",
-        type=positive_int("a replica count"),
-        default=1,
-        metavar="N",
+        **count("a replica count", 1),
         help="for a queue this hub creates: copies of its stream on a JetStream cluster (3 on a three-server "
         "cluster: the queue survives the loss of a server; default 1)",
     )

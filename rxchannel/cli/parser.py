@@ -21,7 +21,7 @@ from .ice import add_ice_options, add_path_options
 from .jetstream import add_jetstream_options
 from .loops import add_loop_option
 from .units import format_size
-from .values import CHUNK, PORT, SIZE, positive_float, positive_int
+from .values import CHUNK, PORT, SIZE, count, positive_float, seconds, size
 
 __all__ = ["build_parser"]
 
@@ -113,23 +113,17 @@ def _add_common(p: argparse.ArgumentParser, *, hub: bool) -> None:
     )
     rsocket.add_argument(
         "--keepalive",
-        type=positive_float("a keepalive interval"),
-        default=HUB_CONNECTION.keepalive_interval,
-        metavar="SECONDS",
+        **seconds("a keepalive interval", HUB_CONNECTION.keepalive_interval),
         help=f"seconds between keepalives the dialing side sends (default {HUB_CONNECTION.keepalive_interval:g})",
     )
     rsocket.add_argument(
         "--max-lifetime",
-        type=positive_float("a lifetime"),
-        default=HUB_CONNECTION.max_lifetime,
-        metavar="SECONDS",
+        **seconds("a lifetime", HUB_CONNECTION.max_lifetime),
         help=f"seconds of silence before the other side is declared dead (default {HUB_CONNECTION.max_lifetime:g})",
     )
     rsocket.add_argument(
         "--resume-timeout",
-        type=positive_float("a timeout"),
-        default=150.0 if hub else 120.0,
-        metavar="SECONDS",
+        **seconds("a timeout", 150.0 if hub else 120.0),
         help="a broken connection is resumed (RSocket RESUME) for this long before its transfers fail: "
         + ("how long the hub keeps a session (default 150)" if hub else "how long to keep re-dialing (default 120)"),
     )
@@ -142,16 +136,12 @@ def _add_common(p: argparse.ArgumentParser, *, hub: bool) -> None:
     if not hub:
         rsocket.add_argument(
             "--connect-timeout",
-            type=positive_float("a timeout"),
-            default=20.0,
-            metavar="SECONDS",
+            **seconds("a timeout", 20.0),
             help="give up when the hub does not answer (or no WebRTC channel opens) within this (default 20)",
         )
     rsocket.add_argument(
         "--max-streams",
-        type=positive_int("a stream count"),
-        default=HUB_CONNECTION.max_streams,
-        metavar="N",
+        **count("a stream count", HUB_CONNECTION.max_streams),
         help=f"streams the other side may have open at once (default {HUB_CONNECTION.max_streams})",
     )
     add_loop_option(p)
@@ -196,44 +186,36 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument(
         "--chunk-size",
-        type=CHUNK,
-        default=HUB.chunk_size,
+        **size(HUB.chunk_size, CHUNK),
         help=f"bytes per item of a file stream (default {format_size(HUB.chunk_size)})",
     )
     serve.add_argument(
         "--max-connections",
-        type=positive_int("a connection count"),
-        default=LISTEN.max_connections,
-        metavar="N",
+        **count("a connection count", LISTEN.max_connections),
         help=f"connections at once (default {LISTEN.max_connections}; an eighth of it per address)",
     )
     serve.add_argument(
         "--max-unfinished",
-        type=SIZE,
-        default=LISTEN.max_unfinished,
+        **size(LISTEN.max_unfinished),
         help="what messages half-sent (WebSocket messages, TCP frames) may hold on all connections together; "
         "past it the least-proven sender of the most stalled one is dropped "
         f"(default {format_size(LISTEN.max_unfinished)})",
     )
     serve.add_argument(
         "--max-upload",
-        type=SIZE,
-        default=HUB.max_upload,
+        **size(HUB.max_upload),
         help=f"largest push accepted (default {format_size(HUB.max_upload)})",
     )
     serve.add_argument(
         "--max-upload-per-address",
-        type=SIZE,
-        default=HUB.max_upload_per_address,
+        **size(HUB.max_upload_per_address),
         help="what one address may hold in the inbox, finished and unfinished pushes together, when the hub has "
         f"no --secret (default {format_size(HUB.max_upload_per_address or 0)}; with a secret, peers are "
         "authenticated and only --max-upload applies)",
     )
     serve.add_argument(
         "--max-open-files",
-        type=positive_int("a file count"),
-        default=HUB.max_open_files,
-        metavar="N",
+        **count("a file count", HUB.max_open_files),
         help=f"files open for streams at once (default {HUB.max_open_files}; "
         f"{HUB.max_files_per_connection} per connection)",
     )
@@ -384,14 +366,10 @@ def build_parser() -> argparse.ArgumentParser:
         default=os.environ.get("RXCHANNEL_RENDEZVOUS_SECRET"),
         help="hubs must know it to register (default: $RXCHANNEL_RENDEZVOUS_SECRET; required)",
     )
-    relay.add_argument(
-        "--max-hubs", type=positive_int("a hub count"), default=1024, metavar="N", help="hubs registered at once"
-    )
+    relay.add_argument("--max-hubs", **count("a hub count", 1024), help="hubs registered at once")
     relay.add_argument(
         "--max-connections",
-        type=positive_int("a connection count"),
-        default=256,
-        metavar="N",
+        **count("a connection count", 256),
         help="connections at once (default 256; an eighth of it per address); when they are all taken, a newcomer "
         "takes the place of one that has not sent its request",
     )

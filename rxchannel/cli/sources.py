@@ -11,19 +11,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import sys
 from pathlib import Path
 from typing import Any
 
 from rxchannel.files import TargetExistsError, fetch_file
 from rxchannel.runtime import Peer, connect
 
-from .commands import _config, _follow_link, _note, _summary, route_of
+from .commands import _config, _fetch_options, _fetch_progress, _note, _show, _summary, route_of
 from .errors import UsageError, printable
 from .ice import options_from
-from .outputs import check_parents, file_target, free_space, is_directory_fetch
-from .progress import progress_bar
+from .outputs import check_parents, file_target, is_directory_fetch
 from .units import format_size
 
 __all__ = ["fetch_from_sources"]
@@ -63,21 +60,17 @@ async def fetch_from_sources(args: argparse.Namespace) -> int:
         unreachable = {
             url: str(p) or type(p).__name__ for url, p in zip(urls, dialed, strict=True) if not isinstance(p, Peer)
         }
-        with progress_bar(sys.stderr.isatty() and (args.progress or not args.json), out.name) as bar:
-            _follow_link(first, bar)
+        with _fetch_progress(args, first, out.name) as bar:
             result = await fetch_file(
                 first,
                 args.remote_path,
                 out,
                 window=window,
-                resume=not args.no_resume,
-                progress=bar,
-                max_size=args.max_size if args.max_size is not None else free_space(out),
-                overwrite=args.force,
                 peers=[(url, p) for url, p in zip(urls[1:], dialed[1:], strict=True) if isinstance(p, Peer)],
                 verify="chunks",
                 stall_timeout=args.stall_timeout,
                 feeding=bar.feeding if bar is not None else None,
+                **_fetch_options(args, bar, out),
             )
     finally:
         await asyncio.gather(*(p.close() for p in peers), return_exceptions=True)
@@ -90,17 +83,16 @@ async def fetch_from_sources(args: argparse.Namespace) -> int:
         else:
             sources.append({"url": url, "bytes": 0, "chunks": 0, "dropped": f"unreachable: {unreachable[url]}"})
     summary = _summary(result) | {"reconnects": first.reconnects, "sources": sources} | route_of(first)
-    if args.json:
-        print(json.dumps(summary), flush=True)
-    else:
+    if not args.json:
         for entry in sources:
             if entry["dropped"]:
                 _note(f"{entry['url']} was dropped: {entry['dropped']}")
-        resumed = f", {format_size(result.resumed_from)} kept from {part.name}" if result.resumed_from else ""
-        used = sum(1 for e in sources if e["chunks"])
-        print(
-            f"{printable(out)}: {result.size} bytes in {result.seconds:.2f} s ({result.mb_per_s:.1f} MB/s "
-            f"from {used} source(s){resumed}), each chunk and the sha256 verified",
-            flush=True,
-        )
+    resumed = f", {format_size(result.resumed_from)} kept from {part.name}" if result.resumed_from else ""
+    used = sum(1 for e in sources if e["chunks"])
+    _show(
+        args,
+        summary,
+        f"{printable(out)}: {result.size} bytes in {result.seconds:.2f} s ({result.mb_per_s:.1f} MB/s "
+        f"from {used} source(s){resumed}), each chunk and the sha256 verified",
+    )
     return 0

@@ -11,7 +11,7 @@ from typing import Any
 
 from .units import parse_size
 
-__all__ = ["CHUNK", "PORT", "SIZE", "checked", "positive_float", "positive_int"]
+__all__ = ["CHUNK", "PORT", "SIZE", "checked", "count", "positive_float", "positive_int", "seconds", "size"]
 
 
 def checked(what: str, parse: Callable[[str], Any], check: Callable[[Any], bool], accepts: str) -> Any:
@@ -40,6 +40,21 @@ def positive_float(what: str = "a number", unit: str = "seconds") -> Any:
     return checked(what, float, lambda v: 0 < v < 1e9, f"a positive number of {unit}")
 
 
+def seconds(what: str, default: float) -> dict[str, Any]:
+    """``add_argument``'s keywords for an option taking a positive number of seconds (``what`` names it)."""
+    return {"type": positive_float(what), "default": default, "metavar": "SECONDS"}
+
+
+def count(what: str, default: int, metavar: str = "N") -> dict[str, Any]:
+    """``add_argument``'s keywords for an option taking a whole number of at least 1 (``what`` names it)."""
+    return {"type": positive_int(what), "default": default, "metavar": metavar}
+
+
 PORT = checked("a port", int, lambda v: 0 <= v <= 65535, "0..65535 (0 picks a free port)")
 SIZE = checked("a size", parse_size, lambda v: v > 0, "bytes, or a size such as 64KiB, 32MiB, 1GiB")
 CHUNK = checked("a chunk size", parse_size, lambda v: 1024 <= v <= 1 << 24, "1KiB..16MiB, e.g. 64KiB")
+
+
+def size(default: int | None, kind: Any = SIZE) -> dict[str, Any]:
+    """``add_argument``'s keywords for an option taking a size in bytes (``kind``: which sizes it accepts)."""
+    return {"type": kind, "default": default}
