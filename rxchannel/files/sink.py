@@ -134,7 +134,7 @@ class FileSink:
         """Append items in order, in one trip to the disk thread.
 
         A receiver that fell behind writes what it has in one hop instead of one hop per
-        item (``benchmarks/paths.py``: +10 % on the native stack, where the receiving side
+        item (``benchmarks/paths.py``: up to +10 % on the native stack, where the receiving side
         is the slower half). The items before one that is refused are written; the refused
         one and those after it are not.
 

@@ -384,9 +384,11 @@ async def _same_as_remote(peer: Peer, entry: RemoteFile, local: Path) -> bool:
         await stream.aclose()
 
 
-#: items written in one trip to the disk thread at most (a quarter of the default window:
-#: the window refills while they are written)
-_WRITE_BATCH = 8
+#: items written in one trip to the disk thread at most: enough to halve the hops of a
+#: receiver that fell behind, few enough that fetches sharing a process's disk threads stay
+#: fair (tests/runtime/test_load.py: with 8, one of 20 fetches finished when the others
+#: had moved half; with 4, three quarters)
+_WRITE_BATCH = 4
 
 
 async def _receive(

@@ -82,16 +82,16 @@ async def test_20_connections_at_once_on_one_hub(tmp_path: Path) -> None:
         make_file(root / f"f{i}.bin", 200_000 + i * 1000, seed=i)
     hub = Hub(root, limits=HubLimits(chunk_size=16 * 1024))
     server = await rx.serve_tcp(hub.router)
-    chunks = 0
+    written = [0] * 20  # bytes each worker has on disk
 
     async def worker(i: int) -> int:
         finished_at = 0
 
         def counted(done: int, total: int | None, credits: int) -> None:
-            nonlocal chunks, finished_at
-            chunks += 1
+            nonlocal finished_at
+            written[i] = done
             if done == total:
-                finished_at = chunks  # chunks written across all workers when this one wrote its last
+                finished_at = sum(written)  # bytes written across all workers when this one wrote its last
 
         async with await rx.connect_tcp("127.0.0.1", server.port) as peer:
             result = await fetch_file(peer, f"f{i}.bin", tmp_path / f"out{i}.bin", window=8, progress=counted)
@@ -99,8 +99,8 @@ async def test_20_connections_at_once_on_one_hub(tmp_path: Path) -> None:
         return finished_at
 
     finished_at = await asyncio.gather(*(worker(i) for i in range(20)))
-    total = sum(-(-(200_000 + i * 1000) // (16 * 1024)) for i in range(20))
-    print(f"\n20 connections: first done at chunk {min(finished_at)} of {total}")
+    total = sum(200_000 + i * 1000 for i in range(20))
+    print(f"\n20 connections: first done at byte {min(finished_at)} of {total}")
     assert min(finished_at) >= 0.5 * total, "one connection finished before the others had moved half: unfair"
     await eventually(lambda: not server.peers and not hub.sources, what="the hub freeing every connection")
     await server.close()
