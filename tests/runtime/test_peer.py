@@ -1,4 +1,7 @@
-"""The asyncio runtime over real transports (in-memory pairs and TCP loopback)."""
+"""The asyncio runtime over real transports (in-memory pairs and TCP loopback).
+
+Every test is checked for leaked tasks; the peers ``connect_peers`` opens are closed by it when the test ends.
+"""
 
 from __future__ import annotations
 
@@ -62,8 +65,6 @@ async def test_request_response_fire_and_forget_and_metadata_push(connect_peers:
     async with asyncio.timeout(5):
         assert await fired.get() == b"event"
         assert await pushed.get() == b"hello"
-    await client.close()
-    await server.close()
 
 
 async def test_request_stream_with_window_never_pulls_ahead_of_demand(connect_peers: ConnectPeers) -> None:
@@ -80,8 +81,6 @@ async def test_request_stream_with_window_never_pulls_ahead_of_demand(connect_pe
     async with asyncio.timeout(5):
         await source.closed.wait()
     assert client.connection.open_streams == 0
-    await client.close()
-    await server.close()
 
 
 async def test_leaving_the_loop_cancels_and_closes_the_remote_source(connect_peers: ConnectPeers) -> None:
@@ -95,8 +94,6 @@ async def test_leaving_the_loop_cancels_and_closes_the_remote_source(connect_pee
     assert source.pulled <= 21 + 8 + 1
     await eventually(lambda: server.connection.open_streams == 0, what="the server forgetting the stream")
     assert client.connection.open_streams == 0
-    await client.close()
-    await server.close()
 
 
 async def test_request_channel_both_ways(connect_peers: ConnectPeers) -> None:
@@ -117,8 +114,6 @@ async def test_request_channel_both_ways(connect_peers: ConnectPeers) -> None:
 
     got = [p.data async for p in client.request_channel("upper", words(), b"there", window=2)]
     assert got == [b"hello there", b"A", b"BB", b"CCC"]
-    await client.close()
-    await server.close()
 
 
 async def test_errors_cross_the_wire_without_leaking_local_detail(connect_peers: ConnectPeers) -> None:
@@ -147,8 +142,6 @@ async def test_errors_cross_the_wire_without_leaking_local_detail(connect_peers:
     with pytest.raises(rx.RemoteError) as info:
         await client.request_response("no/such/route")
     assert info.value.code == rx.ErrorCode.REJECTED and "no/such/route" in str(info.value)
-    await client.close()
-    await server.close()
 
 
 async def test_server_can_request_from_client(connect_peers: ConnectPeers) -> None:
@@ -162,8 +155,6 @@ async def test_server_can_request_from_client(connect_peers: ConnectPeers) -> No
     client.router = client_router
     await eventually(lambda: server.setup is not None, what="the client's SETUP")
     assert (await server.request_response("whoami")).data == b"client"
-    await client.close()
-    await server.close()
 
 
 async def test_payloads_larger_than_the_frame_limit_arrive_intact(connect_peers: ConnectPeers) -> None:
@@ -177,8 +168,6 @@ async def test_payloads_larger_than_the_frame_limit_arrive_intact(connect_peers:
 
     client, server = await connect_peers(router, ConnectionConfig(max_frame_size=16 * 1024))
     assert (await client.request_response("blob", blob[::-1])).data == blob
-    await client.close()
-    await server.close()
 
 
 async def test_transport_death_fails_every_open_stream_and_closes_sources() -> None:
@@ -245,8 +234,6 @@ async def test_manual_demand_with_request_n(connect_peers: ConnectPeers) -> None
     assert source.violations == [] and source.max_granted == 5 and source.pulled <= 6
     with pytest.raises(rx.LocalProtocolError):
         stream.request(0)
-    await client.close()
-    await server.close()
 
 
 async def test_explicit_ack_lets_an_async_sink_drive_demand(connect_peers: ConnectPeers) -> None:
@@ -262,5 +249,3 @@ async def test_explicit_ack_lets_an_async_sink_drive_demand(connect_peers: Conne
         rest.append(item)
         stream.ack()  # the sink wrote it
     assert len(held) + len(rest) == 50 and source.violations == []
-    await client.close()
-    await server.close()
