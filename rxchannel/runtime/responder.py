@@ -38,7 +38,7 @@ class Responses:
 
     def serve(self, ev: RequestReceived, router: Router) -> None:
         """Resolve a request the peer made in ``router`` and run its handler."""
-        streams = self._streams
+        streams, peer = self._streams, self._requester
         sid, kind, route = ev.stream_id, ev.interaction, ev.route
         found = router.resolve(kind, route)
         if found is None:
@@ -55,7 +55,7 @@ class Responses:
             info=ev.info,
             data=ev.data,
             metadata=ev.metadata,
-            peer=self._requester,
+            peer=peer,  # the handler makes requests back through it
             remote=streams.remote,
             initial_n=ev.initial_n,
         )
