@@ -6,27 +6,38 @@ stream without a pull past it."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
 
 import rxchannel as rxc
 
 
-async def _served(router: rxc.Router) -> tuple[rxc.Server, rxc.Peer]:
+@contextlib.asynccontextmanager
+async def _serving(route: str, handler: Any) -> AsyncIterator[rxc.Peer]:
+    """A peer connected over TCP to a server whose stream ``route`` is ``handler``; both closed after."""
+    router = rxc.Router()
+    router.stream(route)(handler)
     server = await rxc.serve(router, transport="tcp")
-    return server, await rxc.connect(server.url)
+    try:
+        peer = await rxc.connect(server.url)
+        try:
+            yield peer
+        finally:
+            await peer.close()
+    finally:
+        await server.close()
 
 
 async def test_manual_3_runs_a_generator_4_steps_and_the_4th_item_waits_for_credit() -> None:
     pulled: list[int] = []
-    router = rxc.Router()
 
-    @router.stream("count")
     async def count(request: rxc.Request):  # type: ignore[no-untyped-def]
         for i in range(10):
             pulled.append(i)
             yield str(i).encode()
 
-    server, peer = await _served(router)
-    try:
+    async with _serving("count", count) as peer:
         stream = peer.request_stream("count", window=rxc.Manual(3))
         got = [int((await stream.next()).data) for _ in range(3)]
         await asyncio.sleep(0.2)  # time for the producer to run ahead, if it would
@@ -34,27 +45,18 @@ async def test_manual_3_runs_a_generator_4_steps_and_the_4th_item_waits_for_cred
         stream.request(1)
         assert int((await stream.next()).data) == 3, "the held item is sent once credit comes, not dropped"
         await stream.aclose()
-    finally:
-        await peer.close()
-        await server.close()
 
 
 async def test_a_last_item_marked_as_last_is_never_pulled_past() -> None:
     pulled: list[int] = []
-    router = rxc.Router()
 
-    @router.stream("three")
     async def three(request: rxc.Request):  # type: ignore[no-untyped-def]
         for i in range(3):
             pulled.append(i)
             yield rxc.Payload(str(i).encode(), last=i == 2)
         pulled.append(99)  # never reached: the stream ended with the last item
 
-    server, peer = await _served(router)
-    try:
+    async with _serving("three", three) as peer:
         items = [int(item.data) async for item in peer.request_stream("three", window=rxc.Manual(3))]
         await asyncio.sleep(0.1)
         assert items == [0, 1, 2] and pulled == [0, 1, 2]
-    finally:
-        await peer.close()
-        await server.close()
