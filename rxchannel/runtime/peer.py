@@ -22,13 +22,9 @@ from rxchannel.core import (
     ConnectionClosed,
     ConnectionConfig,
     ConnectionLostError,
-    CreditGranted,
     Detached,
-    InboundCompleted,
     Interaction,
-    ItemsReceived,
     MetadataPushed,
-    PayloadReceived,
     RemoteProtocolError,
     RequestReceived,
     Resumed,
@@ -38,8 +34,6 @@ from rxchannel.core import (
     RxChannelError,
     SetupConfirmed,
     SetupReceived,
-    StreamCancelled,
-    StreamErrored,
     WindowSpec,
     policy_for,
 )
@@ -113,9 +107,9 @@ class Peer:
         self._conn = Connection(role, config, now=self._loop.time())
         self._streams = StreamTable(
             self._conn,
+            self._loop,
             flush=self._flush,
             flush_soon=self._flush_soon,
-            now=self._loop.time,
             writable=self._writable,
             drain=self._wait_writable,
             spawn=self._spawn,
@@ -296,40 +290,14 @@ class Peer:
     # ------------------------------------------------------------ events
 
     def _process_events(self) -> None:
-        streams = self._streams
-        inbound, outbound = streams.inbound, streams.outbound
+        feed = self._streams.feed
         for ev in self._conn.events():
-            if type(ev) is ItemsReceived:
-                stream = inbound.get(ev.stream_id)
-                if stream is not None:
-                    stream.feed_all(ev.items)
-            elif isinstance(ev, PayloadReceived):
-                stream = inbound.get(ev.stream_id)
-                if stream is not None:
-                    stream.feed(Payload(ev.data, ev.metadata))
-            elif isinstance(ev, CreditGranted):
-                sink = outbound.get(ev.stream_id)
-                if sink is not None:
-                    sink.credit_granted(ev.n)
-            elif isinstance(ev, InboundCompleted):
-                stream = inbound.pop(ev.stream_id, None)
-                if stream is not None:
-                    stream.finish()
-            elif isinstance(ev, RequestReceived):
+            if feed(ev):
+                continue  # an event of one stream, handed to it
+            if isinstance(ev, RequestReceived):
                 self.last_request = self._loop.time()
                 self.requests += 1
                 self._responses.serve(ev, self.router)
-            elif isinstance(ev, StreamCancelled):
-                streams.stop_outbound(ev.stream_id)
-            elif isinstance(ev, StreamErrored):
-                stream = inbound.pop(ev.stream_id, None)
-                if stream is not None:
-                    stream.finish(ev.error)
-                    # a channel handler reading its inbound sees the error first; then its
-                    # outbound sink stops (the stream is over: nothing more can be sent)
-                    self._loop.call_soon(streams.stop_outbound, ev.stream_id, ev.error)
-                else:
-                    streams.stop_outbound(ev.stream_id, ev.error)
             elif isinstance(ev, MetadataPushed):
                 if self.router.on_metadata_push is not None:
                     self.router.on_metadata_push(ev.metadata)

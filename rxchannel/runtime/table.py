@@ -11,11 +11,22 @@ import asyncio
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from rxchannel.core import Connection, RxChannelError
+from rxchannel.core import (
+    Connection,
+    CreditGranted,
+    Event,
+    InboundCompleted,
+    ItemsReceived,
+    PayloadReceived,
+    RxChannelError,
+    StreamCancelled,
+    StreamErrored,
+)
 
 from .router import error_for
 from .sink import RemoteSink
 from .stream import RemoteStream
+from .values import Payload
 
 __all__ = ["StreamTable"]
 
@@ -25,9 +36,11 @@ Work = Callable[[RemoteSink], Coroutine[Any, Any, None]]
 
 class StreamTable:
     """Inbound halves (:class:`RemoteStream`) and outbound halves (:class:`RemoteSink`) by
-    stream id, with the connection, the loop's clock, room on the transport and flushing."""
+    stream id, with the connection, the loop's clock, room on the transport and flushing; it
+    hands each stream the connection's events for it (:meth:`feed`)."""
 
     __slots__ = (
+        "_call_soon",
         "_remote",
         "_writable",
         "connection",
@@ -43,10 +56,10 @@ class StreamTable:
     def __init__(
         self,
         connection: Connection,
+        loop: asyncio.AbstractEventLoop,
         *,
         flush: Callable[[], None],
         flush_soon: Callable[[], None],
-        now: Callable[[], float],
         writable: Callable[[], bool],
         drain: Callable[[], Coroutine[Any, Any, None]],
         spawn: Callable[[Coroutine[Any, Any, Any]], asyncio.Task[Any]],
@@ -57,7 +70,8 @@ class StreamTable:
         # the peer's own bound methods: an adapter calls them once per item
         self.flush = flush
         self.flush_soon = flush_soon
-        self.now = now
+        self.now = loop.time
+        self._call_soon = loop.call_soon
         self.drain = drain
         #: runs a coroutine as one of the peer's tasks (cancelled when the connection closes)
         self.spawn = spawn
@@ -85,6 +99,39 @@ class StreamTable:
         code, message = error_for(exc, route, remote=self._remote())
         if not self.connection.closed and self.connection.send_error(sid, code, message):
             self.flush()
+
+    def feed(self, ev: Event) -> bool:
+        """Hand an event of one stream to that stream; False for an event of the connection's."""
+        if type(ev) is ItemsReceived:
+            stream = self.inbound.get(ev.stream_id)
+            if stream is not None:
+                stream.feed_all(ev.items)
+        elif isinstance(ev, PayloadReceived):
+            stream = self.inbound.get(ev.stream_id)
+            if stream is not None:
+                stream.feed(Payload(ev.data, ev.metadata))
+        elif isinstance(ev, CreditGranted):
+            sink = self.outbound.get(ev.stream_id)
+            if sink is not None:
+                sink.credit_granted(ev.n)
+        elif isinstance(ev, InboundCompleted):
+            stream = self.inbound.pop(ev.stream_id, None)
+            if stream is not None:
+                stream.finish()
+        elif isinstance(ev, StreamCancelled):
+            self.stop_outbound(ev.stream_id)
+        elif isinstance(ev, StreamErrored):
+            stream = self.inbound.pop(ev.stream_id, None)
+            if stream is not None:
+                stream.finish(ev.error)
+                # a channel handler reading its inbound sees the error first; then its
+                # outbound sink stops (the stream is over: nothing more can be sent)
+                self._call_soon(self.stop_outbound, ev.stream_id, ev.error)
+            else:
+                self.stop_outbound(ev.stream_id, ev.error)
+        else:
+            return False
+        return True
 
     def stop_outbound(self, sid: int, error: RxChannelError | None = None) -> None:
         outbound = self.outbound.pop(sid, None)
