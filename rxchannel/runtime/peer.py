@@ -77,11 +77,13 @@ def _transport_failure(exc: RxChannelError) -> RxChannelError:
 class Peer:
     """Both requester and responder on one connection.
 
-    It holds two helpers on one table of its open streams (:class:`~.table.StreamTable`):
-    the requests it makes (:class:`~.requester.Requests`) and those it serves
-    (:class:`~.responder.Responses`). Create with :func:`rxchannel.connect`, :func:`rxchannel.serve`, or directly from a
+    Create with :func:`rxchannel.connect`, :func:`rxchannel.serve`, or directly from a
     transport: ``Peer(transport, Role.CLIENT, router=...)`` (the client sends SETUP at
     once). Use as an async context manager or call :meth:`close`.
+
+    It holds two helpers on one table of its open streams (:class:`~.table.StreamTable`):
+    the requests it makes (:class:`~.requester.Requests`) and those it serves
+    (:class:`~.responder.Responses`).
     """
 
     def __init__(
