@@ -292,10 +292,7 @@ class Peer:
     # ------------------------------------------------------------ events
 
     def _process_events(self) -> None:
-        feed = self._streams.feed
-        for ev in self._conn.events():
-            if feed(ev):
-                continue  # an event of one stream, handed to it
+        for ev in self._streams.feed(self._conn.events()):  # the streams take theirs
             if isinstance(ev, RequestReceived):
                 self.last_request = self._loop.time()
                 self.requests += 1

@@ -8,7 +8,7 @@ The peer builds one table and hands it, not itself, to its helpers (:mod:`.reque
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterator
 from typing import Any
 
 from rxchannel.core import (
@@ -100,38 +100,39 @@ class StreamTable:
         if not self.connection.closed and self.connection.send_error(sid, code, message):
             self.flush()
 
-    def feed(self, ev: Event) -> bool:
-        """Hand an event of one stream to that stream; False for an event of the connection's."""
-        if type(ev) is ItemsReceived:
-            stream = self.inbound.get(ev.stream_id)
-            if stream is not None:
-                stream.feed_all(ev.items)
-        elif isinstance(ev, PayloadReceived):
-            stream = self.inbound.get(ev.stream_id)
-            if stream is not None:
-                stream.feed(Payload(ev.data, ev.metadata))
-        elif isinstance(ev, CreditGranted):
-            sink = self.outbound.get(ev.stream_id)
-            if sink is not None:
-                sink.credit_granted(ev.n)
-        elif isinstance(ev, InboundCompleted):
-            stream = self.inbound.pop(ev.stream_id, None)
-            if stream is not None:
-                stream.finish()
-        elif isinstance(ev, StreamCancelled):
-            self.stop_outbound(ev.stream_id)
-        elif isinstance(ev, StreamErrored):
-            stream = self.inbound.pop(ev.stream_id, None)
-            if stream is not None:
-                stream.finish(ev.error)
-                # a channel handler reading its inbound sees the error first; then its
-                # outbound sink stops (the stream is over: nothing more can be sent)
-                self._call_soon(self.stop_outbound, ev.stream_id, ev.error)
+    def feed(self, events: list[Event]) -> Iterator[Event]:
+        """Hand each stream the events for it; yields the connection's own events, in their order."""
+        inbound, outbound = self.inbound, self.outbound
+        for ev in events:
+            if type(ev) is ItemsReceived:
+                stream = inbound.get(ev.stream_id)
+                if stream is not None:
+                    stream.feed_all(ev.items)
+            elif isinstance(ev, PayloadReceived):
+                stream = inbound.get(ev.stream_id)
+                if stream is not None:
+                    stream.feed(Payload(ev.data, ev.metadata))
+            elif isinstance(ev, CreditGranted):
+                sink = outbound.get(ev.stream_id)
+                if sink is not None:
+                    sink.credit_granted(ev.n)
+            elif isinstance(ev, InboundCompleted):
+                stream = inbound.pop(ev.stream_id, None)
+                if stream is not None:
+                    stream.finish()
+            elif isinstance(ev, StreamCancelled):
+                self.stop_outbound(ev.stream_id)
+            elif isinstance(ev, StreamErrored):
+                stream = inbound.pop(ev.stream_id, None)
+                if stream is not None:
+                    stream.finish(ev.error)
+                    # a channel handler reading its inbound sees the error first; then its
+                    # outbound sink stops (the stream is over: nothing more can be sent)
+                    self._call_soon(self.stop_outbound, ev.stream_id, ev.error)
+                else:
+                    self.stop_outbound(ev.stream_id, ev.error)
             else:
-                self.stop_outbound(ev.stream_id, ev.error)
-        else:
-            return False
-        return True
+                yield ev
 
     def stop_outbound(self, sid: int, error: RxChannelError | None = None) -> None:
         outbound = self.outbound.pop(sid, None)
