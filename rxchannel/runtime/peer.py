@@ -12,7 +12,8 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-from collections.abc import Callable, Coroutine
+import warnings
+from collections.abc import AsyncIterable, Callable, Iterable
 from typing import Any
 
 from rxchannel.core import (
@@ -21,12 +22,9 @@ from rxchannel.core import (
     ConnectionClosed,
     ConnectionConfig,
     ConnectionLostError,
-    CreditGranted,
     Detached,
-    InboundCompleted,
-    ItemsReceived,
+    Interaction,
     MetadataPushed,
-    PayloadReceived,
     RemoteProtocolError,
     RequestReceived,
     Resumed,
@@ -36,18 +34,20 @@ from rxchannel.core import (
     RxChannelError,
     SetupConfirmed,
     SetupReceived,
-    StreamCancelled,
-    StreamErrored,
+    WindowSpec,
+    policy_for,
 )
 from rxchannel.transports import EndOfStream, Transport
 from rxchannel.transports.admission import PROVEN
 
-from .requester import RequesterSide
-from .responder import ResponderSide
+from .requester import Requests
+from .responder import Responses
 from .resumption import Gone, Redial, Resumption, SessionHost
-from .router import Router, error_for
+from .router import Router
 from .sink import RemoteSink
 from .stream import RemoteStream
+from .table import StreamTable
+from .timer import Deadline, stall_watchdog
 from .values import Payload
 
 #: A connection that failed on this side (an unexpected exception): one line each.
@@ -74,45 +74,16 @@ def _transport_failure(exc: RxChannelError) -> RxChannelError:
     return error
 
 
-class _Link:
-    """The peer as its stream adapters see it (:class:`~.link.Link`): the connection,
-    the loop's clock, room on the transport, flushing, and cancelling an inbound half."""
-
-    __slots__ = ("flush", "flush_soon", "now", "peer")
-
-    def __init__(self, peer: Peer):
-        self.peer = peer
-        # the peer's own bound methods: an adapter calls them once per item
-        self.flush: Callable[[], None] = peer._flush
-        self.flush_soon: Callable[[], None] = peer._flush_soon
-        self.now: Callable[[], float] = peer._loop.time
-
-    @property
-    def connection(self) -> Connection:
-        return self.peer._conn
-
-    @property
-    def writable(self) -> bool:
-        return self.peer._writable()
-
-    async def drain(self) -> None:
-        await self.peer._wait_writable()
-
-    def cancel(self, stream_id: int) -> None:
-        peer = self.peer
-        peer._inbound.pop(stream_id, None)
-        peer._conn.cancel(stream_id)
-        if not peer._conn.can_send(stream_id):  # a channel we requested: our half is over too
-            peer._stop_outbound(stream_id)
-        peer._flush_soon()
-
-
-class Peer(RequesterSide, ResponderSide):
+class Peer:
     """Both requester and responder on one connection.
 
     Create with :func:`rxchannel.connect`, :func:`rxchannel.serve`, or directly from a
     transport: ``Peer(transport, Role.CLIENT, router=...)`` (the client sends SETUP at
     once). Use as an async context manager or call :meth:`close`.
+
+    It holds two helpers on one table of its open streams (:class:`~.table.StreamTable`):
+    the requests it makes (:class:`~.requester.Requests`) and those it serves
+    (:class:`~.responder.Responses`).
     """
 
     def __init__(
@@ -136,12 +107,20 @@ class Peer(RequesterSide, ResponderSide):
         self.transport = transport
         self.router = router or Router()
         self._conn = Connection(role, config, now=self._loop.time())
-        self._link = _Link(self)
-        self._inbound: dict[int, RemoteStream] = {}
-        self._outbound: dict[int, RemoteSink] = {}
+        self._streams = StreamTable(
+            self._conn,
+            self._loop,
+            flush=self._flush,
+            flush_soon=self._flush_soon,
+            writable=self._writable,
+            drain=self._wait_writable,
+            spawn=self._spawn,
+            remote=lambda: self.transport.remote,
+        )
+        self._requests = Requests(self._streams)
+        self._responses = Responses(self._streams, self)
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._timer: asyncio.Handle | None = None
-        self._timer_at = 0.0
+        self._deadline = Deadline(self._conn, self._loop, self._after_deadline)
         self._flush_handle: asyncio.Handle | None = None
         self._watchdog: asyncio.Task[None] | None = None
         self.setup: SetupReceived | None = None
@@ -165,7 +144,7 @@ class Peer(RequesterSide, ResponderSide):
         self._room = asyncio.Event()  # set when the resume store has room again
         self._reader = self._loop.create_task(self._read_loop(transport))
         self._flush()
-        self._arm_timer()
+        self._deadline.arm()
 
     @property
     def connection(self) -> Connection:
@@ -181,6 +160,84 @@ class Peer(RequesterSide, ResponderSide):
     def resumption(self) -> Resumption | None:
         """The session resumption of this peer (``on_change`` to follow it), or None."""
         return self._resumption
+
+    # ------------------------------------------------------------ requests (:mod:`.requester`)
+
+    def request_stream(
+        self,
+        route: str | None,
+        data: bytes = b"",
+        *,
+        info: dict[str, Any] | None = None,
+        metadata: bytes | None = None,
+        window: WindowSpec = None,
+        auto_ack: bool = True,
+    ) -> RemoteStream:
+        """A request-stream, opened when first iterated; at most ``window`` items in flight.
+
+        Args:
+            route: routing tag (None for none).
+            data: the request's data.
+            info: JSON-able dict sent as the ``application/json`` metadata entry.
+            metadata: raw metadata instead of ``route``/``info``.
+            window: items in flight, ``"auto"``, or a replenish policy (see :mod:`rxchannel.core`).
+            auto_ack: an item is done when the next one is pulled; if False, call
+                :meth:`RemoteStream.ack` yourself.
+        """
+        policy = policy_for(window)
+        return self._requests.stream(Interaction.STREAM, route, data, info, metadata, policy, auto_ack=auto_ack)
+
+    def request_channel(
+        self,
+        route: str | None,
+        source: AsyncIterable[Any] | Iterable[Any] | None,
+        data: bytes = b"",
+        *,
+        info: dict[str, Any] | None = None,
+        metadata: bytes | None = None,
+        window: WindowSpec = None,
+        auto_ack: bool = True,
+    ) -> RemoteStream:
+        """A request-channel: ``source`` items go out as the responder grants credit;
+        the returned stream yields the responder's items. ``data`` rides in the request."""
+        policy = policy_for(window)
+        return self._requests.stream(Interaction.CHANNEL, route, data, info, metadata, policy, source, auto_ack)
+
+    def remote_sink(
+        self,
+        route: str | None,
+        data: bytes = b"",
+        *,
+        info: dict[str, Any] | None = None,
+        metadata: bytes | None = None,
+        window: WindowSpec = None,
+    ) -> RemoteSink:
+        """A request-channel you send to item by item: the returned sink's ``send`` waits for
+        the responder's credit (``try_send`` refuses without it, ``on_credit`` shows each
+        grant), and its ``replies`` are the responder's items (at most ``window`` in flight).
+        The request goes out at once."""
+        return self._requests.sink(route, data, info, metadata, policy_for(window))
+
+    def request_sink(self, *args: Any, **kwargs: Any) -> RemoteSink:
+        """Deprecated: the same as :meth:`remote_sink` (the name every facade uses)."""
+        warnings.warn("Peer.request_sink is now Peer.remote_sink", DeprecationWarning, stacklevel=2)
+        return self.remote_sink(*args, **kwargs)
+
+    async def request_response(
+        self, route: str | None, data: bytes = b"", *, info: dict[str, Any] | None = None, metadata: bytes | None = None
+    ) -> Payload:
+        """Send a request and wait for its one response (an empty payload if the responder sent none)."""
+        return await self._requests.response(route, data, info, metadata)
+
+    async def fire_and_forget(
+        self, route: str | None, data: bytes = b"", *, info: dict[str, Any] | None = None, metadata: bytes | None = None
+    ) -> None:
+        """Send a request that gets no response; returns once it is queued under the transport's high-water mark."""
+        await self._requests.fire_and_forget(route, data, info, metadata)
+
+    async def metadata_push(self, metadata: bytes) -> None:
+        """Send METADATA_PUSH to the peer."""
+        await self._requests.metadata_push(metadata)
 
     def _writable(self) -> bool:
         """Items may go out: the transport is under its high-water mark and the resume store has room."""
@@ -226,60 +283,20 @@ class Peer(RequesterSide, ResponderSide):
                     await asyncio.wait({reader}, timeout=_READ_GRACE)
                 self._transport_ended(transport, _transport_failure(exc))
 
-    # ------------------------------------------------------------ producing and responding
-
-    def _start(self, sid: int, work: Callable[[RemoteSink], Coroutine[Any, Any, None]]) -> None:
-        """Run ``work`` as the task that sends our outbound half of ``sid`` (through the sink it is given)."""
-        sink = self._outbound[sid] = RemoteSink(self._link, sid)
-        sink.task = self._spawn(work(sink))
-
     def _spawn(self, coro: Any) -> asyncio.Task[Any]:
         task = self._loop.create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
 
-    def _fail_stream(self, sid: int, exc: BaseException, route: str | None) -> None:
-        code, message = error_for(exc, route, remote=self.transport.remote)
-        if not self._conn.closed and self._conn.send_error(sid, code, message):
-            self._flush()
-
     # ------------------------------------------------------------ events
 
     def _process_events(self) -> None:
-        inbound = self._inbound
-        for ev in self._conn.events():
-            if type(ev) is ItemsReceived:
-                stream = inbound.get(ev.stream_id)
-                if stream is not None:
-                    stream.feed_all(ev.items)
-            elif isinstance(ev, PayloadReceived):
-                stream = inbound.get(ev.stream_id)
-                if stream is not None:
-                    stream.feed(Payload(ev.data, ev.metadata))
-            elif isinstance(ev, CreditGranted):
-                outbound = self._outbound.get(ev.stream_id)
-                if outbound is not None:
-                    outbound.credit_granted(ev.n)
-            elif isinstance(ev, InboundCompleted):
-                stream = self._inbound.pop(ev.stream_id, None)
-                if stream is not None:
-                    stream.finish()
-            elif isinstance(ev, RequestReceived):
+        for ev in self._streams.feed(self._conn.events()):  # the streams take theirs
+            if isinstance(ev, RequestReceived):
                 self.last_request = self._loop.time()
                 self.requests += 1
-                self._on_request(ev)
-            elif isinstance(ev, StreamCancelled):
-                self._stop_outbound(ev.stream_id)
-            elif isinstance(ev, StreamErrored):
-                stream = self._inbound.pop(ev.stream_id, None)
-                if stream is not None:
-                    stream.finish(ev.error)
-                    # a channel handler reading its inbound sees the error first; then its
-                    # outbound sink stops (the stream is over: nothing more can be sent)
-                    self._loop.call_soon(self._stop_outbound, ev.stream_id, ev.error)
-                else:
-                    self._stop_outbound(ev.stream_id, ev.error)
+                self._responses.serve(ev, self.router)
             elif isinstance(ev, MetadataPushed):
                 if self.router.on_metadata_push is not None:
                     self.router.on_metadata_push(ev.metadata)
@@ -324,7 +341,7 @@ class Peer(RequesterSide, ResponderSide):
             self._reader.cancel()
         self._reader = self._loop.create_task(self._read_loop(transport))
         self._flush()
-        self._arm_timer()
+        self._deadline.arm()
 
     def _relinquish(self) -> None:
         """This (new) connection's transport now carries another peer's session: let go of it."""
@@ -342,19 +359,10 @@ class Peer(RequesterSide, ResponderSide):
             self._conn.connection_lost(error)
         self._process_events()
 
-    def _stop_outbound(self, sid: int, error: RxChannelError | None = None) -> None:
-        outbound = self._outbound.pop(sid, None)
-        if outbound is not None:
-            outbound.stop(error)
-
     def _on_closed(self, error: RxChannelError | None) -> None:
         self.error = error
         stream_error = error or ClosedResourceError("the connection was closed by this side")
-        for stream in self._inbound.values():
-            stream.finish(stream_error)
-        self._inbound.clear()
-        for sid in list(self._outbound):
-            self._stop_outbound(sid, stream_error)
+        self._streams.close_all(stream_error)
         for task in list(self._tasks):
             task.cancel()
         self._flush()  # a last ERROR frame, if any
@@ -366,9 +374,7 @@ class Peer(RequesterSide, ResponderSide):
             self.transport.abort()
         else:
             self._spawn(self.transport.close())
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self._deadline.cancel()
         if not self.closed.done():
             self.closed.set_result(error)
 
@@ -390,7 +396,7 @@ class Peer(RequesterSide, ResponderSide):
                 conn.receive_frames(await transport.receive(), self._loop.time())
                 self._process_events()
                 self._flush()
-                self._arm_timer()
+                self._deadline.arm()
                 if self._conn.store_room is not None and self._conn.store_room > 0:
                     self._room.set()
         except EndOfStream:
@@ -424,22 +430,8 @@ class Peer(RequesterSide, ResponderSide):
         self._process_events()
 
     async def _stall_watchdog(self) -> None:
-        """Runs while the send queue is over the high-water mark; drops a peer that lets it stay there."""
-        limits = self.transport.limits
         try:
-            async with asyncio.timeout(limits.stall_timeout):
-                await self.transport.drain()
-        except TimeoutError:
-            queued = self.transport.buffered_amount
-            self._conn.connection_lost(
-                ConnectionLostError(
-                    f"the peer stopped reading: {queued >> 10} KiB waited for it over the high-water mark "
-                    f"for {limits.stall_timeout:.0f} s (TransportLimits.stall_timeout); dropped"
-                )
-            )
-            self._process_events()
-        except RxChannelError:
-            pass  # the transport ended anyway
+            await stall_watchdog(self.transport, self._conn, self._process_events)
         finally:
             self._watchdog = None
 
@@ -469,27 +461,9 @@ class Peer(RequesterSide, ResponderSide):
         self._flush_handle = None
         self._flush()
 
-    def _arm_timer(self) -> None:
-        """One timer for the connection's next deadline; moved earlier when the deadline
-        moves earlier (a SETUP that asks for a shorter lifetime), never re-armed needlessly."""
-        deadline = self._conn.get_timer()
-        if deadline is None:
-            return
-        if self._timer is not None:
-            if self._timer_at <= deadline:
-                return
-            self._timer.cancel()
-        # the deadline is kept here: uvloop's call_at returns a plain Handle, without when(),
-        # for a deadline already past (which the timer of a busy loop's connection can be)
-        self._timer_at = deadline
-        self._timer = self._loop.call_at(deadline, self._on_timer)
-
-    def _on_timer(self) -> None:
-        self._timer = None
-        self._conn.handle_timer(self._loop.time())
+    def _after_deadline(self) -> None:
         self._flush()
         self._process_events()
-        self._arm_timer()
 
     # ------------------------------------------------------------ lifecycle
 

@@ -24,7 +24,7 @@ import logging
 import warnings
 from collections.abc import AsyncIterable, Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypedDict, Unpack
 
 from rxchannel.core import (
     ApplicationError,
@@ -48,18 +48,29 @@ __all__ = ["Handler", "Request", "Requester", "Router", "error_for", "handler_re
 log = logging.getLogger("rxchannel.runtime")
 
 
+class _Options(TypedDict, total=False):
+    """The keyword options every request of :class:`Requester` takes."""
+
+    info: dict[str, Any] | None
+    metadata: bytes | None
+
+
+class _WindowOptions(_Options, total=False):
+    """A request whose replies are a stream: at most ``window`` in flight."""
+
+    window: WindowSpec
+
+
+class _StreamOptions(_WindowOptions, total=False):
+    auto_ack: bool
+
+
 class Requester(Protocol):
-    """The requests a handler can make back to the peer that called it (a :class:`~rxchannel.Peer`)."""
+    """The requests a handler can make back to the peer that called it (a :class:`~rxchannel.Peer`,
+    whose request methods say what each keyword option means)."""
 
     def request_stream(
-        self,
-        route: str | None,
-        data: bytes = b"",
-        *,
-        info: dict[str, Any] | None = None,
-        metadata: bytes | None = None,
-        window: WindowSpec = None,
-        auto_ack: bool = True,
+        self, route: str | None, data: bytes = b"", **options: Unpack[_StreamOptions]
     ) -> RemoteStream: ...
 
     def request_channel(
@@ -67,32 +78,16 @@ class Requester(Protocol):
         route: str | None,
         source: AsyncIterable[Any] | Iterable[Any] | None,
         data: bytes = b"",
-        *,
-        info: dict[str, Any] | None = None,
-        metadata: bytes | None = None,
-        window: WindowSpec = None,
-        auto_ack: bool = True,
+        **options: Unpack[_StreamOptions],
     ) -> RemoteStream: ...
 
-    async def request_response(
-        self, route: str | None, data: bytes = b"", *, info: dict[str, Any] | None = None, metadata: bytes | None = None
-    ) -> Payload: ...
+    async def request_response(self, route: str | None, data: bytes = b"", **options: Unpack[_Options]) -> Payload: ...
 
-    async def fire_and_forget(
-        self, route: str | None, data: bytes = b"", *, info: dict[str, Any] | None = None, metadata: bytes | None = None
-    ) -> None: ...
+    async def fire_and_forget(self, route: str | None, data: bytes = b"", **options: Unpack[_Options]) -> None: ...
 
     async def metadata_push(self, metadata: bytes) -> None: ...
 
-    def remote_sink(
-        self,
-        route: str | None,
-        data: bytes = b"",
-        *,
-        info: dict[str, Any] | None = None,
-        metadata: bytes | None = None,
-        window: WindowSpec = None,
-    ) -> RemoteSink: ...
+    def remote_sink(self, route: str | None, data: bytes = b"", **options: Unpack[_WindowOptions]) -> RemoteSink: ...
 
 
 @dataclass(slots=True, kw_only=True)

@@ -1,4 +1,7 @@
-"""The asyncio runtime over real transports (in-memory pairs and TCP loopback)."""
+"""The asyncio runtime over real transports (in-memory pairs and TCP loopback).
+
+Every test is checked for leaked tasks; the peers ``connect_peers`` opens are closed by it when the test ends.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +15,8 @@ from rxchannel.core import ConnectionConfig, Role
 from rxchannel.runtime import Peer
 from rxchannel.transports import memory_pair
 from tests.support import ConnectPeers, GuardedSource, eventually, open_peers
+
+pytestmark = pytest.mark.usefixtures("no_leaked_tasks")
 
 
 class Source:
@@ -31,9 +36,14 @@ class Source:
             self.closed.set()
 
 
-async def test_request_response_fire_and_forget_and_metadata_push(
-    no_leaked_tasks: None, connect_peers: ConnectPeers
-) -> None:
+async def serve_stream(connect_peers: ConnectPeers, route: str, source: Source | GuardedSource) -> tuple[Peer, Peer]:
+    """A client and a server whose stream handler for ``route`` is ``source``."""
+    router = rx.Router()
+    router.stream(route)(source)
+    return await connect_peers(router)
+
+
+async def test_request_response_fire_and_forget_and_metadata_push(connect_peers: ConnectPeers) -> None:
     router = rx.Router()
     fired: asyncio.Queue[bytes] = asyncio.Queue()
     pushed: asyncio.Queue[bytes] = asyncio.Queue()
@@ -55,17 +65,11 @@ async def test_request_response_fire_and_forget_and_metadata_push(
     async with asyncio.timeout(5):
         assert await fired.get() == b"event"
         assert await pushed.get() == b"hello"
-    await client.close()
-    await server.close()
 
 
-async def test_request_stream_with_window_never_pulls_ahead_of_demand(
-    no_leaked_tasks: None, connect_peers: ConnectPeers
-) -> None:
-    router = rx.Router()
+async def test_request_stream_with_window_never_pulls_ahead_of_demand(connect_peers: ConnectPeers) -> None:
     source = Source(200)
-    router.stream("numbers")(source)
-    client, server = await connect_peers(router)
+    client, server = await serve_stream(connect_peers, "numbers", source)
     window = 4
     got = []
     async for item in client.request_stream("numbers", window=window):
@@ -77,17 +81,11 @@ async def test_request_stream_with_window_never_pulls_ahead_of_demand(
     async with asyncio.timeout(5):
         await source.closed.wait()
     assert client.connection.open_streams == 0
-    await client.close()
-    await server.close()
 
 
-async def test_leaving_the_loop_cancels_and_closes_the_remote_source(
-    no_leaked_tasks: None, connect_peers: ConnectPeers
-) -> None:
-    router = rx.Router()
+async def test_leaving_the_loop_cancels_and_closes_the_remote_source(connect_peers: ConnectPeers) -> None:
     source = Source(10**9)
-    router.stream("endless")(source)
-    client, server = await connect_peers(router)
+    client, server = await serve_stream(connect_peers, "endless", source)
     async for item in client.request_stream("endless", window=8):
         if item.data[:4] == (20).to_bytes(4, "big"):
             break
@@ -96,11 +94,9 @@ async def test_leaving_the_loop_cancels_and_closes_the_remote_source(
     assert source.pulled <= 21 + 8 + 1
     await eventually(lambda: server.connection.open_streams == 0, what="the server forgetting the stream")
     assert client.connection.open_streams == 0
-    await client.close()
-    await server.close()
 
 
-async def test_request_channel_both_ways(no_leaked_tasks: None, connect_peers: ConnectPeers) -> None:
+async def test_request_channel_both_ways(connect_peers: ConnectPeers) -> None:
     router = rx.Router()
 
     @router.channel("upper")
@@ -118,13 +114,9 @@ async def test_request_channel_both_ways(no_leaked_tasks: None, connect_peers: C
 
     got = [p.data async for p in client.request_channel("upper", words(), b"there", window=2)]
     assert got == [b"hello there", b"A", b"BB", b"CCC"]
-    await client.close()
-    await server.close()
 
 
-async def test_errors_cross_the_wire_without_leaking_local_detail(
-    no_leaked_tasks: None, connect_peers: ConnectPeers
-) -> None:
+async def test_errors_cross_the_wire_without_leaking_local_detail(connect_peers: ConnectPeers) -> None:
     router = rx.Router()
 
     @router.response("refuse")
@@ -150,11 +142,9 @@ async def test_errors_cross_the_wire_without_leaking_local_detail(
     with pytest.raises(rx.RemoteError) as info:
         await client.request_response("no/such/route")
     assert info.value.code == rx.ErrorCode.REJECTED and "no/such/route" in str(info.value)
-    await client.close()
-    await server.close()
 
 
-async def test_server_can_request_from_client(no_leaked_tasks: None, connect_peers: ConnectPeers) -> None:
+async def test_server_can_request_from_client(connect_peers: ConnectPeers) -> None:
     client_router = rx.Router()
 
     @client_router.response("whoami")
@@ -165,13 +155,9 @@ async def test_server_can_request_from_client(no_leaked_tasks: None, connect_pee
     client.router = client_router
     await eventually(lambda: server.setup is not None, what="the client's SETUP")
     assert (await server.request_response("whoami")).data == b"client"
-    await client.close()
-    await server.close()
 
 
-async def test_payloads_larger_than_the_frame_limit_arrive_intact(
-    no_leaked_tasks: None, connect_peers: ConnectPeers
-) -> None:
+async def test_payloads_larger_than_the_frame_limit_arrive_intact(connect_peers: ConnectPeers) -> None:
     router = rx.Router()
     blob = bytes(range(256)) * 4000  # ~1 MB
 
@@ -182,11 +168,9 @@ async def test_payloads_larger_than_the_frame_limit_arrive_intact(
 
     client, server = await connect_peers(router, ConnectionConfig(max_frame_size=16 * 1024))
     assert (await client.request_response("blob", blob[::-1])).data == blob
-    await client.close()
-    await server.close()
 
 
-async def test_transport_death_fails_every_open_stream_and_closes_sources(no_leaked_tasks: None) -> None:
+async def test_transport_death_fails_every_open_stream_and_closes_sources() -> None:
     router = rx.Router()
     source = Source(10**9)
     router.stream("endless")(source)
@@ -206,7 +190,7 @@ async def test_transport_death_fails_every_open_stream_and_closes_sources(no_lea
     await server.close()
 
 
-async def test_a_silent_peer_is_detected_by_the_keepalive_deadline(no_leaked_tasks: None) -> None:
+async def test_a_silent_peer_is_detected_by_the_keepalive_deadline() -> None:
     a, b = memory_pair()
     config = ConnectionConfig(keepalive_interval=0.05, max_lifetime=0.3)
     client = Peer(a, Role.CLIENT, config=config)
@@ -220,12 +204,8 @@ async def test_a_silent_peer_is_detected_by_the_keepalive_deadline(no_leaked_tas
     await b.close()
 
 
-async def test_local_close_fails_open_streams_with_closed_resource_error(
-    no_leaked_tasks: None, connect_peers: ConnectPeers
-) -> None:
-    router = rx.Router()
-    router.stream("endless")(Source(10**9))
-    client, server = await connect_peers(router)
+async def test_local_close_fails_open_streams_with_closed_resource_error(connect_peers: ConnectPeers) -> None:
+    client, server = await serve_stream(connect_peers, "endless", Source(10**9))
     stream = client.request_stream("endless", window=2)
     await stream.next()
     await client.close()
@@ -237,11 +217,9 @@ async def test_local_close_fails_open_streams_with_closed_resource_error(
     await server.close()
 
 
-async def test_manual_demand_with_request_n(no_leaked_tasks: None, connect_peers: ConnectPeers) -> None:
-    router = rx.Router()
+async def test_manual_demand_with_request_n(connect_peers: ConnectPeers) -> None:
     source = GuardedSource(100)
-    router.stream("numbers")(source)
-    client, server = await connect_peers(router)
+    client, server = await serve_stream(connect_peers, "numbers", source)
     stream = client.request_stream("numbers", window=rx.Manual(3))
     got = [await stream.next() for _ in range(3)]
     assert client.connection.demand(stream.stream_id).granted_total == 3  # type: ignore[union-attr]
@@ -256,15 +234,11 @@ async def test_manual_demand_with_request_n(no_leaked_tasks: None, connect_peers
     assert source.violations == [] and source.max_granted == 5 and source.pulled <= 6
     with pytest.raises(rx.LocalProtocolError):
         stream.request(0)
-    await client.close()
-    await server.close()
 
 
-async def test_explicit_ack_lets_an_async_sink_drive_demand(no_leaked_tasks: None, connect_peers: ConnectPeers) -> None:
-    router = rx.Router()
+async def test_explicit_ack_lets_an_async_sink_drive_demand(connect_peers: ConnectPeers) -> None:
     source = GuardedSource(50)
-    router.stream("numbers")(source)
-    client, server = await connect_peers(router)
+    client, server = await serve_stream(connect_peers, "numbers", source)
     stream = client.request_stream("numbers", window=4, auto_ack=False)
     held = [await stream.next() for _ in range(4)]
     demand = client.connection.demand(stream.stream_id)
@@ -275,5 +249,3 @@ async def test_explicit_ack_lets_an_async_sink_drive_demand(no_leaked_tasks: Non
         rest.append(item)
         stream.ack()  # the sink wrote it
     assert len(held) + len(rest) == 50 and source.violations == []
-    await client.close()
-    await server.close()

@@ -7,58 +7,58 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
-from typing import Any
+from collections.abc import AsyncIterator
 
 import rxchannel as rxc
 
-Handler = Callable[[rxc.Request], AsyncIterator[Any]]
 
+class _Numbers:
+    """A stream handler of the numbers below ``count`` (the last one marked ``last=True`` if
+    ``mark_last``) that records each number the runtime pulls; a pull past the last records ``count``."""
 
-def _numbers(count: int, pulled: list[int], *, mark_last: bool = False) -> Handler:
-    """A stream handler yielding the numbers below ``count``, each added to ``pulled`` as the
-    generator is pulled for it; with ``mark_last`` the final number is marked ``last=True``,
-    and a pull past it would add ``count`` itself."""
+    def __init__(self, count: int, *, mark_last: bool = False):
+        self.count, self.mark_last = count, mark_last
+        self.pulled: list[int] = []
 
-    async def numbers(request: rxc.Request) -> AsyncIterator[bytes | rxc.Payload]:
-        for i in range(count):
-            pulled.append(i)
-            yield rxc.Payload(str(i).encode(), last=True) if mark_last and i == count - 1 else str(i).encode()
-        pulled.append(count)
-
-    return numbers
+    async def __call__(self, request: rxc.Request) -> AsyncIterator[bytes | rxc.Payload]:
+        for i in range(self.count):
+            self.pulled.append(i)
+            data = str(i).encode()
+            yield rxc.Payload(data, last=True) if self.mark_last and i == self.count - 1 else data
+        self.pulled.append(self.count)
 
 
 @contextlib.asynccontextmanager
-async def _served(route: str, handler: Handler) -> AsyncIterator[rxc.Peer]:
-    """A peer connected over TCP to a server whose ``route`` streams ``handler``; both closed
-    on the way out."""
+async def _serving(numbers: _Numbers) -> AsyncIterator[rxc.Peer]:
+    """A peer connected over TCP to a server whose stream ``numbers`` is ``numbers``; both closed after."""
     router = rxc.Router()
-    router.stream(route)(handler)
+    router.stream("numbers")(numbers)
     server = await rxc.serve(router, transport="tcp")
-    peer = await rxc.connect(server.url)
     try:
-        yield peer
+        peer = await rxc.connect(server.url)
+        try:
+            yield peer
+        finally:
+            await peer.close()
     finally:
-        await peer.close()
         await server.close()
 
 
 async def test_manual_3_runs_a_generator_4_steps_and_the_4th_item_waits_for_credit() -> None:
-    pulled: list[int] = []
-    async with _served("count", _numbers(10, pulled)) as peer:
-        stream = peer.request_stream("count", window=rxc.Manual(3))
+    numbers = _Numbers(10)
+    async with _serving(numbers) as peer:
+        stream = peer.request_stream("numbers", window=rxc.Manual(3))
         got = [int((await stream.next()).data) for _ in range(3)]
         await asyncio.sleep(0.2)  # time for the producer to run ahead, if it would
-        assert got == [0, 1, 2] and pulled == [0, 1, 2, 3], "one item past the demand, held for credit"
+        assert got == [0, 1, 2] and numbers.pulled == [0, 1, 2, 3], "one item past the demand, held for credit"
         stream.request(1)
         assert int((await stream.next()).data) == 3, "the held item is sent once credit comes, not dropped"
         await stream.aclose()
 
 
 async def test_a_last_item_marked_as_last_is_never_pulled_past() -> None:
-    pulled: list[int] = []
-    async with _served("three", _numbers(3, pulled, mark_last=True)) as peer:
-        items = [int(item.data) async for item in peer.request_stream("three", window=rxc.Manual(3))]
+    numbers = _Numbers(3, mark_last=True)
+    async with _serving(numbers) as peer:
+        items = [int(item.data) async for item in peer.request_stream("numbers", window=rxc.Manual(3))]
         await asyncio.sleep(0.1)
-        assert items == [0, 1, 2] and pulled == [0, 1, 2], "the generator was pulled past its last item"
+        assert items == [0, 1, 2] and numbers.pulled == [0, 1, 2], "the stream ended with the item marked last"
