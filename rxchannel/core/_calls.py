@@ -93,9 +93,9 @@ class LocalCalls(ConnectionState):
         if interaction is not Interaction.FNF:
             s = Stream(sid, interaction, requester=True)
             s.demand = self._demand_of(sid, demand) if demand is not None else None
-            if complete:
-                s.outbound = Half.DONE
-            self._streams[sid] = s
+            if complete and interaction is Interaction.CHANNEL:  # its first item was its last
+                self._streams.finish_outbound(s)
+            self._streams.open(s)
         self._out.extend(
             encode_item(
                 sid,
@@ -168,10 +168,7 @@ class LocalCalls(ConnectionState):
         outbound half ends too, and nothing more is sent on it.
         """
         s = self._streams.get(stream_id)
-        if s is not None and s.local(False, Signal.STOP):
-            s.end_inbound()
-            if s.requester and s.interaction is Interaction.CHANNEL and s.outbound is Half.OPEN:
-                s.outbound = Half.CANCELLED
+        if s is not None and self._streams.stop(s):
             self._queue(encode_frame(CancelFrame(stream_id=stream_id)))
             self._maybe_forget(s)
 
@@ -213,7 +210,7 @@ class LocalCalls(ConnectionState):
         else:
             self._out.extend(encode_item(stream_id, FrameType.PAYLOAD, metadata, data, limit, complete=last))
         if last:
-            s.outbound = Half.DONE
+            self._streams.finish_outbound(s)
             self._maybe_forget(s)
         return left
 
@@ -225,7 +222,6 @@ class LocalCalls(ConnectionState):
         """
         s = self._outbound(stream_id, Signal.FINISH)
         self._queue(encode_payload(stream_id, b"", None, next=False, complete=True))
-        s.outbound = Half.DONE
         self._maybe_forget(s)
 
     def _outbound(self, stream_id: int, signal: Signal) -> Stream:

@@ -376,8 +376,7 @@ class Connection(ResumableCalls):
         if s is None:
             self.ignored_frames += 1  # unknown or finished stream: ignore (Handling the Unexpected)
         elif s.pending_request is not None:
-            s.drop_partial()
-            del self._streams[s.id]  # the requester gave up before its request was whole
+            self._streams.abandon(s)  # the requester gave up before its request was whole
         else:
             self._forget(s)  # ERROR ends both halves
             self._events.append(StreamErrored(stream_id=s.id, error=remote_error(frame.code, frame.message)))
@@ -403,7 +402,7 @@ class Connection(ResumableCalls):
         if frame.follows and not frame.complete:
             s.pending_request = frame
             s.partial = self._new_partial()
-            self._streams[sid] = s
+            self._streams.open(s)
             first = PayloadFrame(stream_id=sid, metadata=frame.metadata, data=frame.data, follows=True)
             self._on_request_fragment(s, first)
             return
@@ -421,12 +420,12 @@ class Connection(ResumableCalls):
             try:
                 route, info = parse_request_metadata(metadata)
             except MetadataError as exc:
-                self._streams.pop(s.id, None)
+                self._streams.forget(s)
                 if s.interaction is not Interaction.FNF:  # a fire-and-forget has no stream to answer on
                     self._queue(encode_frame(ErrorFrame(stream_id=s.id, code=ErrorCode.INVALID, message=str(exc))))
                 return
         if s.interaction is Interaction.FNF:
-            self._streams.pop(s.id, None)
+            self._streams.forget(s)
         else:
             if s.interaction is not Interaction.RESPONSE:
                 s.send_credit.granted(frame.initial_n)
@@ -435,11 +434,11 @@ class Connection(ResumableCalls):
                 # its policy (set_policy); until then nothing is granted
                 s.demand = self._demand_of(s.id, InboundDemand())
                 if complete:
-                    s.inbound = Half.DONE
+                    self._streams.complete_inbound(s)
                     # a responder answers every REQUEST_CHANNEL with REQUEST_N (Request Channel), even
                     # one that needs none: the requester ignores credit for a half it completed
                     self._out.request_n(s.id, 1)
-            self._streams[s.id] = s
+            self._streams.open(s)
         self._events.append(request_received(s.id, s.interaction, frame, metadata, data, route, info, complete))
 
     def _on_stream_frame(self, frame: PayloadFrame | RequestNFrame | CancelFrame, now: float) -> None:
@@ -487,8 +486,7 @@ class Connection(ResumableCalls):
                 # a channel's C may come on its last fragment (rxchannel's requester puts it there)
                 self._open_request(s, s.pending_request, metadata, data, complete=frame.complete)
         elif isinstance(frame, CancelFrame):
-            s.drop_partial()
-            del self._streams[s.id]  # the requester gave up before the request was whole
+            self._streams.abandon(s)  # the requester gave up before the request was whole
         else:
             error = "REQUEST_N arrived while the request's fragments were incomplete"
             self._violation(s, RemoteProtocolError(error, code=ErrorCode.INVALID, stream_id=s.id))

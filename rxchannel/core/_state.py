@@ -14,12 +14,13 @@ from ._credit import InboundDemand
 from ._errors import RemoteProtocolError, RxChannelError
 from ._events import ConnectionClosed, Event, Interaction, StreamErrored
 from ._fragments import Budget, Reassembly
-from ._frames import MAX_REQUEST_N, ErrorFrame, KeepaliveFrame, encode_frame, fit_frame
+from ._frames import ErrorFrame, KeepaliveFrame, encode_frame, fit_frame
 from ._keepalive import Keepalive
 from ._output import Output
 from ._resume import Session, SessionState, is_tracked
 from ._setup import client_setup
-from ._streams import Half, Stream
+from ._streams import Stream
+from ._table import StreamTable
 
 __all__ = ["ConnectionState"]
 
@@ -32,7 +33,7 @@ class ConnectionState:
         self.config = config or ConnectionConfig()
         #: the metadata MIME type of this connection: our own as a client, the client's SETUP's as a server
         self.metadata_mime = self.config.metadata_mime
-        self._streams: dict[int, Stream] = {}
+        self._streams = StreamTable()
         self._out = Output()
         self._events: deque[Event] = deque()
         self._next_stream_id = 1 if role is Role.CLIENT else 2
@@ -133,10 +134,10 @@ class ConnectionState:
     @property
     def reassembly_bytes(self) -> int:
         """Bytes held for items whose fragments are still arriving."""
-        return sum(s.partial.size for s in self._streams.values() if s.partial is not None)
+        return self._streams.reassembly_bytes
 
     def stream_ids(self) -> list[int]:
-        return list(self._streams)
+        return self._streams.ids()
 
     def stream(self, stream_id: int) -> Stream | None:
         """One stream's state for inspection (read it; drive it through the methods), or None once over."""
@@ -144,19 +145,14 @@ class ConnectionState:
 
     def demand(self, stream_id: int) -> InboundDemand | None:
         """The demand of our inbound half of ``stream_id`` (read it), or None once it is over."""
-        s = self._streams.get(stream_id)
-        return s.demand if s is not None and s.inbound is Half.OPEN else None
+        return self._streams.demand(stream_id)
 
     def send_window(self, stream_id: int) -> int:
         """Items we may still send on ``stream_id`` now (0 if none or the stream is over)."""
-        s = self._streams.get(stream_id)
-        if s is None or s.outbound is not Half.OPEN:
-            return 0
-        return MAX_REQUEST_N if s.send_credit.unbounded else s.send_credit.available
+        return self._streams.send_window(stream_id)
 
     def can_send(self, stream_id: int) -> bool:
-        s = self._streams.get(stream_id)
-        return s is not None and s.outbound is Half.OPEN
+        return self._streams.can_send(stream_id)
 
     def _violation(self, s: Stream, error: RemoteProtocolError) -> None:
         """The peer broke the protocol on one stream: end it on both sides. Queues ERROR.
@@ -175,8 +171,7 @@ class ConnectionState:
             self._forget(s)
 
     def _forget(self, s: Stream) -> None:
-        s.end_inbound()
-        self._streams.pop(s.id, None)
+        self._streams.forget(s)
         if self._draining is not None and not self._streams and not self._closed:
             self._close(self._draining)  # the peer's CONNECTION_CLOSE: the last stream is over
 
@@ -188,7 +183,5 @@ class ConnectionState:
     def _close(self, error: RxChannelError | None) -> None:
         self._closed = True
         self._close_error = error
-        for s in self._streams.values():
-            s.end_inbound()
         self._streams.clear()
         self._events.append(ConnectionClosed(error=error))
