@@ -14,6 +14,7 @@ stream 0, closing, and the application's calls.
 
 from __future__ import annotations
 
+import struct
 from collections import deque
 from collections.abc import Iterable
 
@@ -41,12 +42,10 @@ from ._events import (
 )
 from ._fragments import encode_item
 from ._frames import (
+    FLAG_COMPLETE,
     FLAG_NEXT,
     HIGH_FLAGS,
     IGNORE_BIT,
-    ITEM,
-    ITEM_HEADER,
-    LAST_ITEM,
     ErrorFrame,
     FrameDecodeError,
     FrameType,
@@ -69,6 +68,13 @@ from ._table import ITEM_FLAGS, STREAM_FRAMES, StreamTable, item_demand
 __all__ = ["Connection"]
 
 _PAYLOAD = int(FrameType.PAYLOAD)
+# the hot paths' own structs and constants: a name imported from another module is called
+# through an attribute lookup and a bound method (CPython 3.11), a module's own through LOAD_METHOD
+_U32 = struct.Struct(">I")
+#: a PAYLOAD's header: stream id, then type and flags (Protocol.md "Frame Header Format")
+_PAYLOAD_HEADER = struct.Struct(">IH")
+_NEXT = (FrameType.PAYLOAD << 10) | FLAG_NEXT
+_NEXT_COMPLETE = _NEXT | FLAG_COMPLETE
 
 
 class Connection:
@@ -162,11 +168,11 @@ class Connection:
         return self._streams.reassembly_bytes
 
     def stream_ids(self) -> list[int]:
-        return self._streams.ids()
+        return list(self._streams.by_id)
 
     def stream(self, stream_id: int) -> Stream | None:
         """One stream's state for inspection (read it; drive it through the methods), or None once over."""
-        return self._streams.get(stream_id)
+        return self._streams.by_id.get(stream_id)
 
     def demand(self, stream_id: int) -> InboundDemand | None:
         """The demand of our inbound half of ``stream_id`` (read it), or None once it is over."""
@@ -241,8 +247,7 @@ class Connection:
         only saw the transport end would keep the session waiting for a RESUME.
         """
         if not self._closed:
-            session = self._session
-            if session is not None and session.state is SessionState.ATTACHED and self._setup_done:
+            if self._setup_done and self._session is not None and self._session.state is SessionState.ATTACHED:
                 self._queue_error(ErrorCode.CONNECTION_ERROR, CLOSED_BY_PEER)
             self._close(None)
 
@@ -283,7 +288,7 @@ class Connection:
         Returns the credit left afterwards (0 or more), or -1 when nothing was sent (no
         credit, or the half is not open: ask :meth:`send_window` and :meth:`can_send`).
         """
-        s = self._streams.get(stream_id)
+        s = self._streams.by_id.get(stream_id)
         if s is None or s.outbound is not Half.OPEN:
             return -1
         left = s.send_credit.take()
@@ -293,7 +298,7 @@ class Connection:
             last = True
         limit = self.config.max_frame_size
         if metadata is None and len(data) + 64 < limit:
-            self._out.add(ITEM_HEADER.pack(stream_id, LAST_ITEM if last else ITEM) + data)
+            self._out.add(_PAYLOAD_HEADER.pack(stream_id, _NEXT_COMPLETE if last else _NEXT) + data)
         elif (len(data) if metadata is None else len(data) + len(metadata)) + 64 < limit:
             self._out.add(encode_payload(stream_id, data, metadata, complete=last))
         else:
@@ -365,8 +370,7 @@ class Connection:
         for the peer's acknowledgements; a broken transport then ends the connection). For a
         peer that never acknowledges what it received. False when there was nothing to drop
         (or the transport is gone: then the session is what the streams wait on)."""
-        session = self._session
-        if session is None or session.state is not SessionState.ATTACHED or self._closed:
+        if self._session is None or self._session.state is not SessionState.ATTACHED or self._closed:
             return False
         self._session = None
         return True
@@ -452,8 +456,7 @@ class Connection:
             return
         session = self._session
         if session is not None and session.state is not SessionState.ATTACHED:
-            expired = session.expiry(now)
-            if expired is not None:
+            if (expired := session.expiry(now)) is not None:
                 self._close(expired)
             return
         silence = self._keepalive.silence(now)
@@ -489,7 +492,7 @@ class Connection:
         """
         if self._closed:
             return
-        streams, events = self._streams, self._events
+        streams, events = self._streams.by_id, self._events
         alive = False
         # the stream of the last item taken on the fast path: its state allows the next one
         # as long as nothing else was processed in between
@@ -506,7 +509,7 @@ class Connection:
                 self._keepalive.received(now)
                 alive = True
             if len(data) >= 6 and data[4] >> 2 == _PAYLOAD and self._setup_done:
-                sid = ITEM_HEADER.unpack_from(data)[0] & 0x7FFFFFFF
+                sid = _U32.unpack_from(data)[0] & 0x7FFFFFFF
                 if data[5] & ITEM_FLAGS == FLAG_NEXT and not data[4] & HIGH_FLAGS:  # NEXT only; no M, no I
                     if sid != fast_sid:
                         s = streams.get(sid)
@@ -519,7 +522,7 @@ class Connection:
                             events.append(ItemsReceived(stream_id=sid, items=run))
                         run.append(data[6:])
                         continue
-                streams.receive_payload(data, now)
+                self._streams.receive_payload(data, now)
             else:
                 self._receive(data, now)
             fast_sid, fast_demand, run = -1, None, None
@@ -631,5 +634,5 @@ class Connection:
     def _close(self, error: RxChannelError | None) -> None:
         self._closed = True
         self._close_error = error
-        self._streams.clear()
+        self._streams.end_all()
         self._events.append(ConnectionClosed(error=error))

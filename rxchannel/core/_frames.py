@@ -17,9 +17,6 @@ from ._errors import ErrorCode, LocalProtocolError, RemoteProtocolError
 __all__ = [
     "HIGH_FLAGS",
     "IGNORE_BIT",
-    "ITEM",
-    "ITEM_HEADER",
-    "LAST_ITEM",
     "unexpected_frame_error",
     "MAX_FRAME_SIZE",
     "MAX_REQUEST_N",
@@ -88,11 +85,6 @@ class FrameDecodeError(RemoteProtocolError):
 
 
 _HEADER = struct.Struct(">IH")
-#: a frame's header (stream id; type and flags), and the type and flags of a PAYLOAD that
-#: is one whole item without metadata, and of one that is also the last: the sending hot path
-ITEM_HEADER = _HEADER
-ITEM = (FrameType.PAYLOAD << 10) | FLAG_NEXT
-LAST_ITEM = ITEM | FLAG_COMPLETE
 #: the I flag, and the I and M flags, as they stand in a frame's fifth byte (the top two of
 #: the 10 flag bits): what the receiving hot path looks at before decoding
 IGNORE_BIT = FLAG_IGNORE >> 8
