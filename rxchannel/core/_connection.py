@@ -108,7 +108,7 @@ class Connection:
         if client:
             self._out.extend(client_opening(config))
             if config.resume_token is not None:
-                self._session = Session(config.resume_token, config, self._out)
+                self._session = Session(config.resume_token, config)
 
     # ------------------------------------------------------------------ output and events
 
@@ -432,7 +432,7 @@ class Connection:
         if session is None or session.state is not SessionState.RESUMING:
             self._ignored += 1
             return
-        reason = session.resumed_by(frame)  # queues ERROR when the session cannot go on
+        reason = session.resumed_by(frame, self._out)  # queues ERROR when the session cannot go on
         if reason is None:
             self._resumed(session, now)
         else:
@@ -569,7 +569,7 @@ class Connection:
         resumable connection's positions. False: the frame is dropped."""
         if not self._setup_confirmed:
             self._confirm(data)
-        if self._session is None or self._session.count(data):
+        if self._session is None or self._session.count(data, self._out):
             return True
         self._ignored += 1  # a RESUME awaits its answer: only frames on stream 0 are taken
         return False
@@ -600,7 +600,7 @@ class Connection:
             self._keepalive.lifetime = min(first.lifetime_ms / 1000.0, self.config.max_lifetime)
             self._streams.metadata_mime = first.metadata_mime
             if first.resume_token is not None:  # accepted by check_first_frame: this server resumes
-                self._session = Session(bytes(first.resume_token), self.config, self._out)
+                self._session = Session(bytes(first.resume_token), self.config)
         self._events.append(first)  # or ResumeReceived: the runtime finds the session it names
 
     def _on_error_frame(self, frame: ErrorFrame) -> None:

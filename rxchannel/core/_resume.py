@@ -163,23 +163,10 @@ class Session:
         resumes: how many times the session was resumed.
     """
 
-    __slots__ = (
-        "detached_at",
-        "out",
-        "priority",
-        "received",
-        "reported",
-        "resumes",
-        "state",
-        "store",
-        "timeout",
-        "token",
-    )
+    __slots__ = ("detached_at", "priority", "received", "reported", "resumes", "state", "store", "timeout", "token")
 
-    def __init__(self, token: bytes, config: ConnectionConfig, out: Output):
+    def __init__(self, token: bytes, config: ConnectionConfig):
         self.token = token
-        #: the connection's queue (a position reported early goes there)
-        self.out = out
         #: frames that go out before anything queued and are never stored (RESUME,
         #: RESUME_OK, retransmissions)
         self.priority: list[bytes] = []
@@ -218,12 +205,12 @@ class Session:
             return priority + frames if priority else frames
         return priority  # detached: nothing; resuming: the RESUME frame only
 
-    def count(self, frame: bytes) -> bool:
+    def count(self, frame: bytes, out: Output) -> bool:
         """Bookkeeping for one received frame; False to drop it.
 
         A tracked frame moves our implied position (and every quarter of the store's bound
-        we report it, so the peer can free its store). While a RESUME awaits its answer
-        only frames on stream 0 are taken.
+        we queue a report of it on ``out``, so the peer can free its store). While a RESUME
+        awaits its answer only frames on stream 0 are taken.
         """
         if self.state is SessionState.RESUMING and frame[:4] != b"\x00\x00\x00\x00":
             return False
@@ -231,7 +218,7 @@ class Session:
             self.received += len(frame)
             if self.received - self.reported >= self.ack_every:
                 self.reported = self.received
-                self.out.queue(encode_frame(KeepaliveFrame(respond=False, position=self.received)))
+                out.queue(encode_frame(KeepaliveFrame(respond=False, position=self.received)))
         return True
 
     def resume(self) -> None:
@@ -263,14 +250,14 @@ class Session:
         self._resumed(position, encode_frame(ResumeOkFrame(last_received_client_position=self.received)))
         return None
 
-    def resumed_by(self, frame: ResumeOkFrame) -> str | None:
+    def resumed_by(self, frame: ResumeOkFrame, out: Output) -> str | None:
         """Client: the server's RESUME_OK; retransmit what it has not received, or say why we cannot
         (queues ERROR[CONNECTION_ERROR]: the session cannot go on)."""
         position = frame.last_received_client_position
         if self.store.since(position) is None:
             reason = f"the server resumed from position {position}, but this side kept only {self.kept}"
             self.state = SessionState.ATTACHED  # so that the ERROR saying it goes out
-            self.out.queue(encode_frame(ErrorFrame(stream_id=0, code=ErrorCode.CONNECTION_ERROR, message=reason)))
+            out.queue(encode_frame(ErrorFrame(stream_id=0, code=ErrorCode.CONNECTION_ERROR, message=reason)))
             return reason
         self._resumed(position)
         return None
