@@ -125,6 +125,14 @@ def opened(client_cfg: ConnectionConfig | None = None) -> Wire:
     return wire
 
 
+def streaming(initial_n: int) -> tuple[Wire, int]:
+    """:func:`opened`, with one request-stream open that was granted ``initial_n`` items (no more asked)."""
+    wire = opened()
+    sid = wire.client.request(Interaction.STREAM, policy=Manual(0), initial_n=initial_n, now=0.0)
+    wire.settle()
+    return wire, sid
+
+
 def items(events: list[object], sid: int) -> list[bytes]:
     return [e.data for e in events if isinstance(e, PayloadReceived) and e.stream_id == sid]
 
@@ -218,10 +226,8 @@ def test_a_channel_both_ways_across_two_cuts() -> None:
 
 
 def test_acknowledged_frames_leave_the_store() -> None:
-    wire = opened()
-    c, s = wire.client, wire.server
-    sid = c.request(Interaction.STREAM, policy=Manual(0), initial_n=1000, now=0.0)
-    wire.settle()
+    wire, sid = streaming(1000)
+    s = wire.server
     for _ in range(200):
         s.send_payload(sid, b"x" * 1000)
         wire.settle()
@@ -296,10 +302,8 @@ def test_resume_with_the_wrong_token_or_impossible_positions_is_refused() -> Non
     wire.cut()
     forged = ResumeFrame(token=make_token(), last_received_server_position=0, first_available_client_position=0)
     assert "does not match" in (wire.server.accept_resume(forged, 0.0) or "")
-    wire = opened()
+    wire, sid = streaming(5)
     c, s = wire.client, wire.server
-    sid = c.request(Interaction.STREAM, policy=Manual(0), initial_n=5, now=0.0)
-    wire.settle()
     wire.cut()
     ahead = ResumeFrame(
         token=c.resume_token or b"", last_received_server_position=10**6, first_available_client_position=0
@@ -350,10 +354,8 @@ def test_resume_after_setup_is_a_connection_error() -> None:
 
 
 def test_keepalives_carry_the_implied_position() -> None:
-    wire = opened()
+    wire, sid = streaming(3)
     c, s = wire.client, wire.server
-    sid = c.request(Interaction.STREAM, policy=Manual(0), initial_n=3, now=0.0)
-    wire.settle()
     for _ in range(3):
         s.send_payload(sid, b"abc")
     wire.settle()
