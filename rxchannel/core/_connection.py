@@ -4,92 +4,439 @@ Nothing here does I/O or reads a clock: every method that depends on time takes 
 (seconds, any monotonic origin). Methods that queue frames say so; drain them with
 :meth:`Connection.frames_to_send` and the events with :meth:`Connection.events`.
 
-What a frame means for a stream is decided by the stream's transition tables
-(:mod:`._streams`); SETUP by :mod:`._setup`; fragmentation by :mod:`._fragments`; demand
-by each stream's :class:`~._credit.InboundDemand`.
+A connection is made of parts: its streams (:class:`~._table.StreamTable`: what happens
+on a stream, every half-state change through the stream's transition tables,
+:mod:`._streams`), its output queue (:class:`~._output.Output`) and, when it is
+resumable, its session (:class:`~._resume.Session`). The connection itself keeps what
+belongs to the connection as a whole: SETUP (:mod:`._setup`), keepalive, the frames on
+stream 0, closing, and the application's calls.
 """
 
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable, Iterable
-from typing import Any
+from collections import deque
+from collections.abc import Iterable
 
-from ._config import Role
-from ._credit import InboundDemand
+from ._config import ConnectionConfig, Role
+from ._credit import InboundDemand, ReplenishPolicy
 from ._errors import (
+    ClosedResourceError,
     ConnectionLostError,
     ErrorCode,
+    LocalProtocolError,
     RemoteProtocolError,
     RxChannelError,
     remote_error,
 )
 from ._events import (
+    ConnectionClosed,
     Detached,
     Event,
     Interaction,
     ItemsReceived,
     MetadataPushed,
-    PayloadReceived,
-    ResumeReceived,
+    Resumed,
     SetupConfirmed,
-    StreamErrored,
+    SetupReceived,
 )
+from ._fragments import encode_item
 from ._frames import (
     FLAG_COMPLETE,
-    FLAG_FOLLOWS,
-    FLAG_IGNORE,
-    FLAG_METADATA,
     FLAG_NEXT,
-    CancelFrame,
+    HIGH_FLAGS,
+    IGNORE_BIT,
     ErrorFrame,
     FrameDecodeError,
     FrameType,
     KeepaliveFrame,
     MetadataPushFrame,
-    PayloadFrame,
-    RequestFrame,
-    RequestNFrame,
     ResumeFrame,
     ResumeOkFrame,
-    SetupFrame,
-    UnsupportedFrame,
     decode_frame,
     encode_frame,
-    split_metadata,
+    encode_payload,
+    unexpected_frame_error,
 )
-from ._metadata import COMPOSITE_METADATA, MetadataError, parse_request_metadata
-from ._requests import request_received, request_refusal, stream_id_violation
-from ._resumable import ResumableCalls
-from ._resume import Session, SessionState, is_tracked
-from ._setup import SETUP_REFUSALS, check_first_frame, setup_received
-from ._streams import Half, Stream
+from ._keepalive import Keepalive
+from ._output import Output
+from ._resume import CLOSED_BY_PEER, Session, SessionState
+from ._setup import client_opening, first_frame, ignores_error
+from ._streams import Half, Signal, Stream
+from ._table import ITEM_FLAGS, STREAM_FRAMES, StreamTable, item_demand
 
 __all__ = ["Connection"]
 
 _PAYLOAD = int(FrameType.PAYLOAD)
+# the hot paths' own structs and constants: a name imported from another module is called
+# through an attribute lookup and a bound method (CPython 3.11), a module's own through LOAD_METHOD
 _U32 = struct.Struct(">I")
-#: the low flag byte of a PAYLOAD: FOLLOWS, COMPLETE, NEXT (a whole item has only NEXT)
-_ITEM_FLAGS = FLAG_FOLLOWS | FLAG_COMPLETE | FLAG_NEXT
-#: the I and M flags as they stand in the frame's fifth byte (the top two of the 10 flag bits)
-_IGNORE_BIT = FLAG_IGNORE >> 8
-_HIGH_FLAGS = (FLAG_IGNORE | FLAG_METADATA) >> 8
+#: a PAYLOAD's header: stream id, then type and flags (Protocol.md "Frame Header Format")
+_PAYLOAD_HEADER = struct.Struct(">IH")
+_NEXT = (FrameType.PAYLOAD << 10) | FLAG_NEXT
+_NEXT_COMPLETE = _NEXT | FLAG_COMPLETE
 
 
-def _item_demand(s: Stream) -> InboundDemand | None:
-    """The demand a PAYLOAD with NEXT only is counted against when it is one whole item on
-    ``s``'s open inbound half (the inbound table's (OPEN, NEXT) -> OPEN); None when it is not."""
-    if s.inbound is Half.OPEN and s.pending_request is None and s.partial is None:
-        return s.demand if s.interaction is not Interaction.RESPONSE else None
-    return None
-
-
-class Connection(ResumableCalls):
+class Connection:
     """One RSocket connection, either role, as a pure state machine.
 
     A client queues its SETUP frame on construction. Frames from the peer arrive through
-    :meth:`receive`; the application's own calls are those of :class:`LocalCalls`.
+    :meth:`receive`; the application calls :meth:`request`, :meth:`send_item` and the rest.
     """
+
+    def __init__(self, role: Role, config: ConnectionConfig | None = None, *, now: float):
+        self.role = role
+        self.config = config = config or ConnectionConfig()
+        self._out = Output(config.max_frame_size)
+        self._events: deque[Event] = deque()
+        self._streams = StreamTable(role, config, self._out, self._events, self._fail)
+        self._setup_done = role is Role.CLIENT
+        self._closed = False
+        #: why the connection closed (None: closed locally, or still open)
+        self._close_error: RxChannelError | None = None
+        #: the peer sent ERROR[CONNECTION_CLOSE]: open streams finish, then the connection closes
+        self._draining: RxChannelError | None = None
+        client = role is Role.CLIENT
+        self._keepalive = Keepalive(now, config.max_lifetime, config.keepalive_interval if client else None)
+        #: frames on stream 0 dropped because the spec says to ignore them
+        self._ignored = 0
+        #: resumption state, when this connection is resumable (a client asking for it; a
+        #: server once it accepted such a SETUP)
+        self._session: Session | None = None
+        #: a client learns the server accepted its SETUP from its first other frame (SetupConfirmed)
+        self._setup_confirmed = not client
+        if client:
+            self._out.extend(client_opening(config))
+            if config.resume_token is not None:
+                self._session = Session(config.resume_token, config)
+
+    # ------------------------------------------------------------------ output and events
+
+    @property
+    def has_output(self) -> bool:
+        """Frames are queued for the transport."""
+        return bool(self._out) or (self._session is not None and bool(self._session.priority))
+
+    def frames_to_send(self) -> list[bytes]:
+        """Drain the frames queued for the transport, oldest first (one frame per item).
+
+        On a resumable connection each tracked frame is also kept in the resume store until
+        the peer acknowledges it; while the transport is gone (or a RESUME awaits its
+        answer) they are only kept, and nothing else goes out.
+        """
+        frames = self._out.drain()
+        return frames if self._session is None else self._session.outgoing(frames)
+
+    def events(self) -> list[Event]:
+        """Drain the pending events, oldest first."""
+        events = list(self._events)
+        self._events.clear()
+        return events
+
+    def next_event(self) -> Event | None:
+        """Pop the oldest pending event, or None."""
+        return self._events.popleft() if self._events else None
+
+    # ------------------------------------------------------------------ queries
+
+    @property
+    def metadata_mime(self) -> str:
+        """The metadata MIME type of this connection: our own as a client, the client's SETUP's as a server."""
+        return self._streams.metadata_mime
+
+    @property
+    def ignored_frames(self) -> int:
+        """Frames dropped because the spec says to ignore them (unknown stream, late frame ...)."""
+        return self._ignored + self._streams.ignored
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
+    def draining(self) -> bool:
+        """The peer sent CONNECTION_CLOSE: open streams finish, new requests are refused."""
+        return self._draining is not None
+
+    @property
+    def open_streams(self) -> int:
+        return len(self._streams)
+
+    @property
+    def reassembly_bytes(self) -> int:
+        """Bytes held for items whose fragments are still arriving."""
+        return self._streams.reassembly_bytes
+
+    def stream_ids(self) -> list[int]:
+        return list(self._streams.by_id)
+
+    def stream(self, stream_id: int) -> Stream | None:
+        """One stream's state for inspection (read it; drive it through the methods), or None once over."""
+        return self._streams.by_id.get(stream_id)
+
+    def demand(self, stream_id: int) -> InboundDemand | None:
+        """The demand of our inbound half of ``stream_id`` (read it), or None once it is over."""
+        return self._streams.demand(stream_id)
+
+    def send_window(self, stream_id: int) -> int:
+        """Items we may still send on ``stream_id`` now (0 if none or the stream is over)."""
+        return self._streams.send_window(stream_id)
+
+    def can_send(self, stream_id: int) -> bool:
+        return self._streams.can_send(stream_id)
+
+    # ------------------------------------------------------------------ the application's calls
+
+    def _check_open(self) -> None:
+        if self._closed:
+            reason = self._close_error  # why it closed (a lost link, a refused SETUP...), as the cause
+            detail = f" ({reason})" if reason is not None else ""
+            raise ClosedResourceError(f"the connection is closed{detail}; open a new one") from reason
+        if not self._setup_done:
+            raise LocalProtocolError("the server cannot make requests before the client's SETUP arrived")
+        if self._draining is not None:
+            raise ClosedResourceError(
+                f"the peer is closing the connection (CONNECTION_CLOSE: {self._draining}); open a new one"
+            ) from self._draining
+
+    def request(
+        self,
+        interaction: Interaction,
+        *,
+        metadata: bytes | None = None,
+        data: bytes = b"",
+        policy: ReplenishPolicy | None = None,
+        initial_n: int = 0,
+        auto_ack: bool = True,
+        complete: bool = False,
+        now: float,
+    ) -> int:
+        """Open a stream as requester and return its id. Queues the request frame(s).
+
+        For STREAM and CHANNEL the demand of our inbound half follows ``policy`` (default:
+        manual); the initial demand is ``initial_n`` if given, else the policy's, and must
+        be at least 1. ``data`` of a CHANNEL is the first item we send; ``complete=True``
+        says it is also the last.
+
+        Raises:
+            LocalProtocolError: bad demand, or stream ids exhausted.
+            ClosedResourceError: the connection is closed.
+        """
+        self._check_open()
+        return self._streams.request(interaction, metadata, data, policy, initial_n, auto_ack, complete, now)
+
+    def metadata_push(self, metadata: bytes) -> None:
+        """Send METADATA_PUSH. Queues it."""
+        self._check_open()
+        self._out.queue(encode_frame(MetadataPushFrame(metadata=metadata)))
+
+    def fail_locally(self, reason: str) -> None:
+        """This side cannot go on (a fault of its own: an unexpected exception, a transport
+        that would not take a frame): queue ERROR[CONNECTION_ERROR] saying ``reason`` and
+        close; every stream ends with :class:`ConnectionLostError` saying it. Emits
+        :class:`ConnectionClosed`. Idempotent."""
+        if not self._closed:
+            message = f"the connection failed on this side: {reason}"
+            self._queue_error(ErrorCode.CONNECTION_ERROR, message)
+            self._close(ConnectionLostError(message))
+
+    def close(self) -> None:
+        """Close locally: every stream is over. Emits :class:`ConnectionClosed` (error None).
+
+        A resumable connection first queues ERROR[CONNECTION_ERROR] "closed": a peer that
+        only saw the transport end would keep the session waiting for a RESUME.
+        """
+        if not self._closed:
+            if self._setup_done and self._session is not None and self._session.state is SessionState.ATTACHED:
+                self._queue_error(ErrorCode.CONNECTION_ERROR, CLOSED_BY_PEER)
+            self._close(None)
+
+    def set_policy(self, stream_id: int, policy: ReplenishPolicy, now: float, *, auto_ack: bool = True) -> None:
+        """Give a channel we respond to its inbound demand and grant its initial demand now.
+
+        A responder answers REQUEST_CHANNEL with REQUEST_N (Protocol.md "Request Channel").
+        May queue REQUEST_N.
+        """
+        self._streams.set_policy(stream_id, policy, now, auto_ack)
+
+    def cancel(self, stream_id: int) -> None:
+        """Cancel our inbound half: the peer stops sending. Idempotent. Queues CANCEL.
+
+        A channel's requester cancelling ends the whole stream (Protocol.md "Request
+        Channel": "Upon sending a CANCEL, the stream is terminated on the Requester"): its
+        outbound half ends too, and nothing more is sent on it.
+        """
+        self._streams.stop(stream_id)
+
+    def send_payload(
+        self, stream_id: int, data: bytes, metadata: bytes | None = None, *, complete: bool = False
+    ) -> None:
+        """Send one item on our outbound half (and complete it if asked). Queues PAYLOAD frame(s).
+
+        Raises:
+            LocalProtocolError: the outbound half is not open, or there is no credit
+                (wait for :class:`CreditGranted`).
+        """
+        if self.send_item(stream_id, data, metadata, complete) < 0:
+            self._streams.sending(stream_id, Signal.SEND)  # raises if the half is not open
+            raise LocalProtocolError("no credit left: wait for the peer's REQUEST_N before sending")
+
+    def send_item(self, stream_id: int, data: bytes, metadata: bytes | None = None, last: bool = False) -> int:
+        """:meth:`send_payload` for a producer that checks nothing itself: sends one item if the
+        outbound half is open and has credit. Queues PAYLOAD frame(s).
+
+        Returns the credit left afterwards (0 or more), or -1 when nothing was sent (no
+        credit, or the half is not open: ask :meth:`send_window` and :meth:`can_send`).
+        """
+        s = self._streams.by_id.get(stream_id)
+        if s is None or s.outbound is not Half.OPEN:
+            return -1
+        left = s.send_credit.take()
+        if left < 0:
+            return -1
+        if s.interaction is Interaction.RESPONSE:
+            last = True
+        limit = self.config.max_frame_size
+        if metadata is None and len(data) + 64 < limit:
+            self._out.add(_PAYLOAD_HEADER.pack(stream_id, _NEXT_COMPLETE if last else _NEXT) + data)
+        elif (len(data) if metadata is None else len(data) + len(metadata)) + 64 < limit:
+            self._out.add(encode_payload(stream_id, data, metadata, complete=last))
+        else:
+            self._out.extend(encode_item(stream_id, FrameType.PAYLOAD, metadata, data, limit, complete=last))
+        if last:
+            self._streams.finish_outbound(s)
+            self._streams.maybe_forget(s)
+        return left
+
+    def send_complete(self, stream_id: int) -> None:
+        """Complete our outbound half. Queues PAYLOAD(COMPLETE).
+
+        Raises:
+            LocalProtocolError: the outbound half is not open.
+        """
+        s = self._streams.sending(stream_id, Signal.FINISH)
+        self._out.queue(encode_payload(stream_id, b"", None, next=False, complete=True))
+        self._streams.maybe_forget(s)
+
+    def send_error(self, stream_id: int, code: int, message: str) -> bool:
+        """End the stream in both directions with ERROR. Queues it.
+
+        Returns False (and sends nothing) when the stream is already over.
+
+        Raises:
+            LocalProtocolError: ``code`` is not a stream-level code.
+        """
+        return self._streams.send_error(stream_id, code, message)
+
+    # ------------------------------------------------------------------ resumption (Protocol.md "Resume Operation")
+    #
+    # Client: detach when the transport breaks, then start_resume on each new transport
+    # (queues RESUME; the answer arrives through receive). Server: detach likewise; a new
+    # connection whose first frame is RESUME emits ResumeReceived, and the runtime calls
+    # accept_resume on the session it names (or refuse_resume on the new one).
+
+    @property
+    def resumable(self) -> bool:
+        """Whether this connection has a session that can be resumed: a client's only once the
+        server accepted its SETUP (before that there is no session on the other side)."""
+        return self._session is not None and not self._closed and self._setup_confirmed
+
+    @property
+    def resume_token(self) -> bytes | None:
+        return self._session.token if self._session is not None else None
+
+    @property
+    def detached(self) -> bool:
+        """The transport is gone (or a RESUME awaits its answer): streams wait, nothing is sent."""
+        return self._session is not None and self._session.state is not SessionState.ATTACHED
+
+    @property
+    def resumes(self) -> int:
+        """How many times this connection was resumed."""
+        return self._session.resumes if self._session is not None else 0
+
+    @property
+    def store_room(self) -> int | None:
+        """Bytes the resume store may still take before sending items must wait (None: no store)."""
+        return self._session.store.room if self._session is not None else None
+
+    @property
+    def store_size(self) -> int:
+        """Bytes of sent, unacknowledged frames kept for retransmission."""
+        return self._session.store.size if self._session is not None else 0
+
+    def drop_resumption(self) -> bool:
+        """Stop being resumable: forget the session and free its store (sending no longer waits
+        for the peer's acknowledgements; a broken transport then ends the connection). For a
+        peer that never acknowledges what it received. False when there was nothing to drop
+        (or the transport is gone: then the session is what the streams wait on)."""
+        if self._session is None or self._session.state is not SessionState.ATTACHED or self._closed:
+            return False
+        self._session = None
+        return True
+
+    def detach(self, now: float) -> None:
+        """The transport broke: keep the streams, keep what is sent in the store, and wait to be
+        resumed within ``resume_session_timeout`` (then the connection closes).
+
+        Raises:
+            LocalProtocolError: the connection is not resumable.
+        """
+        if self._session is None or self._closed:
+            raise LocalProtocolError("only an open resumable connection can be detached")
+        self._session.detach(now)
+
+    def start_resume(self, now: float) -> None:
+        """Client: a new transport is open; queue RESUME on it (nothing else goes out until RESUME_OK)."""
+        session = self._session
+        if self.role is not Role.CLIENT or session is None or self._closed:
+            raise LocalProtocolError("only a detached resumable client resumes")
+        self.frames_to_send()  # whatever was queued is stored (tracked) or dropped, before RESUME
+        self._keepalive.received(now)
+        session.resume()
+
+    def accept_resume(self, frame: ResumeFrame, now: float) -> str | None:
+        """Server: resume this session on the transport that sent ``frame``.
+
+        Queues RESUME_OK and retransmits what the client has not received; returns None.
+        Returns the reason instead when the positions cannot be satisfied (then answer the
+        new transport with :meth:`refuse_resume`: the session cannot continue, and it is
+        closed here).
+        """
+        session = self._session
+        if session is None or self._closed:
+            return "no resumable session with this token"
+        if not session.matches(frame.token):
+            return "the token does not match this session"
+        self.frames_to_send()  # stored while detached
+        reason = session.accept(frame)
+        if reason is not None:
+            self._close(ConnectionLostError(f"the session could not be resumed: {reason}"))
+            return reason
+        self._resumed(session, now)
+        return None
+
+    def _resumed(self, session: Session, now: float) -> None:
+        self._keepalive.received(now)
+        self._events.append(Resumed(resumes=session.resumes))
+
+    def refuse_resume(self, reason: str) -> None:
+        """Server, on the new connection whose first frame was RESUME: answer ERROR[REJECTED_RESUME] and close."""
+        self._queue_error(ErrorCode.REJECTED_RESUME, reason)
+        # not a lost connection: the ERROR must reach the peer before the transport closes
+        self._close(RemoteProtocolError(f"refused a RESUME: {reason}", code=ErrorCode.REJECTED_RESUME))
+
+    def _on_resume_ok(self, frame: ResumeOkFrame, now: float) -> None:
+        """Client: the server resumed us; retransmit what it has not received."""
+        session = self._session
+        if session is None or session.state is not SessionState.RESUMING:
+            self._ignored += 1
+            return
+        reason = session.resumed_by(frame, self._out)  # queues ERROR when the session cannot go on
+        if reason is None:
+            self._resumed(session, now)
+        else:
+            self._close(ConnectionLostError(f"the session could not be resumed: {reason}"))
 
     # ------------------------------------------------------------------ time
 
@@ -109,33 +456,18 @@ class Connection(ResumableCalls):
             return
         session = self._session
         if session is not None and session.state is not SessionState.ATTACHED:
-            expires = session.expires_at()
-            if expires is not None and now >= expires:
-                self._close(
-                    ConnectionLostError(
-                        f"the connection broke and was not resumed within {session.timeout:g} s "
-                        "(resume_session_timeout)"
-                    )
-                )
+            if (expired := session.expiry(now)) is not None:
+                self._close(expired)
             return
-        silent = self._keepalive.silent_for(now)
-        if silent is not None and self.resumable:
-            reason = f"no frame from the peer for {silent:.1f} s (keepalive limit {self._keepalive.lifetime:.1f} s)"
+        silence = self._keepalive.silence(now)
+        if silence is not None and self.resumable:
             self.detach(now)
-            self._events.append(Detached(reason=reason))
-        elif silent is not None:
-            self._queue(
-                encode_frame(ErrorFrame(stream_id=0, code=ErrorCode.CONNECTION_ERROR, message="keepalive timeout"))
-            )
-            lifetime = self._keepalive.lifetime
-            self._close(
-                ConnectionLostError(
-                    f"no frame from the peer for {silent:.1f} s (keepalive limit {lifetime:.1f} s): "
-                    "the peer or the network is gone; reconnect to continue"
-                )
-            )
+            self._events.append(Detached(reason=silence))
+        elif silence is not None:
+            self._queue_error(ErrorCode.CONNECTION_ERROR, "keepalive timeout")
+            self._close(ConnectionLostError(f"{silence}: the peer or the network is gone; reconnect to continue"))
         elif self._keepalive.ping_due(now):
-            self._queue(encode_frame(KeepaliveFrame(respond=True, position=self._position())))
+            self._out.queue(encode_frame(KeepaliveFrame(respond=True, position=self._position())))
 
     # ------------------------------------------------------------------ input
 
@@ -160,7 +492,7 @@ class Connection(ResumableCalls):
         """
         if self._closed:
             return
-        streams, events = self._streams, self._events
+        streams, events = self._streams.by_id, self._events
         alive = False
         # the stream of the last item taken on the fast path: its state allows the next one
         # as long as nothing else was processed in between
@@ -178,10 +510,10 @@ class Connection(ResumableCalls):
                 alive = True
             if len(data) >= 6 and data[4] >> 2 == _PAYLOAD and self._setup_done:
                 sid = _U32.unpack_from(data)[0] & 0x7FFFFFFF
-                if data[5] & _ITEM_FLAGS == FLAG_NEXT and not data[4] & _HIGH_FLAGS:  # NEXT only; no M, no I
+                if data[5] & ITEM_FLAGS == FLAG_NEXT and not data[4] & HIGH_FLAGS:  # NEXT only; no M, no I
                     if sid != fast_sid:
                         s = streams.get(sid)
-                        fast_sid, fast_demand = sid, (_item_demand(s) if s is not None else None)
+                        fast_sid, fast_demand = sid, (item_demand(s) if s is not None else None)
                         run = None
                     if fast_demand is not None and fast_demand.received(len(data) - 6, now):
                         # the inbound table's (OPEN, NEXT) -> OPEN: one whole item within credit
@@ -190,53 +522,44 @@ class Connection(ResumableCalls):
                             events.append(ItemsReceived(stream_id=sid, items=run))
                         run.append(data[6:])
                         continue
-                self._receive_payload(data, now)
+                self._streams.receive_payload(data, now)
             else:
                 self._receive(data, now)
             fast_sid, fast_demand, run = -1, None, None
 
     def _receive(self, data: bytes, now: float) -> None:
-        if len(data) >= 6 and data[4] >> 2 == FrameType.PAYLOAD and self._setup_done:
-            self._receive_payload(data, now)
+        if len(data) >= 6 and data[4] >> 2 == _PAYLOAD and self._setup_done:
+            self._streams.receive_payload(data, now)
             return
         try:
             frame = decode_frame(data)
         except FrameDecodeError as exc:
-            if len(data) >= 6 and data[4] & _IGNORE_BIT:
-                self.ignored_frames += 1  # a malformed frame the peer marked ignorable (Metadata Header)
+            if len(data) >= 6 and data[4] & IGNORE_BIT:
+                self._ignored += 1  # a malformed frame the peer marked ignorable (Metadata Header)
                 return
             self._fail(exc)
             return
         if not self._setup_done:
             self._on_first_frame(frame)
-        elif isinstance(frame, (PayloadFrame, RequestNFrame, CancelFrame)):
-            self._on_stream_frame(frame, now)
-        elif isinstance(frame, RequestFrame):
-            self._on_request(frame)
-        elif isinstance(frame, ErrorFrame):
+        elif isinstance(frame, ErrorFrame) and frame.stream_id == 0:
             self._on_error_frame(frame)
+        elif isinstance(frame, STREAM_FRAMES):
+            self._streams.receive(frame, now, self._draining is not None)
         elif isinstance(frame, KeepaliveFrame):
             if frame.respond:
-                self._queue(encode_frame(KeepaliveFrame(respond=False, data=frame.data, position=self._position())))
+                self._out.queue(encode_frame(KeepaliveFrame(respond=False, data=frame.data, position=self._position())))
             if frame.position and self._session is not None:
                 self._session.store.release(frame.position)  # the peer has everything before it
         elif isinstance(frame, ResumeOkFrame) and self.role is Role.CLIENT:
             self._on_resume_ok(frame, now)
-        elif isinstance(frame, ResumeFrame):
-            self._fail(RemoteProtocolError("RESUME on an established connection", code=ErrorCode.CONNECTION_ERROR))
         elif isinstance(frame, MetadataPushFrame) and frame.stream_id == 0:
             self._events.append(MetadataPushed(metadata=frame.metadata))
-        elif isinstance(frame, UnsupportedFrame) and not frame.ignorable:
-            self._fail(
-                RemoteProtocolError(
-                    f"frame type 0x{frame.type:02x} is not supported here and its IGNORE flag is not set",
-                    code=ErrorCode.CONNECTION_ERROR,
-                )
-            )
+        elif (error := unexpected_frame_error(frame)) is not None:
+            self._fail(error)
         else:
             # SETUP after setup, LEASE we never asked for, METADATA_PUSH off stream 0,
             # ignorable extensions (Protocol.md "Handling the Unexpected")
-            self.ignored_frames += 1
+            self._ignored += 1
 
     def _position(self) -> int:
         return self._session.received if self._session is not None else 0
@@ -246,7 +569,10 @@ class Connection(ResumableCalls):
         resumable connection's positions. False: the frame is dropped."""
         if not self._setup_confirmed:
             self._confirm(data)
-        return self._session is None or self._count(data)
+        if self._session is None or self._session.count(data, self._out):
+            return True
+        self._ignored += 1  # a RESUME awaits its answer: only frames on stream 0 are taken
+        return False
 
     def _confirm(self, data: bytes) -> None:
         """A client learns that the server accepted its SETUP from the first frame that is not
@@ -257,238 +583,56 @@ class Connection(ResumableCalls):
             if self._session is not None:  # a resumable client waits for this before its requests
                 self._events.append(SetupConfirmed())
 
-    def _count(self, data: bytes) -> bool:
-        """Resumption bookkeeping for one received frame; False to drop it.
-
-        A tracked frame moves our implied position (and every quarter of the store's bound
-        we report it, so the peer can free its store). While a RESUME awaits its answer
-        only frames on stream 0 are taken.
-        """
-        session = self._session
-        assert session is not None
-        if session.state is SessionState.RESUMING and data[:4] != b"\x00\x00\x00\x00":
-            self.ignored_frames += 1
-            return False
-        if is_tracked(data):
-            session.received += len(data)
-            if session.received - session.reported >= session.ack_every:
-                session.reported = session.received
-                self._queue(encode_frame(KeepaliveFrame(respond=False, position=session.received)))
-        return True
-
-    def _receive_payload(self, data: bytes, now: float) -> None:
-        """The hot path: a PAYLOAD frame on an open inbound half, decoded in place (no frame object)."""
-        sid = int.from_bytes(data[:4], "big") & 0x7FFFFFFF
-        s = self._streams.get(sid)
-        if s is None:
-            self.ignored_frames += 1
-            return
-        if s.pending_request is not None or s.inbound is not Half.OPEN:
-            try:
-                frame = decode_frame(data)
-            except FrameDecodeError as exc:
-                self._fail(exc)
-                return
-            self._on_stream_frame(frame, now)  # type: ignore[arg-type]
-            return
-        flags = ((data[4] & 3) << 8) | data[5]
-        metadata: bytes | None = None
-        if flags & FLAG_METADATA:
-            try:
-                metadata, payload = split_metadata(data, 6, flags)
-            except FrameDecodeError as exc:
-                if flags & FLAG_IGNORE:
-                    self.ignored_frames += 1  # malformed, but the peer marked it ignorable
-                    return
-                self._fail(exc)
-                return
-        else:
-            payload = data[6:]
-        demand = _item_demand(s)
-        if (
-            flags & _ITEM_FLAGS == FLAG_NEXT
-            and demand is not None
-            and demand.received(len(payload) + (len(metadata) if metadata else 0), now)
-        ):
-            # the inbound table's (OPEN, NEXT) -> OPEN: one whole item within credit
-            self._events.append(PayloadReceived(stream_id=sid, data=payload, metadata=metadata))
-            return
-        self._on_payload(
-            s, metadata, payload, bool(flags & FLAG_FOLLOWS), bool(flags & FLAG_COMPLETE), bool(flags & FLAG_NEXT), now
-        )
-
     def connection_lost(self, error: RxChannelError | None = None) -> None:
         """The transport ended (EOF or failure). Emits :class:`ConnectionClosed`."""
         if not self._closed:
             self._close(error or ConnectionLostError("the peer closed the connection"))
 
     def _on_first_frame(self, frame: object) -> None:
-        if isinstance(frame, ResumeFrame) and frame.stream_id == 0:
-            if not self.config.resumable:
-                self._fail(RemoteProtocolError("resumption is not supported", code=ErrorCode.REJECTED_RESUME))
-            else:
-                self._events.append(ResumeReceived(frame=frame))  # the runtime finds the session
+        first = first_frame(frame, self.config)
+        if isinstance(first, RemoteProtocolError):
+            self._fail(first)
             return
-        refusal = check_first_frame(frame, self.config)
-        if refusal is not None:
-            self._fail(refusal)
-            return
-        assert isinstance(frame, SetupFrame)
-        self._setup_done = True
-        # the client's lifetime, but never longer than this server allows (a SETUP asking for
-        # 2^31-1 ms would otherwise keep a dead peer's resources for weeks)
-        self._keepalive.lifetime = min(frame.lifetime_ms / 1000.0, self.config.max_lifetime)
-        self.metadata_mime = frame.metadata_mime
-        if frame.resume_token is not None:  # accepted by check_first_frame: this server resumes
-            self._session = Session(
-                bytes(frame.resume_token), self.config.resume_store_bytes, self.config.resume_session_timeout
-            )
-        self._events.append(setup_received(frame))
+        if isinstance(first, SetupReceived):
+            self._setup_done = True
+            # the client's lifetime, but never longer than this server allows (a SETUP asking for
+            # 2^31-1 ms would otherwise keep a dead peer's resources for weeks)
+            self._keepalive.lifetime = min(first.lifetime_ms / 1000.0, self.config.max_lifetime)
+            self._streams.metadata_mime = first.metadata_mime
+            if first.resume_token is not None:  # accepted by check_first_frame: this server resumes
+                self._session = Session(bytes(first.resume_token), self.config)
+        self._events.append(first)  # or ResumeReceived: the runtime finds the session it names
 
     def _on_error_frame(self, frame: ErrorFrame) -> None:
-        if frame.stream_id == 0:
-            if self.role is Role.SERVER and frame.code in SETUP_REFUSALS:
-                self.ignored_frames += 1  # a server ignores setup errors (Handling the Unexpected)
-                return
-            if self.role is Role.CLIENT and self._setup_confirmed and frame.code in SETUP_REFUSALS:
-                # after the server accepted our SETUP, setup errors mean nothing (Handling the
-                # Unexpected), except REJECTED_RESUME answering our RESUME
-                resuming = self._session is not None and self._session.state is SessionState.RESUMING
-                if not (resuming and frame.code == ErrorCode.REJECTED_RESUME):
-                    self.ignored_frames += 1
-                    return
-            if frame.code == ErrorCode.CONNECTION_CLOSE:
-                # "MUST wait for outstanding streams to terminate before closing": no new streams,
-                # the open ones finish, then the connection closes (at once if none is open)
-                self._draining = remote_error(frame.code, frame.message)
-                if not self._streams:
-                    self._close(self._draining)
-                return
-            if frame.code == ErrorCode.REJECTED_RESUME and self._session is not None:
-                if self._session.state is SessionState.RESUMING:
-                    self._close(ConnectionLostError(f"the server could not resume the session: {frame.message}"))
-                else:
-                    self.ignored_frames += 1  # only an answer to our RESUME means anything
-                return
+        resuming = self._session is not None and self._session.state is SessionState.RESUMING
+        if ignores_error(self.role, self._setup_confirmed, resuming, frame.code):
+            self._ignored += 1
+            return
+        if frame.code == ErrorCode.CONNECTION_CLOSE:
+            # "MUST wait for outstanding streams to terminate before closing": no new streams,
+            # the open ones finish, then the connection closes (at once if none is open)
+            self._draining = draining = remote_error(frame.code, frame.message)
+            self._streams.when_empty(lambda: self._close(draining))
+        elif frame.code == ErrorCode.REJECTED_RESUME and resuming:
+            self._close(ConnectionLostError(f"the server could not resume the session: {frame.message}"))
+        elif frame.code == ErrorCode.REJECTED_RESUME and self._session is not None:
+            self._ignored += 1  # only an answer to our RESUME means anything
+        else:
             self._close(remote_error(frame.code, frame.message))
-            return
-        s = self._streams.get(frame.stream_id)
-        if s is None:
-            self.ignored_frames += 1  # unknown or finished stream: ignore (Handling the Unexpected)
-        elif s.pending_request is not None:
-            s.drop_partial()
-            del self._streams[s.id]  # the requester gave up before its request was whole
-        else:
-            self._forget(s)  # ERROR ends both halves
-            self._events.append(StreamErrored(stream_id=s.id, error=remote_error(frame.code, frame.message)))
 
-    def _on_request(self, frame: RequestFrame) -> None:
-        sid = frame.stream_id
-        wrong_id = stream_id_violation(self.role, frame)
-        if wrong_id is not None:
-            self._fail(wrong_id)
-            return
-        if sid in self._streams:
-            self.ignored_frames += 1  # a request on a stream id in use MUST be ignored
-            return
-        interaction = Interaction(frame.type)
-        refusal = request_refusal(self.config, self._draining is not None, len(self._streams), interaction, frame)
-        if refusal is not None:
-            if interaction is Interaction.FNF:  # fire-and-forget has no stream to answer on
-                self.ignored_frames += 1
-            else:
-                self._queue(encode_frame(ErrorFrame(stream_id=sid, code=refusal[0], message=refusal[1])))
-            return
-        s = Stream(sid, interaction, requester=False)
-        if frame.follows and not frame.complete:
-            s.pending_request = frame
-            s.partial = self._new_partial()
-            self._streams[sid] = s
-            first = PayloadFrame(stream_id=sid, metadata=frame.metadata, data=frame.data, follows=True)
-            self._on_request_fragment(s, first)
-            return
-        self._open_request(s, frame, frame.metadata, frame.data)
+    # ------------------------------------------------------------------ ending
 
-    def _open_request(
-        self, s: Stream, frame: RequestFrame, metadata: bytes | None, data: bytes, *, complete: bool = False
-    ) -> None:
-        complete = (complete or frame.complete) and s.interaction is Interaction.CHANNEL
-        s.pending_request = None
-        s.partial = None
-        route: str | None = None
-        info: dict[str, Any] = {}
-        if metadata and self.metadata_mime == COMPOSITE_METADATA:
-            try:
-                route, info = parse_request_metadata(metadata)
-            except MetadataError as exc:
-                self._streams.pop(s.id, None)
-                if s.interaction is not Interaction.FNF:  # a fire-and-forget has no stream to answer on
-                    self._queue(encode_frame(ErrorFrame(stream_id=s.id, code=ErrorCode.INVALID, message=str(exc))))
-                return
-        if s.interaction is Interaction.FNF:
-            self._streams.pop(s.id, None)
-        else:
-            if s.interaction is not Interaction.RESPONSE:
-                s.send_credit.granted(frame.initial_n)
-            if s.inbound is Half.OPEN:
-                # a responder's inbound half (a channel) gets demand when the application sets
-                # its policy (set_policy); until then nothing is granted
-                s.demand = self._demand_of(s.id, InboundDemand())
-                if complete:
-                    s.inbound = Half.DONE
-                    # a responder answers every REQUEST_CHANNEL with REQUEST_N (Request Channel), even
-                    # one that needs none: the requester ignores credit for a half it completed
-                    self._out.request_n(s.id, 1)
-            self._streams[s.id] = s
-        self._events.append(request_received(s.id, s.interaction, frame, metadata, data, route, info, complete))
+    def _queue_error(self, code: int, message: str) -> None:
+        """Queue ERROR on stream 0 (the connection's)."""
+        self._out.queue(encode_frame(ErrorFrame(stream_id=0, code=code, message=message)))
 
-    def _on_stream_frame(self, frame: PayloadFrame | RequestNFrame | CancelFrame, now: float) -> None:
-        s = self._streams.get(frame.stream_id)
-        if s is None:
-            self.ignored_frames += 1  # unknown or finished stream: ignore (Handling the Unexpected)
-        elif s.pending_request is not None:
-            self._on_request_fragment(s, frame)
-        elif isinstance(frame, PayloadFrame):
-            self._on_payload(s, frame.metadata, frame.data, frame.follows, frame.complete, frame.next, now)
-        elif isinstance(frame, RequestNFrame):
-            self._stream_result(s, lambda: s.on_credit(frame.n))
-        else:
-            self._stream_result(s, s.on_cancel)
+    def _fail(self, error: RemoteProtocolError) -> None:
+        """The peer broke the protocol on the connection: send ERROR on stream 0 and close."""
+        self._queue_error(error.code, str(error))
+        self._close(error)
 
-    def _on_payload(
-        self, s: Stream, metadata: bytes | None, data: bytes, follows: bool, complete: bool, next: bool, now: float
-    ) -> None:
-        self._stream_result(s, lambda: s.on_payload(metadata, data, follows, complete, next, now, self._new_partial))
-
-    def _stream_result(self, s: Stream, step: Callable[[], list[Event] | None]) -> None:
-        """Run one of the stream's transitions: emit its events, or end the stream on a violation."""
-        try:
-            events = step()
-        except RemoteProtocolError as exc:
-            self._violation(s, exc)
-            return
-        if events is None:
-            self.ignored_frames += 1  # a frame that raced our CANCEL or COMPLETE
-        else:
-            self._events.extend(events)
-        self._maybe_forget(s)
-
-    def _on_request_fragment(self, s: Stream, frame: PayloadFrame | RequestNFrame | CancelFrame) -> None:
-        """A stream whose request is still arriving accepts only its fragments (or a CANCEL)."""
-        if isinstance(frame, PayloadFrame):
-            assert s.pending_request is not None and s.partial is not None
-            try:
-                s.partial.add(s.id, frame.metadata, frame.data)
-            except RemoteProtocolError as exc:
-                self._violation(s, exc)
-                return
-            if not (frame.follows and not frame.complete):
-                metadata, data = s.partial.result()
-                # a channel's C may come on its last fragment (rxchannel's requester puts it there)
-                self._open_request(s, s.pending_request, metadata, data, complete=frame.complete)
-        elif isinstance(frame, CancelFrame):
-            s.drop_partial()
-            del self._streams[s.id]  # the requester gave up before the request was whole
-        else:
-            error = "REQUEST_N arrived while the request's fragments were incomplete"
-            self._violation(s, RemoteProtocolError(error, code=ErrorCode.INVALID, stream_id=s.id))
+    def _close(self, error: RxChannelError | None) -> None:
+        self._closed = True
+        self._close_error = error
+        self._streams.end_all()
+        self._events.append(ConnectionClosed(error=error))

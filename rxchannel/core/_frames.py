@@ -15,6 +15,9 @@ from enum import IntEnum
 from ._errors import ErrorCode, LocalProtocolError, RemoteProtocolError
 
 __all__ = [
+    "HIGH_FLAGS",
+    "IGNORE_BIT",
+    "unexpected_frame_error",
     "MAX_FRAME_SIZE",
     "MAX_REQUEST_N",
     "CancelFrame",
@@ -82,6 +85,10 @@ class FrameDecodeError(RemoteProtocolError):
 
 
 _HEADER = struct.Struct(">IH")
+#: the I flag, and the I and M flags, as they stand in a frame's fifth byte (the top two of
+#: the 10 flag bits): what the receiving hot path looks at before decoding
+IGNORE_BIT = FLAG_IGNORE >> 8
+HIGH_FLAGS = (FLAG_IGNORE | FLAG_METADATA) >> 8
 _U32 = struct.Struct(">I")
 _U16 = struct.Struct(">H")
 _SETUP_FIXED = struct.Struct(">HHII")
@@ -476,3 +483,17 @@ def _decode_setup(buf: bytes, stream_id: int, flags: int) -> SetupFrame:
         metadata=metadata,
         data=data,
     )
+
+
+def unexpected_frame_error(frame: Frame) -> RemoteProtocolError | None:
+    """The connection error a frame an established connection does not process is (a
+    RESUME; an unsupported type without the IGNORE flag), or None: the frame is ignored
+    (Protocol.md "Handling the Unexpected")."""
+    if isinstance(frame, ResumeFrame):
+        return RemoteProtocolError("RESUME on an established connection", code=ErrorCode.CONNECTION_ERROR)
+    if isinstance(frame, UnsupportedFrame) and not frame.ignorable:
+        return RemoteProtocolError(
+            f"frame type 0x{frame.type:02x} is not supported here and its IGNORE flag is not set",
+            code=ErrorCode.CONNECTION_ERROR,
+        )
+    return None

@@ -29,10 +29,12 @@ class Keepalive:
         dead = self.last_received + self.lifetime
         return dead if self.next_ping is None else min(dead, self.next_ping)
 
-    def silent_for(self, now: float) -> float | None:
-        """Seconds the peer has been silent if that is past the lifetime, else None."""
+    def silence(self, now: float) -> str | None:
+        """How long the peer has been silent, said for a message, if that is past the lifetime; else None."""
         silent = now - self.last_received
-        return silent if silent >= self.lifetime else None
+        if silent < self.lifetime:
+            return None
+        return f"no frame from the peer for {silent:.1f} s (keepalive limit {self.lifetime:.1f} s)"
 
     def ping_due(self, now: float) -> bool:
         """True (and the next ping scheduled) when a KEEPALIVE must go out now."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from ._frames import MAX_REQUEST_N, RequestNFrame, encode_frame
+from ._frames import MAX_FRAME_SIZE, MAX_REQUEST_N, RequestNFrame, encode_frame, fit_frame
 
 __all__ = ["Output"]
 
@@ -17,9 +17,10 @@ class Output:
     between keeps them apart (order on the wire is what the peer acts on).
     """
 
-    __slots__ = ("_frames", "_last_request_n", "add")
+    __slots__ = ("_frames", "_last_request_n", "add", "max_frame_size")
 
-    def __init__(self) -> None:
+    def __init__(self, max_frame_size: int = MAX_FRAME_SIZE) -> None:
+        self.max_frame_size = max_frame_size
         self._frames: list[bytes] = []
         #: (stream id, n, frame) of the last REQUEST_N queued; it merges only while it is the last frame
         self._last_request_n: tuple[int, int, bytes] | None = None
@@ -28,6 +29,12 @@ class Output:
 
     def __bool__(self) -> bool:
         return bool(self._frames)
+
+    def queue(self, frame: bytes) -> None:
+        """Queue a frame that cannot be fragmented, made to fit the transport first (:func:`fit_frame`)."""
+        if len(frame) > self.max_frame_size:
+            frame = fit_frame(frame, self.max_frame_size)
+        self.add(frame)
 
     def extend(self, frames: list[bytes]) -> None:
         self._frames += frames

@@ -31,7 +31,10 @@ import hmac
 import secrets
 from collections import deque
 
-from ._frames import FrameType
+from ._config import ConnectionConfig
+from ._errors import ConnectionLostError, ErrorCode
+from ._frames import ErrorFrame, FrameType, KeepaliveFrame, ResumeFrame, ResumeOkFrame, encode_frame
+from ._output import Output
 
 __all__ = [
     "CLOSED_BY_PEER",
@@ -160,17 +163,23 @@ class Session:
         resumes: how many times the session was resumed.
     """
 
-    __slots__ = ("detached_at", "received", "reported", "resumes", "state", "store", "timeout", "token")
+    __slots__ = ("detached_at", "priority", "received", "reported", "resumes", "state", "store", "timeout", "token")
 
-    def __init__(self, token: bytes, store_bytes: int, timeout: float):
+    def __init__(self, token: bytes, config: ConnectionConfig):
         self.token = token
-        self.store = ResumeStore(store_bytes)
-        self.timeout = timeout
+        #: frames that go out before anything queued and are never stored (RESUME,
+        #: RESUME_OK, retransmissions)
+        self.priority: list[bytes] = []
+        self.store = ResumeStore(config.resume_store_bytes)
+        self.timeout = config.resume_session_timeout
         self.state = SessionState.ATTACHED
         self.received = 0
         self.reported = 0
         self.detached_at: float | None = None
         self.resumes = 0
+
+    def matches(self, token: bytes) -> bool:
+        return hmac.compare_digest(token, self.token)
 
     @property
     def ack_every(self) -> int:
@@ -181,6 +190,95 @@ class Session:
         if self.state is SessionState.ATTACHED:
             self.detached_at = now
         self.state = SessionState.DETACHED
+        self.priority = []
+
+    def outgoing(self, frames: list[bytes]) -> list[bytes]:
+        """What goes to the transport of ``frames`` drained from the queue: each tracked one is
+        also kept in the store; while detached (or a RESUME awaits its answer) they are only
+        kept, and nothing but the priority frames goes out."""
+        store = self.store
+        for frame in frames:
+            if is_tracked(frame):
+                store.add(frame)
+        priority, self.priority = self.priority, []
+        if self.state is SessionState.ATTACHED:
+            return priority + frames if priority else frames
+        return priority  # detached: nothing; resuming: the RESUME frame only
+
+    def count(self, frame: bytes, out: Output) -> bool:
+        """Bookkeeping for one received frame; False to drop it.
+
+        A tracked frame moves our implied position (and every quarter of the store's bound
+        we queue a report of it on ``out``, so the peer can free its store). While a RESUME
+        awaits its answer only frames on stream 0 are taken.
+        """
+        if self.state is SessionState.RESUMING and frame[:4] != b"\x00\x00\x00\x00":
+            return False
+        if is_tracked(frame):
+            self.received += len(frame)
+            if self.received - self.reported >= self.ack_every:
+                self.reported = self.received
+                out.queue(encode_frame(KeepaliveFrame(respond=False, position=self.received)))
+        return True
+
+    def resume(self) -> None:
+        """Client, on a new transport: RESUME goes out first, and nothing else until RESUME_OK."""
+        self.state = SessionState.RESUMING
+        resume = ResumeFrame(
+            token=self.token,
+            last_received_server_position=self.received,
+            first_available_client_position=self.store.first,
+        )
+        self.priority = [encode_frame(resume)]
+
+    @property
+    def kept(self) -> str:
+        """The positions the store can resume from, for a message."""
+        return f"{self.store.first}..{self.store.position}"
+
+    def accept(self, frame: ResumeFrame) -> str | None:
+        """Server: resume from the client's RESUME (queues RESUME_OK, then what the client has
+        not received), or the reason its positions cannot be satisfied."""
+        position = frame.last_received_server_position
+        if self.store.since(position) is None:
+            return f"cannot resume from position {position}: this side kept {self.kept}"
+        if frame.first_available_client_position > self.received:
+            return (
+                f"cannot resume: the client kept frames from position {frame.first_available_client_position}, "
+                f"but this side received only up to {self.received}"
+            )
+        self._resumed(position, encode_frame(ResumeOkFrame(last_received_client_position=self.received)))
+        return None
+
+    def resumed_by(self, frame: ResumeOkFrame, out: Output) -> str | None:
+        """Client: the server's RESUME_OK; retransmit what it has not received, or say why we cannot
+        (queues ERROR[CONNECTION_ERROR]: the session cannot go on)."""
+        position = frame.last_received_client_position
+        if self.store.since(position) is None:
+            reason = f"the server resumed from position {position}, but this side kept only {self.kept}"
+            self.state = SessionState.ATTACHED  # so that the ERROR saying it goes out
+            out.queue(encode_frame(ErrorFrame(stream_id=0, code=ErrorCode.CONNECTION_ERROR, message=reason)))
+            return reason
+        self._resumed(position)
+        return None
+
+    def expiry(self, now: float) -> ConnectionLostError | None:
+        """The error that ends a session not resumed in time, once it is past ``resume_session_timeout``."""
+        expires = self.expires_at()
+        if expires is None or now < expires:
+            return None
+        return ConnectionLostError(
+            f"the connection broke and was not resumed within {self.timeout:g} s (resume_session_timeout)"
+        )
+
+    def _resumed(self, position: int, *first: bytes) -> None:
+        """The session goes on from the peer's ``position``: ``first`` goes out, then what the
+        peer has not received (``position`` must not be :meth:`unresumable`)."""
+        retransmit = self.store.since(position)
+        assert retransmit is not None
+        self.store.release(position)
+        self.attached()
+        self.priority = [*first, *retransmit]
 
     def expires_at(self) -> float | None:
         return None if self.detached_at is None else self.detached_at + self.timeout

@@ -6,13 +6,22 @@ the error code the spec assigns to the reason.
 
 from __future__ import annotations
 
-from ._config import ConnectionConfig
+from ._config import ConnectionConfig, Role
 from ._errors import ErrorCode, RemoteProtocolError
-from ._events import SetupReceived
-from ._frames import ErrorFrame, FrameType, SetupFrame, encode_frame
+from ._events import ResumeReceived, SetupReceived
+from ._frames import ErrorFrame, FrameType, KeepaliveFrame, ResumeFrame, SetupFrame, encode_frame
 from ._resume import token_matches
 
-__all__ = ["SETUP_REFUSALS", "check_first_frame", "client_setup", "setup_received", "setup_refusal"]
+__all__ = [
+    "SETUP_REFUSALS",
+    "check_first_frame",
+    "client_opening",
+    "client_setup",
+    "first_frame",
+    "ignores_error",
+    "setup_received",
+    "setup_refusal",
+]
 
 #: The error codes that refuse a SETUP or a RESUME: the connection never gets going.
 SETUP_REFUSALS = frozenset(
@@ -37,6 +46,40 @@ def client_setup(config: ConnectionConfig) -> SetupFrame:
         data=config.setup_data,
         resume_token=config.resume_token,
     )
+
+
+def first_frame(frame: object, config: ConnectionConfig) -> SetupReceived | ResumeReceived | RemoteProtocolError:
+    """What the first frame a server receives is: an accepted SETUP, a RESUME (the runtime
+    finds the session it names), or the connection error refusing it."""
+    if isinstance(frame, ResumeFrame) and frame.stream_id == 0:
+        if not config.resumable:
+            return RemoteProtocolError("resumption is not supported", code=ErrorCode.REJECTED_RESUME)
+        return ResumeReceived(frame=frame)
+    refusal = check_first_frame(frame, config)
+    if refusal is not None:
+        return refusal
+    assert isinstance(frame, SetupFrame)
+    return setup_received(frame)
+
+
+def ignores_error(role: Role, setup_confirmed: bool, resuming: bool, code: int) -> bool:
+    """Whether an ERROR on stream 0 means nothing here (Handling the Unexpected): a server
+    ignores setup errors, and so does a client once the server accepted its SETUP, except
+    REJECTED_RESUME answering its RESUME."""
+    if code not in SETUP_REFUSALS:
+        return False
+    if role is Role.SERVER:
+        return True
+    return setup_confirmed and not (resuming and code == ErrorCode.REJECTED_RESUME)
+
+
+def client_opening(config: ConnectionConfig) -> list[bytes]:
+    """The frames a client sends first: its SETUP, and when it asks for resumption a KEEPALIVE
+    the server answers once it accepted the SETUP (RSocket has no SETUP acknowledgement)."""
+    frames = [encode_frame(client_setup(config))]
+    if config.resume_token is not None:
+        frames.append(encode_frame(KeepaliveFrame(respond=True)))
+    return frames
 
 
 def check_first_frame(frame: object, config: ConnectionConfig) -> RemoteProtocolError | None:

@@ -239,7 +239,7 @@ class Stream:
         if not self._apply(True, Signal.CANCEL, "CANCEL"):
             return None
         if self.interaction is Interaction.CHANNEL and not self.requester and self.inbound is Half.OPEN:
-            self.inbound = Half.CANCELLED
+            self._transition(False, Signal.STOP)  # the whole channel ends here
             self.end_inbound()
             error = StreamCancelledError("the requester cancelled the channel")
             return [StreamErrored(stream_id=self.id, error=error)]
@@ -247,20 +247,25 @@ class Stream:
 
     def _apply(self, outbound: bool, signal: Signal, what: str) -> bool:
         """Apply one of the peer's signals to a half: True to act on it, False to ignore it."""
-        state = self.outbound if outbound else self.inbound
-        new, outcome = transition(OUTBOUND if outbound else INBOUND, state, signal)
+        state, outcome = self._transition(outbound, signal)
         if outcome is Outcome.VIOLATION:
             if state is Half.DONE:
                 raise self._invalid(f"{what} after the sender completed this direction")
             role = "responder" if self.requester else "requester"
             raise self._invalid(f"{what} is not allowed from the {role} of a {self.interaction.name} stream")
-        if outcome is Outcome.IGNORE:
-            return False
-        if outbound:
-            self.outbound = new
-        else:
-            self.inbound = new
-        return True
+        return outcome is Outcome.ACT
+
+    def _transition(self, outbound: bool, signal: Signal) -> tuple[Half, Outcome]:
+        """Look ``signal`` up in one half's table; on ACT the half takes its next state.
+        Returns the state it was in, and the outcome."""
+        state = self.outbound if outbound else self.inbound
+        new, outcome = transition(OUTBOUND if outbound else INBOUND, state, signal)
+        if outcome is Outcome.ACT:
+            if outbound:
+                self.outbound = new
+            else:
+                self.inbound = new
+        return state, outcome
 
     def _invalid(self, message: str) -> RemoteProtocolError:
         return RemoteProtocolError(message, code=ErrorCode.INVALID, stream_id=self.id)
@@ -273,17 +278,10 @@ class Stream:
         Raises:
             LocalProtocolError: the half cannot take it (sending on a completed half, ...).
         """
-        state = self.outbound if outbound else self.inbound
-        new, outcome = transition(OUTBOUND if outbound else INBOUND, state, signal)
+        state, outcome = self._transition(outbound, signal)
         if outcome is Outcome.REFUSE:
             raise LocalProtocolError(f"stream {self.id} is not open for sending (outbound is {state.value})")
-        if outcome is not Outcome.ACT:
-            return False
-        if outbound:
-            self.outbound = new
-        else:
-            self.inbound = new
-        return True
+        return outcome is Outcome.ACT
 
     def drop_partial(self) -> None:
         """Drop an item whose fragments are still arriving (its bytes go back to the budgets)."""

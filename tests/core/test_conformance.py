@@ -319,7 +319,7 @@ def test_stream_ids_are_not_wrapped_past_2_31_minus_1_a_new_connection_is_needed
     c, s = pair()
     us = c if role is Role.CLIENT else s
     # reaching the last id for real takes 2^30 requests; start just before it
-    us._next_stream_id = last
+    us._streams._next_stream_id = last  # the stream table allocates the ids
     assert us.request(Interaction.FNF, now=0) == last
     with pytest.raises(LocalProtocolError, match=r"exhausted.*open a new one"):
         us.request(Interaction.FNF, now=0)

@@ -35,6 +35,13 @@ from tests.support import demand_of
 EXAMPLES = int(os.environ.get("RXCHANNEL_FUZZ_EXAMPLES", "300"))
 
 
+def deliver(queue: list[bytes], k: int, to: Connection) -> list[bytes]:
+    """Hand the first ``k`` frames of ``queue`` to ``to``; the frames still in flight."""
+    for frame in queue[:k]:
+        to.receive(frame, 0)
+    return queue[k:]
+
+
 class CreditMachine(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
@@ -106,21 +113,14 @@ class CreditMachine(RuleBasedStateMachine):
         self.completed = self.completed or complete
         self._pump_server()
 
-    @staticmethod
-    def _deliver(k: int, in_flight: list[bytes], to: Connection) -> None:
-        """The first ``k`` frames in flight arrive at ``to``; the others stay in flight."""
-        for frame in in_flight[:k]:
-            to.receive(frame, 0)
-        del in_flight[:k]
-
     @rule(k=st.integers(0, 5))
     def deliver_to_server(self, k: int) -> None:
-        self._deliver(k, self.to_server, self.server)
+        self.to_server = deliver(self.to_server, k, self.server)
         self._pump_server()
 
     @rule(k=st.integers(0, 5))
     def deliver_to_client(self, k: int) -> None:
-        self._deliver(k, self.to_client, self.client)
+        self.to_client = deliver(self.to_client, k, self.client)
         self._pump_client()
 
     @precondition(lambda self: self.received > self.consumed)

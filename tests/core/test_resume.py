@@ -89,13 +89,6 @@ class Wire:
             self.deliver(now=now)
         raise AssertionError("still talking")
 
-    def open_stream(self, initial_n: int) -> int:
-        """A stream the client requests with ``initial_n`` credit (granted by hand after that),
-        once both sides have seen its request: its id."""
-        sid = self.client.request(Interaction.STREAM, policy=Manual(0), initial_n=initial_n, now=0.0)
-        self.settle()
-        return sid
-
     def cut(self, now: float = 0.0) -> None:
         """The transport breaks: what is in flight is lost; both sides detach."""
         self.pump()
@@ -130,6 +123,14 @@ def opened(client_cfg: ConnectionConfig | None = None) -> Wire:
     assert any(isinstance(e, SetupReceived) and e.resume_token == c.resume_token for e in wire.server_events)
     assert any(isinstance(e, SetupConfirmed) for e in wire.client_events)
     return wire
+
+
+def streaming(initial_n: int) -> tuple[Wire, int]:
+    """:func:`opened`, with one request-stream open that was granted ``initial_n`` items (no more asked)."""
+    wire = opened()
+    sid = wire.client.request(Interaction.STREAM, policy=Manual(0), initial_n=initial_n, now=0.0)
+    wire.settle()
+    return wire, sid
 
 
 def items(events: list[object], sid: int) -> list[bytes]:
@@ -173,7 +174,8 @@ def test_tokens_carry_128_random_bits_and_a_secret_s_mac() -> None:
 def test_a_cut_mid_stream_loses_nothing_and_duplicates_nothing() -> None:
     wire = opened()
     c, s = wire.client, wire.server
-    sid = wire.open_stream(10)
+    sid = c.request(Interaction.STREAM, data=b"", policy=Manual(0), initial_n=10, now=0.0)
+    wire.settle()
     for i in range(10):
         s.send_payload(sid, f"{i}".encode())
     wire.pump()
@@ -224,9 +226,8 @@ def test_a_channel_both_ways_across_two_cuts() -> None:
 
 
 def test_acknowledged_frames_leave_the_store() -> None:
-    wire = opened()
+    wire, sid = streaming(1000)
     s = wire.server
-    sid = wire.open_stream(1000)
     for _ in range(200):
         s.send_payload(sid, b"x" * 1000)
         wire.settle()
@@ -301,9 +302,8 @@ def test_resume_with_the_wrong_token_or_impossible_positions_is_refused() -> Non
     wire.cut()
     forged = ResumeFrame(token=make_token(), last_received_server_position=0, first_available_client_position=0)
     assert "does not match" in (wire.server.accept_resume(forged, 0.0) or "")
-    wire = opened()
+    wire, sid = streaming(5)
     c, s = wire.client, wire.server
-    sid = wire.open_stream(5)
     wire.cut()
     ahead = ResumeFrame(
         token=c.resume_token or b"", last_received_server_position=10**6, first_available_client_position=0
@@ -354,9 +354,8 @@ def test_resume_after_setup_is_a_connection_error() -> None:
 
 
 def test_keepalives_carry_the_implied_position() -> None:
-    wire = opened()
+    wire, sid = streaming(3)
     c, s = wire.client, wire.server
-    sid = wire.open_stream(3)
     for _ in range(3):
         s.send_payload(sid, b"abc")
     wire.settle()
