@@ -46,7 +46,7 @@ from .resumption import Gone, Redial, Resumption, SessionHost
 from .router import Router
 from .sink import RemoteSink
 from .stream import RemoteStream
-from .table import StreamTable
+from .table import OpenStreams
 from .timer import Deadline, stall_watchdog
 from .values import Payload
 
@@ -81,7 +81,7 @@ class Peer:
     transport: ``Peer(transport, Role.CLIENT, router=...)`` (the client sends SETUP at
     once). Use as an async context manager or call :meth:`close`.
 
-    It holds two helpers on one table of its open streams (:class:`~.table.StreamTable`):
+    It holds two helpers on one table of its open streams (:class:`~.table.OpenStreams`):
     the requests it makes (:class:`~.requester.Requests`) and those it serves
     (:class:`~.responder.Responses`).
     """
@@ -107,7 +107,7 @@ class Peer:
         self.transport = transport
         self.router = router or Router()
         self._conn = Connection(role, config, now=self._loop.time())
-        self._streams = StreamTable(
+        self._streams = OpenStreams(
             self._conn,
             self._loop,
             flush=self._flush,

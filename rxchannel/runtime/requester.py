@@ -3,7 +3,7 @@
 Request-stream, request-channel (with a source, or a sink you send to), request-response,
 fire-and-forget and METADATA_PUSH. A request becomes a stream object
 (:class:`~.stream.RemoteStream`, :class:`~.sink.RemoteSink`) registered in the peer's
-:class:`~.table.StreamTable`, which the peer feeds with the connection's events.
+:class:`~.table.OpenStreams`, which the peer feeds with the connection's events.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from rxchannel.core import (
 from .router import error_for
 from .sink import RemoteSink
 from .stream import RemoteStream
-from .table import StreamTable
+from .table import OpenStreams
 from .values import Payload
 
 __all__ = ["Requests"]
@@ -34,7 +34,7 @@ class Requests:
 
     __slots__ = ("_streams",)
 
-    def __init__(self, streams: StreamTable):
+    def __init__(self, streams: OpenStreams):
         self._streams = streams
 
     def stream(

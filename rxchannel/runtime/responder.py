@@ -20,7 +20,7 @@ from rxchannel.core import (
 from .router import Handler, Request, Requester, Router, error_for, handler_result
 from .sink import RemoteSink
 from .stream import RemoteStream
-from .table import StreamTable
+from .table import OpenStreams
 from .values import as_payload
 
 __all__ = ["Responses"]
@@ -32,7 +32,7 @@ class Responses:
 
     __slots__ = ("_requester", "_streams")
 
-    def __init__(self, streams: StreamTable, requester: Requester):
+    def __init__(self, streams: OpenStreams, requester: Requester):
         self._streams = streams
         self._requester = requester
 

@@ -28,13 +28,13 @@ from .sink import RemoteSink
 from .stream import RemoteStream
 from .values import Payload
 
-__all__ = ["StreamTable"]
+__all__ = ["OpenStreams"]
 
 #: what an outbound half runs: it sends through the sink it is given
 Work = Callable[[RemoteSink], Coroutine[Any, Any, None]]
 
 
-class StreamTable:
+class OpenStreams:
     """Inbound halves (:class:`RemoteStream`) and outbound halves (:class:`RemoteSink`) by
     stream id, with the connection, the loop's clock, room on the transport and flushing; it
     hands each stream the connection's events for it (:meth:`feed`)."""
