@@ -33,12 +33,12 @@ async def test_case_01_a_file_changed_while_served_fails_the_stream_and_is_never
     hub = Hub(root, inbox=tmp_path / "inbox", limits=HubLimits(chunk_size=CHUNK))
     client, _ = await connect_peers(hub.router)
     out = tmp_path / "out.bin"
-    chunks = 0
+    changed = False
 
     def progress(done: int, total: int | None, credits: int) -> None:
-        nonlocal chunks
-        chunks += 1
-        if chunks == 8:  # the worker has 8 chunks of the old version
+        nonlocal changed
+        if done >= 8 * CHUNK and not changed:  # the worker has 8 chunks (at most 11) of the old version
+            changed = True
             with open(root / "f.bin", "r+b") as handle:
                 if change == "rewritten in place":
                     handle.write(new)
@@ -71,12 +71,12 @@ async def test_case_01_a_file_replaced_by_rename_while_served_arrives_as_the_old
     old = make_file(root / "f.bin", 64 * CHUNK, seed=1)
     hub = Hub(root, inbox=tmp_path / "inbox", limits=HubLimits(chunk_size=CHUNK))
     client, _ = await connect_peers(hub.router)
-    chunks = 0
+    changed = False
 
     def progress(done: int, total: int | None, credits: int) -> None:
-        nonlocal chunks
-        chunks += 1
-        if chunks == 8:
+        nonlocal changed
+        if done >= 8 * CHUNK and not changed:
+            changed = True
             make_file(root / "f.bin.tmp", 64 * CHUNK, seed=2)
             os.replace(root / "f.bin.tmp", root / "f.bin")
 
