@@ -223,7 +223,7 @@ class Connection:
             ClosedResourceError: the connection is closed.
         """
         self._check_open()
-        return self._streams.request(interaction, metadata, data, policy, initial_n, auto_ack, complete, now)
+        return self._streams.start_request(interaction, metadata, data, policy, initial_n, auto_ack, complete, now)
 
     def metadata_push(self, metadata: bytes) -> None:
         """Send METADATA_PUSH. Queues it."""

@@ -114,7 +114,7 @@ class StreamTable:
     def open(self, s: Stream) -> None:
         self.by_id[s.id] = s
 
-    def request(
+    def start_request(
         self,
         interaction: Interaction,
         metadata: bytes | None,
