@@ -7,11 +7,15 @@
     python -m benchmarks._dc_peers stack-send FILE CHUNK --stack S --host H   # the raw pattern on any stack
     python -m benchmarks._dc_peers stack-recv URL SIZE --stack S --host H
 
-The raw pair is aiortc's DataChannel file-transfer pattern: the sender sends while
-``bufferedAmount`` is under ``bufferedAmountLowThreshold`` and resumes on
+The raw pair (raw-send, raw-recv) is aiortc's DataChannel file-transfer pattern: the sender
+sends while ``bufferedAmount`` is under ``bufferedAmountLowThreshold`` and resumes on
 ``bufferedamountlow``; the receiver writes whatever arrives. The receiver has no way to
 slow the sender down, so a slow sink (``--rate``) makes it buffer. The rxchannel side is
 the hub (``rxchannel serve``) and a worker using the same sink, pacing with credits.
+
+stack-send uses rxchannel's own marks instead (fill to 1 MiB of ``bufferedAmount``, resume at
+256 KiB), reading ``bufferedAmount`` before each message where rxchannel's transport counts
+what it wrote and asks only near the mark; stack-recv hashes what arrives and writes nothing.
 
 Every peer connection uses no ICE servers and loopback-only host candidates.
 """
@@ -187,8 +191,9 @@ async def raw_recv(url: str, out: str, rate: float | None) -> None:
 
 
 async def stack_send(path: str, chunk: int, stack: str, host: str) -> None:
-    """The raw drain pattern on ``stack`` through rxchannel's stack interface (no RSocket):
-    what a stack's DataChannels do by themselves, for comparing rxchannel against on that stack."""
+    """rxchannel's drain marks on ``stack`` through its stack interface, with no RSocket (fill to
+    HIGH_WATER, resume on ``bufferedamountlow`` at LOW_WATER): what a stack's DataChannels do by
+    themselves, for comparing rxchannel against on that stack."""
     from rxchannel.webrtc.stack import get_stack
 
     done = asyncio.Event()

@@ -81,10 +81,14 @@ async def tcp_peers() -> AsyncIterator[tuple[Any, Any, Any]]:
 
     router = rx.Router()
     server = await rx.serve_tcp(router)
-    client = await rx.connect_tcp("127.0.0.1", server.port)
-    yield client, server, router
-    await client.close()
-    await server.close()
+    try:
+        client = await rx.connect_tcp("127.0.0.1", server.port)
+        try:
+            yield client, server, router
+        finally:
+            await client.close()
+    finally:
+        await server.close()
 
 
 @pytest.fixture

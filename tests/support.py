@@ -69,14 +69,14 @@ def serve_process(root: Path, *args: str) -> tuple[subprocess.Popen[str], str]:
 
 
 def stop_process(proc: subprocess.Popen[str], timeout: float = 20) -> str:
-    """Stop a process from :func:`serve_process` as Ctrl-C would; it must exit 0. Its stderr."""
+    """Stop a process from :func:`serve_process` with SIGTERM (handled as Ctrl-C is); it must exit 0. Its stderr."""
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=timeout)
     assert proc.returncode == 0, err
     return err
 
 
-async def fetch_verified(peer: Any, name: str, root: Path, tmp: Path) -> None:
+async def fetch_and_compare(peer: Any, name: str, root: Path, tmp: Path) -> None:
     """Fetch ``name`` over ``peer`` into ``tmp`` and check it against ``root / name``; then
     close ``peer``, whatever happened."""
     try:

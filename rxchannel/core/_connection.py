@@ -189,8 +189,8 @@ class Connection:
 
     def _check_open(self) -> None:
         if self._closed:
-            reason = self._close_error  # why it closed (a lost link, a refused SETUP...), as the cause
-            detail = f" ({reason})" if reason is not None else ""
+            # why it closed (a lost link, a refused SETUP...), as the cause
+            detail = f" ({reason})" if (reason := self._close_error) is not None else ""
             raise ClosedResourceError(f"the connection is closed{detail}; open a new one") from reason
         if not self._setup_done:
             raise LocalProtocolError("the server cannot make requests before the client's SETUP arrived")
@@ -370,8 +370,9 @@ class Connection:
         for the peer's acknowledgements; a broken transport then ends the connection). For a
         peer that never acknowledges what it received. False when there was nothing to drop
         (or the transport is gone: then the session is what the streams wait on)."""
-        if self._session is None or self._session.state is not SessionState.ATTACHED or self._closed:
+        if (session := self._session) is None or session.state is not SessionState.ATTACHED or self._closed:
             return False
+        self._out.put_first(session.priority)  # a RESUME_OK or retransmissions not sent yet still go, first
         self._session = None
         return True
 
@@ -599,7 +600,7 @@ class Connection:
             # 2^31-1 ms would otherwise keep a dead peer's resources for weeks)
             self._keepalive.lifetime = min(first.lifetime_ms / 1000.0, self.config.max_lifetime)
             self._streams.metadata_mime = first.metadata_mime
-            if first.resume_token is not None:  # accepted by check_first_frame: this server resumes
+            if first.resume_token is not None:  # accepted by first_frame: this server resumes
                 self._session = Session(bytes(first.resume_token), self.config)
         self._events.append(first)  # or ResumeReceived: the runtime finds the session it names
 

@@ -39,6 +39,10 @@ class Output:
     def extend(self, frames: list[bytes]) -> None:
         self._frames += frames
 
+    def put_first(self, frames: list[bytes]) -> None:
+        """Queue ``frames`` ahead of everything queued (frames that had to go out first)."""
+        self._frames[:0] = frames
+
     def request_n(self, stream_id: int, n: int) -> None:
         """Queue REQUEST_N(n) for ``stream_id``, merged into the previous frame if that is one for the same stream."""
         last, frames = self._last_request_n, self._frames

@@ -61,7 +61,8 @@ class StreamTable:
     """The open streams of one connection (a part of :class:`~rxchannel.core.Connection`).
 
     It queues the frames and events of what happens on a stream in the connection's
-    ``out`` and ``events``; what ends the connection it returns, for the connection to act on.
+    ``out`` and ``events``; what ends the connection it reports through the connection's
+    ``fail`` callback.
     """
 
     __slots__ = (

@@ -31,7 +31,16 @@ from rxchannel.runtime.sink import RemoteSink
 from rxchannel.runtime.stream import RemoteStream
 from rxchannel.runtime.values import Payload
 
-__all__ = ["AttachedWorker", "Job", "QueueRequest", "ServedQueue", "WorkerRecord", "check_queue_settings"]
+__all__ = [
+    "AttachedWorker",
+    "Job",
+    "QueueRequest",
+    "ResultHandler",
+    "ServedQueue",
+    "WorkerRecord",
+    "check_queue_settings",
+    "is_count",
+]
 
 
 @dataclass(frozen=True, slots=True)

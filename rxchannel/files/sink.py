@@ -151,8 +151,31 @@ class FileSink:
                 chunks.append(await self._check(item if isinstance(item, Payload) else Payload(bytes(item)), chunks))
         finally:
             if chunks:
-                await asyncio.to_thread(_write_and_hash, self._handle, self._digest, chunks)
-                self.written += sum(map(len, chunks))
+                await self._write(chunks)
+
+    async def _write(self, chunks: list[bytes]) -> None:
+        """Write and hash ``chunks`` in a worker thread, counted chunk by chunk.
+
+        A cancelled caller still waits for the thread to finish (then the cancellation goes
+        on): otherwise :meth:`abort` would close the handle under a thread still writing to
+        it, and ``written`` would not match the part. A chunk that fails to write is not
+        counted, the ones before it are.
+        """
+        handle = self._handle
+        assert handle is not None
+        wrote = [0]
+        writing = asyncio.ensure_future(asyncio.to_thread(_write_and_hash, handle, self._digest, chunks, wrote))
+        try:
+            await asyncio.shield(writing)
+        except asyncio.CancelledError:
+            while not writing.done():
+                with contextlib.suppress(asyncio.CancelledError):
+                    await asyncio.wait({writing})
+            if not writing.cancelled():
+                writing.exception()  # retrieved: the cancellation is what the caller sees
+            raise
+        finally:
+            self.written += wrote[0]
 
     async def _check(self, item: Payload, before: list[bytes]) -> bytes:
         """``item``'s data once its metadata and size are checked (``before``: the data
@@ -318,8 +341,10 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def _write_and_hash(handle: BinaryIO, digest: Any, chunks: list[bytes]) -> None:
-    """Write chunks and hash them, in a worker thread (hashlib releases the GIL: the loop goes on)."""
+def _write_and_hash(handle: BinaryIO, digest: Any, chunks: list[bytes], wrote: list[int]) -> None:
+    """Write chunks and hash them, in a worker thread (hashlib releases the GIL: the loop goes
+    on); ``wrote[0]`` counts the bytes written and hashed so far."""
     for data in chunks:
         handle.write(data)
         digest.update(data)
+        wrote[0] += len(data)

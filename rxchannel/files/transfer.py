@@ -8,7 +8,7 @@ import os
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypedDict, Unpack
+from typing import Any, TypedDict
 
 from rxchannel.core import JOINED_LATE, LAGGED, MetadataError, RemoteError
 from rxchannel.runtime import Payload, Peer, RemoteStream
@@ -70,7 +70,9 @@ class TransferResult:
         return self.received / self.seconds / 1e6 if self.seconds > 0 else 0.0
 
 
-Progress = Callable[[int, int | None, int], None]  # (bytes so far, total or None, items in flight)
+#: (bytes so far, total or None, items in flight); told after each trip to the disk (one to
+#: four items: what had arrived), so count bytes, not calls
+Progress = Callable[[int, int | None, int], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -316,7 +318,15 @@ class _EachFile(TypedDict, total=False):
 
 
 async def fetch_directory(
-    peer: Peer, remote_dir: str, out: str | os.PathLike[str], *, overwrite: bool = False, **each: Unpack[_EachFile]
+    peer: Peer,
+    remote_dir: str,
+    out: str | os.PathLike[str],
+    *,
+    window: Any = None,
+    resume: bool = True,
+    overwrite: bool = False,
+    max_size: int | None = None,
+    progress: Progress | None = None,
 ) -> DirectoryResult:
     """Fetch every file under ``remote_dir`` into the directory ``out``, each one verified.
 
@@ -365,6 +375,7 @@ async def fetch_directory(
         raise TargetExistsError(
             f"{len(conflicts)} file(s) already here differ from the hub's: {shown}; nothing was fetched"
         )
+    each = _EachFile(window=window, resume=resume, max_size=max_size, progress=progress)
     fetched = [await fetch_file(peer, entry.path, local, overwrite=overwrite, **each) for entry, local in todo]
     return DirectoryResult(root, fetched, unchanged, listing.skipped)
 
@@ -394,7 +405,8 @@ _WRITE_BATCH = 4
 async def _receive(
     stream: RemoteStream, sink: FileSink, progress: Progress | None, *, shared: bool = False
 ) -> str | None:
-    """Write a stream's items to ``sink``, acknowledging each once written.
+    """Write a stream's items to ``sink``, acknowledging items only once they are written
+    (up to :data:`_WRITE_BATCH` that had arrived go in one trip).
 
     Returns:
         None when the stream completed; for a shared read the hub ended early (this worker

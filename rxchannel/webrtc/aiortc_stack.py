@@ -102,7 +102,7 @@ class AiortcPeer(W3cPeer):
 
 class AiortcStack(PeerStack):
     name = "aiortc"
-    peer = AiortcPeer
+    connection_class = AiortcPeer
 
 
 STACK = AiortcStack()

@@ -470,7 +470,7 @@ class NativePeer(W3cPeer):
 
 class NativeStack(PeerStack):
     name = "native"
-    peer = NativePeer
+    connection_class = NativePeer
 
 
 STACK = NativeStack()

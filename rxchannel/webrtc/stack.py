@@ -203,13 +203,13 @@ class Stack(Protocol):
 
 
 class PeerStack:
-    """A :class:`Stack` whose peer connections are made by ``peer(ice_servers)`` (its class)."""
+    """A :class:`Stack` whose peer connections are made by ``connection_class(ice_servers)``."""
 
     name: str
-    peer: Callable[[Sequence[IceServer]], PeerConnection]
+    connection_class: Callable[[Sequence[IceServer]], PeerConnection]
 
     def new_peer_connection(self, ice_servers: Sequence[IceServer]) -> PeerConnection:
-        return self.peer(ice_servers)
+        return self.connection_class(ice_servers)
 
 
 #: Stack name -> (module, what it is, the package that provides it).

@@ -269,6 +269,20 @@ def test_nothing_but_resume_goes_out_until_resume_ok() -> None:
     assert any(isinstance(e, RequestReceived) and e.stream_id == sid for e in wire.server_events)
 
 
+def test_dropping_resumption_right_after_a_resume_still_sends_its_resume_ok_and_retransmissions() -> None:
+    wire = opened()
+    wire.cut()
+    wire.client.start_resume(0.0)
+    (resume,) = wire.client.frames_to_send()
+    fresh = Conn(Role.SERVER, SERVER, now=0.0)
+    fresh.receive(resume, 0.0)
+    (event,) = fresh.events()
+    assert wire.server.accept_resume(event.frame, 0.0) is None  # RESUME_OK queued ahead of everything
+    assert wire.server.drop_resumption()  # e.g. the runtime gave up on a peer that never acknowledges
+    sent = [decode_frame(f) for f in wire.server.frames_to_send()]
+    assert sent and isinstance(sent[0], ResumeOkFrame), "the RESUME_OK still goes out, first"
+
+
 # ------------------------------------------------------------------ refusals
 
 

@@ -263,12 +263,12 @@ async def test_a_worker_behind_writes_what_arrived_in_one_trip_and_acks_only_wha
     trips: list[int] = []
     ahead: list[int] = []  # chunks the hub has read beyond those on the worker's disk
 
-    def slow_disk(handle: object, digest: object, chunks: list[bytes]) -> None:
+    def slow_disk(handle: object, digest: object, chunks: list[bytes], wrote: list[int]) -> None:
         time.sleep(0.01)  # the hub goes on reading meanwhile, as far as the credit lets it
         for source in hub.sources:
             ahead.append(-(-source.read_offset // CHUNK) - sum(trips))
         trips.append(len(chunks))
-        real(handle, digest, chunks)  # type: ignore[arg-type]
+        real(handle, digest, chunks, wrote)  # type: ignore[arg-type]
 
     monkeypatch.setattr(sink_module, "_write_and_hash", slow_disk)
     window = 4
@@ -300,6 +300,38 @@ async def test_write_many_writes_the_items_before_a_refused_one_and_not_it(tmp_p
     assert sink.written == 4  # "abc" and "d" are on disk; "ef" was refused, "g" never looked at
     await sink.abort()
     assert (tmp_path / "y.bin.corrupt").read_bytes() == b"abcd"
+
+
+async def test_a_write_cancelled_mid_trip_waits_for_its_thread_and_counts_what_is_on_disk(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Cancelling a fetch while its disk thread writes: the thread finishes before the cancel goes
+    on, so the part that abort() keeps holds exactly the bytes the sink counted."""
+    import time
+
+    import rxchannel.files.sink as sink_module
+    from rxchannel.core import request_metadata
+
+    real = sink_module._write_and_hash
+
+    def slow_disk(handle: object, digest: object, chunks: list[bytes], wrote: list[int]) -> None:
+        for chunk in chunks:
+            time.sleep(0.03)
+            real(handle, digest, [chunk], wrote)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(sink_module, "_write_and_hash", slow_disk)
+    sink = FileSink(tmp_path / "x.bin")
+    await sink.open()
+    items = [rx.Payload(b"a" * 10, request_metadata(None, {"size": 40, "offset": 0}))]
+    items += [rx.Payload(bytes([98 + i]) * 10) for i in range(3)]
+    writing = asyncio.ensure_future(sink.write_many(items))
+    await asyncio.sleep(0.04)  # mid-trip: the first chunk is written, the second is being written
+    writing.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await writing
+    assert sink.written == 40, "the thread finished its trip before the cancellation went on"
+    kept = await sink.abort()
+    assert kept is not None and kept.read_bytes() == b"a" * 10 + b"b" * 10 + b"c" * 10 + b"d" * 10
 
 
 def test_symlinked_root_and_inbox_are_resolved(tmp_path: Path) -> None:

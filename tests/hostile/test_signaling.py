@@ -29,7 +29,7 @@ from rxchannel.webrtc.offers import OfferRefusedError, RequestAuth, sign_request
 from rxchannel.webrtc.options import WebRtcOptions
 from rxchannel.webrtc.signaling import WebRtcListener
 from tests.hostile.flood import aiortc_offer
-from tests.support import eventually, fetch_verified, make_file
+from tests.support import eventually, fetch_and_compare, make_file
 
 ATTACKER = "127.0.0.2"
 SECRET = "hub-secret"
@@ -49,7 +49,7 @@ class Lab:
         """Fetch over WebRTC from 127.0.0.1 and check the file; raises if anything is off."""
         options = TransportOptions(secret=self.secret, webrtc=WebRtcOptions(via="webrtc"))
         peer = await rx.connect(self.server.url, options=options, config=with_secret(None, self.secret, server=False))
-        await fetch_verified(peer, name, self.root, self.tmp)
+        await fetch_and_compare(peer, name, self.root, self.tmp)
 
     async def attack(self, requests: list[tuple[str, bytes, dict[str, str]]]) -> list[tuple[int, str]]:
         """Send (path, body, headers) requests at once from 127.0.0.2; returns (status, error) per request."""

@@ -30,7 +30,7 @@ from rxchannel.webrtc.rendezvous import (
     serve_rendezvous,
 )
 from rxchannel.webrtc.signaling import WebRtcListener
-from tests.support import fetch_verified, make_file
+from tests.support import fetch_and_compare, make_file
 
 SECRET = "rendezvous-secret"
 
@@ -52,7 +52,7 @@ class Meeting:
         """Fetch ``name`` through the rendezvous and verify it; returns the (closed) peer."""
         options = TransportOptions(webrtc=WebRtcOptions(via=via))
         peer = await rx.connect(self.url, options=options)
-        await fetch_verified(peer, name, self.root, self.tmp)
+        await fetch_and_compare(peer, name, self.root, self.tmp)
         return peer
 
 

@@ -90,7 +90,8 @@ def _rules(table: str) -> dict[str, Rule]:
             rows[-1][2] += " " + line.strip()
         else:
             row = _ROW.fullmatch(line)
-            assert row is not None, line
+            if row is None:
+                raise ValueError(f"a rule line is not 'id  KEYWORD  text': {line!r}")
             rows.append(list(row.groups()))
     return {id: Rule(id, keyword, text) for id, keyword, text in rows}
 

@@ -350,13 +350,14 @@ class _SinkSubscriber:
         # its imperative contract); a subscriber drops one still on its way (§2.8)
 
     def on_error(self, error: BaseException) -> None:
-        self._end(error)
+        # on_error(None) breaks §2.13; it must still fail the stream, never complete it
+        self._end(error if error is not None else RxChannelError("on_error(None)"))
 
     def on_complete(self) -> None:
         self._end(None)
 
     def _end(self, error: BaseException | None) -> None:
-        """Pass the end on (``None``: on_complete); the sink is ours to end from now on."""
+        """Pass the end on (``None``: on_complete, only); the sink is ours to end from now on."""
         self._ended = True
         if self._rx is not None and error is None:
             self._rx.on_completed()
