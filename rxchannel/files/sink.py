@@ -131,12 +131,9 @@ class FileSink:
         await self.write_many((item,))
 
     async def write_many(self, items: Sequence[Payload | bytes]) -> None:
-        """Append items in order, in one trip to the disk thread.
-
-        A receiver that fell behind writes what it has in one hop instead of one hop per
-        item (``benchmarks/paths.py``: up to +10 % on the native stack, where the receiving side
-        is the slower half). The items before one that is refused are written; the refused
-        one and those after it are not.
+        """Append items in order, in one trip to the disk thread (for a receiver that has several
+        at hand). The items before one that is refused are written; the refused one and those
+        after it are not.
 
         Raises:
             IntegrityError: the sender's framing is inconsistent (the part will be set

@@ -70,9 +70,7 @@ class TransferResult:
         return self.received / self.seconds / 1e6 if self.seconds > 0 else 0.0
 
 
-#: (bytes so far, total or None, items in flight); told after each trip to the disk (one to
-#: four items: what had arrived), so count bytes, not calls
-Progress = Callable[[int, int | None, int], None]
+Progress = Callable[[int, int | None, int], None]  # (bytes so far, total or None, items in flight)
 
 
 @dataclass(frozen=True, slots=True)
@@ -395,18 +393,15 @@ async def _same_as_remote(peer: Peer, entry: RemoteFile, local: Path) -> bool:
         await stream.aclose()
 
 
-#: items written in one trip to the disk thread at most: enough to halve the hops of a
-#: receiver that fell behind, few enough that fetches sharing a process's disk threads stay
-#: fair (tests/runtime/test_load.py: with 8, one of 20 fetches finished when the others
-#: had moved half; with 4, three quarters)
-_WRITE_BATCH = 4
-
-
 async def _receive(
     stream: RemoteStream, sink: FileSink, progress: Progress | None, *, shared: bool = False
 ) -> str | None:
-    """Write a stream's items to ``sink``, acknowledging items only once they are written
-    (up to :data:`_WRITE_BATCH` that had arrived go in one trip).
+    """Write a stream's items to ``sink``, acknowledging each once written.
+
+    One item per trip to the disk thread: writing the items that had arrived together
+    (tried, up to 4 and 8 per trip) made fetches sharing a process's disk threads unfair
+    (tests/runtime/test_load.py: the first of 20 finished when the others had written 44-64 %
+    of theirs instead of 76-86 %) for a gain seen only in pinned A/B pairs (docs/benchmarks.md).
 
     Returns:
         None when the stream completed; for a shared read the hub ended early (this worker
@@ -414,12 +409,8 @@ async def _receive(
     """
     try:
         async for item in stream:
-            # what else has arrived goes to the disk in the same trip, and is acknowledged with it
-            batch = [item]
-            while stream.buffered and len(batch) < _WRITE_BATCH:
-                batch.append(await stream.next())
-            await sink.write_many(batch)
-            stream.ack(len(batch))
+            await sink.write(item)
+            stream.ack()
             if progress is not None:
                 progress(sink.offset + sink.written, sink.expected_size, stream.in_flight)
     except RemoteError as exc:
