@@ -8,7 +8,7 @@ import os
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypedDict
+from typing import Any, TypedDict, Unpack
 
 from rxchannel.core import JOINED_LATE, LAGGED, MetadataError, RemoteError
 from rxchannel.runtime import Payload, Peer, RemoteStream
@@ -316,23 +316,16 @@ class _EachFile(TypedDict, total=False):
 
 
 async def fetch_directory(
-    peer: Peer,
-    remote_dir: str,
-    out: str | os.PathLike[str],
-    *,
-    window: Any = None,
-    resume: bool = True,
-    overwrite: bool = False,
-    max_size: int | None = None,
-    progress: Progress | None = None,
+    peer: Peer, remote_dir: str, out: str | os.PathLike[str], *, overwrite: bool = False, **each: Unpack[_EachFile]
 ) -> DirectoryResult:
     """Fetch every file under ``remote_dir`` into the directory ``out``, each one verified.
 
     ``remote_dir`` ``""`` (or ``"/"``, ``"."``) is the hub's whole share.
 
     Each file is fetched as by :func:`fetch_file`, with the ``window``, ``resume``,
-    ``max_size`` and ``progress`` given here (so an interrupted directory fetch
-    resumes file by file when run again). A file already in ``out`` is compared with the
+    ``max_size`` and ``progress`` given here, with :func:`fetch_file`'s defaults (so an
+    interrupted directory fetch resumes file by file when run again); any other keyword is
+    a TypeError at the call. A file already in ``out`` is compared with the
     hub's by digest without transferring it (the hub hashes its copy): the same content
     is kept as is (``unchanged``); a different one is a conflict, and conflicts are
     refused before anything is fetched unless ``overwrite``. Names the hub lists are
@@ -343,6 +336,9 @@ async def fetch_directory(
         IntegrityError: the listing names a path outside ``remote_dir`` or ``out``.
         RemoteError / ConnectionLostError / ...: as :func:`fetch_file`.
     """
+    unknown = each.keys() - _EachFile.__annotations__.keys()
+    if unknown:
+        raise TypeError(f"fetch_directory() got unexpected keyword argument(s): {', '.join(sorted(unknown))}")
     # "", "/", "." and "./" are the whole share (every file the hub lists)
     prefix = "" if remote_dir.strip("/") in ("", ".") else remote_dir.rstrip("/") + "/"
     root = Path(out)
@@ -373,7 +369,6 @@ async def fetch_directory(
         raise TargetExistsError(
             f"{len(conflicts)} file(s) already here differ from the hub's: {shown}; nothing was fetched"
         )
-    each = _EachFile(window=window, resume=resume, max_size=max_size, progress=progress)
     fetched = [await fetch_file(peer, entry.path, local, overwrite=overwrite, **each) for entry, local in todo]
     return DirectoryResult(root, fetched, unchanged, listing.skipped)
 

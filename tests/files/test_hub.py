@@ -225,6 +225,21 @@ async def test_demand_reaches_the_disk_with_a_slow_worker(hub_and_client: tuple[
     assert checks >= 10
 
 
+async def test_a_directory_fetch_passes_its_options_to_each_file_and_refuses_unknown_ones(
+    hub_and_client: tuple[Hub, Peer, Peer], root: Path, tmp_path: Path
+) -> None:
+    from rxchannel.files import fetch_directory
+
+    hub, client, server = hub_and_client
+    with pytest.raises(TypeError, match=r"unexpected keyword argument\(s\): windw"):
+        await fetch_directory(client, "sub", tmp_path / "d", windw=8)  # type: ignore[call-arg]
+    assert not (tmp_path / "d").exists(), "refused at the call, before anything is fetched"
+    seen: list[int] = []
+    result = await fetch_directory(client, "sub", tmp_path / "d", window=2, progress=lambda done, *_: seen.append(done))
+    assert (tmp_path / "d" / "nested.txt").read_bytes() == (root / "sub" / "nested.txt").read_bytes()
+    assert seen and seen[-1] == 5_000 and len(result.fetched) == 1
+
+
 async def test_fetch_refused_and_missing_files_leave_nothing_behind(
     hub_and_client: tuple[Hub, Peer, Peer], tmp_path: Path
 ) -> None:
