@@ -12,6 +12,7 @@ import os
 from importlib.metadata import PackageNotFoundError, version
 from typing import NoReturn
 
+from rxchannel.files import FETCH_WINDOW
 from rxchannel.hub.limits import HUB_CONNECTION, HubLimits
 from rxchannel.transports import KINDS, ListenLimits, kind_of
 
@@ -287,7 +288,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="a directory with no files on the hub is a success (without it, fetching nothing exits 2)",
     )
     fetch.add_argument(
-        "--window", type=_window, default=32, help="chunks in flight: a number, or 'auto' to adapt (default 32)"
+        "--window",
+        type=_window,
+        default=FETCH_WINDOW,
+        help=f"chunks in flight: a number, or 'auto' to adapt (default {FETCH_WINDOW}: 8 MiB)",
     )
     fetch.add_argument("--no-resume", action="store_true", help="start over instead of resuming from OUT.part")
     fetch.add_argument(
@@ -393,7 +397,9 @@ def build_parser() -> argparse.ArgumentParser:
         "print throughput, memory and the verified digest.",
     )
     demo.add_argument("--size", type=SIZE, default=32 << 20, help="size of the generated file (default 32MiB)")
-    demo.add_argument("--window", type=_window, default=32, help="chunks in flight, or 'auto' (default 32)")
+    demo.add_argument(
+        "--window", type=_window, default=FETCH_WINDOW, help=f"chunks in flight, or 'auto' (default {FETCH_WINDOW})"
+    )
     demo.add_argument(
         "--transport", choices=TRANSPORTS, default="webrtc", help="the transport between them (default webrtc)"
     )

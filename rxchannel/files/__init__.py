@@ -14,7 +14,7 @@ The hub that serves files is :mod:`rxchannel.hub`, one room up.
 
 from __future__ import annotations
 
-from ._common import CHUNK_SIZE, IntegrityError, sha256_file
+from ._common import CHUNK_SIZE, FETCH_WINDOW, IntegrityError, sha256_file
 from .chunks import ChunkMismatchError, ChunkSink
 from .manifest import Manifest, ManifestCache, compute_manifest
 from .sandbox import PathRefusedError, resolve_inside
@@ -38,6 +38,7 @@ __all__ = [
     "ChunkMismatchError",
     "ChunkSink",
     "DirectoryResult",
+    "FETCH_WINDOW",
     "FILE_CHANGED",
     "FileBusyError",
     "FileChangedError",

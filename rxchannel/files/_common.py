@@ -9,10 +9,16 @@ from typing import Any, BinaryIO
 from rxchannel.core import RxChannelError, parse_request_metadata
 from rxchannel.runtime import Payload
 
-__all__ = ["CHUNK_SIZE", "HASH_BLOCK", "IntegrityError", "hash_prefix", "item_info", "sha256_file"]
+__all__ = ["CHUNK_SIZE", "FETCH_WINDOW", "HASH_BLOCK", "IntegrityError", "hash_prefix", "item_info", "sha256_file"]
 
 #: Default chunk: 64 KiB of data per item.
 CHUNK_SIZE = 64 * 1024
+#: Chunks in flight on a fetch when no window is given: 128 x 64 KiB = 8 MiB, what a worker
+#: holds at most when its disk is the slowest stage. Smaller windows leave a direct (TCP)
+#: path idle between grants: the kernel's own socket buffers hold several MiB, and a
+#: window below them makes the connection application-limited, which BBR answers by
+#: pacing the next burst (docs/benchmarks.md, "The window on a direct path").
+FETCH_WINDOW = 128
 HASH_BLOCK = 1 << 20
 
 

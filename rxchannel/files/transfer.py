@@ -13,7 +13,7 @@ from typing import Any, TypedDict, Unpack
 from rxchannel.core import JOINED_LATE, LAGGED, MetadataError, RemoteError
 from rxchannel.runtime import Payload, Peer, RemoteStream
 
-from ._common import CHUNK_SIZE, IntegrityError, item_info, sha256_file
+from ._common import CHUNK_SIZE, FETCH_WINDOW, IntegrityError, item_info, sha256_file
 from .protocol import FileRequest, announced_digest
 from .sandbox import PathRefusedError, resolve_inside
 from .sink import FileSink, TargetExistsError
@@ -141,6 +141,10 @@ async def fetch_file(
     pace. ``max_size`` caps what the hub can make us write (a hub announcing 2^60 bytes,
     or none, is stopped there).
 
+    ``window`` is the chunks in flight: a number, ``"auto"`` or a replenish policy;
+    ``None`` is :data:`FETCH_WINDOW` (8 MiB) from one source, ``"auto"`` per source from
+    several.
+
     ``shared=True`` joins the hub's shared read of the file (``share/<path>``: one read
     for the workers that ask together); if the hub says this worker came late, or
     detaches it for holding the others back, the rest comes from ``files/<path>`` from
@@ -196,6 +200,7 @@ async def fetch_file(
             seconds=loop.time() - start,
             sources=tuple(reports),
         )
+    window = FETCH_WINDOW if window is None else window
     sink = FileSink(out, **kept)
     offset = await sink.open()
     start = loop.time()
