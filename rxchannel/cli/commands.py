@@ -40,7 +40,7 @@ from rxchannel.webrtc.rendezvous import RendezvousLink
 
 from .endpoints import endpoint_limits
 from .errors import NothingToFetchError, UsageError, cannot_listen, printable
-from .ice import options_from
+from .ice import agree_on_path, options_from
 from .jetstream import attach_jetstream
 from .logs import configure_logging
 from .outputs import (
@@ -96,9 +96,11 @@ async def _connect(args: argparse.Namespace) -> Peer:
     """Dial the hub; the session is resumable unless --no-session-resume (a hub that does
     not resume sessions gets a plain connection, with one warning)."""
     resume = None if args.no_session_resume else args.resume_timeout
-    return await connect(
+    peer = await connect(
         args.url, config=_config(args, server=False), options=options_from(args), resume_timeout=resume
     )
+    await agree_on_path(peer)
+    return peer
 
 
 def route_of(peer: Peer) -> dict[str, str | None]:

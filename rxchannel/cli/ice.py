@@ -1,4 +1,4 @@
-"""ICE, TURN and signaling options of ``serve``, ``fetch`` and ``send``
+"""ICE, TURN and signaling options of ``serve``, ``fetch`` and ``send``, and the path a dial reports
 (names: docs/architecture.md, "URLs and exit codes").
 
 The parser only calls :func:`add_ice_options`; the commands build their
@@ -15,9 +15,13 @@ limits of issue 11 (cases 7 and 8).
 from __future__ import annotations
 
 import argparse
+import asyncio
+import json
 import os
 from typing import Any
 
+from rxchannel.core import RxChannelError
+from rxchannel.runtime import Peer
 from rxchannel.transports import TransportOptions
 from rxchannel.webrtc.ice import (
     IceServer,
@@ -28,11 +32,11 @@ from rxchannel.webrtc.ice import (
     parse_port_range,
 )
 from rxchannel.webrtc.options import VIAS, WebRtcOptions
-from rxchannel.webrtc.stack import STACKS, default_stack
+from rxchannel.webrtc.stack import STACKS, default_stack, either_path
 
 from .values import count, positive_float, seconds
 
-__all__ = ["add_ice_options", "add_path_options", "options_from"]
+__all__ = ["add_ice_options", "add_path_options", "agree_on_path", "options_from"]
 
 _DEFAULTS = SignalingLimits()
 
@@ -207,3 +211,18 @@ def options_from(args: argparse.Namespace, **extra: Any) -> TransportOptions:
     fields["webrtc"] = WebRtcOptions(**webrtc)
     fields.update(extra)
     return TransportOptions(**fields)
+
+
+async def agree_on_path(peer: Peer, *, timeout: float = 5.0) -> None:
+    """Over WebRTC, ask the hub which path it sees (route ``path``) and report the wider of
+    the two views: a libwebrtc worker relayed through the hub's TURN allocation sees only its
+    own host candidate. A hub without the route, or slow to answer, leaves our view as it is."""
+    ours = peer.transport.path
+    if not ours.startswith("webrtc") or ours == "webrtc-relay":
+        return
+    try:
+        reply = await asyncio.wait_for(peer.request_response("path"), timeout)
+        theirs = json.loads(reply.data).get("path")
+    except (RxChannelError, TimeoutError, ValueError, AttributeError):
+        return
+    peer.transport.path = either_path(ours, theirs)

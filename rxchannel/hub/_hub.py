@@ -7,6 +7,7 @@ transport, sandboxed to one root.
 | ``manifest/<path>``  | request-response | the file's manifest (a digest per chunk, :mod:`rxchannel.files.manifest`) |
 | ``share/<path>``     | request-stream   | the same chunks from one read shared by the workers that ask together |
 | ``files``            | request-response | JSON list of ``{"path", "size"}``; ``{"prefix", "cursor", "limit"}`` |
+| ``path``             | request-response | ``{"path"}``: the path this connection takes as the hub sees it |
 | ``buffers/<path>``   | request-response | the whole file as one payload, up to ``max_buffer`` bytes |
 | ``push/<path>``      | request-channel  | the requester streams a file into the inbox; receipt back |
 | ``endpoints/<n>/<path>`` | stream, response, channel | an HTTP request to a configured upstream (:mod:`.endpoints`) |
@@ -168,6 +169,7 @@ class Hub:
         self.router.stream("files/")(self.stream_file)
         self.router.stream("share/")(self.share_file)
         self.router.response("files")(self.list_files)
+        self.router.response("path")(self.path_seen)
         self.router.response("buffers/")(self.buffer)
         #: manifests computed once per file version (route ``manifest/``, announced by ``files/``)
         self.manifests = ManifestCache(base=limits.chunk_size)
@@ -330,6 +332,12 @@ class Hub:
         ticket.idle = held.idle
         request.on_finish(ticket.leave)
         return held
+
+    async def path_seen(self, request: Request) -> Payload:
+        """The path of the requester's connection as this side sees it: a libwebrtc peer knows
+        only its own end of the selected candidate pair, so a worker relayed through the hub's
+        TURN allocation sees ``webrtc-host`` where the hub sees ``webrtc-relay``."""
+        return Payload(json.dumps({"path": request.path}).encode())
 
     async def list_files(self, request: Request) -> Payload:
         """A page of the listing; its metadata's JSON entry has ``next`` when more remain."""

@@ -115,7 +115,7 @@ class Peer:
             writable=self._writable,
             drain=self._wait_writable,
             spawn=self._spawn,
-            remote=lambda: self.transport.remote,
+            transport=lambda: self.transport,
         )
         self._requests = Requests(self._streams)
         self._responses = Responses(self._streams, self)

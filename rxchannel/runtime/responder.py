@@ -57,6 +57,7 @@ class Responses:
             metadata=ev.metadata,
             peer=peer,  # the handler makes requests back through it
             remote=streams.remote,
+            path=streams.path,
             initial_n=ev.initial_n,
         )
         if kind in (Interaction.STREAM, Interaction.CHANNEL):

@@ -100,6 +100,8 @@ class Request:
         data: the request payload's data.
         peer: the peer that made the request (to make requests back).
         remote: its address as the transport knows it (``host:port``), for logs.
+        path: the path its bytes take as this side sees it (``direct``, ``webrtc-host``,
+            ``webrtc-srflx``, ``webrtc-relay``: ``Transport.path``).
         inbound: for a channel, the requester's items (pulled with the route's window).
     """
 
@@ -112,6 +114,8 @@ class Request:
     peer: Requester = field(repr=False)
     #: who made the request (the transport's remote address), for logs
     remote: str = "?"
+    #: the path the request came by (the transport's ``path``)
+    path: str = "direct"
     initial_n: int = 0
     inbound: RemoteStream | None = field(default=None, repr=False)
     _on_finish: list[Callable[[], object]] = field(default_factory=list, repr=False)

@@ -22,6 +22,7 @@ from rxchannel.core import (
     StreamCancelled,
     StreamErrored,
 )
+from rxchannel.transports import Transport
 
 from .router import error_for
 from .sink import RemoteSink
@@ -41,7 +42,7 @@ class OpenStreams:
 
     __slots__ = (
         "_call_soon",
-        "_remote",
+        "_transport",
         "_writable",
         "connection",
         "drain",
@@ -63,9 +64,9 @@ class OpenStreams:
         writable: Callable[[], bool],
         drain: Callable[[], Coroutine[Any, Any, None]],
         spawn: Callable[[Coroutine[Any, Any, Any]], asyncio.Task[Any]],
-        remote: Callable[[], str],
+        transport: Callable[[], Transport],
     ):
-        """``remote``: the transport's address now (a resumed session's transport changes)."""
+        """``transport``: the peer's transport now (a resumed session's transport changes)."""
         self.connection = connection
         # the peer's own bound methods: an adapter calls them once per item
         self.flush = flush
@@ -76,7 +77,7 @@ class OpenStreams:
         #: runs a coroutine as one of the peer's tasks (cancelled when the connection closes)
         self.spawn = spawn
         self._writable = writable
-        self._remote = remote
+        self._transport = transport
         self.inbound: dict[int, RemoteStream] = {}
         self.outbound: dict[int, RemoteSink] = {}
 
@@ -87,7 +88,12 @@ class OpenStreams:
     @property
     def remote(self) -> str:
         """The transport's remote address, for logs and error messages."""
-        return self._remote()
+        return self._transport().remote
+
+    @property
+    def path(self) -> str:
+        """The path the transport's bytes take (``direct``, ``webrtc-relay``, ...)."""
+        return self._transport().path
 
     def start(self, sid: int, work: Work) -> None:
         """Run ``work`` as the task that sends our outbound half of ``sid`` (through the sink it is given)."""
@@ -96,7 +102,7 @@ class OpenStreams:
 
     def fail(self, sid: int, exc: BaseException, route: str | None) -> None:
         """End ``sid`` with the ERROR the peer sees for ``exc`` (if the stream can still be ended)."""
-        code, message = error_for(exc, route, remote=self._remote())
+        code, message = error_for(exc, route, remote=self.remote)
         if not self.connection.closed and self.connection.send_error(sid, code, message):
             self.flush()
 

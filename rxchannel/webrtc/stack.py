@@ -34,6 +34,7 @@ from typing import Any, Protocol
 from .ice import IceServer
 
 __all__ = [
+    "PATHS",
     "STACKS",
     "Channel",
     "Gathered",
@@ -42,6 +43,7 @@ __all__ = [
     "Stack",
     "W3cPeer",
     "available_stacks",
+    "either_path",
     "choose_stack",
     "default_stack",
     "get_stack",
@@ -192,6 +194,19 @@ def path_of(pc: PeerConnection) -> str:
     if "srflx" in types:
         return "webrtc-srflx"
     return "webrtc-host"
+
+
+#: The paths from the most direct to the least: two views of one connection agree on the later.
+PATHS = ("direct", "webrtc", "webrtc-host", "webrtc-srflx", "webrtc-relay")
+
+
+def either_path(ours: str, theirs: object) -> str:
+    """One connection's path from both ends' views: a relay on either side makes it relayed
+    (libwebrtc tells each end only its own candidate's type). A view that is not a path
+    name (an older hub, a confused one) changes nothing."""
+    if theirs not in PATHS or ours not in PATHS:
+        return ours
+    return max(ours, str(theirs), key=PATHS.index)
 
 
 class Stack(Protocol):

@@ -48,6 +48,9 @@ async def test_each_stack_serves_and_fetches_from_the_other_verified(
             assert peer.transport.stack == worker_stack and peer.transport.path == "webrtc-host"
             (hub_side,) = server.peers
             assert hub_side.transport.stack == hub_stack
+            # the hub says which path it sees (a libwebrtc end knows only its own candidate)
+            seen = json.loads((await peer.request_response("path")).data)
+            assert seen == {"path": hub_side.transport.path} == {"path": "webrtc-host"}
         finally:
             await peer.close()
     finally:
