@@ -161,7 +161,8 @@ class FileSink:
         handle = self._handle
         assert handle is not None
         wrote = [0]
-        writing = asyncio.ensure_future(asyncio.to_thread(_write_and_hash, handle, self._digest, chunks, wrote))
+        # the executor's future itself (no Task, no copied context): this runs once per chunk
+        writing = asyncio.get_running_loop().run_in_executor(None, _write_and_hash, handle, self._digest, chunks, wrote)
         try:
             await asyncio.shield(writing)
         except asyncio.CancelledError:
