@@ -92,14 +92,19 @@ def _config(args: argparse.Namespace, *, server: bool) -> ConnectionConfig | Non
     return with_secret(config, args.secret, server=server)
 
 
-async def _connect(args: argparse.Namespace) -> Peer:
-    """Dial the hub; the session is resumable unless --no-session-resume (a hub that does
-    not resume sessions gets a plain connection, with one warning)."""
+async def _connect(args: argparse.Namespace, url: str | None = None) -> Peer:
+    """Dial the hub (``url``, else ``args.url``); the session is resumable unless
+    --no-session-resume (a hub that does not resume sessions gets a plain connection, with
+    one warning). Over WebRTC the path reported is the wider of ours and the hub's view."""
     resume = None if args.no_session_resume else args.resume_timeout
     peer = await connect(
-        args.url, config=_config(args, server=False), options=options_from(args), resume_timeout=resume
+        url or args.url, config=_config(args, server=False), options=options_from(args), resume_timeout=resume
     )
-    await agree_on_path(peer)
+    try:
+        await agree_on_path(peer)
+    except BaseException:
+        await peer.close()
+        raise
     return peer
 
 

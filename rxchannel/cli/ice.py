@@ -223,6 +223,6 @@ async def agree_on_path(peer: Peer, *, timeout: float = 5.0) -> None:
     try:
         reply = await asyncio.wait_for(peer.request_response("path"), timeout)
         theirs = json.loads(reply.data).get("path")
-    except (RxChannelError, TimeoutError, ValueError, AttributeError):
-        return
+    except (RxChannelError, TimeoutError, ValueError, AttributeError, RecursionError):
+        return  # only what we report is at stake: never a reason to fail the command
     peer.transport.path = either_path(ours, theirs)

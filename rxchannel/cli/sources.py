@@ -15,20 +15,14 @@ from pathlib import Path
 from typing import Any
 
 from rxchannel.files import TargetExistsError, fetch_file
-from rxchannel.runtime import Peer, connect
+from rxchannel.runtime import Peer
 
-from .commands import _config, _fetch_options, _fetch_progress, _note, _show, _summary, route_of
+from .commands import _connect, _fetch_options, _fetch_progress, _note, _show, _summary, route_of
 from .errors import UsageError, printable
-from .ice import options_from
 from .outputs import check_parents, file_target, is_directory_fetch
 from .units import format_size
 
 __all__ = ["fetch_from_sources"]
-
-
-async def _dial(args: argparse.Namespace, url: str) -> Peer:
-    resume = None if args.no_session_resume else args.resume_timeout
-    return await connect(url, config=_config(args, server=False), options=options_from(args), resume_timeout=resume)
 
 
 async def fetch_from_sources(args: argparse.Namespace) -> int:
@@ -51,7 +45,7 @@ async def fetch_from_sources(args: argparse.Namespace) -> int:
     # a fixed window keeps as much in flight on the slowest link as on the fastest, and what is in
     # flight cannot go to another source: unless told otherwise, each source's window adapts to it
     window = args.window if "--window" in getattr(args, "argv", ()) else "auto"
-    dialed = await asyncio.gather(*(_dial(args, url) for url in urls), return_exceptions=True)
+    dialed = await asyncio.gather(*(_connect(args, url) for url in urls), return_exceptions=True)
     first = dialed[0]
     peers = [p for p in dialed if isinstance(p, Peer)]
     try:
